@@ -1,0 +1,27 @@
+"""workbench: Metaflow-style flows that run on a laptop, in Docker, on AWS Batch or on Kubernetes.
+
+Write a flow with the public API below; run it with ``workbench run flows/my_flow.py``.
+"""
+
+from .decorators import (batch, card, catch, conda, docker, environment, kubernetes, project, pypi, resources,
+                         retry, schedule, secrets, timeout, trigger, trigger_on_finish)
+from .flowspec import FlowSpec, current, step
+from .parameters import IncludeFile, JSONType, Parameter
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the client API pulls in the datastore; load it only when asked for
+    if name in ("Flow", "Run", "Step", "Task", "namespace", "get_namespace"):
+        from . import client
+        return getattr(client, name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+__all__ = [
+    "FlowSpec", "step", "current", "Parameter", "IncludeFile", "JSONType",
+    "resources", "retry", "catch", "timeout", "environment", "batch", "kubernetes", "docker", "card",
+    "conda", "pypi", "secrets", "project", "schedule", "trigger", "trigger_on_finish",
+    "Flow", "Run", "Step", "Task",
+]

@@ -1,0 +1,130 @@
+"""``workbench``: the command line. Thin: it parses arguments, calls the core, renders its events.
+
+Exit codes: 0 success, 1 a step failed (or `check` found errors), 2 bad usage or configuration,
+130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .errors import UsageError, WorkbenchError
+
+
+def _add_flow_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("flow", help="a flow file (flows/x.py, or flows/x.py:ClassName) or a flow's class name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Run Metaflow-style flows locally, in Docker, "
+                                     "on AWS Batch or Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"workbench {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a flow (or one step of a past run with --step)")
+    _add_flow_arg(p)
+    p.add_argument("--backend", choices=["local", "docker", "batch", "kubernetes"],
+                   help="run every step on this backend (overrides decorators and workbench.toml)")
+    p.add_argument("--max-workers", type=int, help="most local/docker tasks at once (default: number of cores)")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report, one test case per task")
+    p.add_argument("--step", help="run only this step, with the inputs it had in a past run")
+    p.add_argument("--from-run", metavar="RUN_ID", help="with --step: the run to take inputs from (default: latest)")
+    p.add_argument("--task", type=int, metavar="INDEX", help="with --step on a foreach step: only this index")
+    for flag in ("cpu", "memory", "gpu", "image", "timeout"):
+        p.add_argument(f"--{flag}", help=f"with --step: {flag} for that step")
+
+    p = sub.add_parser("resume", help="re-run a failed run, reusing every task that succeeded")
+    _add_flow_arg(p)
+    p.add_argument("run_id", nargs="?", help="the run to resume (default: the latest run of the flow)")
+    p.add_argument("--from", dest="from_step", metavar="STEP", help="re-run from this step even if it succeeded")
+    p.add_argument("--backend", choices=["local", "docker", "batch", "kubernetes"])
+    p.add_argument("--max-workers", type=int)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--junit-xml", metavar="PATH")
+
+    p = sub.add_parser("show", help="print a flow's DAG and each step's effective settings")
+    _add_flow_arg(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="the graph and settings as JSON")
+    g.add_argument("--dot", action="store_true", help="the graph in Graphviz dot")
+    p.add_argument("--usage", action="store_true", help="add each step's measured peak memory and CPU from its "
+                   "latest run, with a suggested request")
+
+    p = sub.add_parser("check", help="validate flow files and workbench.toml")
+    p.add_argument("paths", nargs="*", help="flow files or directories (default: the project's flows directory)")
+
+    p = sub.add_parser("runs", help="list past runs")
+    p.add_argument("flow", nargs="?", help="only this flow (a class name or a flow file)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("logs", help="print a task's logs")
+    p.add_argument("pathspec", help="RUN[/STEP[/TASK]] (or FLOW/RUN/...)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines while the task runs")
+    p.add_argument("--attempt", type=int)
+
+    p = sub.add_parser("artifacts", help="list a task's artifacts, or preview one")
+    p.add_argument("pathspec", help="RUN/STEP[/TASK] (or FLOW/RUN/STEP[/TASK])")
+    p.add_argument("name", nargs="?", help="preview this artifact")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("init", help="scaffold a new project (workbench.toml and a first flow)")
+    p.add_argument("dir", nargs="?", default=".")
+
+    p = sub.add_parser("promote", help="move a step to a bigger machine or another backend, in workbench.toml")
+    p.add_argument("step")
+    p.add_argument("--flow", help="the flow (needed when the project has more than one flow with this step)")
+    p.add_argument("--to", dest="backend", choices=["local", "docker", "batch", "kubernetes"])
+    for flag in ("cpu", "memory", "gpu", "image", "timeout", "shared-memory"):
+        p.add_argument(f"--{flag}")
+    p.add_argument("--dry-run", action="store_true", help="print the change without writing it")
+
+    p = sub.add_parser("demote", help="remove a step's overrides from workbench.toml")
+    p.add_argument("step")
+    p.add_argument("--flow")
+    p.add_argument("--dry-run", action="store_true")
+
+    sub.add_parser("tui", help="the terminal workbench")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+    except SystemExit as exc:
+        return 2 if exc.code not in (0, None) else 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra and args.command not in ("run",):
+        print(f"workbench {args.command}: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        return 2
+    try:
+        from . import commands
+        handler = getattr(commands, f"cmd_{args.command}")
+        return handler(args, extra) if args.command == "run" else handler(args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

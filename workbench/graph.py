@@ -1,0 +1,525 @@
+"""The static DAG of a flow, read from the flow file's AST. No user code is imported or run.
+
+``build_graph(path)`` always returns a :class:`FlowGraph`; its ``errors`` list holds every problem
+found (each a :class:`~workbench.errors.FlowError` naming file, line and step). ``load_graph(path)``
+raises the first one. The TUI redraws from ``build_graph`` on every save; the runtime uses
+``load_graph``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from .errors import FlowError
+
+FLOWSPEC_BASES = {"FlowSpec"}
+PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file"}
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A decorator or Parameter argument that is not a literal; its source text is kept for messages."""
+    source: str
+
+    def __repr__(self) -> str:
+        return self.source
+
+
+@dataclass
+class DecoratorSpec:
+    name: str
+    kwargs: dict[str, Any]
+    lineno: int
+    args: tuple = ()
+
+
+@dataclass
+class ParameterSpec:
+    attr: str
+    name: str
+    kind: str  # parameter | include_file
+    default: Any = None
+    type_name: Optional[str] = None
+    help: str = ""
+    required: bool = False
+    lineno: int = 0
+    has_default: bool = False
+    is_text: bool = True
+
+
+@dataclass
+class StepNode:
+    name: str
+    lineno: int
+    num_args: int = 1
+    out: list[str] = field(default_factory=list)
+    foreach_var: Optional[str] = None
+    next_lineno: Optional[int] = None
+    decorators: list[DecoratorSpec] = field(default_factory=list)
+    doc: str = ""
+    kind: str = "linear"  # start | linear | split | foreach | join | end
+    in_steps: list[str] = field(default_factory=list)
+    split_stack: Optional[tuple[str, ...]] = None  # enclosing splits/foreaches, innermost last
+    closes: Optional[str] = None  # for joins: the split or foreach this join closes
+    joined_by: Optional[str] = None  # for splits/foreaches: the join that closes them
+
+    @property
+    def is_join(self) -> bool:
+        return self.kind == "join"
+
+    def decorator(self, name: str) -> Optional[DecoratorSpec]:
+        for deco in self.decorators:
+            if deco.name == name:
+                return deco
+        return None
+
+
+@dataclass
+class FlowGraph:
+    path: str
+    name: Optional[str] = None
+    lineno: int = 0
+    steps: dict[str, StepNode] = field(default_factory=dict)
+    parameters: list[ParameterSpec] = field(default_factory=list)
+    flow_decorators: list[DecoratorSpec] = field(default_factory=list)
+    errors: list[FlowError] = field(default_factory=list)
+    doc: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def __getitem__(self, name: str) -> StepNode:
+        return self.steps[name]
+
+    def __iter__(self) -> Iterator[StepNode]:
+        return iter(self.steps.values())
+
+    def topological(self) -> list[str]:
+        """Steps in an order where every step comes after all of its inputs (start first)."""
+        order, seen = [], set()
+
+        def visit(name: str, stack: tuple) -> None:
+            if name in seen or name in stack or name not in self.steps:
+                return
+            for parent in self.steps[name].in_steps:
+                visit(parent, stack + (name,))
+            seen.add(name)
+            order.append(name)
+
+        for name in self.steps:
+            visit(name, ())
+        return order
+
+    def descendants(self, name: str) -> set[str]:
+        out, todo = set(), [name]
+        while todo:
+            for nxt in self.steps[todo.pop()].out:
+                if nxt in self.steps and nxt not in out:
+                    out.add(nxt)
+                    todo.append(nxt)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "flow": self.name, "path": self.path, "line": self.lineno, "doc": self.doc,
+            "parameters": [
+                {"name": p.name, "attr": p.attr, "kind": p.kind, "type": p.type_name,
+                 "default": _jsonable(p.default), "required": p.required, "help": p.help, "line": p.lineno}
+                for p in self.parameters],
+            "steps": [
+                {"name": s.name, "kind": s.kind, "line": s.lineno, "next": s.out, "foreach": s.foreach_var,
+                 "inputs": s.in_steps, "closes": s.closes, "joined_by": s.joined_by, "doc": s.doc,
+                 "decorators": [{"name": d.name, "args": _jsonable(d.kwargs), "line": d.lineno}
+                                for d in s.decorators]}
+                for s in self.steps.values()],
+            "errors": [str(e) for e in self.errors],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Unresolved):
+        return value.source
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+def split_flow_ref(ref: str) -> tuple[str, Optional[str]]:
+    """``flows/x.py:MyFlow`` -> (``flows/x.py``, ``MyFlow``)."""
+    path, sep, cls = str(ref).rpartition(":")
+    if sep and cls.isidentifier() and path.endswith(".py"):
+        return path, cls
+    return str(ref), None
+
+
+def build_graph(path: str | Path, class_name: Optional[str] = None, source: Optional[str] = None) -> FlowGraph:
+    """Parse and validate a flow file. Never raises for a bad flow: problems land in ``errors``."""
+    path = str(path)
+    if class_name is None:
+        path, class_name = split_flow_ref(path)
+    graph = FlowGraph(path=path)
+    if source is None:
+        try:
+            source = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            graph.errors.append(FlowError("no such flow file", path=path))
+            return graph
+        except (OSError, UnicodeDecodeError) as exc:
+            graph.errors.append(FlowError(f"cannot read flow file: {exc}", path=path))
+            return graph
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        graph.errors.append(FlowError(f"syntax error: {exc.msg}", path=path, line=exc.lineno))
+        return graph
+    _Parser(graph, tree).parse(class_name)
+    if not graph.errors:
+        _validate(graph)
+    return graph
+
+
+def load_graph(path: str | Path, class_name: Optional[str] = None) -> FlowGraph:
+    """Parse and validate a flow file, raising the first :class:`FlowError`."""
+    graph = build_graph(path, class_name)
+    if graph.errors:
+        raise graph.errors[0]
+    return graph
+
+
+def is_flow_file(path: str | Path) -> bool:
+    """Cheap test used when scanning a directory: does the file mention a FlowSpec subclass?"""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "FlowSpec" in text
+
+
+def find_flow_files(directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.rglob("*.py")
+                  if not any(part.startswith((".", "__")) for part in p.relative_to(directory).parts)
+                  and is_flow_file(p))
+
+
+class _Parser:
+    def __init__(self, graph: FlowGraph, tree: ast.Module):
+        self.graph = graph
+        self.tree = tree
+        self.constants: dict[str, Any] = {}
+
+    def error(self, message: str, line: Optional[int]) -> None:
+        self.graph.errors.append(FlowError(message, path=self.graph.path, line=line))
+
+    def parse(self, class_name: Optional[str]) -> None:
+        classes = {}
+        for node in self.tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                try:
+                    self.constants[node.targets[0].id] = ast.literal_eval(node.value)
+                except (ValueError, SyntaxError, TypeError):
+                    pass
+            elif isinstance(node, ast.ClassDef):
+                classes[node.name] = node
+        flows = [c for c in classes.values() if self._is_flow(c, classes, set())]
+        if class_name:
+            chosen = [c for c in flows if c.name == class_name]
+            if not chosen:
+                names = ", ".join(c.name for c in flows) or "none"
+                self.error(f"no FlowSpec class named {class_name} (flows in this file: {names})", None)
+                return
+            cls = chosen[0]
+        else:
+            # A class that other flow classes in the file derive from is a base, not the flow.
+            bases = {b for c in flows for b in _base_names(c)}
+            leaves = [c for c in flows if c.name not in bases]
+            if not flows:
+                self.error("no class deriving from FlowSpec in this file", None)
+                return
+            if len(leaves) > 1:
+                listed = ", ".join(f"{c.name} (line {c.lineno})" for c in leaves)
+                self.error(f"{len(leaves)} FlowSpec classes: {listed}; pick one with "
+                           f"{self.graph.path}:{leaves[0].name}", leaves[1].lineno)
+                return
+            cls = leaves[0]
+        self.graph.name = cls.name
+        self.graph.lineno = cls.lineno
+        self.graph.doc = ast.get_docstring(cls) or ""
+        self.graph.flow_decorators = [d for d in (self._decorator(x) for x in cls.decorator_list) if d]
+        for klass in self._mro(cls, classes):
+            self._read_class_body(klass)
+
+    def _is_flow(self, cls: ast.ClassDef, classes: dict, seen: set) -> bool:
+        for base in _base_names(cls):
+            if base in FLOWSPEC_BASES:
+                return True
+            if base in classes and base not in seen:
+                seen.add(base)
+                if self._is_flow(classes[base], classes, seen):
+                    return True
+        return False
+
+    def _mro(self, cls: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
+        """Base classes defined in this file first, so a subclass's steps override its bases'."""
+        out: list[ast.ClassDef] = []
+        for base in _base_names(cls):
+            if base in classes and classes[base] is not cls:
+                out.extend(k for k in self._mro(classes[base], classes) if k not in out)
+        out.append(cls)
+        return out
+
+    def _read_class_body(self, cls: ast.ClassDef) -> None:
+        for node in cls.body:
+            if isinstance(node, ast.FunctionDef):
+                decos = [self._decorator(d) for d in node.decorator_list]
+                if not any(d and d.name == "step" for d in decos):
+                    continue
+                step = StepNode(name=node.name, lineno=node.lineno,
+                                num_args=len(node.args.args) + len(node.args.posonlyargs),
+                                decorators=[d for d in decos if d and d.name != "step"],
+                                doc=ast.get_docstring(node) or "")
+                self._read_transition(step, node)
+                self.graph.steps.pop(node.name, None)
+                self.graph.steps[node.name] = step
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                kind = PARAMETER_CALLS.get(_call_name(node.value.func) or "")
+                if kind and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    self._read_parameter(node.targets[0].id, kind, node.value)
+
+    def _literal(self, node: ast.AST) -> Any:
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError):
+            pass
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            return self.constants[node.id]
+        return Unresolved(ast.unparse(node))
+
+    def _decorator(self, node: ast.AST) -> Optional[DecoratorSpec]:
+        if isinstance(node, ast.Call):
+            name = _call_name(node.func)
+            if not name:
+                return None
+            kwargs = {kw.arg: self._literal(kw.value) for kw in node.keywords if kw.arg}
+            args = tuple(self._literal(a) for a in node.args)
+            return DecoratorSpec(name=name, kwargs=kwargs, lineno=node.lineno, args=args)
+        name = _call_name(node)
+        return DecoratorSpec(name=name, kwargs={}, lineno=node.lineno) if name else None
+
+    def _read_parameter(self, attr: str, kind: str, call: ast.Call) -> None:
+        kwargs = {kw.arg: kw.value for kw in call.keywords if kw.arg}
+        name_node = call.args[0] if call.args else kwargs.get("name")
+        name = self._literal(name_node) if name_node is not None else attr
+        if not isinstance(name, str):
+            self.error(f"parameter {attr}: its name must be a string literal", call.lineno)
+            return
+        spec = ParameterSpec(attr=attr, name=name, kind=kind, lineno=call.lineno)
+        if "default" in kwargs:
+            spec.default = self._literal(kwargs["default"])
+            spec.has_default = True
+        if "type" in kwargs:
+            t = kwargs["type"]
+            spec.type_name = _call_name(t) or ast.unparse(t)
+        if "help" in kwargs:
+            spec.help = str(self._literal(kwargs["help"]))
+        if "required" in kwargs:
+            spec.required = bool(self._literal(kwargs["required"]))
+        if "is_text" in kwargs:
+            spec.is_text = bool(self._literal(kwargs["is_text"]))
+        self.graph.parameters = [p for p in self.graph.parameters if p.attr != attr] + [spec]
+
+    def _read_transition(self, step: StepNode, func: ast.FunctionDef) -> None:
+        calls = [n for n in ast.walk(func) if isinstance(n, ast.Call) and _is_self_next(n)]
+        tail = func.body[-1] if func.body else None
+        if not (isinstance(tail, ast.Expr) and isinstance(tail.value, ast.Call) and _is_self_next(tail.value)):
+            if calls:
+                self.error(f"step {step.name}: self.next() must be the last line of the step", calls[0].lineno)
+                step.next_lineno = -1  # mark: has a transition, but in the wrong place
+            return
+        call = tail.value
+        step.next_lineno = call.lineno
+        for arg in call.args:
+            if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
+                step.out.append(arg.attr)
+            else:
+                self.error(f"step {step.name}: self.next() takes steps as self.<step>, not {ast.unparse(arg)}",
+                           call.lineno)
+        for kw in call.keywords:
+            if kw.arg == "foreach":
+                value = self._literal(kw.value)
+                if not isinstance(value, str):
+                    self.error(f"step {step.name}: foreach= must name an artifact as a string, "
+                               f"e.g. foreach=\"items\"", call.lineno)
+                else:
+                    step.foreach_var = value
+            elif kw.arg not in ("num_parallel",):
+                self.error(f"step {step.name}: self.next() has no argument {kw.arg}=", call.lineno)
+
+
+def _call_name(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _base_names(cls: ast.ClassDef) -> list[str]:
+    return [n for n in (_call_name(b) for b in cls.bases) if n]
+
+
+def _is_self_next(call: ast.Call) -> bool:
+    f = call.func
+    return isinstance(f, ast.Attribute) and f.attr == "next" and isinstance(f.value, ast.Name) and f.value.id == "self"
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+def _validate(graph: FlowGraph) -> None:
+    steps = graph.steps
+    errors = graph.errors
+
+    def err(message: str, line: Optional[int]) -> None:
+        errors.append(FlowError(message, path=graph.path, line=line))
+
+    if "start" not in steps:
+        err(f"flow {graph.name} has no start step (add a @step named start)", graph.lineno)
+    if "end" not in steps:
+        err(f"flow {graph.name} has no end step (add a @step named end)", graph.lineno)
+    for s in steps.values():
+        line = s.next_lineno if s.next_lineno and s.next_lineno > 0 else s.lineno
+        if s.name == "end":
+            if s.out:
+                err("step end must not call self.next(): the flow finishes there", s.next_lineno)
+        elif s.next_lineno is None:
+            err(f"step {s.name} has no self.next() transition (add self.next(self.<step>) as its last line)",
+                s.lineno)
+        for target in s.out:
+            if target not in steps:
+                err(f"step {s.name} transitions to unknown step {target}", line)
+        if s.foreach_var and len(s.out) != 1:
+            err(f"step {s.name}: a foreach transition takes exactly one step, got {len(s.out)}", line)
+        if s.num_args > 2:
+            err(f"step {s.name} takes {s.num_args - 1} arguments; a step takes none, a join takes inputs",
+                s.lineno)
+        if s.name == "start" and s.num_args > 1:
+            err("step start cannot be a join (it takes no inputs argument)", s.lineno)
+    for p in graph.parameters:
+        if p.name in steps or p.attr in steps:
+            err(f"parameter {p.name} has the same name as a step", p.lineno)
+    if errors:
+        return
+
+    for s in steps.values():
+        for target in s.out:
+            steps[target].in_steps.append(s.name)
+        if s.name == "end":
+            s.kind = "end"
+        elif s.num_args == 2:
+            s.kind = "join"
+        elif s.foreach_var:
+            s.kind = "foreach"
+        elif len(s.out) > 1:
+            s.kind = "split"
+        elif s.name == "start":
+            s.kind = "start"
+        else:
+            s.kind = "linear"
+
+    # cycles: a depth-first walk from start that meets a step already on its path
+    state: dict[str, int] = {}
+
+    def dfs(name: str) -> bool:
+        state[name] = 1
+        for target in steps[name].out:
+            if state.get(target) == 1:
+                node = steps[name]
+                err(f"step {name} transitions back to step {target}, which makes a cycle", node.next_lineno)
+                return False
+            if target not in state and not dfs(target):
+                return False
+        state[name] = 2
+        return True
+
+    if not dfs("start"):
+        return
+    for s in steps.values():
+        if s.name not in state:
+            err(f"step {s.name} is not reachable from start", s.lineno)
+    if errors:
+        return
+
+    # splits and joins: every step gets the stack of splits it is inside; joins close the innermost one
+    for name in graph.topological():
+        s = steps[name]
+        if name == "start":
+            s.split_stack = ()
+        if s.split_stack is None:
+            continue
+        child_stack = s.split_stack + ((name,) if s.kind in ("split", "foreach") else ())
+        line = s.next_lineno or s.lineno
+        for target in s.out:
+            t = steps[target]
+            if t.kind == "join":
+                if not child_stack:
+                    err(f"step {target} is a join (it takes inputs) but no split or foreach comes before it; "
+                        f"drop the inputs argument", t.lineno)
+                    return
+                closes, stack = child_stack[-1], child_stack[:-1]
+                if t.closes is None:
+                    t.closes, t.split_stack = closes, stack
+                elif t.closes != closes:
+                    err(f"join {target} joins steps from two different splits ({t.closes} and {closes})", t.lineno)
+                    return
+            else:
+                if len(t.in_steps) > 1:
+                    err(f"step {target} has {len(t.in_steps)} inputs ({', '.join(t.in_steps)}) but is not a join; "
+                        f"give it an inputs argument: def {target}(self, inputs)", t.lineno)
+                    return
+                if t.split_stack is not None and t.split_stack != child_stack:
+                    err(f"step {target} is reached both inside and outside split {child_stack[-1]}", t.lineno)
+                    return
+                t.split_stack = child_stack
+                if target == "end" and child_stack:
+                    opener = steps[child_stack[-1]]
+                    what = "foreach" if opener.kind == "foreach" else "split"
+                    err(f"step {name} goes to end inside the {what} at step {opener.name}; "
+                        f"join it first with a step that takes inputs", line)
+                    return
+    for s in steps.values():
+        if s.kind == "join" and s.closes:
+            opener = steps[s.closes]
+            if opener.joined_by and opener.joined_by != s.name:
+                err(f"the split at step {opener.name} is joined twice, by {opener.joined_by} and {s.name}", s.lineno)
+                return
+            opener.joined_by = s.name
+    for s in steps.values():
+        if s.kind in ("split", "foreach") and not s.joined_by:
+            what = "foreach" if s.kind == "foreach" else "split"
+            err(f"the {what} at step {s.name} is never joined (add a step that takes inputs)", s.next_lineno)
+    # a join must be reached by every branch of the split it closes
+    for s in steps.values():
+        if s.kind == "join" and s.closes:
+            opener = steps[s.closes]
+            scope = opener.split_stack + (opener.name,)
+            for branch in opener.out:
+                if s.name != branch and s.name not in graph.descendants(branch):
+                    err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}",
+                        s.lineno)
+            inside = [n for n in s.in_steps if steps[n].split_stack is not None
+                      and steps[n].split_stack[:len(scope)] != scope and n != opener.name]
+            if inside:
+                err(f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
+                    f"{opener.name}", s.lineno)

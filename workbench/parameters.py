@@ -1,0 +1,124 @@
+"""Flow parameters: ``alpha = Parameter("alpha", default=0.5, type=float)``.
+
+Values come from the command line as strings and are converted in the runtime (before any task
+starts, so a bad value is a usage error with exit code 2) using the static :class:`ParameterSpec`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import UsageError
+
+
+class JSONType:
+    """``type=JSONType``: the value is parsed as JSON."""
+
+
+class Parameter:
+    """A run parameter. Read it in any step as ``self.<attribute>``; it cannot be assigned."""
+
+    kind = "parameter"
+
+    def __init__(self, name: str, default: Any = None, type: Any = None, help: str = "",
+                 required: bool = False, show_default: bool = True, **kwargs: Any):
+        self.name = name
+        self.default = default
+        self.type = type
+        self.help = help
+        self.required = required
+        self.kwargs = kwargs
+        self._attr: Optional[str] = None
+
+    def __set_name__(self, owner, attr: str) -> None:
+        self._attr = attr
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return obj._wb_artifact(self._attr or self.name)
+
+    def __set__(self, obj, value) -> None:
+        raise AttributeError(f"parameter {self.name} cannot be assigned in a step")
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, default={self.default!r})"
+
+
+class IncludeFile(Parameter):
+    """A parameter whose command-line value is a path; the step sees the file's contents."""
+
+    kind = "include_file"
+
+    def __init__(self, name: str, required: bool = False, help: str = "", is_text: bool = True,
+                 encoding: str = "utf-8", default: Any = None, **kwargs: Any):
+        super().__init__(name, default=default, help=help, required=required, **kwargs)
+        self.is_text = is_text
+        self.encoding = encoding
+
+
+_CONVERTERS = {"str": str, "int": int, "float": float, "JSONType": json.loads, "json": json.loads}
+
+
+def _to_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "y", "on"):
+        return True
+    if low in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(raw)
+
+
+def convert_parameter(spec, raw: Any) -> Any:
+    """Convert a command-line string for the parameter described by ``spec`` (a ParameterSpec)."""
+    if spec.kind == "include_file":
+        path = Path(str(raw))
+        try:
+            return path.read_text(encoding="utf-8") if spec.is_text else path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--{spec.name}: cannot read {raw}: {exc.strerror}") from None
+    if not isinstance(raw, str):
+        return raw
+    type_name = spec.type_name
+    if type_name is None and spec.has_default and spec.default is not None:
+        type_name = type(spec.default).__name__
+    try:
+        if type_name == "bool":
+            return _to_bool(raw)
+        conv = _CONVERTERS.get(type_name or "str")
+        if conv is None:
+            raise UsageError(f"--{spec.name}: parameters of type {type_name} cannot be set from the command line")
+        return conv(raw)
+    except (ValueError, json.JSONDecodeError):
+        want = {"int": "an integer", "float": "a number", "bool": "true or false",
+                "JSONType": "JSON", "json": "JSON"}.get(type_name or "str", type_name)
+        raise UsageError(f"--{spec.name}: {raw!r} is not {want}") from None
+
+
+def resolve_parameters(specs, given: dict[str, Any]) -> dict[str, Any]:
+    """Map each parameter's attribute to its value: the given value converted, else its default."""
+    known = {p.name: p for p in specs}
+    for name in given:
+        if name not in known and name.replace("_", "-") not in known:
+            names = ", ".join(f"--{p.name}" for p in specs) or "none"
+            raise UsageError(f"unknown parameter --{name} (this flow takes: {names})")
+    values = {}
+    for p in specs:
+        raw = given.get(p.name, given.get(p.name.replace("-", "_")))
+        if raw is not None:
+            values[p.attr] = convert_parameter(p, raw)
+        elif p.required:
+            raise UsageError(f"parameter --{p.name} is required")
+        elif p.has_default:
+            from .graph import Unresolved
+            if isinstance(p.default, Unresolved):
+                values[p.attr] = p.default  # resolved inside the start task, where the flow is imported
+            elif p.kind == "include_file" and p.default is not None:
+                values[p.attr] = convert_parameter(p, p.default)
+            else:
+                values[p.attr] = p.default
+        else:
+            values[p.attr] = None
+    return values

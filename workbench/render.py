@@ -1,0 +1,219 @@
+"""Render run events for the headless CLI: a live display on a terminal, plain lines otherwise, JSON
+lines with ``--json``, and a JUnit XML report with ``--junit-xml``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from typing import IO, Optional
+
+from . import events as ev
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def _short_path(pathspec: str) -> str:
+    parts = pathspec.split("/")
+    return "/".join(parts[2:]) if len(parts) == 4 else pathspec
+
+
+class JsonRenderer:
+    def __init__(self, out: IO[str] = sys.stdout):
+        self.out = out
+
+    def __call__(self, event: ev.Event) -> None:
+        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class PlainRenderer:
+    """One timestamped line per event, for CI logs and pipes."""
+
+    def __init__(self, out: IO[str] = sys.stdout, quiet_logs: bool = False):
+        self.out = out
+        self.quiet_logs = quiet_logs
+
+    def line(self, ts: float, text: str) -> None:
+        self.out.write(f"{_clock(ts)} {text}\n")
+        self.out.flush()
+
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            origin = f" (resuming {e.origin_run_id})" if e.origin_run_id else ""
+            self.line(e.ts, f"run {e.flow}/{e.run_id} started{origin}")
+        elif isinstance(e, ev.TaskStarted):
+            retry = f" (attempt {e.attempt + 1})" if e.attempt else ""
+            self.line(e.ts, f"[{_short_path(e.pathspec)}] started on {e.backend}{retry}")
+        elif isinstance(e, ev.TaskCloned):
+            self.line(e.ts, f"[{_short_path(e.pathspec)}] reused from {e.origin_pathspec}")
+        elif isinstance(e, ev.LogLine):
+            if not self.quiet_logs:
+                mark = "!" if e.stream == "stderr" else "|"
+                self.line(e.ts, f"[{_short_path(e.pathspec)}] {mark} {e.text}")
+        elif isinstance(e, ev.TaskRetrying):
+            self.line(e.ts, f"[{_short_path(e.pathspec)}] attempt {e.attempt + 1} failed ({e.reason}); "
+                            f"retrying in {e.delay:g}s")
+        elif isinstance(e, ev.TaskFinished):
+            if e.ok:
+                self.line(e.ts, f"[{_short_path(e.pathspec)}] succeeded in {e.duration:.2f}s")
+            else:
+                self.line(e.ts, f"[{_short_path(e.pathspec)}] {e.status}: {e.reason}")
+        elif isinstance(e, ev.RunWarning):
+            self.line(e.ts, f"warning: {e.message}")
+        elif isinstance(e, ev.RunFinished):
+            tail = f": {e.message}" if e.message and e.status != "succeeded" else ""
+            self.line(e.ts, f"run {e.flow}/{e.run_id} {e.status} in {e.duration:.2f}s{tail}")
+
+    def close(self) -> None:
+        pass
+
+
+class LiveRenderer:
+    """A rich live view: per-step progress bars under the scrolling log."""
+
+    def __init__(self, console=None):
+        from rich.console import Console
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console or Console(stderr=False)
+        self.progress = Progress(TextColumn("{task.fields[icon]} [bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+                                 console=self.console)
+        self.live = Live(self.progress, console=self.console, refresh_per_second=8, transient=False)
+        self.rows: dict[str, int] = {}
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.plain = PlainRenderer()
+        self.started = False
+
+    def _row(self, step: str) -> int:
+        if step not in self.rows:
+            self.rows[step] = self.progress.add_task(step, total=0, icon=" ", note="")
+        return self.rows[step]
+
+    def _update(self, step: str) -> None:
+        c = self.counts[step]
+        total = c["started"]
+        done = c["succeeded"] + c["failed"]
+        icon = "[red]✗" if c["failed"] else ("[green]✓" if total and done == total else "[yellow]•")
+        note = f"[red]{c['failed']} failed" if c["failed"] else (f"{c['running']} running" if c["running"] else "")
+        self.progress.update(self._row(step), total=max(total, 1), completed=done, icon=icon, note=note)
+
+    def __call__(self, e: ev.Event) -> None:
+        if not self.started:
+            self.live.start()
+            self.started = True
+        if isinstance(e, ev.RunStarted):
+            self.console.print(f"[bold]{e.flow}[/] run [cyan]{e.run_id}[/]"
+                               + (f" (resuming {e.origin_run_id})" if e.origin_run_id else ""))
+            for step in e.steps:
+                self._row(step)
+        elif isinstance(e, (ev.TaskStarted, ev.TaskCloned)):
+            c = self.counts[e.step]
+            if isinstance(e, ev.TaskCloned):
+                c["started"] += 1
+                c["succeeded"] += 1
+            elif e.attempt == 0:
+                c["started"] += 1
+                c["running"] += 1
+            else:
+                c["running"] += 1
+            self._update(e.step)
+        elif isinstance(e, ev.LogLine):
+            style = "red" if e.stream == "stderr" else ""
+            self.console.print(f"[dim]{_short_path(e.pathspec)}[/] {_escape(e.text)}", style=style,
+                               highlight=False, soft_wrap=True)
+        elif isinstance(e, ev.TaskRetrying):
+            self.counts[e.step]["running"] -= 1
+            self.console.print(f"[yellow]{_short_path(e.pathspec)} attempt {e.attempt + 1} failed: "
+                               f"{_escape(e.reason)}; retrying in {e.delay:g}s")
+            self._update(e.step)
+        elif isinstance(e, ev.TaskFinished):
+            c = self.counts[e.step]
+            c["running"] -= 1
+            c["succeeded" if e.ok else "failed"] += 1
+            if not e.ok:
+                self.console.print(f"[red]{_short_path(e.pathspec)} {e.status}: {_escape(e.reason)}")
+            self._update(e.step)
+        elif isinstance(e, ev.RunWarning):
+            self.console.print(f"[yellow]warning:[/] {_escape(e.message)}")
+        elif isinstance(e, ev.RunFinished):
+            self.live.stop()
+            colour = {"succeeded": "green", "failed": "red"}.get(e.status, "yellow")
+            tail = f": {_escape(e.message)}" if e.message and e.status != "succeeded" else ""
+            self.console.print(f"[{colour}]run {e.run_id} {e.status}[/] in {e.duration:.2f}s{tail}")
+
+    def close(self) -> None:
+        if self.started:
+            self.live.stop()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+    return escape(text)
+
+
+class JUnitWriter:
+    """Collects task results; ``write(path)`` saves one test case per task."""
+
+    def __init__(self) -> None:
+        self.cases: list[ev.TaskFinished] = []
+        self.logs: dict[str, list[str]] = defaultdict(list)
+        self.flow = ""
+        self.run_id = ""
+
+    def __call__(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RunStarted):
+            self.flow, self.run_id = e.flow, e.run_id
+        elif isinstance(e, ev.TaskFinished):
+            self.cases.append(e)
+        elif isinstance(e, ev.LogLine):
+            lines = self.logs[e.pathspec]
+            if len(lines) < 2000:
+                lines.append(f"{e.stream}: {e.text}")
+
+    def write(self, path: str) -> None:
+        failures = sum(1 for c in self.cases if c.status not in ("succeeded", "cancelled"))
+        skipped = sum(1 for c in self.cases if c.status == "cancelled")
+        suite = ET.Element("testsuite", name=f"{self.flow}/{self.run_id}", tests=str(len(self.cases)),
+                           failures=str(failures), errors="0", skipped=str(skipped),
+                           time=f"{sum(c.duration for c in self.cases):.3f}")
+        for c in self.cases:
+            case = ET.SubElement(suite, "testcase", classname=self.flow,
+                                 name="/".join(c.pathspec.split("/")[2:]), time=f"{c.duration:.3f}")
+            if c.status == "cancelled":
+                ET.SubElement(case, "skipped", message=c.reason or "cancelled")
+            elif not c.ok:
+                fail = ET.SubElement(case, "failure", message=f"{c.status}: {c.reason}", type=c.status)
+                fail.text = c.traceback or c.reason
+            if self.logs.get(c.pathspec):
+                ET.SubElement(case, "system-out").text = "\n".join(self.logs[c.pathspec])
+        root = ET.Element("testsuites")
+        root.append(suite)
+        ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+class Tee:
+    def __init__(self, *sinks):
+        self.sinks = [s for s in sinks if s is not None]
+
+    def __call__(self, e: ev.Event) -> None:
+        for s in self.sinks:
+            s(e)
+
+
+def pick_renderer(json_mode: bool, out: Optional[IO[str]] = None):
+    out = out or sys.stdout
+    if json_mode:
+        return JsonRenderer(out)
+    if out.isatty():
+        return LiveRenderer()
+    return PlainRenderer(out)

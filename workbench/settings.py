@@ -1,0 +1,187 @@
+"""A step's effective settings: one function, one order of precedence.
+
+    built-in default < [project] backend < decorators in the flow file < [flows.F.steps.S] in
+    workbench.toml < command-line flags
+
+``workbench show`` and the TUI inspector print exactly what :func:`effective_settings` returns, and
+the runtime hands the same object to the backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from .config import BACKENDS, ProjectConfig
+from .errors import FlowError, ResourceError, UsageError
+from .graph import FlowGraph, StepNode, Unresolved
+from .units import (format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory)
+
+DEFAULT_CPU = 1.0
+DEFAULT_MEMORY = 4096  # MiB, as Metaflow's @resources
+
+
+@dataclass
+class StepSettings:
+    backend: str = "local"
+    image: Optional[str] = None
+    cpu: float = DEFAULT_CPU
+    memory: int = DEFAULT_MEMORY  # MiB
+    gpu: int = 0
+    disk: Optional[int] = None  # MiB
+    shared_memory: Optional[int] = None  # MiB
+    timeout: Optional[int] = None  # seconds
+    retries: int = 0
+    retry_delay: float = 0.0  # seconds
+    catch: bool = False
+    catch_var: Optional[str] = None
+    catch_print: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    queue: Optional[str] = None
+    namespace: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific decorator arguments
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StepSettings":
+        return cls(**data)
+
+    def summary(self) -> str:
+        parts = [self.backend, f"cpu={self.cpu:g}", f"memory={format_memory(self.memory)}"]
+        if self.gpu:
+            parts.append(f"gpu={self.gpu}")
+        if self.shared_memory:
+            parts.append(f"shm={format_memory(self.shared_memory)}")
+        if self.timeout:
+            parts.append(f"timeout={format_duration(self.timeout)}")
+        if self.retries:
+            parts.append(f"retries={self.retries}")
+        if self.image and self.backend != "local":
+            parts.append(f"image={self.image}")
+        return " ".join(parts)
+
+
+def _literal(step: StepNode, deco, key: str, graph: FlowGraph):
+    value = deco.kwargs.get(key)
+    if isinstance(value, Unresolved):
+        raise FlowError(f"step {step.name}: @{deco.name}({key}={value.source}) must be a literal value "
+                        f"to be read without running the flow (or set it in workbench.toml)",
+                        path=graph.path, line=deco.lineno)
+    return value
+
+
+def _resource_error(graph: FlowGraph, step: StepNode, deco, exc: ResourceError) -> FlowError:
+    return FlowError(f"step {step.name}: @{deco.name}: {exc.message}", path=graph.path, line=deco.lineno)
+
+
+def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
+                       cli: Optional[dict[str, Any]] = None) -> StepSettings:
+    """Compute what a step runs with. ``cli`` holds flag values (backend, cpu, memory, gpu, image, timeout)."""
+    step = graph.steps[step_name]
+    s = StepSettings(backend=config.model.project.backend)
+    s.sources = {"backend": "[project] backend" if config.path else "default",
+                 "cpu": "default", "memory": "default", "gpu": "default"}
+
+    def setv(key: str, value: Any, source: str) -> None:
+        setattr(s, key, value)
+        s.sources[key] = source
+
+    # decorators in the flow file; @batch/@kubernetes resources combine with @resources by max, as Metaflow does
+    for deco in step.decorators:
+        src = f"@{deco.name}"
+        try:
+            if deco.name in ("resources", "batch", "kubernetes", "docker"):
+                if deco.name != "resources":
+                    setv("backend", deco.name, src)
+                    image = _literal(step, deco, "image", graph)
+                    if image:
+                        setv("image", image, src)
+                    for key in ("queue", "namespace"):
+                        if _literal(step, deco, key, graph):
+                            setv(key, deco.kwargs[key], src)
+                    for key, value in deco.kwargs.items():
+                        if key not in ("cpu", "memory", "gpu", "disk", "shared_memory", "image", "queue",
+                                       "namespace") and value is not None:
+                            s.extra[key] = _literal(step, deco, key, graph)
+                for key, parse in (("cpu", parse_cpu), ("memory", parse_memory), ("gpu", parse_gpu),
+                                   ("disk", parse_memory), ("shared_memory", parse_memory)):
+                    raw = _literal(step, deco, key, graph)
+                    if raw is None:
+                        continue
+                    value = parse(raw, key) if key != "disk" else parse_memory(raw, "disk")
+                    current = getattr(s, key)
+                    if s.sources.get(key, "default") == "default" or current is None or value > current:
+                        setv(key, value, src)
+            elif deco.name == "timeout":
+                secs = sum(int(_literal(step, deco, k, graph) or 0) * m
+                           for k, m in (("seconds", 1), ("minutes", 60), ("hours", 3600)))
+                if secs > 0:
+                    setv("timeout", secs, src)
+            elif deco.name == "retry":
+                times = _literal(step, deco, "times", graph)
+                minutes = _literal(step, deco, "minutes_between_retries", graph)
+                setv("retries", 3 if times is None else int(times), src)
+                setv("retry_delay", 120.0 if minutes is None else float(minutes) * 60, src)
+            elif deco.name == "catch":
+                setv("catch", True, src)
+                s.catch_var = _literal(step, deco, "var", graph)
+                pe = _literal(step, deco, "print_exception", graph)
+                s.catch_print = True if pe is None else bool(pe)
+            elif deco.name == "environment":
+                env = _literal(step, deco, "vars", graph) or {}
+                s.env.update({str(k): str(v) for k, v in env.items()})
+                s.sources["env"] = src
+        except ResourceError as exc:
+            raise _resource_error(graph, step, deco, exc) from None
+
+    # backend-wide defaults from workbench.toml
+    m = config.model
+    if s.image is None:
+        image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
+                 "kubernetes": m.kubernetes.image or m.docker.image}.get(s.backend)
+        if image:
+            setv("image", image, f"[{s.backend}] image")
+    if s.backend == "docker" and m.docker.env:
+        s.env = {**m.docker.env, **s.env}
+
+    # [flows.<flow>.steps.<step>] in workbench.toml
+    section = config.step_section(graph.name or "", step_name)
+    if section is not None:
+        src = f"workbench.toml [flows.{graph.name}.steps.{step_name}]"
+        for key in ("backend", "cpu", "memory", "gpu", "disk", "shared_memory", "image", "timeout", "queue",
+                    "namespace"):
+            value = getattr(section, key)
+            if value is not None:
+                setv(key, value, src)
+        if section.retries is not None:
+            setv("retries", section.retries, src)
+        if section.env:
+            s.env.update(section.env)
+            s.sources["env"] = src
+        if section.backend and section.image is None and s.sources.get("image", "").startswith("["):
+            image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
+                     "kubernetes": m.kubernetes.image or m.docker.image}.get(section.backend)
+            setv("image", image, f"[{section.backend}] image")
+
+    # command-line flags
+    for key, value in (cli or {}).items():
+        if value is None:
+            continue
+        parse = {"cpu": parse_cpu, "memory": parse_memory, "gpu": parse_gpu, "timeout": parse_duration,
+                 "shared_memory": parse_memory}.get(key)
+        try:
+            setv(key, parse(value, key) if parse else value, f"--{key.replace('_', '-')}")
+        except ResourceError as exc:
+            raise UsageError(f"--{key.replace('_', '-')}: {exc.message}") from None
+    if s.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {s.backend!r} (choose from {', '.join(BACKENDS)})")
+    return s
+
+
+def all_settings(graph: FlowGraph, config: ProjectConfig, cli: Optional[dict[str, Any]] = None,
+                 only: Optional[set[str]] = None) -> dict[str, StepSettings]:
+    return {name: effective_settings(graph, name, config, cli) for name in graph.steps
+            if only is None or name in only}

@@ -1,0 +1,259 @@
+"""The single task entrypoint that every backend executes::
+
+    python -m workbench.task run --datastore URL --root PROJECT_DIR FLOW/RUN/STEP/TASK/ATTEMPT
+
+It reads the task's spec (written by the runtime into the datastore), imports the flow, loads the
+inputs' artifacts lazily, runs one step, saves what the step assigned to ``self``, and writes what
+happened to ``attempt-<n>.json``. Exit code 0 means the step succeeded.
+
+``python -m workbench.task serve ...`` is the local backend's warm worker: it imports the flow once
+and forks one isolated child per task (see :mod:`workbench.backends.local`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+from .datastore import FlowDatastore
+from .flowspec import FlowSpec, Inputs, InputView, current
+from .preview import describe
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 3
+
+
+class StepTimeout(Exception):
+    """Raised inside a step when its @timeout runs out."""
+
+
+class TaskContext:
+    """What a FlowSpec instance sees while one task runs: its inputs, foreach frames, transition."""
+
+    def __init__(self, ds: FlowDatastore, refs: dict[str, str], foreach_stack: list[dict]):
+        self.ds = ds
+        self.refs = refs  # inherited artifacts: name -> sha
+        self.foreach_stack = foreach_stack
+        self.transition: Optional[tuple[list[str], Optional[str]]] = None
+        self.adopted: dict[str, str] = {}
+
+    def has_input_artifact(self, name: str) -> bool:
+        return name in self.refs or name in self.adopted
+
+    def load_input_artifact(self, name: str) -> Any:
+        return self.ds.load_artifact(self.adopted.get(name) or self.refs[name])
+
+    def adopt_artifact(self, name: str, sha: str) -> None:
+        self.adopted[name] = sha
+
+    def record_transition(self, names: list[str], foreach: Optional[str]) -> None:
+        self.transition = (names, foreach)
+
+    def foreach_value(self, flow: FlowSpec, frame: dict) -> Any:
+        seq = flow._wb_artifact(frame["var"])
+        try:
+            return seq[frame["index"]]
+        except TypeError:
+            return list(seq)[frame["index"]]
+
+
+def load_flow_class(root: str, flow_file: str, class_name: str):
+    path = Path(root, flow_file).resolve()
+    for d in (str(path.parent), str(Path(root).resolve())):
+        if d not in sys.path:
+            sys.path.insert(0, d)
+    module = importlib.import_module(path.stem)
+    return getattr(module, class_name)
+
+
+def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: bool) -> dict[str, dict]:
+    """Save every artifact the step set or touched; pass the untouched inherited ones on by reference."""
+    out: dict[str, dict] = {}
+    if not is_join:
+        for name, sha in ctx.refs.items():
+            out[name] = {"sha": sha, "inherited": True}
+    for name, sha in ctx.adopted.items():
+        out[name] = {"sha": sha, "inherited": True}
+    for name, value in list(flow.__dict__.items()):
+        if name in FlowSpec._WB_INTERNAL or name.startswith("__"):
+            continue
+        try:
+            sha, size = ds.save_artifact(value)
+        except Exception as exc:
+            raise TypeError(f"artifact self.{name} cannot be saved: {type(exc).__name__}: {exc}") from None
+        info = describe(value)
+        info.update(sha=sha, size=size)
+        out[name] = info
+    return out
+
+
+def _alarm(signum, frame):
+    raise StepTimeout("step timed out")
+
+
+def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
+    """Run one attempt of one task; return its exit code. ``spec`` is the runtime's task spec."""
+    started = time.time()
+    step_name, attempt = spec["step"], spec["attempt"]
+    settings = spec.get("settings", {})
+    os.environ.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
+    current._bind(flow_name=spec["flow"], run_id=spec["run_id"], step_name=step_name, task_id=spec["task_id"],
+                  retry_count=attempt, origin_run_id=spec.get("origin_run_id"),
+                  username=os.environ.get("USER") or os.environ.get("USERNAME"))
+    is_join = spec["kind"] == "join"
+    refs = dict(spec.get("params", {}))
+    if not is_join:
+        for parent in spec["inputs"]:
+            refs.update(parent["artifacts"])
+    ctx = TaskContext(ds, refs, spec.get("foreach_stack", []))
+    flow = flow_cls.__new__(flow_cls)
+    flow.__dict__["_wb_ctx"] = ctx
+    for attr in spec.get("unresolved_params", []):
+        default = getattr(flow_cls, attr).default
+        flow.__dict__[attr] = default() if callable(default) else default
+
+    result: dict[str, Any] = {"status": "failed", "started_at": started, "attempt": attempt,
+                              "pathspec": f"{spec['flow']}/{spec['run_id']}/{step_name}/{spec['task_id']}"}
+    timeout = settings.get("timeout")
+    code = EXIT_FAILED
+    try:
+        func = getattr(flow, step_name)
+        if timeout:
+            signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            if is_join:
+                views = [InputView(p["step"], p["artifacts"], ds.load_artifact, p.get("foreach_stack", []))
+                         for p in spec["inputs"]]
+                func(Inputs(views))
+            else:
+                func()
+        finally:
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        _check_transition(ctx, spec)
+        code = EXIT_OK
+    except BaseException as exc:  # noqa: BLE001 - everything a step raises is reported
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        tb = traceback.format_exc()
+        status = "timeout" if isinstance(exc, StepTimeout) else "failed"
+        reason = f"timed out after {timeout}s" if status == "timeout" else f"{type(exc).__name__}: {exc}"
+        catch_var = settings.get("catch_var")
+        last_attempt = attempt >= int(settings.get("retries") or 0)
+        if settings.get("catch") and last_attempt:
+            if settings.get("catch_print", True):
+                sys.stderr.write(f"@catch caught an exception in step {step_name}:\n{tb}")
+            if catch_var:
+                flow.__dict__[catch_var] = CaughtException(type(exc).__name__, str(exc), tb)
+            ctx.transition = (spec["next"], spec.get("foreach_var"))
+            result["caught"] = reason
+            code = EXIT_OK
+        else:
+            sys.stderr.write(tb)
+            result.update(status=status, reason=reason, traceback=tb,
+                          error={"type": type(exc).__name__, "message": str(exc)})
+            code = EXIT_TIMEOUT if status == "timeout" else EXIT_FAILED
+    if code == EXIT_OK:
+        try:
+            result["artifacts"] = _save_outputs(flow, ctx, ds, is_join)
+            if spec.get("foreach_var"):
+                var = spec["foreach_var"]
+                sha = result["artifacts"].get(var, {}).get("sha")
+                seq = flow._wb_artifact(var) if sha else None
+                try:
+                    n = len(seq)
+                except TypeError:
+                    raise TypeError(f"foreach over self.{var}, which has no length "
+                                    f"({type(seq).__name__}); use a list") from None
+                if n == 0:
+                    raise ValueError(f"foreach over self.{var}, which is empty")
+                result["foreach_num_splits"] = n
+            result["status"] = "succeeded"
+        except Exception as exc:
+            tb = traceback.format_exc()
+            sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+            result.update(status="failed", reason=f"{type(exc).__name__}: {exc}", traceback=tb,
+                          error={"type": type(exc).__name__, "message": str(exc)})
+            result.pop("artifacts", None)
+            code = EXIT_FAILED
+    result["finished_at"] = time.time()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ds.write_attempt(spec["run_id"], step_name, spec["task_id"], attempt, result)
+    return code
+
+
+def _check_transition(ctx: TaskContext, spec: dict) -> None:
+    if spec["step"] == "end":
+        return
+    if ctx.transition is None:
+        raise RuntimeError(f"step {spec['step']} returned without calling self.next()")
+    names, foreach = ctx.transition
+    if names != spec["next"] or foreach != spec.get("foreach_var"):
+        want = ", ".join(f"self.{n}" for n in spec["next"])
+        if spec.get("foreach_var"):
+            want += f", foreach={spec['foreach_var']!r}"
+        raise RuntimeError(f"step {spec['step']} called self.next({', '.join('self.' + n for n in names)}"
+                           f"{', foreach=' + repr(foreach) if foreach else ''}) but the flow file says self.next({want})")
+
+
+class CaughtException:
+    """What @catch(var=...) stores: the exception's type, message and traceback (always picklable)."""
+
+    def __init__(self, type: str, message: str, traceback: str):
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __repr__(self) -> str:
+        return f"{self.type}({self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+def read_spec(ds: FlowDatastore, ref: str) -> dict:
+    flow, run_id, step, task_id, attempt = ref.split("/")
+    doc = ds._get_json(f"{ds.task_key(run_id, step, task_id)}/spec-{attempt}.json")
+    if doc is None:
+        raise SystemExit(f"workbench.task: no task spec for {ref} in {ds.url}")
+    return doc
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.task")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run one attempt of one task")
+    run.add_argument("--datastore", required=True)
+    run.add_argument("--root", default=os.getcwd())
+    run.add_argument("ref", help="FLOW/RUN/STEP/TASK/ATTEMPT")
+    serve = sub.add_parser("serve", help="warm worker for the local backend")
+    serve.add_argument("--datastore", required=True)
+    serve.add_argument("--root", default=os.getcwd())
+    serve.add_argument("--flow-file", required=True)
+    serve.add_argument("--class-name", required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "serve":
+        from .backends.local import serve_forever
+        return serve_forever(args.datastore, args.root, args.flow_file, args.class_name)
+    flow = args.ref.split("/")[0]
+    ds = FlowDatastore(args.datastore, flow)
+    spec = read_spec(ds, args.ref)
+    os.chdir(args.root)
+    flow_cls = load_flow_class(args.root, spec["flow_file"], spec["class_name"])
+    code = run_task(ds, args.root, flow_cls, spec)
+    ds.storage.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Resource quantities: parse what users write (``16G``, ``512Mi``, ``16000``, ``2h``) into numbers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import ResourceError
+
+_MEMORY_UNITS = {
+    "": 1,  # bare numbers are MiB, as in Metaflow's @resources(memory=16000)
+    "m": 1, "mb": 1, "mi": 1, "mib": 1,
+    "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024,
+    "t": 1024 * 1024, "tb": 1024 * 1024, "ti": 1024 * 1024, "tib": 1024 * 1024,
+    "k": 1 / 1024, "kb": 1 / 1024, "ki": 1 / 1024, "kib": 1 / 1024,
+}
+_MEM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)
+_DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+
+
+def parse_memory(value, what: str = "memory") -> int:
+    """Return MiB. Accepts ints (MiB) and strings like ``16G``, ``512Mi``, ``1.5GiB``."""
+    if isinstance(value, bool):
+        raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G or 4096)")
+    if isinstance(value, (int, float)):
+        mib = float(value)
+    elif isinstance(value, str):
+        m = _MEM_RE.match(value)
+        if not m or m.group(2).lower() not in _MEMORY_UNITS:
+            raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G, 512M or 4096 for MiB)")
+        mib = float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()]
+    else:
+        raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G or 4096)")
+    if mib <= 0 or math.isnan(mib):
+        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+    return int(math.ceil(mib))
+
+
+def parse_cpu(value, what: str = "cpu") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ResourceError(f"{what} = {value!r} is not a number of CPUs")
+    try:
+        cpu = float(value[:-1]) / 1000 if isinstance(value, str) and value.endswith("m") else float(value)
+    except ValueError:
+        raise ResourceError(f"{what} = {value!r} is not a number of CPUs (write e.g. 4 or 0.5)") from None
+    if cpu <= 0 or math.isnan(cpu) or math.isinf(cpu):
+        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+    return cpu
+
+
+def parse_gpu(value, what: str = "gpu") -> int:
+    if isinstance(value, bool):
+        raise ResourceError(f"{what} = {value!r} is not a GPU count")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ResourceError(f"{what} = {value!r} is not a GPU count (a whole number, 0 or more)") from None
+    if not isinstance(value, (int, float)) or value < 0 or float(value) != int(value):
+        raise ResourceError(f"{what} = {value!r} must be a whole number of GPUs, 0 or more")
+    return int(value)
+
+
+def parse_duration(value, what: str = "timeout") -> int:
+    """Return seconds. Accepts ints (seconds) and strings like ``90s``, ``30m``, ``2h``."""
+    if isinstance(value, bool):
+        raise ResourceError(f"{what} = {value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        secs = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ResourceError(f"{what} = {value!r} is not a duration (write e.g. 90, 30m or 2h)")
+        secs = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower() if m.group(2) else None]
+    else:
+        raise ResourceError(f"{what} = {value!r} is not a duration")
+    if secs <= 0:
+        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+    return int(math.ceil(secs))
+
+
+def format_memory(mib: int | float | None) -> str:
+    if mib is None:
+        return "-"
+    if mib >= 1024 and float(mib) % 1024 == 0:
+        return f"{int(mib) // 1024}G"
+    if mib >= 1024:
+        return f"{mib / 1024:.1f}G"
+    return f"{int(mib)}M"
+
+
+def format_duration(secs: float | None) -> str:
+    if secs is None:
+        return "-"
+    secs = int(secs)
+    if secs % 3600 == 0 and secs >= 3600:
+        return f"{secs // 3600}h"
+    if secs % 60 == 0 and secs >= 60:
+        return f"{secs // 60}m"
+    return f"{secs}s"
