@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow")
     p.add_argument("--dry-run", action="store_true")
 
+    p = sub.add_parser("image", help="container images for the docker, batch and kubernetes backends")
+    isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="build the project's image FROM the configured base (cached by content)")
+    b.add_argument("--base", help="base image (default: [docker] image in workbench.toml)")
+    b.add_argument("--tag", help="image name to tag the result with (default: workbench-<project>:<hash>)")
+
+    p = sub.add_parser("package", help="the code package shipped to remote tasks")
+    psub = p.add_subparsers(dest="package_command", metavar="ACTION", required=True)
+    s = psub.add_parser("show", help="list what would ship for a flow, and its size")
+    _add_flow_arg(s)
+
     sub.add_parser("tui", help="the terminal workbench")
     return parser
 

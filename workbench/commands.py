@@ -411,6 +411,16 @@ def cmd_demote(args) -> int:
     return demote(args)
 
 
+def cmd_image(args) -> int:
+    from .image import cmd_image_build  # the docker backend's image builder
+    return cmd_image_build(args, load_config())
+
+
+def cmd_package(args) -> int:
+    from .package import cmd_package_show  # the remote backends' code package
+    return cmd_package_show(args, load_config())
+
+
 def cmd_tui(args) -> int:
     try:
         from .tui.app import run_app
