@@ -1,0 +1,235 @@
+"""Storage in S3 (or any S3-compatible store): ``s3://bucket/prefix``.
+
+- Every object is written with one PUT (small) or one multipart upload (large, via boto3's transfer
+  manager); either is atomic in S3: a reader sees the whole object or none of it.
+- Throttling (SlowDown, 503) and 5xx answers are retried by botocore with backoff (see workbench.aws).
+- S3 cannot append: ``append_text`` buffers a log in memory and uploads the whole of it on ``flush`` (and
+  at most every ``LOG_UPLOAD_INTERVAL`` seconds while lines keep coming, so a long task's log is visible).
+- Endpoint and region: ``WORKBENCH_S3_ENDPOINT_URL`` / ``WORKBENCH_S3_REGION``, else ``[datastore]`` in
+  workbench.toml, else boto3's defaults. Credentials: boto3's standard chain only.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from typing import Iterable, Optional
+
+from ..errors import DatastoreError, WorkbenchError
+from .storage import Buffer
+
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+MULTIPART_CHUNK = 8 * 1024 * 1024
+LOG_UPLOAD_INTERVAL = 5.0
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only stream over an iterable of buffers (so a large artifact is never joined in memory)."""
+
+    def __init__(self, chunks: Iterable[Buffer]):
+        self._it = iter(chunks)
+        self._cur = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not len(self._cur):
+            try:
+                self._cur = memoryview(next(self._it)).cast("B")
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._cur))
+        b[:n] = self._cur[:n]
+        self._cur = self._cur[n:]
+        return n
+
+
+class S3Storage:
+    def __init__(self, url: str, *, endpoint_url: Optional[str] = None, region: Optional[str] = None):
+        if not url.startswith("s3://"):
+            raise DatastoreError(f"not an S3 URL: {url}")
+        self.url = url.rstrip("/")
+        self.bucket, _, prefix = url[len("s3://"):].partition("/")
+        if not self.bucket:
+            raise DatastoreError(f"{url}: no bucket name (use s3://bucket/prefix)")
+        self.prefix = prefix.strip("/")
+        from ..aws import s3_settings
+        env_endpoint, env_region = s3_settings()
+        self.endpoint_url = endpoint_url or env_endpoint
+        self.region = region or env_region
+        self._client = None
+        self._transfer = None
+        self._lock = threading.Lock()
+        self._logs: dict[str, dict] = {}  # key -> {"parts": [str], "dirty": bool, "uploaded": float}
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def client(self):
+        if self._client is None:
+            from .. import aws
+            self._client = aws.client("s3", region=self.region, endpoint_url=self.endpoint_url)
+        return self._client
+
+    def _transfer_config(self):
+        if self._transfer is None:
+            from boto3.s3.transfer import TransferConfig
+            self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                            multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8,
+                                            use_threads=True)
+        return self._transfer
+
+    def _key(self, key: str) -> str:
+        key = key.strip("/")
+        return f"{self.prefix}/{key}" if self.prefix and key else (self.prefix or key)
+
+    def _fail(self, exc: Exception, what: str) -> Exception:
+        from ..aws import translate
+        err = translate(exc, f"S3 {what} {self.url}")
+        return err if isinstance(err, WorkbenchError) else DatastoreError(f"S3 {what} {self.url}: {exc}")
+
+    @staticmethod
+    def _is_missing(exc: Exception) -> bool:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    # ------------------------------------------------------------------ Storage
+    def put(self, key: str, chunks: Iterable[Buffer], *, overwrite: bool = True) -> None:
+        if not overwrite and self.exists(key):
+            return
+        chunks = chunks if isinstance(chunks, (list, tuple)) else list(chunks)
+        size = sum(memoryview(c).nbytes for c in chunks)
+        try:
+            if size < MULTIPART_THRESHOLD:
+                body = b"".join(chunks) if len(chunks) != 1 else bytes(chunks[0])
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+            else:
+                self.client.upload_fileobj(io.BufferedReader(_ChunkReader(chunks), MULTIPART_CHUNK), self.bucket,
+                                           self._key(key), Config=self._transfer_config())
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"upload of {key} to") from None
+
+    def get(self, key: str) -> bytearray:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self._is_missing(exc):
+                raise KeyError(key) from None
+            raise self._fail(exc, f"download of {key} from") from None
+        size = resp["ContentLength"]
+        body = resp["Body"]
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        try:
+            while got < size:
+                chunk = body.read(min(MULTIPART_CHUNK, size - got))
+                if not chunk:
+                    break
+                view[got:got + len(chunk)] = chunk
+                got += len(chunk)
+        finally:
+            body.close()
+        if got != size:
+            raise DatastoreError(f"S3 download of {key} from {self.url} ended early ({got} of {size} bytes)")
+        return buf
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self._is_missing(exc):
+                return False
+            raise self._fail(exc, f"lookup of {key} in") from None
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._key(prefix)
+        base = f"{base}/" if base else ""
+        names: set[str] = set()
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base,
+                                                                        Delimiter="/")
+            for page in pages:
+                for p in page.get("CommonPrefixes", []):
+                    names.add(p["Prefix"][len(base):].rstrip("/"))
+                for o in page.get("Contents", []):
+                    names.add(o["Key"][len(base):])
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchBucket":
+                return []
+            raise self._fail(exc, f"listing of {prefix} in") from None
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def delete(self, key: str) -> None:
+        """Delete the object ``key`` and everything under ``key/`` (as the local storage removes a directory)."""
+        full = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full)
+            batch: list[dict] = []
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full + "/"):
+                for o in page.get("Contents", []):
+                    batch.append({"Key": o["Key"]})
+                    if len(batch) == 1000:
+                        self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+                        batch = []
+            if batch:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"delete of {key} in") from None
+        with self._lock:
+            self._logs.pop(key, None)
+
+    # ------------------------------------------------------------------ logs
+    def append_text(self, key: str, text: str) -> None:
+        with self._lock:
+            log = self._logs.get(key)
+            if log is None:
+                try:
+                    existing = bytes(self.get(key)).decode("utf-8", "replace")
+                except KeyError:
+                    existing = ""
+                log = self._logs[key] = {"parts": [existing] if existing else [], "dirty": False,
+                                         "uploaded": time.monotonic()}
+            log["parts"].append(text)
+            log["dirty"] = True
+            due = time.monotonic() - log["uploaded"] >= LOG_UPLOAD_INTERVAL
+        if due:
+            self.flush(key, keep=True)
+
+    def flush(self, key: Optional[str] = None, keep: bool = False) -> None:
+        """Upload buffered log text (one key, or all); forget the buffer unless ``keep``."""
+        with self._lock:
+            keys = [key] if key is not None else list(self._logs)
+        for k in keys:
+            with self._lock:
+                log = self._logs.get(k)
+                if log is None:
+                    continue
+                if not keep:
+                    del self._logs[k]
+                if not log["dirty"]:
+                    continue
+                text = "".join(log["parts"])
+                log["parts"] = [text]
+                log["dirty"] = False
+                log["uploaded"] = time.monotonic()
+            self.put(k, [text.encode("utf-8")])
+
+    def local_path(self, key: str) -> Optional[str]:
+        return None
+
+    def url_for(self, key: str) -> str:
+        """The s3:// URL of ``key``."""
+        return f"s3://{self.bucket}/{self._key(key)}"
