@@ -217,7 +217,7 @@ class Runtime:
                     _, key, attempt, result = m
                     task = self._running.get(key)
                     if task is not None and task.attempt == attempt:
-                        self._flush_logs(task)
+                        self._flush_logs(task, final=True)
                         self._finish(task, result)
             for key in touched:
                 if key in self._running:
@@ -283,7 +283,7 @@ class Runtime:
             if m[0] == "exit":
                 task = self._running.get(m[1])
                 if task is not None:
-                    self._flush_logs(task)
+                    self._flush_logs(task, final=True)
                     result: TaskExit = m[3]
                     if result.status == "succeeded":
                         self._finish(task, result)
@@ -363,10 +363,13 @@ class Runtime:
         except WorkbenchError as exc:
             on_exit(TaskExit("failed", None, str(exc)))
 
-    def _flush_logs(self, task: TaskState) -> None:
+    def _flush_logs(self, task: TaskState, final: bool = False) -> None:
+        key = self.ds.log_key(self.run_id, task.step, task.task_id, task.attempt)
         if task.log_buffer:
             lines, task.log_buffer = task.log_buffer, []
-            self.ds.append_log(self.ds.log_key(self.run_id, task.step, task.task_id, task.attempt), lines)
+            self.ds.append_log(key, lines)
+        if final:
+            self.ds.storage.flush(key)  # object stores (S3) cannot append: they upload a log when told
 
     def _finish(self, task: TaskState, result: TaskExit) -> None:
         report = self.ds.read_attempt(self.run_id, task.step, task.task_id, task.attempt) or {}
