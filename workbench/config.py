@@ -57,6 +57,18 @@ BACKENDS = ("local", "docker", "batch", "kubernetes")
 BackendName = Literal["local", "docker", "batch", "kubernetes"]
 
 
+def _check(parse, what: str):
+    """A pydantic validator from one of our unit parsers (pydantic reports ValueErrors with their location)."""
+    def validate(value):
+        if value is None:
+            return None
+        try:
+            return parse(value, what)
+        except ResourceError as exc:
+            raise ValueError(exc.message) from None
+    return validate
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
@@ -88,7 +100,7 @@ class BatchSection(_Strict):
     endpoint_url: Optional[str] = None
     runnable_warning: Union[int, str] = 600
 
-    _v = field_validator("runnable_warning")(lambda v: parse_duration(v, "runnable_warning"))
+    _v = field_validator("runnable_warning")(_check(parse_duration, "runnable_warning"))
 
 
 class KubernetesSection(_Strict):
@@ -119,12 +131,12 @@ class StepSection(_Strict):
     queue: Optional[str] = None
     namespace: Optional[str] = None
 
-    _cpu = field_validator("cpu")(lambda v: None if v is None else parse_cpu(v))
-    _mem = field_validator("memory")(lambda v: None if v is None else parse_memory(v))
-    _gpu = field_validator("gpu")(lambda v: None if v is None else parse_gpu(v))
-    _disk = field_validator("disk")(lambda v: None if v is None else parse_memory(v, "disk"))
-    _shm = field_validator("shared_memory")(lambda v: None if v is None else parse_memory(v, "shared_memory"))
-    _timeout = field_validator("timeout")(lambda v: None if v is None else parse_duration(v))
+    _cpu = field_validator("cpu")(_check(parse_cpu, "cpu"))
+    _mem = field_validator("memory")(_check(parse_memory, "memory"))
+    _gpu = field_validator("gpu")(_check(parse_gpu, "gpu"))
+    _disk = field_validator("disk")(_check(parse_memory, "disk"))
+    _shm = field_validator("shared_memory")(_check(parse_memory, "shared_memory"))
+    _timeout = field_validator("timeout")(_check(parse_duration, "timeout"))
 
 
 class FlowSection(_Strict):
@@ -211,13 +223,10 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
             model = _model_at(ConfigModel, loc[:-1])
             if model is not None:
                 message += f" (allowed in [{section or 'top level'}]: {', '.join(model.model_fields)})"
+        elif first["type"] == "value_error":
+            message = f"{key}: {re.sub(r'^Value error, ', '', first['msg'])}"
         else:
-            ctx = first.get("ctx", {})
-            err = ctx.get("error")
-            reason = str(err) if isinstance(err, (ResourceError, ValueError)) and err else first["msg"]
-            reason = re.sub(r"^Value error, ", "", reason)
-            message = f"{key} = {first.get('input')!r}: {reason}" if not isinstance(err, ResourceError) else \
-                f"{key}: {err.message}"
+            message = f"{key} = {first.get('input')!r}: {first['msg']}"
         raise ConfigError(message, path=path, line=line) from None
 
 
@@ -325,8 +334,8 @@ def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remov
     new = tomlkit.dumps(doc)
     if not remove and not new.endswith("\n"):
         new += "\n"
-    if remove:
-        new = re.sub(r"\n{3,}$", "\n", new) if new.strip() else ""
+    if remove:  # drop the blank line that separated the removed table
+        new = new.rstrip("\n") + "\n" if new.strip() else ""
     parse_config_text(new, str(path))  # refuse to write a file we could not read back
     diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
                                         fromfile=f"a/{path.name}", tofile=f"b/{path.name}"))

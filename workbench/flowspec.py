@@ -53,6 +53,21 @@ class Current:
 current = Current()
 
 
+class CaughtException:
+    """What @catch(var=...) stores: the exception's type, message and traceback (always picklable)."""
+
+    def __init__(self, type: str, message: str, traceback: str):
+        self.type = type
+        self.message = message
+        self.traceback = traceback
+
+    def __repr__(self) -> str:
+        return f"{self.type}({self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
 class MergeArtifactsError(Exception):
     """merge_artifacts found an artifact with different values in different inputs."""
 

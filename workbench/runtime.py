@@ -40,6 +40,7 @@ class TaskState:
     status: str = "pending"  # pending, running, succeeded, failed, cancelled
     artifacts: dict[str, dict] = field(default_factory=dict)
     num_splits: Optional[int] = None
+    foreach_artifact: Optional[str] = None
     started: float = 0.0
     deadline: Optional[float] = None
     handle: Any = None
@@ -377,12 +378,13 @@ class Runtime:
         reason = result.reason
         if status == "succeeded" and report.get("status") != "succeeded":
             status, reason = "failed", report.get("reason") or "the task exited 0 but saved no result"
-        elif status == "failed" and report.get("status") in ("failed", "timeout"):
-            status = report["status"] if report["status"] == "timeout" else status
+        elif status in ("failed", "timeout") and report.get("status") in ("failed", "timeout"):
+            status = report["status"]  # the task's own account is the most precise
             reason = report.get("reason") or reason
         if status == "succeeded":
             task.artifacts = report.get("artifacts", {})
             task.num_splits = report.get("foreach_num_splits")
+            task.foreach_artifact = report.get("foreach_artifact")
             self._record(task, "succeeded", result, report)
             if task.step == "start":
                 for attr in self._unresolved:
@@ -417,7 +419,8 @@ class Runtime:
         doc = {"flow": self.flow, "run_id": self.run_id, "step": task.step, "task_id": task.task_id,
                "pathspec": self._pathspec(task), "status": status, "attempt": task.attempt,
                "attempts": task.attempts, "artifacts": task.artifacts, "foreach_stack": task.foreach_stack,
-               "foreach_num_splits": task.num_splits, "parents": [self._pathspec(p) for p in task.parents],
+               "foreach_num_splits": task.num_splits, "foreach_artifact": task.foreach_artifact,
+               "parents": [self._pathspec(p) for p in task.parents],
                "settings": task.settings.to_dict(), "started_at": task.started, "finished_at": now,
                "reason": result.reason, "traceback": report.get("traceback", ""), "usage": result.usage,
                "cloned_from": task.cloned_from}
@@ -433,7 +436,8 @@ class Runtime:
             child = node.out[0]
             n = task.num_splits or 0
             for i in range(n):
-                frame = {"step": task.step, "var": node.foreach_var, "index": i, "num_splits": n}
+                frame = {"step": task.step, "var": task.foreach_artifact or node.foreach_var, "index": i,
+                         "num_splits": n}
                 self._enqueue(self._new_task(child, task.foreach_stack + [frame], [task]))
             return
         for target in node.out:
@@ -481,6 +485,7 @@ class Runtime:
     def _clone(self, task: TaskState, origin: dict) -> None:
         task.artifacts = origin.get("artifacts", {})
         task.num_splits = origin.get("foreach_num_splits")
+        task.foreach_artifact = origin.get("foreach_artifact")
         task.cloned_from = origin["pathspec"]
         task.started = time.time()
         task.status = "succeeded"
@@ -493,6 +498,7 @@ class Runtime:
                "pathspec": self._pathspec(task), "status": "succeeded", "attempt": origin.get("attempt", 0),
                "attempts": origin.get("attempts", []), "artifacts": task.artifacts,
                "foreach_stack": task.foreach_stack, "foreach_num_splits": task.num_splits,
+               "foreach_artifact": task.foreach_artifact,
                "parents": [self._pathspec(p) for p in task.parents], "settings": origin.get("settings", {}),
                "started_at": origin.get("started_at"), "finished_at": origin.get("finished_at"),
                "reason": "", "usage": origin.get("usage", {}), "cloned_from": task.cloned_from}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .datastore import FlowDatastore
-from .flowspec import FlowSpec, Inputs, InputView, current
+from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
 from .preview import describe
 
 EXIT_OK = 0
@@ -167,8 +167,14 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
             result["artifacts"] = _save_outputs(flow, ctx, ds, is_join)
             if spec.get("foreach_var"):
                 var = spec["foreach_var"]
-                sha = result["artifacts"].get(var, {}).get("sha")
-                seq = flow._wb_artifact(var) if sha else None
+                seq = getattr(flow, var)
+                if var not in result["artifacts"]:
+                    # e.g. foreach="input": keep the values where the children can index them
+                    hidden = f"_foreach_{spec['step']}"
+                    sha, size = ds.save_artifact(seq)
+                    result["artifacts"][hidden] = {"sha": sha, "size": size, "type": "foreach values"}
+                    var = hidden
+                result["foreach_artifact"] = var
                 try:
                     n = len(seq)
                 except TypeError:
@@ -204,21 +210,6 @@ def _check_transition(ctx: TaskContext, spec: dict) -> None:
             want += f", foreach={spec['foreach_var']!r}"
         raise RuntimeError(f"step {spec['step']} called self.next({', '.join('self.' + n for n in names)}"
                            f"{', foreach=' + repr(foreach) if foreach else ''}) but the flow file says self.next({want})")
-
-
-class CaughtException:
-    """What @catch(var=...) stores: the exception's type, message and traceback (always picklable)."""
-
-    def __init__(self, type: str, message: str, traceback: str):
-        self.type = type
-        self.message = message
-        self.traceback = traceback
-
-    def __repr__(self) -> str:
-        return f"{self.type}({self.message!r})"
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
 
 
 def read_spec(ds: FlowDatastore, ref: str) -> dict:

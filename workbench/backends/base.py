@@ -31,6 +31,15 @@ class TaskExit:
 
 
 @dataclass
+class Capacity:
+    """The largest single task a backend can place: CPUs, memory in MiB, GPUs, and where that was read."""
+    cpu: float
+    memory: int
+    gpu: int
+    source: str = ""
+
+
+@dataclass
 class TaskSpec:
     """One attempt of one task, as the runtime hands it to a backend."""
     flow: str
@@ -94,6 +103,11 @@ class Backend(ABC):
 
     def check(self, settings: "StepSettings") -> None:
         """Refuse a request this backend can never run (raise ResourceError). Called before the run starts."""
+
+    def capacity(self) -> Optional["Capacity"]:
+        """The largest request this backend can schedule, where it can be read (None: unknown/unreachable).
+        ``workbench promote`` refuses a request above it and names the largest fit."""
+        return None
 
     def start_run(self, ctx: RunContext) -> None:
         """Called once per run, before the first submit."""

@@ -1,0 +1,420 @@
+"""Tasks as containers on a Docker engine, through the docker SDK.
+
+Each task is one container running the same entrypoint as everywhere else
+(``python3 -m workbench.task run ...``), with:
+
+- the project root mounted read-only at its own absolute path (also the working directory), the
+  workbench package mounted read-only at its own path and put on PYTHONPATH (the image needs only
+  python3), and a local datastore mounted read-write at its own path;
+- the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
+  requests), so a step that would be killed in the cloud is killed here first;
+- the invoking user's uid:gid, host or no networking (never a bridge), and labels naming the project,
+  flow, run, step and task, plus the owner (host, pid and start time of the runtime process) so that
+  a later run can remove what a crashed run left behind without touching a live run's containers.
+
+stdout and stderr are read apart, live, through one attach connection opened before the container
+starts. The entrypoint is wrapped in a tiny ``sh`` script that, after the task's process has ended,
+reads the container's cgroup high-water marks (peak memory, CPU time) and reports them on stderr
+behind a marker that the log reader strips; that is what ``TaskExit.usage`` holds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import ConfigError, EngineUnreachable, ResourceError
+from ..units import format_memory
+from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .local import exit_from_code
+
+MIB = 1024 * 1024
+OWNER_LABEL = "workbench.owner"
+RUN_LABEL = "workbench.run"
+USAGE_MARK = "\x1eworkbench-usage "
+ENGINE_HINT = ("start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
+               "or point DOCKER_HOST at a running engine")
+IMAGE_HINT = ("build it with `workbench image build`, or scripts/build-base-image.sh for the base image; "
+              "no registry is pulled from")
+
+# "$@" is the task entrypoint. After it ends, report the cgroup's peak memory (bytes) and CPU time (ns):
+# cgroup v1 first, then v2. Errors of the reads go to /dev/null; the report goes to stderr.
+USAGE_SCRIPT = (
+    '"$@"; rc=$?; '
+    'if read m 2>/dev/null </sys/fs/cgroup/memory/memory.max_usage_in_bytes && '
+    'read c 2>/dev/null </sys/fs/cgroup/cpuacct/cpuacct.usage; then '
+    "printf '\\036workbench-usage %s %s\\n' \"$m\" \"$c\" >&2; "
+    'elif read m 2>/dev/null </sys/fs/cgroup/memory.peak && read k u 2>/dev/null </sys/fs/cgroup/cpu.stat; then '
+    "printf '\\036workbench-usage %s %s000\\n' \"$m\" \"$u\" >&2; "
+    'fi; exit $rc'
+)
+
+
+def package_dir() -> str:
+    """The workbench package directory on this machine (mounted into every container)."""
+    return str(Path(__file__).resolve().parents[1])
+
+
+def datastore_dir(url: str) -> Optional[str]:
+    if url.startswith("s3://"):
+        return None
+    return url[len("file://"):] if url.startswith("file://") else url
+
+
+def container_config(spec: TaskSpec, *, image: str, network: str = "host", user: str = "0:0",
+                     owner: str = "", pkg_dir: Optional[str] = None,
+                     extra_env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Everything sent to the engine to create the task's container, without talking to it.
+
+    Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
+    ``APIClient.create_host_config`` (limits, mounts, network).
+    """
+    from docker.types import DeviceRequest
+
+    if network not in ("host", "none"):
+        raise ConfigError(f"[docker] network = {network!r}: only \"host\" or \"none\" (never a bridge)")
+    s = spec.settings
+    pkg_dir = pkg_dir or package_dir()
+    binds: dict[str, dict[str, str]] = {}
+    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "rw")):
+        if path and (path not in binds or mode == "rw"):
+            binds[path] = {"bind": path, "mode": mode}
+    env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    if os.environ.get("USER"):
+        env["USER"] = os.environ["USER"]
+    if not user.startswith("0:"):
+        env["HOME"] = "/tmp"
+    env.update(extra_env or {})
+    env.update({str(k): str(v) for k, v in (s.env or {}).items()})
+    host_config: dict[str, Any] = {
+        "binds": binds,
+        "network_mode": network,
+        "nano_cpus": int(round(s.cpu * 1e9)),
+        "mem_limit": int(s.memory) * MIB,
+        "memswap_limit": int(s.memory) * MIB,  # equal to the memory limit: no swap
+    }
+    if s.shared_memory:
+        host_config["shm_size"] = int(s.shared_memory) * MIB
+    if s.gpu:
+        host_config["device_requests"] = [DeviceRequest(count=int(s.gpu), capabilities=[["gpu"]])]
+    labels = dict(spec.labels)
+    labels.setdefault("workbench.flow", spec.flow)
+    labels.setdefault(RUN_LABEL, spec.run_id)
+    labels.setdefault("workbench.step", spec.step)
+    labels.setdefault("workbench.task", spec.task_id)
+    labels["workbench.attempt"] = str(spec.attempt)
+    if owner:
+        labels[OWNER_LABEL] = owner
+    return {
+        "image": image,
+        "command": ["/bin/sh", "-c", USAGE_SCRIPT, "workbench-task", *spec.command(python="python3")],
+        "working_dir": spec.project_root,
+        "user": user,
+        "environment": env,
+        "labels": labels,
+        "name": _container_name(spec),
+        "host_config": host_config,
+    }
+
+
+def _container_name(spec: TaskSpec) -> str:
+    raw = f"wb-{spec.flow}-{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}"
+    return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in raw)[:200]
+
+
+def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict) -> TaskExit:
+    """Words for how a container ended, from its inspected ``State``."""
+    code = state.get("ExitCode")
+    if requested:
+        return exit_from_code(code, requested, usage)
+    if state.get("OOMKilled"):
+        usage = dict(usage)
+        usage.setdefault("peak_memory_mib", float(memory_mib))
+        return TaskExit("oom", code, f"killed: out of memory (limit {format_memory(memory_mib)})", usage)
+    if isinstance(code, int) and 128 < code < 160:  # 128 + signal number, as sh reports it
+        result = exit_from_code(-(code - 128), None, usage)
+        result.exit_code = code
+        return result
+    return exit_from_code(code, None, usage)
+
+
+def parse_usage(line: str) -> dict[str, float]:
+    try:
+        mem, cpu = line.split(USAGE_MARK, 1)[1].split()[:2]
+        return {"peak_memory_mib": round(int(mem) / MIB, 1), "cpu_seconds": round(int(cpu) / 1e9, 3)}
+    except (ValueError, IndexError):
+        return {}
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """A process's start time (clock ticks since boot), to tell a live pid from a reused one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '-'}"
+
+
+def owner_alive(owner: str) -> Optional[bool]:
+    """True/False for an owner on this host; None when it is another host's (not ours to judge)."""
+    try:
+        host, pid_s, start = owner.rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return start == "-" or _process_start(pid) in (None, start)
+
+
+class _ContainerHandle(TaskHandle):
+    def __init__(self, backend: "DockerBackend", spec: TaskSpec, on_log: LogCallback,
+                 on_exit: Callable[[TaskExit], None]):
+        self.backend = backend
+        self.spec = spec
+        self.on_log = on_log
+        self.on_exit = on_exit
+        self.requested: Optional[str] = None
+        self.container_id: Optional[str] = None
+        self._lock = threading.Lock()
+        self.usage: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"docker {spec.ref}")
+        self.thread.start()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self.requested is None:
+                self.requested = reason
+            cid = self.container_id
+        if cid:
+            threading.Thread(target=self.backend._kill, args=(cid,), daemon=True).start()
+
+    # ------------------------------------------------------------------ the task's life
+    def _run(self) -> None:
+        import docker.errors as de
+
+        backend, spec = self.backend, self.spec
+        image = backend.image_for(spec.settings)
+        result: Optional[TaskExit] = None
+        cid = None
+        try:
+            cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
+                                   owner=backend.owner, extra_env=backend.extra_env)
+            host_config = backend.api.create_host_config(**cfg.pop("host_config"))
+            if self.requested:
+                result = exit_from_code(None, self.requested, {})
+                return
+            try:
+                cid = backend.api.create_container(host_config=host_config, **cfg)["Id"]
+            except de.ImageNotFound:
+                result = TaskExit("failed", None, f"image {image} not found on the Docker engine ({IMAGE_HINT})")
+                return
+            except de.APIError as exc:
+                if exc.status_code == 404 and "image" in str(exc.explanation or "").lower():
+                    result = TaskExit("failed", None, f"image {image} not found on the Docker engine ({IMAGE_HINT})")
+                else:
+                    result = TaskExit("failed", None, f"docker could not create the container: {exc.explanation or exc}")
+                return
+            with self._lock:
+                self.container_id = cid
+                requested = self.requested
+            if requested:
+                result = exit_from_code(None, requested, {})
+                return
+            stream = backend.stream_api.attach(cid, stdout=True, stderr=True, stream=True, logs=False, demux=True)
+            try:
+                backend.api.start(cid)
+            except de.APIError as exc:
+                result = TaskExit("failed", None, f"docker could not start the container: {exc.explanation or exc}")
+                return
+            if self.requested:  # cancelled while starting
+                backend._kill(cid)
+            self._pump(stream)
+            backend.api.wait(cid)
+            state = backend.api.inspect_container(cid).get("State", {})
+            result = classify_exit(state, self.requested, spec.settings.memory, self.usage)
+            if result.status == "failed" and state.get("Error"):
+                result.reason += f" ({state['Error']})"
+        except Exception as exc:  # noqa: BLE001 - whatever the engine says, the task ends in words
+            if self.requested:
+                result = exit_from_code(None, self.requested, self.usage)
+            else:
+                result = TaskExit("failed", None, f"docker: {type(exc).__name__}: {exc}", self.usage)
+        finally:
+            if cid:
+                backend._remove_later(cid)
+            self.on_exit(result or TaskExit("failed", None, "docker: the task ended without a result"))
+
+    def _pump(self, stream) -> None:
+        bufs = {"stdout": b"", "stderr": b""}
+        try:
+            for out, err in stream:
+                for name, data in (("stdout", out), ("stderr", err)):
+                    if data:
+                        *lines, bufs[name] = (bufs[name] + data).split(b"\n")
+                        for line in lines:
+                            self._line(name, line)
+        finally:
+            for name, rest in bufs.items():
+                if rest:
+                    self._line(name, rest)
+
+    def _line(self, stream: str, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if stream == "stderr" and USAGE_MARK in text:
+            self.usage = parse_usage(text) or self.usage
+            text = text.split(USAGE_MARK, 1)[0]
+            if not text:
+                return
+        self.on_log(stream, text, time.time())
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._api = None
+        self._stream_api = None
+        self._info: Optional[dict] = None
+        self._ctx: Optional[RunContext] = None
+        self._removers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.owner = owner_id()
+        self.user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
+        self.network = config.model.docker.network
+        self.extra_env: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ the engine
+    def _connect(self) -> None:
+        if self._api is not None:
+            return
+        import docker
+        from docker.utils import kwargs_from_env
+
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        try:
+            kwargs = kwargs_from_env()
+            api = docker.APIClient(timeout=30, max_pool_size=64, **kwargs)
+            api.ping()
+            self._info = api.info()
+            # attach streams can stay quiet for as long as a step does: no read timeout on those
+            self._stream_api = docker.APIClient(timeout=None, max_pool_size=64, version=api.api_version, **kwargs)
+        except Exception as exc:  # DockerException, requests' ConnectionError, FileNotFoundError, ...
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EngineUnreachable(f"no Docker engine answers at {where}: {detail[:200]}", hint=ENGINE_HINT) from None
+        self._api = api
+
+    @property
+    def api(self):
+        self._connect()
+        return self._api
+
+    @property
+    def stream_api(self):
+        self._connect()
+        return self._stream_api
+
+    def image_for(self, settings) -> str:
+        image = settings.image or self.config.model.docker.image
+        if not image:
+            raise ConfigError("the docker backend needs an image: set [docker] image = \"...\" in workbench.toml, "
+                              "@docker(image=...) or --image (`workbench image build` makes one)")
+        return image
+
+    def check(self, settings) -> None:
+        self._connect()
+        self.image_for(settings)
+        info = self._info or {}
+        ncpu, mem_total = info.get("NCPU"), info.get("MemTotal")
+        if ncpu and settings.cpu > ncpu:
+            raise ResourceError(f"asks for cpu={settings.cpu:g} but the Docker engine has {ncpu} CPUs")
+        if mem_total and settings.memory * MIB > mem_total:
+            raise ResourceError(f"asks for memory={format_memory(settings.memory)} but the Docker engine has "
+                                f"{format_memory(mem_total / MIB)} in all")
+        if settings.shared_memory and mem_total and settings.shared_memory * MIB > mem_total:
+            raise ResourceError(f"asks for shared_memory={format_memory(settings.shared_memory)} but the Docker "
+                                f"engine has {format_memory(mem_total / MIB)} in all")
+
+    # ------------------------------------------------------------------ run lifecycle
+    def start_run(self, ctx: RunContext) -> None:
+        self._ctx = ctx
+        self._connect()
+        if ctx.datastore.url.startswith("s3://"):
+            self.extra_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+            endpoint = ctx.config.model.datastore.endpoint_url
+            if endpoint:
+                self.extra_env.setdefault("AWS_ENDPOINT_URL", endpoint)
+        removed = self.reap_orphans()
+        if removed:
+            ctx.warn(f"docker: removed {removed} container(s) left behind by an earlier run that is gone")
+
+    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
+        self._connect()
+        return _ContainerHandle(self, spec, on_log, on_exit)
+
+    def end_run(self, ctx: RunContext) -> None:
+        with self._lock:
+            removers, self._removers = self._removers, []
+        for t in removers:
+            t.join(timeout=15)
+        if self._api is None:
+            return
+        for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):
+            self._remove(c["Id"])
+
+    # ------------------------------------------------------------------ containers
+    def _containers(self, labels: dict[str, Optional[str]]) -> list[dict]:
+        filters = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+        return self.api.containers(all=True, filters={"label": filters})
+
+    def reap_orphans(self) -> int:
+        """Remove containers whose owning runtime process on this host is gone."""
+        removed = 0
+        for c in self._containers({OWNER_LABEL: None}):
+            owner = (c.get("Labels") or {}).get(OWNER_LABEL, "")
+            if owner != self.owner and owner_alive(owner) is False:
+                self._remove(c["Id"])
+                removed += 1
+        return removed
+
+    def _kill(self, cid: str) -> None:
+        import docker.errors as de
+        try:
+            self.api.kill(cid)
+        except (de.NotFound, de.APIError):
+            pass  # already gone or not running: its wait() returns anyway
+
+    def _remove(self, cid: str) -> None:
+        import docker.errors as de
+        try:
+            self.api.remove_container(cid, force=True, v=True)
+        except de.NotFound:
+            pass
+        except de.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                if self._ctx is not None:
+                    self._ctx.warn(f"docker: could not remove container {cid[:12]}: {exc.explanation or exc}")
+
+    def _remove_later(self, cid: str) -> None:
+        """Remove a finished container off the task's critical path; end_run waits for these."""
+        t = threading.Thread(target=self._remove, args=(cid,), daemon=True)
+        with self._lock:
+            self._removers = [r for r in self._removers if r.is_alive()]
+            self._removers.append(t)
+        t.start()

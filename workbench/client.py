@@ -1,0 +1,242 @@
+"""Read-only access to past runs::
+
+    from workbench import Flow
+    run = Flow("TrainFlow").latest_run
+    run.successful, run.finished_at
+    run["choose"].task.data.best
+    for task in run["square"].tasks(): print(task.index, task.data.value)
+
+The datastore is the project's (workbench.toml found from the current directory), or the one given
+with ``namespace(datastore=...)`` / the ``WORKBENCH_DATASTORE`` variable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
+
+from .datastore import FlowDatastore
+from .errors import DatastoreError
+
+_datastore_url: Optional[str] = None
+
+
+def namespace(datastore: Optional[str] = None) -> None:
+    """Point the client at a datastore (a directory or s3://...); None goes back to the project's."""
+    global _datastore_url
+    _datastore_url = datastore
+
+
+def get_namespace() -> str:
+    return _url()
+
+
+def _url() -> str:
+    if _datastore_url:
+        return _datastore_url
+    from .config import load_config
+    return load_config().datastore_url
+
+
+def _when(ts: Optional[float]) -> Optional[datetime]:
+    return datetime.fromtimestamp(ts, timezone.utc) if ts else None
+
+
+class Flow:
+    def __init__(self, name: str):
+        self.name = name
+        self._ds = FlowDatastore(_url(), name)
+
+    def runs(self) -> list["Run"]:
+        """Every run, newest first."""
+        return [Run(f"{self.name}/{r}", _ds=self._ds) for r in reversed(self._ds.list_runs())]
+
+    def __iter__(self) -> Iterator["Run"]:
+        return iter(self.runs())
+
+    def __getitem__(self, run_id: str) -> "Run":
+        return Run(f"{self.name}/{run_id}", _ds=self._ds)
+
+    @property
+    def latest_run(self) -> Optional["Run"]:
+        runs = self._ds.list_runs()
+        return Run(f"{self.name}/{runs[-1]}", _ds=self._ds) if runs else None
+
+    @property
+    def latest_successful_run(self) -> Optional["Run"]:
+        return next((r for r in self.runs() if r.successful), None)
+
+    def __repr__(self) -> str:
+        return f"Flow('{self.name}')"
+
+
+class Run:
+    def __init__(self, pathspec: str, _ds: Optional[FlowDatastore] = None):
+        flow, _, run_id = pathspec.partition("/")
+        if not run_id:
+            raise ValueError("a run's pathspec is FLOW/RUN_ID")
+        self.flow, self.id = flow, run_id
+        self.pathspec = pathspec
+        self._ds = _ds or FlowDatastore(_url(), flow)
+        doc = self._ds.read_run(run_id)
+        if doc is None:
+            raise DatastoreError(f"no run {pathspec} in {self._ds.url}")
+        self._doc = doc
+
+    @property
+    def status(self) -> str:
+        return self._doc.get("status", "unknown")
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+    @property
+    def created_at(self) -> Optional[datetime]:
+        return _when(self._doc.get("started_at"))
+
+    @property
+    def finished_at(self) -> Optional[datetime]:
+        return _when(self._doc.get("finished_at"))
+
+    @property
+    def parameters(self) -> dict:
+        return dict(self._doc.get("params", {}))
+
+    @property
+    def origin_run_id(self) -> Optional[str]:
+        return self._doc.get("origin_run_id")
+
+    def steps(self) -> list["Step"]:
+        return [Step(self, name) for name in self._ds.list_steps(self.id)]
+
+    def __iter__(self) -> Iterator["Step"]:
+        return iter(self.steps())
+
+    def __getitem__(self, step: str) -> "Step":
+        if step not in self._ds.list_steps(self.id):
+            raise KeyError(f"run {self.pathspec} has no step {step}")
+        return Step(self, step)
+
+    def __contains__(self, step: str) -> bool:
+        return step in self._ds.list_steps(self.id)
+
+    @property
+    def data(self) -> "ArtifactData":
+        """The end step's artifacts (as Metaflow's Run.data)."""
+        return self["end"].task.data
+
+    def __repr__(self) -> str:
+        return f"Run('{self.pathspec}')"
+
+
+class Step:
+    def __init__(self, run: Run, name: str):
+        self.run = run
+        self.name = name
+        self.pathspec = f"{run.pathspec}/{name}"
+
+    def tasks(self) -> list["Task"]:
+        return [Task(self, t) for t in self.run._ds.list_tasks(self.run.id, self.name)]
+
+    def __iter__(self) -> Iterator["Task"]:
+        return iter(self.tasks())
+
+    @property
+    def task(self) -> "Task":
+        """The step's task (the first, for a foreach step)."""
+        tasks = self.tasks()
+        if not tasks:
+            raise DatastoreError(f"step {self.pathspec} has no tasks")
+        return tasks[0]
+
+    def __repr__(self) -> str:
+        return f"Step('{self.pathspec}')"
+
+
+class Task:
+    def __init__(self, step: Step, task_id: str):
+        self.step = step
+        self.id = task_id
+        self.pathspec = f"{step.pathspec}/{task_id}"
+        ds = step.run._ds
+        self._doc = ds.read_task(step.run.id, step.name, task_id) or {}
+        self.data = ArtifactData(ds, self._doc.get("artifacts", {}), self.pathspec)
+
+    @property
+    def successful(self) -> bool:
+        return self._doc.get("status") == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._doc)
+
+    @property
+    def status(self) -> str:
+        return self._doc.get("status", "running")
+
+    @property
+    def index(self) -> Optional[int]:
+        stack = self._doc.get("foreach_stack") or []
+        return stack[-1]["index"] if stack else None
+
+    @property
+    def finished_at(self) -> Optional[datetime]:
+        return _when(self._doc.get("finished_at"))
+
+    @property
+    def exception(self) -> Optional[str]:
+        return self._doc.get("traceback") or None
+
+    @property
+    def usage(self) -> dict:
+        return dict(self._doc.get("usage") or {})
+
+    @property
+    def artifacts(self) -> dict[str, dict]:
+        return {k: v for k, v in self._doc.get("artifacts", {}).items()}
+
+    def logs(self) -> list[tuple[str, str, str]]:
+        run = self.step.run
+        return list(run._ds.read_log(run.id, self.step.name, self.id))
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(t for _, s, t in self.logs() if s == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(t for _, s, t in self.logs() if s == "stderr")
+
+    def __repr__(self) -> str:
+        return f"Task('{self.pathspec}')"
+
+
+class ArtifactData:
+    """``task.data.<name>`` loads an artifact; ``'name' in task.data`` tests for one."""
+
+    def __init__(self, ds: FlowDatastore, refs: dict[str, dict], where: str):
+        self._ds = ds
+        self._refs = refs
+        self._where = where
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._refs:
+            raise AttributeError(f"{self._where} has no artifact {name!r} "
+                                 f"(it has: {', '.join(sorted(self._refs)) or 'none'})")
+        if name not in self._cache:
+            self._cache[name] = self._ds.load_artifact(self._refs[name]["sha"])
+        return self._cache[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._refs
+
+    def __dir__(self):
+        return sorted(self._refs)

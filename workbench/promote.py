@@ -1,0 +1,164 @@
+"""Promotion: move one step to another backend or a bigger machine by writing workbench.toml, never the
+flow's code. ``workbench promote`` and the TUI's Promote action both go through
+:func:`plan_promotion` and :func:`apply_promotion`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import CONFIG_NAME, ProjectConfig, edit_step
+from .errors import ResourceError, UsageError, WorkbenchError
+from .graph import FlowGraph
+from .settings import StepSettings, effective_settings
+from .units import format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory
+
+MAX_GPUS = 16
+
+
+@dataclass
+class Promotion:
+    config: ProjectConfig
+    graph: FlowGraph
+    step: str
+    values: dict[str, Any]  # what goes into [flows.<flow>.steps.<step>]
+    diff: str
+    settings: StepSettings  # the step's effective settings once written
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.config.path or (self.config.root / CONFIG_NAME)
+
+
+def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate values and give them the form they take in workbench.toml."""
+    out: dict[str, Any] = {}
+    for key, raw in changes.items():
+        if raw is None or raw == "":
+            continue
+        key = key.replace("-", "_")
+        if key == "cpu":
+            cpu = parse_cpu(raw, "--cpu")
+            out["cpu"] = int(cpu) if cpu == int(cpu) else cpu
+        elif key in ("memory", "shared_memory"):
+            out[key] = format_memory(parse_memory(raw, f"--{key.replace('_', '-')}"))
+        elif key == "gpu":
+            gpu = parse_gpu(raw, "--gpu")
+            if gpu > MAX_GPUS:
+                raise ResourceError(f"--gpu {raw}: no machine has more than {MAX_GPUS} GPUs")
+            out["gpu"] = gpu
+        elif key == "timeout":
+            out["timeout"] = format_duration(parse_duration(raw, "--timeout"))
+        elif key in ("backend", "image"):
+            out[key] = str(raw)
+        else:
+            raise UsageError(f"cannot promote {key} (settable: backend, cpu, memory, gpu, shared_memory, "
+                             f"image, timeout)")
+    return out
+
+
+def plan_promotion(config: ProjectConfig, graph: FlowGraph, step: str, changes: dict[str, Any],
+                   *, check_capacity: bool = True) -> Promotion:
+    if step not in graph.steps:
+        raise UsageError(f"flow {graph.name} has no step {step} (steps: {', '.join(graph.steps)})")
+    values = _normalise(changes)
+    if "backend" not in values:
+        current = config.step_section(graph.name or "", step)
+        values["backend"] = (current.backend if current and current.backend else None) \
+            or config.model.project.remote_backend
+    values = {"backend": values.pop("backend"), **values}
+    new = effective_settings(graph, step, config, cli=values)
+    notes: list[str] = []
+    if check_capacity:
+        _check_capacity(config, new, notes)
+    notes.extend(_usage_notes(config, graph, step, new))
+    from .pricing import estimate
+    price = estimate(new.cpu, new.memory, new.gpu)
+    if new.backend in ("batch", "kubernetes"):
+        notes.append(f"price: {price.describe()}" if price else
+                     "price: no common EC2 instance type fits this request")
+    diff = edit_step(config.path or config.root / CONFIG_NAME, graph.name or "", step, values, dry_run=True)
+    return Promotion(config, graph, step, values, diff, new, notes)
+
+
+def apply_promotion(promotion: Promotion) -> str:
+    return edit_step(promotion.path, promotion.graph.name or "", promotion.step, promotion.values)
+
+
+def _check_capacity(config: ProjectConfig, s: StepSettings, notes: list[str]) -> None:
+    from .backends import backend_class
+    try:
+        cap = backend_class(s.backend)(config).capacity()
+    except WorkbenchError as exc:
+        notes.append(f"could not check what {s.backend} can schedule: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - an unreachable backend must not block editing the file
+        notes.append(f"could not check what {s.backend} can schedule: {type(exc).__name__}: {exc}")
+        return
+    if cap is None:
+        return
+    too_big = [f"{name} {want}" for name, want, have in
+               (("cpu", f"{s.cpu:g}", s.cpu > cap.cpu), ("memory", format_memory(s.memory), s.memory > cap.memory),
+                ("gpu", str(s.gpu), s.gpu > cap.gpu)) if have]
+    if too_big:
+        raise ResourceError(f"{s.backend} cannot schedule {', '.join(too_big)}: the largest fit is cpu "
+                            f"{cap.cpu:g}, memory {format_memory(cap.memory)}, gpu {cap.gpu}"
+                            + (f" ({cap.source})" if cap.source else ""))
+
+
+def _usage_notes(config: ProjectConfig, graph: FlowGraph, step: str, s: StepSettings) -> list[str]:
+    from .commands import _measured_usage
+    u = _measured_usage(config, graph).get(step)
+    if not u:
+        return []
+    peak = u["peak_memory_mib"]
+    notes = [f"memory {format_memory(s.memory)}; measured peak {format_memory(peak)} "
+             f"(run {u['run_id']} on {u['backend']})"]
+    if s.memory < peak:
+        notes.append(f"warning: memory {format_memory(s.memory)} is below the measured peak; the step may be "
+                     f"killed for memory")
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def _config_for_edit():
+    from .config import load_config
+    return load_config()
+
+
+def promote(args) -> int:
+    from .project import find_step_flow
+    config = _config_for_edit()
+    graph = find_step_flow(args.step, config, args.flow)
+    changes = {k: getattr(args, k.replace("-", "_"), None)
+               for k in ("backend", "cpu", "memory", "gpu", "image", "timeout", "shared_memory")}
+    plan = plan_promotion(config, graph, args.step, changes)
+    diff = plan.diff if args.dry_run else apply_promotion(plan)
+    if not diff:
+        print(f"{graph.name}.{args.step}: already {plan.settings.summary()}; nothing to change")
+    else:
+        sys.stdout.write(diff)
+        verb = "would run" if args.dry_run else "now runs"
+        print(f"{graph.name}.{args.step} {verb} on {plan.settings.summary()}")
+    for note in plan.notes:
+        print(f"  {note}")
+    return 0
+
+
+def demote(args) -> int:
+    from .project import find_step_flow
+    config = _config_for_edit()
+    graph = find_step_flow(args.step, config, args.flow)
+    if config.path is None:
+        print(f"no {CONFIG_NAME}: {graph.name}.{args.step} has no overrides")
+        return 0
+    diff = edit_step(config.path, graph.name or "", args.step, {}, remove=True, dry_run=args.dry_run)
+    if not diff:
+        print(f"{graph.name}.{args.step} has no overrides in {config.path.name}")
+        return 0
+    sys.stdout.write(diff)
+    return 0

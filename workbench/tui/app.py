@@ -1,0 +1,481 @@
+"""`workbench tui`: the flows list, the DAG of the selected flow, a step inspector with promotion
+sliders, runs, live logs and artifacts. It renders the core's graph, settings, events and datastore;
+it never imports user code.
+
+`create_app(config, watch=...)` is the one factory used by the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Header, OptionList, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
+
+from .. import events as ev
+from ..config import ProjectConfig, load_config
+from ..errors import WorkbenchError
+from ..graph import FlowGraph, build_graph, find_flow_files
+from ..settings import effective_settings
+from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
+from .watcher import ChangeHandler, Debouncer, start_observer
+from .widgets.dag_view import DagView
+from .widgets.inspector import Inspector
+from .widgets.logs import LogPane
+
+TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts"]
+
+
+class WorkbenchApp(App):
+    CSS_PATH = "workbench.tcss"
+    TITLE = "workbench"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("r", "run", "Run"),
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("R", "resume", "Resume"),
+        Binding("o", "run_step", "Run step"),
+        Binding("j", "next_step", "Next step"),
+        Binding("k", "prev_step", "Prev step"),
+        Binding("p", "promote", "Promote"),
+        Binding("f", "follow", "Follow"),
+        Binding("slash", "search", "Search"),
+        Binding("1", "tab(0)", "DAG", show=False),
+        Binding("2", "tab(1)", "Inspect", show=False),
+        Binding("3", "tab(2)", "Runs", show=False),
+        Binding("4", "tab(3)", "Logs", show=False),
+        Binding("5", "tab(4)", "Artifacts", show=False),
+    ]
+    COMMANDS = App.COMMANDS
+
+    def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
+                 poll_interval: float = 0.05, polling_observer: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.watch_files = watch
+        self.debouncer = Debouncer(clock=clock)
+        self.poll_interval = poll_interval
+        self.polling_observer = polling_observer
+        self.observer = None
+        self.graphs: dict[str, FlowGraph] = {}
+        self.current: Optional[str] = None
+        self.selected_step: Optional[str] = None
+        self.statuses: dict[str, str] = {}
+        self.settings: dict = {}
+        self.settings_errors: dict[str, str] = {}
+        self.config_error: Optional[str] = None
+        self.events: "queue.SimpleQueue[ev.Event]" = queue.SimpleQueue()
+        self.runtime = None
+        self.live_run_id: Optional[str] = None
+        self.reload_count = 0  # for tests and the redraw benchmark
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="◆")
+        with Horizontal():
+            with Vertical(id="left"):
+                yield Static("Flows", id="flows-title")
+                yield OptionList(id="flows")
+            with TabbedContent(id="tabs"):
+                with TabPane("DAG 1", id="tab-dag"):
+                    yield Static("", id="flow-title")
+                    yield Static("", id="flow-error")
+                    with VerticalScroll(id="dag-scroll"):
+                        yield DagView(id="dag")
+                with TabPane("Inspect 2", id="tab-inspect"):
+                    yield Inspector(id="inspector")
+                with TabPane("Runs 3", id="tab-runs"):
+                    yield RunsPane(id="runs")
+                with TabPane("Logs 4", id="tab-logs"):
+                    yield LogPane(id="logs")
+                with TabPane("Artifacts 5", id="tab-artifacts"):
+                    yield ArtifactsPane(id="artifacts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+        self.set_interval(self.poll_interval, self.pump)
+        if self.watch_files:
+            self.start_watching()
+
+    def on_unmount(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+        if self.runtime is not None:
+            self.runtime.cancel("the TUI quit")
+
+    def start_watching(self) -> None:
+        handler = ChangeHandler(self.debouncer, str(self.config.path) if self.config.path else None)
+        watches = [(self.config.flows_dir, True), (Path(self.config.root), False)]
+        try:
+            self.observer = start_observer(handler, watches, polling=self.polling_observer)
+        except Exception as exc:  # noqa: BLE001 - e.g. inotify limits: keep working without watching
+            self.notify(f"not watching files: {exc}", severity="warning")
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if binding.action == "quit":
+                continue
+            yield SystemCommand(f"{binding.description} ({binding.key})", f"Key {binding.key}",
+                                lambda action=binding.action: self.run_action(action))
+
+    # ------------------------------------------------------------------ the flows and the graph
+    def pump(self) -> None:
+        """Timer: apply a due file reload and the run events that arrived since the last tick."""
+        changed = self.debouncer.take_due()
+        if changed:
+            self.reload(changed)
+        self.drain_events()
+
+    def reload(self, changed: Optional[set[str]] = None) -> None:
+        """Rescan the flows and rebuild their static graphs; never raises for bad files."""
+        if self.config.path and (changed is None or any(Path(p).name == self.config.path.name for p in changed)):
+            try:
+                self.config = load_config(path=self.config.path)
+                self.config_error = None
+            except WorkbenchError as exc:
+                self.config_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a half-written file must not crash the app
+                self.config_error = f"{self.config.path}: {exc}"
+        try:
+            files = [str(p) for p in find_flow_files(self.config.flows_dir)]
+        except OSError:
+            files = []
+        graphs = {}
+        for path in files:
+            if changed is None or path in changed or path not in self.graphs or not changed <= set(self.graphs):
+                graphs[path] = build_graph(path)
+            else:
+                graphs[path] = self.graphs[path]
+        self.graphs = graphs
+        if self.current not in graphs:
+            self.current = files[0] if files else None
+            self.selected_step = None
+        self.reload_count += 1
+        self.refresh_flows_list()
+        self.refresh_flow()
+
+    def refresh_flows_list(self) -> None:
+        options = []
+        for path, graph in self.graphs.items():
+            rel = _relative(path, self.config.flows_dir)
+            if graph.ok:
+                options.append(Option(f"[$success]✔[/] {escape(graph.name or rel)}\n  [$text-muted]{escape(rel)}[/]", id=path))
+            else:
+                err = graph.errors[0]
+                where = f"line {err.line}: " if getattr(err, "line", None) else ""
+                options.append(Option(f"[$error]✘[/] {escape(graph.name or rel)}\n  [$error]{escape(where + err.message)}[/]", id=path))
+        flows = self.query_one("#flows", OptionList)
+        flows.set_options(options)
+        if self.current is not None:
+            flows.highlighted = list(self.graphs).index(self.current)
+        self.query_one("#flows-title", Static).update(f"Flows ({len(options)})" if options else "Flows: none")
+
+    @on(OptionList.OptionHighlighted, "#flows")
+    def _flow_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        path = event.option.id
+        if path and path != self.current:
+            self.current = path
+            self.selected_step = None
+            self.refresh_flow()
+
+    @property
+    def graph(self) -> Optional[FlowGraph]:
+        return self.graphs.get(self.current) if self.current else None
+
+    def run_store(self) -> Optional[RunStore]:
+        graph = self.graph
+        if graph is None or not graph.name:
+            return None
+        return RunStore(self.config, graph.name)
+
+    def refresh_flow(self) -> None:
+        graph = self.graph
+        title = self.query_one("#flow-title", Static)
+        error = self.query_one("#flow-error", Static)
+        self.settings, self.settings_errors = {}, {}
+        if graph is None:
+            title.update(f"No flow files under {escape(str(self.config.flows_dir))}")
+            error.update("")
+            self.query_one("#dag", DagView).show(None, {}, {}, None)
+            self._refresh_step()
+            return
+        rel = _relative(graph.path, self.config.root)
+        params = ", ".join(f"{p.name}={p.default!r}" for p in graph.parameters)
+        title.update(f"[b]{escape(graph.name or '?')}[/b]  [$text-muted]{escape(rel)}"
+                     f"{'  params: ' + escape(params) if params else ''}[/]")
+        problems = []
+        if self.config_error:
+            problems.append(self.config_error)
+        for err in graph.errors:
+            problems.append(f"{rel}:{err.line}: {err.message}" if getattr(err, "line", None) else f"{rel}: {err.message}")
+        error.update("\n".join(f"[$error]✘ {escape(p)}[/]" for p in problems))
+        error.display = bool(problems)
+        for name in graph.steps:
+            try:
+                self.settings[name] = effective_settings(graph, name, self.config)
+            except WorkbenchError as exc:
+                self.settings_errors[name] = str(exc)
+        if self.selected_step not in graph.steps:
+            order = graph.topological() if graph.steps else []
+            self.selected_step = order[0] if order else None
+        store = self.run_store()
+        if self.live_run_id is None and store is not None:
+            self.statuses = aggregate_statuses(store, store.latest_run())
+        self.redraw_dag()
+        self._refresh_step()
+        self.query_one("#runs", RunsPane).show(store, graph)
+        self.query_one("#artifacts", ArtifactsPane).show(store, None, self.selected_step)
+
+    def redraw_dag(self) -> None:
+        self.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step)
+
+    def _refresh_step(self) -> None:
+        graph, step = self.graph, self.selected_step
+        usage = None
+        store = self.run_store()
+        if store is not None and step:
+            usage = store.latest_usage(step)
+        self.query_one("#inspector", Inspector).show(graph, step, self.settings.get(step),
+                                                     usage, self.settings_errors.get(step or ""))
+
+    def select_step(self, name: str) -> None:
+        self.selected_step = name
+        self.redraw_dag()
+        self._refresh_step()
+        self.query_one("#artifacts", ArtifactsPane).show(self.run_store(), None, name)
+
+    @on(DagView.StepClicked)
+    def _step_clicked(self, event: DagView.StepClicked) -> None:
+        self.select_step(event.step)
+
+    def _move_step(self, delta: int) -> None:
+        graph = self.graph
+        if graph is None or not graph.steps:
+            return
+        order = graph.topological()
+        i = order.index(self.selected_step) if self.selected_step in order else -1
+        self.select_step(order[(i + delta) % len(order)])
+
+    def action_next_step(self) -> None:
+        self._move_step(1)
+
+    def action_prev_step(self) -> None:
+        self._move_step(-1)
+
+    def action_tab(self, index: int) -> None:
+        self.query_one("#tabs", TabbedContent).active = TABS[index]
+
+    # ------------------------------------------------------------------ promotion
+    @on(Inspector.ChangesEdited)
+    def _changes_edited(self, event: Inspector.ChangesEdited) -> None:
+        graph, step = self.graph, self.selected_step
+        if graph is None or step is None or not event.changes:
+            self.query_one("#inspector", Inspector).set_notes([])
+            return
+        try:
+            from ..promote import plan_promotion
+            promotion = plan_promotion(self.config, graph, step, event.changes)
+            notes = [f"would change: {', '.join(f'{k}={v}' for k, v in event.changes.items())}"]
+            notes += list(promotion.notes)
+        except Exception as exc:  # noqa: BLE001 - show the reason, keep the sliders usable
+            notes = [f"cannot promote: {exc}"]
+        self.query_one("#inspector", Inspector).set_notes(notes)
+
+    @on(Inspector.PromoteRequested)
+    def _promote_requested(self, event: Inspector.PromoteRequested) -> None:
+        self.promote(event.changes)
+
+    def action_promote(self) -> None:
+        self.promote(self.query_one("#inspector", Inspector).changes())
+
+    def promote(self, changes: dict) -> None:
+        graph, step = self.graph, self.selected_step
+        if graph is None or step is None or not graph.ok:
+            self.notify("select a step of a valid flow first", severity="warning")
+            return
+        if not changes:
+            self.notify("move a slider or pick a backend first (Inspect tab)", severity="warning")
+            self.action_tab(1)
+            return
+        try:
+            from ..promote import apply_promotion, plan_promotion
+            promotion = plan_promotion(self.config, graph, step, changes)
+        except Exception as exc:  # noqa: BLE001
+            self.notify(f"cannot promote {step}: {exc}", severity="error")
+            return
+        from .screens.promote import PromoteScreen
+
+        def done(apply: Optional[bool]) -> None:
+            if not apply:
+                return
+            try:
+                apply_promotion(promotion)
+            except Exception as exc:  # noqa: BLE001
+                self.notify(f"promotion failed: {exc}", severity="error")
+                return
+            self.notify(f"{step}: workbench.toml updated")
+            self.reload({str(self.config.path)} if self.config.path else None)
+
+        self.push_screen(PromoteScreen(f"Promote {graph.name}.{step}", promotion), done)
+
+    # ------------------------------------------------------------------ runs
+    def _sink(self, event: ev.Event) -> None:
+        self.events.put(event)
+
+    def start_runtime(self, **kwargs) -> None:
+        from ..runtime import Runtime
+        graph = self.graph
+        if self.runtime is not None:
+            self.notify("a run is in progress (c cancels it)", severity="warning")
+            return
+        if graph is None or not graph.ok:
+            self.notify("this flow has errors; fix them first", severity="error")
+            return
+        try:
+            self.runtime = Runtime(graph, self.config, sink=self._sink, **kwargs)
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.query_one("#logs", LogPane).clear()
+        self.statuses = {name: "pending" for name in graph.steps}
+        self.live_run_id = self.runtime.run_id
+        self.redraw_dag()
+        self._run_in_thread(self.runtime)
+
+    @work(thread=True, exclusive=True, group="run")
+    def _run_in_thread(self, runtime) -> None:
+        try:
+            runtime.run()
+        except WorkbenchError as exc:
+            self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a bug in a backend must not kill the TUI
+            self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), f"{type(exc).__name__}: {exc}"))
+
+    def drain_events(self, limit: int = 20000) -> None:
+        lines: list[tuple[str, str]] = []
+        redraw = False
+        finished = None
+        for _ in range(limit):
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(event, ev.LogLine):
+                lines.append((event.pathspec, event.text))
+            elif isinstance(event, ev.TaskStarted):
+                self.statuses[event.step] = "running"
+                redraw = True
+            elif isinstance(event, ev.TaskCloned):
+                self.statuses[event.step] = "cloned"
+                redraw = True
+            elif isinstance(event, ev.TaskFinished):
+                if not (event.status == "succeeded" and self.statuses.get(event.step) == "failed"):
+                    self.statuses[event.step] = event.status
+                redraw = True
+            elif isinstance(event, ev.RunWarning):
+                self.notify(event.message, severity="warning")
+            elif isinstance(event, ev.RunFinished):
+                finished = event
+        if lines:
+            self.query_one("#logs", LogPane).add(lines)
+        if redraw:
+            self.redraw_dag()
+        if finished is not None:
+            self.runtime = None
+            self.live_run_id = None
+            severity = "information" if finished.status == "succeeded" else "error"
+            self.notify(f"run {finished.run_id} {finished.status}"
+                        f"{': ' + finished.message if finished.message else ''}", severity=severity)
+            store = self.run_store()
+            self.query_one("#runs", RunsPane).show(store, self.graph)
+            self.query_one("#artifacts", ArtifactsPane).show(store, finished.run_id, self.selected_step)
+            self._refresh_step()
+
+    def action_run(self) -> None:
+        from ..parameters import resolve_parameters
+        graph = self.graph
+        try:
+            params = resolve_parameters(graph.parameters, {}) if graph is not None and graph.ok else {}
+        except WorkbenchError as exc:
+            self.notify(f"{exc} (use `workbench run` to pass parameters)", severity="error")
+            return
+        self.start_runtime(params=params)
+
+    def action_cancel_run(self) -> None:
+        if self.runtime is None:
+            self.notify("no run in progress")
+            return
+        self.runtime.cancel("cancelled from the TUI")
+        self.notify("cancelling…")
+
+    def _origin(self) -> Optional[str]:
+        from ..runtime import latest_run_id
+        store = self.run_store()
+        chosen = self.query_one("#runs", RunsPane).selected_run
+        if chosen or store is None:
+            return chosen
+        return latest_run_id(store.ds, lambda doc: not doc.get("only_step"))
+
+    def action_resume(self) -> None:
+        origin = self._origin()
+        if origin is None:
+            self.notify("no earlier run to resume", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin)
+
+    def action_run_step(self) -> None:
+        origin, step = self._origin(), self.selected_step
+        if origin is None or step is None:
+            self.notify("run the flow once first: a step re-run takes its inputs from a past run", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step)
+
+    @on(RunsPane.RunChosen)
+    def _run_chosen(self, event: RunsPane.RunChosen) -> None:
+        store = self.run_store()
+        if store is None:
+            return
+        if self.runtime is None:
+            self.statuses = aggregate_statuses(store, event.run_id)
+            self.redraw_dag()
+            logs = self.query_one("#logs", LogPane)
+            logs.clear()
+            logs.add(store.log_lines(event.run_id))
+        self.query_one("#artifacts", ArtifactsPane).show(store, event.run_id, self.selected_step)
+
+    # ------------------------------------------------------------------ logs
+    def action_follow(self) -> None:
+        logs = self.query_one("#logs", LogPane)
+        logs.set_follow(not logs.follow)
+
+    def action_search(self) -> None:
+        self.action_tab(3)
+        self.query_one("#log-search").focus()
+
+
+def _relative(path: str | Path, base: str | Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(base).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def create_app(config: ProjectConfig, *, watch: bool = True, **kwargs) -> WorkbenchApp:
+    return WorkbenchApp(config, watch=watch, **kwargs)
+
+
+def run_app(config: ProjectConfig) -> int:
+    app = create_app(config)
+    app.run()
+    return app.return_code or 0

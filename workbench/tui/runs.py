@@ -1,0 +1,215 @@
+"""Past runs from the datastore: the runs table with per-step status, and the artifacts pane."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Optional
+
+from rich.markup import escape
+from textual import on
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from ..datastore import FlowDatastore
+from ..preview import preview
+
+MAX_RUNS = 50
+GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
+
+
+class RunStore:
+    """Read-only, failure-tolerant views of one flow's runs (a broken run dir never crashes the TUI)."""
+
+    def __init__(self, config, flow: str):
+        self.ds = FlowDatastore(config.datastore_url, flow)
+
+    def runs(self) -> list[str]:
+        try:
+            return self.ds.list_runs()[-MAX_RUNS:]
+        except Exception:  # noqa: BLE001
+            return []
+
+    def latest_run(self) -> Optional[str]:
+        runs = self.runs()
+        return runs[-1] if runs else None
+
+    def run_doc(self, run_id: str) -> dict:
+        try:
+            return self.ds.read_run(run_id) or {}
+        except Exception:  # noqa: BLE001
+            return {}
+
+    def tasks(self, run_id: str, step: Optional[str] = None) -> list[dict]:
+        out = []
+        try:
+            steps = [step] if step else self.ds.list_steps(run_id)
+            for name in steps:
+                for task_id in self.ds.list_tasks(run_id, name):
+                    doc = self.ds.read_task(run_id, name, task_id)
+                    if doc:
+                        out.append(doc)
+        except Exception:  # noqa: BLE001
+            pass
+        return out
+
+    def step_statuses(self, run_id: Optional[str]) -> dict[str, str]:
+        if not run_id:
+            return {}
+        by_step: dict[str, list[str]] = {}
+        for doc in self.tasks(run_id):
+            status = "cloned" if doc.get("cloned_from") else doc.get("status", "?")
+            by_step.setdefault(doc.get("step", "?"), []).append(status)
+        out = {}
+        for step, statuses in by_step.items():
+            bad = [s for s in statuses if s not in ("succeeded", "cloned")]
+            out[step] = bad[0] if bad else ("cloned" if all(s == "cloned" for s in statuses) else "succeeded")
+        return out
+
+    def latest_usage(self, step: str) -> Optional[dict]:
+        for run_id in reversed(self.runs()[-10:]):
+            for doc in self.tasks(run_id, step):
+                if doc.get("usage") and not doc.get("cloned_from"):
+                    return doc["usage"]
+        return None
+
+    def log_lines(self, run_id: str) -> list[tuple[str, str]]:
+        lines = []
+        for doc in self.tasks(run_id):
+            try:
+                for _ts, _stream, text in self.ds.read_log(run_id, doc["step"], doc["task_id"]):
+                    lines.append((doc["pathspec"], text))
+            except Exception:  # noqa: BLE001
+                continue
+        return lines
+
+    def load(self, sha: str) -> Any:
+        return self.ds.load_artifact(sha)
+
+
+def aggregate_statuses(store: Optional[RunStore], run_id: Optional[str]) -> dict[str, str]:
+    return store.step_statuses(run_id) if store is not None else {}
+
+
+def _when(ts: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError):
+        return "-"
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}T"
+
+
+class RunsPane(Vertical):
+    DEFAULT_CSS = "RunsPane { height: 1fr; } RunsPane DataTable { height: 1fr; }"
+
+    class RunChosen(Message):
+        def __init__(self, run_id: str) -> None:
+            super().__init__()
+            self.run_id = run_id
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.selected_run: Optional[str] = None
+
+    def compose(self):
+        yield Static("r run · R resume · o run the selected step with the last run's inputs · c cancel",
+                     classes="hint")
+        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("run", "status", "started (UTC)", "steps")
+        yield table
+
+    def show(self, store: Optional[RunStore], graph) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.clear()
+        self.selected_run = None
+        if store is None:
+            return
+        order = graph.topological() if graph is not None and graph.steps else []
+        for run_id in reversed(store.runs()):
+            doc = store.run_doc(run_id)
+            statuses = store.step_statuses(run_id)
+            steps = " ".join(f"{s}{GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')}"
+                             for s in order if s in statuses)
+            status = doc.get("status", "?")
+            if doc.get("only_step"):
+                status += f" ({doc['only_step']} only)"
+            elif doc.get("origin_run_id"):
+                status += " (resume)"
+            table.add_row(run_id, status, _when(doc.get("started_at")), steps, key=run_id)
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _chosen(self, event: DataTable.RowSelected) -> None:
+        self.selected_run = str(event.row_key.value)
+        self.post_message(self.RunChosen(self.selected_run))
+
+
+class ArtifactsPane(Vertical):
+    DEFAULT_CSS = """
+    ArtifactsPane { height: 1fr; }
+    ArtifactsPane #artifacts-title { height: 1; color: $text-muted; }
+    ArtifactsPane DataTable { height: 1fr; max-height: 50%; }
+    ArtifactsPane #preview-scroll { height: 1fr; border-top: solid $primary; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.store: Optional[RunStore] = None
+        self.rows: dict[str, dict] = {}
+
+    def compose(self):
+        yield Static("", id="artifacts-title")
+        table = DataTable(id="artifacts-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("task", "name", "type", "size")
+        yield table
+        with VerticalScroll(id="preview-scroll"):
+            yield Static("", id="preview")
+
+    def show(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
+        self.store = store
+        table = self.query_one("#artifacts-table", DataTable)
+        table.clear()
+        self.rows = {}
+        self.query_one("#preview", Static).update("")
+        title = self.query_one("#artifacts-title", Static)
+        if store is None:
+            title.update("")
+            return
+        run_id = run_id or store.latest_run()
+        if run_id is None:
+            title.update("no runs yet (r runs the flow)")
+            return
+        title.update(f"run {run_id} · step {step or 'all'} · enter/arrows preview")
+        for doc in store.tasks(run_id, step):
+            task = f"{doc.get('step')}/{doc.get('task_id')}"
+            for name, info in sorted((doc.get("artifacts") or {}).items()):
+                if name.startswith("_"):
+                    continue
+                key = f"{task}:{name}"
+                typ = info.get("type") or ("(inherited)" if info.get("inherited") else "?")
+                shape = info.get("shape")
+                if shape is not None:
+                    typ += f" {tuple(shape)}"
+                self.rows[key] = info
+                table.add_row(task, name, typ, _size(info.get("size")), key=key)
+
+    @on(DataTable.RowHighlighted, "#artifacts-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        info = self.rows.get(str(event.row_key.value)) if event.row_key else None
+        target = self.query_one("#preview", Static)
+        if not info or self.store is None:
+            target.update("")
+            return
+        try:
+            text = preview(self.store.load(info["sha"]))
+        except Exception as exc:  # noqa: BLE001 - a missing blob or an unpicklable type
+            text = f"(cannot load: {exc})"
+        target.update(escape(text))

@@ -1,0 +1,169 @@
+"""The step inspector: decorators, effective settings with their sources, and promotion sliders."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Label, Select, Static
+
+from ...config import BACKENDS
+from ...units import format_memory
+from .slider import Slider, cpu_values, gpu_values, memory_values
+
+
+def describe_step(graph, step_name: str, settings, error: Optional[str] = None) -> str:
+    """Markup text: kind, decorators with line numbers, and every effective setting with its source."""
+    step = graph.steps[step_name]
+    lines = [f"[b]{escape(step_name)}[/b]  [$text-muted]{step.kind} · line {step.lineno}[/]"]
+    if step.doc:
+        lines.append(f"[$text-muted]{escape(step.doc.strip().splitlines()[0])}[/]")
+    if step.decorators:
+        for deco in step.decorators:
+            args = ", ".join(f"{k}={v!r}" for k, v in deco.kwargs.items())
+            lines.append(f"  @{escape(deco.name)}({escape(args)})  [$text-muted]line {deco.lineno}[/]")
+    else:
+        lines.append("  [$text-muted](no decorators)[/]")
+    if error:
+        lines.append(f"[$error]{escape(error)}[/]")
+        return "\n".join(lines)
+    rows = [("backend", settings.backend), ("cpu", f"{settings.cpu:g}"),
+            ("memory", format_memory(settings.memory)), ("gpu", str(settings.gpu))]
+    if settings.image:
+        rows.append(("image", settings.image))
+    if settings.timeout:
+        rows.append(("timeout", f"{settings.timeout}s"))
+    if settings.retries:
+        rows.append(("retries", str(settings.retries)))
+    if settings.shared_memory:
+        rows.append(("shared_memory", format_memory(settings.shared_memory)))
+    for key in sorted(settings.env):
+        rows.append((f"env {key}", settings.env[key]))
+    for key, value in rows:
+        source = settings.sources.get(key.split(" ")[0], "default")
+        lines.append(f"  {key:<8} [b]{escape(str(value))}[/b]  [$text-muted]← {escape(source)}[/]")
+    return "\n".join(lines)
+
+
+def usage_text(usage: Optional[dict]) -> str:
+    if not usage:
+        return "measured: no finished run yet"
+    mem = usage.get("peak_memory_mib")
+    cpu = usage.get("cpu_seconds")
+    parts = []
+    if mem is not None:
+        parts.append(f"peak memory {mem:g} MiB")
+    if cpu is not None:
+        parts.append(f"cpu {cpu:g} s")
+    return "measured (last run): " + (", ".join(parts) or "n/a")
+
+
+class Inspector(VerticalScroll):
+    DEFAULT_CSS = """
+    Inspector { height: 1fr; padding: 0 1; }
+    Inspector #settings-text { height: auto; margin-bottom: 1; }
+    Inspector .row { height: auto; }
+    Inspector .row > Label.name { width: 9; }
+    Inspector .row > Label.value { width: 8; text-align: right; }
+    Inspector .row > Slider { margin: 0 1; }
+    Inspector #backend { width: 1fr; }
+    Inspector #measured, Inspector #plan-notes { height: auto; color: $text-muted; }
+    Inspector #promote { margin-top: 1; }
+    """
+
+    class PromoteRequested(Message):
+        def __init__(self, changes: dict) -> None:
+            super().__init__()
+            self.changes = changes
+
+    class ChangesEdited(Message):
+        def __init__(self, changes: dict) -> None:
+            super().__init__()
+            self.changes = changes
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.settings = None
+        self.step: Optional[str] = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a step in the DAG (j/k).", id="settings-text")
+        with Horizontal(classes="row"):
+            yield Label("backend", classes="name")
+            yield Select([(b, b) for b in BACKENDS], value="local", allow_blank=False, id="backend")
+        with Horizontal(classes="row"):
+            yield Label("cpu", classes="name")
+            yield Slider(cpu_values(), 1, id="cpu", format=lambda v: f"{v:g}")
+            yield Label("1", id="cpu-value", classes="value")
+        with Horizontal(classes="row"):
+            yield Label("memory", classes="name")
+            yield Slider(memory_values(), 4096, id="memory", format=format_memory)
+            yield Label("4G", id="memory-value", classes="value")
+        with Horizontal(classes="row"):
+            yield Label("gpu", classes="name")
+            yield Slider(gpu_values(), 0, id="gpu")
+            yield Label("0", id="gpu-value", classes="value")
+        yield Static(usage_text(None), id="measured")
+        yield Static("", id="plan-notes")
+        yield Button("Promote (p)", id="promote", variant="primary")
+
+    def show(self, graph, step_name: Optional[str], settings, usage: Optional[dict], error: Optional[str] = None) -> None:
+        self.step = step_name
+        self.settings = settings
+        text = self.query_one("#settings-text", Static)
+        if graph is None or step_name is None or step_name not in graph.steps:
+            text.update("Select a step in the DAG (j/k).")
+            return
+        text.update(describe_step(graph, step_name, settings, error))
+        if settings is not None:
+            with self.prevent(Select.Changed, Slider.Changed):
+                self.query_one("#backend", Select).value = settings.backend if settings.backend in BACKENDS else "local"
+                self.query_one("#cpu", Slider).set_value_silently(settings.cpu)
+                self.query_one("#memory", Slider).set_value_silently(settings.memory)
+                self.query_one("#gpu", Slider).set_value_silently(settings.gpu)
+        self._labels()
+        self.query_one("#measured", Static).update(usage_text(usage))
+        self.query_one("#plan-notes", Static).update("")
+
+    def _labels(self) -> None:
+        for name in ("cpu", "memory", "gpu"):
+            slider = self.query_one(f"#{name}", Slider)
+            self.query_one(f"#{name}-value", Label).update(slider.format(slider.value))
+
+    def changes(self) -> dict[str, Any]:
+        """Values that differ from the effective settings, in the form `workbench promote` takes."""
+        if self.settings is None:
+            return {}
+        out: dict[str, Any] = {}
+        backend = self.query_one("#backend", Select).value
+        if isinstance(backend, str) and backend != self.settings.backend:
+            out["backend"] = backend
+        cpu = self.query_one("#cpu", Slider).value
+        if float(cpu) != float(self.settings.cpu):
+            out["cpu"] = cpu
+        memory = self.query_one("#memory", Slider).value
+        if int(memory) != int(self.settings.memory):
+            out["memory"] = format_memory(memory)
+        gpu = self.query_one("#gpu", Slider).value
+        if int(gpu) != int(self.settings.gpu):
+            out["gpu"] = gpu
+        return out
+
+    def set_notes(self, notes: list[str]) -> None:
+        self.query_one("#plan-notes", Static).update("\n".join(escape(n) for n in notes))
+
+    @on(Slider.Changed)
+    @on(Select.Changed, "#backend")
+    def _edited(self, event) -> None:
+        event.stop()
+        self._labels()
+        self.post_message(self.ChangesEdited(self.changes()))
+
+    @on(Button.Pressed, "#promote")
+    def _promote(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.PromoteRequested(self.changes()))
