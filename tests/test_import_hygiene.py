@@ -1,0 +1,29 @@
+"""The core must not pull in terminal or cloud libraries: they are slow to import and not always installed."""
+
+import json
+import subprocess
+import sys
+
+CORE = ["workbench", "workbench.flowspec", "workbench.decorators", "workbench.graph", "workbench.config",
+        "workbench.settings", "workbench.events", "workbench.datastore", "workbench.runtime", "workbench.task",
+        "workbench.client", "workbench.cli", "workbench.commands", "workbench.promote", "workbench.project",
+        "workbench.backends", "workbench.backends.local", "workbench.render"]
+HEAVY = ["textual", "docker", "boto3", "botocore", "kubernetes"]
+
+
+def test_core_imports_no_heavy_library():
+    code = ("import sys, json\n"
+            + "".join(f"import {m}\n" for m in CORE)
+            + f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
+
+
+def test_backends_never_import_textual():
+    code = ("import sys, importlib\n"
+            "for m in ['workbench.backends.local', 'workbench.backends.docker', 'workbench.backends.batch',"
+            " 'workbench.backends.kubernetes']:\n"
+            "    try:\n        importlib.import_module(m)\n    except ModuleNotFoundError:\n        pass\n"
+            "print('textual' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
