@@ -63,6 +63,8 @@ class WorkbenchApp(App):
         self.config = config
         self.watch_files = watch
         self.debouncer = Debouncer(clock=clock)
+        # the watchdog handler; tests call handler.dispatch(event) directly, without an observer
+        self.handler = ChangeHandler(self.debouncer, str(config.path) if config.path else None)
         self.poll_interval = poll_interval
         self.polling_observer = polling_observer
         self.observer = None
@@ -114,7 +116,7 @@ class WorkbenchApp(App):
             self.runtime.cancel("the TUI quit")
 
     def start_watching(self) -> None:
-        handler = ChangeHandler(self.debouncer, str(self.config.path) if self.config.path else None)
+        handler = self.handler
         watches = [(self.config.flows_dir, True), (Path(self.config.root), False)]
         try:
             self.observer = start_observer(handler, watches, polling=self.polling_observer)
@@ -280,13 +282,13 @@ class WorkbenchApp(App):
     @on(Inspector.ChangesEdited)
     def _changes_edited(self, event: Inspector.ChangesEdited) -> None:
         graph, step = self.graph, self.selected_step
-        if graph is None or step is None or not event.changes:
+        if graph is None or step is None or not event.changes or not graph.ok:
             self.query_one("#inspector", Inspector).set_notes([])
             return
         try:
             from ..promote import plan_promotion
-            promotion = plan_promotion(self.config, graph, step, event.changes)
-            notes = [f"would change: {', '.join(f'{k}={v}' for k, v in event.changes.items())}"]
+            promotion = plan_promotion(self.config, graph, step, event.changes, check_capacity=False)
+            notes = [f"would set: {', '.join(f'{k}={v}' for k, v in event.changes.items())}"]
             notes += list(promotion.notes)
         except Exception as exc:  # noqa: BLE001 - show the reason, keep the sliders usable
             notes = [f"cannot promote: {exc}"]
@@ -308,12 +310,21 @@ class WorkbenchApp(App):
             self.notify("move a slider or pick a backend first (Inspect tab)", severity="warning")
             self.action_tab(1)
             return
+        self._plan_promotion(graph, step, changes)
+
+    @work(thread=True, exclusive=True, group="promote")
+    def _plan_promotion(self, graph: FlowGraph, step: str, changes: dict) -> None:
+        """Planning may ask a cloud backend what it can schedule: keep that off the UI thread."""
         try:
-            from ..promote import apply_promotion, plan_promotion
+            from ..promote import plan_promotion
             promotion = plan_promotion(self.config, graph, step, changes)
         except Exception as exc:  # noqa: BLE001
-            self.notify(f"cannot promote {step}: {exc}", severity="error")
+            self.call_from_thread(self.notify, f"cannot promote {step}: {exc}", severity="error")
             return
+        self.call_from_thread(self._confirm_promotion, promotion)
+
+    def _confirm_promotion(self, promotion) -> None:
+        from ..promote import apply_promotion
         from .screens.promote import PromoteScreen
 
         def done(apply: Optional[bool]) -> None:
@@ -324,10 +335,10 @@ class WorkbenchApp(App):
             except Exception as exc:  # noqa: BLE001
                 self.notify(f"promotion failed: {exc}", severity="error")
                 return
-            self.notify(f"{step}: workbench.toml updated")
+            self.notify(f"{promotion.step}: workbench.toml updated")
             self.reload({str(self.config.path)} if self.config.path else None)
 
-        self.push_screen(PromoteScreen(f"Promote {graph.name}.{step}", promotion), done)
+        self.push_screen(PromoteScreen(f"Promote {promotion.graph.name}.{promotion.step}", promotion), done)
 
     # ------------------------------------------------------------------ runs
     def _sink(self, event: ev.Event) -> None:

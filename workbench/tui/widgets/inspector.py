@@ -151,6 +151,8 @@ class Inspector(VerticalScroll):
         gpu = self.query_one("#gpu", Slider).value
         if int(gpu) != int(self.settings.gpu):
             out["gpu"] = gpu
+        if out and "backend" not in out and isinstance(backend, str):
+            out = {"backend": backend, **out}  # what the selector shows is where the step will run
         return out
 
     def set_notes(self, notes: list[str]) -> None:

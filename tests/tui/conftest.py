@@ -1,0 +1,85 @@
+import asyncio
+import functools
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def tui_project(tmp_path, monkeypatch):
+    """A copy of the example flows and workbench.toml in a temp dir, with cwd inside it."""
+    shutil.copytree(REPO / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "workbench.toml", tmp_path / "workbench.toml")
+    monkeypatch.chdir(tmp_path)
+    for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def make_app(project: Path, clock=None, **kwargs):
+    from workbench.config import load_config
+    from workbench.tui.app import create_app
+    if clock is not None:
+        kwargs["clock"] = clock
+    return create_app(load_config(project), watch=False, **kwargs)
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await pilot.pause(step)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "1000000000000001") -> str:
+    """Run a flow for real, then freeze its timestamps and usage so that screens are deterministic."""
+    from workbench.config import load_config
+    from workbench.graph import build_graph
+    from workbench.parameters import resolve_parameters
+    from workbench.runtime import Runtime
+    config = load_config(project)
+    graph = build_graph(project / flow_file)
+    runtime = Runtime(graph, config, params=resolve_parameters(graph.parameters, {}), run_id=run_id)
+    result = runtime.run()
+    assert result.status == "succeeded", result.message
+    ds = runtime.ds
+    doc = ds.read_run(run_id)
+    doc.update(started_at=1767225600.0, finished_at=1767225601.0)
+    ds.write_run(run_id, doc)
+    for step in ds.list_steps(run_id):
+        for task_id in ds.list_tasks(run_id, step):
+            task = ds.read_task(run_id, step, task_id)
+            task["usage"] = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
+            task["started_at"], task["finished_at"] = 1767225600.0, 1767225601.0
+            ds.write_task(run_id, step, task_id, task)
+    return run_id
+
+
+def async_test(fn):
+    """Run an async test with asyncio.run (no async pytest plugin is a dependency)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
