@@ -92,7 +92,9 @@ class AwsTestbed:
             subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
             sg = ec2.create_security_group(GroupName=f"wb-{uuid.uuid4().hex[:6]}", Description="wb",
                                            VpcId=vpc)["GroupId"]
-            resources = {"type": "EC2", "minvCpus": 0, "desiredvCpus": 0, "instanceRole": role,
+            profile = iam.create_instance_profile(
+                InstanceProfileName=f"wb-ip-{uuid.uuid4().hex[:6]}")["InstanceProfile"]["Arn"]
+            resources = {"type": "EC2", "minvCpus": 0, "desiredvCpus": 0, "instanceRole": profile,
                          "subnets": [subnet], "securityGroupIds": [sg], **managed}
             kwargs = {"type": "MANAGED", "computeResources": resources}
         ce = batch.create_compute_environment(computeEnvironmentName=f"{name}-ce", state="ENABLED",

@@ -1,0 +1,321 @@
+"""The AWS Batch backend: job definitions (pure), polling and warnings (fake client), and end to end against
+moto's server, whose Batch runs each job as a real container on the local Docker engine."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
+from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
+
+from workbench.backends.base import RunContext, TaskSpec  # noqa: E402
+from workbench.config import ProjectConfig, load_config  # noqa: E402
+from workbench.settings import StepSettings  # noqa: E402
+from workbench.units import parse_memory  # noqa: E402
+
+pytest.importorskip("boto3")
+
+
+def _spec(settings: StepSettings, **kw) -> TaskSpec:
+    base = dict(flow="TrainFlow", run_id="1700000000000000", step="train", task_id="2", attempt=0, settings=settings,
+                datastore_url="s3://bucket/prefix", project_root="/p", flow_file="flows/train.py",
+                class_name="TrainFlow")
+    base.update(kw)
+    return TaskSpec(**base)
+
+
+# ---------------------------------------------------------------------------------------- pure parts
+
+def test_job_definition_for_gpu1_cpu8_memory32g():
+    from workbench.backends.batch import job_definition, task_command_template
+    s = StepSettings(backend="batch", cpu=8, memory=parse_memory("32G"), gpu=1, timeout=30,
+                     env={"MODE": "fast"})
+    command = task_command_template(_spec(s))
+    body = job_definition(s, image="acct.dkr.ecr.us-east-1.amazonaws.com/train:1", command=command,
+                          environment={**s.env, "WORKBENCH_S3_ENDPOINT_URL": ""},
+                          job_role="arn:aws:iam::123456789012:role/wb-task")
+    assert body["type"] == "container"
+    assert body["platformCapabilities"] == ["EC2"]
+    props = body["containerProperties"]
+    assert props["image"] == "acct.dkr.ecr.us-east-1.amazonaws.com/train:1"
+    assert props["resourceRequirements"] == [{"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "32768"},
+                                             {"type": "GPU", "value": "1"}]
+    assert props["environment"] == [{"name": "MODE", "value": "fast"},
+                                    {"name": "WORKBENCH_S3_ENDPOINT_URL", "value": ""}]
+    assert props["jobRoleArn"] == "arn:aws:iam::123456789012:role/wb-task"
+    assert body["timeout"] == {"attemptDurationSeconds": 60}  # 30 s + 30 s grace, Batch's 60 s minimum
+    assert body["retryStrategy"] == {"attempts": 1}
+    # the command: the bootstrap, then the task entrypoint with the run-specific values as parameters
+    assert props["command"][:2] == ["python3", "-c"]
+    assert props["command"][3:] == ["Ref::package", "python3", "-m", "workbench.task", "run", "--datastore",
+                                    "Ref::datastore", "--root", "@ROOT@", "Ref::task"]
+    assert body["jobDefinitionName"].startswith("workbench-")
+    assert body["tags"] == {"workbench.content": body["jobDefinitionName"][len("workbench-"):]}
+    assert set(body) == {"jobDefinitionName", "type", "platformCapabilities", "containerProperties",
+                         "retryStrategy", "timeout", "tags"}
+    assert set(props) == {"image", "command", "environment", "resourceRequirements", "jobRoleArn"}
+    # same content -> same name (registered once); any change -> another definition
+    again = job_definition(s, image=props["image"], command=command, environment=dict(env_pairs(props)),
+                           job_role=props["jobRoleArn"])
+    assert again["jobDefinitionName"] == body["jobDefinitionName"]
+    other = job_definition(StepSettings(backend="batch", cpu=8, memory=32768, gpu=0), image=props["image"],
+                           command=command, environment={})
+    assert other["jobDefinitionName"] != body["jobDefinitionName"]
+    assert "GPU" not in str(other["containerProperties"]["resourceRequirements"]) and "timeout" not in other
+    # fractional CPUs round up to whole vCPUs; long timeouts keep the grace
+    s2 = StepSettings(backend="batch", cpu=0.5, memory=512, timeout=3600)
+    b2 = job_definition(s2, image="i", command=["x"], environment={})
+    assert b2["containerProperties"]["resourceRequirements"][0] == {"type": "VCPU", "value": "1"}
+    assert b2["timeout"] == {"attemptDurationSeconds": 3630}
+
+
+def env_pairs(props):
+    return [(e["name"], e["value"]) for e in props["environment"]]
+
+
+class _FakeBatch:
+    def __init__(self, statuses):
+        self.statuses = statuses
+        self.calls = []
+
+    def describe_jobs(self, jobs):
+        assert len(jobs) <= 100
+        self.calls.append(len(jobs))
+        return {"jobs": [{"jobId": j, "status": self.statuses.get(j, "RUNNABLE"), "container": {}} for j in jobs]}
+
+
+def _backend_with_fake(statuses, runnable_warning=600):
+    from workbench.backends.batch import BatchBackend, _Job
+    config = ProjectConfig(root=Path("/tmp"))
+    config.model.batch.runnable_warning = runnable_warning
+    backend = BatchBackend(config)
+    fake = _FakeBatch(statuses)
+    backend._clients["batch"] = fake
+    warnings, exits = [], []
+    backend._ctx = SimpleNamespace(warn=warnings.append)
+    s = StepSettings(backend="batch", cpu=4, memory=16384, gpu=2)
+    jobs = []
+    for i in range(250):
+        job = _Job(_spec(s, task_id=str(i)), lambda *a: None, exits.append, "gpu-queue", job_id=f"job-{i}")
+        backend._jobs[job.job_id] = job
+        jobs.append(job)
+    return backend, fake, jobs, warnings, exits
+
+
+def test_status_is_polled_100_jobs_per_call():
+    backend, fake, jobs, _, exits = _backend_with_fake({"job-7": "SUCCEEDED"})
+    backend.poll_once(jobs)
+    assert fake.calls == [100, 100, 50]
+    assert len(exits) == 1 and exits[0].status == "succeeded"
+
+
+def test_runnable_too_long_warns_once_with_the_request():
+    backend, fake, jobs, warnings, _ = _backend_with_fake({}, runnable_warning=60)
+    backend.poll_once(jobs[:1])
+    assert warnings == []
+    jobs[0].runnable_since -= 61
+    backend.poll_once(jobs[:1])
+    backend.poll_once(jobs[:1])
+    assert len(warnings) == 1
+    w = warnings[0]
+    assert "RUNNABLE for 61s" in w and "cpu=4 memory=16G gpu=2 on job queue gpu-queue" in w
+    assert "no compute environment" in w
+
+
+# ---------------------------------------------------------------------------------------- against moto
+
+FLOW = textwrap.dedent('''
+    import os
+    import sys
+    from workbench import FlowSpec, step
+
+    class BatchDemoFlow(FlowSpec):
+        @step
+        def start(self):
+            self.x = 21
+            self.where_start = os.environ.get("AWS_BATCH_JOB_ID", "local")
+            self.next(self.train)
+
+        @step
+        def train(self):
+            print("hello from batch", self.x)
+            print("to stderr", file=sys.stderr)
+            mode = os.environ.get("DEMO_MODE", "ok")
+            if mode == "crash":
+                sys.stdout.flush()
+                os._exit(7)
+            if mode == "sleep":
+                import time
+                time.sleep(120)
+            self.y = self.x * 2
+            self.where_train = os.environ.get("AWS_BATCH_JOB_ID", "local")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.z = self.y + 1
+''').lstrip()
+
+
+@pytest.fixture
+def batch_project(aws, tmp_path, monkeypatch):
+    client = docker_client_or_skip()
+    image = base_image(client)
+    bucket = aws.bucket()
+    queue = aws.batch_queue()
+
+    def make(mode: str = "ok") -> ProjectConfig:
+        (tmp_path / "flows").mkdir(exist_ok=True)
+        (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
+        (tmp_path / ".gitignore").write_text(".workbench/\n")
+        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+            [project]
+            name = "bt"
+
+            [datastore]
+            root = "s3://{bucket}/wb"
+            endpoint_url = "{aws.endpoint}"
+            region = "us-east-1"
+
+            [batch]
+            job_queue = "{queue}"
+            image = "{image}"
+            endpoint_url = "{aws.endpoint}"
+
+            [flows.BatchDemoFlow.steps.train]
+            backend = "batch"
+            cpu = 1
+            memory = "512M"
+            env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
+        ''').lstrip())
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
+        monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+        monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.5")
+        return load_config(tmp_path)
+
+    make.docker = client
+    make.queue = queue
+    make.bucket = bucket
+    return make
+
+
+def _run(config, events=None, runtime_hook=None):
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    graph = load_graph(str(config.root / "flows" / "batch_demo.py"))
+    rt = Runtime(graph, config, sink=(events.append if events is not None else None))
+    if runtime_hook:
+        runtime_hook(rt)
+    return rt, rt.run()
+
+
+def _containers(client, run_id):
+    return [c for c in client.containers.list(all=True) if run_id in c.name]
+
+
+def test_end_to_end_local_batch_local(batch_project, aws):
+    import workbench.backends.batch as batch_mod
+    batch_mod.POLL_MIN = 0.5
+    config = batch_project()
+    events = []
+    t0 = time.perf_counter()
+    rt, result = _run(config, events)
+    took = time.perf_counter() - t0
+    warnings = [e for e in events if type(e).__name__ == "RunWarning"]
+    assert result.status == "succeeded", (result.message, warnings, list(rt.ds.read_log(rt.run_id, "train", "2")))
+    print(f"\nbatch end to end (local -> batch -> local): {took:.1f}s")
+    ds = rt.ds
+    lines = [text for _, _, text in ds.read_log(rt.run_id, "train", "2")]
+    assert "hello from batch 21" in lines and "to stderr" in lines
+    assert any(type(e).__name__ == "LogLine" and e.text == "hello from batch 21" for e in events)
+    # results through the client API, read from S3
+    from workbench import Flow
+    run = Flow("BatchDemoFlow").latest_run
+    assert run.successful
+    assert run["end"].task.data.z == 43
+    assert run["train"].task.data.y == 42
+    assert run["train"].task.data.where_train != "local"  # it ran in the Batch job's container
+    assert run["start"].task.data.where_start == "local"
+    # the package went up once, under the flow
+    assert len(ds.storage.list("BatchDemoFlow/packages")) == 1
+    # a second run reuses the job definition
+    batch = aws.client("batch")
+    n_defs = len(batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"])
+    _, again = _run(config)
+    assert again.status == "succeeded"
+    assert len(batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]) == n_defs == 1
+
+
+def test_failing_step_reports_exit_code_and_reason(batch_project):
+    config = batch_project("crash")
+    rt, result = _run(config)
+    assert result.status == "failed"
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "failed"
+    assert task["attempts"][-1]["exit_code"] == 7
+    assert "exited with code 7" in task["reason"]
+    lines = [text for _, _, text in rt.ds.read_log(rt.run_id, "train", "2")]
+    assert "hello from batch 21" in lines
+    assert rt.ds.read_task(rt.run_id, "end", "3") is None
+
+
+def test_cancelled_run_leaves_no_job_or_container(batch_project, aws):
+    config = batch_project("sleep")
+    holder = {}
+
+    def hook(rt):
+        holder["rt"] = rt
+
+    def cancel_when_running():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            running = [j for j in aws.jobs(batch_project.queue) if j["status"] == "RUNNING"]
+            if running:
+                time.sleep(1.0)
+                holder["rt"].cancel("cancelled by the test")
+                return
+            time.sleep(0.3)
+        holder["rt"].cancel("never started")
+
+    t = threading.Thread(target=cancel_when_running, daemon=True)
+    t.start()
+    rt, result = _run(config, runtime_hook=hook)
+    t.join(timeout=5)
+    assert result.status == "cancelled"
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "cancelled" and "cancelled by the test" in task["reason"]
+    assert aws.wait_jobs_settled(batch_project.queue, timeout=20) == []
+    deadline = time.time() + 20
+    while _containers(batch_project.docker, rt.run_id) and time.time() < deadline:
+        time.sleep(0.5)
+    assert _containers(batch_project.docker, rt.run_id) == []
+
+
+def test_preflight_refuses_what_no_compute_environment_fits(aws, tmp_path):
+    from workbench.backends.batch import BatchBackend
+    from workbench.errors import ResourceError
+    queue = aws.batch_queue("small-q", managed={"maxvCpus": 16, "instanceTypes": ["m5.xlarge"]})
+    config = ProjectConfig(root=tmp_path)
+    config.model.batch.job_queue = queue
+    config.model.batch.image = "img"
+    config.model.batch.endpoint_url = aws.endpoint
+    backend = BatchBackend(config)
+    backend.check(StepSettings(backend="batch", cpu=4, memory=8192))
+    with pytest.raises(ResourceError) as err:
+        backend.check(StepSettings(backend="batch", cpu=8, memory=32768, gpu=1))
+    msg = str(err.value)
+    assert "cpu=8 memory=32G gpu=1 on job queue small-q" in msg and "m5.xlarge" in msg and "\n" not in msg
+    cap = backend.capacity()
+    assert (cap.cpu, cap.memory, cap.gpu) == (4, 16384, 0)

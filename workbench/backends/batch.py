@@ -1,0 +1,497 @@
+"""Tasks as AWS Batch jobs.
+
+- Each task is one Batch job whose container runs the code-package bootstrap (workbench.package), which
+  downloads the run's package from S3 and execs the task entrypoint. The job definition is built from the
+  step's settings by :func:`job_definition` (a pure function), named by a hash of its content, registered
+  once and reused: run-specific values (package, datastore, task) are Batch parameters (``Ref::...``).
+- One poller thread per backend: ``describe_jobs`` for up to 100 jobs per call, with backoff while nothing
+  changes, so a wide foreach does not throttle. A job RUNNABLE for longer than ``[batch] runnable_warning``
+  gets a warning that says what was requested.
+- Logs come from CloudWatch Logs (``/aws/batch/job``, the job's ``logStreamName``), followed with the
+  forward token while the job runs and drained when it ends.
+- ``cancel`` terminates the job; ``end_run`` terminates every job of the run that has not ended.
+- ``check`` refuses, before the run, a request no compute environment of the queue can fit, where the API
+  says (managed compute environments: maxvCpus and their instance types).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..units import format_memory
+from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+
+LOG_GROUP = "/aws/batch/job"
+DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
+POLL_MIN = float(os.environ.get("WORKBENCH_BATCH_POLL", "1.0"))
+POLL_MAX = 10.0
+LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
+MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
+TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
+TERMINAL = ("SUCCEEDED", "FAILED")
+EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: the task module pulls in the flow machinery)
+
+
+# ---------------------------------------------------------------------------------------- job definitions
+
+def resource_requirements(settings) -> list[dict[str, str]]:
+    """VCPU (whole vCPUs on EC2: rounded up), MEMORY in MiB, GPU when > 0."""
+    reqs = [{"type": "VCPU", "value": str(max(1, math.ceil(settings.cpu)))},
+            {"type": "MEMORY", "value": str(int(settings.memory))}]
+    if settings.gpu:
+        reqs.append({"type": "GPU", "value": str(int(settings.gpu))})
+    return reqs
+
+
+def task_command_template(spec: TaskSpec) -> list[str]:
+    """The container command with the run-specific values as Batch parameters."""
+    from ..package import ROOT_PLACEHOLDER, bootstrap_command
+    cmd = spec.command(python="python3", datastore_url="Ref::datastore", root=ROOT_PLACEHOLDER)
+    assert cmd[-1] == spec.ref
+    cmd[-1] = "Ref::task"
+    return bootstrap_command("Ref::package", cmd)
+
+
+def job_definition(settings, *, image: str, command: list[str], environment: dict[str, str],
+                   job_role: Optional[str] = None, name_prefix: str = "workbench") -> dict[str, Any]:
+    """The ``register_job_definition`` arguments for a step's settings; the name ends with a hash of the rest,
+    so equal content gives the same name (registered once, then reused)."""
+    props: dict[str, Any] = {
+        "image": image,
+        "command": list(command),
+        "environment": [{"name": k, "value": str(v)} for k, v in sorted(environment.items())],
+        "resourceRequirements": resource_requirements(settings),
+    }
+    if job_role:
+        props["jobRoleArn"] = job_role
+    if settings.shared_memory:
+        props["linuxParameters"] = {"sharedMemorySize": int(settings.shared_memory)}
+    body: dict[str, Any] = {"type": "container", "platformCapabilities": ["EC2"], "containerProperties": props,
+                            "retryStrategy": {"attempts": 1}}  # the runtime retries, with its own bookkeeping
+    if settings.timeout:
+        body["timeout"] = {"attemptDurationSeconds": max(MIN_ATTEMPT_SECONDS, int(settings.timeout) + TIMEOUT_GRACE)}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return {"jobDefinitionName": f"{name_prefix}-{digest}", **body, "tags": {"workbench.content": digest}}
+
+
+def job_name(spec: TaskSpec) -> str:
+    """Batch job names: up to 128 letters, digits, hyphens and underscores."""
+    raw = f"{spec.flow}-{spec.step}-{spec.run_id}-{spec.task_id}-{spec.attempt}"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", raw)[-128:]
+
+
+def describe_request(settings, queue: str) -> str:
+    parts = [f"cpu={settings.cpu:g}", f"memory={format_memory(settings.memory)}"]
+    if settings.gpu:
+        parts.append(f"gpu={settings.gpu}")
+    return f"{' '.join(parts)} on job queue {queue}"
+
+
+def runnable_warning(step: str, job_id: str, seconds: float, settings, queue: str) -> str:
+    return (f"batch: step {step} (job {job_id}) has been RUNNABLE for {seconds:.0f}s, asking for "
+            f"{describe_request(settings, queue)}. That usually means no compute environment of the queue can "
+            f"fit the request (instance types too small, maxvCpus reached, GPUs not allowed) or it is still "
+            f"scaling up; check the queue's compute environments")
+
+
+# ---------------------------------------------------------------------------------------- capacity
+
+@dataclass
+class _Fit:
+    cpu: float = math.inf
+    memory: float = math.inf  # MiB
+    gpu: float = math.inf
+    source: str = ""
+
+    def fits(self, settings) -> bool:
+        return settings.cpu <= self.cpu and settings.memory <= self.memory and settings.gpu <= self.gpu
+
+
+def _fmt(value: float, kind: str) -> str:
+    if math.isinf(value):
+        return "?"
+    return format_memory(value) if kind == "memory" else f"{value:g}"
+
+
+# ---------------------------------------------------------------------------------------- jobs
+
+@dataclass
+class _Job:
+    spec: TaskSpec
+    on_log: LogCallback
+    on_exit: Callable[[TaskExit], None]
+    queue: str
+    job_id: str = ""
+    status: str = "SUBMITTED"
+    runnable_since: Optional[float] = None
+    warned: bool = False
+    log_stream: Optional[str] = None
+    log_token: Optional[str] = None
+    log_fetched: float = 0.0
+    requested: Optional[str] = None
+    done: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class _BatchHandle(TaskHandle):
+    def __init__(self, backend: "BatchBackend", job: _Job):
+        self.backend = backend
+        self.job = job
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.job.done:
+            return
+        self.job.requested = reason
+        self.backend._terminate(self.job, reason)
+
+
+class BatchBackend(Backend):
+    name = "batch"
+    remote = True
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}  # job id -> job
+        self._definitions: dict[str, str] = {}  # definition name -> ARN
+        self._fits: dict[str, list[_Fit]] = {}
+        self._ctx: Optional[RunContext] = None
+        self._package_url: Optional[str] = None
+        self._task_env: dict[str, str] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._poller: Optional[threading.Thread] = None
+        self.describe_calls = 0
+
+    # ------------------------------------------------------------------ clients and settings
+    def _client(self, service: str):
+        with self._lock:
+            c = self._clients.get(service)
+            if c is None:
+                from .. import aws
+                b = self.config.model.batch
+                region = b.region or self.config.model.datastore.region
+                endpoint = b.endpoint_url if service in ("batch", "logs", "ec2") else None
+                c = self._clients[service] = aws.client(service, region=region, endpoint_url=endpoint)
+            return c
+
+    def _call(self, what: str, fn: Callable, **kwargs):
+        try:
+            return fn(**kwargs)
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            from ..aws import translate
+            err = translate(exc, f"batch: {what}")
+            raise err if isinstance(err, WorkbenchError) else BackendError(f"batch: {what}: {exc}") from None
+
+    def queue_for(self, settings) -> str:
+        queue = settings.queue or self.config.model.batch.job_queue
+        if not queue:
+            raise ConfigError("the batch backend needs a job queue: set [batch] job_queue = \"...\" in "
+                              "workbench.toml or @batch(queue=...)")
+        return queue
+
+    def image_for(self, settings) -> str:
+        image = settings.image or self.config.model.batch.image or self.config.model.docker.image
+        if not image:
+            raise ConfigError("the batch backend needs an image with python3 and boto3: set [batch] image = "
+                              "\"...\" in workbench.toml or @batch(image=...)")
+        return image
+
+    def role_for(self, settings) -> Optional[str]:
+        return settings.extra.get("iam_role") or self.config.model.batch.job_role
+
+    # ------------------------------------------------------------------ pre-flight
+    def _queue_fits(self, queue: str) -> list[_Fit]:
+        """What each compute environment of ``queue`` can place in one job (inf where the API does not say)."""
+        if queue in self._fits:
+            return self._fits[queue]
+        batch = self._client("batch")
+        queues = self._call(f"describe job queue {queue}", batch.describe_job_queues, jobQueues=[queue])["jobQueues"]
+        if not queues:
+            raise ConfigError(f"batch: job queue {queue!r} does not exist (in the configured region)")
+        arns = [ce["computeEnvironment"] for ce in queues[0].get("computeEnvironmentOrder", [])]
+        ces = self._call("describe compute environments", batch.describe_compute_environments,
+                         computeEnvironments=arns)["computeEnvironments"] if arns else []
+        fits = []
+        for ce in ces:
+            res = ce.get("computeResources")
+            name = ce.get("computeEnvironmentName", "?")
+            if ce.get("type") != "MANAGED" or not res:
+                fits.append(_Fit(source=f"compute environment {name} is unmanaged"))
+                continue
+            fit = _Fit(cpu=float(res.get("maxvCpus") or math.inf), source=f"compute environment {name}")
+            if res.get("type") in ("FARGATE", "FARGATE_SPOT"):
+                fit.cpu, fit.memory, fit.gpu = min(fit.cpu, 16), 120 * 1024, 0
+            else:
+                largest = self._largest_instance(res.get("instanceTypes") or [])
+                if largest is not None:
+                    vcpu, mem, gpu, names = largest
+                    fit.cpu, fit.memory, fit.gpu = min(fit.cpu, vcpu), mem, gpu
+                    fit.source += f" (instance types {', '.join(names)}, maxvCpus {res.get('maxvCpus')})"
+            fits.append(fit)
+        self._fits[queue] = fits
+        return fits
+
+    def _largest_instance(self, types: list[str]) -> Optional[tuple[float, float, float, list[str]]]:
+        """(vCPUs, MiB, GPUs) of the largest of ``types`` by each measure; None when they cannot be read
+        (families such as "m5" or "optimal" are not expanded)."""
+        exact = [t for t in types if "." in t]
+        if not exact or len(exact) != len(types):
+            return None
+        try:
+            found = self._client("ec2").describe_instance_types(InstanceTypes=exact)["InstanceTypes"]
+        except Exception:  # noqa: BLE001 - no ec2:DescribeInstanceTypes permission: cannot tell
+            return None
+        if not found:
+            return None
+        vcpu = max(t["VCpuInfo"]["DefaultVCpus"] for t in found)
+        mem = max(t["MemoryInfo"]["SizeInMiB"] for t in found)
+        gpu = max(sum(g.get("Count", 0) for g in t.get("GpuInfo", {}).get("Gpus", [])) for t in found)
+        return float(vcpu), float(mem), float(gpu), exact
+
+    def check(self, settings) -> None:
+        self.image_for(settings)
+        queue = self.queue_for(settings)
+        fits = self._queue_fits(queue)
+        if not fits:
+            raise ConfigError(f"batch: job queue {queue!r} has no compute environment")
+        if any(f.fits(settings) for f in fits):
+            return
+        best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
+        raise ResourceError(f"asks for {describe_request(settings, queue)}, more than any of its compute "
+                            f"environments can place in one job (largest: cpu {_fmt(best.cpu, 'cpu')}, memory "
+                            f"{_fmt(best.memory, 'memory')}, gpu {_fmt(best.gpu, 'gpu')}; {best.source})")
+
+    def capacity(self):
+        """The largest request the default job queue can schedule, where the API says (for `workbench promote`)."""
+        from .base import Capacity
+        queue = self.config.model.batch.job_queue
+        if not queue:
+            return None
+        fits = self._queue_fits(queue)
+        if not fits or any(math.isinf(v) for f in fits for v in (f.cpu, f.memory, f.gpu)):
+            return None
+        best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
+        return Capacity(cpu=best.cpu, memory=int(best.memory), gpu=int(best.gpu), source=best.source)
+
+    # ------------------------------------------------------------------ run lifecycle
+    def start_run(self, ctx: RunContext) -> None:
+        from .. import package
+        from ..aws import task_environment
+        self._ctx = ctx
+        t0 = time.time()
+        pkg = package.collect(ctx.project_root)
+        warning = pkg.warning()
+        if warning:
+            ctx.warn(f"batch: {warning}")
+        self._package_url, uploaded = package.upload(pkg, ctx.datastore.storage, ctx.flow)
+        if uploaded and time.time() - t0 > 5:
+            ctx.warn(f"batch: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s to upload")
+        storage = ctx.datastore.storage
+        self._task_env = {**task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
+                          "PYTHONUNBUFFERED": "1"}
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll_loop, name="batch-poller", daemon=True)
+        self._poller.start()
+
+    def end_run(self, ctx: RunContext) -> None:
+        with self._lock:
+            left = [j for j in self._jobs.values() if not j.done]
+        for job in left:
+            job.requested = job.requested or "the run ended"
+            self._terminate(job, job.requested)
+        deadline = time.time() + (30 if left else 0)
+        while time.time() < deadline:
+            with self._lock:
+                if all(j.done for j in self._jobs.values()):
+                    break
+            self._wake.set()
+            time.sleep(0.2)
+        self._stop.set()
+        self._wake.set()
+        if self._poller is not None:
+            self._poller.join(timeout=15)
+
+    # ------------------------------------------------------------------ submitting
+    def _definition_arn(self, spec: TaskSpec) -> str:
+        s = spec.settings
+        env = {**s.env, **self._task_env}
+        body = job_definition(s, image=self.image_for(s), command=task_command_template(spec), environment=env,
+                              job_role=self.role_for(s))
+        name = body["jobDefinitionName"]
+        with self._lock:
+            arn = self._definitions.get(name)
+        if arn:
+            return arn
+        batch = self._client("batch")
+        found = self._call("describe job definitions", batch.describe_job_definitions, jobDefinitionName=name,
+                           status="ACTIVE").get("jobDefinitions", [])
+        if found:
+            arn = max(found, key=lambda d: d.get("revision", 0))["jobDefinitionArn"]
+        else:
+            arn = self._call("register job definition", batch.register_job_definition, **body)["jobDefinitionArn"]
+        with self._lock:
+            self._definitions[name] = arn
+        return arn
+
+    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
+        if self._package_url is None:
+            raise BackendError("batch: submit before start_run (no code package)")
+        queue = self.queue_for(spec.settings)
+        arn = self._definition_arn(spec)
+        batch = self._client("batch")
+        tags = {k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v}
+        resp = self._call("submit job", batch.submit_job, jobName=job_name(spec), jobQueue=queue, jobDefinition=arn,
+                          parameters={"package": self._package_url, "datastore": spec.datastore_url,
+                                      "task": spec.ref}, tags=tags)
+        job = _Job(spec, on_log, on_exit, queue, job_id=resp["jobId"])
+        with self._lock:
+            self._jobs[job.job_id] = job
+        self._wake.set()
+        return _BatchHandle(self, job)
+
+    def _terminate(self, job: _Job, reason: str) -> None:
+        try:
+            self._client("batch").terminate_job(jobId=job.job_id, reason=reason[:200])
+        except Exception as exc:  # noqa: BLE001
+            if self._ctx is not None:
+                self._ctx.warn(f"batch: could not terminate job {job.job_id}: {exc}")
+        self._wake.set()
+
+    # ------------------------------------------------------------------ polling
+    def _poll_loop(self) -> None:
+        interval = POLL_MIN
+        while not self._stop.is_set():
+            with self._lock:
+                active = [j for j in self._jobs.values() if not j.done]
+            if not active:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                interval = POLL_MIN
+                continue
+            try:
+                changed = self.poll_once(active)
+                interval = POLL_MIN if changed else min(POLL_MAX, interval * 1.5)
+            except Exception as exc:  # noqa: BLE001 - keep polling; botocore already retried throttling
+                interval = POLL_MAX
+                if self._ctx is not None:
+                    self._ctx.warn(f"batch: polling job status failed, retrying in {interval:.0f}s: {exc}")
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def poll_once(self, active: list[_Job]) -> bool:
+        """One round: describe_jobs per 100 jobs, follow logs, report ended jobs. True if anything changed."""
+        batch = self._client("batch")
+        changed = False
+        for i in range(0, len(active), DESCRIBE_BATCH):
+            chunk = active[i:i + DESCRIBE_BATCH]
+            self.describe_calls += 1
+            described = {d["jobId"]: d for d in batch.describe_jobs(jobs=[j.job_id for j in chunk])["jobs"]}
+            for job in chunk:
+                d = described.get(job.job_id)
+                if d is not None and self._update(job, d):
+                    changed = True
+        return changed
+
+    def _update(self, job: _Job, d: dict) -> bool:
+        status = d.get("status", job.status)
+        changed = status != job.status
+        job.status = status
+        now = time.time()
+        if status == "RUNNABLE":
+            job.runnable_since = job.runnable_since or now
+            limit = self.config.model.batch.runnable_warning
+            if not job.warned and limit and now - job.runnable_since > limit and self._ctx is not None:
+                job.warned = True
+                self._ctx.warn(runnable_warning(job.spec.step, job.job_id, now - job.runnable_since, job.spec.settings,
+                                                job.queue))
+        stream = (d.get("container") or {}).get("logStreamName")
+        if stream:
+            job.log_stream = stream
+        if status in TERMINAL:
+            self._follow_logs(job, final=True)
+            job.done = True
+            job.on_exit(self._exit_of(job, d))
+            return True
+        if status == "RUNNING" and job.log_stream and now - job.log_fetched >= LOG_FOLLOW_INTERVAL:
+            self._follow_logs(job)
+        return changed
+
+    def _follow_logs(self, job: _Job, final: bool = False) -> None:
+        job.log_fetched = time.time()
+        if not job.log_stream:
+            return
+        logs = self._client("logs")
+        for _ in range(10000):
+            kwargs = {"logGroupName": LOG_GROUP, "logStreamName": job.log_stream, "startFromHead": True}
+            if job.log_token:
+                kwargs["nextToken"] = job.log_token
+            try:
+                resp = logs.get_log_events(**kwargs)
+            except Exception as exc:  # noqa: BLE001
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                if code != "ResourceNotFoundException" and final and self._ctx is not None:
+                    self._ctx.warn(f"batch: could not read the logs of job {job.job_id}: {exc}")
+                return
+            for e in resp.get("events", []):
+                job.on_log("stdout", e.get("message", "").rstrip("\n"), e.get("timestamp", 0) / 1000.0)
+            token = resp.get("nextForwardToken")
+            if not token or token == job.log_token:
+                return
+            job.log_token = token
+            if not resp.get("events"):
+                return
+
+    def _exit_code(self, job: _Job, d: dict) -> Optional[int]:
+        code = (d.get("container") or {}).get("exitCode")
+        if code is not None:
+            return code
+        # describe_jobs may omit it (moto does); the job summary of list_jobs carries it
+        try:
+            pages = self._client("batch").get_paginator("list_jobs").paginate(jobQueue=job.queue,
+                                                                              jobStatus=d.get("status"))
+            for page in pages:
+                for s in page.get("jobSummaryList", []):
+                    if s.get("jobId") == job.job_id:
+                        return (s.get("container") or {}).get("exitCode")
+        except Exception:  # noqa: BLE001
+            pass
+        return None
+
+    def _exit_of(self, job: _Job, d: dict) -> TaskExit:
+        status = d.get("status")
+        container = d.get("container") or {}
+        usage = {"job_id": job.job_id}
+        if status == "SUCCEEDED" and not job.requested:
+            return TaskExit("succeeded", 0, "", usage)
+        code = self._exit_code(job, d)
+        if job.requested:
+            kind = "timeout" if job.requested.startswith("timed out") else "cancelled"
+            return TaskExit(kind, code, job.requested, usage)
+        words = [w for w in (d.get("statusReason"), container.get("reason")) if w]
+        reason = f"exited with code {code}" if code is not None else "the job failed"
+        if words:
+            reason += f" ({'; '.join(dict.fromkeys(words))})"
+        text = " ".join(words).lower()
+        if "outofmemory" in text.replace(" ", "") or "memory" in text and "killed" in text:
+            return TaskExit("oom", code, f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): "
+                                         f"{reason}", usage)
+        if code == EXIT_TIMEOUT or "timeout" in text or "attempt duration" in text:
+            return TaskExit("timeout", code, reason, usage)
+        return TaskExit("failed", code, reason, usage)
