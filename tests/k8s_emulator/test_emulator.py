@@ -195,7 +195,7 @@ def test_job_completes_logs_follow_live(kube):
     from kubernetes import watch
 
     name = unique("echo")
-    script = "echo line-1; echo to-stderr >&2; sleep 3; echo line-2; echo line-3"
+    script = "echo line-1; sleep 0.3; echo to-stderr >&2; sleep 3; echo line-2; echo line-3"
     created = kube.batch.create_namespaced_job(kube.namespace, job_manifest(name, ["sh", "-c", script], kube.image))
     pod = only_pod(kube, name)
     labels = pod.metadata.labels
