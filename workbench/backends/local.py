@@ -282,8 +282,14 @@ def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str
                     os._exit(code)
         os.close(out_w)
         os.close(err_w)
-        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None}
+        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None}
         children[task_ref] = child
+        if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
+            try:
+                child["pidfd"] = os.pidfd_open(pid)
+                sel.register(child["pidfd"], selectors.EVENT_READ, ("exit", task_ref))
+            except OSError:
+                child["pidfd"] = None
         sel.register(out_r, selectors.EVENT_READ, ("pipe", (task_ref, "stdout")))
         sel.register(err_r, selectors.EVENT_READ, ("pipe", (task_ref, "stderr")))
 
@@ -312,15 +318,22 @@ def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str
                 child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
                                   "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
                 _kill_group_quiet(child["pid"], signal.SIGKILL)  # leftovers of the step
+            if child["status"] is not None and child["pidfd"] is not None:
+                sel.unregister(child["pidfd"])
+                os.close(child["pidfd"])
+                child["pidfd"] = None
             if child["status"] is not None and child["open"] == 0:
                 del children[task_ref]
                 kill_at.pop(task_ref, None)
                 _emit({"t": "exit", "id": task_ref, "code": child["status"], "usage": child.get("usage", {})})
 
     while True:
-        timeout = 0.05 if children else None
+        polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
+        timeout = 0.005 if polling else (0.25 if kill_at else None)
         for key, _ in sel.select(timeout):
             kind, data = key.data
+            if kind == "exit":
+                continue  # reaped below
             if kind == "stdin":
                 chunk = os.read(key.fd, 65536)
                 if not chunk:  # the runtime is gone: stop every task and leave
