@@ -43,9 +43,7 @@ class HelloFlow(FlowSpec):
 
 def select_flow(app, name):
     path = next(p for p, g in app.graphs.items() if g.name == name)
-    app.current = path
-    app.selected_step = None
-    app.refresh_flow()
+    app.select_flow(path)
     return path
 
 

@@ -191,6 +191,13 @@ class WorkbenchApp(App):
             self.selected_step = None
             self.refresh_flow()
 
+    def select_flow(self, path: str) -> None:
+        if path in self.graphs:
+            self.current = path
+            self.selected_step = None
+            self.refresh_flows_list()
+            self.refresh_flow()
+
     @property
     def graph(self) -> Optional[FlowGraph]:
         return self.graphs.get(self.current) if self.current else None

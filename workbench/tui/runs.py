@@ -121,7 +121,7 @@ class RunsPane(Vertical):
         self.selected_run: Optional[str] = None
 
     def compose(self):
-        yield Static("r run · R resume · o run the selected step with the last run's inputs · c cancel",
+        yield Static("r run · R resume · o re-run step · c cancel · enter: logs",
                      classes="hint")
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "status", "started (UTC)", "steps")

@@ -34,6 +34,7 @@ class PromoteScreen(ModalScreen[bool]):
     PromoteScreen #diff { height: 1fr; }
     PromoteScreen #notes { height: auto; color: $text-muted; }
     PromoteScreen Horizontal { height: auto; align: right middle; }
+    PromoteScreen Button { margin-left: 2; }
     """
 
     def __init__(self, title: str, promotion) -> None:
@@ -52,8 +53,8 @@ class PromoteScreen(ModalScreen[bool]):
                 notes.insert(0, f"new settings: {settings.summary()}")
             yield Static("\n".join(escape(n) for n in notes), id="notes")
             with Horizontal():
-                yield Button("Write (y)", id="apply", variant="primary")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Button("Write (y)", id="apply", variant="primary", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "apply")

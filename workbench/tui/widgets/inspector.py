@@ -65,7 +65,7 @@ def usage_text(usage: Optional[dict]) -> str:
 class Inspector(VerticalScroll):
     DEFAULT_CSS = """
     Inspector { height: 1fr; padding: 0 1; }
-    Inspector #settings-text { height: auto; margin-bottom: 1; }
+    Inspector #settings-text { height: auto; }
     Inspector .row { height: auto; }
     Inspector .row > Label.name { width: 9; }
     Inspector .row > Label.value { width: 8; text-align: right; }
@@ -94,7 +94,7 @@ class Inspector(VerticalScroll):
         yield Static("Select a step in the DAG (j/k).", id="settings-text")
         with Horizontal(classes="row"):
             yield Label("backend", classes="name")
-            yield Select([(b, b) for b in BACKENDS], value="local", allow_blank=False, id="backend")
+            yield Select([(b, b) for b in BACKENDS], value="local", allow_blank=False, id="backend", compact=True)
         with Horizontal(classes="row"):
             yield Label("cpu", classes="name")
             yield Slider(cpu_values(), 1, id="cpu", format=lambda v: f"{v:g}")
@@ -109,7 +109,7 @@ class Inspector(VerticalScroll):
             yield Label("0", id="gpu-value", classes="value")
         yield Static(usage_text(None), id="measured")
         yield Static("", id="plan-notes")
-        yield Button("Promote (p)", id="promote", variant="primary")
+        yield Button("Promote (p)", id="promote", variant="primary", compact=True)
 
     def show(self, graph, step_name: Optional[str], settings, usage: Optional[dict], error: Optional[str] = None) -> None:
         self.step = step_name

@@ -23,7 +23,7 @@ class LogPane(Vertical):
     LogPane { height: 1fr; }
     LogPane > Horizontal { height: auto; }
     LogPane #log-task { width: 1fr; }
-    LogPane #log-search { width: 1fr; }
+    LogPane #log-search { width: 1fr; margin-left: 1; }
     LogPane #log-status { height: 1; color: $text-muted; }
     LogPane Log { height: 1fr; }
     """
@@ -38,8 +38,8 @@ class LogPane(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield Select([("all tasks", ALL)], value=ALL, allow_blank=False, id="log-task")
-            yield Input(placeholder="search logs (/)", id="log-search")
+            yield Select([("all tasks", ALL)], value=ALL, allow_blank=False, id="log-task", compact=True)
+            yield Input(placeholder="search logs (/)", id="log-search", compact=True)
         yield Label("following", id="log-status")
         yield Log(max_lines=MAX_LINES, auto_scroll=True, id="log")
 
