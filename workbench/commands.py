@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -56,20 +57,30 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
             errors.append(exc)
 
     runtime.sink = Tee(renderer, junit)
-    worker = threading.Thread(target=target, name="workbench-runtime", daemon=True)
+    done = threading.Event()
+    interrupts: list[float] = []
+
+    def on_sigint(signum, frame):  # only records: cancelling happens in the loop below, outside the handler
+        interrupts.append(time.time())
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    worker = threading.Thread(target=lambda: (target(), done.set()), name="workbench-runtime", daemon=True)
     worker.start()
-    cancelled_at = None
-    while worker.is_alive():
-        try:
-            worker.join(0.2)
-        except KeyboardInterrupt:
-            if cancelled_at is None:
-                cancelled_at = time.time()
-                print("\ncancelling: stopping running tasks (Ctrl-C again to quit at once)", file=sys.stderr)
-                runtime.cancel("cancelled")
-            else:
-                print("quit without waiting for cleanup", file=sys.stderr)
-                return 130
+    handled = 0
+    try:
+        while not done.wait(0.1):
+            if len(interrupts) > handled:
+                handled = len(interrupts)
+                if handled == 1:
+                    print("\ncancelling: stopping running tasks (Ctrl-C again to quit at once)", file=sys.stderr)
+                    runtime.cancel("cancelled")
+                else:
+                    print("quit without waiting for cleanup", file=sys.stderr)
+                    return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
     renderer.close()
     if errors:
         raise errors[0]
