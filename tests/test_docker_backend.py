@@ -160,6 +160,10 @@ def test_defaults_and_refusals():
     assert hc["network_mode"] == "host"
     assert "device_requests" not in hc and "shm_size" not in hc
     assert hc["mem_limit"] == 4096 * MIB and hc["nano_cpus"] == 1_000_000_000
+    # compiled bytecode goes to a read-write cache, since the code itself is mounted read-only
+    cfg = container_config(_spec(), image="i", pycache="/home/me/.cache/workbench/pycache")
+    assert cfg["host_config"]["binds"]["/home/me/.cache/workbench/pycache"]["mode"] == "rw"
+    assert cfg["environment"]["PYTHONPYCACHEPREFIX"] == "/home/me/.cache/workbench/pycache"
     with pytest.raises(ConfigError, match="never a bridge"):
         container_config(_spec(), image="i", network="bridge")
     # an S3 datastore is not mounted

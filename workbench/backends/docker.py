@@ -5,7 +5,8 @@ Each task is one container running the same entrypoint as everywhere else
 
 - the project root mounted read-only at its own absolute path (also the working directory), the
   workbench package mounted read-only at its own path and put on PYTHONPATH (the image needs only
-  python3), and a local datastore mounted read-write at its own path;
+  python3), a local datastore mounted read-write at its own path, and a read-write bytecode cache
+  (PYTHONPYCACHEPREFIX) so that read-only code is not compiled again in every container;
 - the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
   requests), so a step that would be killed in the cloud is killed here first;
 - the invoking user's uid:gid, host or no networking (never a bridge), and labels naming the project,
@@ -65,8 +66,24 @@ def datastore_dir(url: str) -> Optional[str]:
     return url[len("file://"):] if url.startswith("file://") else url
 
 
+def bytecode_cache_dir() -> Optional[str]:
+    """A host directory, mounted read-write, where task interpreters keep compiled bytecode.
+
+    The code is mounted read-only, so without it every container would compile the workbench package
+    and the flow again (~100 ms a task). Python names the files by interpreter version, so images with
+    different Pythons share it safely.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "workbench", "pycache")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return os.path.realpath(path)
+
+
 def container_config(spec: TaskSpec, *, image: str, network: str = "host", user: str = "0:0",
-                     owner: str = "", pkg_dir: Optional[str] = None,
+                     owner: str = "", pkg_dir: Optional[str] = None, pycache: Optional[str] = None,
                      extra_env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Everything sent to the engine to create the task's container, without talking to it.
 
@@ -80,10 +97,15 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
     s = spec.settings
     pkg_dir = pkg_dir or package_dir()
     binds: dict[str, dict[str, str]] = {}
-    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "rw")):
+    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "rw"),
+                       (pycache, "rw")):
         if path and (path not in binds or mode == "rw"):
             binds[path] = {"bind": path, "mode": mode}
-    env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
+    if pycache:
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     if os.environ.get("USER"):
         env["USER"] = os.environ["USER"]
     if not user.startswith("0:"):
@@ -214,7 +236,7 @@ class _ContainerHandle(TaskHandle):
         cid = None
         try:
             cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
-                                   owner=backend.owner, extra_env=backend.extra_env)
+                                   owner=backend.owner, pycache=backend.pycache, extra_env=backend.extra_env)
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
                 result = exit_from_code(None, self.requested, {})
@@ -299,6 +321,7 @@ class DockerBackend(Backend):
         self.user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
         self.network = config.model.docker.network
         self.extra_env: dict[str, str] = {}
+        self.pycache: Optional[str] = None
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:
@@ -355,6 +378,7 @@ class DockerBackend(Backend):
     def start_run(self, ctx: RunContext) -> None:
         self._ctx = ctx
         self._connect()
+        self.pycache = bytecode_cache_dir()
         if ctx.datastore.url.startswith("s3://"):
             self.extra_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
             endpoint = ctx.config.model.datastore.endpoint_url
