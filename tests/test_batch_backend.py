@@ -175,7 +175,7 @@ def batch_project(aws, tmp_path, monkeypatch):
     bucket = aws.bucket()
     queue = aws.batch_queue()
 
-    def make(mode: str = "ok") -> ProjectConfig:
+    def make(mode: str = "ok", extra: str = "") -> ProjectConfig:
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\n")
@@ -198,6 +198,7 @@ def batch_project(aws, tmp_path, monkeypatch):
             cpu = 1
             memory = "512M"
             env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
+            {extra}
         ''').lstrip())
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
@@ -226,8 +227,6 @@ def _containers(client, run_id):
 
 
 def test_end_to_end_local_batch_local(batch_project, aws):
-    import workbench.backends.batch as batch_mod
-    batch_mod.POLL_MIN = 0.5
     config = batch_project()
     events = []
     t0 = time.perf_counter()
@@ -269,6 +268,15 @@ def test_failing_step_reports_exit_code_and_reason(batch_project):
     lines = [text for _, _, text in rt.ds.read_log(rt.run_id, "train", "2")]
     assert "hello from batch 21" in lines
     assert rt.ds.read_task(rt.run_id, "end", "3") is None
+
+
+def test_step_timeout_is_reported(batch_project):
+    config = batch_project("sleep", extra="timeout = 2")
+    rt, result = _run(config)
+    assert result.status == "failed"
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "timeout" and "timed out after 2s" in task["reason"]
+    assert task["attempts"][-1]["exit_code"] == 3
 
 
 def test_cancelled_run_leaves_no_job_or_container(batch_project, aws):

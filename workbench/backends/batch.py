@@ -32,7 +32,6 @@ from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSp
 
 LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
-POLL_MIN = float(os.environ.get("WORKBENCH_BATCH_POLL", "1.0"))
 POLL_MAX = 10.0
 LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
 MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
@@ -376,18 +375,19 @@ class BatchBackend(Backend):
 
     # ------------------------------------------------------------------ polling
     def _poll_loop(self) -> None:
-        interval = POLL_MIN
+        poll_min = float(os.environ.get("WORKBENCH_BATCH_POLL", "1.0"))  # seconds between polls while jobs change
+        interval = poll_min
         while not self._stop.is_set():
             with self._lock:
                 active = [j for j in self._jobs.values() if not j.done]
             if not active:
                 self._wake.wait(1.0)
                 self._wake.clear()
-                interval = POLL_MIN
+                interval = poll_min
                 continue
             try:
                 changed = self.poll_once(active)
-                interval = POLL_MIN if changed else min(POLL_MAX, interval * 1.5)
+                interval = poll_min if changed else min(POLL_MAX, interval * 1.5)
             except Exception as exc:  # noqa: BLE001 - keep polling; botocore already retried throttling
                 interval = POLL_MAX
                 if self._ctx is not None:
@@ -477,7 +477,7 @@ class BatchBackend(Backend):
     def _exit_of(self, job: _Job, d: dict) -> TaskExit:
         status = d.get("status")
         container = d.get("container") or {}
-        usage = {"job_id": job.job_id}
+        usage = {"batch_job_id": job.job_id}
         if status == "SUCCEEDED" and not job.requested:
             return TaskExit("succeeded", 0, "", usage)
         code = self._exit_code(job, d)
@@ -492,6 +492,8 @@ class BatchBackend(Backend):
         if "outofmemory" in text.replace(" ", "") or "memory" in text and "killed" in text:
             return TaskExit("oom", code, f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): "
                                          f"{reason}", usage)
-        if code == EXIT_TIMEOUT or "timeout" in text or "attempt duration" in text:
+        if code == EXIT_TIMEOUT:
+            return TaskExit("timeout", code, "the step ran past its timeout", usage)
+        if "timeout" in text or "attempt duration" in text:
             return TaskExit("timeout", code, reason, usage)
         return TaskExit("failed", code, reason, usage)
