@@ -58,7 +58,7 @@ class WorkbenchApp(App):
     COMMANDS = App.COMMANDS
 
     def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
-                 poll_interval: float = 0.05, polling_observer: bool = False) -> None:
+                 poll_interval: float = 0.03, polling_observer: bool = False) -> None:
         super().__init__()
         self.config = config
         self.watch_files = watch

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-DEBOUNCE_SECONDS = 0.12
+DEBOUNCE_SECONDS = 0.08
 
 
 class Debouncer:

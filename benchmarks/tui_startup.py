@@ -1,0 +1,133 @@
+"""Time from starting the terminal workbench to its first full screen, with 50 flows in the directory.
+
+Two figures:
+  headless  create_app + App.run_test(): until the flows list holds 50 flows and the DAG is drawn
+  terminal  the real `workbench tui` under tmux: until capture-pane shows "Flows (50)" and a DAG box
+Target: under 1 s.   Usage: python benchmarks/tui_startup.py [--flows 50] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FLOW = '''from workbench import FlowSpec, Parameter, resources, step
+
+
+class Generated{n}Flow(FlowSpec):
+    size = Parameter("size", default={n})
+
+    @step
+    def start(self):
+        self.items = list(range(self.size))
+        self.next(self.left, self.right)
+
+    @resources(cpu=2, memory="8G")
+    @step
+    def left(self):
+        self.a = sum(self.items)
+        self.next(self.join)
+
+    @step
+    def right(self):
+        self.b = len(self.items)
+        self.next(self.join)
+
+    @step
+    def join(self, inputs):
+        self.total = inputs.left.a + inputs.right.b
+        self.next(self.end)
+
+    @step
+    def end(self):
+        print(self.total)
+'''
+
+
+def make_project(count: int) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="wb-tui-bench-"))
+    (root / "flows").mkdir()
+    (root / "workbench.toml").write_text('[project]\nname = "bench"\nflows = "flows"\n')
+    for n in range(count):
+        (root / "flows" / f"flow_{n:02d}.py").write_text(FLOW.format(n=n))
+    return root
+
+
+async def headless_once(root: Path, count: int) -> float:
+    from workbench.config import load_config
+    from workbench.tui.app import create_app
+    started = time.perf_counter()
+    app = create_app(load_config(root), watch=True)
+    async with app.run_test(size=(100, 30)) as pilot:
+        while not (len(app.graphs) == count and app.query_one("#dag").picture.boxes):
+            await pilot.pause(0.005)
+        await pilot.pause(0)  # one more refresh: the screen is composed
+        elapsed = time.perf_counter() - started
+    return elapsed
+
+
+SOCKET = f"wbbench-{os.getpid()}"
+
+
+def tmux(*args: str, **kwargs):
+    return subprocess.run(["tmux", "-L", SOCKET, *args], **kwargs)
+
+
+def terminal_once(root: Path, count: int) -> float:
+    session = f"wbbench-{uuid.uuid4().hex[:8]}"
+    cmd = (f"cd {shlex.quote(str(root))} && env PYTHONPATH={shlex.quote(str(REPO))} "
+           f"{shlex.quote(sys.executable)} -m workbench.cli tui")
+    started = time.perf_counter()
+    tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd, check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            screen = tmux("capture-pane", "-p", "-t", session, capture_output=True, text=True).stdout
+            if f"Flows ({count})" in screen and "┌" in screen:
+                return time.perf_counter() - started
+            time.sleep(0.01)
+        raise SystemExit("the first screen did not appear within 30 s")
+    finally:
+        tmux("send-keys", "-t", session, "q")
+        time.sleep(0.3)
+        tmux("kill-session", "-t", session, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--flows", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    root = make_project(args.flows)
+    try:
+        headless = [asyncio.run(headless_once(root, args.flows)) for _ in range(args.repeat)]
+        print(f"headless first full screen, {args.flows} flows: median {statistics.median(headless) * 1000:.0f} ms, "
+              f"max {max(headless) * 1000:.0f} ms over {args.repeat} runs (in-process, imports warm after the first)")
+        if shutil.which("tmux"):
+            tmux("new-session", "-d", "-s", "keepalive", "sleep 600", check=True)  # one server throughout
+            term = [terminal_once(root, args.flows) for _ in range(args.repeat)]
+            print(f"`workbench tui` in tmux to first full screen, {args.flows} flows: median "
+                  f"{statistics.median(term) * 1000:.0f} ms, max {max(term) * 1000:.0f} ms over {args.repeat} runs "
+                  f"(a fresh process each time, imports included)")
+    finally:
+        if shutil.which("tmux"):
+            tmux("kill-server", capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
