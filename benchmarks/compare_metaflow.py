@@ -105,7 +105,7 @@ def write_flows(root: Path, tool: str) -> dict[str, Path]:
 def command(tool: str, path: Path, workers: int) -> list[str]:
     if tool == "workbench":
         return [sys.executable, "-m", "workbench.cli", "run", str(path), "--max-workers", str(workers)]
-    return [sys.executable, str(path), "--no-pylint", "run", "--max-workers", str(workers)]
+    return [sys.executable, str(path), "--no-pylint", "run", "--max-workers", str(workers), "--max-num-splits", "1000"]
 
 
 def timed_run(tool: str, root: Path, path: Path, workers: int, sample_rss: bool = False) -> tuple[float, list]:

@@ -93,9 +93,9 @@ class FlowSpec:
             raise AttributeError(name)
         ctx = self.__dict__.get("_wb_ctx")
         if ctx is not None and ctx.has_input_artifact(name):
-            value = ctx.load_input_artifact(name)
-            self.__dict__[name] = value  # cache; it is saved again (deduplicated by hash) at the end
-            return value
+            # cached in the context, not on the instance: an artifact that is only read is passed on by
+            # reference, not saved again (as in Metaflow, mutate-in-place without assigning is not saved)
+            return ctx.load_input_artifact(name)
         raise AttributeError(f"{type(self).__name__} has no attribute or artifact {name!r}")
 
     def _wb_artifact(self, name: str) -> Any:

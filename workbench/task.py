@@ -44,12 +44,15 @@ class TaskContext:
         self.foreach_stack = foreach_stack
         self.transition: Optional[tuple[list[str], Optional[str]]] = None
         self.adopted: dict[str, str] = {}
+        self.cache: dict[str, Any] = {}
 
     def has_input_artifact(self, name: str) -> bool:
         return name in self.refs or name in self.adopted
 
     def load_input_artifact(self, name: str) -> Any:
-        return self.ds.load_artifact(self.adopted.get(name) or self.refs[name])
+        if name not in self.cache:
+            self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name])
+        return self.cache[name]
 
     def adopt_artifact(self, name: str, sha: str) -> None:
         self.adopted[name] = sha

@@ -262,7 +262,11 @@ class _ContainerHandle(TaskHandle):
             try:
                 backend.api.start(cid)
             except de.APIError as exc:
-                result = TaskExit("failed", None, f"docker could not start the container: {exc.explanation or exc}")
+                reason = f"docker could not start the container: {exc.explanation or exc}"
+                if spec.settings.gpu:
+                    reason += (f" (the step asks for gpu={spec.settings.gpu}: the engine needs GPUs and the "
+                               f"NVIDIA container toolkit)")
+                result = TaskExit("failed", None, reason)
                 return
             if self.requested:  # cancelled while starting
                 backend._kill(cid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import struct
 import time
@@ -31,6 +32,9 @@ MAGIC = b"WBA1"
 FLAG_ZLIB = 1
 _HEAD = struct.Struct("<4sBIQ")  # magic, flags, number of buffers, length of the main pickle
 _COMPRESS_MIN = 4096
+MAP_THRESHOLD = 8 * 1024 * 1024
+TREE_MIN = 32 * 1024 * 1024
+TREE_CHUNK = 8 * 1024 * 1024  # larger local blobs are memory-mapped instead of read
 
 
 class ArtifactError(Exception):
@@ -42,10 +46,8 @@ def encode_artifact(value: Any) -> tuple[str, list, int]:
     buffers: list[pickle.PickleBuffer] = []
     main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
-    h = hashlib.sha256(main)
-    for raw in raws:
-        h.update(raw)
     size = len(main) + sum(r.nbytes for r in raws)
+    digest = _content_hash([memoryview(main), *raws], size)
     flags = 0
     if not raws and len(main) >= _COMPRESS_MIN:
         sample = main[:65536]
@@ -54,10 +56,26 @@ def encode_artifact(value: Any) -> tuple[str, list, int]:
             if len(packed) <= 0.9 * len(main):
                 main, flags = packed, FLAG_ZLIB
     head = _HEAD.pack(MAGIC, flags, len(raws), len(main)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
-    return h.hexdigest(), [head, main, *raws], size
+    return digest, [head, main, *raws], size
 
 
-def decode_artifact(blob: bytearray) -> Any:
+def _content_hash(segments: list, size: int) -> str:
+    """sha256 of the content; above TREE_MIN, sha256 over the sha256s of 8 MiB pieces, computed in
+    parallel (hashlib releases the GIL), so a large array is hashed at several times one core's speed."""
+    if size < TREE_MIN:
+        h = hashlib.sha256()
+        for seg in segments:
+            h.update(seg)
+        return h.hexdigest()
+    pieces = [seg[i:i + TREE_CHUNK] for seg in segments for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
+        leaves = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
+    return "t" + hashlib.sha256(b"".join(leaves)).hexdigest()[1:]
+
+
+def decode_artifact(blob) -> Any:
+    """Unpickle a blob (a bytearray or a writable mmap); large buffers become views of it, not copies."""
     view = memoryview(blob)
     magic, flags, nbuf, main_len = _HEAD.unpack_from(view, 0)
     if magic != MAGIC:
@@ -105,8 +123,11 @@ class FlowDatastore:
         return sha, size
 
     def load_artifact(self, sha: str) -> Any:
+        key = self._blob_key(sha)
         try:
-            blob = self.storage.get(self._blob_key(sha))
+            if hasattr(self.storage, "map") and self.storage.size(key) >= MAP_THRESHOLD:
+                return decode_artifact(self.storage.map(key))
+            blob = self.storage.get(key)
         except KeyError:
             raise DatastoreError(f"artifact {sha[:12]} of flow {self.flow} is missing from {self.url}") from None
         return decode_artifact(blob)

@@ -53,6 +53,22 @@ class LocalStorage:
         except FileNotFoundError:
             raise KeyError(key) from None
 
+    def map(self, key: str):
+        """A private copy-on-write mapping of the object: no read up front, writable, pages shared with
+        the page cache until written. Used for large artifacts."""
+        import mmap
+        try:
+            with open(self._path(key), "rb") as f:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
