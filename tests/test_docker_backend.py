@@ -339,6 +339,20 @@ def test_image_not_found_fails_the_task_in_words(project):
     assert "workbench image build" in start.reason
 
 
+def test_gpu_request_on_an_engine_without_gpus_fails_in_words(project, engine):
+    client, _ = engine
+    if any("nvidia" in r for r in (client.info().get("Runtimes") or {})):
+        pytest.skip("this engine may have GPUs")
+    toml = project / "workbench.toml"
+    toml.write_text(toml.read_text() + '\n[flows.MixedFlow.steps.start]\ngpu = 1\n')
+    result, events, *_ = run_flow(project, "flows/behaviour_flow.py:MixedFlow")
+    start = finished(events, "start")
+    assert result.status == "failed" and start.status == "failed"
+    assert start.reason.startswith("docker could not start the container")
+    assert "gpu=1" in start.reason
+    assert count_containers(client, {"workbench.run": result.run_id}) == 0
+
+
 def test_check_refuses_more_than_the_engine_has(project):
     from workbench.backends.docker import DockerBackend
 
