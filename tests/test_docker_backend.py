@@ -296,6 +296,18 @@ def test_timeout_is_reported_and_container_removed(project):
     assert count_containers(docker_client_or_skip(), {"workbench.run": result.run_id}) == 0
 
 
+def test_hard_timeout_kills_the_container(project, monkeypatch):
+    import workbench.runtime
+
+    monkeypatch.setattr(workbench.runtime, "HARD_TIMEOUT_GRACE", 1.0)
+    t0 = time.time()
+    result, events, *_ = run_flow(project, "flows/behaviour_flow.py:StubbornFlow")
+    assert time.time() - t0 < 20
+    start = finished(events, "start")
+    assert (start.status, start.reason) == ("timeout", "timed out after 2s")
+    assert count_containers(docker_client_or_skip(), {"workbench.run": result.run_id}) == 0
+
+
 def test_cancel_mid_run_removes_every_container(project):
     client = docker_client_or_skip()
     box: dict = {}

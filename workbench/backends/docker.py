@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import ConfigError, EngineUnreachable, ResourceError
+from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
 from ..units import format_memory
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .local import exit_from_code
@@ -231,10 +231,10 @@ class _ContainerHandle(TaskHandle):
         import docker.errors as de
 
         backend, spec = self.backend, self.spec
-        image = backend.image_for(spec.settings)
         result: Optional[TaskExit] = None
         cid = None
         try:
+            image = backend.image_for(spec.settings)
             cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
                                    owner=backend.owner, pycache=backend.pycache, extra_env=backend.extra_env)
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
@@ -279,6 +279,8 @@ class _ContainerHandle(TaskHandle):
         except Exception as exc:  # noqa: BLE001 - whatever the engine says, the task ends in words
             if self.requested:
                 result = exit_from_code(None, self.requested, self.usage)
+            elif isinstance(exc, WorkbenchError):
+                result = TaskExit("failed", None, str(exc), self.usage)
             else:
                 result = TaskExit("failed", None, f"docker: {type(exc).__name__}: {exc}", self.usage)
         finally:

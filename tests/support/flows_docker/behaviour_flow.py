@@ -95,3 +95,20 @@ class MixedFlow(FlowSpec):
     @step
     def end(self):
         self.here_in_container = in_task_container()
+
+
+class StubbornFlow(FlowSpec):
+    """Ignores its own @timeout alarm: only the runtime's deadline (a container kill) can stop it."""
+
+    @timeout(seconds=2)
+    @step
+    def start(self):
+        import signal
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        print("ignoring the alarm", flush=True)
+        time.sleep(60)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
