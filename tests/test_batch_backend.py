@@ -204,6 +204,7 @@ def batch_project(aws, tmp_path, monkeypatch):
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
         monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
         monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.5")
+        monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
         return load_config(tmp_path)
 
     make.docker = client

@@ -150,3 +150,13 @@ def test_endpoint_from_workbench_toml(tmp_path, monkeypatch):
     assert wb_aws.s3_settings() == ("http://127.0.0.1:9", "eu-west-1")
     monkeypatch.setenv("WORKBENCH_S3_ENDPOINT_URL", "")  # set but empty: "no endpoint", as in a remote task
     assert wb_aws.s3_settings() == (None, "eu-west-1")
+
+
+def test_modules_import_boto3_lazily():
+    import subprocess
+    code = ("import sys, workbench.aws, workbench.datastore.s3, workbench.package, workbench.backends.batch; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'pathspec') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=_REPO))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -183,7 +183,8 @@ def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores]) -> list[Pack
     return out
 
 
-def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = ()) -> CodePackage:
+def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = (),
+            include_workbench: bool = True) -> CodePackage:
     """What would ship for a project: its files (ignore rules applied) and the workbench package."""
     root = Path(project_root).resolve()
     if not root.is_dir():
@@ -193,8 +194,8 @@ def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = ()
         import pathspec
         ignores.specs.append(("", pathspec.GitIgnoreSpec.from_lines(list(extra_ignores))))
     files = _walk(root, "project", ignores)
-    lib = Path(__file__).resolve().parent
-    files += _walk(lib, "lib/workbench", None)
+    if include_workbench:
+        files += _walk(Path(__file__).resolve().parent, "lib/workbench", None)
     files.sort(key=lambda f: f.arcname)
     return CodePackage(files, str(root))
 

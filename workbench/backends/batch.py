@@ -34,6 +34,8 @@ LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
 POLL_MAX = 10.0
 LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
+# after a job ends, its last lines may take a moment to reach CloudWatch: follow the stream this much longer
+# before reporting the end (WORKBENCH_BATCH_LOG_SETTLE, seconds)
 MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
 TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -137,6 +139,8 @@ class _Job:
     log_token: Optional[str] = None
     log_fetched: float = 0.0
     requested: Optional[str] = None
+    ended: Optional[dict] = None  # the describe_jobs answer that said the job ended
+    settle_until: float = 0.0
     done: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -399,6 +403,14 @@ class BatchBackend(Backend):
         """One round: describe_jobs per 100 jobs, follow logs, report ended jobs. True if anything changed."""
         batch = self._client("batch")
         changed = False
+        settling = [j for j in active if j.ended is not None]
+        changed = bool(settling)  # keep polling fast until they are reported
+        for job in settling:  # ended: read the logs CloudWatch is still ingesting, then report
+            self._follow_logs(job, final=True)
+            if time.time() >= job.settle_until:
+                self._report(job)
+                changed = True
+        active = [j for j in active if j.ended is None]
         for i in range(0, len(active), DESCRIBE_BATCH):
             chunk = active[i:i + DESCRIBE_BATCH]
             self.describe_calls += 1
@@ -426,12 +438,19 @@ class BatchBackend(Backend):
             job.log_stream = stream
         if status in TERMINAL:
             self._follow_logs(job, final=True)
-            job.done = True
-            job.on_exit(self._exit_of(job, d))
+            job.ended = d
+            settle = float(os.environ.get("WORKBENCH_BATCH_LOG_SETTLE", "2.0"))
+            job.settle_until = now + (settle if job.log_stream and not job.requested else 0)
+            if now >= job.settle_until:
+                self._report(job)
             return True
         if status == "RUNNING" and job.log_stream and now - job.log_fetched >= LOG_FOLLOW_INTERVAL:
             self._follow_logs(job)
         return changed
+
+    def _report(self, job: _Job) -> None:
+        job.done = True
+        job.on_exit(self._exit_of(job, job.ended))
 
     def _follow_logs(self, job: _Job, final: bool = False) -> None:
         job.log_fetched = time.time()
