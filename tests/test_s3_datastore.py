@@ -160,3 +160,19 @@ def test_modules_import_boto3_lazily():
                          env=dict(os.environ, PYTHONPATH=_REPO))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_put_without_overwrite_is_one_conditional_request(store):
+    sent = []
+
+    def count(request, **kwargs):
+        sent.append(request.method)
+
+    store.client.meta.events.register("before-send.s3", count)
+    try:
+        store.put("F/data/aa/blob", [b"first"], overwrite=False)
+        store.put("F/data/aa/blob", [b"second"], overwrite=False)
+    finally:
+        store.client.meta.events.unregister("before-send.s3", count)
+    assert sent == ["PUT", "PUT"]
+    assert bytes(store.get("F/data/aa/blob")) == b"first"

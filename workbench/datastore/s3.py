@@ -62,6 +62,7 @@ class S3Storage:
         self._client = None
         self._transfer = None
         self._lock = threading.Lock()
+        self._conditional_puts = True  # PUT with If-None-Match: * (S3 since 2024); off if the store refuses it
         self._logs: dict[str, dict] = {}  # key -> {"parts": [str], "dirty": bool, "uploaded": float}
 
     # ------------------------------------------------------------------ plumbing
@@ -96,14 +97,25 @@ class S3Storage:
 
     # ------------------------------------------------------------------ Storage
     def put(self, key: str, chunks: Iterable[Buffer], *, overwrite: bool = True) -> None:
-        if not overwrite and self.exists(key):
-            return
         chunks = chunks if isinstance(chunks, (list, tuple)) else list(chunks)
         size = sum(memoryview(c).nbytes for c in chunks)
+        conditional = not overwrite and size < MULTIPART_THRESHOLD and self._conditional_puts
+        if not overwrite and not conditional and self.exists(key):
+            return
         try:
             if size < MULTIPART_THRESHOLD:
                 body = b"".join(chunks) if len(chunks) != 1 else bytes(chunks[0])
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body)
+                extra = {"IfNoneMatch": "*"} if conditional else {}  # one request instead of HEAD + PUT
+                try:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, **extra)
+                except Exception as exc:  # noqa: BLE001
+                    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                    if conditional and code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                        return  # already there
+                    if conditional and code in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                        self._conditional_puts = False  # an S3-compatible store without conditional writes
+                        return self.put(key, chunks, overwrite=False)
+                    raise
             else:
                 self.client.upload_fileobj(io.BufferedReader(_ChunkReader(chunks), MULTIPART_CHUNK), self.bucket,
                                            self._key(key), Config=self._transfer_config())
