@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -28,6 +31,7 @@ from workbench.runtime import Runtime
 from workbench.settings import StepSettings
 
 FLOWS = Path(__file__).parent / "support" / "flows_docker"
+REPO = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 
 pytestmark = pytest.mark.docker
@@ -340,6 +344,59 @@ def test_cancel_mid_run_removes_every_container(project):
     assert count_containers(client, {"workbench.run": box["run_id"]}) == 0
 
 
+def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-c", "import sys; from workbench.cli import main; sys.exit(main())",
+                             *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _wait_for(proc: subprocess.Popen, text: str, count: int, timeout: float = 60) -> list[str]:
+    """Read the CLI's output until ``text`` was seen ``count`` times (bounded by a reader thread)."""
+    lines: list[str] = []
+    seen = threading.Event()
+
+    def reader():
+        for line in proc.stdout:
+            lines.append(line)
+            if sum(text in x for x in lines) >= count:
+                seen.set()
+    threading.Thread(target=reader, daemon=True).start()
+    assert seen.wait(timeout), f"never saw {text!r} x{count}: {''.join(lines)[-2000:]}"
+    return lines
+
+
+def test_ctrl_c_removes_the_runs_containers(project, engine):
+    client, _ = engine
+    name = load_config(project).model.project.name
+    proc = _cli(["run", "flows/behaviour_flow.py:CancelFlow", "--max-workers", "2"], project)
+    try:
+        _wait_for(proc, "waiting", 2)
+        assert count_containers(client, {"workbench.project": name}) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        proc.kill()
+    assert count_containers(client, {"workbench.project": name}) == 0
+
+
+def test_a_new_run_removes_what_a_crashed_run_left_behind(project, engine):
+    client, _ = engine
+    name = load_config(project).model.project.name
+    proc = _cli(["run", "flows/behaviour_flow.py:CancelFlow", "--max-workers", "2"], project)
+    try:
+        _wait_for(proc, "waiting", 2)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait(10)
+    assert count_containers(client, {"workbench.project": name}) == 2
+    result, events, *_ = run_flow(project, "flows/behaviour_flow.py:MixedFlow")
+    assert result.status == "succeeded", result.message
+    assert count_containers(client, {"workbench.project": name}) == 0
+    assert any(isinstance(e, ev.RunWarning) and "removed 2 container(s)" in e.message for e in events)
+
+
 def test_image_not_found_fails_the_task_in_words(project):
     toml = project / "workbench.toml"
     toml.write_text(toml.read_text().replace('image = "', 'image = "workbench-missing-', 1))
@@ -416,6 +473,17 @@ def test_image_build_once_then_up_to_date(project, engine, capsys):
         assert result.status == "succeeded", result.message
     finally:
         client.images.remove(tag, force=True)
+
+
+def test_image_build_with_requirements_but_no_pip_says_so(project, engine, capsys):
+    client, _ = engine
+    from workbench.cli import main
+
+    (project / "requirements.txt").write_text("numpy\n")
+    assert main(["image", "build"]) == 1
+    captured = capsys.readouterr()
+    assert "the base image has no pip" in captured.out + captured.err
+    assert not client.images.list(name=f"workbench-{load_config(project).model.project.name}")
 
 
 def test_requirements_are_read_and_workbench_is_not_installed(tmp_path):
