@@ -137,13 +137,17 @@ def test_resume_reuses_completed_tasks(project, mode):
     resumed = Flow("BehaviourFlow").latest_run
     assert resumed.origin_run_id == first.run_id
     assert resumed["gather"].task.data.squares == [0, 1, 4, 9]
-    assert resumed.parameters == {} or True  # parameters come from the origin's start task
-    assert resumed["start"].task.data.mode == "resume"
+    assert resumed["start"].task.data.mode == "resume"  # parameters come from the origin's start task
     # --from re-runs that step and everything after it
     result2, events2, _ = run(project, "behaviours.py", origin_run_id=result.run_id,
                               rerun_steps=resume_plan(graph, ds, result.run_id, "risky"))
     assert result2.status == "succeeded"
     assert sorted(e.step for e in events2 if isinstance(e, ev.TaskStarted)) == ["end", "risky", "slow"]
+    # resuming from start re-runs everything, with the origin's parameter values
+    result3, events3, _ = run(project, "behaviours.py", origin_run_id=result.run_id,
+                              rerun_steps=resume_plan(graph, ds, result.run_id, "start"))
+    assert result3.status == "succeeded" and not any(isinstance(e, ev.TaskCloned) for e in events3)
+    assert Flow("BehaviourFlow")[result3.run_id]["start"].task.data.mode == "resume"
 
 
 def test_cancel_stops_tasks_and_keeps_completed_artifacts(project, mode):

@@ -10,6 +10,7 @@ Schema (every table optional)::
 
     [datastore]
     root = ".workbench"          # a directory (relative to the project root) or s3://bucket/prefix
+    remote = "s3://bucket/stage" # with a local root: where remote steps get their inputs and leave outputs
     endpoint_url = "http://..."  # S3-compatible endpoint (optional)
     region = "us-east-1"
 
@@ -82,6 +83,7 @@ class ProjectSection(_Strict):
 
 class DatastoreSection(_Strict):
     root: str = ".workbench"
+    remote: Optional[str] = None  # s3://... where remote steps exchange artifacts when root is a directory
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
 
@@ -169,6 +171,13 @@ class ProjectConfig:
         if root.startswith("s3://"):
             return root
         return str((self.root / root).resolve())
+
+    @property
+    def remote_url(self) -> Optional[str]:
+        remote = self.model.datastore.remote
+        if remote and not remote.startswith("s3://"):
+            raise ConfigError(f"[datastore] remote = {remote!r} must be an s3:// URL", path=str(self.path))
+        return remote
 
     @property
     def is_s3(self) -> bool:

@@ -7,6 +7,7 @@ queue; a single loop takes them off, so no state is shared between threads. Even
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import os
 import queue
@@ -41,6 +42,7 @@ class TaskState:
     artifacts: dict[str, dict] = field(default_factory=dict)
     num_splits: Optional[int] = None
     foreach_artifact: Optional[str] = None
+    staged: bool = False
     started: float = 0.0
     deadline: Optional[float] = None
     handle: Any = None
@@ -88,7 +90,10 @@ class Runtime:
         self.rerun_steps = rerun_steps or set()
         self.only_step = only_step
         self.only_task_index = only_task_index
-        self.params = params or {}
+        if params is None:
+            from .parameters import resolve_parameters
+            params = resolve_parameters(graph.parameters, {})  # defaults (a resume takes the origin's)
+        self.params = params
         root = Path(config.root).resolve()
         flow_path = Path(graph.path).resolve()
         try:
@@ -115,6 +120,7 @@ class Runtime:
         self._param_refs: dict[str, str] = {}
         self._unresolved: list[str] = []
         self._ctx: Optional[RunContext] = None
+        self._stage: Optional[FlowDatastore] = None  # S3 staging for remote tasks when self.ds is local
 
     # ------------------------------------------------------------------ public
     def cancel(self, reason: str = "cancelled") -> None:
@@ -130,9 +136,15 @@ class Runtime:
         for name in sorted(used):
             backend = create_backend(name, self.config)
             if backend.remote and not self.ds.url.startswith("s3://"):
-                steps = ", ".join(n for n, s in self.settings.items() if s.backend == name)
-                raise UsageError(f"step(s) {steps} run on {name}, which needs an S3 datastore: set "
-                                 f"[datastore] root = \"s3://bucket/prefix\" in workbench.toml")
+                if self.config.remote_url:
+                    self._stage = self._stage or FlowDatastore(self.config.remote_url, self.flow)
+                else:
+                    steps = ", ".join(n for n, s in self.settings.items() if s.backend == name)
+                    raise UsageError(
+                        f"step(s) {steps} run on {name}, which needs an S3 datastore: in workbench.toml set "
+                        f"[datastore] root = \"s3://bucket/prefix\" (keep everything in S3) or "
+                        f"[datastore] remote = \"s3://bucket/prefix\" (remote steps exchange their inputs and "
+                        f"outputs there)")
             for step_name, s in self.settings.items():
                 if s.backend == name:
                     try:
@@ -156,7 +168,7 @@ class Runtime:
         started_backends: list[Backend] = []
         try:
             for backend in self._backends.values():
-                backend.start_run(self._ctx)
+                backend.start_run(self._ctx_for(backend))
                 started_backends.append(backend)
             self._enqueue(self._new_task("start", [], []))
             status = self._loop()
@@ -171,7 +183,7 @@ class Runtime:
         finally:
             for backend in started_backends:
                 try:
-                    backend.end_run(self._ctx)
+                    backend.end_run(self._ctx_for(backend))
                 except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's result
                     self._warn(f"{backend.name}: cleanup failed: {exc}")
         if status == "cancelled" and not message:
@@ -334,13 +346,32 @@ class Runtime:
                         "artifacts": {n: a["sha"] for n, a in p.artifacts.items()}} for p in task.parents],
         }
 
+    def _ctx_for(self, backend: Backend) -> RunContext:
+        if backend.remote and self._stage is not None:
+            return dataclasses.replace(self._ctx, datastore=self._stage)
+        return self._ctx
+
+    def _task_ds(self, task: TaskState) -> FlowDatastore:
+        """Where a task reads its inputs and writes its outputs: the staging area for a staged remote task."""
+        return self._stage if task.staged else self.ds
+
+    def _stage_inputs(self, task: TaskState) -> None:
+        shas = set(self._param_refs.values())
+        for parent in task.parents:
+            shas.update(a["sha"] for a in parent.artifacts.values())
+        _copy_blobs(self.ds, self._stage, shas)
+
     def _submit(self, task: TaskState) -> None:
         backend = self._backends[task.settings.backend]
         key = f"{task.task_id}"
-        self.ds._put_json(f"{self.ds.task_key(self.run_id, task.step, task.task_id)}/spec-{task.attempt}.json",
-                          self._spec_doc(task))
+        task.staged = backend.remote and self._stage is not None
+        if task.staged:
+            self._stage_inputs(task)
+        ds = self._task_ds(task)
+        ds._put_json(f"{ds.task_key(self.run_id, task.step, task.task_id)}/spec-{task.attempt}.json",
+                     self._spec_doc(task))
         spec = TaskSpec(flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
-                        attempt=task.attempt, settings=task.settings, datastore_url=self.ds.url,
+                        attempt=task.attempt, settings=task.settings, datastore_url=ds.url,
                         project_root=self.project_root, flow_file=self.flow_file, class_name=self.graph.name or "",
                         labels={"workbench.flow": self.flow, "workbench.run": self.run_id,
                                 "workbench.step": task.step, "workbench.task": task.task_id,
@@ -373,7 +404,10 @@ class Runtime:
             self.ds.storage.flush(key)  # object stores (S3) cannot append: they upload a log when told
 
     def _finish(self, task: TaskState, result: TaskExit) -> None:
-        report = self.ds.read_attempt(self.run_id, task.step, task.task_id, task.attempt) or {}
+        report = self._task_ds(task).read_attempt(self.run_id, task.step, task.task_id, task.attempt) or {}
+        if task.staged and report:  # bring the outputs home
+            _copy_blobs(self._stage, self.ds, {a["sha"] for a in report.get("artifacts", {}).values()})
+            self.ds.write_attempt(self.run_id, task.step, task.task_id, task.attempt, report)
         status = result.status
         reason = result.reason
         if status == "succeeded" and report.get("status") != "succeeded":
@@ -481,6 +515,13 @@ class Runtime:
                 if doc and doc.get("status") == "succeeded":
                     key = (step, tuple((f["step"], f["index"]) for f in doc.get("foreach_stack", [])))
                     self._origin[key] = doc
+        start = self._origin.get(("start", ()))
+        if start is not None:  # the origin's parameter values, also when start itself runs again
+            for p in self.graph.parameters:
+                if p.attr in start.get("artifacts", {}):
+                    self._param_refs[p.attr] = start["artifacts"][p.attr]["sha"]
+                    if p.attr in self._unresolved:
+                        self._unresolved.remove(p.attr)
 
     def _clone(self, task: TaskState, origin: dict) -> None:
         task.artifacts = origin.get("artifacts", {})
@@ -508,6 +549,12 @@ class Runtime:
 
     def _warn(self, message: str) -> None:
         self.sink(ev.RunWarning(message))
+
+
+def _copy_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
+    for sha in shas:
+        if not dst.has_artifact(sha):
+            dst.storage.put(dst.artifact_key(sha), [src.storage.get(src.artifact_key(sha))], overwrite=False)
 
 
 def _short(value: Any) -> Any:
