@@ -40,6 +40,7 @@ from .k8s_manifest import (CONTAINER, JOB_LABEL, JobOptions, describe_request, g
 PENDING_TIMEOUT = 300.0  # seconds a pod may stay unschedulable / unable to start before the task fails
 POLL = 1.0  # seconds between status rounds (WORKBENCH_K8S_POLL)
 REQUEST_TIMEOUT = 30  # seconds, for every API call but the followed logs
+LOG_READ_TIMEOUT = 3600  # seconds of silence after which a followed log is reopened
 LOG_DRAIN = 10.0  # after a task ends, how long its log may take to arrive
 END_RUN_WAIT = 60.0  # how long end_run waits for the run's pods to go
 DEADLINE_GRACE = 30  # activeDeadlineSeconds = timeout + this: the task's own timer fires first and reports
@@ -87,7 +88,7 @@ def unschedulable_reason(message: str, settings, gpu_vendor: str, node_selector:
     res = resources(settings, gpu_vendor)
     asked = {**res["limits"], **res["requests"]}
     words = []
-    for name in dict.fromkeys(re.findall(r"Insufficient ([\w./-]+)", message)):
+    for name in dict.fromkeys(re.findall(r"Insufficient ([\w./-]*\w)", message)):
         words.append(f"insufficient {name}: requested {asked.get(name, '?')}")
     if "node affinity/selector" in message and node_selector:
         words.append("no node matches the node selector " + ", ".join(f"{k}={v}" for k, v in node_selector.items()))
@@ -639,10 +640,12 @@ class KubernetesBackend(Backend):
         (skipping lines already seen, by timestamp) if the stream breaks while the container still runs."""
         from kubernetes.client.exceptions import ApiException
         last_ts: Optional[float] = None
+        failures = 0
         try:
-            for _ in range(5):
+            while failures < 5:
+                failures += 1
                 kwargs: dict[str, Any] = {"container": CONTAINER, "follow": True, "timestamps": True,
-                                          "_preload_content": False, "_request_timeout": (10, None)}
+                                          "_preload_content": False, "_request_timeout": (10, LOG_READ_TIMEOUT)}
                 if last_ts is not None:
                     kwargs["since_seconds"] = max(1, math.ceil(time.time() - last_ts) + 1)
                 try:
@@ -660,6 +663,8 @@ class KubernetesBackend(Backend):
                         *lines, pending = pending.split(b"\n")
                         for raw in lines:
                             last_ts = self._emit(task, raw, last_ts)
+                        if lines:
+                            failures = 0  # the stream works: a later break (e.g. a read timeout) reconnects
                     if pending:
                         last_ts = self._emit(task, pending, last_ts)
                     ended = True

@@ -1,0 +1,329 @@
+"""The Kubernetes backend end to end: the Kubernetes API server emulator (tests/k8s_emulator, pods run as real
+containers on the local Docker engine), moto's S3 as the datastore, and the workbench runtime. Every wait is
+bounded; failure reasons are asserted in words."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
+from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
+
+from workbench.config import ProjectConfig, load_config  # noqa: E402
+from workbench.settings import StepSettings  # noqa: E402
+
+pytest.importorskip("kubernetes")
+pytest.importorskip("boto3")
+
+FLOW = textwrap.dedent('''
+    import os
+    import sys
+    import time
+    from workbench import FlowSpec, step
+
+    class KubeDemoFlow(FlowSpec):
+        @step
+        def start(self):
+            self.x = 21
+            self.where_start = os.environ.get("WORKBENCH_KUBERNETES_POD", "local")
+            self.next(self.train)
+
+        @step
+        def train(self):
+            print("hello from kubernetes", self.x)
+            print("to stderr", file=sys.stderr)
+            mode = os.environ.get("DEMO_MODE", "ok")
+            if mode == "oom":
+                blob = b"x" * (300 * 1024 * 1024)
+                print("allocated", len(blob))
+            if mode == "sleep":
+                sys.stdout.flush()
+                time.sleep(120)
+            self.y = self.x * 2
+            self.where_train = os.environ.get("WORKBENCH_KUBERNETES_POD", "local")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            self.z = self.y + 1
+''').lstrip()
+
+
+def _kube_emulator(capacity: dict, docker_client):
+    from tests.k8s_emulator.server import KubeEmulator
+    return KubeEmulator(node_capacity=capacity, docker_client=docker_client, grace_period_cap=2.0,
+                        backoff_seconds=0.5).start()
+
+
+@pytest.fixture
+def kube(tmp_path, monkeypatch):
+    """A started emulator (2 CPUs, 4Gi, no GPU) and its kubeconfig; at teardown nothing of it may be left."""
+    client = docker_client_or_skip()
+    image = base_image(client)
+    emu = _kube_emulator({"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "0"}, client)
+    monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.2")
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    try:
+        yield SimpleNamespace(emu=emu, kubeconfig=emu.write_kubeconfig(tmp_path / "kubeconfig"), image=image,
+                              docker=client)
+    finally:
+        emu.stop()
+    assert emu.containers() == []
+
+
+def _host_boto_template() -> str:
+    """A Job template (the [kubernetes] template feature) that mounts this machine's boto3/botocore/s3transfer
+    into the pod with hostPath volumes and puts them first on PYTHONPATH: the base image's Debian botocore
+    (1.29) predates S3 conditional writes (If-None-Match), which the S3 datastore uses."""
+    import importlib
+    volumes, mounts = [], []
+    for i, name in enumerate(("boto3", "botocore", "s3transfer")):
+        path = os.path.dirname(importlib.import_module(name).__file__)
+        volumes.append(f"        - {{name: host-py-{i}, hostPath: {{path: '{path}', type: Directory}}}}")
+        mounts.append(f"            - {{name: host-py-{i}, mountPath: /opt/wb-site/{name}, readOnly: true}}")
+    return "\n".join([
+        "apiVersion: batch/v1", "kind: Job", "metadata:", "  annotations: {from-template: 'yes'}", "spec:",
+        "  template:", "    spec:", "      volumes:", *volumes, "      containers:", "        - name: task",
+        "          env: [{name: PYTHONPATH, value: /opt/wb-site}]", "          volumeMounts:", *mounts, ""])
+
+
+@pytest.fixture(autouse=True)
+def validated_manifests(monkeypatch):
+    """Every Job the backend submits in these tests is checked against the official schema first."""
+    kv = pytest.importorskip("kubernetes_validate")
+    from workbench.backends.kubernetes import KubernetesBackend
+    made = []
+    original = KubernetesBackend.manifest_for
+
+    def manifest_for(self, spec):
+        manifest = original(self, spec)
+        kv.validate(manifest, "1.31", strict=True)
+        made.append(manifest)
+        return manifest
+
+    monkeypatch.setattr(KubernetesBackend, "manifest_for", manifest_for)
+    return made
+
+
+@pytest.fixture
+def kube_project(aws, kube, tmp_path, monkeypatch):
+    bucket = aws.bucket()
+    (tmp_path / "job-template.yaml").write_text(_host_boto_template())
+
+    def make(mode: str = "ok", memory: str = "512M", gpu: int = 0, image: str | None = None) -> ProjectConfig:
+        (tmp_path / "flows").mkdir(exist_ok=True)
+        (tmp_path / "flows" / "kube_demo.py").write_text(FLOW)
+        (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
+        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+            [project]
+            name = "kt"
+
+            [datastore]
+            root = "s3://{bucket}/wb"
+            endpoint_url = "{aws.endpoint}"
+            region = "us-east-1"
+
+            [kubernetes]
+            kubeconfig = "kubeconfig"
+            image = "{image or kube.image}"
+            namespace = "default"
+            template = "job-template.yaml"
+
+            [flows.KubeDemoFlow.steps.train]
+            backend = "kubernetes"
+            cpu = 1
+            memory = "{memory}"
+            gpu = {gpu}
+            # dummy credentials for moto only: on a real cluster use IRSA or [kubernetes] secrets
+            env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
+        ''').lstrip())
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
+        monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+        return load_config(tmp_path)
+
+    return make
+
+
+def _run(config, events=None, runtime_hook=None):
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    graph = load_graph(str(config.root / "flows" / "kube_demo.py"))
+    rt = Runtime(graph, config, sink=(events.append if events is not None else None))
+    if runtime_hook:
+        runtime_hook(rt)
+    return rt, rt.run()
+
+
+def _left_over(kube, timeout: float = 20.0):
+    """(jobs, pods, containers) still there after up to ``timeout`` seconds."""
+    from kubernetes import client, config
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=kube.kubeconfig, client_configuration=configuration)
+    with client.ApiClient(configuration) as api:
+        batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+        deadline = time.time() + timeout
+        while True:
+            jobs = [j.metadata.name for j in batch.list_namespaced_job("default").items]
+            pods = [p.metadata.name for p in core.list_namespaced_pod("default").items]
+            containers = [c.name for c in kube.emu.containers()]
+            if not (jobs or pods or containers) or time.time() > deadline:
+                return jobs, pods, containers
+            time.sleep(0.3)
+
+
+def _log(rt, step="train", task="2"):
+    return [text for _, _, text in rt.ds.read_log(rt.run_id, step, task)]
+
+
+def _warnings(events):
+    return [e.message for e in events if type(e).__name__ == "RunWarning"]
+
+
+def test_end_to_end_local_kubernetes_local(kube_project, kube, validated_manifests):
+    config = kube_project()
+    events = []
+    t0 = time.perf_counter()
+    rt, result = _run(config, events)
+    took = time.perf_counter() - t0
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert result.status == "succeeded", "\n".join([result.message, *_warnings(events), str(task), *_log(rt)])
+    print(f"\nkubernetes end to end (local -> kubernetes -> local): {took:.1f}s")
+    lines = _log(rt)
+    assert "hello from kubernetes 21" in lines
+    assert "to stderr" in lines  # Kubernetes merges stderr into the pod log
+    assert any(type(e).__name__ == "LogLine" and e.text == "hello from kubernetes 21" for e in events)
+    from workbench import Flow
+    run = Flow("KubeDemoFlow").latest_run
+    assert run.successful
+    assert run["end"].task.data.z == 43
+    assert run["train"].task.data.y == 42
+    assert run["train"].task.data.where_train.startswith("wb-kubedemoflow-train-2-0-")  # ran in the pod
+    assert run["start"].task.data.where_start == "local"
+    assert task["attempts"][-1]["usage"]["job"].startswith("wb-kubedemoflow-train-2-0-")
+    assert _left_over(kube) == ([], [], [])
+    assert len(validated_manifests) == 1
+    assert validated_manifests[0]["metadata"]["annotations"] == {"from-template": "yes"}
+    assert _warnings(events) == []
+
+
+def test_gpu_request_on_a_node_without_gpus_is_reported_unschedulable(kube_project, kube, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "2")
+    config = kube_project(gpu=1)
+    events = []
+    rt, result = _run(config, events)
+    assert result.status == "failed"
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "failed"
+    print(f"\nreason: {task['reason']}\nwarning: {_warnings(events)}")
+    assert "unschedulable: insufficient nvidia.com/gpu: requested 1" in task["reason"], task["reason"]
+    assert "0/1 nodes are available" in task["reason"]
+    warned = [w for w in _warnings(events) if "cannot start" in w]
+    assert len(warned) == 1 and "insufficient nvidia.com/gpu: requested 1" in warned[0]
+    assert rt.ds.read_task(rt.run_id, "end", "3") is None
+    assert _left_over(kube) == ([], [], [])
+
+
+def test_missing_image_is_reported_with_its_name(kube_project, kube, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "1.5")
+    config = kube_project(image="no-such-image:1")
+    rt, result = _run(config)
+    assert result.status == "failed"
+    reason = rt.ds.read_task(rt.run_id, "train", "2")["reason"]
+    print(f"\nreason: {reason}")
+    assert "image no-such-image:1 cannot be pulled" in reason and "Image" in reason, reason
+    assert _left_over(kube) == ([], [], [])
+
+
+def test_oom_is_reported_with_the_memory_limit(kube_project, kube):
+    config = kube_project(mode="oom", memory="64M")
+    rt, result = _run(config)
+    assert result.status == "failed"
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "oom", task
+    print(f"\nreason: {task['reason']}")
+    assert "OOMKilled" in task["reason"] and "memory limit of 64Mi" in task["reason"], task["reason"]
+    assert task["attempts"][-1]["exit_code"] == 137
+    assert _left_over(kube) == ([], [], [])
+
+
+def test_cancel_while_running_leaves_no_job_pod_or_container(kube_project, kube):
+    config = kube_project(mode="sleep")
+    events = []
+    holder = {}
+    seen = threading.Event()
+
+    def sink(event):
+        events.append(event)
+        if type(event).__name__ == "LogLine" and event.text == "hello from kubernetes 21":
+            seen.set()  # the log arrives live, while the step still sleeps
+
+    def cancel_when_logging():
+        if not seen.wait(60):
+            holder["rt"].cancel("never logged")
+            return
+        holder["rt"].cancel("cancelled by the test")
+
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    rt = Runtime(load_graph(str(config.root / "flows" / "kube_demo.py")), config, sink=sink)
+    holder["rt"] = rt
+    t = threading.Thread(target=cancel_when_logging, daemon=True)
+    t.start()
+    t0 = time.time()
+    result = rt.run()
+    t.join(timeout=5)
+    assert seen.is_set(), _warnings(events)
+    assert result.status == "cancelled"
+    assert time.time() - t0 < 60
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "cancelled" and "cancelled by the test" in task["reason"]
+    assert _left_over(kube) == ([], [], [])
+
+
+def test_capacity_check_and_unreachable_api(tmp_path):
+    from workbench.backends.kubernetes import KubernetesBackend
+    from workbench.errors import ConfigError, EngineUnreachable
+    client = docker_client_or_skip()
+    emu = _kube_emulator({"cpu": "8", "memory": "30Gi", "nvidia.com/gpu": "2"}, client)
+    try:
+        path = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        config = ProjectConfig(root=tmp_path)
+        config.model.kubernetes.kubeconfig = "kubeconfig"
+        config.model.kubernetes.image = "img"
+        backend = KubernetesBackend(config)
+        cap = backend.capacity()
+        assert (cap.cpu, cap.memory, cap.gpu) == (8.0, 30 * 1024, 2)
+        assert emu.url in cap.source
+        backend.check(StepSettings(backend="kubernetes", cpu=1, memory=512))
+        url = emu.url
+    finally:
+        emu.stop()
+    # the API server gone: one line naming its URL, and capacity unknown
+    backend = KubernetesBackend(config)
+    with pytest.raises(EngineUnreachable) as err:
+        backend.check(StepSettings(backend="kubernetes"))
+    msg = str(err.value)
+    assert url in msg and "kubeconfig" in msg and "\n" not in msg
+    assert backend.capacity() is None
+    # no image, no kubeconfig: clear configuration errors
+    config.model.kubernetes.image = None
+    with pytest.raises(ConfigError, match="needs an image"):
+        KubernetesBackend(config).check(StepSettings(backend="kubernetes"))
+    config.model.kubernetes.image = "img"
+    config.model.kubernetes.kubeconfig = str(Path(path).with_name("nope"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        KubernetesBackend(config).check(StepSettings(backend="kubernetes"))
+    assert os.environ.get("KUBECONFIG") is None or True
