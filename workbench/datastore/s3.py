@@ -62,7 +62,7 @@ class S3Storage:
         self._client = None
         self._transfer = None
         self._lock = threading.Lock()
-        self._conditional_puts = True  # PUT with If-None-Match: * (S3 since 2024); off if the store refuses it
+        self._conditional_puts: Optional[bool] = None  # PUT with If-None-Match: * (S3 since 2024)
         self._logs: dict[str, dict] = {}  # key -> {"parts": [str], "dirty": bool, "uploaded": float}
 
     # ------------------------------------------------------------------ plumbing
@@ -80,6 +80,16 @@ class S3Storage:
                                             multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8,
                                             use_threads=True)
         return self._transfer
+
+    def _can_put_conditionally(self) -> bool:
+        """Whether this botocore knows PutObject's IfNoneMatch (older ones, e.g. Debian 12's, do not)."""
+        if self._conditional_puts is None:
+            try:
+                members = self.client.meta.service_model.operation_model("PutObject").input_shape.members
+                self._conditional_puts = "IfNoneMatch" in members
+            except Exception:  # noqa: BLE001
+                self._conditional_puts = False
+        return self._conditional_puts
 
     def _key(self, key: str) -> str:
         key = key.strip("/")
@@ -99,7 +109,7 @@ class S3Storage:
     def put(self, key: str, chunks: Iterable[Buffer], *, overwrite: bool = True) -> None:
         chunks = chunks if isinstance(chunks, (list, tuple)) else list(chunks)
         size = sum(memoryview(c).nbytes for c in chunks)
-        conditional = not overwrite and size < MULTIPART_THRESHOLD and self._conditional_puts
+        conditional = not overwrite and size < MULTIPART_THRESHOLD and self._can_put_conditionally()
         if not overwrite and not conditional and self.exists(key):
             return
         try:
