@@ -328,3 +328,16 @@ def test_preflight_refuses_what_no_compute_environment_fits(aws, tmp_path):
     assert "cpu=8 memory=32G gpu=1 on job queue small-q" in msg and "m5.xlarge" in msg and "\n" not in msg
     cap = backend.capacity()
     assert (cap.cpu, cap.memory, cap.gpu) == (4, 16384, 0)
+
+
+def test_batch_step_with_a_local_datastore_says_what_to_configure(tmp_path, monkeypatch):
+    from workbench.errors import UsageError
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
+    (tmp_path / "workbench.toml").write_text('[flows.BatchDemoFlow.steps.train]\nbackend = "batch"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    with pytest.raises(UsageError) as err:
+        _run(load_config(tmp_path))
+    assert "train" in str(err.value) and 's3://bucket/prefix' in str(err.value)
