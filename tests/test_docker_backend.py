@@ -406,6 +406,9 @@ def test_image_not_found_fails_the_task_in_words(project):
     assert start.status == "failed"
     assert "image workbench-missing-" in start.reason and "not found" in start.reason
     assert "workbench image build" in start.reason
+    # a missing image is pulled once per run (here no registry answers: it is reported, not retried)
+    assert "not pulled" in start.reason
+    assert sum(isinstance(e, ev.RunWarning) and "pulling it" in e.message for e in events) == 1
 
 
 def test_gpu_request_on_an_engine_without_gpus_fails_in_words(project, engine):

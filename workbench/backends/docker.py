@@ -39,8 +39,7 @@ RUN_LABEL = "workbench.run"
 USAGE_MARK = "\x1eworkbench-usage "
 ENGINE_HINT = ("start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
                "or point DOCKER_HOST at a running engine")
-IMAGE_HINT = ("build it with `workbench image build`, or scripts/build-base-image.sh for the base image; "
-              "no registry is pulled from")
+IMAGE_HINT = "build it with `workbench image build`, or scripts/build-base-image.sh for the base image"
 
 # "$@" is the task entrypoint. After it ends, report the cgroup's peak memory (bytes) and CPU time (ns):
 # cgroup v1 first, then v2. Errors of the reads go to /dev/null; the report goes to stderr.
@@ -241,17 +240,22 @@ class _ContainerHandle(TaskHandle):
             if self.requested:
                 result = exit_from_code(None, self.requested, {})
                 return
-            try:
-                cid = backend.api.create_container(host_config=host_config, **cfg)["Id"]
-            except de.ImageNotFound:
-                result = TaskExit("failed", None, f"image {image} not found on the Docker engine ({IMAGE_HINT})")
-                return
-            except de.APIError as exc:
-                if exc.status_code == 404 and "image" in str(exc.explanation or "").lower():
-                    result = TaskExit("failed", None, f"image {image} not found on the Docker engine ({IMAGE_HINT})")
-                else:
-                    result = TaskExit("failed", None, f"docker could not create the container: {exc.explanation or exc}")
-                return
+            for first_try in (True, False):
+                try:
+                    cid = backend.api.create_container(host_config=host_config, **cfg)["Id"]
+                    break
+                except de.APIError as exc:
+                    missing = isinstance(exc, de.ImageNotFound) or (
+                        exc.status_code == 404 and "image" in str(exc.explanation or "").lower())
+                    if not missing:
+                        result = TaskExit("failed", None,
+                                          f"docker could not create the container: {exc.explanation or exc}")
+                        return
+                    pull_error = backend.pull(image) if first_try else "still missing after the pull"
+                    if pull_error:
+                        result = TaskExit("failed", None, f"image {image} not found on the Docker engine and not "
+                                                          f"pulled ({pull_error}): {IMAGE_HINT}")
+                        return
             with self._lock:
                 self.container_id = cid
                 requested = self.requested
@@ -328,6 +332,7 @@ class DockerBackend(Backend):
         self.network = config.model.docker.network
         self.extra_env: dict[str, str] = {}
         self.pycache: Optional[str] = None
+        self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:
@@ -365,6 +370,29 @@ class DockerBackend(Backend):
             raise ConfigError("the docker backend needs an image: set [docker] image = \"...\" in workbench.toml, "
                               "@docker(image=...) or --image (`workbench image build` makes one)")
         return image
+
+    def pull(self, image: str) -> Optional[str]:
+        """Pull a missing image, once per run and image (tasks of the same image wait for the one pull).
+        Returns None when it arrived, else why not, in one short line."""
+        import docker.errors as de
+        from docker.utils import parse_repository_tag
+
+        with self._lock:
+            entry = self._pulls.get(image)
+            if entry is None:
+                entry = self._pulls[image] = [threading.Lock(), None, False]
+        with entry[0]:
+            if not entry[2]:
+                if self._ctx is not None:
+                    self._ctx.warn(f"docker: image {image} is not on the engine; pulling it")
+                repo, tag = parse_repository_tag(image)
+                try:
+                    self.api.pull(repo, tag=tag or "latest")
+                except (de.APIError, de.DockerException) as exc:
+                    text = str(getattr(exc, "explanation", None) or exc).strip().splitlines()
+                    entry[1] = (text[0] if text else type(exc).__name__)[:200]
+                entry[2] = True
+            return entry[1]
 
     def check(self, settings) -> None:
         self._connect()
