@@ -29,13 +29,15 @@ def test_round_trip_list_delete(store, aws):
     store.put("F/runs/1/run.json", [b'{"a":', b"1}"])
     store.put("F/runs/2/run.json", [b"{}"])
     store.put("F/data/ab/abcdef", [memoryview(b"xyz")])
+    store.put("G/empty", [])
+    assert store.get("G/empty") == bytearray()
     assert bytes(store.get("F/runs/1/run.json")) == b'{"a":1}'
     assert isinstance(store.get("F/runs/1/run.json"), bytearray)
     assert store.exists("F/runs/1/run.json") and not store.exists("F/runs/3/run.json")
     assert store.list("F") == ["data", "runs"]
     assert store.list("F/runs") == ["1", "2"]
     assert store.list("F/runs/1") == ["run.json"]
-    assert store.list("") == ["F"]
+    assert store.list("") == ["F", "G"]
     assert store.list("nothing/here") == []
     with pytest.raises(KeyError):
         store.get("F/missing")
@@ -45,7 +47,7 @@ def test_round_trip_list_delete(store, aws):
     assert store.list("F/runs") == ["2"]
     # the prefix is honoured: objects live under some/prefix/
     keys = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=store.bucket)["Contents"]]
-    assert all(k.startswith("some/prefix/F/") for k in keys)
+    assert all(k.startswith(("some/prefix/F/", "some/prefix/G/")) for k in keys)
 
 
 def test_large_artifact_is_multipart_and_round_trips(store, aws):

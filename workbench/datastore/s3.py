@@ -46,6 +46,20 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
+def _read_into(body, view: memoryview) -> None:
+    """Read a streaming body into ``view`` exactly."""
+    got = 0
+    try:
+        while got < len(view):
+            chunk = body.read(min(MULTIPART_CHUNK, len(view) - got))
+            if not chunk:
+                raise DatastoreError(f"S3 download ended early ({got} of {len(view)} bytes)")
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
+    finally:
+        body.close()
+
+
 class S3Storage:
     def __init__(self, url: str, *, endpoint_url: Optional[str] = None, region: Optional[str] = None):
         if not url.startswith("s3://"):
@@ -135,30 +149,40 @@ class S3Storage:
             raise self._fail(exc, f"upload of {key} to") from None
 
     def get(self, key: str) -> bytearray:
+        """The object, read into one preallocated buffer; beyond the first chunk, ranged GETs in parallel."""
+        full = self._key(key)
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except WorkbenchError:
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes=0-{MULTIPART_CHUNK - 1}")
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                resp = self.client.get_object(Bucket=self.bucket, Key=full)  # an empty object
+            first = resp["ContentLength"]
+            content_range = resp.get("ContentRange") or ""
+            total = int(content_range.rpartition("/")[2]) if "/" in content_range else first
+            buf = bytearray(total)
+            view = memoryview(buf)
+            _read_into(resp["Body"], view[:first])
+            if total > first:
+                etag = resp.get("ETag")
+                ranges = [(o, min(o + MULTIPART_CHUNK, total)) for o in range(first, total, MULTIPART_CHUNK)]
+
+                def fetch(r: tuple[int, int]) -> None:
+                    extra = {"IfMatch": etag} if etag else {}  # every part from the same version of the object
+                    part = self.client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes={r[0]}-{r[1] - 1}",
+                                                  **extra)
+                    _read_into(part["Body"], view[r[0]:r[1]])
+
+                from concurrent.futures import ThreadPoolExecutor
+                with ThreadPoolExecutor(max_workers=min(8, len(ranges))) as pool:
+                    list(pool.map(fetch, ranges))
+        except (WorkbenchError, KeyError):
             raise
         except Exception as exc:  # noqa: BLE001
             if self._is_missing(exc):
                 raise KeyError(key) from None
             raise self._fail(exc, f"download of {key} from") from None
-        size = resp["ContentLength"]
-        body = resp["Body"]
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        try:
-            while got < size:
-                chunk = body.read(min(MULTIPART_CHUNK, size - got))
-                if not chunk:
-                    break
-                view[got:got + len(chunk)] = chunk
-                got += len(chunk)
-        finally:
-            body.close()
-        if got != size:
-            raise DatastoreError(f"S3 download of {key} from {self.url} ended early ({got} of {size} bytes)")
         return buf
 
     def exists(self, key: str) -> bool:
