@@ -51,8 +51,14 @@ FLOW = textwrap.dedent('''
             if mode == "sleep":
                 sys.stdout.flush()
                 time.sleep(120)
+            if mode == "deaf":  # ignores the task's own timer: only the Job's activeDeadlineSeconds stops it
+                import signal
+                signal.signal(signal.SIGALRM, signal.SIG_IGN)
+                sys.stdout.flush()
+                time.sleep(120)
             self.y = self.x * 2
             self.where_train = os.environ.get("WORKBENCH_KUBERNETES_POD", "local")
+            self.from_template = os.environ.get("FROM_TEMPLATE")
             self.next(self.end)
 
         @step
@@ -83,20 +89,19 @@ def kube(tmp_path, monkeypatch):
     assert emu.containers() == []
 
 
-def _host_boto_template() -> str:
-    """A Job template (the [kubernetes] template feature) that mounts this machine's boto3/botocore/s3transfer
-    into the pod with hostPath volumes and puts them first on PYTHONPATH: the base image's Debian botocore
-    (1.29) predates S3 conditional writes (If-None-Match), which the S3 datastore uses."""
-    import importlib
-    volumes, mounts = [], []
-    for i, name in enumerate(("boto3", "botocore", "s3transfer")):
-        path = os.path.dirname(importlib.import_module(name).__file__)
-        volumes.append(f"        - {{name: host-py-{i}, hostPath: {{path: '{path}', type: Directory}}}}")
-        mounts.append(f"            - {{name: host-py-{i}, mountPath: /opt/wb-site/{name}, readOnly: true}}")
-    return "\n".join([
-        "apiVersion: batch/v1", "kind: Job", "metadata:", "  annotations: {from-template: 'yes'}", "spec:",
-        "  template:", "    spec:", "      volumes:", *volumes, "      containers:", "        - name: task",
-        "          env: [{name: PYTHONPATH, value: /opt/wb-site}]", "          volumeMounts:", *mounts, ""])
+TEMPLATE = textwrap.dedent('''
+    # a user's Job template ([kubernetes] template): the base that workbench fills in
+    apiVersion: batch/v1
+    kind: Job
+    metadata:
+      annotations: {from-template: "yes"}
+    spec:
+      template:
+        spec:
+          containers:
+            - name: task
+              env: [{name: FROM_TEMPLATE, value: "yes"}]
+''').lstrip()
 
 
 @pytest.fixture(autouse=True)
@@ -120,9 +125,12 @@ def validated_manifests(monkeypatch):
 @pytest.fixture
 def kube_project(aws, kube, tmp_path, monkeypatch):
     bucket = aws.bucket()
-    (tmp_path / "job-template.yaml").write_text(_host_boto_template())
+    (tmp_path / "job-template.yaml").write_text(TEMPLATE)
+    import workbench.client
+    monkeypatch.setattr(workbench.client, "_datastore_url", None)  # another test may have pointed it elsewhere
 
-    def make(mode: str = "ok", memory: str = "512M", gpu: int = 0, image: str | None = None) -> ProjectConfig:
+    def make(mode: str = "ok", memory: str = "512M", gpu: int = 0, image: str | None = None,
+             extra: str = "") -> ProjectConfig:
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "kube_demo.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
@@ -146,6 +154,7 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
             cpu = 1
             memory = "{memory}"
             gpu = {gpu}
+            {extra}
             # dummy credentials for moto only: on a real cluster use IRSA or [kubernetes] secrets
             env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
         ''').lstrip())
@@ -212,6 +221,7 @@ def test_end_to_end_local_kubernetes_local(kube_project, kube, validated_manifes
     assert run["train"].task.data.y == 42
     assert run["train"].task.data.where_train.startswith("wb-kubedemoflow-train-2-0-")  # ran in the pod
     assert run["start"].task.data.where_start == "local"
+    assert run["train"].task.data.from_template == "yes"
     assert task["attempts"][-1]["usage"]["job"].startswith("wb-kubedemoflow-train-2-0-")
     assert _left_over(kube) == ([], [], [])
     assert len(validated_manifests) == 1
@@ -327,3 +337,94 @@ def test_capacity_check_and_unreachable_api(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         KubernetesBackend(config).check(StepSettings(backend="kubernetes"))
     assert os.environ.get("KUBECONFIG") is None or True
+
+
+def test_deadline_exceeded_is_a_timeout(kube_project, kube, monkeypatch):
+    import workbench.backends.kubernetes as k8s
+    monkeypatch.setattr(k8s, "DEADLINE_GRACE", 1)
+    config = kube_project(mode="deaf", extra="timeout = 1")
+    t0 = time.time()
+    rt, result = _run(config)
+    assert result.status == "failed" and time.time() - t0 < 25  # the runtime's own backstop is 31 s away
+    task = rt.ds.read_task(rt.run_id, "train", "2")
+    assert task["status"] == "timeout", task
+    assert "DeadlineExceeded" in task["reason"] and "1s timeout + 1s grace" in task["reason"]
+    assert _left_over(kube) == ([], [], [])
+
+
+# ---------------------------------------------------------------------------------------- faults, injected
+
+def _fake_task(settings=None):
+    from workbench.backends.base import TaskSpec
+    from workbench.backends.k8s_manifest import JobOptions
+    from workbench.backends.kubernetes import _Task
+    s = settings or StepSettings(backend="kubernetes", cpu=2, memory=1024, timeout=60)
+    spec = TaskSpec(flow="F", run_id="1", step="train", task_id="2", attempt=0, settings=s, datastore_url="s3://b",
+                    project_root="/p", flow_file="f.py", class_name="F")
+    return _Task(spec, lambda *a: None, lambda e: None, "wb-f-train-2-0-x", "default", JobOptions())
+
+
+def _pod(phase="Failed", reason=None, message=None, terminated=None, waiting=None, node="node-1"):
+    from kubernetes import client as k
+    state = k.V1ContainerState(terminated=k.V1ContainerStateTerminated(**terminated) if terminated else None,
+                               waiting=k.V1ContainerStateWaiting(**waiting) if waiting else None)
+    cs = k.V1ContainerStatus(name="task", image="img:1", image_id="", ready=False, restart_count=0, state=state)
+    return k.V1Pod(metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x-abcde", namespace="default"),
+                   spec=k.V1PodSpec(containers=[], node_name=node),
+                   status=k.V1PodStatus(phase=phase, reason=reason, message=message, container_statuses=[cs]))
+
+
+def _condition(ctype, reason="", message=""):
+    from kubernetes import client as k
+    return k.V1JobCondition(type=ctype, status="True", reason=reason, message=message)
+
+
+def test_reasons_in_words_from_job_and_pod_status():
+    from workbench.backends.kubernetes import KubernetesBackend
+    backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
+    task = _fake_task()
+    task.pod = _pod()
+
+    evicted = backend._exit_of(task, None, _pod(reason="Evicted", message="The node was low on resource: memory."))
+    assert evicted.status == "failed" and evicted.reason.startswith("evicted from node node-1: The node was low")
+    deadline = backend._exit_of(task, _condition("Failed", "DeadlineExceeded", "Job was active longer"),
+                                _pod(terminated={"exit_code": 143, "reason": "Error"}))
+    assert deadline.status == "timeout" and "DeadlineExceeded" in deadline.reason
+    oom = backend._exit_of(task, _condition("FailureTarget", "PodFailurePolicy"),
+                           _pod(terminated={"exit_code": 137, "reason": "OOMKilled"}))
+    assert oom.status == "oom" and "memory limit of 1Gi" in oom.reason
+    crash = backend._exit_of(task, _condition("Failed", "BackoffLimitExceeded"),
+                             _pod(terminated={"exit_code": 7, "reason": "Error"}))
+    assert (crash.status, crash.exit_code, crash.reason) == ("failed", 7, "exited with code 7 (Error)")
+    own_timer = backend._exit_of(task, _condition("Failed", "BackoffLimitExceeded"),
+                                 _pod(terminated={"exit_code": 3, "reason": "Error"}))
+    assert own_timer.status == "timeout"
+    ok = backend._exit_of(task, _condition("Complete"), _pod("Succeeded", terminated={"exit_code": 0}))
+    assert ok.status == "succeeded" and ok.usage["pod"] == "wb-f-train-2-0-x-abcde" and ok.usage["node"] == "node-1"
+    # cancel and timeout requested by the runtime
+    task.requested = "timed out after 60s"
+    assert backend._requested_exit(task).status == "timeout"
+    task.requested = "cancelled"
+    assert backend._requested_exit(task).status == "cancelled"
+
+
+def test_stuck_pods_are_explained():
+    from workbench.backends.kubernetes import KubernetesBackend, unschedulable_reason
+    backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
+    backend._event_message = lambda pod, reason, prefix="": None  # no API: the pod's own status is used
+    task = _fake_task()
+    pulling = _pod("Pending", waiting={"reason": "ImagePullBackOff", "message": 'Back-off pulling image "img:1"'})
+    assert backend._stuck_reason(task, pulling).startswith("image img:1 cannot be pulled (ImagePullBackOff)")
+    config = _pod("Pending", waiting={"reason": "CreateContainerConfigError", "message": 'secret "aws" not found'})
+    assert backend._stuck_reason(task, config) == ('the container cannot be created (CreateContainerConfigError): '
+                                                   'secret "aws" not found')
+    assert backend._stuck_reason(task, _pod("Pending", waiting={"reason": "ContainerCreating"})) is None
+    s = StepSettings(backend="kubernetes", cpu=64, memory=512 * 1024, gpu=2)
+    msg = ("0/3 nodes are available: 1 Insufficient cpu, 2 Insufficient memory, 3 Insufficient nvidia.com/gpu. "
+           "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    words = unschedulable_reason(msg, s, "nvidia", {})
+    assert words.startswith("unschedulable: insufficient cpu: requested 64; insufficient memory: requested 512Gi; "
+                            "insufficient nvidia.com/gpu: requested 2 (scheduler: 0/3 nodes")
+    sel = unschedulable_reason("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+                               s, "nvidia", {"pool": "gpu"})
+    assert "no node matches the node selector pool=gpu" in sel

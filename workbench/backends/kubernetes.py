@@ -115,6 +115,7 @@ class _Task:
     log_thread: Optional[threading.Thread] = None
     log_response: Any = None
     stuck_since: Optional[float] = None
+    finished_seen: Optional[float] = None
     warned: bool = False
 
 
@@ -489,6 +490,10 @@ class KubernetesBackend(Backend):
         if finished is not None:
             if pod is not None and task.log_thread is None:
                 self._start_logs(task)
+            task.finished_seen = task.finished_seen or now
+            if finished.type in ("Failed", "FailureTarget") and finished.reason != "DeadlineExceeded" \
+                    and pod is not None and self._terminated(pod) is None and now - task.finished_seen < 5:
+                return  # the pod's final container state (exit code, OOMKilled) is a moment behind the Job's
             self._conclude(task, self._exit_of(task, finished, pod))
             return
         if pod is not None and pod.status is not None and pod.status.phase == "Failed" \
@@ -520,6 +525,10 @@ class KubernetesBackend(Backend):
             if cs.name == CONTAINER:
                 return cs
         return None
+
+    def _terminated(self, pod):
+        cs = self._container_status(pod)
+        return cs.state.terminated if cs is not None and cs.state is not None else None
 
     def _container_started(self, pod) -> bool:
         cs = self._container_status(pod)
