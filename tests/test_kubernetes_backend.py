@@ -364,14 +364,15 @@ def _fake_task(settings=None):
     return _Task(spec, lambda *a: None, lambda e: None, "wb-f-train-2-0-x", "default", JobOptions())
 
 
-def _pod(phase="Failed", reason=None, message=None, terminated=None, waiting=None, node="node-1"):
+def _pod(phase="Failed", reason=None, message=None, terminated=None, waiting=None, node="node-1", conditions=None):
     from kubernetes import client as k
     state = k.V1ContainerState(terminated=k.V1ContainerStateTerminated(**terminated) if terminated else None,
                                waiting=k.V1ContainerStateWaiting(**waiting) if waiting else None)
     cs = k.V1ContainerStatus(name="task", image="img:1", image_id="", ready=False, restart_count=0, state=state)
     return k.V1Pod(metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x-abcde", namespace="default"),
                    spec=k.V1PodSpec(containers=[], node_name=node),
-                   status=k.V1PodStatus(phase=phase, reason=reason, message=message, container_statuses=[cs]))
+                   status=k.V1PodStatus(phase=phase, reason=reason, message=message, container_statuses=[cs],
+                                        conditions=conditions))
 
 
 def _condition(ctype, reason="", message=""):
@@ -428,3 +429,36 @@ def test_stuck_pods_are_explained():
     sel = unschedulable_reason("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
                                s, "nvidia", {"pool": "gpu"})
     assert "no node matches the node selector pool=gpu" in sel
+
+
+def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeypatch):
+    from kubernetes import client as k
+    from workbench.backends.k8s_manifest import JobOptions
+    from workbench.backends.kubernetes import KubernetesBackend
+    monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "0")
+    backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
+    backend._event_message = lambda pod, reason, prefix="": None
+    backend._delete_job = lambda name, namespace: None
+    warnings = []
+    backend._ctx = SimpleNamespace(warn=warnings.append)
+    backend._nodes = (time.time(), [({"pool": "cpu"}, {"cpu": 4.0, "memory": 16.0 * 2**30, "nvidia.com/gpu": 0.0})])
+    assert backend.fits_some_node(StepSettings(cpu=4, memory=8192), JobOptions()) is True
+    assert backend.fits_some_node(StepSettings(cpu=4, memory=8192, gpu=1), JobOptions()) is False
+    assert backend.fits_some_node(StepSettings(cpu=1, memory=1024), JobOptions(node_selector={"pool": "gpu"})) is False
+
+    def unschedulable(what):
+        cond = k.V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable",
+                                message=f"0/1 nodes are available: 1 Insufficient {what}.")
+        return _pod("Pending", waiting={"reason": "ContainerCreating"}, conditions=[cond], node=None)
+
+    job = k.V1Job(metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x"), status=k.V1JobStatus())
+    queued = _fake_task(StepSettings(backend="kubernetes", cpu=2, memory=1024))
+    for _ in range(3):
+        backend._update(queued, job, [unschedulable("cpu")])
+    assert queued.outcome is None
+    assert len(warnings) == 1 and "waits for room on the cluster" in warnings[0]
+    impossible = _fake_task(StepSettings(backend="kubernetes", cpu=1, memory=1024, gpu=1))
+    backend._update(impossible, job, [unschedulable("nvidia.com/gpu")])
+    assert impossible.outcome.status == "failed"
+    assert impossible.outcome.reason.startswith("unschedulable: insufficient nvidia.com/gpu: requested 1")
+    assert len(warnings) == 2 and "cannot start" in warnings[1]

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -43,10 +43,12 @@ REQUEST_TIMEOUT = 30  # seconds, for every API call but the followed logs
 LOG_READ_TIMEOUT = 3600  # seconds of silence after which a followed log is reopened
 LOG_DRAIN = 10.0  # after a task ends, how long its log may take to arrive
 END_RUN_WAIT = 60.0  # how long end_run waits for the run's pods to go
+SCALE_UP_TIMEOUT = 900.0  # seconds an unschedulable pod may wait while the cluster autoscaler adds a node
 DEADLINE_GRACE = 30  # activeDeadlineSeconds = timeout + this: the task's own timer fires first and reports
 EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: it pulls in the flow machinery)
 IMAGE_WAITING = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 HINT = ("check [kubernetes] kubeconfig / context in workbench.toml or KUBECONFIG, and that the cluster is up "
         "(`kubectl cluster-info`)")
 
@@ -72,6 +74,10 @@ def _parse_ts(text: str) -> Optional[float]:
         return None
     base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
     return base.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)
+
+
+def _quantity_like(value) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$", value))
 
 
 def _is_true(conditions, ctype: str):
@@ -154,6 +160,8 @@ class KubernetesBackend(Backend):
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
         self._poll_errors = 0
+        self._nodes: Optional[tuple[float, Optional[list]]] = None
+        self._warned_queue = False
 
     # ------------------------------------------------------------------ client
     @property
@@ -469,7 +477,7 @@ class KubernetesBackend(Backend):
     def _update(self, task: _Task, job, pods: list) -> None:
         now = time.time()
         if pods:
-            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or datetime.min.astimezone(),
+            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or _EPOCH,
                                                 p.metadata.name))
         if task.requested:
             if job is None or job.metadata.deletion_timestamp is not None or now - task.cancel_sent > 30:
@@ -504,20 +512,69 @@ class KubernetesBackend(Backend):
         if stuck is None:
             task.stuck_since = None
             return
+        if stuck.startswith("unschedulable") and self.fits_some_node(task.spec.settings, task.options):
+            # it fits an empty node: it waits for room while other pods run (a wide foreach queues like this)
+            task.stuck_since = None
+            if not self._warned_queue and self._ctx is not None:
+                self._warned_queue = True
+                self._ctx.warn(f"kubernetes: step {task.spec.step} waits for room on the cluster ({stuck}); "
+                               f"it starts when running pods finish")
+            return
         task.stuck_since = task.stuck_since or now
         limit = pending_timeout()
         if not task.warned and self._ctx is not None:
             task.warned = True
             self._ctx.warn(f"kubernetes: step {task.spec.step} (job {task.name}) cannot start: {stuck}; the task "
                            f"fails if this lasts {limit:.0f}s (WORKBENCH_K8S_PENDING_TIMEOUT)")
-        if now - task.stuck_since >= limit:
-            try:
-                self._delete_job(task.name, task.namespace)
-            except WorkbenchError as exc:
-                if self._ctx is not None:
-                    self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
-            self._conclude(task, TaskExit("failed", None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
-                                          self._usage(task)))
+        if now - task.stuck_since < limit:
+            return
+        if stuck.startswith("unschedulable") and now - task.stuck_since < max(limit, SCALE_UP_TIMEOUT) \
+                and self._event_message(pod, "TriggeredScaleUp"):
+            return  # the cluster autoscaler is adding a node for it
+        try:
+            self._delete_job(task.name, task.namespace)
+        except WorkbenchError as exc:
+            if self._ctx is not None:
+                self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
+        self._conclude(task, TaskExit("failed", None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
+                                      self._usage(task)))
+
+    def _node_allocatable(self) -> Optional[list[tuple[dict, dict]]]:
+        """(labels, allocatable as numbers) of the schedulable nodes, read at most once a minute; None when the
+        nodes cannot be listed (RBAC)."""
+        now = time.time()
+        if self._nodes is not None and now - self._nodes[0] < 60:
+            return self._nodes[1]
+        from kubernetes.utils import parse_quantity
+        try:
+            items = self._call("list nodes", self._client("core").list_node, _request_timeout=10).items
+        except WorkbenchError:
+            self._nodes = (now, None)
+            return None
+        nodes = []
+        for node in items:
+            if node.spec is not None and node.spec.unschedulable:
+                continue
+            alloc = (node.status.allocatable if node.status else None) or {}
+            nodes.append((dict(node.metadata.labels or {}),
+                          {k: float(parse_quantity(v)) for k, v in alloc.items() if _quantity_like(v)}))
+        self._nodes = (now, nodes)
+        return nodes
+
+    def fits_some_node(self, settings, options: JobOptions) -> Optional[bool]:
+        """Whether an empty node could hold the pod (requests/limits vs allocatable, node selector); None: unknown."""
+        nodes = self._node_allocatable()
+        if nodes is None:
+            return None
+        from kubernetes.utils import parse_quantity
+        res = resources(settings, options.gpu_vendor)
+        want = {k: float(parse_quantity(v)) for k, v in {**res["limits"], **res["requests"]}.items()}
+        for labels, alloc in nodes:
+            if any(labels.get(k) != str(v) for k, v in options.node_selector.items()):
+                continue
+            if all(alloc.get(k, 0.0) >= v for k, v in want.items() if k != "ephemeral-storage" or k in alloc):
+                return True
+        return False
 
     @staticmethod
     def _container_status(pod):
@@ -567,7 +624,7 @@ class KubernetesBackend(Backend):
         if not found:
             return None
         latest = max(found, key=lambda e: (e.last_timestamp or e.event_time or e.first_timestamp
-                                           or datetime.min.astimezone()))
+                                           or _EPOCH))
         return latest.message
 
     def _usage(self, task: _Task) -> dict[str, Any]:
