@@ -341,3 +341,42 @@ def test_batch_step_with_a_local_datastore_says_what_to_configure(tmp_path, monk
     with pytest.raises(UsageError) as err:
         _run(load_config(tmp_path))
     assert "train" in str(err.value) and 's3://bucket/prefix' in str(err.value)
+
+
+class _FakeLogs:
+    """CloudWatch Logs as a list of pages; the forward token stays put at the end, as the real API's does."""
+
+    def __init__(self):
+        self.events = []
+        self.calls = 0
+
+    def get_log_events(self, logGroupName, logStreamName, startFromHead, nextToken=None):
+        assert logGroupName == "/aws/batch/job" and startFromHead
+        self.calls += 1
+        start = int(nextToken.split("/")[1]) if nextToken else 0
+        page = self.events[start:start + 2]
+        return {"events": page, "nextForwardToken": f"f/{start + len(page)}"}
+
+
+def test_logs_are_followed_while_running_and_drained_at_the_end(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0")
+    backend, fake, jobs, _, exits = _backend_with_fake({"job-0": "RUNNING"})
+    logs = _FakeLogs()
+    backend._clients["logs"] = logs
+    seen = []
+    job = jobs[0]
+    job.on_log = lambda stream, text, ts: seen.append(text)
+    fake.describe_jobs = lambda jobs: {"jobs": [{"jobId": "job-0", "status": fake.statuses["job-0"],
+                                                 "container": {"logStreamName": "s/1"}}]}
+    logs.events += [{"message": f"line {i}", "timestamp": 1000 * i} for i in range(3)]
+    backend.poll_once([job])
+    assert seen == ["line 0", "line 1", "line 2"]
+    logs.events += [{"message": "line 3", "timestamp": 4000}]
+    job.log_fetched = 0  # due again
+    backend.poll_once([job])
+    assert seen[-1] == "line 3" and len(seen) == 4 and not exits
+    logs.events += [{"message": "last", "timestamp": 5000}]
+    fake.statuses["job-0"] = "SUCCEEDED"
+    backend.poll_once([job])
+    assert seen[-1] == "last" and len(seen) == 5
+    assert len(exits) == 1 and exits[0].status == "succeeded"
