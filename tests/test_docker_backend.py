@@ -245,10 +245,9 @@ def test_mixed_run_per_workbench_toml(project):
     assert ds.load_artifact(end["artifacts"]["here_in_container"]["sha"]) is False
 
 
-def test_logs_stream_live_and_usage_is_recorded(project, monkeypatch, capsys):
+def test_logs_stream_live_and_usage_is_recorded(project, capsys):
     from workbench.cli import main
 
-    monkeypatch.setenv("LIVE_SLEEP", "2")
     seen: list = []
     result, events, timed, _ = run_flow(project, "flows/behaviour_flow.py:LiveFlow",
                                         on_event=lambda e: seen.append((time.time(), e)))
