@@ -187,19 +187,24 @@ class ArtifactsPane(Vertical):
         if run_id is None:
             title.update("no runs yet (r runs the flow)")
             return
-        title.update(f"run {run_id} · step {step or 'all'} · enter/arrows preview")
-        for doc in store.tasks(run_id, step):
+        title.update(f"run {run_id} · step {step or 'all'} · arrows preview · ↑ inherited")
+        all_tasks = store.tasks(run_id)
+        known = {info["sha"]: info for doc in all_tasks for info in (doc.get("artifacts") or {}).values()
+                 if info.get("sha") and info.get("type")}  # inherited artifacts carry only their sha
+        for doc in (all_tasks if step is None else [d for d in all_tasks if d.get("step") == step]):
             task = f"{doc.get('step')}/{doc.get('task_id')}"
             for name, info in sorted((doc.get("artifacts") or {}).items()):
                 if name.startswith("_"):
                     continue
                 key = f"{task}:{name}"
-                typ = info.get("type") or ("(inherited)" if info.get("inherited") else "?")
+                inherited = bool(info.get("inherited"))
+                info = {**known.get(info.get("sha"), {}), **info}
+                typ = info.get("type") or "?"
                 shape = info.get("shape")
                 if shape is not None:
                     typ += f" {tuple(shape)}"
                 self.rows[key] = info
-                table.add_row(task, name, typ, _size(info.get("size")), key=key)
+                table.add_row(task, name + (" ↑" if inherited else ""), typ, _size(info.get("size")), key=key)
 
     @on(DataTable.RowHighlighted, "#artifacts-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
