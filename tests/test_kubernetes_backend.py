@@ -319,6 +319,12 @@ def test_capacity_check_and_unreachable_api(tmp_path):
         assert emu.url in cap.source
         backend.check(StepSettings(backend="kubernetes", cpu=1, memory=512))
         url = emu.url
+        # without [kubernetes] kubeconfig, KUBECONFIG is read
+        plain = ProjectConfig(root=tmp_path)
+        plain.model.kubernetes.image = "img"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("KUBECONFIG", path)
+            assert KubernetesBackend(plain).capacity().gpu == 2
     finally:
         emu.stop()
     # the API server gone: one line naming its URL, and capacity unknown
@@ -336,7 +342,6 @@ def test_capacity_check_and_unreachable_api(tmp_path):
     config.model.kubernetes.kubeconfig = str(Path(path).with_name("nope"))
     with pytest.raises(ConfigError, match="does not exist"):
         KubernetesBackend(config).check(StepSettings(backend="kubernetes"))
-    assert os.environ.get("KUBECONFIG") is None or True
 
 
 def test_deadline_exceeded_is_a_timeout(kube_project, kube, monkeypatch):

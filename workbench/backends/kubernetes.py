@@ -203,7 +203,9 @@ class KubernetesBackend(Backend):
             else:
                 if path and not Path(path).is_file():
                     raise ConfigError(f"kubernetes: [kubernetes] kubeconfig {path} does not exist")
-                kconfig.load_kube_config(config_file=path, context=self.section.context,
+                # KUBECONFIG is passed explicitly: the client reads it only once, when it is imported
+                kconfig.load_kube_config(config_file=path or os.environ.get("KUBECONFIG") or None,
+                                         context=self.section.context,
                                          client_configuration=configuration)
         except WorkbenchError:
             raise
@@ -213,6 +215,8 @@ class KubernetesBackend(Backend):
                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                     hint=HINT) from None
         self._url = configuration.host
+        # one followed log per running pod holds a connection: keep them pooled (up to the runtime's 256 in flight)
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
         return client.ApiClient(configuration)
 
     def _call(self, what: str, fn: Callable, *args, **kwargs):
