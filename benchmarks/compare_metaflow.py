@@ -123,7 +123,9 @@ def timed_run(tool: str, root: Path, path: Path, workers: int, sample_rss: bool 
         def sample():
             while proc.poll() is None:
                 try:
-                    samples.append(p.memory_info().rss / 2**20)
+                    rss = p.memory_info().rss / 2**20
+                    if rss:  # 0 once the process has exited
+                        samples.append(rss)
                 except psutil.Error:
                     break
                 time.sleep(0.05)

@@ -108,7 +108,6 @@ class Runtime:
         self._queue: "queue.Queue[tuple]" = queue.Queue()
         self._cancel = threading.Event()
         self._cancel_reason = "cancelled"
-        self._tasks: dict[str, TaskState] = {}
         self._ready: list[TaskState] = []
         self._delayed: list[tuple[float, int, TaskState]] = []
         self._running: dict[str, TaskState] = {}
@@ -317,7 +316,6 @@ class Runtime:
         task = TaskState(step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents,
                          settings=self.settings[step])
         self._next_id += 1
-        self._tasks[task.task_id] = task
         return task
 
     def _enqueue(self, task: TaskState) -> None:
