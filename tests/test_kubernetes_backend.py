@@ -467,3 +467,54 @@ def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeyp
     assert impossible.outcome.status == "failed"
     assert impossible.outcome.reason.startswith("unschedulable: insufficient nvidia.com/gpu: requested 1")
     assert len(warnings) == 2 and "cannot start" in warnings[1]
+
+
+FAN_FLOW = textwrap.dedent('''
+    import time
+    from workbench import FlowSpec, step
+
+    class KubeFanFlow(FlowSpec):
+        @step
+        def start(self):
+            self.items = [1, 2, 3]
+            self.next(self.work, foreach="items")
+
+        @step
+        def work(self):
+            time.sleep(2)
+            print("item", self.input)
+            self.out = self.input * 10
+            self.next(self.join)
+
+        @step
+        def join(self, inputs):
+            self.total = sum(i.out for i in inputs)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+''').lstrip()
+
+
+def test_a_foreach_wider_than_the_cluster_queues_instead_of_failing(kube_project, kube, tmp_path, monkeypatch):
+    """3 pods of 1 CPU on a 2-CPU node: the third is Unschedulable (Insufficient cpu) until one ends, and must
+    wait for room, not fail after the (here 1 s) pending timeout."""
+    monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "1")
+    kube_project()
+    (tmp_path / "flows" / "kube_fan.py").write_text(FAN_FLOW)
+    with open(tmp_path / "workbench.toml", "a") as fh:
+        fh.write('\n[flows.KubeFanFlow.steps.work]\nbackend = "kubernetes"\ncpu = 1\nmemory = "256M"\n'
+                 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }\n')
+    config = load_config(tmp_path)
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    events = []
+    rt = Runtime(load_graph(str(tmp_path / "flows" / "kube_fan.py")), config, sink=events.append)
+    result = rt.run()
+    assert result.status == "succeeded", (result.message, _warnings(events))
+    from workbench import Flow
+    assert Flow("KubeFanFlow").latest_run["join"].task.data.total == 60
+    assert any("waits for room on the cluster" in w and "insufficient cpu: requested 1" in w
+               for w in _warnings(events)), _warnings(events)
+    assert _left_over(kube) == ([], [], [])
