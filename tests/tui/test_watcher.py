@@ -32,6 +32,8 @@ def test_handler_filters_and_follows_renames():
     h = ChangeHandler(d, "/proj/workbench.toml")
     h.dispatch(event("modified", "/proj/flows/notes.txt"))
     h.dispatch(event("modified", "/proj/flows/.#hello.py.swp"))
+    h.dispatch(event("opened", "/proj/flows/hello.py"))  # the app reading a flow to redraw it
+    h.dispatch(event("closed_no_write", "/proj/flows/hello.py"))
     assert not d.pending
     h.dispatch(event("moved", "/proj/flows/a.py", "/proj/flows/b.py"))
     h.dispatch(event("modified", "/proj/workbench.toml"))
@@ -57,6 +59,9 @@ def test_real_observer_sees_a_save(tmp_path):
             time.sleep(0.02)
             due = d.take_due()
         assert str(tmp_path / "flows" / "x.py") in due
+        (tmp_path / "flows" / "x.py").read_text()  # reading is not a change
+        time.sleep(0.3)
+        assert d.take_due() == set()
     finally:
         observer.stop()
         observer.join(5)

@@ -35,7 +35,7 @@ TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts"]
 
 
 class WorkbenchApp(App):
-    CSS_PATH = "workbench.tcss"
+    CSS_PATH = Path(__file__).with_name("workbench.tcss")
     TITLE = "workbench"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [

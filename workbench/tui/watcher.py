@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 DEBOUNCE_SECONDS = 0.08
+# watchdog also reports opened/closed files on Linux: reading the flows to redraw them must not
+# count as a change, or every redraw would schedule the next one
+CHANGE_EVENTS = frozenset({"created", "modified", "deleted", "moved"})
 
 
 class Debouncer:
@@ -67,7 +70,9 @@ class ChangeHandler(FileSystemEventHandler):  # type: ignore[misc,valid-type]
         self.debouncer = debouncer
         self.config_path = config_path
 
-    def dispatch(self, event) -> None:  # every kind: created, modified, deleted, moved
+    def dispatch(self, event) -> None:  # created, modified, deleted, moved; not opened/closed
+        if getattr(event, "event_type", None) not in CHANGE_EVENTS:
+            return
         if getattr(event, "is_directory", False):
             # a renamed or removed directory may hold flows: reload everything
             if event.event_type in ("moved", "deleted", "created"):
