@@ -281,24 +281,17 @@ class KubernetesBackend(Backend):
     def capacity(self) -> Optional[Capacity]:
         """The largest pod a node can hold: the most allocatable cpu, memory and GPUs over schedulable nodes."""
         try:
-            nodes = self._call("list nodes", self._client("core").list_node, _request_timeout=10).items
-        except Exception:  # noqa: BLE001 - unreachable or not allowed to list nodes: unknown
+            self._nodes = None  # read afresh
+            nodes = self._node_allocatable()
+        except WorkbenchError:  # no usable configuration
             return None
-        from kubernetes.utils import parse_quantity
+        if not nodes:  # unreachable, not allowed to list nodes, or none schedulable: unknown
+            return None
         key = gpu_key(self.section.gpu_vendor)
-        best_cpu, best_mem, best_gpu, names = 0.0, 0, 0, []
-        for node in nodes:
-            if node.spec is not None and node.spec.unschedulable:
-                continue
-            alloc = (node.status.allocatable if node.status else None) or {}
-            names.append(node.metadata.name)
-            best_cpu = max(best_cpu, float(parse_quantity(alloc.get("cpu", "0"))))
-            best_mem = max(best_mem, int(parse_quantity(alloc.get("memory", "0")) // (1024 * 1024)))
-            best_gpu = max(best_gpu, int(parse_quantity(alloc.get(key, "0"))))
-        if not names:
-            return None
-        return Capacity(cpu=best_cpu, memory=best_mem, gpu=best_gpu,
-                        source=f"largest allocatable over {len(names)} node(s) of {self._url}")
+        return Capacity(cpu=max(a.get("cpu", 0.0) for _, a in nodes),
+                        memory=int(max(a.get("memory", 0.0) for _, a in nodes) // (1024 * 1024)),
+                        gpu=int(max(a.get(key, 0.0) for _, a in nodes)),
+                        source=f"largest allocatable over {len(nodes)} node(s) of {self._url}")
 
     # ------------------------------------------------------------------ run lifecycle
     def start_run(self, ctx: RunContext) -> None:
@@ -528,6 +521,7 @@ class KubernetesBackend(Backend):
         limit = pending_timeout()
         if not task.warned and self._ctx is not None:
             task.warned = True
+            stuck = self._stuck_reason(task, pod, events=True) or stuck
             self._ctx.warn(f"kubernetes: step {task.spec.step} (job {task.name}) cannot start: {stuck}; the task "
                            f"fails if this lasts {limit:.0f}s (WORKBENCH_K8S_PENDING_TIMEOUT)")
         if now - task.stuck_since < limit:
@@ -535,6 +529,7 @@ class KubernetesBackend(Backend):
         if stuck.startswith("unschedulable") and now - task.stuck_since < max(limit, SCALE_UP_TIMEOUT) \
                 and self._event_message(pod, "TriggeredScaleUp"):
             return  # the cluster autoscaler is adding a node for it
+        stuck = self._stuck_reason(task, pod, events=True) or stuck
         try:
             self._delete_job(task.name, task.namespace)
         except WorkbenchError as exc:
@@ -596,13 +591,15 @@ class KubernetesBackend(Backend):
         return cs is not None and cs.state is not None and (cs.state.running is not None
                                                             or cs.state.terminated is not None)
 
-    def _stuck_reason(self, task: _Task, pod) -> Optional[str]:
-        """Why a Pending pod cannot start, in words (None: it is just starting)."""
+    def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:
+        """Why a Pending pod cannot start, in words (None: it is just starting). The pod's status says enough
+        to decide; ``events`` adds the details events carry (read only to warn or fail: a queued foreach of
+        hundreds of pods must not cost an events call per pod and poll)."""
         if pod.status is None or pod.status.phase != "Pending":
             return None
         for c in pod.status.conditions or []:
             if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
-                message = self._event_message(pod, "FailedScheduling") or c.message or ""
+                message = (events and self._event_message(pod, "FailedScheduling")) or c.message or ""
                 return unschedulable_reason(message, task.spec.settings, task.options.gpu_vendor,
                                             task.options.node_selector)
         cs = self._container_status(pod)
@@ -611,7 +608,8 @@ class KubernetesBackend(Backend):
             return None
         if waiting.reason in IMAGE_WAITING:
             image = cs.image or self.image_for(task.spec.settings)
-            detail = self._event_message(pod, "Failed", prefix="Failed to pull image") or waiting.message or ""
+            detail = ((events and self._event_message(pod, "Failed", prefix="Failed to pull image"))
+                      or waiting.message or "")
             return f"image {image} cannot be pulled ({waiting.reason}){': ' + detail if detail else ''}"
         if waiting.reason in CONFIG_WAITING:
             return f"the container cannot be created ({waiting.reason}): {waiting.message or ''}".rstrip(": ")
