@@ -102,6 +102,13 @@ def test_effective_settings_precedence(project):
     assert t.sources["memory"] == "workbench.toml [flows.TrainFlow.steps.train]"
     t = effective_settings(graph, "train", cfg, {"memory": "64G", "gpu": 2})
     assert (t.memory, t.gpu, t.sources["gpu"]) == (65536, 2, "--gpu")
+    # a backend's default image follows the backend, whichever layer chose it
+    (project / "workbench.toml").write_text('[docker]\nimage = "d:1"\n[kubernetes]\nimage = "k:1"\n')
+    cfg = load_config()
+    assert effective_settings(graph, "end", cfg).image is None  # local
+    assert effective_settings(graph, "end", cfg, {"backend": "docker"}).image == "d:1"
+    assert effective_settings(graph, "train", cfg, {"backend": "kubernetes"}).image == "k:1"
+    assert effective_settings(graph, "train", cfg).image == "d:1"  # @batch without [batch] image
     with pytest.raises(UsageError, match="--gpu: gpu = -1 must be a whole number"):
         effective_settings(graph, "train", cfg, {"gpu": -1})
 

@@ -87,3 +87,20 @@ def test_single_step_docker_same_artifacts(project):
     assert shas(single, "work") == shas(full, "work")
     assert single["work"].task._doc["attempts"][-1]["backend"] == "docker"
     assert count_containers(client, {"workbench.project": name}) == 0
+
+
+@pytest.mark.docker
+def test_promote_refuses_more_than_the_docker_engine_has(project):
+    from tests.support.engine import docker_client_or_skip
+    client = docker_client_or_skip()
+    ncpu = client.info()["NCPU"]
+    (project / "flows" / "repeat.py").write_text(textwrap.dedent(FLOW))
+    wb = lambda *a: subprocess.run([sys.executable, "-m", "workbench.cli", *a], capture_output=True,  # noqa: E731
+                                   text=True, cwd=project, timeout=60)
+    p = wb("promote", "work", "--to", "docker", "--cpu", str(ncpu * 4))
+    assert p.returncode == 2
+    assert f"docker cannot schedule cpu {ncpu * 4}: the largest fit is cpu {ncpu}" in p.stderr
+    p = wb("promote", "work", "--to", "docker", "--gpu", "1")
+    assert p.returncode == 2 and "gpu 1" in p.stderr and "gpu 0" in p.stderr
+    ok = wb("promote", "work", "--to", "docker", "--cpu", "1", "--memory", "1G")
+    assert ok.returncode == 0 and "Repeat.work now runs on docker cpu=1 memory=1G" in ok.stdout

@@ -139,11 +139,6 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
 
     # backend-wide defaults from workbench.toml
     m = config.model
-    if s.image is None:
-        image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
-                 "kubernetes": m.kubernetes.image or m.docker.image}.get(s.backend)
-        if image:
-            setv("image", image, f"[{s.backend}] image")
     if s.backend == "docker" and m.docker.env:
         s.env = {**m.docker.env, **s.env}
 
@@ -161,10 +156,6 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
         if section.env:
             s.env.update(section.env)
             s.sources["env"] = src
-        if section.backend and section.image is None and s.sources.get("image", "").startswith("["):
-            image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
-                     "kubernetes": m.kubernetes.image or m.docker.image}.get(section.backend)
-            setv("image", image, f"[{section.backend}] image")
 
     # command-line flags
     for key, value in (cli or {}).items():
@@ -176,6 +167,12 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
             setv(key, parse(value, key) if parse else value, f"--{key.replace('_', '-')}")
         except ResourceError as exc:
             raise UsageError(f"--{key.replace('_', '-')}: {exc.message}") from None
+    # the backend's default image, once the backend is final (a flag or toml may have changed it)
+    if s.image is None:
+        image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
+                 "kubernetes": m.kubernetes.image or m.docker.image}.get(s.backend)
+        if image:
+            setv("image", image, f"[{s.backend}] image")
     if s.backend not in BACKENDS:
         raise UsageError(f"unknown backend {s.backend!r} (choose from {', '.join(BACKENDS)})")
     return s

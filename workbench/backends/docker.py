@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
 from ..units import format_memory
-from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .local import exit_from_code
 
 MIB = 1024 * 1024
@@ -407,6 +407,17 @@ class DockerBackend(Backend):
         if settings.shared_memory and mem_total and settings.shared_memory * MIB > mem_total:
             raise ResourceError(f"asks for shared_memory={format_memory(settings.shared_memory)} but the Docker "
                                 f"engine has {format_memory(mem_total / MIB)} in all")
+
+    def capacity(self) -> Optional[Capacity]:
+        """The engine's machine: its CPUs and memory. GPUs: none without the nvidia runtime; with it the API
+        does not say how many, so any count is let through (the engine refuses at run time)."""
+        self._connect()
+        info = self._info or {}
+        if not info.get("NCPU") or not info.get("MemTotal"):
+            return None
+        gpus = 16 if "nvidia" in (info.get("Runtimes") or {}) else 0
+        return Capacity(cpu=float(info["NCPU"]), memory=int(info["MemTotal"] // MIB), gpu=gpus,
+                        source=f"the Docker engine ({info.get('Name', 'local')})")
 
     # ------------------------------------------------------------------ run lifecycle
     def start_run(self, ctx: RunContext) -> None:
