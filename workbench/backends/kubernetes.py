@@ -684,7 +684,14 @@ class KubernetesBackend(Backend):
             task.done = True
         if alive:
             self._close_log(task)
-        task.on_exit(task.outcome)
+        try:
+            task.on_exit(task.outcome)
+        finally:
+            if not task.requested:  # its record is in the datastore now: free the cluster of it (end_run sweeps)
+                try:
+                    self._delete_job(task.name, task.namespace)
+                except WorkbenchError:
+                    pass
 
     # ------------------------------------------------------------------ logs
     def _start_logs(self, task: _Task) -> None:
