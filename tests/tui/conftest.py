@@ -83,3 +83,8 @@ def async_test(fn):
     def wrapper(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
     return wrapper
+
+
+async def ready(app, pilot, timeout: float = 10.0):
+    """Wait until the lazily mounted tab panes are there."""
+    await wait_for(pilot, lambda: app.panes_ready, timeout=timeout)

@@ -8,7 +8,7 @@ from workbench.tui.widgets.dag_view import DagView
 from workbench.tui.widgets.logs import LogPane
 from workbench.tui.widgets.slider import Slider
 
-from .conftest import async_test, make_app, seed_run, wait_for
+from .conftest import async_test, make_app, ready, seed_run, wait_for
 
 NEW_STEP_HELLO = '''"""Hello with an extra step."""
 
@@ -63,6 +63,7 @@ async def saved(app, pilot, clock, path):
 async def test_new_step_on_disk_updates_the_dag(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
         path = select_flow(app, "HelloFlow")
         dag = app.query_one("#dag", DagView)
         assert set(dag.picture.boxes) == {"start", "count", "end"}
@@ -76,6 +77,7 @@ async def test_new_step_on_disk_updates_the_dag(tui_project, clock):
 async def test_broken_file_shows_error_line_and_fixing_clears_it(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
         path = select_flow(app, "HelloFlow")
         good = (tui_project / "flows" / "hello.py").read_text()
         lines = good.splitlines()
@@ -96,6 +98,7 @@ async def test_broken_file_shows_error_line_and_fixing_clears_it(tui_project, cl
 async def test_deleted_renamed_and_bad_config_never_crash(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
         hello = tui_project / "flows" / "hello.py"
         select_flow(app, "HelloFlow")
         renamed = tui_project / "flows" / "greet.py"
@@ -119,6 +122,7 @@ async def test_deleted_renamed_and_bad_config_never_crash(tui_project, clock):
 async def test_memory_slider_and_promote_write_workbench_toml(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
         select_flow(app, "HelloFlow")
         await pilot.press("j")  # start -> count
         assert app.selected_step == "count"
@@ -149,6 +153,7 @@ async def test_memory_slider_and_promote_write_workbench_toml(tui_project, clock
 async def test_slider_snaps_and_mouse_click(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app, pilot)
         select_flow(app, "HelloFlow")
         await pilot.press("2")
         cpu = app.query_one("#cpu", Slider)
@@ -168,6 +173,7 @@ async def test_slider_snaps_and_mouse_click(tui_project, clock):
 async def test_running_a_flow_shows_logs_and_artifacts(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app, pilot)
         select_flow(app, "HelloFlow")
         await pilot.press("r")
         await wait_for(pilot, lambda: app.runtime is None and app.statuses.get("end") == "succeeded", timeout=30)
@@ -212,6 +218,7 @@ class SlowFlow(FlowSpec):
 ''')
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app, pilot)
         select_flow(app, "SlowFlow")
         await pilot.press("r")
         await wait_for(pilot, lambda: app.statuses.get("start") == "running", timeout=15)
@@ -225,6 +232,7 @@ class SlowFlow(FlowSpec):
 async def test_log_pane_handles_100k_lines_and_search(tui_project, clock):
     app = make_app(tui_project, clock)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
         logs = app.query_one("#logs", LogPane)
         started = time.monotonic()
         for chunk in range(10):
@@ -244,7 +252,8 @@ async def test_log_pane_handles_100k_lines_and_search(tui_project, clock):
 @async_test
 async def test_every_binding_is_in_the_command_palette(tui_project, clock):
     app = make_app(tui_project, clock)
-    async with app.run_test(size=(80, 24)):
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for binding in app.BINDINGS:
             if binding.action != "quit":
@@ -256,6 +265,7 @@ async def test_seeded_run_feeds_statuses_and_measured_usage(tui_project, clock):
     seed_run(tui_project)
     app = make_app(tui_project, clock)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
         select_flow(app, "HelloFlow")
         assert app.statuses == {"start": "succeeded", "count": "succeeded", "end": "succeeded"}
         await pilot.press("2")

@@ -3,7 +3,7 @@ with fixed ids, timestamps and usage; no clock in the header; no file watching."
 
 import pytest
 
-from .conftest import make_app, seed_run
+from .conftest import make_app, ready, seed_run
 
 SIZE = (80, 24)
 
@@ -14,7 +14,7 @@ def app_on(project, flow, step=None, seed=False):
     app = make_app(project)
 
     async def run_before(pilot):
-        await pilot.pause()
+        await ready(app, pilot)
         path = next(p for p, g in app.graphs.items() if g.name == flow or p.endswith(f"/{flow}"))
         app.select_flow(path)
         if step:

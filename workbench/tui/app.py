@@ -14,10 +14,12 @@ from typing import Callable, Iterable, Optional
 
 from rich.markup import escape
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, OptionList, Static, TabbedContent, TabPane
+from textual.css.query import NoMatches
+from textual.lazy import Lazy
 from textual.widgets.option_list import Option
 
 from .. import events as ev
@@ -27,6 +29,7 @@ from ..graph import FlowGraph, build_graph, find_flow_files
 from ..settings import effective_settings
 from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
 from .watcher import ChangeHandler, Debouncer, start_observer
+from .widgets import PaneMounted
 from .widgets.dag_view import DagView
 from .widgets.inspector import Inspector
 from .widgets.logs import LogPane
@@ -93,15 +96,39 @@ class WorkbenchApp(App):
                     yield Static("", id="flow-error")
                     with VerticalScroll(id="dag-scroll"):
                         yield DagView(id="dag")
+                # hidden at first: mounted just after the first paint, so the first screen comes sooner
                 with TabPane("Inspect 2", id="tab-inspect"):
-                    yield Inspector(id="inspector")
+                    yield Lazy(Inspector(id="inspector"))
                 with TabPane("Runs 3", id="tab-runs"):
-                    yield RunsPane(id="runs")
+                    yield Lazy(RunsPane(id="runs"))
                 with TabPane("Logs 4", id="tab-logs"):
-                    yield LogPane(id="logs")
+                    yield Lazy(LogPane(id="logs"))
                 with TabPane("Artifacts 5", id="tab-artifacts"):
-                    yield ArtifactsPane(id="artifacts")
+                    yield Lazy(ArtifactsPane(id="artifacts"))
         yield Footer()
+
+    def pane(self, selector: str):
+        """A tab's pane, or a stand-in that ignores calls while the lazily mounted pane is not there yet."""
+        found = self.main_screen.query(selector)
+        return found.first() if found else _ABSENT
+
+    @property
+    def main_screen(self):
+        """The workbench's own screen, also while a dialog or the command palette is on top."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
+    @property
+    def panes_ready(self) -> bool:
+        return all(self.main_screen.query(f"#{name}") for name in ("inspector", "runs", "logs", "artifacts"))
+
+    def on_pane_mounted(self, message: PaneMounted) -> None:
+        """A lazily mounted pane arrived: fill it from the current state."""
+        if not self.screen_stack:  # the app is shutting down
+            return
+        try:
+            self.refresh_flow()
+        except (NoMatches, ScreenStackError):
+            pass
 
     def on_mount(self) -> None:
         self.reload()
@@ -177,11 +204,11 @@ class WorkbenchApp(App):
                 err = graph.errors[0]
                 where = f"line {err.line}: " if getattr(err, "line", None) else ""
                 options.append(Option(f"[$error]✘[/] {escape(graph.name or rel)}\n  [$error]{escape(where + err.message)}[/]", id=path))
-        flows = self.query_one("#flows", OptionList)
+        flows = self.main_screen.query_one("#flows", OptionList)
         flows.set_options(options)
         if self.current is not None:
             flows.highlighted = list(self.graphs).index(self.current)
-        self.query_one("#flows-title", Static).update(f"Flows ({len(options)})" if options else "Flows: none")
+        self.main_screen.query_one("#flows-title", Static).update(f"Flows ({len(options)})" if options else "Flows: none")
 
     @on(OptionList.OptionHighlighted, "#flows")
     def _flow_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -210,13 +237,13 @@ class WorkbenchApp(App):
 
     def refresh_flow(self) -> None:
         graph = self.graph
-        title = self.query_one("#flow-title", Static)
-        error = self.query_one("#flow-error", Static)
+        title = self.main_screen.query_one("#flow-title", Static)
+        error = self.main_screen.query_one("#flow-error", Static)
         self.settings, self.settings_errors = {}, {}
         if graph is None:
             title.update(f"No flow files under {escape(str(self.config.flows_dir))}")
             error.update("")
-            self.query_one("#dag", DagView).show(None, {}, {}, None)
+            self.main_screen.query_one("#dag", DagView).show(None, {}, {}, None)
             self._refresh_step()
             return
         rel = _relative(graph.path, self.config.root)
@@ -243,11 +270,11 @@ class WorkbenchApp(App):
             self.statuses = aggregate_statuses(store, store.latest_run())
         self.redraw_dag()
         self._refresh_step()
-        self.query_one("#runs", RunsPane).show(store, graph)
-        self.query_one("#artifacts", ArtifactsPane).show(store, None, self.selected_step)
+        self.pane("#runs").show(store, graph)
+        self.pane("#artifacts").show(store, None, self.selected_step)
 
     def redraw_dag(self) -> None:
-        self.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step)
+        self.main_screen.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step)
 
     def _refresh_step(self) -> None:
         graph, step = self.graph, self.selected_step
@@ -255,14 +282,14 @@ class WorkbenchApp(App):
         store = self.run_store()
         if store is not None and step:
             usage = store.latest_usage(step)
-        self.query_one("#inspector", Inspector).show(graph, step, self.settings.get(step),
+        self.pane("#inspector").show(graph, step, self.settings.get(step),
                                                      usage, self.settings_errors.get(step or ""))
 
     def select_step(self, name: str) -> None:
         self.selected_step = name
         self.redraw_dag()
         self._refresh_step()
-        self.query_one("#artifacts", ArtifactsPane).show(self.run_store(), None, name)
+        self.pane("#artifacts").show(self.run_store(), None, name)
 
     @on(DagView.StepClicked)
     def _step_clicked(self, event: DagView.StepClicked) -> None:
@@ -283,14 +310,14 @@ class WorkbenchApp(App):
         self._move_step(-1)
 
     def action_tab(self, index: int) -> None:
-        self.query_one("#tabs", TabbedContent).active = TABS[index]
+        self.main_screen.query_one("#tabs", TabbedContent).active = TABS[index]
 
     # ------------------------------------------------------------------ promotion
     @on(Inspector.ChangesEdited)
     def _changes_edited(self, event: Inspector.ChangesEdited) -> None:
         graph, step = self.graph, self.selected_step
         if graph is None or step is None or not event.changes or not graph.ok:
-            self.query_one("#inspector", Inspector).set_notes([])
+            self.pane("#inspector").set_notes([])
             return
         try:
             from ..promote import plan_promotion
@@ -299,14 +326,14 @@ class WorkbenchApp(App):
             notes += list(promotion.notes)
         except Exception as exc:  # noqa: BLE001 - show the reason, keep the sliders usable
             notes = [f"cannot promote: {exc}"]
-        self.query_one("#inspector", Inspector).set_notes(notes)
+        self.pane("#inspector").set_notes(notes)
 
     @on(Inspector.PromoteRequested)
     def _promote_requested(self, event: Inspector.PromoteRequested) -> None:
         self.promote(event.changes)
 
     def action_promote(self) -> None:
-        self.promote(self.query_one("#inspector", Inspector).changes())
+        self.promote(self.pane("#inspector").changes())
 
     def promote(self, changes: dict) -> None:
         graph, step = self.graph, self.selected_step
@@ -365,7 +392,7 @@ class WorkbenchApp(App):
         except WorkbenchError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.query_one("#logs", LogPane).clear()
+        self.pane("#logs").clear()
         self.statuses = {name: "pending" for name in graph.steps}
         self.live_run_id = self.runtime.run_id
         self.redraw_dag()
@@ -406,7 +433,7 @@ class WorkbenchApp(App):
             elif isinstance(event, ev.RunFinished):
                 finished = event
         if lines:
-            self.query_one("#logs", LogPane).add(lines)
+            self.pane("#logs").add(lines)
         if redraw:
             self.redraw_dag()
         if finished is not None:
@@ -416,8 +443,8 @@ class WorkbenchApp(App):
             self.notify(f"run {finished.run_id} {finished.status}"
                         f"{': ' + finished.message if finished.message else ''}", severity=severity)
             store = self.run_store()
-            self.query_one("#runs", RunsPane).show(store, self.graph)
-            self.query_one("#artifacts", ArtifactsPane).show(store, finished.run_id, self.selected_step)
+            self.pane("#runs").show(store, self.graph)
+            self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
             self._refresh_step()
 
     def action_run(self) -> None:
@@ -440,7 +467,7 @@ class WorkbenchApp(App):
     def _origin(self) -> Optional[str]:
         from ..runtime import latest_run_id
         store = self.run_store()
-        chosen = self.query_one("#runs", RunsPane).selected_run
+        chosen = self.pane("#runs").selected_run
         if chosen or store is None:
             return chosen
         return latest_run_id(store.ds, lambda doc: not doc.get("only_step"))
@@ -467,19 +494,39 @@ class WorkbenchApp(App):
         if self.runtime is None:
             self.statuses = aggregate_statuses(store, event.run_id)
             self.redraw_dag()
-            logs = self.query_one("#logs", LogPane)
+            logs = self.pane("#logs")
             logs.clear()
             logs.add(store.log_lines(event.run_id))
-        self.query_one("#artifacts", ArtifactsPane).show(store, event.run_id, self.selected_step)
+        self.pane("#artifacts").show(store, event.run_id, self.selected_step)
 
     # ------------------------------------------------------------------ logs
     def action_follow(self) -> None:
-        logs = self.query_one("#logs", LogPane)
+        logs = self.pane("#logs")
         logs.set_follow(not logs.follow)
 
     def action_search(self) -> None:
         self.action_tab(3)
-        self.query_one("#log-search").focus()
+        self.main_screen.query_one("#log-search").focus()
+
+
+class _Absent:
+    """Stands in for a pane that is not mounted yet: every method does nothing."""
+
+    selected_run = None
+    follow = True
+
+    def changes(self) -> dict:
+        return {}
+
+    def __getattr__(self, name):
+        return _nothing
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+_ABSENT = _Absent()
 
 
 def _relative(path: str | Path, base: str | Path) -> str:

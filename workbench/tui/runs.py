@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from ..datastore import FlowDatastore
 from ..preview import preview
+from .widgets import PaneMounted
 
 MAX_RUNS = 50
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
@@ -116,6 +117,9 @@ class RunsPane(Vertical):
             super().__init__()
             self.run_id = run_id
 
+    def on_mount(self) -> None:
+        self.post_message(PaneMounted())
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.selected_run: Optional[str] = None
@@ -159,6 +163,9 @@ class ArtifactsPane(Vertical):
     ArtifactsPane DataTable { height: 1fr; max-height: 50%; }
     ArtifactsPane #preview-scroll { height: 1fr; border-top: solid $primary; }
     """
+
+    def on_mount(self) -> None:
+        self.post_message(PaneMounted())
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

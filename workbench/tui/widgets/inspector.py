@@ -13,6 +13,7 @@ from textual.widgets import Button, Label, Select, Static
 
 from ...config import BACKENDS
 from ...units import format_memory
+from . import PaneMounted
 from .slider import Slider, cpu_values, gpu_values, memory_values
 
 
@@ -84,6 +85,9 @@ class Inspector(VerticalScroll):
         def __init__(self, changes: dict) -> None:
             super().__init__()
             self.changes = changes
+
+    def on_mount(self) -> None:
+        self.post_message(PaneMounted())
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -14,6 +14,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Log, Select
 
+from . import PaneMounted
+
 MAX_LINES = 200_000
 ALL = "__all__"
 
@@ -27,6 +29,9 @@ class LogPane(Vertical):
     LogPane #log-status { height: 1; color: $text-muted; }
     LogPane Log { height: 1fr; }
     """
+
+    def on_mount(self) -> None:
+        self.post_message(PaneMounted())
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
