@@ -518,3 +518,24 @@ def test_a_foreach_wider_than_the_cluster_queues_instead_of_failing(kube_project
     assert any("waits for room on the cluster" in w and "insufficient cpu: requested 1" in w
                for w in _warnings(events)), _warnings(events)
     assert _left_over(kube) == ([], [], [])
+
+
+def test_ctrl_c_mid_run_deletes_the_runs_jobs(kube_project, kube):
+    """A KeyboardInterrupt in the runtime's loop (what Ctrl-C raises) ends the run as cancelled, and end_run
+    leaves no Job, pod or container of it."""
+    config = kube_project(mode="sleep")
+    fired = []
+
+    def sink(event):
+        if type(event).__name__ == "LogLine" and event.text == "hello from kubernetes 21" and not fired:
+            fired.append(time.time())
+            raise KeyboardInterrupt
+
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    rt = Runtime(load_graph(str(config.root / "flows" / "kube_demo.py")), config, sink=sink)
+    result = rt.run()
+    assert fired and result.status == "cancelled"
+    assert time.time() - fired[0] < 30
+    assert rt.ds.read_task(rt.run_id, "train", "2")["status"] == "cancelled"
+    assert _left_over(kube, timeout=5) == ([], [], [])
