@@ -257,7 +257,8 @@ async def test_every_binding_is_in_the_command_palette(tui_project, clock):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for binding in app.BINDINGS:
             if binding.action != "quit":
-                assert any(f"({binding.key})" in t for t in titles), binding
+                key = "/" if binding.key == "slash" else binding.key
+                assert any(f"({key})" in t for t in titles), binding
 
 
 @async_test
@@ -275,3 +276,18 @@ async def test_seeded_run_feeds_statuses_and_measured_usage(tui_project, clock):
         table.focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(app.query_one("#logs", LogPane).lines) >= 3)
+
+
+@async_test
+async def test_clicking_a_step_in_the_dag_selects_it(tui_project, clock):
+    app = make_app(tui_project, clock)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        select_flow(app, "TrainFlow")
+        await pilot.pause()
+        dag = app.query_one("#dag", DagView)
+        x, y, w, h = dag.picture.boxes["train_big"]
+        await pilot.click(dag, offset=(x + 1 + 2, y + 1))  # +1: the view's left padding
+        assert app.selected_step == "train_big"
+        await pilot.press("2")
+        assert "@resources" in str(app.query_one("#settings-text").render())

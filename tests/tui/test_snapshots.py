@@ -104,3 +104,13 @@ def test_snapshot_promote_dialog(tui_project, snap_compare):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_light_theme(tui_project, snap_compare):
+    app, before = app_on(tui_project, "TrainFlow", "train_big", seed=True)
+
+    async def run_before(pilot):
+        app.theme = "textual-light"
+        await before(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -46,18 +46,28 @@ class WorkbenchApp(App):
         Binding("r", "run", "Run"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume", "Resume"),
-        Binding("o", "run_step", "Run step"),
-        Binding("j", "next_step", "Next step"),
-        Binding("k", "prev_step", "Prev step"),
+        Binding("o", "run_step", "Step"),
+        Binding("j", "next_step", "Move", key_display="j/k"),
+        Binding("k", "prev_step", "Prev", show=False),
         Binding("p", "promote", "Promote"),
         Binding("f", "follow", "Follow"),
-        Binding("slash", "search", "Search"),
+        Binding("slash", "search", "Search", key_display="/"),
         Binding("1", "tab(0)", "DAG", show=False),
         Binding("2", "tab(1)", "Inspect", show=False),
         Binding("3", "tab(2)", "Runs", show=False),
         Binding("4", "tab(3)", "Logs", show=False),
         Binding("5", "tab(4)", "Artifacts", show=False),
     ]
+    # longer titles for the command palette, where every binding is listed too
+    PALETTE_TITLES = {
+        "run": "Run the selected flow", "cancel_run": "Cancel the current run",
+        "resume": "Resume the last run (or the run chosen in Runs)",
+        "run_step": "Run the selected step alone with the last run's inputs",
+        "next_step": "Select the next step", "prev_step": "Select the previous step",
+        "promote": "Promote the selected step (write workbench.toml)", "follow": "Follow the log (toggle)",
+        "search": "Search the log", "tab(0)": "Show the DAG", "tab(1)": "Show the step inspector",
+        "tab(2)": "Show the runs", "tab(3)": "Show the logs", "tab(4)": "Show the artifacts",
+    }
     COMMANDS = App.COMMANDS
 
     def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
@@ -105,7 +115,7 @@ class WorkbenchApp(App):
                     yield Lazy(LogPane(id="logs"))
                 with TabPane("Artifacts 5", id="tab-artifacts"):
                     yield Lazy(ArtifactsPane(id="artifacts"))
-        yield Footer()
+        yield Footer(compact=True)
 
     def pane(self, selector: str):
         """A tab's pane, or a stand-in that ignores calls while the lazily mounted pane is not there yet."""
@@ -155,8 +165,37 @@ class WorkbenchApp(App):
         for binding in self.BINDINGS:
             if binding.action == "quit":
                 continue
-            yield SystemCommand(f"{binding.description} ({binding.key})", f"Key {binding.key}",
-                                lambda action=binding.action: self.run_action(action))
+            key = "/" if binding.key == "slash" else binding.key
+            title = self.PALETTE_TITLES.get(binding.action, binding.description)
+            yield SystemCommand(f"{title} ({key})", f"Key {key}",
+                                lambda action=binding.action: self.invoke_action(action))
+
+    def invoke_action(self, action: str) -> None:
+        """Run an action whatever the footer shows (the palette lists every binding on every tab)."""
+        from textual.actions import parse
+        _, name, args = parse(action)
+        if name == "search":
+            self.action_tab(3)
+        getattr(self, f"action_{name}")(*args)
+
+    # the footer shows what applies to the current tab: at 80 columns not everything fits at once
+    LOG_ACTIONS = {"follow", "search"}
+    NOT_IN_LOGS = {"next_step", "prev_step", "promote"}
+
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        try:
+            in_logs = self.main_screen.query_one("#tabs", TabbedContent).active == "tab-logs"
+        except Exception:  # noqa: BLE001 - before mount or while shutting down
+            return True
+        if action in self.LOG_ACTIONS and not in_logs:
+            return False
+        if action in self.NOT_IN_LOGS and in_logs:
+            return False
+        return True
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
 
     # ------------------------------------------------------------------ the flows and the graph
     def pump(self) -> None:
@@ -506,7 +545,9 @@ class WorkbenchApp(App):
 
     def action_search(self) -> None:
         self.action_tab(3)
-        self.main_screen.query_one("#log-search").focus()
+        search = self.main_screen.query("#log-search")
+        if search:
+            search.first().focus()
 
 
 class _Absent:
