@@ -9,6 +9,15 @@ REPO = Path(__file__).resolve().parents[1]
 FLOWS = Path(__file__).resolve().parent / "flows"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_client_namespace():
+    """workbench.client.namespace() is process-global: no test sees the datastore another pointed it at."""
+    import workbench.client
+    workbench.client._datastore_url = None
+    yield
+    workbench.client._datastore_url = None
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """An empty project: workbench.toml + flows/, with the current directory inside it."""
