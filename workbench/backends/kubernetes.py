@@ -28,12 +28,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, CredentialsError, EngineUnreachable, WorkbenchError
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .k8s_status import (EPOCH, container_started, container_status, exit_of, is_true, parse_ts, stuck_reason,
+                         terminated, unschedulable_reason)
 from .k8s_manifest import (CONTAINER, JOB_LABEL, JobOptions, describe_request, gpu_key, job_manifest, job_name,
                            label_value, load_template, resources)
 
@@ -45,10 +46,6 @@ LOG_DRAIN = 10.0  # after a task ends, how long its log may take to arrive
 END_RUN_WAIT = 60.0  # how long end_run waits for the run's pods to go
 SCALE_UP_TIMEOUT = 900.0  # seconds an unschedulable pod may wait while the cluster autoscaler adds a node
 DEADLINE_GRACE = 30  # activeDeadlineSeconds = timeout + this: the task's own timer fires first and reports
-EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: it pulls in the flow machinery)
-IMAGE_WAITING = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
-CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 HINT = ("check [kubernetes] kubeconfig / context in workbench.toml or KUBECONFIG, and that the cluster is up "
         "(`kubectl cluster-info`)")
 
@@ -67,39 +64,8 @@ def _poll_interval() -> float:
         return POLL
 
 
-def _parse_ts(text: str) -> Optional[float]:
-    """RFC 3339 with up to nanoseconds ("2024-01-01T00:00:00.123456789Z") -> epoch seconds."""
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
-    if not m:
-        return None
-    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
-    return base.timestamp() + (float("0" + m.group(2)) if m.group(2) else 0.0)
-
-
 def _quantity_like(value) -> bool:
     return isinstance(value, str) and bool(re.match(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+|[numkKMGTPE]i?)?$", value))
-
-
-def _is_true(conditions, ctype: str):
-    for c in conditions or []:
-        if c.type == ctype and c.status == "True":
-            return c
-    return None
-
-
-# ---------------------------------------------------------------------------------------- reasons in words
-
-def unschedulable_reason(message: str, settings, gpu_vendor: str, node_selector: dict) -> str:
-    """The scheduler's message with what was asked for, e.g. "insufficient nvidia.com/gpu: requested 1"."""
-    res = resources(settings, gpu_vendor)
-    asked = {**res["limits"], **res["requests"]}
-    words = []
-    for name in dict.fromkeys(re.findall(r"Insufficient ([\w./-]*\w)", message)):
-        words.append(f"insufficient {name}: requested {asked.get(name, '?')}")
-    if "node affinity/selector" in message and node_selector:
-        words.append("no node matches the node selector " + ", ".join(f"{k}={v}" for k, v in node_selector.items()))
-    head = "; ".join(words) if words else "no node can fit the pod"
-    return f"unschedulable: {head} (scheduler: {message.strip()})"
 
 
 @dataclass
@@ -474,7 +440,7 @@ class KubernetesBackend(Backend):
     def _update(self, task: _Task, job, pods: list) -> None:
         now = time.time()
         if pods:
-            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or _EPOCH,
+            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or EPOCH,
                                                 p.metadata.name))
         if task.requested:
             if job is None or job.metadata.deletion_timestamp is not None or now - task.cancel_sent > 30:
@@ -487,17 +453,17 @@ class KubernetesBackend(Backend):
             return
         task.seen_job = True
         pod = task.pod
-        if pod is not None and task.log_thread is None and self._container_started(pod):
+        if pod is not None and task.log_thread is None and container_started(pod):
             self._start_logs(task)
         conditions = job.status.conditions if job.status else None
-        finished = (_is_true(conditions, "Complete") or _is_true(conditions, "Failed")
-                    or _is_true(conditions, "SuccessCriteriaMet") or _is_true(conditions, "FailureTarget"))
+        finished = (is_true(conditions, "Complete") or is_true(conditions, "Failed")
+                    or is_true(conditions, "SuccessCriteriaMet") or is_true(conditions, "FailureTarget"))
         if finished is not None:
             if pod is not None and task.log_thread is None:
                 self._start_logs(task)
             task.finished_seen = task.finished_seen or now
             if finished.type in ("Failed", "FailureTarget") and finished.reason != "DeadlineExceeded" \
-                    and pod is not None and self._terminated(pod) is None and now - task.finished_seen < 5:
+                    and pod is not None and terminated(pod) is None and now - task.finished_seen < 5:
                 return  # the pod's final container state (exit code, OOMKilled) is a moment behind the Job's
             self._conclude(task, self._exit_of(task, finished, pod))
             return
@@ -575,45 +541,10 @@ class KubernetesBackend(Backend):
                 return True
         return False
 
-    @staticmethod
-    def _container_status(pod):
-        for cs in (pod.status.container_statuses if pod.status else None) or []:
-            if cs.name == CONTAINER:
-                return cs
-        return None
-
-    def _terminated(self, pod):
-        cs = self._container_status(pod)
-        return cs.state.terminated if cs is not None and cs.state is not None else None
-
-    def _container_started(self, pod) -> bool:
-        cs = self._container_status(pod)
-        return cs is not None and cs.state is not None and (cs.state.running is not None
-                                                            or cs.state.terminated is not None)
-
     def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:
-        """Why a Pending pod cannot start, in words (None: it is just starting). The pod's status says enough
-        to decide; ``events`` adds the details events carry (read only to warn or fail: a queued foreach of
-        hundreds of pods must not cost an events call per pod and poll)."""
-        if pod.status is None or pod.status.phase != "Pending":
-            return None
-        for c in pod.status.conditions or []:
-            if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
-                message = (events and self._event_message(pod, "FailedScheduling")) or c.message or ""
-                return unschedulable_reason(message, task.spec.settings, task.options.gpu_vendor,
-                                            task.options.node_selector)
-        cs = self._container_status(pod)
-        waiting = cs.state.waiting if cs is not None and cs.state is not None else None
-        if waiting is None:
-            return None
-        if waiting.reason in IMAGE_WAITING:
-            image = cs.image or self.image_for(task.spec.settings)
-            detail = ((events and self._event_message(pod, "Failed", prefix="Failed to pull image"))
-                      or waiting.message or "")
-            return f"image {image} cannot be pulled ({waiting.reason}){': ' + detail if detail else ''}"
-        if waiting.reason in CONFIG_WAITING:
-            return f"the container cannot be created ({waiting.reason}): {waiting.message or ''}".rstrip(": ")
-        return None
+        events_of = (lambda reason, prefix: self._event_message(pod, reason, prefix)) if events else None
+        return stuck_reason(pod, task.spec.settings, task.options.gpu_vendor, task.options.node_selector,
+                            lambda: self.image_for(task.spec.settings), events_of)
 
     def _event_message(self, pod, reason: str, prefix: str = "") -> Optional[str]:
         """The latest event of ``reason`` about the pod (events are best effort: None when not readable)."""
@@ -626,7 +557,7 @@ class KubernetesBackend(Backend):
         if not found:
             return None
         latest = max(found, key=lambda e: (e.last_timestamp or e.event_time or e.first_timestamp
-                                           or _EPOCH))
+                                           or EPOCH))
         return latest.message
 
     def _usage(self, task: _Task) -> dict[str, Any]:
@@ -638,31 +569,8 @@ class KubernetesBackend(Backend):
         return usage
 
     def _exit_of(self, task: _Task, condition, pod) -> TaskExit:
-        usage = self._usage(task)
-        settings = task.spec.settings
-        cs = self._container_status(pod) if pod is not None else None
-        term = cs.state.terminated if cs is not None and cs.state is not None else None
-        code = term.exit_code if term is not None else None
-        if condition is not None and condition.type in ("Complete", "SuccessCriteriaMet"):
-            return TaskExit("succeeded", code if code is not None else 0, "", usage)
-        if pod is not None and pod.status is not None and pod.status.reason == "Evicted":
-            return TaskExit("failed", code, f"evicted from node {usage.get('node', '?')}: "
-                                            f"{pod.status.message or 'the node ran short of resources'}", usage)
-        why = condition.reason if condition is not None else ""
-        if term is not None and term.reason == "OOMKilled":
-            limit = resources(settings, task.options.gpu_vendor)["limits"]["memory"]
-            return TaskExit("oom", code, f"OOMKilled: the container went over its memory limit of {limit} "
-                                         f"(exit code {code}); ask for more memory", usage)
-        if why == "DeadlineExceeded":
-            return TaskExit("timeout", code, f"DeadlineExceeded: the Job ran longer than its activeDeadlineSeconds "
-                                             f"({settings.timeout}s timeout + {DEADLINE_GRACE}s grace)", usage)
-        if code == EXIT_TIMEOUT:
-            return TaskExit("timeout", code, f"timed out after {settings.timeout}s", usage)
-        if code is not None:
-            detail = f" ({term.reason}{': ' + term.message if term.message else ''})" if term.reason else ""
-            return TaskExit("failed", code, f"exited with code {code}{detail}", usage)
-        message = condition.message if condition is not None else ""
-        return TaskExit("failed", None, f"the Job failed ({why}{': ' + message if message else ''})", usage)
+        return exit_of(condition, pod, task.spec.settings, task.options.gpu_vendor, self._usage(task),
+                       DEADLINE_GRACE)
 
     def _conclude(self, task: _Task, result: TaskExit) -> None:
         with self._lock:
@@ -760,7 +668,7 @@ class KubernetesBackend(Backend):
     def _emit(self, task: _Task, raw: bytes, last_ts: Optional[float]) -> Optional[float]:
         text = raw.decode("utf-8", "replace").rstrip("\r")
         stamp, _, rest = text.partition(" ")
-        ts = _parse_ts(stamp)
+        ts = parse_ts(stamp)
         if ts is None:
             ts, rest = time.time(), text
         elif last_ts is not None and ts <= last_ts:
@@ -773,7 +681,7 @@ class KubernetesBackend(Backend):
             pod = self._call("read pod", self._client("core").read_namespaced_pod, pod_name, task.namespace)
         except WorkbenchError:
             return False
-        cs = self._container_status(pod)
+        cs = container_status(pod)
         return cs is not None and cs.state is not None and cs.state.running is not None \
             and pod.metadata.deletion_timestamp is None
 
