@@ -291,3 +291,32 @@ async def test_clicking_a_step_in_the_dag_selects_it(tui_project, clock):
         assert app.selected_step == "train_big"
         await pilot.press("2")
         assert "@resources" in str(app.query_one("#settings-text").render())
+
+
+@async_test
+async def test_long_artifact_preview_collapses_and_expands(tui_project, clock):
+    (tui_project / "flows" / "big.py").write_text('''
+from workbench import FlowSpec, step
+class BigFlow(FlowSpec):
+    @step
+    def start(self):
+        self.table = {f"key{i}": list(range(i, i + 30)) for i in range(60)}
+        self.next(self.end)
+    @step
+    def end(self):
+        pass
+''')
+    app = make_app(tui_project, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app, pilot)
+        select_flow(app, "BigFlow")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.runtime is None and app.statuses.get("end") == "succeeded", timeout=30)
+        await pilot.press("5")
+        table = app.query_one("#artifacts-table")
+        table.focus()
+        await pilot.pause()
+        text = str(app.query_one("#preview").render())
+        assert "e expands" in text and len(text.splitlines()) <= 15
+        await pilot.press("e")
+        assert len(str(app.query_one("#preview").render()).splitlines()) > 40

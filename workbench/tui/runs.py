@@ -7,6 +7,7 @@ from typing import Any, Iterable, Optional
 
 from rich.markup import escape
 from textual import on
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
@@ -16,6 +17,7 @@ from ..preview import preview
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
+COLLAPSED_LINES = 12
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
 
 
@@ -157,6 +159,7 @@ class RunsPane(Vertical):
 
 
 class ArtifactsPane(Vertical):
+    BINDINGS = [Binding("e", "expand", "Expand preview")]
     DEFAULT_CSS = """
     ArtifactsPane { height: 1fr; }
     ArtifactsPane #artifacts-title { height: 1; color: $text-muted; }
@@ -171,6 +174,8 @@ class ArtifactsPane(Vertical):
         super().__init__(**kwargs)
         self.store: Optional[RunStore] = None
         self.rows: dict[str, dict] = {}
+        self.expanded = False  # long strings, dicts and lists are collapsed to a few lines until e
+        self.current: Optional[dict] = None
 
     def compose(self):
         yield Static("", id="artifacts-title")
@@ -215,13 +220,24 @@ class ArtifactsPane(Vertical):
 
     @on(DataTable.RowHighlighted, "#artifacts-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
-        info = self.rows.get(str(event.row_key.value)) if event.row_key else None
+        self.current = self.rows.get(str(event.row_key.value)) if event.row_key else None
+        self.show_preview()
+
+    def show_preview(self) -> None:
+        info = self.current
         target = self.query_one("#preview", Static)
         if not info or self.store is None:
             target.update("")
             return
         try:
-            text = preview(self.store.load(info["sha"]))
+            value = self.store.load(info["sha"])
+            text = preview(value, max_lines=2000 if self.expanded else COLLAPSED_LINES)
         except Exception as exc:  # noqa: BLE001 - a missing blob or an unpicklable type
             text = f"(cannot load: {exc})"
+        if not self.expanded and "more lines)" in text:
+            text += "\n(e expands)"
         target.update(escape(text))
+
+    def action_expand(self) -> None:
+        self.expanded = not self.expanded
+        self.show_preview()
