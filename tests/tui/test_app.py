@@ -320,3 +320,17 @@ class BigFlow(FlowSpec):
         assert "e expands" in text and len(text.splitlines()) <= 15
         await pilot.press("e")
         assert len(str(app.query_one("#preview").render()).splitlines()) > 40
+
+
+@async_test
+async def test_foreach_run_shows_task_count_in_the_dag(tui_project, clock):
+    app = make_app(tui_project, clock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(app, pilot)
+        select_flow(app, "FanoutFlow")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.runtime is None and app.statuses.get("end") == "succeeded", timeout=60)
+        assert app.statuses["square"] == "succeeded"
+        assert "✔ square ×8" in "\n".join(app.query_one("#dag", DagView).picture.lines)
+        app.refresh_flow()  # from the datastore, as after a restart
+        assert "✔ square ×8" in "\n".join(app.query_one("#dag", DagView).picture.lines)

@@ -85,6 +85,9 @@ class WorkbenchApp(App):
         self.current: Optional[str] = None
         self.selected_step: Optional[str] = None
         self.statuses: dict[str, str] = {}
+        self.task_counts: dict[str, int] = {}
+        self.live_tasks: dict[str, set] = {}  # step -> pathspecs seen in the live run
+        self.live_running: dict[str, set] = {}  # step -> pathspecs running now
         self.settings: dict = {}
         self.settings_errors: dict[str, str] = {}
         self.config_error: Optional[str] = None
@@ -306,14 +309,19 @@ class WorkbenchApp(App):
             self.selected_step = order[0] if order else None
         store = self.run_store()
         if self.live_run_id is None and store is not None:
-            self.statuses = aggregate_statuses(store, store.latest_run())
+            latest = store.latest_run()
+            self.statuses = aggregate_statuses(store, latest)
+            self.task_counts = store.task_counts(latest)
+        elif store is None:
+            self.statuses, self.task_counts = {}, {}
         self.redraw_dag()
         self._refresh_step()
         self.pane("#runs").show(store, graph)
         self.pane("#artifacts").show(store, None, self.selected_step)
 
     def redraw_dag(self) -> None:
-        self.main_screen.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step)
+        self.main_screen.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step,
+                                                         self.task_counts)
 
     def _refresh_step(self) -> None:
         graph, step = self.graph, self.selected_step
@@ -433,6 +441,7 @@ class WorkbenchApp(App):
             return
         self.pane("#logs").clear()
         self.statuses = {name: "pending" for name in graph.steps}
+        self.task_counts, self.live_tasks, self.live_running = {}, {}, {}
         self.live_run_id = self.runtime.run_id
         self.redraw_dag()
         self._run_in_thread(self.runtime)
@@ -459,13 +468,21 @@ class WorkbenchApp(App):
                 lines.append((event.pathspec, event.text))
             elif isinstance(event, ev.TaskStarted):
                 self.statuses[event.step] = "running"
+                seen = self.live_tasks.setdefault(event.step, set())
+                seen.add(event.pathspec)
+                self.live_running.setdefault(event.step, set()).add(event.pathspec)
+                self.task_counts[event.step] = len(seen)
                 redraw = True
             elif isinstance(event, ev.TaskCloned):
                 self.statuses[event.step] = "cloned"
                 redraw = True
             elif isinstance(event, ev.TaskFinished):
-                if not (event.status == "succeeded" and self.statuses.get(event.step) == "failed"):
+                running = self.live_running.setdefault(event.step, set())
+                running.discard(event.pathspec)
+                if event.status != "succeeded":
                     self.statuses[event.step] = event.status
+                elif self.statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
+                    self.statuses[event.step] = "running" if running else "succeeded"
                 redraw = True
             elif isinstance(event, ev.RunWarning):
                 self.notify(event.message, severity="warning")
@@ -532,6 +549,7 @@ class WorkbenchApp(App):
             return
         if self.runtime is None:
             self.statuses = aggregate_statuses(store, event.run_id)
+            self.task_counts = store.task_counts(event.run_id)
             self.redraw_dag()
             logs = self.pane("#logs")
             logs.clear()

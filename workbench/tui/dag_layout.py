@@ -77,15 +77,19 @@ def resources_label(settings) -> str:
 
 
 def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
-           settings: Optional[dict] = None, selected: Optional[str] = None) -> DagPicture:
+           settings: Optional[dict] = None, selected: Optional[str] = None,
+           counts: Optional[dict[str, int]] = None) -> DagPicture:
+    """``counts``: tasks per step in the shown run; a step with more than one (a foreach body) shows ×N."""
     statuses = statuses or {}
+    counts = counts or {}
     settings = settings or {}
     if not graph.steps:
         return DagPicture(["(no steps)"])
     layers = layers_of(graph)
     depth = {n: i for i, layer in enumerate(layers) for n in layer}
     labels = {n: resources_label(settings.get(n)) for n in graph.steps}
-    width = max(MIN_BOX, *(min(MAX_BOX, max(len(n) + 6, len(labels[n]) + 4)) for n in graph.steps))
+    width = max(MIN_BOX, *(min(MAX_BOX, max(len(n) + 6 + (len(str(counts.get(n, ""))) + 2 if counts.get(n, 0) > 1 else 0),
+                                             len(labels[n]) + 4)) for n in graph.steps))
 
     # Long edges (across more than one layer) get a pass-through slot in every layer they cross.
     slots: list[list[tuple[str, str]]] = [[("step", n) for n in layer] for layer in layers]
@@ -143,7 +147,8 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
             glyph = STATUS_GLYPH.get(status or "", "○")
             step = graph.steps[name]
             kind_mark = {"foreach": " ⑃", "split": " ⑂", "join": " ⋈"}.get(step.kind, "")
-            title = f"{glyph} {name}{kind_mark}"[: width - 2]
+            many = f" ×{counts[name]}" if counts.get(name, 0) > 1 else ""
+            title = f"{glyph} {name}{kind_mark}{many}"[: width - 2]
             label = labels[name][: width - 2]
             rows = ["┌" + "─" * (width - 2) + "┐",
                     "│" + title.ljust(width - 2) + "│",

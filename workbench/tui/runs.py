@@ -69,6 +69,14 @@ class RunStore:
             out[step] = bad[0] if bad else ("cloned" if all(s == "cloned" for s in statuses) else "succeeded")
         return out
 
+    def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
+        if not run_id:
+            return {}
+        try:
+            return {step: len(self.ds.list_tasks(run_id, step)) for step in self.ds.list_steps(run_id)}
+        except Exception:  # noqa: BLE001
+            return {}
+
     def latest_usage(self, step: str) -> Optional[dict]:
         for run_id in reversed(self.runs()[-10:]):
             for doc in self.tasks(run_id, step):

@@ -25,13 +25,14 @@ class DagView(Static):
         self.picture = DagPicture([])
         self.graph: Optional[FlowGraph] = None
 
-    def show(self, graph: Optional[FlowGraph], statuses: dict, settings: dict, selected: Optional[str]) -> None:
+    def show(self, graph: Optional[FlowGraph], statuses: dict, settings: dict, selected: Optional[str],
+             counts: Optional[dict] = None) -> None:
         self.graph = graph
         if graph is None or not graph.steps:
             self.picture = DagPicture([])
             self.update("")
             return
-        self.picture = layout(graph, statuses, settings, selected)
+        self.picture = layout(graph, statuses, settings, selected, counts)
         self.update("\n".join(self.picture.lines))
 
     def on_click(self, event: events.Click) -> None:
