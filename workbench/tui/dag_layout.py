@@ -52,7 +52,6 @@ class DagPicture:
 def layers_of(graph: FlowGraph) -> list[list[str]]:
     """Steps grouped by longest-path depth from start; each layer ordered by its parents' positions."""
     order = graph.topological()
-    index = {name: i for i, name in enumerate(order)}
     depth: dict[str, int] = {}
     for name in order:
         step = graph.steps[name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from rich.markup import escape
 from textual import on

@@ -1,0 +1,223 @@
+"""What the workbench does, as opposed to what it shows: promote a step, run, resume, re-run one step,
+cancel, follow and search the log. A mixin of :class:`workbench.tui.app.WorkbenchApp` (handlers are
+named ``on_<widget>_<message>``, so they need no ``@on`` registration here)."""
+
+from __future__ import annotations
+
+import queue
+from typing import Optional
+
+from textual import work
+
+from .. import events as ev
+from ..errors import WorkbenchError
+from ..graph import FlowGraph
+from .runs import RunsPane, aggregate_statuses
+from .widgets.inspector import Inspector
+
+
+class WorkbenchActions:
+    # ------------------------------------------------------------------ promotion
+    def on_inspector_changes_edited(self, event: Inspector.ChangesEdited) -> None:
+        graph, step = self.graph, self.selected_step
+        if graph is None or step is None or not event.changes or not graph.ok:
+            self.pane("#inspector").set_notes([])
+            return
+        try:
+            from ..promote import plan_promotion
+            promotion = plan_promotion(self.config, graph, step, event.changes, check_capacity=False)
+            notes = [f"would set: {', '.join(f'{k}={v}' for k, v in event.changes.items())}"]
+            notes += list(promotion.notes)
+        except Exception as exc:  # noqa: BLE001 - show the reason, keep the sliders usable
+            notes = [f"cannot promote: {exc}"]
+        self.pane("#inspector").set_notes(notes)
+
+    def on_inspector_promote_requested(self, event: Inspector.PromoteRequested) -> None:
+        self.promote(event.changes)
+
+    def action_promote(self) -> None:
+        self.promote(self.pane("#inspector").changes())
+
+    def promote(self, changes: dict) -> None:
+        graph, step = self.graph, self.selected_step
+        if graph is None or step is None or not graph.ok:
+            self.notify("select a step of a valid flow first", severity="warning")
+            return
+        if not changes:
+            self.notify("move a slider or pick a backend first (Inspect tab)", severity="warning")
+            self.action_tab(1)
+            return
+        self._plan_promotion(graph, step, changes)
+
+    @work(thread=True, exclusive=True, group="promote")
+    def _plan_promotion(self, graph: FlowGraph, step: str, changes: dict) -> None:
+        """Planning may ask a cloud backend what it can schedule: keep that off the UI thread."""
+        try:
+            from ..promote import plan_promotion
+            promotion = plan_promotion(self.config, graph, step, changes)
+        except Exception as exc:  # noqa: BLE001
+            self.call_from_thread(self.notify, f"cannot promote {step}: {exc}", severity="error")
+            return
+        self.call_from_thread(self._confirm_promotion, promotion)
+
+    def _confirm_promotion(self, promotion) -> None:
+        from ..promote import apply_promotion
+        from .screens.promote import PromoteScreen
+
+        def done(apply: Optional[bool]) -> None:
+            if not apply:
+                return
+            try:
+                apply_promotion(promotion)
+            except Exception as exc:  # noqa: BLE001
+                self.notify(f"promotion failed: {exc}", severity="error")
+                return
+            self.notify(f"{promotion.step}: workbench.toml updated")
+            self.reload({str(self.config.path)} if self.config.path else None)
+
+        self.push_screen(PromoteScreen(f"Promote {promotion.graph.name}.{promotion.step}", promotion), done)
+
+    # ------------------------------------------------------------------ runs
+    def _sink(self, event: ev.Event) -> None:
+        self.events.put(event)
+
+    def start_runtime(self, **kwargs) -> None:
+        from ..runtime import Runtime
+        graph = self.graph
+        if self.runtime is not None:
+            self.notify("a run is in progress (c cancels it)", severity="warning")
+            return
+        if graph is None or not graph.ok:
+            self.notify("this flow has errors; fix them first", severity="error")
+            return
+        try:
+            self.runtime = Runtime(graph, self.config, sink=self._sink, **kwargs)
+        except WorkbenchError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.pane("#logs").clear()
+        self.statuses = {name: "pending" for name in graph.steps}
+        self.task_counts, self.live_tasks, self.live_running = {}, {}, {}
+        self.live_run_id = self.runtime.run_id
+        self.redraw_dag()
+        self._run_in_thread(self.runtime)
+
+    @work(thread=True, exclusive=True, group="run")
+    def _run_in_thread(self, runtime) -> None:
+        try:
+            runtime.run()
+        except WorkbenchError as exc:
+            self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a bug in a backend must not kill the TUI
+            self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), f"{type(exc).__name__}: {exc}"))
+
+    def drain_events(self, limit: int = 20000) -> None:
+        lines: list[tuple[str, str]] = []
+        redraw = False
+        finished = None
+        for _ in range(limit):
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(event, ev.LogLine):
+                lines.append((event.pathspec, event.text))
+            elif isinstance(event, ev.TaskStarted):
+                self.statuses[event.step] = "running"
+                seen = self.live_tasks.setdefault(event.step, set())
+                seen.add(event.pathspec)
+                self.live_running.setdefault(event.step, set()).add(event.pathspec)
+                self.task_counts[event.step] = len(seen)
+                redraw = True
+            elif isinstance(event, ev.TaskCloned):
+                self.statuses[event.step] = "cloned"
+                redraw = True
+            elif isinstance(event, ev.TaskFinished):
+                running = self.live_running.setdefault(event.step, set())
+                running.discard(event.pathspec)
+                if event.status != "succeeded":
+                    self.statuses[event.step] = event.status
+                elif self.statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
+                    self.statuses[event.step] = "running" if running else "succeeded"
+                redraw = True
+            elif isinstance(event, ev.RunWarning):
+                self.notify(event.message, severity="warning")
+            elif isinstance(event, ev.RunFinished):
+                finished = event
+        if lines:
+            self.pane("#logs").add(lines)
+        if redraw:
+            self.redraw_dag()
+        if finished is not None:
+            self.runtime = None
+            self.live_run_id = None
+            severity = "information" if finished.status == "succeeded" else "error"
+            self.notify(f"run {finished.run_id} {finished.status}"
+                        f"{': ' + finished.message if finished.message else ''}", severity=severity)
+            store = self.run_store()
+            self.pane("#runs").show(store, self.graph)
+            self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
+            self._refresh_step()
+
+    def action_run(self) -> None:
+        from ..parameters import resolve_parameters
+        graph = self.graph
+        try:
+            params = resolve_parameters(graph.parameters, {}) if graph is not None and graph.ok else {}
+        except WorkbenchError as exc:
+            self.notify(f"{exc} (use `workbench run` to pass parameters)", severity="error")
+            return
+        self.start_runtime(params=params)
+
+    def action_cancel_run(self) -> None:
+        if self.runtime is None:
+            self.notify("no run in progress")
+            return
+        self.runtime.cancel("cancelled from the TUI")
+        self.notify("cancelling…")
+
+    def _origin(self) -> Optional[str]:
+        from ..runtime import latest_run_id
+        store = self.run_store()
+        chosen = self.pane("#runs").selected_run
+        if chosen or store is None:
+            return chosen
+        return latest_run_id(store.ds, lambda doc: not doc.get("only_step"))
+
+    def action_resume(self) -> None:
+        origin = self._origin()
+        if origin is None:
+            self.notify("no earlier run to resume", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin)
+
+    def action_run_step(self) -> None:
+        origin, step = self._origin(), self.selected_step
+        if origin is None or step is None:
+            self.notify("run the flow once first: a step re-run takes its inputs from a past run", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step)
+
+    def on_runs_pane_run_chosen(self, event: RunsPane.RunChosen) -> None:
+        store = self.run_store()
+        if store is None:
+            return
+        if self.runtime is None:
+            self.statuses = aggregate_statuses(store, event.run_id)
+            self.task_counts = store.task_counts(event.run_id)
+            self.redraw_dag()
+            logs = self.pane("#logs")
+            logs.clear()
+            logs.add(store.log_lines(event.run_id))
+        self.pane("#artifacts").show(store, event.run_id, self.selected_step)
+
+    # ------------------------------------------------------------------ logs
+    def action_follow(self) -> None:
+        logs = self.pane("#logs")
+        logs.set_follow(not logs.follow)
+
+    def action_search(self) -> None:
+        self.action_tab(3)
+        search = self.main_screen.query("#log-search")
+        if search:
+            search.first().focus()
