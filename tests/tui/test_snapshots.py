@@ -1,8 +1,6 @@
 """Looks of each screen at 80x24 (pytest-textual-snapshot). Everything shown is frozen: a seeded run
 with fixed ids, timestamps and usage; no clock in the header; no file watching."""
 
-import pytest
-
 from .conftest import make_app, ready, seed_run
 
 SIZE = (80, 24)
