@@ -222,6 +222,10 @@ class SlowFlow(FlowSpec):
         select_flow(app, "SlowFlow")
         await pilot.press("r")
         await wait_for(pilot, lambda: app.statuses.get("start") == "running", timeout=15)
+        select_flow(app, "HelloFlow")  # another flow's DAG does not take the live run's statuses
+        assert app.statuses.get("start") != "running"
+        select_flow(app, "SlowFlow")
+        assert app.statuses.get("start") == "running"
         await pilot.press("c")
         await wait_for(pilot, lambda: app.runtime is None, timeout=20)
         runs = app.query_one("#runs-table")

@@ -96,8 +96,11 @@ class WorkbenchActions:
             self.notify(str(exc), severity="error")
             return
         self.pane("#logs").clear()
-        self.statuses = {name: "pending" for name in graph.steps}
-        self.task_counts, self.live_tasks, self.live_running = {}, {}, {}
+        # the live run's state; the DAG shows it while its flow is the selected one
+        self.live_path = self.current
+        self.live_statuses = {name: "pending" for name in graph.steps}
+        self.live_counts, self.live_tasks, self.live_running = {}, {}, {}
+        self.statuses, self.task_counts = self.live_statuses, self.live_counts
         self.live_run_id = self.runtime.run_id
         self.redraw_dag()
         self._run_in_thread(self.runtime)
@@ -123,22 +126,22 @@ class WorkbenchActions:
             if isinstance(event, ev.LogLine):
                 lines.append((event.pathspec, event.text))
             elif isinstance(event, ev.TaskStarted):
-                self.statuses[event.step] = "running"
+                self.live_statuses[event.step] = "running"
                 seen = self.live_tasks.setdefault(event.step, set())
                 seen.add(event.pathspec)
                 self.live_running.setdefault(event.step, set()).add(event.pathspec)
-                self.task_counts[event.step] = len(seen)
+                self.live_counts[event.step] = len(seen)
                 redraw = True
             elif isinstance(event, ev.TaskCloned):
-                self.statuses[event.step] = "cloned"
+                self.live_statuses[event.step] = "cloned"
                 redraw = True
             elif isinstance(event, ev.TaskFinished):
                 running = self.live_running.setdefault(event.step, set())
                 running.discard(event.pathspec)
                 if event.status != "succeeded":
-                    self.statuses[event.step] = event.status
-                elif self.statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
-                    self.statuses[event.step] = "running" if running else "succeeded"
+                    self.live_statuses[event.step] = event.status
+                elif self.live_statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
+                    self.live_statuses[event.step] = "running" if running else "succeeded"
                 redraw = True
             elif isinstance(event, ev.RunWarning):
                 self.notify(event.message, severity="warning")
@@ -146,7 +149,7 @@ class WorkbenchActions:
                 finished = event
         if lines:
             self.pane("#logs").add(lines)
-        if redraw:
+        if redraw and self.current == self.live_path:
             self.redraw_dag()
         if finished is not None:
             self.runtime = None
@@ -154,10 +157,12 @@ class WorkbenchActions:
             severity = "information" if finished.status == "succeeded" else "error"
             self.notify(f"run {finished.run_id} {finished.status}"
                         f"{': ' + finished.message if finished.message else ''}", severity=severity)
-            store = self.run_store()
-            self.pane("#runs").show(store, self.graph)
-            self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
-            self._refresh_step()
+            if self.current == self.live_path:
+                store = self.run_store()
+                self.pane("#runs").show(store, self.graph)
+                self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
+                self._refresh_step()
+            self.live_path = None
 
     def action_run(self) -> None:
         from ..parameters import resolve_parameters

@@ -95,6 +95,9 @@ class WorkbenchApp(WorkbenchActions, App):
         self.events: "queue.SimpleQueue[ev.Event]" = queue.SimpleQueue()
         self.runtime = None
         self.live_run_id: Optional[str] = None
+        self.live_path: Optional[str] = None
+        self.live_statuses: dict[str, str] = {}
+        self.live_counts: dict[str, int] = {}
         self.reload_count = 0  # for tests and the redraw benchmark
 
     # ------------------------------------------------------------------ layout
@@ -309,7 +312,9 @@ class WorkbenchApp(WorkbenchActions, App):
             order = graph.topological() if graph.steps else []
             self.selected_step = order[0] if order else None
         store = self.run_store()
-        if self.live_run_id is None and store is not None:
+        if self.live_run_id is not None and self.current == self.live_path:
+            self.statuses, self.task_counts = self.live_statuses, self.live_counts
+        elif store is not None:
             latest = store.latest_run()
             self.statuses = aggregate_statuses(store, latest)
             self.task_counts = store.task_counts(latest)
