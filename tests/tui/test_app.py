@@ -338,3 +338,18 @@ async def test_foreach_run_shows_task_count_in_the_dag(tui_project, clock):
         assert "✔ square ×8" in "\n".join(app.query_one("#dag", DagView).picture.lines)
         app.refresh_flow()  # from the datastore, as after a restart
         assert "✔ square ×8" in "\n".join(app.query_one("#dag", DagView).picture.lines)
+
+
+@async_test
+async def test_inspector_shows_price_of_a_cloud_step(tui_project, clock):
+    toml = tui_project / "workbench.toml"
+    toml.write_text(toml.read_text() + '\n[flows.HelloFlow.steps.count]\nbackend = "batch"\ncpu = 4\nmemory = "16G"\n')
+    app = make_app(tui_project, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
+        select_flow(app, "HelloFlow")
+        app.select_step("count")
+        await pilot.press("2")
+        assert "workbench.toml" in str(app.query_one("#settings-text").render())  # where cpu came from
+        assert "price now:" in str(app.query_one("#plan-notes").render())
+        assert "$" in str(app.query_one("#plan-notes").render())

@@ -63,6 +63,18 @@ def usage_text(usage: Optional[dict]) -> str:
     return "measured (last run): " + (", ".join(parts) or "n/a")
 
 
+def current_price(settings) -> str:
+    """The hourly price of a step that already runs on a cloud backend (the same table promote uses)."""
+    if settings is None or settings.backend not in ("batch", "kubernetes"):
+        return ""
+    try:
+        from ...pricing import estimate
+        price = estimate(settings.cpu, settings.memory, settings.gpu)
+    except Exception:  # noqa: BLE001 - the table is an estimate; never break the inspector over it
+        return ""
+    return f"price now: {price.describe()}" if price else "price now: no common instance type fits"
+
+
 class Inspector(VerticalScroll):
     DEFAULT_CSS = """
     Inspector { height: 1fr; padding: 0 1; }
@@ -131,7 +143,7 @@ class Inspector(VerticalScroll):
                 self.query_one("#gpu", Slider).set_value_silently(settings.gpu)
         self._labels()
         self.query_one("#measured", Static).update(usage_text(usage))
-        self.query_one("#plan-notes", Static).update("")
+        self.query_one("#plan-notes", Static).update(escape(current_price(settings)))
 
     def _labels(self) -> None:
         for name in ("cpu", "memory", "gpu"):
