@@ -105,6 +105,7 @@ async def test_deleted_renamed_and_bad_config_never_crash(tui_project, clock):
         hello.rename(renamed)
         await saved(app, pilot, clock, hello)
         assert str(renamed) in app.graphs and str(hello) not in app.graphs
+        assert app.current == str(renamed)  # the selection follows a rename
         renamed.unlink()
         await saved(app, pilot, clock, renamed)
         assert all(g.name != "HelloFlow" for g in app.graphs.values())

@@ -232,10 +232,14 @@ class WorkbenchApp(WorkbenchActions, App):
                 graphs[path] = build_graph(path)
             else:
                 graphs[path] = self.graphs[path]
+        appeared = set(graphs) - set(self.graphs)
         self.graphs = graphs
         if self.current not in graphs:
-            self.current = files[0] if files else None
-            self.selected_step = None
+            if len(appeared) == 1 and self.current is not None:  # a rename: follow the file
+                self.current = appeared.pop()
+            else:
+                self.current = files[0] if files else None
+                self.selected_step = None
         self.reload_count += 1
         self.refresh_flows_list()
         self.refresh_flow()
@@ -294,7 +298,7 @@ class WorkbenchApp(WorkbenchActions, App):
             return
         rel = _relative(graph.path, self.config.root)
         params = ", ".join(f"{p.name}={p.default!r}" for p in graph.parameters)
-        title.update(f"[b]{escape(graph.name or '?')}[/b]  [$text-muted]{escape(rel)}"
+        title.update(f"[b]{escape(graph.name or Path(graph.path).name)}[/b]  [$text-muted]{escape(rel)}"
                      f"{'  params: ' + escape(params) if params else ''}[/]")
         problems = []
         if self.config_error:
