@@ -209,7 +209,10 @@ class WorkbenchApp(WorkbenchActions, App):
         """Timer: apply a due file reload and the run events that arrived since the last tick."""
         changed = self.debouncer.take_due()
         if changed:
-            self.reload(changed)
+            try:
+                self.reload(changed)
+            except Exception as exc:  # noqa: BLE001 - whatever is on disk, the app keeps running
+                self.notify(f"could not reload: {type(exc).__name__}: {exc}", severity="error")
         self.drain_events()
 
     def reload(self, changed: Optional[set[str]] = None) -> None:
@@ -312,6 +315,8 @@ class WorkbenchApp(WorkbenchActions, App):
                 self.settings[name] = effective_settings(graph, name, self.config)
             except WorkbenchError as exc:
                 self.settings_errors[name] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - an odd literal in a decorator must not crash the app
+                self.settings_errors[name] = f"step {name}: {type(exc).__name__}: {exc}"
         if self.selected_step not in graph.steps:
             order = graph.topological() if graph.steps else []
             self.selected_step = order[0] if order else None
