@@ -91,6 +91,9 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
 
 
 def cmd_run(args, extra: list[str]) -> int:
+    if args.backend in (None, "local"):
+        from .backends.local import prewarm
+        prewarm()  # the local worker's interpreter starts while we read the configuration
     from .parameters import resolve_parameters
     from .runtime import Runtime, latest_run_id
     config = load_config()

@@ -230,15 +230,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     run.add_argument("--datastore", required=True)
     run.add_argument("--root", default=os.getcwd())
     run.add_argument("ref", help="FLOW/RUN/STEP/TASK/ATTEMPT")
-    serve = sub.add_parser("serve", help="warm worker for the local backend")
-    serve.add_argument("--datastore", required=True)
-    serve.add_argument("--root", default=os.getcwd())
-    serve.add_argument("--flow-file", required=True)
-    serve.add_argument("--class-name", required=True)
+    sub.add_parser("serve", help="warm worker for the local backend (reads the flow to load from stdin)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         from .backends.local import serve_forever
-        return serve_forever(args.datastore, args.root, args.flow_file, args.class_name)
+        return serve_forever()
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
     spec = read_spec(ds, args.ref)

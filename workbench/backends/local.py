@@ -110,6 +110,41 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
+def _pool_enabled() -> bool:
+    return os.environ.get("WORKBENCH_LOCAL_POOL", "1") != "0" and hasattr(os, "fork")
+
+
+def _spawn_worker(env: dict, cwd: Optional[str] = None) -> subprocess.Popen:
+    """A worker that has imported workbench and waits for the flow to load (its first message)."""
+    return subprocess.Popen([sys.executable, "-m", "workbench.task", "serve"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
+                            start_new_session=True)
+
+
+_prewarmed: Optional[tuple[subprocess.Popen, dict]] = None
+
+
+def prewarm() -> None:
+    """Start a worker now, so that its interpreter starts while the caller reads configuration; the
+    local backend of the next run adopts it. An unused one exits when this process does (stdin closes)."""
+    global _prewarmed
+    if _prewarmed is None and _pool_enabled():
+        env = _package_pythonpath(dict(os.environ, PYTHONUNBUFFERED="1"))
+        _prewarmed = (_spawn_worker(env), env)
+
+
+def _take_prewarmed(env: dict) -> Optional[subprocess.Popen]:
+    global _prewarmed
+    if _prewarmed is None:
+        return None
+    worker, worker_env = _prewarmed
+    _prewarmed = None
+    if worker.poll() is None and worker_env == env:
+        return worker
+    _kill_group(worker.pid, signal.SIGKILL)
+    return None
+
+
 class LocalBackend(Backend):
     name = "local"
 
@@ -126,13 +161,14 @@ class LocalBackend(Backend):
     def start_run(self, ctx: RunContext) -> None:
         self._ctx = ctx
         self._env = _package_pythonpath(dict(os.environ, PYTHONUNBUFFERED="1"))
-        use_pool = os.environ.get("WORKBENCH_LOCAL_POOL", "1") != "0" and hasattr(os, "fork")
-        if use_pool:
-            self._worker = subprocess.Popen(
-                [sys.executable, "-m", "workbench.task", "serve", "--datastore", ctx.datastore.url,
-                 "--root", ctx.project_root, "--flow-file", ctx.flow_file, "--class-name", ctx.class_name],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env,
-                cwd=ctx.project_root, start_new_session=True)
+        if _pool_enabled():
+            worker = _take_prewarmed(self._env)
+            load = {"t": "load", "datastore": ctx.datastore.url, "root": ctx.project_root,
+                    "flow_file": ctx.flow_file, "class_name": ctx.class_name}
+            if worker is None:
+                worker = _spawn_worker(self._env, ctx.project_root)
+            self._worker = worker
+            self._send(load)
             threading.Thread(target=self._read_worker, daemon=True).start()
             threading.Thread(target=self._drain_worker_stderr, daemon=True).start()
 
@@ -226,11 +262,27 @@ def _emit(message: dict) -> None:
     sys.__stdout__.flush()
 
 
-def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str) -> int:
-    """The warm worker's loop (runs in ``python -m workbench.task serve``)."""
+def _first_line() -> tuple[dict, bytes]:
+    """The first message on stdin (read with os.read, as the loop below does), and what came after it."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            raise SystemExit(0)
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return json.loads(line), rest
+
+
+def serve_forever() -> int:
+    """The warm worker's loop (runs in ``python -m workbench.task serve``). Its first message names the
+    flow to load: {"t": "load", "datastore", "root", "flow_file", "class_name"}."""
     from ..datastore import FlowDatastore
     from ..task import load_flow_class, read_spec, run_task
 
+    load, stdin_buf = _first_line()
+    datastore_url, root = load["datastore"], load["root"]
+    flow_file, class_name = load["flow_file"], load["class_name"]
     os.chdir(root)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -246,7 +298,6 @@ def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin.buffer, selectors.EVENT_READ, ("stdin", None))
     children: dict[str, dict] = {}
-    stdin_buf = b""
     kill_at: dict[str, float] = {}
 
     def start(task_ref: str) -> None:
@@ -327,7 +378,18 @@ def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str
                 kill_at.pop(task_ref, None)
                 _emit({"t": "exit", "id": task_ref, "code": child["status"], "usage": child.get("usage", {})})
 
+    pending_msgs: list[bytes] = []
+    if b"\n" in stdin_buf:
+        *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
     while True:
+        for raw in pending_msgs:
+            msg = json.loads(raw)
+            if msg["t"] == "run":
+                start(msg["id"])
+            elif msg["t"] == "kill" and msg["id"] in children:
+                _kill_group_quiet(children[msg["id"]]["pid"], signal.SIGTERM)
+                kill_at[msg["id"]] = time.monotonic() + KILL_GRACE
+        pending_msgs = []
         polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
         timeout = 0.005 if polling else (0.25 if kill_at else None)
         for key, _ in sel.select(timeout):
@@ -341,14 +403,7 @@ def serve_forever(datastore_url: str, root: str, flow_file: str, class_name: str
                         _kill_group_quiet(child["pid"], signal.SIGKILL)
                     return 0
                 stdin_buf += chunk
-                *msgs, stdin_buf = stdin_buf.split(b"\n")
-                for raw in msgs:
-                    msg = json.loads(raw)
-                    if msg["t"] == "run":
-                        start(msg["id"])
-                    elif msg["t"] == "kill" and msg["id"] in children:
-                        _kill_group_quiet(children[msg["id"]]["pid"], signal.SIGTERM)
-                        kill_at[msg["id"]] = time.monotonic() + KILL_GRACE
+                *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
             else:
                 task_ref, stream = data
                 chunk = os.read(key.fd, 65536)
