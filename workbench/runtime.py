@@ -459,6 +459,9 @@ class Runtime:
         self.ds.write_task(self.run_id, task.step, task.task_id, doc)
         self.sink(ev.TaskFinished(self._pathspec(task), task.step, status, task.attempt, now - task.started,
                                   result.reason, result.exit_code, report.get("traceback", "")))
+        # it is on disk now: keep only what its successors and joins need (memory stays flat in a wide foreach)
+        task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
+        task.attempts, task.handle, task.log_buffer = [], None, []
 
     def _schedule_successors(self, task: TaskState) -> None:
         node = self.graph.steps[task.step]
