@@ -368,7 +368,7 @@ def serve_forever() -> int:
                 child["status"] = os.waitstatus_to_exitcode(status)
                 child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
                                   "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
-                _kill_group_quiet(child["pid"], signal.SIGKILL)  # leftovers of the step
+                _kill_group(child["pid"], signal.SIGKILL)  # leftovers of the step
             if child["status"] is not None and child["pidfd"] is not None:
                 sel.unregister(child["pidfd"])
                 os.close(child["pidfd"])
@@ -387,7 +387,7 @@ def serve_forever() -> int:
             if msg["t"] == "run":
                 start(msg["id"])
             elif msg["t"] == "kill" and msg["id"] in children:
-                _kill_group_quiet(children[msg["id"]]["pid"], signal.SIGTERM)
+                _kill_group(children[msg["id"]]["pid"], signal.SIGTERM)
                 kill_at[msg["id"]] = time.monotonic() + KILL_GRACE
         pending_msgs = []
         polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
@@ -400,7 +400,7 @@ def serve_forever() -> int:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:  # the runtime is gone: stop every task and leave
                     for child in children.values():
-                        _kill_group_quiet(child["pid"], signal.SIGKILL)
+                        _kill_group(child["pid"], signal.SIGKILL)
                     return 0
                 stdin_buf += chunk
                 *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
@@ -417,16 +417,9 @@ def serve_forever() -> int:
         now = time.monotonic()
         for task_ref, when in list(kill_at.items()):
             if now >= when and task_ref in children:
-                _kill_group_quiet(children[task_ref]["pid"], signal.SIGKILL)
+                _kill_group(children[task_ref]["pid"], signal.SIGKILL)
                 kill_at.pop(task_ref)
         reap()
-
-
-def _kill_group_quiet(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _reseed() -> None:
