@@ -7,14 +7,10 @@ Exit codes: 0 success, 1 a step failed (or `check` found errors), 2 bad usage or
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-from pathlib import Path
 from typing import Optional
 
-from .errors import UsageError, WorkbenchError
+from .errors import WorkbenchError
 
 
 def _add_flow_arg(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 import sys
 import threading
@@ -13,10 +12,10 @@ from pathlib import Path
 from typing import Optional
 
 from .config import load_config
-from .errors import ResourceError, UsageError, WorkbenchError
+from .errors import UsageError, WorkbenchError
 from .graph import FlowGraph, build_graph, find_flow_files
-from .project import find_step_flow, resolve_flow, split_pathspec
-from .units import format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory
+from .project import resolve_flow, split_pathspec
+from .units import format_memory
 
 
 # ----------------------------------------------------------------------------------------------- run

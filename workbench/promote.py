@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .config import CONFIG_NAME, ProjectConfig, edit_step
 from .errors import ResourceError, UsageError, WorkbenchError
