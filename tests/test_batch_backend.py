@@ -380,3 +380,24 @@ def test_logs_are_followed_while_running_and_drained_at_the_end(monkeypatch):
     backend.poll_once([job])
     assert seen[-1] == "last" and len(seen) == 5
     assert len(exits) == 1 and exits[0].status == "succeeded"
+
+
+def test_single_step_rerun_on_batch_reproduces_the_full_runs_artifacts(batch_project, aws):
+    """`workbench run FLOW --step train`: the step again, on Batch, with the inputs of the last run."""
+    from workbench import Flow
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    config = batch_project()
+    _, full = _run(config)
+    assert full.status == "succeeded", full.message
+    graph = load_graph(str(config.root / "flows" / "batch_demo.py"))
+    events = []
+    single = Runtime(graph, config, origin_run_id=full.run_id, rerun_steps={"train"}, only_step="train",
+                     sink=events.append).run()
+    assert single.status == "succeeded", single.message
+    assert sorted(type(e).__name__ for e in events if type(e).__name__ in ("TaskCloned", "TaskStarted")) == \
+        ["TaskCloned", "TaskStarted"]  # start reused, train run; end not run
+    a, b = Flow("BatchDemoFlow")[full.run_id], Flow("BatchDemoFlow")[single.run_id]
+    assert b["train"].task.artifacts["y"]["sha"] == a["train"].task.artifacts["y"]["sha"]
+    assert b["train"].task.data.where_train != "local" and "end" not in b
+    assert b["train"].task._doc["attempts"][-1]["backend"] == "batch"

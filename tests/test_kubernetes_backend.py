@@ -539,3 +539,21 @@ def test_ctrl_c_mid_run_deletes_the_runs_jobs(kube_project, kube):
     assert time.time() - fired[0] < 30
     assert rt.ds.read_task(rt.run_id, "train", "2")["status"] == "cancelled"
     assert _left_over(kube, timeout=5) == ([], [], [])
+
+
+def test_single_step_rerun_on_kubernetes_reproduces_the_full_runs_artifacts(kube_project, kube):
+    """`workbench run FLOW --step train`: the step again, in a pod, with the inputs of the last run."""
+    from workbench import Flow
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    config = kube_project()
+    _, full = _run(config, [])
+    assert full.status == "succeeded", full.message
+    graph = load_graph(str(config.root / "flows" / "kube_demo.py"))
+    single = Runtime(graph, config, origin_run_id=full.run_id, rerun_steps={"train"}, only_step="train").run()
+    assert single.status == "succeeded", single.message
+    a, b = Flow("KubeDemoFlow")[full.run_id], Flow("KubeDemoFlow")[single.run_id]
+    assert b["train"].task.artifacts["y"]["sha"] == a["train"].task.artifacts["y"]["sha"]
+    assert b["train"].task.data.where_train.startswith("wb-kubedemoflow-train-")
+    assert "end" not in b and b.origin_run_id == full.run_id
+    assert _left_over(kube) == ([], [], [])
