@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from .config import load_config
 from .errors import UsageError, WorkbenchError
 from .graph import FlowGraph, build_graph, find_flow_files
 from .project import resolve_flow, split_pathspec
+from .usage import measured_usage, suggest_request
 from .units import format_memory
 
 
@@ -139,44 +139,12 @@ def cmd_resume(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- show
 
-def _measured_usage(config, graph: FlowGraph) -> dict[str, dict]:
-    """Peak memory and CPU per step from the latest run that measured them."""
-    from .datastore import FlowDatastore
-    ds = FlowDatastore(config.datastore_url, graph.name)
-    for run_id in reversed(ds.list_runs()[-20:]):
-        usage: dict[str, dict] = {}
-        for step in ds.list_steps(run_id):
-            for task_id in ds.list_tasks(run_id, step):
-                doc = ds.read_task(run_id, step, task_id) or {}
-                u = doc.get("usage") or {}
-                if not u.get("peak_memory_mib"):
-                    continue
-                cur = usage.setdefault(step, {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0,
-                                              "backend": (doc.get("attempts") or [{}])[-1].get("backend"),
-                                              "run_id": run_id, "wall_seconds": 0.0})
-                cur["peak_memory_mib"] = max(cur["peak_memory_mib"], u["peak_memory_mib"])
-                cur["cpu_seconds"] = max(cur["cpu_seconds"], u.get("cpu_seconds", 0.0))
-                cur["wall_seconds"] = max(cur["wall_seconds"], (doc.get("finished_at") or 0) - (doc.get("started_at") or 0))
-                cur["tasks"] += 1
-        if usage:
-            return usage
-    return {}
-
-
-def suggest_request(peak_mib: float, cpu_seconds: float, wall_seconds: float) -> tuple[int, float]:
-    """Peak memory plus 50% headroom, rounded up to a power of two (>= 512M) and CPUs actually used, rounded up."""
-    want = max(512.0, peak_mib * 1.5)
-    memory = 2 ** math.ceil(math.log2(want))
-    cpu = max(1, math.ceil(cpu_seconds / wall_seconds)) if wall_seconds > 0 else 1
-    return memory, cpu
-
-
 def cmd_show(args) -> int:
     from .settings import all_settings
     config = load_config()
     graph = resolve_flow(args.flow, config)
     settings = all_settings(graph, config)
-    usage = _measured_usage(config, graph) if args.usage else {}
+    usage = measured_usage(config, graph) if args.usage else {}
     if args.json:
         data = graph.to_dict()
         for step in data["steps"]:

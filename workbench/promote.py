@@ -110,8 +110,8 @@ def _check_capacity(config: ProjectConfig, s: StepSettings, notes: list[str]) ->
 
 
 def _usage_notes(config: ProjectConfig, graph: FlowGraph, step: str, s: StepSettings) -> list[str]:
-    from .commands import _measured_usage
-    u = _measured_usage(config, graph).get(step)
+    from .usage import measured_usage
+    u = measured_usage(config, graph).get(step)
     if not u:
         return []
     peak = u["peak_memory_mib"]
