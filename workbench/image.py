@@ -1,14 +1,15 @@
-"""`workbench image build`: the project's image, FROM the configured base, plus its requirements.
+"""`workbench image build`: the project's image, FROM the configured base, plus its environment.
 
-The image holds only what the project's code needs to import (requirements.txt, or else the
-``[project] dependencies`` of pyproject.toml); the code itself and the workbench package are mounted
-(docker) or shipped as a code package (remote backends). The tag is a hash of every input (the
-Dockerfile template, the base image's id, the normalised requirements), so an unchanged project is
-not rebuilt: the command then says the image is up to date.
+The image holds only what the project's code needs to import (uv.lock, requirements.txt, or else the
+``[project] dependencies`` of pyproject.toml; never workbench's own front-end dependencies); the code
+itself and the workbench package are mounted (docker) or shipped as a code package (remote backends).
 
-Builds run with the ``[docker] network`` (host or none, never a bridge). Installing requirements
-needs pip in the base image and a reachable package index; with neither, only a project without
-requirements builds (FROM the base, which then only gains a label).
+The environment is resolved with uv on the host for the image's own Python and platform (probed once
+per base image), its wheels are fetched once into the environment's wheelhouse, and uv's binary plus
+those wheels go into the build context: the image installs offline, with no pip and no package index
+(any base image with Python 3 and glibc works; builds may run with ``[docker] network = "none"``).
+The tag is a hash of every input (the Dockerfile template, the base image's id, the lock), so an
+unchanged project is not rebuilt, and the same inputs under a new tag are tagged from the cache.
 """
 
 from __future__ import annotations
@@ -36,36 +37,10 @@ def template_path() -> Path:
     raise ConfigError("the Dockerfile template is missing from this installation of workbench")
 
 
-def _requirement_name(req: str) -> str:
-    return re.split(r"[\s\[<>=!~;@(]", req, maxsplit=1)[0].lower().replace("_", "-")
-
-
 def project_requirements(root: Path) -> tuple[list[str], str]:
-    """The project's requirements (normalised) and where they came from."""
-    req_file = root / "requirements.txt"
-    if req_file.is_file():
-        lines = []
-        for raw in req_file.read_text(encoding="utf-8").splitlines():
-            line = raw.split(" #", 1)[0].strip()
-            if line and not line.startswith("#"):
-                lines.append(line)
-        source = "requirements.txt"
-    else:
-        lines, source = [], "no requirements"
-        pyproject = root / "pyproject.toml"
-        if pyproject.is_file():
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover
-                import tomli as tomllib
-            try:
-                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"cannot read: {exc}", path=str(pyproject)) from None
-            lines = [str(d).strip() for d in (data.get("project") or {}).get("dependencies") or []]
-            source = "pyproject.toml [project] dependencies"
-    # workbench itself is mounted or shipped with the code, never installed from an index
-    return [r for r in lines if _requirement_name(r) != "workbench"], source
+    """The project's requirements (normalised) and where they came from (see workbench.environment)."""
+    from .environment import project_requirements as read
+    return read(root)
 
 
 def inputs_hash(template: str, base_id: str, requirements: list[str]) -> str:
@@ -79,6 +54,68 @@ def inputs_hash(template: str, base_id: str, requirements: list[str]) -> str:
 def default_tag(project: str, digest: str) -> str:
     name = re.sub(r"[^a-z0-9_.-]+", "-", project.lower()).strip("-._") or "project"
     return f"workbench-{name}:{digest[:12]}"
+
+
+_PROBE = ("import platform, sys; libc = platform.libc_ver(); "
+          "print(f'{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()} {libc[0]} {libc[1]}')")
+
+
+def image_target(client, image: str, image_id: str):
+    """The Python version and platform inside an image (probed once per image id, then cached)."""
+    import json
+
+    from .environment_uv import Target, cache_root
+    cached = cache_root() / "images" / f"{image_id.replace(':', '-')}.json"
+    if cached.is_file():
+        data = json.loads(cached.read_text())
+        return Target(data["python"], data["platform"])
+    out = None
+    for python in ("python3", "python"):
+        try:
+            out = client.containers.run(image, [python, "-c", _PROBE], entrypoint=[], remove=True,
+                                        network_mode="none", labels={"workbench.probe": "python"})
+            break
+        except Exception:  # noqa: BLE001 - no such interpreter in the image: try the next name
+            continue
+    if out is None:
+        raise UsageError(f"base image {image} has no python3 (or python) on its PATH")
+    version, machine, libc, libc_version = (out.decode().split() + ["", "", "", ""])[:4]
+    machine = machine.lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
+    if libc == "glibc" and libc_version:
+        platform = f"{machine}-manylinux_{'_'.join(libc_version.split('.')[:2])}"
+    else:
+        platform = f"{machine}-unknown-linux-musl"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps({"python": version, "platform": platform, "image": image}))
+    return Target(version, platform)
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        dest.hardlink_to(src)
+    except OSError:
+        shutil.copyfile(src, dest)
+        shutil.copymode(src, dest)
+
+
+def _build_context(tmp: Path, env) -> None:
+    """Dockerfile + environment/: uv's binary, requirements.lock and the wheels (installed offline)."""
+    from .environment_uv import uv_binary
+    shutil.copyfile(template_path(), tmp / "Dockerfile")
+    ctx = tmp / "environment"
+    (ctx / "wheels").mkdir(parents=True)
+    if env is None:
+        (ctx / "requirements.lock").write_text("")
+        return
+    _link_or_copy(Path(uv_binary()), ctx / "uv")
+    _link_or_copy(env.requirements_lock, ctx / "requirements.lock")
+    for p in env.packages():
+        _link_or_copy(env.wheels / p["wheel"], ctx / "wheels" / p["wheel"])
+
+
+def _plain(text: str) -> str:
+    from .environment_uv import ANSI
+    return ANSI.sub("", text).replace("\r", "")
 
 
 def cmd_image_build(args, config) -> int:
@@ -101,36 +138,56 @@ def cmd_image_build(args, config) -> int:
         raise UsageError(f"base image {base} not found on the Docker engine (build it with "
                          f"scripts/build-base-image.sh; no registry is pulled from)") from None
 
+    from .environment import merge, project_package_set
+    from .environment_uv import ensure_wheelhouse, environment_for
     root = Path(config.root)
-    requirements, source = project_requirements(root)
+    project_env = project_package_set(root)
+    spec = merge(project_env)
+    source = project_env.source or "no requirements"
+    env = None
+    if spec.requirements:
+        target = image_target(client, base, base_id)
+        env = environment_for(spec, target)
+        if not env.has_wheelhouse:
+            print(f"resolving {len(spec.requirements)} requirement(s) from {source} for Python {target.python} "
+                  f"on {target.platform}", flush=True)
+        ensure_wheelhouse(env, what=source)
+    locked = [ln for ln in (env.requirements_lock.read_text().splitlines() if env else []) if ln]
     template = template_path().read_text(encoding="utf-8")
-    digest = inputs_hash(template, base_id, requirements)
+    digest = inputs_hash(template, base_id, locked)
     project = config.model.project.name or root.name
     tag = getattr(args, "tag", None) or default_tag(project, digest)
+    summary = f"FROM {base}, {len(locked)} package(s) from {source}"
 
     try:
         existing = client.images.get(tag)
         if (existing.labels or {}).get(INPUTS_LABEL) == digest:
-            print(f"{tag} is up to date (FROM {base}, {len(requirements)} requirement(s) from {source})")
+            print(f"{tag} is up to date ({summary})")
             return 0
     except de.ImageNotFound:
         pass
-
-    print(f"building {tag} FROM {base} with {len(requirements)} requirement(s) from {source}")
     started = time.time()
+    cached = client.images.list(filters={"label": f"{INPUTS_LABEL}={digest}"})
+    if cached:  # the same inputs were built before under another name: tag that image
+        repo, _, version = tag.rpartition(":")
+        cached[0].tag(repo or tag, version if repo else None)
+        print(f"built {tag} from the cache in {time.time() - started:.1f}s ({summary}); "
+              f"use it with [docker] image = \"{tag}\" in workbench.toml")
+        return 0
+
+    print(f"building {tag} {summary}", flush=True)
     with tempfile.TemporaryDirectory(prefix="workbench-image-") as tmp:
-        shutil.copyfile(template_path(), Path(tmp, "Dockerfile"))
-        Path(tmp, "requirements.txt").write_text("".join(r + "\n" for r in requirements), encoding="utf-8")
+        _build_context(Path(tmp), env)
         error = None
         for chunk in client.api.build(path=tmp, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
                                       network_mode=config.model.docker.network,
                                       buildargs={"BASE_IMAGE": base, "WORKBENCH_INPUTS": digest}):
             if "stream" in chunk:
-                text = chunk["stream"].rstrip("\n")
-                if text.strip():
-                    print(f"  {text}")
+                for text in _plain(chunk["stream"]).splitlines():
+                    if text.strip():
+                        print(f"  {text}", flush=True)
             if "error" in chunk:
-                error = chunk["error"].strip()
+                error = _plain(chunk["error"]).strip()
         if error:
             print(f"workbench: image build failed: {error}", file=sys.stderr)
             return 1
