@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError, EngineUnreachable, UsageError
+from .errors import BackendError, ConfigError, EngineUnreachable, UsageError
 
 INPUTS_LABEL = "workbench.inputs"
 
@@ -118,52 +118,56 @@ def _plain(text: str) -> str:
     return ANSI.sub("", text).replace("\r", "")
 
 
-def cmd_image_build(args, config) -> int:
-    base: Optional[str] = getattr(args, "base", None) or config.model.docker.image
-    if not base:
-        raise UsageError("no base image: pass --base IMAGE or set [docker] image in workbench.toml "
-                         "(scripts/build-base-image.sh builds workbench-base:bookworm)")
+def docker_client():
+    """The engine, or one line saying how to start one."""
     import docker
-    import docker.errors as de
-
     try:
         client = docker.from_env(timeout=600)
         client.ping()
     except Exception as exc:  # noqa: BLE001
         raise EngineUnreachable(f"no Docker engine answers: {str(exc).splitlines()[0][:200]}",
                                 hint="start one with scripts/start-docker.sh") from None
+    return client
+
+
+def base_image_id(client, base: str) -> str:
+    import docker.errors as de
     try:
-        base_id = client.images.get(base).id
+        return client.images.get(base).id
     except de.ImageNotFound:
         raise UsageError(f"base image {base} not found on the Docker engine (build it with "
                          f"scripts/build-base-image.sh; no registry is pulled from)") from None
 
-    from .environment import merge, project_package_set
+
+def build_environment_image(client, base: str, spec, *, network: str, project: str, tag: Optional[str] = None,
+                            source: str = "", say=print) -> str:
+    """An image FROM ``base`` with ``spec`` (an EnvironmentSpec) installed offline; returns its tag.
+
+    The docker backend's hook for a step's declared environment (wave 2) and `workbench image build`.
+    Up to date when the tag carries the inputs' hash; tagged from any image with the same inputs;
+    otherwise built (wheels resolved and fetched once for the image's Python and platform).
+    Raises BackendError with the engine's one-line error when the build fails.
+    """
+    import docker.errors as de
+
     from .environment_uv import ensure_wheelhouse, environment_for
-    root = Path(config.root)
-    project_env = project_package_set(root)
-    spec = merge(project_env)
-    source = project_env.source or "no requirements"
+    base_id = base_image_id(client, base)
     env = None
     if spec.requirements:
         target = image_target(client, base, base_id)
         env = environment_for(spec, target)
         if not env.has_wheelhouse:
-            print(f"resolving {len(spec.requirements)} requirement(s) from {source} for Python {target.python} "
-                  f"on {target.platform}", flush=True)
-        ensure_wheelhouse(env, what=source)
+            say(f"resolving {len(spec.requirements)} requirement(s) from {source or 'the spec'} for Python "
+                f"{target.python} on {target.platform}")
+        ensure_wheelhouse(env, what=source or "image environment")
     locked = [ln for ln in (env.requirements_lock.read_text().splitlines() if env else []) if ln]
-    template = template_path().read_text(encoding="utf-8")
-    digest = inputs_hash(template, base_id, locked)
-    project = config.model.project.name or root.name
-    tag = getattr(args, "tag", None) or default_tag(project, digest)
-    summary = f"FROM {base}, {len(locked)} package(s) from {source}"
-
+    digest = inputs_hash(template_path().read_text(encoding="utf-8"), base_id, locked)
+    tag = tag or default_tag(project, digest)
+    summary = f"FROM {base}, {len(locked)} package(s) from {source or 'the spec'}"
     try:
-        existing = client.images.get(tag)
-        if (existing.labels or {}).get(INPUTS_LABEL) == digest:
-            print(f"{tag} is up to date ({summary})")
-            return 0
+        if (client.images.get(tag).labels or {}).get(INPUTS_LABEL) == digest:
+            say(f"{tag} is up to date ({summary})")
+            return tag
     except de.ImageNotFound:
         pass
     started = time.time()
@@ -171,25 +175,69 @@ def cmd_image_build(args, config) -> int:
     if cached:  # the same inputs were built before under another name: tag that image
         repo, _, version = tag.rpartition(":")
         cached[0].tag(repo or tag, version if repo else None)
-        print(f"built {tag} from the cache in {time.time() - started:.1f}s ({summary}); "
-              f"use it with [docker] image = \"{tag}\" in workbench.toml")
-        return 0
-
-    print(f"building {tag} {summary}", flush=True)
+        say(f"built {tag} from the cache in {time.time() - started:.1f}s ({summary}); "
+            f"use it with [docker] image = \"{tag}\" in workbench.toml")
+        return tag
+    say(f"building {tag} {summary}")
     with tempfile.TemporaryDirectory(prefix="workbench-image-") as tmp:
         _build_context(Path(tmp), env)
-        error = None
+        error, pending = None, ""
         for chunk in client.api.build(path=tmp, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
-                                      network_mode=config.model.docker.network,
+                                      network_mode=network,
                                       buildargs={"BASE_IMAGE": base, "WORKBENCH_INPUTS": digest}):
-            if "stream" in chunk:
-                for text in _plain(chunk["stream"]).splitlines():
+            if "stream" in chunk:  # chunks split lines anywhere: print whole lines only
+                *lines, pending = (pending + _plain(chunk["stream"])).split("\n")
+                for text in lines:
                     if text.strip():
-                        print(f"  {text}", flush=True)
+                        say(f"  {text}")
             if "error" in chunk:
                 error = _plain(chunk["error"]).strip()
+        if pending.strip():
+            say(f"  {pending}")
         if error:
-            print(f"workbench: image build failed: {error}", file=sys.stderr)
-            return 1
-    print(f"built {tag} in {time.time() - started:.1f}s; use it with [docker] image = \"{tag}\" in workbench.toml")
+            raise BackendError(f"image build failed: {error}")
+    say(f"built {tag} in {time.time() - started:.1f}s; use it with [docker] image = \"{tag}\" in workbench.toml")
+    return tag
+
+
+_VERSIONS_PROBE = ("import importlib.metadata as m, json; print(json.dumps({(d.metadata['Name'] or '').lower(): "
+                   "d.version for d in m.distributions()}))")
+
+
+def image_versions(client, image: str) -> dict[str, str]:
+    """Distribution -> version installed in an image (probed once per image id): the guard's target."""
+    import json
+
+    from .environment_uv import cache_root
+    image_id = base_image_id(client, image)
+    cached = cache_root() / "images" / f"{image_id.replace(':', '-')}.versions.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    out = client.containers.run(image, ["python3", "-c", _VERSIONS_PROBE], entrypoint=[], remove=True,
+                                network_mode="none", labels={"workbench.probe": "versions"})
+    versions = json.loads(out.decode().strip().splitlines()[-1])
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(versions))
+    return versions
+
+
+def cmd_image_build(args, config) -> int:
+    base: Optional[str] = getattr(args, "base", None) or config.model.docker.image
+    if not base:
+        raise UsageError("no base image: pass --base IMAGE or set [docker] image in workbench.toml "
+                         "(scripts/build-base-image.sh builds workbench-base:bookworm)")
+    from .environment import merge, project_package_set
+    client = docker_client()
+    root = Path(config.root)
+    project_env = project_package_set(root)
+    try:
+        build_environment_image(client, base, merge(project_env), network=config.model.docker.network,
+                                project=config.model.project.name or root.name, tag=getattr(args, "tag", None),
+                                source=project_env.source or "no requirements",
+                                say=lambda line: print(line, flush=True))
+    except BackendError as exc:
+        if not exc.message.startswith("image build failed"):
+            raise
+        print(f"workbench: {exc.message}", file=sys.stderr)
+        return 1
     return 0
