@@ -352,3 +352,66 @@ def test_image_build_with_requirements_on_a_base_without_pip_installs_them(proje
         assert got == locked
     finally:
         client.images.remove(tag, force=True)
+
+
+# ------------------------------------------------------------- remote/container install and the guard
+
+def test_environment_archive_is_content_addressed(project):
+    from workbench.environment_remote import pack_environment
+    from workbench.environment_uv import ensure_wheelhouse, environment_for
+    env = ensure_wheelhouse(environment_for(EnvironmentSpec(("tabulate==0.9.0",))))
+    first = pack_environment(env, project / "packages")
+    again = pack_environment(env, project / "other")
+    assert first.name == again.name and first.read_bytes() == again.read_bytes()
+    import tarfile
+    with tarfile.open(first) as tar:
+        assert sorted(tar.getnames()) == ["requirements.lock", "uv", "wheels/tabulate-0.9.0-py3-none-any.whl"]
+
+
+@pytest.mark.docker
+def test_host_numpy_pickle_in_a_container_with_another_numpy(project):
+    """The issue's scenario on the real engine: the base image has Debian's numpy 1.x, the host numpy 2.x.
+    Unpickling the host's artifact there really fails; the guard refuses it first in one line; and the
+    same lock shipped as an environment archive and installed offline (no network) makes it readable."""
+    np = pytest.importorskip("numpy")
+    from tests.support.engine import base_image, docker_client_or_skip
+    from workbench.environment_guard import artifact_requirements, host_version_requirements
+    from workbench.environment_remote import pack_environment
+    from workbench.environment_uv import environment_for
+    from workbench.image import image_target, image_versions
+    client = docker_client_or_skip()
+    image = base_image(client)
+    theirs = image_versions(client, image).get("numpy")
+    if not theirs or theirs.split(".")[0] == np.__version__.split(".")[0]:
+        pytest.skip(f"the base image's numpy ({theirs}) is not another major version than the host's")
+    blob = project / "inputs" / "features.pkl"
+    blob.parent.mkdir()
+    blob.write_bytes(pickle.dumps(np.arange(6).reshape(2, 3)))
+    recorded = {"features": artifact_requirements(blob.read_bytes())}
+    assert recorded == {"features": {"numpy": np.__version__}}
+
+    read = "import pickle; a = pickle.load(open('/inputs/features.pkl', 'rb')); print(int(a.sum()))"
+    mounts = {str(blob.parent): {"bind": "/inputs", "mode": "ro"}}
+    container = client.containers.run(image, ["python3", "-c", read], volumes=mounts, network_mode="none",
+                                      detach=True, labels={"wbtest": "env-guard"})
+    try:
+        assert container.wait()["StatusCode"] != 0
+        assert "numpy._core" in container.logs().decode()  # the failure the guard exists for
+    finally:
+        container.remove(force=True)
+    with pytest.raises(EnvironmentMismatch) as info:
+        check_inputs(recorded, image_versions(client, image), step="fit", target=f"image {image}")
+    assert f"numpy {np.__version__}" in str(info.value) and f"numpy {theirs}" in str(info.value)
+
+    # the host's versions, resolved for the image's Python and installed offline at container start
+    spec = EnvironmentSpec(host_version_requirements(recorded))
+    env = environment_for(spec, image_target(client, image, client.images.get(image).id))
+    archive = pack_environment(env, project / "packages")
+    script = ("import sys; sys.path.insert(0, '/workbench'); from pathlib import Path; "
+              "from workbench.environment_remote import install_offline, activate; "
+              f"activate(install_offline(Path('/packages/{archive.name}'), Path('/tmp/envs'), sys.executable)); "
+              + read.replace("print(", "import numpy; print(numpy.__version__, "))
+    out = client.containers.run(image, ["python3", "-c", script], network_mode="none", remove=True,
+                                volumes={**mounts, str(archive.parent): {"bind": "/packages", "mode": "ro"},
+                                         str(REPO / "workbench"): {"bind": "/workbench/workbench", "mode": "ro"}})
+    assert out.decode().split() == [np.__version__, "15"]

@@ -122,3 +122,17 @@ def check_inputs(recorded: Mapping[str, Mapping[str, str]], target_versions: Map
                 f"step {step}: input {artifact!r} was pickled with {dist} {made_with} but {target} {found}; "
                 f"declare it: @pypi(packages={{{dist!r}: {made_with!r}}}) on the step, or {dist}=={made_with} "
                 f"in requirements.txt and `workbench image build`")
+
+
+def host_version_requirements(recorded: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:
+    """The pins that give a target the versions the inputs were pickled with (``numpy==2.1.3``).
+
+    With no environment declared, the runtime may install these into the task's environment (the
+    "host's versions" branch) instead of refusing; two artifacts pinning one package differently
+    cannot both be satisfied, so the first (by artifact name) wins and check_inputs names the other.
+    """
+    pins: dict[str, str] = {}
+    for artifact in sorted(recorded):
+        for dist, made_with in sorted(recorded[artifact].items()):
+            pins.setdefault(dist.lower(), f"{dist.lower()}=={made_with}")
+    return tuple(sorted(pins.values()))
