@@ -59,7 +59,8 @@ def cold_pip(tmp: Path) -> float:
     venv = tmp / "pip-venv"
 
     def run() -> None:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # ensurepip reads pip.conf too and warns about file:// indexes: keep its noise out of the figures
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stderr=subprocess.DEVNULL)
         proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "--quiet",
                                *PACKAGES], capture_output=True, text=True)
         if proc.returncode:
