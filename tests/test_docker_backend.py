@@ -478,17 +478,6 @@ def test_image_build_once_then_up_to_date(project, engine, capsys):
         client.images.remove(tag, force=True)
 
 
-def test_image_build_with_requirements_but_no_pip_says_so(project, engine, capsys):
-    client, _ = engine
-    from workbench.cli import main
-
-    (project / "requirements.txt").write_text("numpy\n")
-    assert main(["image", "build"]) == 1
-    captured = capsys.readouterr()
-    assert "the base image has no pip" in captured.out + captured.err
-    assert not client.images.list(name=f"workbench-{load_config(project).model.project.name}")
-
-
 def test_requirements_are_read_and_workbench_is_not_installed(tmp_path):
     from workbench.image import default_tag, inputs_hash, project_requirements
 

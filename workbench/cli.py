@@ -92,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--base", help="base image (default: [docker] image in workbench.toml)")
     b.add_argument("--tag", help="image name to tag the result with (default: workbench-<project>:<hash>)")
 
+    p = sub.add_parser("env", help="the Python environments steps declare (@pypi, @conda, requirements)")
+    esub = p.add_subparsers(dest="env_command", metavar="ACTION", required=True)
+    e = esub.add_parser("show", help="what each step's environment resolved to, its size and where it is cached")
+    _add_flow_arg(e)
+    e.add_argument("step", nargs="?", help="only this step")
+    e = esub.add_parser("build", help="resolve and install a flow's environments now (cached by content)")
+    _add_flow_arg(e)
+    e.add_argument("step", nargs="?", help="only this step")
+    e.add_argument("--no-wheelhouse", action="store_true", help="skip fetching wheels for offline installs")
+
     p = sub.add_parser("package", help="the code package shipped to remote tasks")
     psub = p.add_subparsers(dest="package_command", metavar="ACTION", required=True)
     s = psub.add_parser("show", help="list what would ship for a flow, and its size")

@@ -397,6 +397,11 @@ def cmd_image(args) -> int:
     return cmd_image_build(args, load_config())
 
 
+def cmd_env(args) -> int:
+    from . import environment_cli  # `workbench env show|build`
+    return getattr(environment_cli, f"cmd_env_{args.env_command}")(args, load_config())
+
+
 def cmd_package(args) -> int:
     from .package import cmd_package_show  # the remote backends' code package
     return cmd_package_show(args, load_config())

@@ -31,10 +31,14 @@ STEP_DECORATORS: dict[str, dict[str, Any]] = {
                    "compute_pool": None, "labels": None, "annotations": None, "qos": None,
                    "hostname_resolution_timeout": None, "security_context": None},
     "docker": {"image": None, "cpu": None, "memory": None, "gpu": None, "shared_memory": None},
+    # the step's Python packages (workbench.environment resolves them with uv)
+    "pypi": {"packages": {}, "python": None, "disabled": None, "extra_indices": None},
+    "conda": {"packages": {}, "libraries": {}, "python": None, "disabled": None, "channels": None, "pip": None},
 }
 # accepted so that Metaflow flows load, but they do nothing yet
-IGNORED_STEP_DECORATORS = {"card", "pypi", "conda", "secrets", "parallel", "checkpoint", "model"}
+IGNORED_STEP_DECORATORS = {"card", "secrets", "parallel", "checkpoint", "model"}
 FLOW_DECORATORS = {"project", "schedule", "trigger", "trigger_on_finish", "pypi_base", "conda_base"}
+HONOURED_FLOW_DECORATORS = {"pypi_base", "conda_base"}  # the flow's packages, read by workbench.environment
 
 DECORATOR_ATTR = "_workbench_decorators"
 
@@ -60,7 +64,7 @@ def _attach(func: Callable, name: str, kwargs: dict) -> Callable:
 
 def _make(name: str):
     def decorator(func: Callable | None = None, **kwargs):
-        if name in IGNORED_STEP_DECORATORS or name in FLOW_DECORATORS:
+        if name in IGNORED_STEP_DECORATORS or (name in FLOW_DECORATORS and name not in HONOURED_FLOW_DECORATORS):
             warnings.warn(f"@{name} is accepted but ignored by workbench for now", stacklevel=2)
         if func is not None and callable(func) and not kwargs:
             return _attach(func, name, {})

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from .config import BACKENDS, ProjectConfig
+from .environment import step_packages
 from .errors import FlowError, ResourceError, UsageError
 from .graph import FlowGraph, StepNode, Unresolved
 from .units import (format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory)
@@ -40,6 +41,8 @@ class StepSettings:
     queue: Optional[str] = None
     namespace: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific decorator arguments
+    packages: list[str] = field(default_factory=list)  # @pypi_base/@pypi requirements (PEP 508 lines)
+    python: Optional[str] = None  # the Python version @pypi(python=...) asks for
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +62,8 @@ class StepSettings:
             parts.append(f"timeout={format_duration(self.timeout)}")
         if self.retries:
             parts.append(f"retries={self.retries}")
+        if self.packages or self.python:
+            parts.append(f"packages={len(self.packages)}" + (f" python={self.python}" if self.python else ""))
         if self.image and self.backend != "local":
             parts.append(f"image={self.image}")
         return " ".join(parts)
@@ -136,6 +141,12 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                 s.sources["env"] = src
         except ResourceError as exc:
             raise _resource_error(graph, step, deco, exc) from None
+
+    # @pypi_base/@conda_base < @pypi/@conda (the project's own requirements join in workbench.environment)
+    declared = step_packages(graph, step_name)
+    if declared.declared:
+        s.packages, s.python = list(declared.requirements), declared.python
+        s.sources["packages"] = ", ".join(declared.sources)
 
     # backend-wide defaults from workbench.toml
     m = config.model
