@@ -283,12 +283,13 @@ class RemoteBackend(Backend):
 
     def end_run(self, ctx: RunContext) -> None:
         with self._lock:
-            left = [j for j in self._jobs.values() if not j.done and j.outcome is None]
-        for job in left:
-            self.cancel_job(job, job.requested or "the run ended")
+            unreported = [j for j in self._jobs.values() if not j.done]
+        for job in unreported:
+            if job.outcome is None:
+                self.cancel_job(job, job.requested or "the run ended")
         if self._submitter is not None:
             self._submitter.stop()
-        deadline = time.time() + (self.end_run_wait if left else 0)
+        deadline = time.time() + (self.end_run_wait if unreported else 0)
         while time.time() < deadline:
             with self._lock:
                 if all(j.done for j in self._jobs.values()):
@@ -421,13 +422,15 @@ class RemoteBackend(Backend):
         True when anything changed or a concluded job still waits for its log."""
         if active is None:
             active = self.live_jobs()
-        pending = [j for j in active if j.outcome is None]
-        changed = self.poll(pending) if pending else False
+        changed = False
         for job in active:
             if job.outcome is not None and not job.done:
                 self.settle(job)
                 changed = True  # keep the fast pace until every concluded job is reported
-        return changed
+        pending = [j for j in active if j.outcome is None]
+        if pending and self.poll(pending):
+            changed = True
+        return changed or any(j.outcome is not None and not j.done for j in pending)
 
     # ------------------------------------------------------------------ reporting
     def conclude(self, job: RemoteJob, result: TaskExit) -> None:
@@ -452,6 +455,8 @@ class RemoteBackend(Backend):
             if job.done:
                 return False
             job.done = True
+            if self._jobs.get(self.job_key(job)) is job:
+                del self._jobs[self.job_key(job)]  # reported: the run's memory stays flat in its number of tasks
         if not drained:
             self.stop_logs(job)
         try:
