@@ -78,6 +78,11 @@ class PodLog:
                     time.sleep(1.0)
                     continue
                 return
+            except Exception:  # noqa: BLE001 - the connection broke on opening (a busy server): try again
+                if self.should_stop():
+                    return
+                time.sleep(1.0)
+                continue
             self._response = resp
             pending = b""
             try:

@@ -253,10 +253,10 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         changed = False
         for task in tasks:
             job, its_pods = jobs.get(task.name), pods.get(task.name, [])
-            seen = _seen(job, its_pods)
-            changed = changed or seen != task.seen
-            task.seen = seen
             try:
+                seen = _seen(job, its_pods)
+                changed = changed or seen != task.seen
+                task.seen = seen
                 self._update(task, job, its_pods)
             except WorkbenchError as exc:
                 self._warn(f"kubernetes: job {task.name}: {exc}")
