@@ -108,10 +108,6 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
     def section(self):
         return self.config.model.kubernetes
 
-    @property
-    def _url(self) -> str:
-        return self.api.url
-
     # ------------------------------------------------------------------ settings
     def options_for(self, settings) -> JobOptions:
         opts = JobOptions.from_config(self.section, settings)
