@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Optional
 
+from .backends import BACKEND_NAMES
 from .errors import WorkbenchError
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a flow (or one step of a past run with --step)")
     _add_flow_arg(p)
-    p.add_argument("--backend", choices=["local", "docker", "batch", "kubernetes"],
+    p.add_argument("--backend", choices=BACKEND_NAMES,
                    help="run every step on this backend (overrides decorators and workbench.toml)")
     p.add_argument("--max-workers", type=int, help="most local/docker tasks at once (default: number of cores)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flow_arg(p)
     p.add_argument("run_id", nargs="?", help="the run to resume (default: the latest run of the flow)")
     p.add_argument("--from", dest="from_step", metavar="STEP", help="re-run from this step even if it succeeded")
-    p.add_argument("--backend", choices=["local", "docker", "batch", "kubernetes"])
+    p.add_argument("--backend", choices=BACKEND_NAMES)
     p.add_argument("--max-workers", type=int)
     p.add_argument("--json", action="store_true")
     p.add_argument("--junit-xml", metavar="PATH")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="move a step to a bigger machine or another backend, in workbench.toml")
     p.add_argument("step")
     p.add_argument("--flow", help="the flow (needed when the project has more than one flow with this step)")
-    p.add_argument("--to", dest="backend", choices=["local", "docker", "batch", "kubernetes"])
+    p.add_argument("--to", dest="backend", choices=BACKEND_NAMES)
     for flag in ("cpu", "memory", "gpu", "image", "timeout", "shared-memory"):
         p.add_argument(f"--{flag}")
     p.add_argument("--dry-run", action="store_true", help="print the change without writing it")

@@ -5,7 +5,7 @@ Schema (every table optional)::
     [project]
     name = "demo"
     flows = "flows"              # where flow files live
-    backend = "local"            # default backend of every step: local | docker | batch | kubernetes
+    backend = "local"            # default backend of every step: a name in workbench.backends.REGISTRY
     remote_backend = "batch"     # where `workbench promote` sends a step when --to is not given
 
     [datastore]
@@ -45,6 +45,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .backends import BACKEND_NAMES
 from .errors import ConfigError, ResourceError
 from .units import parse_cpu, parse_duration, parse_gpu, parse_memory
 
@@ -54,8 +55,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_NAME = "workbench.toml"
-BACKENDS = ("local", "docker", "batch", "kubernetes")
-BackendName = Literal["local", "docker", "batch", "kubernetes"]
+BACKENDS = BACKEND_NAMES  # the registry in workbench.backends is the only list
+BackendName = Literal[BACKENDS]  # type: ignore[valid-type]  # a step's or the project's backend: a registered name
 
 
 def _check(parse, what: str):

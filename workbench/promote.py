@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import is_remote
 from .config import CONFIG_NAME, ProjectConfig, edit_step
 from .errors import ResourceError, UsageError, WorkbenchError
 from .graph import FlowGraph
@@ -77,7 +78,7 @@ def plan_promotion(config: ProjectConfig, graph: FlowGraph, step: str, changes: 
     notes.extend(_usage_notes(config, graph, step, new))
     from .pricing import estimate
     price = estimate(new.cpu, new.memory, new.gpu)
-    if new.backend in ("batch", "kubernetes"):
+    if is_remote(new.backend):
         notes.append(f"price: {price.describe()}" if price else
                      "price: no common EC2 instance type fits this request")
     diff = edit_step(config.path or config.root / CONFIG_NAME, graph.name or "", step, values, dry_run=True)

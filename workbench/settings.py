@@ -98,7 +98,7 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
     for deco in step.decorators:
         src = f"@{deco.name}"
         try:
-            if deco.name in ("resources", "batch", "kubernetes", "docker"):
+            if deco.name == "resources" or deco.name in BACKENDS:  # @batch, @kubernetes, @docker: a backend
                 if deco.name != "resources":
                     setv("backend", deco.name, src)
                     image = _literal(step, deco, "image", graph)
@@ -180,13 +180,25 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
             raise UsageError(f"--{key.replace('_', '-')}: {exc.message}") from None
     # the backend's default image, once the backend is final (a flag or toml may have changed it)
     if s.image is None:
-        image = {"docker": m.docker.image, "batch": m.batch.image or m.docker.image,
-                 "kubernetes": m.kubernetes.image or m.docker.image}.get(s.backend)
+        image = default_image(s.backend, config)
         if image:
             setv("image", image, f"[{s.backend}] image")
     if s.backend not in BACKENDS:
         raise UsageError(f"unknown backend {s.backend!r} (choose from {', '.join(BACKENDS)})")
     return s
+
+
+def default_image(backend: str, config: ProjectConfig) -> Optional[str]:
+    """The image a step on ``backend`` runs when it names none: the backend's own ``[<backend>] image``, else
+    ``[docker] image`` (one image can serve every container backend); None for a backend whose section has no
+    image (local). The one place this is decided: `workbench show`, the runtime and each backend's
+    ``image_for`` all ask here."""
+    if backend not in BACKENDS:
+        return None
+    section = getattr(config.model, backend, None)
+    if section is None or not hasattr(section, "image"):
+        return None
+    return section.image or config.model.docker.image
 
 
 def all_settings(graph: FlowGraph, config: ProjectConfig, cli: Optional[dict[str, Any]] = None,

@@ -1,8 +1,19 @@
 """The interface between the runtime and the places a task can run.
 
 A backend turns a :class:`TaskSpec` into a running ``python -m workbench.task run ...`` somewhere and
-reports back through two callbacks: ``on_log(stream, text, ts)`` for each output line, and
-``on_exit(TaskExit)`` once, when the task has ended. Callbacks may be called from any thread.
+reports back through two callbacks. The contract every backend keeps (the contract test suite checks it):
+
+- ``on_log(stream, text, ts)`` for each output line, in order, while the task runs.
+- ``on_exit(TaskExit)`` exactly once per submitted task, and only after the task's log has drained: no
+  ``on_log`` for that task follows it. A task that could not start is reported through ``on_exit`` too.
+- ``submit`` returns at once (a remote backend sends the job from another thread) and may raise a
+  :class:`~workbench.errors.WorkbenchError` for a request it can never run; it never raises anything else.
+- ``TaskHandle.cancel`` makes ``on_exit`` fire soon (status cancelled, or timeout when the runtime says
+  so), whatever state the task is in; cancelling an ended task does nothing.
+- ``end_run`` stops everything of the run that is still live, waits (bounded) for it, and makes sure every
+  task has had its ``on_exit``.
+
+Callbacks may be called from any thread.
 """
 
 from __future__ import annotations
@@ -87,19 +98,35 @@ class RunContext:
 
 
 class TaskHandle(ABC):
-    """A submitted task. ``cancel`` must make ``on_exit`` fire soon (status cancelled or timeout)."""
+    """A submitted task. ``cancel`` must make ``on_exit`` fire soon (status cancelled or timeout), at most
+    once, whatever state the task is in (queued, starting, running, ending)."""
 
     @abstractmethod
     def cancel(self, reason: str = "cancelled") -> None: ...
 
 
 class Backend(ABC):
+    """One place tasks can run; registered by name in :data:`workbench.backends.REGISTRY`."""
     name: ClassVar[str]
     #: True when tasks run elsewhere and need a shared (S3) datastore and a code package
     remote: ClassVar[bool] = False
+    #: what the error for a missing image says the image needs (container backends)
+    image_requirement: ClassVar[str] = ""
+    image_hint: ClassVar[str] = ""
 
     def __init__(self, config: "ProjectConfig"):
         self.config = config
+
+    def image_for(self, settings: "StepSettings") -> str:
+        """The image a step's container runs: the step's own, else the backend's default (resolved by the
+        one rule in :func:`workbench.settings.default_image`); a ConfigError that says where to set it."""
+        from ..errors import ConfigError
+        from ..settings import default_image
+        image = settings.image or default_image(self.name, self.config)
+        if not image:
+            raise ConfigError(f"the {self.name} backend needs an image{self.image_requirement}: set [{self.name}] "
+                              f"image = \"...\" in workbench.toml, @{self.name}(image=...) or --image{self.image_hint}")
+        return image
 
     def check(self, settings: "StepSettings") -> None:
         """Refuse a request this backend can never run (raise ResourceError). Called before the run starts."""
@@ -113,7 +140,11 @@ class Backend(ABC):
         """Called once per run, before the first submit."""
 
     @abstractmethod
-    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle: ...
+    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
+        """Start one task attempt and return at once. Raise a WorkbenchError for a request that can never run;
+        anything that goes wrong later (the API refuses the job, the container cannot start) is reported
+        through ``on_exit``, exactly once, after ``on_log`` has delivered the task's last line."""
 
     def end_run(self, ctx: RunContext) -> None:
-        """Called once when the run ends (also when it is cancelled); release everything."""
+        """Called once when the run ends (also when it is cancelled): stop every task still live, wait (bounded)
+        until each has had its ``on_exit``, release everything."""

@@ -4,11 +4,13 @@
   downloads the run's package from S3 and execs the task entrypoint. The job definition is built from the
   step's settings by :func:`job_definition` (a pure function), named by a hash of its content, registered
   once and reused: run-specific values (package, datastore, task) are Batch parameters (``Ref::...``).
-- One poller thread per backend: ``describe_jobs`` for up to 100 jobs per call, with backoff while nothing
-  changes, so a wide foreach does not throttle. A job RUNNABLE for longer than ``[batch] runnable_warning``
-  gets a warning that says what was requested.
+- The run's lifecycle (package upload, submitter, poller with back-off, report after the logs drain, cancel,
+  end_run) is the shared one of :mod:`workbench.backends.remote`; what is Batch's is here: the poller's
+  round is ``describe_jobs`` for up to 100 jobs per call; ``SubmitJob`` goes at most 50 a second and backs
+  off when throttled. A job RUNNABLE for longer than ``[batch] runnable_warning`` gets a warning that says
+  what was requested.
 - Logs come from CloudWatch Logs (``/aws/batch/job``, the job's ``logStreamName``), followed with the
-  forward token while the job runs and drained when it ends.
+  forward token while the job runs and drained when it ends (``WORKBENCH_BATCH_LOG_SETTLE`` seconds more).
 - ``cancel`` terminates the job; ``end_run`` terminates every job of the run that has not ended.
 - ``check`` refuses, before the run, a request no compute environment of the queue can fit, where the API
   says (managed compute environments: maxvCpus and their instance types).
@@ -21,14 +23,14 @@ import json
 import math
 import os
 import re
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
 from ..units import format_memory
-from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
+from .remote import RemoteBackend, RemoteHandle, RemoteJob
 
 LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
@@ -39,6 +41,7 @@ LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
 MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
 TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
+THROTTLING = ("ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded")
 EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: the task module pulls in the flow machinery)
 
 
@@ -125,12 +128,9 @@ def _fmt(value: float, kind: str) -> str:
 
 # ---------------------------------------------------------------------------------------- jobs
 
-@dataclass
-class _Job:
-    spec: TaskSpec
-    on_log: LogCallback
-    on_exit: Callable[[TaskExit], None]
-    queue: str
+@dataclass(eq=False)
+class _Job(RemoteJob):
+    queue: str = ""
     job_id: str = ""
     status: str = "SUBMITTED"
     runnable_since: Optional[float] = None
@@ -138,46 +138,29 @@ class _Job:
     log_stream: Optional[str] = None
     log_token: Optional[str] = None
     log_fetched: float = 0.0
-    requested: Optional[str] = None
     ended: Optional[dict] = None  # the describe_jobs answer that said the job ended
     settle_until: float = 0.0
-    done: bool = False
-    extra: dict = field(default_factory=dict)
 
 
-class _BatchHandle(TaskHandle):
-    def __init__(self, backend: "BatchBackend", job: _Job):
-        self.backend = backend
-        self.job = job
-
+class _BatchHandle(RemoteHandle):
     @property
     def job_id(self) -> str:
         return self.job.job_id
 
-    def cancel(self, reason: str = "cancelled") -> None:
-        if self.job.done:
-            return
-        self.job.requested = reason
-        self.backend._terminate(self.job, reason)
 
-
-class BatchBackend(Backend):
+class BatchBackend(RemoteBackend):
     name = "batch"
-    remote = True
+    poll_env = "WORKBENCH_BATCH_POLL"
+    poll_max = POLL_MAX
+    log_drain = 60.0  # the settle time (WORKBENCH_BATCH_LOG_SETTLE) decides; this is the backstop
+    image_requirement = " with python3 and boto3"
+    submit_rate = submit_rate_max = 50.0  # SubmitJob: 50 calls a second per account
 
     def __init__(self, config):
         super().__init__(config)
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}  # job id -> job
         self._definitions: dict[str, str] = {}  # definition name -> ARN
         self._fits: dict[str, list[_Fit]] = {}
-        self._ctx: Optional[RunContext] = None
-        self._package_url: Optional[str] = None
-        self._task_env: dict[str, str] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._poller: Optional[threading.Thread] = None
         self.describe_calls = 0
 
     # ------------------------------------------------------------------ clients and settings
@@ -198,9 +181,15 @@ class BatchBackend(Backend):
         except WorkbenchError:
             raise
         except Exception as exc:  # noqa: BLE001
+            if self.is_throttling(exc):
+                raise  # the submitter and the poller back off on it
             from ..aws import translate
             err = translate(exc, f"batch: {what}")
             raise err if isinstance(err, WorkbenchError) else BackendError(f"batch: {what}: {exc}") from None
+
+    def is_throttling(self, exc: BaseException) -> bool:
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "")
+        return code in THROTTLING
 
     def queue_for(self, settings) -> str:
         queue = settings.queue or self.config.model.batch.job_queue
@@ -208,13 +197,6 @@ class BatchBackend(Backend):
             raise ConfigError("the batch backend needs a job queue: set [batch] job_queue = \"...\" in "
                               "workbench.toml or @batch(queue=...)")
         return queue
-
-    def image_for(self, settings) -> str:
-        image = settings.image or self.config.model.batch.image or self.config.model.docker.image
-        if not image:
-            raise ConfigError("the batch backend needs an image with python3 and boto3: set [batch] image = "
-                              "\"...\" in workbench.toml or @batch(image=...)")
-        return image
 
     def role_for(self, settings) -> Optional[str]:
         return settings.extra.get("iam_role") or self.config.model.batch.job_role
@@ -293,44 +275,6 @@ class BatchBackend(Backend):
         best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
         return Capacity(cpu=best.cpu, memory=int(best.memory), gpu=int(best.gpu), source=best.source)
 
-    # ------------------------------------------------------------------ run lifecycle
-    def start_run(self, ctx: RunContext) -> None:
-        from .. import package
-        from ..aws import task_environment
-        self._ctx = ctx
-        t0 = time.time()
-        pkg = package.collect(ctx.project_root)
-        warning = pkg.warning()
-        if warning:
-            ctx.warn(f"batch: {warning}")
-        self._package_url, uploaded = package.upload(pkg, ctx.datastore.storage, ctx.flow)
-        if uploaded and time.time() - t0 > 5:
-            ctx.warn(f"batch: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s to upload")
-        storage = ctx.datastore.storage
-        self._task_env = {**task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
-                          "PYTHONUNBUFFERED": "1"}
-        self._stop.clear()
-        self._poller = threading.Thread(target=self._poll_loop, name="batch-poller", daemon=True)
-        self._poller.start()
-
-    def end_run(self, ctx: RunContext) -> None:
-        with self._lock:
-            left = [j for j in self._jobs.values() if not j.done]
-        for job in left:
-            job.requested = job.requested or "the run ended"
-            self._terminate(job, job.requested)
-        deadline = time.time() + (30 if left else 0)
-        while time.time() < deadline:
-            with self._lock:
-                if all(j.done for j in self._jobs.values()):
-                    break
-            self._wake.set()
-            time.sleep(0.2)
-        self._stop.set()
-        self._wake.set()
-        if self._poller is not None:
-            self._poller.join(timeout=15)
-
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec) -> str:
         s = spec.settings
@@ -353,67 +297,48 @@ class BatchBackend(Backend):
             self._definitions[name] = arn
         return arn
 
-    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
-        if self._package_url is None:
-            raise BackendError("batch: submit before start_run (no code package)")
-        queue = self.queue_for(spec.settings)
-        arn = self._definition_arn(spec)
-        batch = self._client("batch")
-        tags = {k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v}
-        resp = self._call("submit job", batch.submit_job, jobName=job_name(spec), jobQueue=queue, jobDefinition=arn,
-                          parameters={"package": self._package_url, "datastore": spec.datastore_url,
-                                      "task": spec.ref}, tags=tags)
-        job = _Job(spec, on_log, on_exit, queue, job_id=resp["jobId"])
-        with self._lock:
-            self._jobs[job.job_id] = job
-        self._wake.set()
+    def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> _Job:
+        return _Job(spec, on_log, on_exit, self.queue_for(spec.settings))
+
+    def prepare(self, job: RemoteJob) -> None:
+        self.image_for(job.spec.settings)
+
+    def handle_for(self, job: RemoteJob) -> TaskHandle:
         return _BatchHandle(self, job)
 
-    def _terminate(self, job: _Job, reason: str) -> None:
+    def submit_job(self, job: RemoteJob) -> None:
+        assert isinstance(job, _Job)
+        spec = job.spec
+        arn = self._definition_arn(spec)
+        tags = {k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v}
+        self.calls["submit_job"] += 1
+        resp = self._call("submit job", self._client("batch").submit_job, jobName=job_name(spec), jobQueue=job.queue,
+                          jobDefinition=arn, parameters={"package": self._package_url,
+                                                         "datastore": spec.datastore_url, "task": spec.ref},
+                          tags=tags)
+        job.job_id = resp["jobId"]
+
+    def terminate(self, job: RemoteJob) -> None:
+        assert isinstance(job, _Job)
         try:
-            self._client("batch").terminate_job(jobId=job.job_id, reason=reason[:200])
+            self._client("batch").terminate_job(jobId=job.job_id, reason=(job.requested or "cancelled")[:200])
         except Exception as exc:  # noqa: BLE001
-            if self._ctx is not None:
-                self._ctx.warn(f"batch: could not terminate job {job.job_id}: {exc}")
+            self._warn(f"batch: could not terminate job {job.job_id}: {exc}")
         self._wake.set()
 
-    # ------------------------------------------------------------------ polling
-    def _poll_loop(self) -> None:
-        poll_min = float(os.environ.get("WORKBENCH_BATCH_POLL", "1.0"))  # seconds between polls while jobs change
-        interval = poll_min
-        while not self._stop.is_set():
-            with self._lock:
-                active = [j for j in self._jobs.values() if not j.done]
-            if not active:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                interval = poll_min
-                continue
-            try:
-                changed = self.poll_once(active)
-                interval = poll_min if changed else min(POLL_MAX, interval * 1.5)
-            except Exception as exc:  # noqa: BLE001 - keep polling; botocore already retried throttling
-                interval = POLL_MAX
-                if self._ctx is not None:
-                    self._ctx.warn(f"batch: polling job status failed, retrying in {interval:.0f}s: {exc}")
-            self._wake.wait(interval)
-            self._wake.clear()
+    def usage(self, job: RemoteJob) -> dict[str, Any]:
+        return {"batch_job_id": getattr(job, "job_id", "")}
 
-    def poll_once(self, active: list[_Job]) -> bool:
-        """One round: describe_jobs per 100 jobs, follow logs, report ended jobs. True if anything changed."""
+    # ------------------------------------------------------------------ polling
+    def poll(self, active: list[RemoteJob]) -> bool:
+        """describe_jobs per 100 jobs; follow the logs of running ones; conclude the ended ones."""
         batch = self._client("batch")
         changed = False
-        settling = [j for j in active if j.ended is not None]
-        changed = bool(settling)  # keep polling fast until they are reported
-        for job in settling:  # ended: read the logs CloudWatch is still ingesting, then report
-            self._follow_logs(job, final=True)
-            if time.time() >= job.settle_until:
-                self._report(job)
-                changed = True
-        active = [j for j in active if j.ended is None]
-        for i in range(0, len(active), DESCRIBE_BATCH):
-            chunk = active[i:i + DESCRIBE_BATCH]
+        jobs = [j for j in active if isinstance(j, _Job) and j.job_id and j.ended is None]
+        for i in range(0, len(jobs), DESCRIBE_BATCH):
+            chunk = jobs[i:i + DESCRIBE_BATCH]
             self.describe_calls += 1
+            self.calls["describe_jobs"] += 1
             described = {d["jobId"]: d for d in batch.describe_jobs(jobs=[j.job_id for j in chunk])["jobs"]}
             for job in chunk:
                 d = described.get(job.job_id)
@@ -441,16 +366,21 @@ class BatchBackend(Backend):
             job.ended = d
             settle = float(os.environ.get("WORKBENCH_BATCH_LOG_SETTLE", "2.0"))
             job.settle_until = now + (settle if job.log_stream and not job.requested else 0)
-            if now >= job.settle_until:
-                self._report(job)
+            self.conclude(job, self._exit_of(job, d))
             return True
         if status == "RUNNING" and job.log_stream and now - job.log_fetched >= LOG_FOLLOW_INTERVAL:
             self._follow_logs(job)
         return changed
 
-    def _report(self, job: _Job) -> None:
-        job.done = True
-        job.on_exit(self._exit_of(job, job.ended))
+    def drain_logs(self, job: RemoteJob) -> bool:
+        """CloudWatch may still be ingesting the last lines: read on until the settle time has passed."""
+        assert isinstance(job, _Job)
+        if job.ended is None:
+            return True  # never ran (refused or cancelled before it was sent): no log
+        if time.time() < job.settle_until:
+            self._follow_logs(job, final=True)
+            return time.time() >= job.settle_until
+        return True
 
     def _follow_logs(self, job: _Job, final: bool = False) -> None:
         job.log_fetched = time.time()
@@ -493,6 +423,11 @@ class BatchBackend(Backend):
             pass
         return None
 
+    def _requested_exit(self, job: RemoteJob, code: Optional[int] = None) -> TaskExit:
+        reason = job.requested or "cancelled"
+        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        return TaskExit(kind, code, reason, self.usage(job))
+
     def _exit_of(self, job: _Job, d: dict) -> TaskExit:
         status = d.get("status")
         container = d.get("container") or {}
@@ -501,8 +436,7 @@ class BatchBackend(Backend):
             return TaskExit("succeeded", 0, "", usage)
         code = self._exit_code(job, d)
         if job.requested:
-            kind = "timeout" if job.requested.startswith("timed out") else "cancelled"
-            return TaskExit(kind, code, job.requested, usage)
+            return self._requested_exit(job, code)
         words = [w for w in (d.get("statusReason"), container.get("reason")) if w]
         reason = f"exited with code {code}" if code is not None else "the job failed"
         if words:

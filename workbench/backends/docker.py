@@ -318,6 +318,7 @@ class _ContainerHandle(TaskHandle):
 
 class DockerBackend(Backend):
     name = "docker"
+    image_hint = " (`workbench image build` makes one)"
 
     def __init__(self, config):
         super().__init__(config)
@@ -363,13 +364,6 @@ class DockerBackend(Backend):
     def stream_api(self):
         self._connect()
         return self._stream_api
-
-    def image_for(self, settings) -> str:
-        image = settings.image or self.config.model.docker.image
-        if not image:
-            raise ConfigError("the docker backend needs an image: set [docker] image = \"...\" in workbench.toml, "
-                              "@docker(image=...) or --image (`workbench image build` makes one)")
-        return image
 
     def pull(self, image: str) -> Optional[str]:
         """Pull a missing image, once per run and image (tasks of the same image wait for the one pull).

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Label, Select, Static
 
+from ...backends import is_remote
 from ...config import BACKENDS
 from ...units import format_memory
 from . import PaneMounted
@@ -65,7 +66,7 @@ def usage_text(usage: Optional[dict]) -> str:
 
 def current_price(settings) -> str:
     """The hourly price of a step that already runs on a cloud backend (the same table promote uses)."""
-    if settings is None or settings.backend not in ("batch", "kubernetes"):
+    if settings is None or not is_remote(settings.backend):
         return ""
     try:
         from ...pricing import estimate

@@ -1,0 +1,473 @@
+"""The run lifecycle shared by the backends whose tasks run elsewhere (AWS Batch, Kubernetes).
+
+Once for all of them:
+
+- ``start_run`` uploads the run's code package (once per run; the task's bootstrap downloads it) and starts
+  two threads, the submitter and the poller.
+- ``submit`` checks what it can without the API (a request that can never run raises a WorkbenchError in
+  the caller's thread), queues the job and returns its handle at once. The API calls happen on the
+  :class:`Submitter` thread, in batches, at a rate that halves when the API throttles and creeps back up
+  while it does not; a submission the API refuses is reported through ``on_exit`` (status failed).
+- The poller asks for the status of every live job in as few calls as the API allows (the subclass's
+  :meth:`RemoteBackend.poll`): every ``poll_min`` seconds while jobs change, less and less often while
+  nothing does (up to ``poll_max``), and backing off the same way while the API fails.
+- A job that has ended is *concluded* (its outcome known, first word wins) and *reported* (``on_exit``)
+  exactly once, and only once its log has drained (:meth:`RemoteBackend.drain_logs`) or ``log_drain``
+  seconds have passed.
+- ``cancel`` asks the API to stop the job and wakes the poller, so ``on_exit`` follows soon; a job still
+  waiting for the submitter is never sent. ``end_run`` cancels every live job, waits (bounded) until each
+  is reported, reports the rest as cancelled, then lets the subclass sweep the run's leftovers.
+
+A subclass implements ``submit_job`` (one API call on the submitter thread), ``poll`` (one status round),
+``terminate`` (stop one job) and ``_requested_exit`` (the outcome of a cancel), and may override
+``prepare`` (checks before queueing), ``submit_jobs`` (several jobs in one call: array jobs, Indexed Jobs),
+``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, Callable, ClassVar, Optional, Sequence
+
+from ..errors import BackendError, WorkbenchError
+from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+
+QUEUED, SUBMITTING, SENT = "queued", "submitting", "sent"
+
+
+@dataclass(eq=False)
+class RemoteJob:
+    """One task attempt as a remote job; subclasses add what their API names it by."""
+    spec: TaskSpec
+    on_log: LogCallback
+    on_exit: Callable[[TaskExit], None]
+    _: KW_ONLY
+    phase: str = QUEUED  # queued (waiting for the submitter) -> submitting -> sent (the API accepted it)
+    submitted: float = field(default_factory=time.time)  # when the API accepted it (queued: when queued)
+    requested: Optional[str] = None  # why the runtime cancelled it
+    cancel_sent: float = 0.0
+    outcome: Optional[TaskExit] = None  # how it ended, once known
+    outcome_at: float = 0.0
+    done: bool = False  # on_exit has been called
+
+
+class RemoteHandle(TaskHandle):
+    """A remote job as the runtime holds it."""
+
+    def __init__(self, backend: "RemoteBackend", job: RemoteJob):
+        self.backend = backend
+        self.job = job
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.backend.cancel_job(self.job, reason)
+
+
+class Throttled(Exception):
+    """The API refused for rate. ``pending``: the jobs of the batch not sent (the submitter retries them)."""
+
+    def __init__(self, pending: Sequence[RemoteJob], retry_after: Optional[float] = None):
+        super().__init__(f"throttled ({len(pending)} job(s) to retry)")
+        self.pending = list(pending)
+        self.retry_after = retry_after
+
+
+class Submitter:
+    """Submissions off the caller's thread: one thread drains a queue in batches of up to ``batch_size``
+    jobs, at most ``rate`` jobs a second. When the API throttles, the rate halves (down to ``min_rate``) and
+    the unsent jobs go back to the front of the queue after a back-off that doubles while throttling goes
+    on; each batch that goes through raises the rate by one job a second, up to ``max_rate``."""
+
+    def __init__(self, send: Callable[[list[RemoteJob]], None], *, rate: float, max_rate: float,
+                 min_rate: float = 0.5, batch_size: int = 100, name: str = "submitter",
+                 warn: Callable[[str], None] = lambda message: None,
+                 failed: Callable[[list[RemoteJob], BaseException], None] = lambda jobs, exc: None):
+        self.send = send
+        self.failed = failed  # a batch that raised something unexpected: its jobs must still be reported
+        self.rate = rate
+        self.max_rate = max_rate
+        self.min_rate = min_rate
+        self.batch_size = batch_size
+        self.name = name
+        self.warn = warn
+        self.throttled = 0  # throttled answers so far
+        self._queue: collections.deque[RemoteJob] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._next_at = 0.0  # the token bucket, as the earliest time the next job may go
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def put(self, job: RemoteJob) -> None:
+        with self._cond:
+            self._queue.append(job)
+            self._cond.notify()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight, drop what is still queued (the caller has cancelled it), stop."""
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _take(self) -> list[RemoteJob]:
+        with self._cond:
+            while not self._queue and not self._stop:
+                self._cond.wait()
+            if self._stop:
+                return []
+            n = min(self.batch_size, len(self._queue))
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while True:
+            jobs = self._take()
+            if not jobs:
+                return
+            with self._cond:  # the rate limit (or a throttling back-off); stop() cuts it short
+                while not self._stop and time.time() < self._next_at:
+                    self._cond.wait(self._next_at - time.time())
+            try:
+                self.send(jobs)
+            except Throttled as exc:
+                self.throttled += 1
+                self.rate = max(self.min_rate, self.rate / 2)
+                backoff = min(30.0, max(0.5, backoff * 2))
+                with self._cond:
+                    self._queue.extendleft(reversed(exc.pending))
+                if self.throttled in (1, 10, 100, 1000):
+                    self.warn(f"{self.name}: the API is throttling submissions; now at most {self.rate:g} a "
+                              f"second, retrying in {exc.retry_after or backoff:.1f}s")
+                self._next_at = time.time() + (exc.retry_after or backoff)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the thread every later submit waits on
+                self.failed(jobs, exc)
+            backoff = 0.0
+            self.rate = min(self.max_rate, self.rate + 1)
+            self._next_at = max(self._next_at, time.time()) + len(jobs) / self.rate
+
+
+class RemoteBackend(Backend):
+    """A backend whose tasks run as jobs behind an API; see the module docstring for the lifecycle."""
+    remote = True
+    #: environment variable with the seconds between status rounds while jobs change
+    poll_env: ClassVar[str] = ""
+    poll_default: ClassVar[float] = 1.0
+    poll_max: ClassVar[float] = 10.0
+    #: how long a concluded job may wait for its log before it is reported anyway
+    log_drain: ClassVar[float] = 10.0
+    #: how long end_run waits for the cancelled jobs to be reported
+    end_run_wait: ClassVar[float] = 30.0
+    #: submissions a second at the start, and the most the submitter climbs to
+    submit_rate: ClassVar[float] = 50.0
+    submit_rate_max: ClassVar[float] = 50.0
+    submit_batch: ClassVar[int] = 100
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._lock = threading.RLock()
+        self._jobs: dict[Any, RemoteJob] = {}  # the run's jobs, by a key unique in the run
+        self._ctx: Optional[RunContext] = None
+        self._package_url: Optional[str] = None
+        self._task_env: dict[str, str] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._poller: Optional[threading.Thread] = None
+        self._submitter: Optional[Submitter] = None
+        self.calls: collections.Counter[str] = collections.Counter()  # API calls by name, for the benchmarks
+
+    # ------------------------------------------------------------------ hooks for the subclass
+    def prepare(self, job: RemoteJob) -> None:
+        """Checks and work that need no API call, on the caller's thread (raise a WorkbenchError to refuse)."""
+
+    def submit_job(self, job: RemoteJob) -> None:
+        """Create the job through the API (on the submitter thread); raise on failure."""
+        raise NotImplementedError
+
+    def submit_jobs(self, jobs: list[RemoteJob]) -> None:
+        """Send a batch: one :meth:`submit_job` each (override to send several jobs in one call). A job the API
+        refuses is failed alone; throttling sends the unsent rest back to the submitter (:class:`Throttled`)."""
+        for i, job in enumerate(jobs):
+            if not self._begin_submit(job):
+                continue
+            try:
+                self.submit_job(job)
+                self.calls["submit"] += 1
+            except Exception as exc:  # noqa: BLE001 - reported as the task's failure, never lost
+                if self.is_throttling(exc):
+                    with self._lock:
+                        job.phase = QUEUED
+                    raise Throttled(jobs[i:], getattr(exc, "retry_after", None)) from None
+                self._submit_failed(job, exc)
+                continue
+            self._sent(job)
+
+    def is_throttling(self, exc: BaseException) -> bool:
+        """Whether the API refused for rate (the submitter backs off and retries)."""
+        return False
+
+    def poll(self, active: list[RemoteJob]) -> bool:
+        """One status round over the sent jobs not yet concluded; conclude those that ended. True when
+        anything changed (the poller then keeps its fastest pace)."""
+        raise NotImplementedError
+
+    def terminate(self, job: RemoteJob) -> None:
+        """Ask the API to stop a sent job (its reason is ``job.requested``); the poller concludes it."""
+        raise NotImplementedError
+
+    def _requested_exit(self, job: RemoteJob) -> TaskExit:
+        """The outcome of a job the runtime cancelled (``job.requested`` says why)."""
+        raise NotImplementedError
+
+    def usage(self, job: RemoteJob) -> dict[str, Any]:
+        """What the TaskExit's usage names the job by."""
+        return {}
+
+    def drain_logs(self, job: RemoteJob) -> bool:
+        """Deliver what is left of a concluded job's log; True once nothing more will come."""
+        return True
+
+    def stop_logs(self, job: RemoteJob) -> None:
+        """The job is reported before its log drained: stop following it."""
+
+    def after_report(self, job: RemoteJob) -> None:
+        """Called once after on_exit (e.g. free the cluster of a finished job)."""
+
+    def prepare_run(self, ctx: RunContext) -> None:
+        """First thing of start_run (e.g. check the API answers)."""
+
+    def cleanup_run(self, ctx: RunContext) -> None:
+        """Last thing of end_run, once every job is reported: sweep whatever of the run is left."""
+
+    # ------------------------------------------------------------------ run lifecycle
+    def start_run(self, ctx: RunContext) -> None:
+        from ..aws import task_environment
+        self._ctx = ctx
+        self.prepare_run(ctx)
+        self._package_url = self.upload_package(ctx)
+        storage = ctx.datastore.storage
+        self._task_env = {**task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
+                          "PYTHONUNBUFFERED": "1"}
+        self._stop.clear()
+        self._submitter = Submitter(self.submit_jobs, rate=self.submit_rate, max_rate=self.submit_rate_max,
+                                    batch_size=self.submit_batch, name=f"{self.name}-submitter", warn=self._warn,
+                                    failed=self._batch_failed)
+        self._submitter.start()
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{self.name}-poller", daemon=True)
+        self._poller.start()
+
+    def upload_package(self, ctx: RunContext) -> str:
+        """Put the project's code in the datastore, once per run (content-addressed: an unchanged project is not
+        uploaded again); the URL the task's bootstrap downloads it from."""
+        from .. import package
+        t0 = time.time()
+        pkg = package.collect(ctx.project_root)
+        warning = pkg.warning()
+        if warning:
+            ctx.warn(f"{self.name}: {warning}")
+        url, uploaded = package.upload(pkg, ctx.datastore.storage, ctx.flow)
+        if uploaded and time.time() - t0 > 5:
+            ctx.warn(f"{self.name}: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s "
+                     f"to upload")
+        return url
+
+    def end_run(self, ctx: RunContext) -> None:
+        with self._lock:
+            unreported = [j for j in self._jobs.values() if not j.done]
+        for job in unreported:
+            if job.outcome is None:
+                self.cancel_job(job, job.requested or "the run ended")
+        if self._submitter is not None:
+            self._submitter.stop()
+        deadline = time.time() + (self.end_run_wait if unreported else 0)
+        while time.time() < deadline:
+            with self._lock:
+                if all(j.done for j in self._jobs.values()):
+                    break
+            self._wake.set()
+            time.sleep(0.1)
+        self._stop.set()
+        self._wake.set()
+        if self._poller is not None:
+            self._poller.join(timeout=15)
+        # every job gets its on_exit exactly once, whatever happened
+        with self._lock:
+            unreported = [j for j in self._jobs.values() if not j.done]
+        for job in unreported:
+            with self._lock:
+                if job.outcome is None:
+                    job.outcome = TaskExit("cancelled", None, job.requested or "the run ended", self.usage(job))
+                    job.outcome_at = time.time()
+            self.settle(job, force=True)
+        self.cleanup_run(ctx)
+
+    # ------------------------------------------------------------------ submitting
+    def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
+        if self._package_url is None or self._submitter is None:
+            raise BackendError(f"{self.name}: submit before start_run (no code package)")
+        job = self.new_job(spec, on_log, on_exit)
+        self.prepare(job)
+        with self._lock:
+            self._jobs[self.job_key(job)] = job
+        self._submitter.put(job)
+        return self.handle_for(job)
+
+    def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> RemoteJob:
+        return RemoteJob(spec, on_log, on_exit)
+
+    def job_key(self, job: RemoteJob) -> Any:
+        return id(job)
+
+    def handle_for(self, job: RemoteJob) -> TaskHandle:
+        return RemoteHandle(self, job)
+
+    def _begin_submit(self, job: RemoteJob) -> bool:
+        """Move a queued job to submitting; False when it was cancelled (it is never sent, and concluded)."""
+        with self._lock:
+            if not (job.requested or job.outcome is not None or job.done):
+                job.phase = SUBMITTING
+                return True
+        if job.requested:
+            self.conclude(job, self._requested_exit(job))  # no-op when cancel_job already did
+        return False
+
+    def _sent(self, job: RemoteJob) -> None:
+        """The API accepted the job: from now the poller follows it (and a cancel that came meanwhile stops it)."""
+        with self._lock:
+            job.phase = SENT
+            job.submitted = time.time()
+            cancelled = job.requested is not None
+        if cancelled:
+            self.terminate(job)
+        self._wake.set()
+
+    def _batch_failed(self, jobs: list[RemoteJob], exc: BaseException) -> None:
+        """Fail every job of a batch the API never accepted (sent ones are followed by the poller)."""
+        for job in jobs:
+            if job.phase != SENT:
+                self._submit_failed(job, exc)
+
+    def _submit_failed(self, job: RemoteJob, exc: BaseException) -> None:
+        if job.requested:  # cancelled while the API call was on its way
+            self.conclude(job, self._requested_exit(job))
+            return
+        message = str(exc) if isinstance(exc, WorkbenchError) else f"{self.name}: submit: {exc}"
+        self.conclude(job, TaskExit("failed", None, message, self.usage(job)))
+
+    # ------------------------------------------------------------------ cancel
+    def cancel_job(self, job: RemoteJob, reason: str) -> None:
+        """Stop a job; its on_exit follows soon (at once when it was not sent yet)."""
+        with self._lock:
+            if job.done or job.outcome is not None:
+                return
+            job.requested = job.requested or reason
+            job.cancel_sent = time.time()
+            phase = job.phase
+        if phase == QUEUED:
+            self.conclude(job, self._requested_exit(job))
+        elif phase == SENT:
+            self.terminate(job)
+        # SUBMITTING: _sent terminates it once the API has answered
+        self._wake.set()
+
+    # ------------------------------------------------------------------ status
+    def poll_interval(self) -> float:
+        """Seconds between status rounds while jobs change (``poll_env``, at least 0.05)."""
+        try:
+            return max(0.05, float(os.environ.get(self.poll_env, self.poll_default)))
+        except ValueError:
+            return self.poll_default
+
+    def live_jobs(self) -> list[RemoteJob]:
+        """The jobs the API has accepted and whose on_exit has not been called."""
+        with self._lock:
+            return [j for j in self._jobs.values() if not j.done and j.phase == SENT]
+
+    def _poll_loop(self) -> None:
+        interval = poll_min = self.poll_interval()
+        errors = 0
+        while not self._stop.is_set():
+            active = self.live_jobs()
+            if not active:
+                interval = poll_min
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                changed = self.poll_once(active)
+                errors = 0
+                interval = poll_min if changed else min(self.poll_max, interval * 1.5)
+            except Exception as exc:  # noqa: BLE001 - keep polling, slower; say so once in a while
+                errors += 1
+                interval = min(self.poll_max, max(interval, poll_min) * 2)
+                if errors in (1, 10, 100, 1000):
+                    self._warn(f"{self.name}: reading the status of the run's jobs failed, retrying in "
+                               f"{interval:.1f}s: {exc}")
+            if self._wake.wait(interval):
+                interval = poll_min  # a submit, a cancel or a log that ended: look now
+            self._wake.clear()
+
+    def poll_once(self, active: Optional[list[RemoteJob]] = None) -> bool:
+        """One round: the status of the jobs not concluded, then report those whose logs have drained.
+        True when anything changed or a concluded job still waits for its log."""
+        if active is None:
+            active = self.live_jobs()
+        changed = False
+        for job in active:
+            if job.outcome is not None and not job.done:
+                self.settle(job)
+                changed = True  # keep the fast pace until every concluded job is reported
+        pending = [j for j in active if j.outcome is None]
+        if pending and self.poll(pending):
+            changed = True
+        return changed or any(j.outcome is not None and not j.done for j in pending)
+
+    # ------------------------------------------------------------------ reporting
+    def conclude(self, job: RemoteJob, result: TaskExit) -> None:
+        """Record how the job ended (the first outcome wins) and report it if its log has drained."""
+        with self._lock:
+            if job.outcome is not None or job.done:
+                return
+            job.outcome = result
+            job.outcome_at = time.time()
+        self.settle(job)
+
+    def settle(self, job: RemoteJob, force: bool = False) -> bool:
+        """Call on_exit, exactly once, when the log has drained (or ``log_drain`` has passed, or ``force``).
+        True when this call reported the job."""
+        with self._lock:
+            if job.done or job.outcome is None:
+                return False
+        drained = not force and self.drain_logs(job)
+        if not (drained or force or time.time() >= job.outcome_at + self.log_drain):
+            return False
+        with self._lock:
+            if job.done:
+                return False
+            job.done = True
+            if self._jobs.get(self.job_key(job)) is job:
+                del self._jobs[self.job_key(job)]  # reported: the run's memory stays flat in its number of tasks
+        if not drained:
+            self.stop_logs(job)
+        try:
+            job.on_exit(job.outcome)
+        finally:
+            self.after_report(job)
+        return True
+
+    def _warn(self, message: str) -> None:
+        if self._ctx is not None:
+            self._ctx.warn(message)
+
+
+__all__ = ["RemoteBackend", "RemoteHandle", "RemoteJob", "Submitter", "Throttled", "QUEUED", "SUBMITTING", "SENT"]
