@@ -141,7 +141,7 @@ class BatchContract(ContractBackend):
         pytest.importorskip("boto3")
         self.endpoint = request.getfixturevalue("moto_server")
         _aws_environment(env, self.endpoint)
-        env.setenv("WORKBENCH_BATCH_POLL", "0.5")
+        env.setenv("WORKBENCH_BATCH_POLL", "0.2")
         env.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
         self.aws = AwsTestbed(self.endpoint)
         self.bucket = self.aws.bucket()
@@ -230,7 +230,8 @@ class KubernetesContract(ContractBackend):
 
     def leftovers(self, run_id, events):
         selector = self._selector(run_id)
-        jobs = [f"job {j.metadata.name}" for j in self.batch.list_namespaced_job("default", label_selector=selector).items]
+        jobs = [f"job {j.metadata.name}"
+                for j in self.batch.list_namespaced_job("default", label_selector=selector).items]
         pods = [f"pod {p.metadata.name} ({p.status.phase})"
                 for p in self.core.list_namespaced_pod("default", label_selector=selector).items]
         containers = [f"container {c.name} ({c.status})" for c in self.emu.containers()]

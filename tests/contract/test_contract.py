@@ -23,17 +23,22 @@ def _started_on(outcome, step: str) -> set[str]:
     return {e.backend for e in outcome.of("TaskStarted", step)}
 
 
-def test_success(contract):
-    outcome = contract.run("HelloFlow")
-    assert outcome.status == "succeeded", outcome.result.message
-    assert _started_on(outcome, "work") == {contract.name}
-    assert _started_on(outcome, "start") == _started_on(outcome, "end") == {"local"}
-    work = outcome.finished("work")
+@pytest.fixture(scope="module")
+def hello(contract):
+    """One run of HelloFlow per backend, shared by the success and the two log tests."""
+    return contract.run("HelloFlow")
+
+
+def test_success(contract, hello):
+    assert hello.status == "succeeded", hello.result.message
+    assert _started_on(hello, "work") == {contract.name}
+    assert _started_on(hello, "start") == _started_on(hello, "end") == {"local"}
+    work = hello.finished("work")
     assert (word(work.status), work.exit_code) == ("succeeded", 0)
     # the step's own output (remote backends add a line of their own: "workbench: code package ... unpacked")
-    assert [e.text for e in outcome.of("LogLine", "work") if not e.text.startswith("workbench: ")] == \
-        ["hello from work 21"]
-    run = contract.stored("HelloFlow", outcome.run_id)
+    assert [e.text for e in hello.of("LogLine", "work") if not e.text.startswith("workbench: ")] == \
+        ["hello from work 21", "tick 0", "tick 1", "tick 2"]
+    run = contract.stored("HelloFlow", hello.run_id)
     assert run.successful
     assert run["work"].task.data.y == 42 and run["end"].task.data.z == 43
     assert "hello from work 21" in run["work"].task.stdout
@@ -50,7 +55,7 @@ def test_failure_says_exit_code_and_reason(contract):
     assert "ValueError: bad value 42" in raises.traceback
     assert not outcome.of("TaskStarted", "join") and not outcome.of("TaskStarted", "end")
     run = contract.stored("FailFlow", outcome.run_id)
-    assert run["crash"].task.status == "failed"
+    assert word(run["crash"].task.status) == "failed"
     assert "about to exit with 7" in run["crash"].task.stdout  # the output before the exit was kept
     assert "join" not in run
 
@@ -62,7 +67,7 @@ def test_timeout(contract):
     work = outcome.finished("work")
     assert word(work.status) == "timeout", work.reason
     assert "timed out after 2s" in work.reason and work.exit_code == 3
-    assert contract.task("SleepyFlow", outcome.run_id, "work").status == "timeout"
+    assert word(contract.task("SleepyFlow", outcome.run_id, "work").status) == "timeout"
 
 
 def test_out_of_memory(contract):
@@ -74,7 +79,7 @@ def test_out_of_memory(contract):
     assert (word(work.status), work.exit_code) == ("oom", 137), work.reason
     for words in contract.backend.oom_words:
         assert words in work.reason, work.reason
-    assert contract.task("OomFlow", outcome.run_id, "work").status == "oom"
+    assert word(contract.task("OomFlow", outcome.run_id, "work").status) == "oom"
 
 
 def test_cancel_mid_run_leaves_nothing(contract):
@@ -83,16 +88,20 @@ def test_cancel_mid_run_leaves_nothing(contract):
     seen: dict = {}
 
     def cancel_when_both_run(rt, timed):
-        deadline = time.time() + 60
-        while not any(type(e).__name__ == "RunStarted" for _, e in list(timed)) and time.time() < deadline:
-            time.sleep(0.05)
-        run_id = next(e.run_id for _, e in list(timed) if type(e).__name__ == "RunStarted")
-        seen["running"] = contract.wait_running(run_id, "wait", 2)
-        seen["cancelled_at"] = time.time()
-        rt.cancel(CANCEL_REASON)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                started = [e.run_id for _, e in list(timed) if type(e).__name__ == "RunStarted"]
+                if started:
+                    seen["running"] = contract.wait_running(started[0], "wait", 2)
+                    break
+                time.sleep(0.05)
+        finally:  # whatever happened, the run must not sleep on for two minutes
+            seen["cancelled_at"] = time.time()
+            rt.cancel(CANCEL_REASON)
 
     outcome = contract.run("CancelFlow", max_workers=2, during=cancel_when_both_run)
-    assert seen["running"] == 2, f"only {seen['running']} of the 2 tasks were seen running"
+    assert seen.get("running") == 2, f"{seen.get('running')} of the 2 tasks were seen running"
     assert outcome.status == "cancelled"
     returned_after = outcome.timed[-1][0] - seen["cancelled_at"]
     assert returned_after < 15, f"the run took {returned_after:.1f}s to end after cancel"
@@ -102,25 +111,18 @@ def test_cancel_mid_run_leaves_nothing(contract):
     assert not outcome.of("TaskStarted", "join")
 
 
-@pytest.fixture(scope="module")
-def talk(contract):
-    """One run of TalkFlow per backend, shared by the two log tests."""
-    return contract.run("TalkFlow")
-
-
-def test_logs_arrive_in_order(contract, talk):
-    assert talk.status == "succeeded", talk.result.message
-    ticks = [(e.stream, e.text) for e in talk.of("LogLine", "talk") if e.text.startswith("tick")]
+def test_logs_arrive_in_order(contract, hello):
+    ticks = [(e.stream, e.text) for e in hello.of("LogLine", "work") if e.text.startswith("tick")]
     assert ticks == [("stdout", "tick 0"), ("stdout", "tick 1"), ("stdout", "tick 2")]
-    stored = contract.task("TalkFlow", talk.run_id, "talk").stdout.splitlines()
+    stored = contract.task("HelloFlow", hello.run_id, "work").stdout.splitlines()
     assert [line for line in stored if line.startswith("tick")] == ["tick 0", "tick 1", "tick 2"]
 
 
-def test_logs_arrive_before_the_task_ends(contract, talk):
+def test_logs_arrive_before_the_task_ends(contract, hello):
     if contract.backend.live_logs:
         pytest.skip(contract.backend.live_logs)
-    arrived = {e.text: t for t, e in talk.timed if type(e).__name__ == "LogLine" and e.text.startswith("tick")}
-    ended = next(t for t, e in talk.timed if type(e).__name__ == "TaskFinished" and e.step == "talk")
+    arrived = {e.text: t for t, e in hello.timed if type(e).__name__ == "LogLine" and e.text.startswith("tick")}
+    ended = next(t for t, e in hello.timed if type(e).__name__ == "TaskFinished" and e.step == "work")
     assert ended - arrived["tick 0"] > 1.0, "the first line arrived only when the task ended"
     assert arrived["tick 1"] < ended
 
@@ -131,17 +133,23 @@ def _artifacts(contract, flow: str, run_id: str) -> dict:
             for step in contract.stored(flow, run_id) for task in step}
 
 
+_REFERENCE: dict = {}  # ShapeFlow's artifacts from the first local run of the session
+
+
 def test_artifacts_are_identical_across_backends(contract):
-    """ShapeFlow on this backend and on the local backend in the same project: the same sha256 per artifact
-    per task (the local run is the reference every backend is compared with)."""
+    """ShapeFlow here and on the local backend: the same sha256 per artifact per task. The reference is the
+    session's first local run of it (the local backend's own test runs it twice, in one project)."""
     here = contract.run("ShapeFlow", params={"alpha": "3"})
-    reference = contract.run("ShapeFlow", params={"alpha": "3"}, backend="local")
-    assert here.status == reference.status == "succeeded", (here.result.message, reference.result.message)
+    assert here.status == "succeeded", here.result.message
     assert _started_on(here, "each") == _started_on(here, "gather") == {contract.name}
-    assert {e.backend for e in reference.of("TaskStarted")} == {"local"}
-    ours, theirs = _artifacts(contract, "ShapeFlow", here.run_id), _artifacts(contract, "ShapeFlow", reference.run_id)
+    ours = _artifacts(contract, "ShapeFlow", here.run_id)
+    if not _REFERENCE or contract.name == "local":
+        reference = contract.run("ShapeFlow", params={"alpha": "3"}, backend="local")
+        assert reference.status == "succeeded", reference.result.message
+        assert {e.backend for e in reference.of("TaskStarted")} == {"local"}
+        _REFERENCE.update(_artifacts(contract, "ShapeFlow", reference.run_id))
     assert sorted(ours) == [("each", 0), ("each", 1), ("end", None), ("gather", None), ("start", None)]
-    assert ours == theirs
+    assert ours == _REFERENCE
     assert contract.stored("ShapeFlow", here.run_id).data.summary == {"words": ["AAA", "BBB"], "total": 24.0}
 
 

@@ -10,7 +10,8 @@ from workbench import FlowSpec, Parameter, current, resources, retry, step, time
 
 
 class HelloFlow(FlowSpec):
-    """Success: an input from a local step, a result for the next one, a line of output."""
+    """Success: an input from a local step, a result for the next one, and numbered lines a second apart, which
+    must arrive in order and (where the backend streams) before the step ends."""
 
     @step
     def start(self):
@@ -20,6 +21,10 @@ class HelloFlow(FlowSpec):
     @step
     def work(self):
         print("hello from work", self.x, flush=True)
+        for i in range(3):
+            print(f"tick {i}", flush=True)
+            if i < 2:
+                time.sleep(1.0)
         self.y = self.x * 2
         self.next(self.end)
 
@@ -114,26 +119,6 @@ class CancelFlow(FlowSpec):
 
     @step
     def join(self, inputs):
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
-class TalkFlow(FlowSpec):
-    """Numbered lines a second apart: they must arrive in order, and (where the backend streams) before the end."""
-
-    @step
-    def start(self):
-        self.next(self.talk)
-
-    @step
-    def talk(self):
-        for i in range(3):
-            print(f"tick {i}", flush=True)
-            if i < 2:
-                time.sleep(1.0)
         self.next(self.end)
 
     @step
