@@ -1,11 +1,12 @@
 """The AWS Batch backend: job definitions (pure), polling and warnings (fake client), and end to end against
-moto's server, whose Batch runs each job as a real container on the local Docker engine."""
+moto's server, whose Batch runs each job as a real container on the local Docker engine. Failure with exit code
+and reason, @timeout, cancel leaving no job or container and on_exit once per attempt are checked for every
+backend by the contract suite (tests/contract); this file keeps what is Batch's own."""
 
 from __future__ import annotations
 
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,13 +152,6 @@ FLOW = textwrap.dedent('''
         def train(self):
             print("hello from batch", self.x)
             print("to stderr", file=sys.stderr)
-            mode = os.environ.get("DEMO_MODE", "ok")
-            if mode == "crash":
-                sys.stdout.flush()
-                os._exit(7)
-            if mode == "sleep":
-                import time
-                time.sleep(120)
             self.y = self.x * 2
             self.where_train = os.environ.get("AWS_BATCH_JOB_ID", "local")
             self.next(self.end)
@@ -175,7 +169,7 @@ def batch_project(aws, tmp_path, monkeypatch):
     bucket = aws.bucket()
     queue = aws.batch_queue()
 
-    def make(mode: str = "ok", extra: str = "") -> ProjectConfig:
+    def make() -> ProjectConfig:
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\n")
@@ -197,8 +191,7 @@ def batch_project(aws, tmp_path, monkeypatch):
             backend = "batch"
             cpu = 1
             memory = "512M"
-            env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-            {extra}
+            env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
         ''').lstrip())
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
@@ -221,10 +214,6 @@ def _run(config, events=None, runtime_hook=None):
     if runtime_hook:
         runtime_hook(rt)
     return rt, rt.run()
-
-
-def _containers(client, run_id):
-    return [c for c in client.containers.list(all=True) if run_id in c.name]
 
 
 def test_end_to_end_local_batch_local(batch_project, aws):
@@ -256,60 +245,6 @@ def test_end_to_end_local_batch_local(batch_project, aws):
     _, again = _run(config)
     assert again.status == "succeeded"
     assert len(batch.describe_job_definitions(status="ACTIVE")["jobDefinitions"]) == n_defs == 1
-
-
-def test_failing_step_reports_exit_code_and_reason(batch_project):
-    config = batch_project("crash")
-    rt, result = _run(config)
-    assert result.status == "failed"
-    task = rt.ds.read_task(rt.run_id, "train", "2")
-    assert task["status"] == "failed"
-    assert task["attempts"][-1]["exit_code"] == 7
-    assert "exited with code 7" in task["reason"]
-    lines = [text for _, _, text in rt.ds.read_log(rt.run_id, "train", "2")]
-    assert "hello from batch 21" in lines
-    assert rt.ds.read_task(rt.run_id, "end", "3") is None
-
-
-def test_step_timeout_is_reported(batch_project):
-    config = batch_project("sleep", extra="timeout = 2")
-    rt, result = _run(config)
-    assert result.status == "failed"
-    task = rt.ds.read_task(rt.run_id, "train", "2")
-    assert task["status"] == "timeout" and "timed out after 2s" in task["reason"]
-    assert task["attempts"][-1]["exit_code"] == 3
-
-
-def test_cancelled_run_leaves_no_job_or_container(batch_project, aws):
-    config = batch_project("sleep")
-    holder = {}
-
-    def hook(rt):
-        holder["rt"] = rt
-
-    def cancel_when_running():
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            running = [j for j in aws.jobs(batch_project.queue) if j["status"] == "RUNNING"]
-            if running:
-                time.sleep(1.0)
-                holder["rt"].cancel("cancelled by the test")
-                return
-            time.sleep(0.3)
-        holder["rt"].cancel("never started")
-
-    t = threading.Thread(target=cancel_when_running, daemon=True)
-    t.start()
-    rt, result = _run(config, runtime_hook=hook)
-    t.join(timeout=5)
-    assert result.status == "cancelled"
-    task = rt.ds.read_task(rt.run_id, "train", "2")
-    assert task["status"] == "cancelled" and "cancelled by the test" in task["reason"]
-    assert aws.wait_jobs_settled(batch_project.queue, timeout=20) == []
-    deadline = time.time() + 20
-    while _containers(batch_project.docker, rt.run_id) and time.time() < deadline:
-        time.sleep(0.5)
-    assert _containers(batch_project.docker, rt.run_id) == []
 
 
 def test_preflight_refuses_what_no_compute_environment_fits(aws, tmp_path):

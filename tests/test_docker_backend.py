@@ -1,4 +1,6 @@
-"""The docker backend against a real Docker engine (see tests/support/engine.py).
+"""The docker backend against a real Docker engine (see tests/support/engine.py): what is specific to it.
+Success, failure, @timeout, OOM, cancel leaving no container, live logs, identical artifacts and on_exit once per
+attempt are checked for every backend by the contract suite (tests/contract).
 
 Every test project lives in tmp_path with its own workbench.toml (``[docker] image`` = the locally
 built base image) and a unique project name; a fixture removes whatever container carries that
@@ -289,16 +291,6 @@ def test_oom_is_reported_with_its_limit(project):
     assert count_containers(docker_client_or_skip(), {"workbench.run": result.run_id}) == 0
 
 
-def test_timeout_is_reported_and_container_removed(project):
-    t0 = time.time()
-    result, events, *_ = run_flow(project, "flows/behaviour_flow.py:SleepyFlow")
-    assert time.time() - t0 < 20
-    start = finished(events, "start")
-    assert start.status == "timeout", start.reason
-    assert "timed out" in start.reason or "timeout" in start.reason
-    assert count_containers(docker_client_or_skip(), {"workbench.run": result.run_id}) == 0
-
-
 def test_hard_timeout_kills_the_container(project, monkeypatch):
     import workbench.runtime
 
@@ -309,39 +301,6 @@ def test_hard_timeout_kills_the_container(project, monkeypatch):
     start = finished(events, "start")
     assert (start.status, start.reason) == ("timeout", "timed out after 2s")
     assert count_containers(docker_client_or_skip(), {"workbench.run": result.run_id}) == 0
-
-
-def test_cancel_mid_run_removes_every_container(project):
-    client = docker_client_or_skip()
-    box: dict = {}
-    waiting = threading.Event()
-
-    def on_event(e):
-        if isinstance(e, ev.RunStarted):
-            box["run_id"] = e.run_id
-        if isinstance(e, ev.LogLine) and e.text.startswith("waiting"):
-            box["n"] = box.get("n", 0) + 1
-            if box["n"] == 2:
-                waiting.set()
-
-    config = load_config(project)
-    graph = load_graph(project / "flows/behaviour_flow.py", "CancelFlow")
-    events: list = []
-    rt = Runtime(graph, config, sink=lambda e: (events.append(e), on_event(e)), max_workers=2)
-    out: list = []
-    runner = threading.Thread(target=lambda: out.append(rt.run()), daemon=True)
-    runner.start()
-    assert waiting.wait(60), "the two foreach tasks never started"
-    # the two running foreach tasks (the finished start container may still be on its way out)
-    assert count_containers(client, {"workbench.run": box["run_id"], "workbench.step": "wait"}) == 2
-    t0 = time.time()
-    rt.cancel()
-    runner.join(30)
-    assert not runner.is_alive()
-    assert time.time() - t0 < 15
-    assert out[0].status == "cancelled"
-    assert {e.status for e in events if isinstance(e, ev.TaskFinished) and e.step == "wait"} == {"cancelled"}
-    assert count_containers(client, {"workbench.run": box["run_id"]}) == 0
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen:

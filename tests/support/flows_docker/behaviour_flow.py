@@ -46,19 +46,6 @@ class OomFlow(FlowSpec):
         pass
 
 
-class SleepyFlow(FlowSpec):
-    @timeout(seconds=2)
-    @step
-    def start(self):
-        print("sleeping", flush=True)
-        time.sleep(60)
-        self.next(self.end)
-
-    @step
-    def end(self):
-        pass
-
-
 class CancelFlow(FlowSpec):
     @step
     def start(self):
