@@ -319,7 +319,8 @@ def cmd_logs(args) -> int:
 
 
 def cmd_artifacts(args) -> int:
-    from .preview import preview
+    """List artifacts, or show one from the summary its task stored; only ``--load`` unpickles the blob."""
+    from .preview import artifact_origin, preview, provenance_note, summary_text
     config = load_config()
     ds, parts = split_pathspec(args.pathspec, config)
     if len(parts) < 2:
@@ -334,7 +335,14 @@ def cmd_artifacts(args) -> int:
         if art is None:
             raise UsageError(f"task {step}/{task_id} has no artifact {args.name} "
                              f"(it has: {', '.join(sorted(doc.get('artifacts', {}))) or 'none'})")
-        value = ds.load_artifact(art["sha"])
+        info, maker = artifact_origin(ds, run_id, art, doc)
+        if not getattr(args, "load", False):
+            print(summary_text(info))
+            return 0
+        note = provenance_note(args.name, maker)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
+        value = ds.load_artifact(art["sha"], name=args.name, owner=maker.get("pathspec") or f"{run_id}/{step}/{task_id}")
         print(preview(value))
         return 0
     out = {}
