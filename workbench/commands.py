@@ -342,7 +342,8 @@ def cmd_artifacts(args) -> int:
         note = provenance_note(args.name, maker)
         if note:
             print(f"warning: {note}", file=sys.stderr)
-        value = ds.load_artifact(art["sha"], name=args.name, owner=maker.get("pathspec") or f"{run_id}/{step}/{task_id}")
+        owner = (maker.get("pathspec") or f"-/{run_id}/{step}/{task_id}").split("/", 1)[-1]  # RUN/STEP/TASK
+        value = ds.load_artifact(art["sha"], name=args.name, owner=owner)
         print(preview(value))
         return 0
     out = {}
