@@ -233,3 +233,21 @@ def test_package_show_lists_what_it_left_out(tmp_path, monkeypatch, capsys):
     assert main(["package", "show", "flows/f.py"]) == 0
     out = capsys.readouterr().out
     assert "left out" in out and ".aws/credentials" in out and "warning: left out 10 file(s)" in out
+
+
+def test_secret_looking_env_is_recognised_and_redacted_in_the_package(tmp_path):
+    from workbench.package import build_archive, collect
+    from workbench.redact import looks_secret, redact_env
+    assert looks_secret("DB_PASSWORD", "x") and looks_secret("GITHUB_TOKEN", "x") and looks_secret("API_KEY", "x")
+    assert looks_secret("ANY", "AKIAABCDEFGHIJKLMNOP")
+    assert looks_secret("ANY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    assert not looks_secret("MODE", "fast") and not looks_secret("COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    assert redact_env({"SECRET": "s", "N": "1"}) == {"SECRET": "<redacted>", "N": "1"}
+    (tmp_path / "workbench.toml").write_text('[project]\nname = "p"\n[flows.F.steps.train]\n'
+                                              'env = { DB_PASSWORD = "hunter2", MODE = "fast" }\n')
+    import io
+    import tarfile
+    blob = build_archive(collect(tmp_path, include_workbench=False).files)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        shipped = tar.extractfile("project/workbench.toml").read().decode()
+    assert "hunter2" not in shipped and 'DB_PASSWORD = "<redacted>"' in shipped and 'MODE = "fast"' in shipped

@@ -147,7 +147,8 @@ class CredsFlow(FlowSpec):
         path = os.environ["AWS_SHARED_CREDENTIALS_FILE"]
         st = os.stat(path)
         self.creds_file = {"path": path, "mode": oct(stat.S_IMODE(st.st_mode)),
-                           "key_in_env": "AWS_SECRET_ACCESS_KEY" in os.environ}
+                           "key_in_env": "AWS_SECRET_ACCESS_KEY" in os.environ,
+                           "step_token": os.environ.get("API_TOKEN")}
         print("waiting", flush=True)
         time.sleep(6)
         self.next(self.end)
@@ -160,6 +161,7 @@ class CredsFlow(FlowSpec):
 SECRET = "wbSecret" + "x" * 32
 TOKEN = "wbToken" + "y" * 40
 KEY_ID = "AKIAWBTESTKEY0000001"
+STEP_TOKEN = "step-token-" + "z" * 20
 
 
 def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, aws, monkeypatch):  # noqa: F811
@@ -170,7 +172,8 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     (tmp_path / "flows" / "creds.py").write_text(CREDS_FLOW)
     (tmp_path / "workbench.toml").write_text(
         f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n\n'
-        f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{aws.endpoint}"\n')
+        f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{aws.endpoint}"\n\n'
+        f'[flows.CredsFlow.steps.start]\nenv = {{ API_TOKEN = "{STEP_TOKEN}", MODE = "fast" }}\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
@@ -190,7 +193,7 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     t = threading.Thread(target=watch)
     t.start()
     try:
-        result, _, _, _ = run_flow(tmp_path, "flows/creds.py")
+        result, events, _, _ = run_flow(tmp_path, "flows/creds.py")
     finally:
         t.join()
         for c in client.containers.list(all=True, filters={"label": [f"workbench.project={name}"]}):
@@ -198,13 +201,19 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     assert result.status == "succeeded", result.message
     assert inspected, "the task's container was seen running"
     text = json.dumps(inspected[0])
-    for secret in (SECRET, TOKEN, KEY_ID):
+    for secret in (SECRET, TOKEN, KEY_ID, STEP_TOKEN):
         assert secret not in text
     env = dict(e.split("=", 1) for e in inspected[0]["Config"]["Env"])
     assert not {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"} & set(env)
     ds = FlowDatastore(load_config(tmp_path).datastore_url, "CredsFlow")
     info = ds.load_artifact(ds.read_task(result.run_id, "start", "1")["artifacts"]["creds_file"]["sha"])
     assert info["mode"] == "0o600" and not info["key_in_env"]
+    # a step env value that looks like a secret: delivered, warned about, and redacted in the task record
+    assert info["step_token"] == STEP_TOKEN
+    assert any("API_TOKEN" in str(getattr(e, "message", "")) and "@secrets" in str(getattr(e, "message", ""))
+               for e in events)
+    record = ds.read_task(result.run_id, "start", "1")
+    assert record["settings"]["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
     assert info["path"].startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent"))
     mounts = {m["Destination"]: m for m in inspected[0]["Mounts"]}
     assert mounts[info["path"]]["RW"] is False

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .redact import redact_settings
 from .config import load_config
 from .errors import UsageError, WorkbenchError
 from .graph import FlowGraph, build_graph, find_flow_files
@@ -148,7 +149,7 @@ def cmd_show(args) -> int:
     if args.json:
         data = graph.to_dict()
         for step in data["steps"]:
-            step["settings"] = settings[step["name"]].to_dict()
+            step["settings"] = redact_settings(settings[step["name"]].to_dict())
             if step["name"] in usage:
                 step["usage"] = usage[step["name"]]
         print(json.dumps(data, indent=2, default=str))

@@ -23,6 +23,7 @@ from .config import ProjectConfig
 from .datastore import FlowDatastore, new_run_id
 from .errors import UsageError, WorkbenchError
 from .graph import FlowGraph
+from .redact import redact_settings, secret_env_warnings
 from .settings import StepSettings, effective_settings
 
 # the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
@@ -131,6 +132,8 @@ class Runtime:
         started = time.time()
         self._ctx = RunContext(self.flow, self.run_id, self.graph, self.config, self.ds, self.project_root,
                                self.flow_file, self.graph.name or "", warn=self._warn)
+        for line in secret_env_warnings(self.settings):
+            self._warn(line)
         used = {s.backend for s in self.settings.values()}
         for name in sorted(used):
             backend = create_backend(name, self.config)
@@ -453,7 +456,7 @@ class Runtime:
                "attempts": task.attempts, "artifacts": task.artifacts, "foreach_stack": task.foreach_stack,
                "foreach_num_splits": task.num_splits, "foreach_artifact": task.foreach_artifact,
                "parents": [self._pathspec(p) for p in task.parents],
-               "settings": task.settings.to_dict(), "started_at": task.started, "finished_at": now,
+               "settings": redact_settings(task.settings.to_dict()), "started_at": task.started, "finished_at": now,
                "reason": result.reason, "traceback": report.get("traceback", ""), "usage": result.usage,
                "cloned_from": task.cloned_from}
         self.ds.write_task(self.run_id, task.step, task.task_id, doc)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..redact import redact_env
 from ..units import format_memory
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 
@@ -334,7 +335,7 @@ class BatchBackend(Backend):
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec) -> str:
         s = spec.settings
-        env = {**s.env, **self._task_env}
+        env = {**redact_env(s.env), **self._task_env}  # the task sets its env from its spec; no secret here
         body = job_definition(s, image=self.image_for(s), command=task_command_template(spec), environment=env,
                               job_role=self.role_for(s))
         name = body["jobDefinitionName"]

@@ -37,6 +37,7 @@ from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchErr
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
+from ..redact import looks_secret
 from .docker_cache import BytecodeCaches
 from .local import exit_from_code
 
@@ -109,7 +110,8 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
     if not user.startswith("0:"):
         env["HOME"] = "/tmp"
     env.update(extra_env or {})
-    env.update({str(k): str(v) for k, v in (s.env or {}).items()})
+    # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
+    env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
 
     host_config: dict[str, Any] = {
         "binds": binds,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, CredentialsError, EngineUnreachable, WorkbenchError
+from ..redact import redact_env
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .k8s_status import (EPOCH, container_started, container_status, exit_of, is_true, parse_ts, stuck_reason,
                          terminated, unschedulable_reason)
@@ -346,7 +347,7 @@ class KubernetesBackend(Backend):
         labels.setdefault("workbench.task", spec.task_id)
         return job_manifest(name=job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
                             settings=s, image=self.image_for(s), command=command,
-                            env={**s.env, **self._task_env}, labels=labels, options=self.options_for(s),
+                            env={**redact_env(s.env), **self._task_env}, labels=labels, options=self.options_for(s),
                             template=self.template())
 
     def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
