@@ -21,7 +21,7 @@ from . import events as ev
 from .backends import Backend, RunContext, TaskExit, TaskSpec, create_backend
 from .config import ProjectConfig
 from .datastore import FlowDatastore, new_run_id
-from .errors import UsageError, WorkbenchError
+from .errors import DatastoreError, UsageError, WorkbenchError
 from .graph import FlowGraph
 from .redact import redact_settings, secret_env_warnings
 from .settings import StepSettings, effective_settings
@@ -406,8 +406,11 @@ class Runtime:
 
     def _finish(self, task: TaskState, result: TaskExit) -> None:
         report = self._task_ds(task).read_attempt(self.run_id, task.step, task.task_id, task.attempt) or {}
-        if task.staged and report:  # bring the outputs home
-            _copy_blobs(self._stage, self.ds, {a["sha"] for a in report.get("artifacts", {}).values()})
+        if task.staged and report:  # bring the outputs home, each blob checked against its hash
+            try:
+                _import_blobs(self._stage, self.ds, {a["sha"] for a in report.get("artifacts", {}).values()})
+            except DatastoreError as exc:
+                report = {"status": "failed", "reason": f"outputs refused: {exc}"}
             self.ds.write_attempt(self.run_id, task.step, task.task_id, task.attempt, report)
         status = result.status
         reason = result.reason
@@ -559,6 +562,13 @@ def _copy_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
     for sha in shas:
         if not dst.has_artifact(sha):
             dst.storage.put(dst.artifact_key(sha), [src.storage.get(src.artifact_key(sha))], overwrite=False)
+
+
+def _import_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
+    """Copy blobs a remote task wrote into ``dst``, refusing any whose content does not hash to its name."""
+    for sha in shas:
+        if not dst.has_artifact(sha):
+            dst.import_blob(sha, src.storage.get(src.artifact_key(sha)))
 
 
 def _short(value: Any) -> Any:

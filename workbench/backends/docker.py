@@ -38,7 +38,7 @@ from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
 from ..redact import looks_secret
-from .docker_cache import BytecodeCaches
+from .docker_cache import BytecodeCaches, compile_in_container
 from .local import exit_from_code
 
 MIB = 1024 * 1024
@@ -359,6 +359,10 @@ class DockerBackend(Backend):
         self.extra_env: dict[str, str] = {}
         self.credentials_file: Optional[str] = None
         self._caches = BytecodeCaches(self._compile_bytecode)
+
+    def _compile_bytecode(self, image: str, cache: str, sources: list[str], user: str) -> Optional[str]:
+        return compile_in_container(self.api, image, cache, sources, user, {OWNER_LABEL: self.owner},
+                                    remove=self._remove)
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
 
     # ------------------------------------------------------------------ the engine
@@ -486,26 +490,6 @@ class DockerBackend(Backend):
         except Exception:  # noqa: BLE001 - a missing image fails the task later, in words
             return None
         return self._caches.ready(image, image_id, project_root, package_dir(), self.user)
-
-    def _compile_bytecode(self, image: str, cache: str, sources: list[str], user: str) -> Optional[str]:
-        """Fill ``cache`` in a one-shot container that only compiles (runs no project code)."""
-        binds = {src: {"bind": src, "mode": "ro"} for src in sources}
-        binds[cache] = {"bind": cache, "mode": "rw"}
-        cmd = ["python3", "-m", "compileall", "-q", "-x", r"/\.", *sources]
-        cid = None
-        try:
-            cid = self.api.create_container(
-                image=image, command=cmd, user=user, environment={"PYTHONPYCACHEPREFIX": cache},
-                labels={OWNER_LABEL: self.owner, "workbench.role": "bytecode-cache"},
-                host_config=self.api.create_host_config(binds=binds, network_mode="none"))["Id"]
-            self.api.start(cid)
-            code = self.api.wait(cid, timeout=300).get("StatusCode")
-            return None if code in (0, 1) else f"compileall exited {code}"  # 1: a file has a syntax error
-        except Exception as exc:  # noqa: BLE001
-            return f"{type(exc).__name__}: {exc}"
-        finally:
-            if cid:
-                self._remove(cid)
 
     # ------------------------------------------------------------------ containers
     def _containers(self, labels: dict[str, Optional[str]]) -> list[dict]:

@@ -96,3 +96,26 @@ class BytecodeCaches:
         with open(stamp, "w") as f:
             f.write(fingerprint)
         return os.path.realpath(path)
+
+
+def compile_in_container(api, image: str, cache: str, sources: list[str], user: str, labels: dict[str, str],
+                         remove: Callable[[str], None]) -> Optional[str]:
+    """Fill ``cache`` in a one-shot container of ``image`` that only compiles ``sources`` (read-only,
+    no network): ``python3 -m compileall``, which runs no project code. None, or why it failed."""
+    binds = {src: {"bind": src, "mode": "ro"} for src in sources}
+    binds[cache] = {"bind": cache, "mode": "rw"}
+    cmd = ["python3", "-m", "compileall", "-q", "-x", r"/\.", *sources]
+    cid = None
+    try:
+        cid = api.create_container(
+            image=image, command=cmd, user=user, environment={"PYTHONPYCACHEPREFIX": cache},
+            labels={**labels, "workbench.role": "bytecode-cache"},
+            host_config=api.create_host_config(binds=binds, network_mode="none"))["Id"]
+        api.start(cid)
+        code = api.wait(cid, timeout=300).get("StatusCode")
+        return None if code in (0, 1) else f"compileall exited {code}"  # 1: some file has a syntax error
+    except Exception as exc:  # noqa: BLE001 - no cache is a slower run, not a failed one
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        if cid:
+            remove(cid)
