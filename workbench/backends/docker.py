@@ -359,11 +359,11 @@ class DockerBackend(Backend):
         self.extra_env: dict[str, str] = {}
         self.credentials_file: Optional[str] = None
         self._caches = BytecodeCaches(self._compile_bytecode)
+        self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
 
     def _compile_bytecode(self, image: str, cache: str, sources: list[str], user: str) -> Optional[str]:
         return compile_in_container(self.api, image, cache, sources, user, {OWNER_LABEL: self.owner},
                                     remove=self._remove)
-        self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:
