@@ -38,7 +38,7 @@ from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
 from ..redact import looks_secret
-from .docker_cache import BytecodeCaches, compile_in_container
+from .docker_cache import BytecodeCaches
 from .local import exit_from_code
 
 MIB = 1024 * 1024
@@ -240,9 +240,9 @@ class _ContainerHandle(TaskHandle):
             store = datastore_dir(spec.datastore_url)
             if store:
                 self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
+            pycache = backend._caches.for_image(image, spec.project_root, package_dir(), backend.user)
             cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
-                                   owner=backend.owner, pycache=backend.pycache_for(image, spec.project_root),
-                                   extra_env=backend.extra_env, outbox=self.outbox,
+                                   owner=backend.owner, pycache=pycache, extra_env=backend.extra_env, outbox=self.outbox,
                                    credentials_file=backend.credentials_file)
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
@@ -358,12 +358,8 @@ class DockerBackend(Backend):
         self.network = config.model.docker.network
         self.extra_env: dict[str, str] = {}
         self.credentials_file: Optional[str] = None
-        self._caches = BytecodeCaches(self._compile_bytecode)
+        self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
-
-    def _compile_bytecode(self, image: str, cache: str, sources: list[str], user: str) -> Optional[str]:
-        return compile_in_container(self.api, image, cache, sources, user, {OWNER_LABEL: self.owner},
-                                    remove=self._remove)
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:
@@ -481,15 +477,6 @@ class DockerBackend(Backend):
             return
         for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):
             self._remove(c["Id"])
-
-    # ------------------------------------------------------------------ bytecode cache
-    def pycache_for(self, image: str, project_root: str) -> Optional[str]:
-        """The filled, read-only bytecode cache of this project and image (None: run without one)."""
-        try:
-            image_id = self.api.inspect_image(image)["Id"]
-        except Exception:  # noqa: BLE001 - a missing image fails the task later, in words
-            return None
-        return self._caches.ready(image, image_id, project_root, package_dir(), self.user)
 
     # ------------------------------------------------------------------ containers
     def _containers(self, labels: dict[str, Optional[str]]) -> list[dict]:

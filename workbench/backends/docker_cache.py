@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 STAMP = ".workbench-sources"
 _MAX_FILES = 20000
@@ -59,12 +59,23 @@ def sources_fingerprint(dirs: list[str]) -> str:
 class BytecodeCaches:
     """Fills each (project, image) cache at most once per run, tasks of the same image waiting for it."""
 
-    def __init__(self, run_compile: Callable[[str, str, list[str], str], Optional[str]]):
-        """``run_compile(image, cache_dir, source_dirs, user)`` compiles in a container; returns None or
-        why it failed (one line)."""
-        self._run_compile = run_compile
+    def __init__(self, api: Callable[[], Any], labels: dict[str, str], remove: Callable[[str], None]):
+        """``api()`` gives the engine's APIClient; ``labels`` go on the compile containers, ``remove``
+        removes one."""
+        self._api, self._labels, self._remove = api, labels, remove
         self._lock = threading.Lock()
         self._done: dict[str, tuple[threading.Lock, list]] = {}
+
+    def for_image(self, image: str, project_root: str, pkg_dir: str, user: str) -> Optional[str]:
+        """The filled, read-only bytecode cache of this project and image (None: run without one)."""
+        try:
+            image_id = self._api().inspect_image(image)["Id"]
+        except Exception:  # noqa: BLE001 - a missing image fails the task later, in words
+            return None
+        return self.ready(image, image_id, project_root, pkg_dir, user)
+
+    def _run_compile(self, image: str, cache: str, sources: list[str], user: str) -> Optional[str]:
+        return compile_in_container(self._api(), image, cache, sources, user, self._labels, self._remove)
 
     def ready(self, image: str, image_id: str, project_root: str, pkg_dir: str, user: str) -> Optional[str]:
         """The cache directory to mount read-only, filled; None when it cannot be made (tasks then run
