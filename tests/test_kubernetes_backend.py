@@ -98,7 +98,10 @@ TEMPLATE = textwrap.dedent('''
         spec:
           containers:
             - name: task
-              env: [{name: FROM_TEMPLATE, value: "yes"}]
+              # dummy credentials for moto only (the cluster's side, not a step's env: a step env that looks
+              # like a secret is warned about and redacted); on a real cluster use IRSA or [kubernetes] secrets
+              env: [{name: FROM_TEMPLATE, value: "yes"}, {name: AWS_ACCESS_KEY_ID, value: testing},
+                    {name: AWS_SECRET_ACCESS_KEY, value: testing}]
 ''').lstrip()
 
 
@@ -153,8 +156,7 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
             memory = "{memory}"
             gpu = {gpu}
             {extra}
-            # dummy credentials for moto only: on a real cluster use IRSA or [kubernetes] secrets
-            env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
+            env = {{ DEMO_MODE = "{mode}" }}
         ''').lstrip())
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("artifacts", help="list a task's artifacts, or preview one")
     p.add_argument("pathspec", help="RUN/STEP[/TASK] (or FLOW/RUN/STEP[/TASK])")
-    p.add_argument("name", nargs="?", help="preview this artifact")
+    p.add_argument("name", nargs="?", help="show this artifact's stored summary")
+    p.add_argument("--load", action="store_true",
+                   help="load (unpickle) the artifact itself instead of its summary: runs code the step stored")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("init", help="scaffold a new project (workbench.toml and a first flow)")

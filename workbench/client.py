@@ -232,8 +232,33 @@ class ArtifactData:
             raise AttributeError(f"{self._where} has no artifact {name!r} "
                                  f"(it has: {', '.join(sorted(self._refs)) or 'none'})")
         if name not in self._cache:
-            self._cache[name] = self._ds.load_artifact(self._refs[name]["sha"])
+            self._cache[name] = self._load(name)
         return self._cache[name]
+
+    def _load(self, name: str) -> Any:
+        """Unpickle one artifact, after a warning when a container or a remote task wrote it."""
+        import warnings
+
+        from .preview import artifact_origin, provenance_note
+        ref = self._refs[name]
+        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
+        doc = self._ds.read_task(run_id, step, task_id) or {}
+        _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, {})
+        note = provenance_note(name, maker) if maker or doc else None
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=3)
+        owner = (maker.get("pathspec") or self._where).split("/", 1)[-1]
+        return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
+
+    def summary(self, name: str) -> str:
+        """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""
+        from .preview import artifact_origin, summary_text
+        if name not in self._refs:
+            raise AttributeError(f"{self._where} has no artifact {name!r}")
+        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
+        doc = self._ds.read_task(run_id, step, task_id) or {}
+        info, _maker = artifact_origin(self._ds, run_id, self._refs[name], doc) if doc else (self._refs[name], {})
+        return summary_text(info)
 
     def __contains__(self, name: str) -> bool:
         return name in self._refs

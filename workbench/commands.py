@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .redact import redact_settings
 from .config import load_config
 from .errors import UsageError, WorkbenchError
 from .graph import FlowGraph, build_graph, find_flow_files
@@ -148,7 +149,7 @@ def cmd_show(args) -> int:
     if args.json:
         data = graph.to_dict()
         for step in data["steps"]:
-            step["settings"] = settings[step["name"]].to_dict()
+            step["settings"] = redact_settings(settings[step["name"]].to_dict())
             if step["name"] in usage:
                 step["usage"] = usage[step["name"]]
         print(json.dumps(data, indent=2, default=str))
@@ -319,7 +320,8 @@ def cmd_logs(args) -> int:
 
 
 def cmd_artifacts(args) -> int:
-    from .preview import preview
+    """List artifacts, or show one from the summary its task stored; only ``--load`` unpickles the blob."""
+    from .preview import artifact_origin, preview, provenance_note, summary_text
     config = load_config()
     ds, parts = split_pathspec(args.pathspec, config)
     if len(parts) < 2:
@@ -334,7 +336,15 @@ def cmd_artifacts(args) -> int:
         if art is None:
             raise UsageError(f"task {step}/{task_id} has no artifact {args.name} "
                              f"(it has: {', '.join(sorted(doc.get('artifacts', {}))) or 'none'})")
-        value = ds.load_artifact(art["sha"])
+        info, maker = artifact_origin(ds, run_id, art, doc)
+        if not getattr(args, "load", False):
+            print(summary_text(info))
+            return 0
+        note = provenance_note(args.name, maker)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
+        owner = (maker.get("pathspec") or f"-/{run_id}/{step}/{task_id}").split("/", 1)[-1]  # RUN/STEP/TASK
+        value = ds.load_artifact(art["sha"], name=args.name, owner=owner)
         print(preview(value))
         return 0
     out = {}

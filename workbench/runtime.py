@@ -21,8 +21,9 @@ from . import events as ev
 from .backends import Backend, RunContext, TaskExit, TaskSpec, create_backend
 from .config import ProjectConfig
 from .datastore import FlowDatastore, new_run_id
-from .errors import UsageError, WorkbenchError
+from .errors import DatastoreError, UsageError, WorkbenchError
 from .graph import FlowGraph
+from .redact import redact_settings, secret_env_warnings
 from .settings import StepSettings, effective_settings
 
 # the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
@@ -131,6 +132,8 @@ class Runtime:
         started = time.time()
         self._ctx = RunContext(self.flow, self.run_id, self.graph, self.config, self.ds, self.project_root,
                                self.flow_file, self.graph.name or "", warn=self._warn)
+        for line in secret_env_warnings(self.settings):
+            self._warn(line)
         used = {s.backend for s in self.settings.values()}
         for name in sorted(used):
             backend = create_backend(name, self.config)
@@ -403,8 +406,11 @@ class Runtime:
 
     def _finish(self, task: TaskState, result: TaskExit) -> None:
         report = self._task_ds(task).read_attempt(self.run_id, task.step, task.task_id, task.attempt) or {}
-        if task.staged and report:  # bring the outputs home
-            _copy_blobs(self._stage, self.ds, {a["sha"] for a in report.get("artifacts", {}).values()})
+        if task.staged and report:  # bring the outputs home, each blob checked against its hash
+            try:
+                _import_blobs(self._stage, self.ds, {a["sha"] for a in report.get("artifacts", {}).values()})
+            except DatastoreError as exc:
+                report = {"status": "failed", "reason": f"outputs refused: {exc}"}
             self.ds.write_attempt(self.run_id, task.step, task.task_id, task.attempt, report)
         status = result.status
         reason = result.reason
@@ -453,7 +459,7 @@ class Runtime:
                "attempts": task.attempts, "artifacts": task.artifacts, "foreach_stack": task.foreach_stack,
                "foreach_num_splits": task.num_splits, "foreach_artifact": task.foreach_artifact,
                "parents": [self._pathspec(p) for p in task.parents],
-               "settings": task.settings.to_dict(), "started_at": task.started, "finished_at": now,
+               "settings": redact_settings(task.settings.to_dict()), "started_at": task.started, "finished_at": now,
                "reason": result.reason, "traceback": report.get("traceback", ""), "usage": result.usage,
                "cloned_from": task.cloned_from}
         self.ds.write_task(self.run_id, task.step, task.task_id, doc)
@@ -556,6 +562,13 @@ def _copy_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
     for sha in shas:
         if not dst.has_artifact(sha):
             dst.storage.put(dst.artifact_key(sha), [src.storage.get(src.artifact_key(sha))], overwrite=False)
+
+
+def _import_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
+    """Copy blobs a remote task wrote into ``dst``, refusing any whose content does not hash to its name."""
+    for sha in shas:
+        if not dst.has_artifact(sha):
+            dst.import_blob(sha, src.storage.get(src.artifact_key(sha)))
 
 
 def _short(value: Any) -> Any:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .datastore import FlowDatastore
+from .errors import DatastoreError
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
 from .preview import describe
 
@@ -51,7 +52,8 @@ class TaskContext:
 
     def load_input_artifact(self, name: str) -> Any:
         if name not in self.cache:
-            self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name])
+            owner = getattr(self, "origins", {}).get(name, "an input")
+            self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name], name=name, owner=owner)
         return self.cache[name]
 
     def adopt_artifact(self, name: str, sha: str) -> None:
@@ -98,6 +100,17 @@ def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: 
     return out
 
 
+def _owner(pathspec: str) -> str:
+    """RUN/STEP/TASK of a FLOW/RUN/STEP/TASK pathspec (how corrupt-artifact lines name a task)."""
+    return pathspec.split("/", 1)[-1]
+
+
+def _input_loader(ds: FlowDatastore, parent: dict):
+    """A join input's loader that names the artifact and the parent task when a blob is corrupt."""
+    names = {sha: name for name, sha in parent["artifacts"].items()}
+    return lambda sha: ds.load_artifact(sha, name=names.get(sha, sha[:12]), owner=_owner(parent["pathspec"]))
+
+
 def _alarm(signum, frame):
     raise StepTimeout("step timed out")
 
@@ -117,6 +130,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
         for parent in spec["inputs"]:
             refs.update(parent["artifacts"])
     ctx = TaskContext(ds, refs, spec.get("foreach_stack", []))
+    ctx.origins = {n: _owner(p["pathspec"]) for p in spec["inputs"] for n in p["artifacts"]}  # for corrupt-blob lines
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
     for attr in spec.get("unresolved_params", []):
@@ -134,7 +148,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if is_join:
-                views = [InputView(p["step"], p["artifacts"], ds.load_artifact, p.get("foreach_stack", []))
+                views = [InputView(p["step"], p["artifacts"], _input_loader(ds, p), p.get("foreach_stack", []))
                          for p in spec["inputs"]]
                 func(Inputs(views))
             else:
@@ -147,9 +161,10 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
     except BaseException as exc:  # noqa: BLE001 - everything a step raises is reported
         if isinstance(exc, KeyboardInterrupt):
             raise
-        tb = traceback.format_exc()
+        tb = str(exc) + "\n" if isinstance(exc, DatastoreError) else traceback.format_exc()  # one line, no trace
         status = "timeout" if isinstance(exc, StepTimeout) else "failed"
-        reason = f"timed out after {timeout}s" if status == "timeout" else f"{type(exc).__name__}: {exc}"
+        reason = f"timed out after {timeout}s" if status == "timeout" else (
+            str(exc) if isinstance(exc, DatastoreError) else f"{type(exc).__name__}: {exc}")
         catch_var = settings.get("catch_var")
         last_attempt = attempt >= int(settings.get("retries") or 0)
         if settings.get("catch") and last_attempt:
@@ -237,6 +252,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return serve_forever()
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
+    if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
+        from .datastore.outbox import OutboxStorage
+        ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
     spec = read_spec(ds, args.ref)
     os.chdir(args.root)
     flow_cls = load_flow_class(args.root, spec["flow_file"], spec["class_name"])

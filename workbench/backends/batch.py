@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
@@ -278,7 +279,7 @@ class BatchBackend(RemoteBackend):
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec) -> str:
         s = spec.settings
-        env = {**s.env, **self._task_env}
+        env = {**redact_env(s.env), **self._task_env}  # the task sets its env from its spec; no secret here
         body = job_definition(s, image=self.image_for(s), command=task_command_template(spec), environment=env,
                               job_role=self.role_for(s))
         name = body["jobDefinitionName"]

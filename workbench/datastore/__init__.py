@@ -8,90 +8,25 @@ Layout under the storage root::
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   what the task itself reported
     <Flow>/runs/<run_id>/<step>/<task_id>/<n>.log     timestamped stdout/stderr lines of attempt n
 
-An artifact blob is ``WBA1`` + flags + buffer lengths + a pickle (protocol 5) + its out-of-band
-buffers, so large arrays are written and read without extra copies. Small pickles are compressed
-when that saves at least a tenth.
+An artifact blob is a header, a pickle (protocol 5) and its out-of-band buffers at 64-byte offsets, so
+large arrays are written and read without extra copies and come back aligned; every read checks the
+content against the blob's name (see :mod:`workbench.datastore.blob`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import pickle
-import struct
 import time
-import zlib
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from ..errors import DatastoreError
+from .blob import (MAP_THRESHOLD, TREE_CHUNK, TREE_MIN, ArtifactError, CorruptArtifact,  # noqa: F401
+                   CorruptBlob, aligned_bytearray_view, check_blob, content_hash, decode_artifact,
+                   encode_artifact)
 from .storage import Storage, open_storage
 
-MAGIC = b"WBA1"
-FLAG_ZLIB = 1
-_HEAD = struct.Struct("<4sBIQ")  # magic, flags, number of buffers, length of the main pickle
-_COMPRESS_MIN = 4096
-MAP_THRESHOLD = 8 * 1024 * 1024
-TREE_MIN = 32 * 1024 * 1024
-TREE_CHUNK = 8 * 1024 * 1024  # larger local blobs are memory-mapped instead of read
-
-
-class ArtifactError(Exception):
-    """An artifact could not be saved (e.g. it cannot be pickled)."""
-
-
-def encode_artifact(value: Any) -> tuple[str, list, int]:
-    """Pickle ``value``; return (sha256 of its content, chunks to write, content size)."""
-    buffers: list[pickle.PickleBuffer] = []
-    main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    raws = [b.raw() for b in buffers]
-    size = len(main) + sum(r.nbytes for r in raws)
-    digest = _content_hash([memoryview(main), *raws], size)
-    flags = 0
-    if not raws and len(main) >= _COMPRESS_MIN:
-        sample = main[:65536]
-        if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
-            packed = zlib.compress(main, 1)
-            if len(packed) <= 0.9 * len(main):
-                main, flags = packed, FLAG_ZLIB
-    head = _HEAD.pack(MAGIC, flags, len(raws), len(main)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
-    return digest, [head, main, *raws], size
-
-
-def _content_hash(segments: list, size: int) -> str:
-    """sha256 of the content; above TREE_MIN, sha256 over the sha256s of 8 MiB pieces, computed in
-    parallel (hashlib releases the GIL), so a large array is hashed at several times one core's speed."""
-    if size < TREE_MIN:
-        h = hashlib.sha256()
-        for seg in segments:
-            h.update(seg)
-        return h.hexdigest()
-    pieces = [seg[i:i + TREE_CHUNK] for seg in segments for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
-        leaves = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
-    return "t" + hashlib.sha256(b"".join(leaves)).hexdigest()[1:]
-
-
-def decode_artifact(blob) -> Any:
-    """Unpickle a blob (a bytearray or a writable mmap); large buffers become views of it, not copies."""
-    view = memoryview(blob)
-    magic, flags, nbuf, main_len = _HEAD.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise DatastoreError("artifact blob is corrupt (bad magic)")
-    offset = _HEAD.size
-    lengths = struct.unpack_from(f"<{nbuf}Q", view, offset)
-    offset += 8 * nbuf
-    main = view[offset:offset + main_len]
-    offset += main_len
-    buffers = []
-    for n in lengths:
-        buffers.append(view[offset:offset + n])
-        offset += n
-    if flags & FLAG_ZLIB:
-        main = zlib.decompress(main)
-    return pickle.loads(main, buffers=buffers)
+_content_hash = content_hash  # the name older callers used
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -122,15 +57,38 @@ class FlowDatastore:
             self.storage.put(key, chunks, overwrite=False)
         return sha, size
 
-    def load_artifact(self, sha: str) -> Any:
+    def load_artifact(self, sha: str, *, name: Optional[str] = None, owner: Optional[str] = None) -> Any:
+        """The artifact stored under ``sha``, its content checked against the sha (once per process).
+
+        A blob that is damaged raises :class:`CorruptArtifact` naming ``name`` of ``owner``
+        (RUN/STEP/TASK) when given, else :class:`CorruptBlob`.
+        """
         key = self._blob_key(sha)
         try:
             if hasattr(self.storage, "map") and self.storage.size(key) >= MAP_THRESHOLD:
-                return decode_artifact(self.storage.map(key))
-            blob = self.storage.get(key)
+                blob = self.storage.map(key)
+            else:
+                blob = aligned_bytearray_view(self.storage.get(key))
         except KeyError:
             raise DatastoreError(f"artifact {sha[:12]} of flow {self.flow} is missing from {self.url}") from None
-        return decode_artifact(blob)
+        try:
+            return decode_artifact(blob, sha, self.url)
+        except CorruptBlob as exc:
+            if name or owner:
+                raise CorruptArtifact(name or sha[:12], owner or self.flow, exc.detail) from None
+            raise
+
+    def import_blob(self, sha: str, blob) -> bool:
+        """Store a blob that another party (a container, a remote task) wrote, after checking that its
+        content hashes to ``sha``; never replaces a blob already stored. True when it was added."""
+        if len(sha) < 3 or not all(c in "0123456789abcdeft" for c in sha):
+            raise CorruptBlob(f"{sha[:40]!r} is not a blob name")
+        check_blob(blob, sha)
+        key = self._blob_key(sha)
+        if self.storage.exists(key):
+            return False
+        self.storage.put(key, [blob], overwrite=False)
+        return True
 
     def has_artifact(self, sha: str) -> bool:
         return self.storage.exists(self._blob_key(sha))

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from ..datastore import FlowDatastore
-from ..preview import preview
+from ..preview import summary_text
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
@@ -237,11 +237,8 @@ class ArtifactsPane(Vertical):
         if not info or self.store is None:
             target.update("")
             return
-        try:
-            value = self.store.load(info["sha"])
-            text = preview(value, max_lines=2000 if self.expanded else COLLAPSED_LINES)
-        except Exception as exc:  # noqa: BLE001 - a missing blob or an unpicklable type
-            text = f"(cannot load: {exc})"
+        # the summary the saving task stored: viewing never unpickles a blob (a step may have written it)
+        text = summary_text(info, max_lines=2000 if self.expanded else COLLAPSED_LINES)
         if not self.expanded and "more lines)" in text:
             text += "\n(e expands)"
         target.update(escape(text))
