@@ -149,3 +149,25 @@ def test_known_config_crashers_are_one_line_errors():
              deep_nesting("arrays", 10000), deep_nesting("tables", 10000), deep_nesting("step", 1000)]
     for data in cases:
         _check_config(data)
+
+
+def test_misspelled_step_and_flow_tables_are_errors_naming_the_nearest_match():
+    config = b'[project]\nname = "t"\n\n[flows.HelloFlow.steps.cout]\ncpu = 2\n'
+    with project(flow=HELLO, config=config, flow_name="hello.py") as root:
+        expected = (f"{root / 'workbench.toml'}:4: [flows.HelloFlow.steps.cout]: flow HelloFlow has no step cout "
+                    f"(did you mean count?)")
+        checked = run_cli("check")
+        assert checked.code == 1 and f"error {expected}" in checked.out.splitlines(), checked
+        shown = run_cli("show", "flows/hello.py")
+        assert (shown.code, shown.err) == (2, f"error: {expected}\n")
+    config = b'[project]\nname = "t"\n\n[flows.HeloFlow.steps.start]\ncpu = 2\n'
+    with project(flow=HELLO, config=config, flow_name="hello.py") as root:
+        checked = run_cli("check")
+        assert checked.code == 1, checked
+        assert (f"error {root / 'workbench.toml'}:4: [flows.HeloFlow]: no flow named HeloFlow in "
+                f"{root / 'flows'} (did you mean HelloFlow?)") in checked.out.splitlines()
+        assert run_cli("show", "flows/hello.py").code == 0  # the table is for no flow of this file
+    correct = b'[project]\nname = "t"\n\n[flows.HelloFlow.steps.count]\ncpu = 2\n'
+    with project(flow=HELLO, config=correct, flow_name="hello.py"):
+        assert run_cli("check").code == 0
+        assert "cpu=2" in run_cli("show", "flows/hello.py").out

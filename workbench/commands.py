@@ -222,8 +222,10 @@ def cmd_check(args) -> int:
     if not paths:
         print(f"no flow files in {', '.join(args.paths) or config.flows_dir}")
         return 1
+    names = []
     for path in paths:
         graph = build_graph(path)
+        names.append(graph.name)
         errors = list(graph.errors)
         if not errors:
             try:
@@ -237,7 +239,14 @@ def cmd_check(args) -> int:
         else:
             print(f"ok    {_rel(str(path))}: {graph.name} ({len(graph.steps)} steps)")
     if config.path:
-        print(f"ok    {_rel(str(config.path))}")
+        # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
+        every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
+        unknown = config.unknown_flow_tables(names) if every_flow_named and not args.paths else []
+        for e in unknown:
+            print(f"error {e}")
+        failures += len(unknown)
+        if not unknown:
+            print(f"ok    {_rel(str(config.path))}")
     return 1 if failures else 0
 
 

@@ -212,6 +212,44 @@ class ProjectConfig:
         f = self.model.flows.get(flow)
         return f.steps.get(step) if f else None
 
+    def check_step_tables(self, flow: str, steps: list[str]) -> None:
+        """Refuse a ``[flows.<flow>.steps.<name>]`` table for a step the flow does not have.
+
+        A misspelled table would otherwise be ignored in silence and the step run with the wrong settings.
+        """
+        table = self.model.flows.get(flow)
+        for name in (table.steps if table else ()):
+            if name not in steps:
+                raise ConfigError(f"[flows.{flow}.steps.{name}]: flow {flow} has no step {name}"
+                                  f"{_nearest(name, steps)}", path=str(self.path) if self.path else CONFIG_NAME,
+                                  line=self._line(["flows", flow, "steps", name]))
+
+    def unknown_flow_tables(self, flows: list[str]) -> list[ConfigError]:
+        """A ``[flows.<name>]`` table per flow name that no flow file in the project defines."""
+        return [ConfigError(f"[flows.{name}]: no flow named {name} in {self.flows_dir}{_nearest(name, flows)}",
+                            path=str(self.path) if self.path else CONFIG_NAME, line=self._line(["flows", name]))
+                for name in self.model.flows if name not in flows]
+
+    def _line(self, loc: list[str]) -> Optional[int]:
+        """The line of ``loc``, or of the first table header under it (``[flows.F.steps.s]`` for flows.F)."""
+        try:
+            text = decode_config(self.path.read_bytes()) if self.path else ""
+        except (OSError, ConfigError):
+            return None
+        line = _line_of(text, loc)
+        for n, row in enumerate(text.splitlines(), 1):
+            h = _HEADER.match(row)
+            if line is None and h and _split_key(h.group(1))[:len(loc)] == loc:
+                return n
+        return line
+
+
+def _nearest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    return f" (it has: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})" if names else ""
+
 
 def find_config(start: Optional[Path] = None) -> Optional[Path]:
     here = (start or Path.cwd()).resolve()

@@ -113,6 +113,7 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                        cli: Optional[dict[str, Any]] = None) -> StepSettings:
     """Compute what a step runs with. ``cli`` holds flag values (backend, cpu, memory, gpu, image, timeout)."""
     step = graph.steps[step_name]
+    config.check_step_tables(graph.name or "", list(graph.steps))
     s = StepSettings(backend=config.model.project.backend)
     s.sources = {"backend": "[project] backend" if config.path else "default",
                  "cpu": "default", "memory": "default", "gpu": "default"}
