@@ -253,11 +253,11 @@ def cmd_check(args) -> int:
 # ------------------------------------------------------------------------------------- runs and logs
 
 def cmd_runs(args) -> int:
-    from .datastore import FlowDatastore
+    from .datastore import FlowDatastore, list_flows
     from .datastore.storage import open_storage
     config = load_config()
     storage = open_storage(config.datastore_url)
-    flows = storage.list("")
+    flows = list_flows(storage)
     if args.flow:
         name = args.flow if args.flow in flows else resolve_flow(args.flow, config).name
         flows = [name]
