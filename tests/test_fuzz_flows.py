@@ -98,6 +98,13 @@ def _byte_damage(data: bytes) -> st.SearchStrategy[bytes]:
                      st.integers(0, 10**6), st.sampled_from([b"\xff", b"\xc3\x28", b"\x80abc", b"\xed\xa0\x80"]))
 
 
+PARAMETERS = ['Parameter(1)', 'Parameter("x", type=1)', 'Parameter()', 'Parameter(name=None)',
+              'Parameter("x", default=1e999, type=float)', 'Parameter("x", required=[], help={})',
+              'IncludeFile("f", default=b"x", is_text=lambda: 1)', 'Parameter("a b")', 'Parameter("start")',
+              'Parameter("x", default=float("nan"))', 'Parameter(*a)', 'Parameter(**k)', 'Parameter("")',
+              'Parameter("x", default={1: {2: set()}})', 'Parameter("x", default=b"\\xff")', 'Parameter("--x")']
+
+
 def _step(name: str, body: str, decorators: tuple = (), args: str = "self") -> str:
     decos = "".join(f"    {d}\n" for d in decorators)
     return f"{decos}    @step\n    def {name}({args}):\n        {body}\n\n"
@@ -109,7 +116,9 @@ def random_dag(draw) -> bytes:
     n = draw(st.integers(2, 8))
     names = ["start"] + [f"s{i}" for i in range(1, n - 1)] + ["end"]
     pool = names + ["missing"]
-    out = "from workbench import FlowSpec, step, resources\n\nclass RandomFlow(FlowSpec):\n"
+    out = "from workbench import *\n\nclass RandomFlow(FlowSpec):\n"
+    for i, param in enumerate(draw(st.lists(st.sampled_from(PARAMETERS), max_size=2))):
+        out += f"    p{i} = {param}\n"
     for name in names:
         join = draw(st.booleans()) and name != "start"
         targets = draw(st.lists(st.sampled_from(pool), min_size=0 if name == "end" else 1, max_size=3))
@@ -168,10 +177,13 @@ def _check_flow(data: bytes) -> None:
         path = root / "flows" / "fuzzed.py"
         graph = build_graph(path)  # the TUI's loader: never raises
         assert all(str(path) in str(e) for e in graph.errors), graph.errors
+        whole = run_cli("check")  # the project's flows directory: the file is found by scanning
+        assert_user_facing(whole, "fuzzed.py")
         checked = run_cli("check", "flows/fuzzed.py")
         assert_user_facing(checked, "fuzzed.py")
         assert all(ln.startswith(("error ", "ok ")) for ln in checked.out.splitlines()), checked.out
         assert checked.code == (1 if checked.error_lines else 0)
+        assert whole.code == checked.code or b"FlowSpec" not in data, (whole, checked)
         shown = run_cli("show", "flows/fuzzed.py")
         assert_user_facing(shown, "fuzzed.py")
         if shown.code:
@@ -195,7 +207,7 @@ def test_known_crashers_are_one_line_errors():
                  "@resources(cpu=1e999)", "@retry(times='x')", "@timeout(hours=1e999)",
                  "@retry(minutes_between_retries=float('nan'))", "@catch(var=1)", "@environment(vars={1: None})",
                  "@batch(queue=1)", "@resources(gpu=1e999)", "@kubernetes(namespace=[])"]:
-        cases.append((f"from workbench import *\n\nclass F(FlowSpec):\n"
+        cases.append(("from workbench import *\n\nclass F(FlowSpec):\n"
                       + _step("start", "self.next(self.end)", (deco,)) + _step("end", "pass")).encode())
     for data in cases:
         _check_flow(data)
