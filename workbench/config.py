@@ -302,6 +302,8 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
+        if len(loc) > 1 and loc[-1] in ("int", "float", "str") and loc[-2] in _UNION_FIELDS:
+            loc = loc[:-1]  # pydantic names the member of Union[int, str] it tried last; the key is enough
         key = ".".join(loc)
         line = _line_of(text, loc)
         if first["type"] == "extra_forbidden":
@@ -315,6 +317,9 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
         else:
             message = f"{key} = {_short(first.get('input'))}: {first['msg']}"
         raise ConfigError(message, path=path, line=line) from None
+
+
+_UNION_FIELDS = {"cpu", "memory", "gpu", "disk", "shared_memory", "timeout", "runnable_warning"}
 
 
 def _model_at(model, loc: list[str]):

@@ -182,7 +182,11 @@ def build_graph(path: str | Path, class_name: Optional[str] = None, source: Opti
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
-        graph.errors.append(FlowError(f"syntax error: {_one_line(exc.msg)}", path=path, line=exc.lineno))
+        message = f"syntax error: {_one_line(exc.msg)}"
+        if "codec can't decode" in message:  # Python's own wording is about positions in a buffer
+            message = ("not UTF-8: a byte cannot be decoded (save the file as UTF-8, or declare its encoding "
+                       "with a '# -*- coding: ... -*-' line)")
+        graph.errors.append(FlowError(message, path=path, line=exc.lineno))
         return graph
     except ValueError as exc:  # null bytes (Python 3.11 raises ValueError, later versions SyntaxError)
         graph.errors.append(FlowError(f"syntax error: {_one_line(str(exc))}", path=path))

@@ -69,7 +69,8 @@ class StepSettings:
 def _literal(step: StepNode, deco, key: str, graph: FlowGraph):
     value = deco.kwargs.get(key)
     if isinstance(value, Unresolved):
-        raise FlowError(f"step {step.name}: @{deco.name}({key}={value.source}) must be a literal value "
+        source = value.source if len(value.source) <= 60 else value.source[:57] + "..."
+        raise FlowError(f"step {step.name}: @{deco.name}({key}={source}) must be a literal value "
                         f"to be read without running the flow (or set it in workbench.toml)",
                         path=graph.path, line=deco.lineno)
     return value
