@@ -223,8 +223,10 @@ def cmd_check(args) -> int:
     if not paths:
         print(f"no flow files in {', '.join(args.paths) or config.flows_dir}")
         return 1
+    names = []
     for path in paths:
         graph = build_graph(path)
+        names.append(graph.name)
         errors = list(graph.errors)
         if not errors:
             try:
@@ -238,18 +240,25 @@ def cmd_check(args) -> int:
         else:
             print(f"ok    {_rel(str(path))}: {graph.name} ({len(graph.steps)} steps)")
     if config.path:
-        print(f"ok    {_rel(str(config.path))}")
+        # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
+        every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
+        unknown = config.unknown_flow_tables(names) if every_flow_named and not args.paths else []
+        for e in unknown:
+            print(f"error {e}")
+        failures += len(unknown)
+        if not unknown:
+            print(f"ok    {_rel(str(config.path))}")
     return 1 if failures else 0
 
 
 # ------------------------------------------------------------------------------------- runs and logs
 
 def cmd_runs(args) -> int:
-    from .datastore import FlowDatastore
+    from .datastore import FlowDatastore, list_flows
     from .datastore.storage import open_storage
     config = load_config()
     storage = open_storage(config.datastore_url)
-    flows = storage.list("")
+    flows = list_flows(storage)
     if args.flow:
         name = args.flow if args.flow in flows else resolve_flow(args.flow, config).name
         flows = [name]

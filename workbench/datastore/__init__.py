@@ -120,14 +120,21 @@ class FlowDatastore:
         return self._get_json(f"{self._run_key(run_id)}/run.json")
 
     def list_runs(self) -> list[str]:
-        """Run ids, oldest first."""
-        return sorted(self.storage.list(f"{self.flow}/runs"), key=_run_sort_key)
+        """Run ids, oldest first; stray entries (a file, a directory without run.json) are skipped."""
+        names = self.storage.list(f"{self.flow}/runs")
+        return sorted((n for n in names if self._is_entry(n, f"{self._run_key(n)}/run.json")), key=_run_sort_key)
 
     def list_steps(self, run_id: str) -> list[str]:
-        return [n for n in self.storage.list(self._run_key(run_id)) if not n.endswith(".json")]
+        """Step names (identifiers, as in the flow file); other entries in the run's directory are skipped."""
+        return [n for n in self.storage.list(self._run_key(run_id)) if n.isidentifier()]
 
     def list_tasks(self, run_id: str, step: str) -> list[str]:
-        return sorted(self.storage.list(f"{self._run_key(run_id)}/{step}"), key=_run_sort_key)
+        names = self.storage.list(f"{self._run_key(run_id)}/{step}")
+        return sorted((n for n in names if n.isdigit()), key=_run_sort_key)
+
+    def _is_entry(self, name: str, record_key: str) -> bool:
+        """Ids workbench writes are digits; another name counts only if its record is there."""
+        return name.isdigit() or (not name.endswith((".json", ".log")) and self.storage.exists(record_key))
 
     # ------------------------------------------------------------------ tasks
     def write_attempt(self, run_id: str, step: str, task_id: str, attempt: int, data: dict) -> None:
@@ -162,6 +169,11 @@ class FlowDatastore:
             ts, _, rest = line.partition(" ")
             stream, _, text = rest.partition(" ")
             yield ts, stream, text
+
+
+def list_flows(storage: Storage) -> list[str]:
+    """Flows with runs at the storage root; a stray entry (a README, a backup directory) is skipped."""
+    return [n for n in storage.list("") if n.isidentifier() and storage.list(f"{n}/runs")]
 
 
 def _run_sort_key(name: str):

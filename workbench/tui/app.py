@@ -24,7 +24,7 @@ from textual.widgets.option_list import Option
 
 from .. import events as ev
 from ..config import ProjectConfig, load_config
-from ..errors import WorkbenchError
+from ..errors import FlowError, WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
 from ..settings import effective_settings
 from .actions import WorkbenchActions
@@ -232,7 +232,7 @@ class WorkbenchApp(WorkbenchActions, App):
         graphs = {}
         for path in files:
             if changed is None or path in changed or path not in self.graphs or not changed <= set(self.graphs):
-                graphs[path] = build_graph(path)
+                graphs[path] = _graph_or_error(path)
             else:
                 graphs[path] = self.graphs[path]
         appeared = set(graphs) - set(self.graphs)
@@ -400,6 +400,15 @@ def _relative(path: str | Path, base: str | Path) -> str:
         return str(Path(path).resolve().relative_to(Path(base).resolve()))
     except ValueError:
         return str(path)
+
+
+def _graph_or_error(path: str) -> FlowGraph:
+    """build_graph reports bad flows in ``errors``; should it ever raise, the file still shows, with the error."""
+    try:
+        return build_graph(path)
+    except Exception as exc:  # noqa: BLE001 - whatever is on disk at launch, the app starts
+        return FlowGraph(path=path, errors=[FlowError(f"cannot read this flow: {type(exc).__name__}: {exc}",
+                                                      path=path)])
 
 
 def create_app(config: ProjectConfig, *, watch: bool = True, **kwargs) -> WorkbenchApp:
