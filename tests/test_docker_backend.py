@@ -94,7 +94,7 @@ def artifacts_by_task(root: Path, flow: str, run_id: str) -> dict:
     for step in ds.list_steps(run_id):
         for task_id in ds.list_tasks(run_id, step):
             doc = ds.read_task(run_id, step, task_id)
-            key = (step, tuple(f["index"] for f in doc.get("foreach_stack", [])))
+            key = (step, tuple(f["index"] for f in doc.foreach_stack))
             out[key] = {name: a["sha"] for name, a in doc["artifacts"].items()}
     return out
 

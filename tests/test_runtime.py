@@ -75,7 +75,7 @@ def test_retry_catch_environment_and_logs(project, mode):
     assert run_["gather"].task.data.squares == [0, 1, 4, 9]
     assert run_["gather"].task.data.greeting == "hi"
     flaky = [t for t in run_["work"].tasks() if t.index == 1][0]
-    assert flaky._doc["attempt"] == 1 and [a["status"] for a in flaky._doc["attempts"]] == ["retrying", "succeeded"]
+    assert flaky._doc.attempt == 1 and [a.status for a in flaky._doc.attempts] == ["retrying", "succeeded"]
     assert "squares [0, 1, 4, 9]" in run_["end"].task.stdout
 
 
@@ -170,7 +170,7 @@ def test_cancel_stops_tasks_and_keeps_completed_artifacts(project, mode):
     slow = [e for e in events if isinstance(e, ev.TaskFinished) and e.step == "slow"]
     assert slow and slow[0].status == "cancelled"
     ds = FlowDatastore(load_config().datastore_url, "BehaviourFlow")
-    assert ds.read_run(result.run_id)["status"] == "cancelled"
+    assert ds.read_run(result.run_id).status == "cancelled"
     # the completed steps stay usable: a resume from the cancelled run reuses them
     r2 = Runtime(graph, load_config(), sink=[].append, origin_run_id=result.run_id)
     res2 = r2.run()

@@ -39,7 +39,7 @@ LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
 MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
 TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
-EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: the task module pulls in the flow machinery)
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 
 
 # ---------------------------------------------------------------------------------------- job definitions
@@ -139,6 +139,7 @@ class _Job:
     log_token: Optional[str] = None
     log_fetched: float = 0.0
     requested: Optional[str] = None
+    requested_timeout: bool = False  # the cancel was the runtime's hard deadline
     ended: Optional[dict] = None  # the describe_jobs answer that said the job ended
     settle_until: float = 0.0
     done: bool = False
@@ -154,10 +155,10 @@ class _BatchHandle(TaskHandle):
     def job_id(self) -> str:
         return self.job.job_id
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
         if self.job.done:
             return
-        self.job.requested = reason
+        self.job.requested, self.job.requested_timeout = reason, timeout
         self.backend._terminate(self.job, reason)
 
 
@@ -501,7 +502,7 @@ class BatchBackend(Backend):
             return TaskExit("succeeded", 0, "", usage)
         code = self._exit_code(job, d)
         if job.requested:
-            kind = "timeout" if job.requested.startswith("timed out") else "cancelled"
+            kind = "timeout" if job.requested_timeout else "cancelled"
             return TaskExit(kind, code, job.requested, usage)
         words = [w for w in (d.get("statusReason"), container.get("reason")) if w]
         reason = f"exited with code {code}" if code is not None else "the job failed"

@@ -78,6 +78,7 @@ class _Task:
     options: JobOptions
     submitted: float = field(default_factory=time.time)
     requested: Optional[str] = None  # cancel reason
+    requested_timeout: bool = False  # the cancel was the runtime's hard deadline
     cancel_sent: float = 0.0
     outcome: Optional[TaskExit] = None
     outcome_at: float = 0.0
@@ -100,7 +101,9 @@ class _KubernetesHandle(TaskHandle):
     def job_name(self) -> str:
         return self.task.name
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
+        if self.task.requested is None:
+            self.task.requested_timeout = timeout
         self.backend._cancel(self.task, reason)
 
 
@@ -393,7 +396,7 @@ class KubernetesBackend(Backend):
 
     def _requested_exit(self, task: _Task, note: str = "") -> TaskExit:
         reason = task.requested or "cancelled"
-        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        kind = "timeout" if task.requested_timeout else "cancelled"
         return TaskExit(kind, None, reason + note, self._usage(task))
 
     # ------------------------------------------------------------------ status

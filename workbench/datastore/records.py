@@ -93,6 +93,13 @@ class _Record:
         out.update(self.extra)
         return out
 
+    def __getitem__(self, name: str) -> Any:
+        """Read-only ``record["status"]`` for scripts and tests written against the JSON documents
+        (code in workbench reads attributes)."""
+        if name != "extra" and name in {f.name for f in dataclasses.fields(self)}:
+            return getattr(self, name)
+        return self.extra[name]
+
 
 @dataclass
 class RunRecord(_Record):
