@@ -186,7 +186,7 @@ def test_exit_words():
     assert classify_exit({"ExitCode": 2}, None, 64, {}).reason == "exited with code 2"
     assert classify_exit({"ExitCode": 3}, None, 64, {}).status == "timeout"
     assert "SIGKILL" in classify_exit({"ExitCode": 137}, None, 64, {}).reason
-    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}).status == "timeout"
+    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}, timeout=True).status == "timeout"
     assert classify_exit({"ExitCode": 137}, "cancelled", 64, {}).status == "cancelled"
     assert parse_usage("\x1eworkbench-usage 10485760 2500000000") == {"peak_memory_mib": 10.0, "cpu_seconds": 2.5}
     assert owner_alive(owner_id()) is True

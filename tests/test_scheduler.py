@@ -1,6 +1,7 @@
 """The scheduler alone: events in, instructions out. No processes, no datastore, no clock."""
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -371,3 +372,17 @@ def test_exits_of_unknown_tasks_or_old_attempts_are_ignored(stale):
     sim.start()
     key, attempt = stale
     assert sim.feed(TaskExited(key, attempt, TaskExit(TaskStatus.SUCCEEDED, 0), None, 0.0)) == []
+
+
+def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
+    import ast
+    import workbench.scheduler as module
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(("." * node.level) + (node.module or ""))
+    assert names == {"__future__", "heapq", "dataclasses", "typing", ".", ".backends.base", ".datastore.records",
+                     ".errors", ".graph", ".settings"}, names

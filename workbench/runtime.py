@@ -27,7 +27,7 @@ from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, 
 from .errors import UsageError, WorkbenchError
 from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
 from .graph import FlowGraph
-from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT  # noqa: F401 - where they used to live
+from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
 
 STOP_WAIT = 60.0  # how long a cancelled run waits for its tasks' backends to confirm they ended
@@ -151,7 +151,8 @@ class Runtime:
             remote_backends=frozenset(n for n, b in self._backends.items() if b.remote),
             param_refs=param_refs, unresolved_params=unresolved, origin_run_id=self.origin_run_id,
             origin_tasks=origin_tasks, rerun_steps=self.rerun_steps, only_step=self.only_step,
-            only_task_index=self.only_task_index, flow_file=self.flow_file)
+            only_task_index=self.only_task_index, flow_file=self.flow_file,
+            max_remote=MAX_REMOTE_IN_FLIGHT, hard_timeout_grace=HARD_TIMEOUT_GRACE)
         record = RunRecord(flow=self.flow, run_id=self.run_id, status=RunStatus.RUNNING, started_at=started,
                            params={k: _short(v) for k, v in self.params.items()}, origin_run_id=self.origin_run_id,
                            flow_file=self.flow_file, only_step=self.only_step,

@@ -249,7 +249,10 @@ class Scheduler:
         remote_running = sum(1 for t in self._running.values() if t.settings.backend in self.remote_backends)
         local_running = len(self._running) - remote_running
         waiting: list[_Task] = []
-        for task in self._ready:
+        for n, task in enumerate(self._ready):
+            if local_running >= self.max_workers and (not self.remote_backends or remote_running >= self.max_remote):
+                waiting.extend(self._ready[n:])  # both kinds are full: a wide foreach costs nothing per event
+                break
             if task.settings.backend in self.remote_backends:
                 if remote_running < self.max_remote:
                     remote_running += 1
