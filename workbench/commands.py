@@ -14,6 +14,7 @@ from typing import Optional
 from .config import load_config
 from .datastore.records import RunRecord, TaskRecord
 from .errors import UsageError, WorkbenchError
+from .exitcodes import CLI_CANCELLED
 from .graph import FlowGraph, build_graph, find_flow_files
 from .project import resolve_flow, split_pathspec
 from .usage import measured_usage, suggest_request
@@ -78,7 +79,7 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
                     runtime.cancel("cancelled")
                 else:
                     print("quit without waiting for cleanup", file=sys.stderr)
-                    return 130
+                    return CLI_CANCELLED
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
