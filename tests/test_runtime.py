@@ -215,3 +215,24 @@ class IsoFlow(FlowSpec):
     data = Flow("IsoFlow").latest_run["join"].task.data
     assert data.seen == [[i] for i in range(6)], "module state leaked between tasks"
     assert len(set(data.rands)) == 6, "tasks shared a random state"
+
+
+def test_a_datastore_error_while_submitting_fails_the_run_at_once(project, monkeypatch):
+    """The driver turns an error it cannot carry on after into Abort: running tasks stop, the run fails
+    with the error's one line, and it does not wait for a task that never started."""
+    from workbench.errors import DatastoreError
+    copy_test_flow(project, "branchy.py")
+    real = FlowDatastore.write_spec
+
+    def failing(self, record):
+        if record.step == "fan":
+            raise DatastoreError("disk full while writing the spec of fan")
+        real(self, record)
+
+    monkeypatch.setattr(FlowDatastore, "write_spec", failing)
+    t0 = time.time()
+    result, events, ds = run(project, "branchy.py")
+    assert time.time() - t0 < 20
+    assert (result.status, result.message) == ("failed", "disk full while writing the spec of fan")
+    assert isinstance(events[-1], ev.RunFinished) and ds.read_run(result.run_id).status == "failed"
+    assert "fan" not in [e.step for e in events if isinstance(e, ev.TaskFinished) and e.ok]

@@ -311,12 +311,16 @@ class Runtime:
         backend = self._backends[sub.backend]
         spec_record = sub.spec
         staged = backend.remote and self._stage is not None
-        if staged:
-            _copy_blobs(self.ds, self._stage, set(sub.input_shas))
-        ds = self._stage if staged else self.ds
-        ds.write_spec(spec_record)
         task = _Running(spec_record.pathspec, spec_record.step, spec_record.task_id, spec_record.attempt, staged)
         self._tasks[sub.key] = task
+        ds = self._stage if staged else self.ds
+        try:
+            if staged:
+                _copy_blobs(self.ds, self._stage, set(sub.input_shas))
+            ds.write_spec(spec_record)
+        except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
+            self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
+            raise
         spec = TaskSpec(flow=self.flow, run_id=self.run_id, step=spec_record.step, task_id=spec_record.task_id,
                         attempt=spec_record.attempt, settings=sub.settings, datastore_url=ds.url,
                         project_root=self.project_root, flow_file=self.flow_file, class_name=self.graph.name or "",
