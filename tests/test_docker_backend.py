@@ -96,7 +96,7 @@ def artifacts_by_task(root: Path, flow: str, run_id: str) -> dict:
     for step in ds.list_steps(run_id):
         for task_id in ds.list_tasks(run_id, step):
             doc = ds.read_task(run_id, step, task_id)
-            key = (step, tuple(f["index"] for f in doc.get("foreach_stack", [])))
+            key = (step, tuple(f["index"] for f in doc.foreach_stack))
             out[key] = {name: a["sha"] for name, a in doc["artifacts"].items()}
     return out
 
@@ -188,7 +188,7 @@ def test_exit_words():
     assert classify_exit({"ExitCode": 2}, None, 64, {}).reason == "exited with code 2"
     assert classify_exit({"ExitCode": 3}, None, 64, {}).status == "timeout"
     assert "SIGKILL" in classify_exit({"ExitCode": 137}, None, 64, {}).reason
-    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}).status == "timeout"
+    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}, timeout=True).status == "timeout"
     assert classify_exit({"ExitCode": 137}, "cancelled", 64, {}).status == "cancelled"
     assert parse_usage("\x1eworkbench-usage 10485760 2500000000") == {"peak_memory_mib": 10.0, "cpu_seconds": 2.5}
     assert owner_alive(owner_id()) is True

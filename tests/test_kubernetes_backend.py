@@ -362,9 +362,9 @@ def test_reasons_in_words_from_job_and_pod_status():
     ok = backend._exit_of(task, _condition("Complete"), _pod("Succeeded", terminated={"exit_code": 0}))
     assert ok.status == "succeeded" and ok.usage["pod"] == "wb-f-train-2-0-x-abcde" and ok.usage["node"] == "node-1"
     # cancel and timeout requested by the runtime
-    task.requested = "timed out after 60s"
+    task.requested, task.requested_timeout = "timed out after 60s", True
     assert backend._requested_exit(task).status == "timeout"
-    task.requested = "cancelled"
+    task.requested, task.requested_timeout = "cancelled", False
     assert backend._requested_exit(task).status == "cancelled"
 
 

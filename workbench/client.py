@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from .datastore import FlowDatastore
+from .datastore.records import TaskRecord, TaskStatus
 from .errors import DatastoreError
 
 _datastore_url: Optional[str] = None
@@ -85,7 +86,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self._doc.get("status", "unknown")
+        return self._doc.status
 
     @property
     def successful(self) -> bool:
@@ -97,19 +98,19 @@ class Run:
 
     @property
     def created_at(self) -> Optional[datetime]:
-        return _when(self._doc.get("started_at"))
+        return _when(self._doc.started_at)
 
     @property
     def finished_at(self) -> Optional[datetime]:
-        return _when(self._doc.get("finished_at"))
+        return _when(self._doc.finished_at)
 
     @property
     def parameters(self) -> dict:
-        return dict(self._doc.get("params", {}))
+        return dict(self._doc.params)
 
     @property
     def origin_run_id(self) -> Optional[str]:
-        return self._doc.get("origin_run_id")
+        return self._doc.origin_run_id
 
     def steps(self) -> list["Step"]:
         return [Step(self, name) for name in self._ds.list_steps(self.id)]
@@ -164,41 +165,43 @@ class Task:
         self.id = task_id
         self.pathspec = f"{step.pathspec}/{task_id}"
         ds = step.run._ds
-        self._doc = ds.read_task(step.run.id, step.name, task_id) or {}
-        self.data = ArtifactData(ds, self._doc.get("artifacts", {}), self.pathspec)
+        # no task.json yet: the task is still running
+        self._doc = ds.read_task(step.run.id, step.name, task_id) or TaskRecord(status=TaskStatus.RUNNING)
+        self._finished = self._doc.status is not TaskStatus.RUNNING
+        self.data = ArtifactData(ds, self._doc.artifacts, self.pathspec)
 
     @property
     def successful(self) -> bool:
-        return self._doc.get("status") == "succeeded"
+        return self._doc.status is TaskStatus.SUCCEEDED
 
     @property
     def finished(self) -> bool:
-        return bool(self._doc)
+        return self._finished
 
     @property
     def status(self) -> str:
-        return self._doc.get("status", "running")
+        return self._doc.status
 
     @property
     def index(self) -> Optional[int]:
-        stack = self._doc.get("foreach_stack") or []
+        stack = self._doc.foreach_stack
         return stack[-1]["index"] if stack else None
 
     @property
     def finished_at(self) -> Optional[datetime]:
-        return _when(self._doc.get("finished_at"))
+        return _when(self._doc.finished_at)
 
     @property
     def exception(self) -> Optional[str]:
-        return self._doc.get("traceback") or None
+        return self._doc.traceback or None
 
     @property
     def usage(self) -> dict:
-        return dict(self._doc.get("usage") or {})
+        return dict(self._doc.usage)
 
     @property
     def artifacts(self) -> dict[str, dict]:
-        return {k: v for k, v in self._doc.get("artifacts", {}).items()}
+        return dict(self._doc.artifacts)
 
     def logs(self) -> list[tuple[str, str, str]]:
         run = self.step.run
@@ -242,12 +245,12 @@ class ArtifactData:
         from .preview import artifact_origin, provenance_note
         ref = self._refs[name]
         run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id) or {}
-        _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, {})
+        doc = self._ds.read_task(run_id, step, task_id)
+        _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, None)
         note = provenance_note(name, maker) if maker or doc else None
         if note:
             warnings.warn(note, UserWarning, stacklevel=3)
-        owner = (maker.get("pathspec") or self._where).split("/", 1)[-1]
+        owner = ((maker.pathspec if maker else "") or self._where).split("/", 1)[-1]
         return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
 
     def summary(self, name: str) -> str:
@@ -256,8 +259,8 @@ class ArtifactData:
         if name not in self._refs:
             raise AttributeError(f"{self._where} has no artifact {name!r}")
         run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id) or {}
-        info, _maker = artifact_origin(self._ds, run_id, self._refs[name], doc) if doc else (self._refs[name], {})
+        doc = self._ds.read_task(run_id, step, task_id)
+        info, _maker = artifact_origin(self._ds, run_id, self._refs[name], doc) if doc else (self._refs[name], None)
         return summary_text(info)
 
     def __contains__(self, name: str) -> bool:

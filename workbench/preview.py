@@ -10,7 +10,10 @@ load the blob: unpickling is running code, and a blob may come from a step the v
 from __future__ import annotations
 
 import reprlib
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from .datastore.records import TaskRecord
 
 _short = reprlib.Repr()
 _short.maxstring = 80
@@ -119,20 +122,19 @@ def summary_text(info: dict[str, Any], max_lines: int = PREVIEW_LINES) -> str:
     return "\n".join(lines)
 
 
-def artifact_origin(ds, run_id: str, art: dict, doc: dict) -> tuple[dict, dict]:
+def artifact_origin(ds, run_id: str, art: dict, doc: Optional["TaskRecord"]) -> tuple[dict, Optional["TaskRecord"]]:
     """The stored summary of an artifact and the record of the task that saved it: ``doc`` itself, or,
     for an inherited artifact, the task of the same run whose record has the same sha and a summary."""
     if not art.get("inherited"):
         return art, doc
     for other in _run_task_docs(ds, run_id):
-        info = (other.get("artifacts") or {}).values()
-        for a in info:
+        for a in other.artifacts.values():
             if a.get("sha") == art.get("sha") and not a.get("inherited") and a.get("type"):
                 return {**a, **art}, other
-    return art, {}
+    return art, None
 
 
-def _run_task_docs(ds, run_id: str) -> list[dict]:
+def _run_task_docs(ds, run_id: str) -> list["TaskRecord"]:
     docs = []
     for step in ds.list_steps(run_id):
         for task_id in ds.list_tasks(run_id, step):
@@ -145,11 +147,11 @@ def _run_task_docs(ds, run_id: str) -> list[dict]:
 REMOTE_BACKENDS = {"docker": "in a container", "batch": "on AWS Batch", "kubernetes": "on Kubernetes"}
 
 
-def provenance_note(name: str, maker: dict) -> Optional[str]:
+def provenance_note(name: str, maker: Optional["TaskRecord"]) -> Optional[str]:
     """A warning for loading (unpickling) a blob that a step wrote outside this process's control."""
-    backend = ((maker.get("settings") or {}).get("backend")) if maker else None
+    backend = maker.settings.get("backend") if maker else None
     where = REMOTE_BACKENDS.get(str(backend)) if backend else "by a task whose record is not found"
     if backend == "local":
         return None
-    return (f"loading {name} unpickles a blob written {where} ({maker.get('pathspec', '?') if maker else '?'}); "
+    return (f"loading {name} unpickles a blob written {where} ({(maker.pathspec or '?') if maker else '?'}); "
             f"unpickling runs code: load only runs whose steps you trust")

@@ -66,14 +66,14 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
     assert result.status == "succeeded", result.message
     ds = runtime.ds
     doc = ds.read_run(run_id)
-    doc.update(started_at=1767225600.0, finished_at=1767225601.0)
-    ds.write_run(run_id, doc)
+    doc.started_at, doc.finished_at = 1767225600.0, 1767225601.0
+    ds.write_run(doc)
     for step in ds.list_steps(run_id):
         for task_id in ds.list_tasks(run_id, step):
             task = ds.read_task(run_id, step, task_id)
-            task["usage"] = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
-            task["started_at"], task["finished_at"] = 1767225600.0, 1767225601.0
-            ds.write_task(run_id, step, task_id, task)
+            task.usage = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
+            task.started_at, task.finished_at = 1767225600.0, 1767225601.0
+            ds.write_task(task)
     return run_id
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
@@ -43,7 +44,6 @@ MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
 TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
 THROTTLING = ("ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded")
-EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: the task module pulls in the flow machinery)
 
 
 # ---------------------------------------------------------------------------------------- job definitions
@@ -426,7 +426,7 @@ class BatchBackend(RemoteBackend):
 
     def _requested_exit(self, job: RemoteJob, code: Optional[int] = None) -> TaskExit:
         reason = job.requested or "cancelled"
-        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        kind = "timeout" if job.requested_timeout else "cancelled"
         return TaskExit(kind, code, reason, self.usage(job))
 
     def _exit_of(self, job: _Job, d: dict) -> TaskExit:

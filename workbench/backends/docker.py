@@ -39,7 +39,7 @@ from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHand
 from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
 from ..redact import looks_secret
 from .docker_cache import BytecodeCaches
-from .local import exit_from_code
+from ..exitcodes import exit_from_code
 
 MIB = 1024 * 1024
 OWNER_LABEL = "workbench.owner"
@@ -149,11 +149,12 @@ def _container_name(spec: TaskSpec) -> str:
     return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in raw)[:200]
 
 
-def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict) -> TaskExit:
+def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict, *,
+                  timeout: bool = False) -> TaskExit:
     """Words for how a container ended, from its inspected ``State``."""
     code = state.get("ExitCode")
     if requested:
-        return exit_from_code(code, requested, usage)
+        return exit_from_code(code, requested, usage, timeout=timeout)
     if state.get("OOMKilled"):
         usage = dict(usage)
         usage.setdefault("peak_memory_mib", float(memory_mib))
@@ -213,6 +214,7 @@ class _ContainerHandle(TaskHandle):
         self.on_log = on_log
         self.on_exit = on_exit
         self.requested: Optional[str] = None
+        self.timeout = False  # the cancel was the runtime's hard deadline
         self.container_id: Optional[str] = None
         self._lock = threading.Lock()
         self.usage: dict[str, float] = {}
@@ -220,10 +222,10 @@ class _ContainerHandle(TaskHandle):
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"docker {spec.ref}")
         self.thread.start()
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
         with self._lock:
             if self.requested is None:
-                self.requested = reason
+                self.requested, self.timeout = reason, timeout
             cid = self.container_id
         if cid:
             threading.Thread(target=self.backend._kill, args=(cid,), daemon=True).start()
@@ -246,7 +248,7 @@ class _ContainerHandle(TaskHandle):
                                    credentials_file=backend.credentials_file)
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
-                result = exit_from_code(None, self.requested, {})
+                result = exit_from_code(None, self.requested, {}, timeout=self.timeout)
                 return
             for first_try in (True, False):
                 try:
@@ -268,7 +270,7 @@ class _ContainerHandle(TaskHandle):
                 self.container_id = cid
                 requested = self.requested
             if requested:
-                result = exit_from_code(None, requested, {})
+                result = exit_from_code(None, requested, {}, timeout=self.timeout)
                 return
             stream = backend.stream_api.attach(cid, stdout=True, stderr=True, stream=True, logs=False, demux=True)
             try:
@@ -286,12 +288,12 @@ class _ContainerHandle(TaskHandle):
             backend.api.wait(cid)
             self._ingest()  # the container is gone: nothing can change the outbox while it is read
             state = backend.api.inspect_container(cid).get("State", {})
-            result = classify_exit(state, self.requested, spec.settings.memory, self.usage)
+            result = classify_exit(state, self.requested, spec.settings.memory, self.usage, timeout=self.timeout)
             if result.status == "failed" and state.get("Error"):
                 result.reason += f" ({state['Error']})"
         except Exception as exc:  # noqa: BLE001 - whatever the engine says, the task ends in words
             if self.requested:
-                result = exit_from_code(None, self.requested, self.usage)
+                result = exit_from_code(None, self.requested, self.usage, timeout=self.timeout)
             elif isinstance(exc, WorkbenchError):
                 result = TaskExit("failed", None, str(exc), self.usage)
             else:

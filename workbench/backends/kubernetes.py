@@ -228,7 +228,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
 
     def _requested_exit(self, task: RemoteJob, note: str = "") -> TaskExit:
         reason = task.requested or "cancelled"
-        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        kind = "timeout" if task.requested_timeout else "cancelled"
         return TaskExit(kind, None, reason + note, self.usage(task))
 
     # ------------------------------------------------------------------ status

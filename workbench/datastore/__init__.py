@@ -3,10 +3,34 @@
 Layout under the storage root::
 
     <Flow>/data/<sha[:2]>/<sha>                       artifact blobs, content-addressed (sha256)
-    <Flow>/runs/<run_id>/run.json                     the run: status, parameters, timings
-    <Flow>/runs/<run_id>/<step>/<task_id>/task.json   the task as the runtime saw it (written last)
-    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   what the task itself reported
+    <Flow>/runs/<run_id>/run.json                     RunRecord: status, parameters, timings
+    <Flow>/runs/<run_id>/<step>/<task_id>/spec-<n>.json      TaskSpecRecord: what attempt n runs with
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   AttemptRecord: what the task itself reported
+    <Flow>/runs/<run_id>/<step>/<task_id>/task.json   TaskRecord: the task as the runtime saw it (written last)
     <Flow>/runs/<run_id>/<step>/<task_id>/<n>.log     timestamped stdout/stderr lines of attempt n
+
+The JSON documents are typed records (:mod:`workbench.datastore.records`), each with one writer and one
+reader here; their fields are the JSON keys:
+
+- ``run.json`` (written by the runtime at the start and the end of a run): flow, run_id, status
+  (running|succeeded|failed|cancelled), started_at, finished_at (epoch seconds), params (shortened
+  values, for display), origin_run_id (resume/single step), flow_file, only_step, user, backends,
+  failed (pathspecs), message.
+- ``spec-<n>.json`` (runtime, before submitting attempt n): flow, run_id, step, task_id, attempt, kind,
+  next, foreach_var, flow_file, class_name, origin_run_id, settings, foreach_stack (frames {step, var,
+  index, num_splits}), params (name -> sha), unresolved_params, inputs ({pathspec, step,
+  foreach_stack, artifacts: name -> sha} per parent).
+- ``attempt-<n>.json`` (the task process): status, attempt, pathspec, started_at, finished_at, reason,
+  traceback, error {type, message}, caught (the reason @catch caught), artifacts (name -> {sha, size,
+  type, ...}), foreach_artifact, foreach_num_splits.
+- ``task.json`` (runtime, when the task ends or is cloned): flow, run_id, step, task_id, pathspec, status
+  (succeeded|failed|timeout|oom|cancelled|error), attempt (the last), attempts ({attempt, status,
+  started_at, finished_at, exit_code, reason, backend, usage} each), artifacts, foreach_stack,
+  foreach_num_splits, foreach_artifact, parents, settings, started_at, finished_at, reason, traceback,
+  usage, cloned_from.
+
+Readers are tolerant: a missing field takes its default and an unknown one is kept, so run directories
+written before the records existed read unchanged.
 
 An artifact blob is a header, a pickle (protocol 5) and its out-of-band buffers at 64-byte offsets, so
 large arrays are written and read without extra copies and come back aligned; every read checks the
@@ -24,6 +48,7 @@ from ..errors import DatastoreError
 from .blob import (MAP_THRESHOLD, TREE_CHUNK, TREE_MIN, ArtifactError, CorruptArtifact,  # noqa: F401
                    CorruptBlob, aligned_bytearray_view, check_blob, content_hash, decode_artifact,
                    encode_artifact)
+from .records import AttemptRecord, RunRecord, TaskRecord, TaskSpecRecord
 from .storage import Storage, open_storage
 
 _content_hash = content_hash  # the name older callers used
@@ -113,11 +138,12 @@ class FlowDatastore:
         return f"{self.flow}/runs/{run_id}/{step}/{task_id}"
 
     # ------------------------------------------------------------------ runs
-    def write_run(self, run_id: str, data: dict) -> None:
-        self._put_json(f"{self._run_key(run_id)}/run.json", data)
+    def write_run(self, record: RunRecord) -> None:
+        self._put_json(f"{self._run_key(record.run_id)}/run.json", record.to_dict())
 
-    def read_run(self, run_id: str) -> Optional[dict]:
-        return self._get_json(f"{self._run_key(run_id)}/run.json")
+    def read_run(self, run_id: str) -> Optional[RunRecord]:
+        data = self._get_json(f"{self._run_key(run_id)}/run.json")
+        return None if data is None else RunRecord.from_dict(data)
 
     def list_runs(self) -> list[str]:
         """Run ids, oldest first; stray entries (a file, a directory without run.json) are skipped."""
@@ -137,17 +163,27 @@ class FlowDatastore:
         return name.isdigit() or (not name.endswith((".json", ".log")) and self.storage.exists(record_key))
 
     # ------------------------------------------------------------------ tasks
-    def write_attempt(self, run_id: str, step: str, task_id: str, attempt: int, data: dict) -> None:
-        self._put_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json", data)
+    def write_spec(self, record: TaskSpecRecord) -> None:
+        key = self.task_key(record.run_id, record.step, record.task_id)
+        self._put_json(f"{key}/spec-{record.attempt}.json", record.to_dict())
 
-    def read_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[dict]:
-        return self._get_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json")
+    def read_spec(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[TaskSpecRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/spec-{attempt}.json")
+        return None if data is None else TaskSpecRecord.from_dict(data)
 
-    def write_task(self, run_id: str, step: str, task_id: str, data: dict) -> None:
-        self._put_json(f"{self.task_key(run_id, step, task_id)}/task.json", data)
+    def write_attempt(self, run_id: str, step: str, task_id: str, record: AttemptRecord) -> None:
+        self._put_json(f"{self.task_key(run_id, step, task_id)}/attempt-{record.attempt}.json", record.to_dict())
 
-    def read_task(self, run_id: str, step: str, task_id: str) -> Optional[dict]:
-        return self._get_json(f"{self.task_key(run_id, step, task_id)}/task.json")
+    def read_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[AttemptRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json")
+        return None if data is None else AttemptRecord.from_dict(data)
+
+    def write_task(self, record: TaskRecord) -> None:
+        self._put_json(f"{self.task_key(record.run_id, record.step, record.task_id)}/task.json", record.to_dict())
+
+    def read_task(self, run_id: str, step: str, task_id: str) -> Optional[TaskRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/task.json")
+        return None if data is None else TaskRecord.from_dict(data)
 
     # ------------------------------------------------------------------ logs
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
@@ -159,8 +195,8 @@ class FlowDatastore:
     def read_log(self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None) -> Iterator[tuple[str, str, str]]:
         """(timestamp, stream, text) of each line of the given (default: last) attempt."""
         if attempt is None:
-            task = self.read_task(run_id, step, task_id) or {}
-            attempt = task.get("attempt", 0)
+            task = self.read_task(run_id, step, task_id)
+            attempt = task.attempt if task is not None else 0
         try:
             raw = bytes(self.storage.get(self.log_key(run_id, step, task_id, attempt))).decode("utf-8", "replace")
         except KeyError:

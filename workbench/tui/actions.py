@@ -187,7 +187,7 @@ class WorkbenchActions:
         chosen = self.pane("#runs").selected_run
         if chosen or store is None:
             return chosen
-        return latest_run_id(store.ds, lambda doc: not doc.get("only_step"))
+        return latest_run_id(store.ds, lambda doc: not doc.only_step)
 
     def action_resume(self) -> None:
         origin = self._origin()

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from ..datastore import FlowDatastore
+from ..datastore.records import RunRecord, TaskRecord
 from ..preview import summary_text
 from .widgets import PaneMounted
 
@@ -37,13 +38,13 @@ class RunStore:
         runs = self.runs()
         return runs[-1] if runs else None
 
-    def run_doc(self, run_id: str) -> dict:
+    def run_doc(self, run_id: str) -> Optional[RunRecord]:
         try:
-            return self.ds.read_run(run_id) or {}
+            return self.ds.read_run(run_id)
         except Exception:  # noqa: BLE001
-            return {}
+            return None
 
-    def tasks(self, run_id: str, step: Optional[str] = None) -> list[dict]:
+    def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
         out = []
         try:
             steps = [step] if step else self.ds.list_steps(run_id)
@@ -61,8 +62,8 @@ class RunStore:
             return {}
         by_step: dict[str, list[str]] = {}
         for doc in self.tasks(run_id):
-            status = "cloned" if doc.get("cloned_from") else doc.get("status", "?")
-            by_step.setdefault(doc.get("step", "?"), []).append(status)
+            status = "cloned" if doc.cloned_from else str(doc.status)
+            by_step.setdefault(doc.step or "?", []).append(status)
         out = {}
         for step, statuses in by_step.items():
             bad = [s for s in statuses if s not in ("succeeded", "cloned")]
@@ -80,16 +81,16 @@ class RunStore:
     def latest_usage(self, step: str) -> Optional[dict]:
         for run_id in reversed(self.runs()[-10:]):
             for doc in self.tasks(run_id, step):
-                if doc.get("usage") and not doc.get("cloned_from"):
-                    return doc["usage"]
+                if doc.usage and not doc.cloned_from:
+                    return doc.usage
         return None
 
     def log_lines(self, run_id: str) -> list[tuple[str, str]]:
         lines = []
         for doc in self.tasks(run_id):
             try:
-                for _ts, _stream, text in self.ds.read_log(run_id, doc["step"], doc["task_id"]):
-                    lines.append((doc["pathspec"], text))
+                for _ts, _stream, text in self.ds.read_log(run_id, doc.step, doc.task_id):
+                    lines.append((doc.pathspec, text))
             except Exception:  # noqa: BLE001
                 continue
         return lines
@@ -153,12 +154,12 @@ class RunsPane(Vertical):
             statuses = store.step_statuses(run_id)
             steps = " ".join(f"{s}{GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')}"
                              for s in order if s in statuses)
-            status = doc.get("status", "?")
-            if doc.get("only_step"):
-                status += f" ({doc['only_step']} only)"
-            elif doc.get("origin_run_id"):
+            status = str(doc.status) if doc is not None else "?"
+            if doc is not None and doc.only_step:
+                status += f" ({doc.only_step} only)"
+            elif doc is not None and doc.origin_run_id:
                 status += " (resume)"
-            table.add_row(run_id, status, _when(doc.get("started_at")), steps, key=run_id)
+            table.add_row(run_id, status, _when(doc.started_at if doc is not None else None), steps, key=run_id)
 
     @on(DataTable.RowSelected, "#runs-table")
     def _chosen(self, event: DataTable.RowSelected) -> None:
@@ -209,11 +210,11 @@ class ArtifactsPane(Vertical):
             return
         title.update(f"run {run_id} · step {step or 'all'} · arrows preview · ↑ inherited")
         all_tasks = store.tasks(run_id)
-        known = {info["sha"]: info for doc in all_tasks for info in (doc.get("artifacts") or {}).values()
+        known = {info["sha"]: info for doc in all_tasks for info in doc.artifacts.values()
                  if info.get("sha") and info.get("type")}  # inherited artifacts carry only their sha
-        for doc in (all_tasks if step is None else [d for d in all_tasks if d.get("step") == step]):
-            task = f"{doc.get('step')}/{doc.get('task_id')}"
-            for name, info in sorted((doc.get("artifacts") or {}).items()):
+        for doc in (all_tasks if step is None else [d for d in all_tasks if d.step == step]):
+            task = f"{doc.step}/{doc.task_id}"
+            for name, info in sorted(doc.artifacts.items()):
                 if name.startswith("_"):
                     continue
                 key = f"{task}:{name}"
