@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from .datastore import FlowDatastore
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
+from .parameters import resolve_default
 from .preview import describe
 
 EXIT_OK = 0
@@ -119,9 +120,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
     ctx = TaskContext(ds, refs, spec.get("foreach_stack", []))
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
+    current._bind_flow_class(flow_cls)
     for attr in spec.get("unresolved_params", []):
-        default = getattr(flow_cls, attr).default
-        flow.__dict__[attr] = default() if callable(default) else default
+        flow.__dict__[attr] = resolve_default(flow_cls, attr)
 
     result: dict[str, Any] = {"status": "failed", "started_at": started, "attempt": attempt,
                               "pathspec": f"{spec['flow']}/{spec['run_id']}/{step_name}/{spec['task_id']}"}

@@ -49,7 +49,7 @@ RUN_OPTIONS = ["--max-workers=50", "--max-num-splits=10000",
                "--tag=\u523a\u8eab means sashimi", "--tag=multiple tags should be ok"]
 DISABLED_TESTS = {"LargeArtifactTest", "S3FailureTest", "CardComponentRefreshTest", "CardWithRefreshTest"}
 CHECKS = ["MetadataCheck", "CliCheck"]
-PAIR_TIMEOUT = 600
+PAIR_TIMEOUT = 300
 
 
 @dataclasses.dataclass
@@ -190,7 +190,7 @@ def run_pair(test: MetaflowTest, graph: dict, keep: bool = False) -> PairResult:
 
 
 def skip_reason(test: str, graph: str) -> Optional[str]:
-    return SKIPPED.get((test, graph)) or SKIPPED.get((test, "*"))
+    return SKIPPED.get((test, graph)) or SKIPPED.get((test, "*")) or SKIPPED.get(("*", graph))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
