@@ -17,6 +17,7 @@ from typing import Any, Iterator, Optional
 
 from .datastore import FlowDatastore
 from .errors import DatastoreError
+from .run_tags import RunTags
 
 _datastore_url: Optional[str] = None
 _UNSET = object()
@@ -154,7 +155,7 @@ class Flow:
         return f"Flow('{self.name}')"
 
 
-class Run:
+class Run(RunTags):
     def __init__(self, pathspec: str, _ds: Optional[FlowDatastore] = None, _namespace_check: bool = True):
         from .exception import MetaflowNamespaceMismatch, MetaflowNotFound
         flow, run_id = _split(pathspec, 2, "run")
@@ -167,65 +168,6 @@ class Run:
         self._doc = doc
         if _namespace_check and not _in_namespace(self.tags):
             raise MetaflowNamespaceMismatch(get_namespace())
-
-    # ---------------------------------------------------------------- tags (Metaflow's)
-    def _tags_record(self) -> dict:
-        from .run_tags import read_tags
-        rec = read_tags(self._ds, self.id)
-        if rec is None:  # started without a tags record (`workbench run`): found in every namespace
-            rec = {"user": [], "system": [], "untracked": True}
-        return rec
-
-    @property
-    def user_tags(self) -> frozenset:
-        return frozenset(self._tags_record()["user"])
-
-    @property
-    def system_tags(self) -> frozenset:
-        return frozenset(self._tags_record()["system"])
-
-    @property
-    def tags(self) -> frozenset:
-        rec = self._tags_record()
-        tags = frozenset(rec["user"]) | frozenset(rec["system"])
-        if rec.get("untracked"):
-            ns = get_namespace()
-            tags |= {ns} if ns else frozenset()
-        return tags
-
-    def replace_tags(self, tags_to_remove, tags_to_add) -> None:
-        """Remove and add user tags in one change (system tags cannot be removed)."""
-        from .exception import MetaflowTaggingError
-        from .run_tags import tags_lock, validate_tag, write_tags
-        if isinstance(tags_to_remove, str) or isinstance(tags_to_add, str):
-            raise MetaflowTaggingError("replace_tags takes lists of tags")
-        remove = {validate_tag(t) for t in tags_to_remove}
-        add = {validate_tag(t) for t in tags_to_add}
-        if not remove and not add:
-            raise MetaflowTaggingError("Must add or remove at least one tag")
-        with tags_lock(self._ds, self.id):
-            rec = self._tags_record()
-            add -= set(rec["system"])  # a system tag is already there: only user tags are added
-            if remove & set(rec["system"]) - set(rec["user"]):
-                raise MetaflowTaggingError(f"cannot remove system tags {sorted(remove & set(rec['system']))}")
-            write_tags(self._ds, self.id, (set(rec["user"]) - remove) | add, rec["system"])
-
-    # the singular forms also take lists (Metaflow keeps that older usage working)
-    def add_tag(self, tag) -> None:
-        self.add_tags(tag if isinstance(tag, (list, tuple)) else [tag])
-
-    def add_tags(self, tags) -> None:
-        self.replace_tags([], _tag_list(tags))
-
-    def remove_tag(self, tag) -> None:
-        self.remove_tags(tag if isinstance(tag, (list, tuple)) else [tag])
-
-    def remove_tags(self, tags) -> None:
-        self.replace_tags(_tag_list(tags), [])
-
-    def replace_tag(self, tag_to_remove, tag_to_add) -> None:
-        self.replace_tags(tag_to_remove if isinstance(tag_to_remove, (list, tuple)) else [tag_to_remove],
-                          tag_to_add if isinstance(tag_to_add, (list, tuple)) else [tag_to_add])
 
     # ---------------------------------------------------------------- status
     @property
@@ -304,13 +246,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
-
-
-def _tag_list(tags) -> list:
-    from .exception import MetaflowTaggingError
-    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
-        raise MetaflowTaggingError(f"expected a list of tags, got {tags!r}")
-    return list(tags)
 
 
 class Step:

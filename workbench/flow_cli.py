@@ -211,7 +211,7 @@ def _cmd_tag(ref: str, argv: list[str]) -> int:
     p.add_argument("--hide-system-tags", action="store_true")
     p.add_argument("--add", action="append", default=[])
     p.add_argument("--remove", action="append", default=[])
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     graph = resolve_flow(ref, load_config())
     run = Flow(graph.name, _namespace_check=False)[args.run_id]
     if args.action == "add":

@@ -77,3 +77,73 @@ def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
     if project:
         tags += [f"project:{project['name']}", f"project_branch:{project['branch']}"]
     return tags
+
+
+class RunTags:
+    """The tag half of the client's Run (``self._ds`` and ``self.id`` are the run's)."""
+
+    def _tags_record(self) -> dict:
+        rec = read_tags(self._ds, self.id)
+        if rec is None:  # started without a tags record (`workbench run`): found in every namespace
+            rec = {"user": [], "system": [], "untracked": True}
+        return rec
+
+    @property
+    def user_tags(self) -> frozenset:
+        return frozenset(self._tags_record()["user"])
+
+    @property
+    def system_tags(self) -> frozenset:
+        return frozenset(self._tags_record()["system"])
+
+    @property
+    def tags(self) -> frozenset:
+        rec = self._tags_record()
+        tags = frozenset(rec["user"]) | frozenset(rec["system"])
+        if rec.get("untracked"):
+            ns = _get_namespace()
+            tags |= {ns} if ns else frozenset()
+        return tags
+
+    def replace_tags(self, tags_to_remove, tags_to_add) -> None:
+        """Remove and add user tags in one change (system tags cannot be removed)."""
+        if isinstance(tags_to_remove, str) or isinstance(tags_to_add, str):
+            raise MetaflowTaggingError("replace_tags takes lists of tags")
+        remove = {validate_tag(t) for t in tags_to_remove}
+        add = {validate_tag(t) for t in tags_to_add}
+        if not remove and not add:
+            raise MetaflowTaggingError("Must add or remove at least one tag")
+        with tags_lock(self._ds, self.id):
+            rec = self._tags_record()
+            add -= set(rec["system"])  # a system tag is already there: only user tags are added
+            if remove & set(rec["system"]) - set(rec["user"]):
+                raise MetaflowTaggingError(f"cannot remove system tags {sorted(remove & set(rec['system']))}")
+            write_tags(self._ds, self.id, (set(rec["user"]) - remove) | add, rec["system"])
+
+    # the singular forms also take lists (Metaflow keeps that older usage working)
+    def add_tag(self, tag) -> None:
+        self.add_tags(tag if isinstance(tag, (list, tuple)) else [tag])
+
+    def add_tags(self, tags) -> None:
+        self.replace_tags([], _tag_list(tags))
+
+    def remove_tag(self, tag) -> None:
+        self.remove_tags(tag if isinstance(tag, (list, tuple)) else [tag])
+
+    def remove_tags(self, tags) -> None:
+        self.replace_tags(_tag_list(tags), [])
+
+    def replace_tag(self, tag_to_remove, tag_to_add) -> None:
+        self.replace_tags(tag_to_remove if isinstance(tag_to_remove, (list, tuple)) else [tag_to_remove],
+                          tag_to_add if isinstance(tag_to_add, (list, tuple)) else [tag_to_add])
+
+
+def _tag_list(tags) -> list:
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise MetaflowTaggingError(f"expected a list of tags, got {tags!r}")
+    return list(tags)
+
+
+def _get_namespace():
+    from .client import get_namespace
+    return get_namespace()

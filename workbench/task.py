@@ -121,6 +121,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
     current._bind_flow_class(flow_cls)
+    if is_join:  # parameters are artifacts of every task, joins included (as in Metaflow)
+        for name, sha in spec.get("params", {}).items():
+            ctx.adopt_artifact(name, sha)
     for attr in spec.get("unresolved_params", []):
         flow.__dict__[attr] = resolve_default(flow_cls, attr)
 
