@@ -340,6 +340,22 @@ class DataArtifact:
     def data(self) -> Any:
         return getattr(self.task.data, self.id)
 
+    @property
+    def parent(self) -> "Task":
+        return self.task
+
+    @property
+    def tags(self) -> frozenset:
+        return self.task.tags
+
+    @property
+    def user_tags(self) -> frozenset:
+        return self.task.user_tags
+
+    @property
+    def system_tags(self) -> frozenset:
+        return self.task.system_tags
+
     def __repr__(self) -> str:
         return f"DataArtifact('{self.pathspec}')"
 

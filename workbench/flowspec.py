@@ -185,8 +185,14 @@ class GraphView:
         return name in self._nodes
 
 
-class MergeArtifactsError(Exception):
-    """merge_artifacts found an artifact with different values in different inputs."""
+def _merge_error(kind: str, message: str, names: list[str]) -> Exception:
+    """merge_artifacts' errors are Metaflow's exception types (so ``except`` clauses written for it work)."""
+    from . import exception
+    cls = exception.UnhandledInMergeArtifactsException if kind == "unhandled" \
+        else exception.MissingInMergeArtifactsException
+    return cls(message, names)
+
+
 
 
 class FlowSpec:
@@ -291,10 +297,14 @@ class FlowSpec:
     def merge_artifacts(self, inputs: "Inputs", exclude: Optional[list[str]] = None,
                         include: Optional[list[str]] = None) -> None:
         """Copy artifacts that every input agrees on; conflicting ones must be set or excluded first."""
+        if not isinstance(inputs, Inputs):
+            from .exception import MetaflowException
+            raise MetaflowException("merge_artifacts can only be called in a join step, with its inputs")
         exclude = set(exclude or [])
         include = set(include or [])
         if include and exclude:
-            raise ValueError("merge_artifacts takes include or exclude, not both")
+            from .exception import MetaflowException
+            raise MetaflowException("merge_artifacts takes include or exclude, not both")
         hashes: dict[str, set[str]] = {}
         owners: dict[str, Any] = {}
         for inp in inputs:
@@ -305,12 +315,12 @@ class FlowSpec:
                 owners[name] = inp
         missing = include - set(hashes)
         if missing:
-            raise MergeArtifactsError(f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}")
+            raise _merge_error("missing", f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}",
+                               sorted(missing))
         conflicts = sorted(n for n, hs in hashes.items() if len(hs) > 1 and n not in self.__dict__)
         if conflicts:
-            raise MergeArtifactsError(
-                "merge_artifacts: inputs disagree on " + ", ".join(conflicts)
-                + "; set them in the join step or pass exclude=[...]")
+            raise _merge_error("unhandled", "merge_artifacts: inputs disagree on " + ", ".join(conflicts)
+                               + "; set them in the join step or pass exclude=[...]", conflicts)
         ctx = self.__dict__["_wb_ctx"]
         for name, hs in hashes.items():
             if name in self.__dict__ or len(hs) > 1:
