@@ -8,6 +8,7 @@ assigns to ``self`` is saved when it returns.
 from __future__ import annotations
 
 import sys
+from collections import namedtuple
 from typing import Any, Callable, Iterator, Optional
 
 from .decorators import DECORATOR_ATTR
@@ -156,6 +157,9 @@ class CaughtException:
         return f"{self.type}: {self.message}"
 
 
+ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
+
+
 class GraphNodeView:
     """One step of the static graph, with Metaflow's field names."""
 
@@ -275,6 +279,14 @@ class FlowSpec:
         if not frames:
             return None
         return ctx.foreach_value(self, frames[-1])
+
+    @property
+    def _foreach_stack(self) -> list["ForeachFrame"]:
+        """Metaflow's ``self._foreach_stack``: the enclosing foreach frames, outermost first."""
+        ctx = self.__dict__.get("_wb_ctx")
+        frames = ctx.foreach_stack if ctx else []
+        return [ForeachFrame(f.get("step"), f.get("var"), f.get("num_splits"), f.get("index"),
+                             ctx.foreach_value(self, f)) for f in frames]
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         ctx = self.__dict__.get("_wb_ctx")
