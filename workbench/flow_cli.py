@@ -119,9 +119,12 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from . import commands
     from .config import load_config
     from .project import resolve_flow
+    from .parameters import check_parameter_name
     args, extra = _run_parser("run").parse_known_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
+    for param in graph.parameters:
+        check_parameter_name(param.name)
     ns = argparse.Namespace(flow=ref, backend=args.backend or _backend_from_with(top["with"]),
                             max_workers=args.max_workers, json=args.json, junit_xml=args.junit_xml, step=None,
                             from_run=None, task=None, cpu=None, memory=None, gpu=None, image=None, timeout=None)

@@ -31,7 +31,6 @@ class Parameter:
         self.required = required
         self.kwargs = kwargs
         self._attr: Optional[str] = None
-        check_parameter_name(name)
 
     def __set_name__(self, owner, attr: str) -> None:
         self._attr = attr
@@ -98,16 +97,18 @@ def convert_parameter(spec, raw: Any) -> Any:
         raise UsageError(f"--{spec.name}: {raw!r} is not {want}") from None
 
 
-RESERVED_NAMES = frozenset({
+# Metaflow's reserved parameter names (its `run` options), dashed and underscored
+RESERVED_NAMES = frozenset(n for name in (
     "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
-    "max-workers", "max-log-size", "user-namespace", "run_id", "task_id", "origin_run_id", "step_to_rerun",
-    "clone_run_id", "clone_only", "reentrant", "resume_identifier", "runner_attribute_file", "help",
-})
+    "max-workers", "max-log-size", "user-namespace", "run-id", "task-id", "runner-attribute-file",
+) for n in (name, name.replace("-", "_")))
 
 
 def check_parameter_name(name: str) -> None:
-    """Metaflow refuses parameter names its command line uses; so does workbench, with its message."""
-    if name.lower() in RESERVED_NAMES or name.lower().replace("_", "-") in RESERVED_NAMES:
+    """Metaflow's command line refuses parameter names its own options use, with this message. Checked
+    when a flow runs through that command line (``python flow.py run``), where the names would clash;
+    ``workbench run`` has none of those options."""
+    if name in RESERVED_NAMES:
         from .exception import MetaflowException
         raise MetaflowException(f"Parameter name '{name}' is a reserved word. Please use a different name "
                                 f"for your parameter.")
