@@ -61,3 +61,7 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("BasicParameterTest", "*"): "needs Parameter(separator=...) to split the value into a list (the static "
                                  "parameter spec does not carry separator yet)",
 }
+
+# skipped pairs too slow to run as expected failures in the CI subset (each waits out @retry's 2-minute
+# pauses until its pair times out); the whole matrix (WORKBENCH_CONFORMANCE=all) still runs them
+SLOW_WHILE_FAILING = {"TagCatchTest"}
