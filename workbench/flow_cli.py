@@ -268,3 +268,5 @@ def main(flow_path: str, flow_cls: type, argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python flow.py --help | head`
+        return 0

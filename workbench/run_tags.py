@@ -82,10 +82,16 @@ def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
 class RunTags:
     """The tag half of the client's Run (``self._ds`` and ``self.id`` are the run's)."""
 
-    def _tags_record(self) -> dict:
+    def _tags_record(self, fresh: bool = False) -> dict:
+        """The run's tags as this object knows them: read once, then what its own changes left (as a
+        Metaflow Run object does; another process's later change is seen by a new object)."""
+        cached = self.__dict__.get("_wb_tags")
+        if cached is not None and not fresh:
+            return cached
         rec = read_tags(self._ds, self.id)
         if rec is None:  # started without a tags record (`workbench run`): found in every namespace
             rec = {"user": [], "system": [], "untracked": True}
+        self.__dict__["_wb_tags"] = rec
         return rec
 
     @property
@@ -114,11 +120,17 @@ class RunTags:
         if not remove and not add:
             raise MetaflowTaggingError("Must add or remove at least one tag")
         with tags_lock(self._ds, self.id):
-            rec = self._tags_record()
+            rec = self._tags_record(fresh=True)
             add -= set(rec["system"])  # a system tag is already there: only user tags are added
             if remove & set(rec["system"]) - set(rec["user"]):
                 raise MetaflowTaggingError(f"cannot remove system tags {sorted(remove & set(rec['system']))}")
-            write_tags(self._ds, self.id, (set(rec["user"]) - remove) | add, rec["system"])
+            user = sorted((set(rec["user"]) - remove) | add)
+            system = list(rec["system"])
+            if rec.get("untracked"):  # its first tags record: the owner the run recorded becomes a system tag
+                owner = getattr(self, "_doc", {}).get("user")
+                system = [f"user:{owner}"] if owner else []
+            write_tags(self._ds, self.id, user, system)
+            self.__dict__["_wb_tags"] = {"user": user, "system": sorted(system)}
 
     # the singular forms also take lists (Metaflow keeps that older usage working)
     def add_tag(self, tag) -> None:
