@@ -4,6 +4,9 @@ NOT_COUNTED: tests outside the counted matrix (as the conformance issue counts i
 renders no cards), and tests that exercise only Metaflow's extension mechanism (they import the
 `metaflow_extensions.test_org` package that Metaflow's test environment installs).
 
+Counted this way, Metaflow's test/core at the vendored commit has 147 valid pairs in its default local
+context (the conformance issue's 115 came from an earlier snapshot, before the switch graphs and tests).
+
 SKIPPED: counted pairs that are known not to pass yet, each with a reason a Metaflow user would accept.
 They run as expected failures under pytest (strict): when one starts passing, the suite says so and the
 entry must be removed.
