@@ -12,7 +12,7 @@ from textual import work
 from .. import events as ev
 from ..errors import WorkbenchError
 from ..graph import FlowGraph
-from .runs import RunsPane, aggregate_statuses
+from .runs import RunsPane, RunStore, aggregate_statuses
 from .widgets.inspector import Inspector
 
 
@@ -133,7 +133,12 @@ class WorkbenchActions:
                 self.live_counts[event.step] = len(seen)
                 redraw = True
             elif isinstance(event, ev.TaskCloned):
-                self.live_statuses[event.step] = "cloned"
+                # a resume's step counts its cloned tasks too (×N is every task of the step in this run)
+                seen = self.live_tasks.setdefault(event.step, set())
+                seen.add(event.pathspec)
+                self.live_counts[event.step] = len(seen)
+                if self.live_statuses.get(event.step) in (None, "pending"):
+                    self.live_statuses[event.step] = "cloned"
                 redraw = True
             elif isinstance(event, ev.TaskFinished):
                 running = self.live_running.setdefault(event.step, set())
@@ -154,9 +159,9 @@ class WorkbenchActions:
         if finished is not None:
             self.runtime = None
             self.live_run_id = None
-            severity = "information" if finished.status == "succeeded" else "error"
-            self.notify(f"run {finished.run_id} {finished.status}"
-                        f"{': ' + finished.message if finished.message else ''}", severity=severity)
+            store = RunStore(self.config, finished.flow) if finished.flow else None
+            self.notify(finished_message(store, finished),
+                        severity="information" if finished.status == "succeeded" else "error")
             if self.current == self.live_path:
                 store = self.run_store()
                 self.pane("#runs").show(store, self.graph)
@@ -214,6 +219,7 @@ class WorkbenchActions:
             logs = self.pane("#logs")
             logs.clear()
             logs.add(store.log_lines(event.run_id))
+            self.action_tab(3)  # enter on a run means "show me its logs"
         self.pane("#artifacts").show(store, event.run_id, self.selected_step)
 
     # ------------------------------------------------------------------ logs
@@ -226,3 +232,13 @@ class WorkbenchActions:
         search = self.main_screen.query("#log-search")
         if search:
             search.first().focus()
+
+
+def finished_message(store, finished: ev.RunFinished) -> str:
+    """The notification for a finished run; it names the run only when the run has a record to find it by
+    (a run refused before it started, e.g. by a backend's check, exists nowhere)."""
+    reason = f": {finished.message}" if finished.message else ""
+    recorded = store is None or bool(store.run_doc(finished.run_id))
+    if not recorded:
+        return f"the run did not start{reason}"
+    return f"run {finished.run_id} {finished.status}{reason}"

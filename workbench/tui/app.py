@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from rich.markup import escape
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -35,6 +35,7 @@ from .widgets.dag_view import DagView
 from .widgets.inspector import Inspector
 from .widgets.logs import LogPane
 
+DATASTORE_POLL_SECONDS = 0.5
 TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts"]
 
 
@@ -72,7 +73,8 @@ class WorkbenchApp(WorkbenchActions, App):
     COMMANDS = App.COMMANDS
 
     def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
-                 poll_interval: float = 0.03, polling_observer: bool = False) -> None:
+                 poll_interval: float = 0.03, polling_observer: bool = False,
+                 datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS) -> None:
         super().__init__()
         self.config = config
         self.watch_files = watch
@@ -81,8 +83,12 @@ class WorkbenchApp(WorkbenchActions, App):
         self.handler = ChangeHandler(self.debouncer, str(config.path) if config.path else None)
         self.poll_interval = poll_interval
         self.polling_observer = polling_observer
+        self.datastore_poll = datastore_poll  # seconds between looks at the datastore for runs started elsewhere
+        self.runs_snapshot: Optional[tuple] = None
         self.observer = None
         self.graphs: dict[str, FlowGraph] = {}
+        # per file, the last graph that had steps: a syntax error keeps the last good DAG on screen
+        self.last_drawable: dict[str, FlowGraph] = {}
         self.current: Optional[str] = None
         self.selected_step: Optional[str] = None
         self.statuses: dict[str, str] = {}
@@ -150,6 +156,8 @@ class WorkbenchApp(WorkbenchActions, App):
     def on_mount(self) -> None:
         self.reload()
         self.set_interval(self.poll_interval, self.pump)
+        if self.datastore_poll:
+            self.set_interval(self.datastore_poll, self.poll_datastore)
         if self.watch_files:
             self.start_watching()
 
@@ -158,6 +166,10 @@ class WorkbenchApp(WorkbenchActions, App):
             self.observer.stop()
         if self.runtime is not None:
             self.runtime.cancel("the TUI quit")
+
+    def notify(self, message: str, **kwargs) -> None:
+        """Every notification carries user text (paths, errors, `[datastore]` advice): never read as markup."""
+        super().notify(escape(message), **kwargs)
 
     def start_watching(self) -> None:
         handler = self.handler
@@ -236,6 +248,9 @@ class WorkbenchApp(WorkbenchActions, App):
             else:
                 graphs[path] = self.graphs[path]
         appeared = set(graphs) - set(self.graphs)
+        for path, graph in graphs.items():
+            if graph.steps:
+                self.last_drawable[path] = graph
         self.graphs = graphs
         if self.current not in graphs:
             if len(appeared) == 1 and self.current is not None:  # a rename: follow the file
@@ -308,6 +323,8 @@ class WorkbenchApp(WorkbenchActions, App):
             problems.append(self.config_error)
         for err in graph.errors:
             problems.append(f"{rel}:{err.line}: {err.message}" if getattr(err, "line", None) else f"{rel}: {err.message}")
+        if not graph.steps and self.drawn_graph is not graph and self.drawn_graph is not None:
+            problems.append("the DAG below is the last version that parsed")
         error.update("\n".join(f"[$error]✘ {escape(p)}[/]" for p in problems))
         error.display = bool(problems)
         for name in graph.steps:
@@ -317,8 +334,9 @@ class WorkbenchApp(WorkbenchActions, App):
                 self.settings_errors[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - an odd literal in a decorator must not crash the app
                 self.settings_errors[name] = f"step {name}: {type(exc).__name__}: {exc}"
-        if self.selected_step not in graph.steps:
-            order = graph.topological() if graph.steps else []
+        drawn = self.drawn_graph or graph
+        if self.selected_step not in drawn.steps:
+            order = drawn.topological() if drawn.steps else []
             self.selected_step = order[0] if order else None
         store = self.run_store()
         if self.live_run_id is not None and self.current == self.live_path:
@@ -334,9 +352,40 @@ class WorkbenchApp(WorkbenchActions, App):
         self.pane("#runs").show(store, graph)
         self.pane("#artifacts").show(store, None, self.selected_step)
 
+    def poll_datastore(self) -> None:
+        """Timer: look for runs started elsewhere (CLI, detached) and their progress, off the UI thread."""
+        if self.runtime is not None and self.current == self.live_path:
+            return  # our own run's events are fresher than its records
+        store = self.run_store()
+        if store is not None:
+            self._read_runs_snapshot(self.current, store)
+
+    @work(thread=True, exclusive=True, group="datastore-poll")
+    def _read_runs_snapshot(self, path: Optional[str], store: RunStore) -> None:
+        try:
+            snapshot = store.snapshot()
+        except Exception:  # noqa: BLE001 - a half-written record: look again at the next tick
+            return
+        self.call_from_thread(self._apply_runs_snapshot, path, snapshot)
+
+    def _apply_runs_snapshot(self, path: Optional[str], snapshot: tuple) -> None:
+        if path != self.current or (self.runtime is not None and self.current == self.live_path):
+            return
+        if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
+            self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
+        self.runs_snapshot = (path, snapshot)
+
+    @property
+    def drawn_graph(self) -> Optional[FlowGraph]:
+        """The selected flow's graph, or while it cannot be parsed, the last version that could."""
+        graph = self.graph
+        if graph is not None and not graph.steps and self.current in self.last_drawable:
+            return self.last_drawable[self.current]
+        return graph
+
     def redraw_dag(self) -> None:
-        self.main_screen.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step,
-                                                         self.task_counts)
+        self.main_screen.query_one("#dag", DagView).show(self.drawn_graph, self.statuses, self.settings,
+                                                         self.selected_step, self.task_counts)
 
     def _refresh_step(self) -> None:
         graph, step = self.graph, self.selected_step

@@ -17,6 +17,7 @@ from ..preview import preview
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
+COMPACT_BELOW = 70  # columns of the Runs pane under which the table drops step names and seconds
 COLLAPSED_LINES = 12
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
 
@@ -63,6 +64,11 @@ class RunStore:
         for doc in self.tasks(run_id):
             status = "cloned" if doc.get("cloned_from") else doc.get("status", "?")
             by_step.setdefault(doc.get("step", "?"), []).append(status)
+        if self.run_doc(run_id).get("status") == "running":
+            # a task of a live run has a directory (its spec) before it has a record: it is running
+            for step, count in self.task_counts(run_id).items():
+                if count > len(by_step.get(step, [])):
+                    by_step.setdefault(step, []).insert(0, "running")
         out = {}
         for step, statuses in by_step.items():
             bad = [s for s in statuses if s not in ("succeeded", "cloned")]
@@ -76,6 +82,19 @@ class RunStore:
             return {step: len(self.ds.list_tasks(run_id, step)) for step in self.ds.list_steps(run_id)}
         except Exception:  # noqa: BLE001
             return {}
+
+    def live_runs(self) -> list[str]:
+        """Runs whose record says running, wherever they were started (CLI, TUI, detached), newest first."""
+        return [run_id for run_id in reversed(self.runs()) if self.run_doc(run_id).get("status") == "running"]
+
+    def snapshot(self) -> tuple:
+        """What the screen shows of this flow's runs, cheaply compared: the poller redraws when it changes."""
+        runs = self.runs()
+        latest = runs[-1] if runs else None
+        live = tuple((run_id, tuple(sorted(self.step_statuses(run_id).items())),
+                      tuple(sorted(self.task_counts(run_id).items()))) for run_id in self.live_runs())
+        latest_status = self.run_doc(latest).get("status") if latest else None
+        return (tuple(runs), latest_status, live)
 
     def latest_usage(self, step: str) -> Optional[dict]:
         for run_id in reversed(self.runs()[-10:]):
@@ -102,9 +121,9 @@ def aggregate_statuses(store: Optional[RunStore], run_id: Optional[str]) -> dict
     return store.step_statuses(run_id) if store is not None else {}
 
 
-def _when(ts: Any) -> str:
+def _when(ts: Any, short: bool = False) -> str:
     try:
-        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M:%S")
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M" if short else "%m-%d %H:%M:%S")
     except (TypeError, ValueError, OverflowError):
         return "-"
 
@@ -133,32 +152,50 @@ class RunsPane(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.selected_run: Optional[str] = None
+        self.store: Optional[RunStore] = None
+        self.graph = None
+        self._was_compact = False
 
     def compose(self):
-        yield Static("r run · R resume · o re-run step · c cancel · enter: logs",
-                     classes="hint")
+        yield Static("r/a run · R resume · o step · c cancel · enter: logs", classes="hint")
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "status", "started (UTC)", "steps")
         yield table
 
+    @property
+    def compact(self) -> bool:
+        """Narrow (an 80-column terminal): steps as glyphs only and a short start time, so that all fits."""
+        return 0 < self.size.width < COMPACT_BELOW
+
     def show(self, store: Optional[RunStore], graph) -> None:
+        self.store, self.graph = store, graph
         table = self.query_one("#runs-table", DataTable)
-        table.clear()
+        keep = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
+        table.clear(columns=True)
+        compact = self.compact
+        table.add_columns("run", "status", "started (UTC)" if not compact else "started", "steps")
         self.selected_run = None
         if store is None:
             return
         order = graph.topological() if graph is not None and graph.steps else []
-        for run_id in reversed(store.runs()):
+        for run_id in reversed(store.runs()):  # newest first
             doc = store.run_doc(run_id)
             statuses = store.step_statuses(run_id)
-            steps = " ".join(f"{s}{GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')}"
-                             for s in order if s in statuses)
+            glyphs = [(s, GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')) for s in order if s in statuses]
+            steps = "".join(g for _, g in glyphs) if compact else " ".join(f"{s}{g}" for s, g in glyphs)
             status = doc.get("status", "?")
             if doc.get("only_step"):
-                status += f" ({doc['only_step']} only)"
+                status = f"{GLYPH.get(status, '')} {doc['only_step']} only" if compact else f"{status} ({doc['only_step']} only)"
             elif doc.get("origin_run_id"):
-                status += " (resume)"
-            table.add_row(run_id, status, _when(doc.get("started_at")), steps, key=run_id)
+                status = f"{GLYPH.get(status, '')} resume" if compact else f"{status} (resume)"
+            table.add_row(run_id, status, _when(doc.get("started_at"), short=compact), steps, key=run_id)
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+
+    def on_resize(self, event) -> None:
+        if self.store is not None and self.compact != self._was_compact:
+            self.show(self.store, self.graph)
+        self._was_compact = self.compact
 
     @on(DataTable.RowSelected, "#runs-table")
     def _chosen(self, event: DataTable.RowSelected) -> None:

@@ -78,7 +78,7 @@ def current_price(settings) -> str:
 class Inspector(VerticalScroll):
     DEFAULT_CSS = """
     Inspector { height: 1fr; padding: 0 1; }
-    Inspector #settings-text { height: auto; }
+    Inspector #settings-text { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     Inspector .row { height: auto; }
     Inspector .row > Label.name { width: 9; }
     Inspector .row > Label.value { width: 8; text-align: right; }
