@@ -175,9 +175,23 @@ class WorkbenchActions:
         try:
             params = resolve_parameters(graph.parameters, {}) if graph is not None and graph.ok else {}
         except WorkbenchError as exc:
-            self.notify(f"{exc} (use `workbench run` to pass parameters)", severity="error")
+            self.notify(f"{exc} (a opens the run dialog)", severity="error")
             return
         self.start_runtime(params=params)
+
+    def action_run_dialog(self, focus: str = "param") -> None:
+        """Parameters, backend and max workers for one run, checked as `workbench run` checks them."""
+        from .screens.run_dialog import RunDialog
+        graph = self.graph
+        if graph is None or not graph.ok:
+            self.notify("this flow has errors; fix them first", severity="error")
+            return
+
+        def done(request) -> None:
+            if request is not None:
+                self.start_runtime(params=request.params, backend=request.backend, max_workers=request.max_workers)
+
+        self.push_screen(RunDialog(graph, focus), done)
 
     def action_cancel_run(self) -> None:
         if self.runtime is None:

@@ -46,6 +46,7 @@ class WorkbenchApp(WorkbenchActions, App):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("r", "run", "Run"),
+        Binding("a", "run_dialog", "Run…"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume", "Resume"),
         Binding("o", "run_step", "Step"),
@@ -62,7 +63,8 @@ class WorkbenchApp(WorkbenchActions, App):
     ]
     # longer titles for the command palette, where every binding is listed too
     PALETTE_TITLES = {
-        "run": "Run the selected flow", "cancel_run": "Cancel the current run",
+        "run": "Run the selected flow",
+        "run_dialog": "Run with parameters, a backend, max workers…", "cancel_run": "Cancel the current run",
         "resume": "Resume the last run (or the run chosen in Runs)",
         "run_step": "Run the selected step alone with the last run's inputs",
         "next_step": "Select the next step", "prev_step": "Select the previous step",
@@ -188,6 +190,11 @@ class WorkbenchApp(WorkbenchActions, App):
             title = self.PALETTE_TITLES.get(binding.action, binding.description)
             yield SystemCommand(f"{title} ({key})", f"Key {key}",
                                 lambda action=binding.action: self.invoke_action(action))
+        # what people type in the palette when they look for the run dialog's parts
+        yield SystemCommand("Set parameters and run (param) (a)", "The run dialog, at the flow's parameters",
+                            lambda: self.action_run_dialog("param"))
+        yield SystemCommand("Choose a backend and run (backend) (a)", "The run dialog, at the backend",
+                            lambda: self.action_run_dialog("backend"))
 
     def invoke_action(self, action: str) -> None:
         """Run an action whatever the footer shows (the palette lists every binding on every tab)."""
