@@ -32,6 +32,22 @@ class WorkbenchActions:
             notes = [f"cannot promote: {exc}"]
         self.pane("#inspector").set_notes(notes)
 
+    def on_inspector_capacity_wanted(self, event: Inspector.CapacityWanted) -> None:
+        self._read_capacity(event.backend)
+
+    @work(thread=True, exclusive=True, group="capacity")
+    def _read_capacity(self, backend: str) -> None:
+        """Docker asks its engine, Batch its queue, Kubernetes its nodes: never on the UI thread."""
+        placement = self.capacity_reader(backend, self.config)
+        try:
+            self.call_from_thread(self._capacity_read, placement)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _capacity_read(self, placement) -> None:
+        if self.screen_stack:
+            self.pane("#inspector").set_capacity(placement)
+
     def on_inspector_promote_requested(self, event: Inspector.PromoteRequested) -> None:
         self.promote(event.changes)
 

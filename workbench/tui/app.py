@@ -28,6 +28,7 @@ from ..errors import WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
 from ..settings import effective_settings
 from .actions import WorkbenchActions
+from .capacity import read_capacity
 from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
 from .watcher import ChangeHandler, Debouncer, start_observer
 from .widgets import PaneMounted
@@ -76,7 +77,8 @@ class WorkbenchApp(WorkbenchActions, App):
 
     def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
                  poll_interval: float = 0.03, polling_observer: bool = False,
-                 datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS) -> None:
+                 datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS,
+                 capacity_reader: Optional[Callable] = None) -> None:
         super().__init__()
         self.config = config
         self.watch_files = watch
@@ -87,6 +89,8 @@ class WorkbenchApp(WorkbenchActions, App):
         self.polling_observer = polling_observer
         self.datastore_poll = datastore_poll  # seconds between looks at the datastore for runs started elsewhere
         self.runs_snapshot: Optional[tuple] = None
+        # (backend name, config) -> Placement; snapshot tests pass a fixed one so screens match on any machine
+        self.capacity_reader = capacity_reader or read_capacity
         self.observer = None
         self.graphs: dict[str, FlowGraph] = {}
         # per file, the last graph that had steps: a syntax error keeps the last good DAG on screen
@@ -373,10 +377,13 @@ class WorkbenchApp(WorkbenchActions, App):
             snapshot = store.snapshot()
         except Exception:  # noqa: BLE001 - a half-written record: look again at the next tick
             return
-        self.call_from_thread(self._apply_runs_snapshot, path, snapshot)
+        try:
+            self.call_from_thread(self._apply_runs_snapshot, path, snapshot)
+        except RuntimeError:  # the app closed meanwhile
+            pass
 
     def _apply_runs_snapshot(self, path: Optional[str], snapshot: tuple) -> None:
-        if path != self.current or (self.runtime is not None and self.current == self.live_path):
+        if not self.screen_stack or path != self.current or (self.runtime is not None and self.current == self.live_path):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
             self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
