@@ -12,7 +12,7 @@ from textual import work
 from .. import events as ev
 from ..errors import WorkbenchError
 from ..graph import FlowGraph
-from .runs import RunsPane, RunStore, aggregate_statuses
+from .runs import RunsPane, RunStore
 from .widgets.inspector import Inspector
 
 
@@ -181,7 +181,8 @@ class WorkbenchActions:
             if self.current == self.live_path:
                 store = self.run_store()
                 self.pane("#runs").show(store, self.graph)
-                self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
+                self.show_artifacts(store, finished.run_id, self.selected_step)
+                self.pane("#tasks").show(store, finished.run_id, self.selected_step)
                 self._refresh_step()
             self.live_path = None
 
@@ -208,6 +209,23 @@ class WorkbenchActions:
                 self.start_runtime(params=request.params, backend=request.backend, max_workers=request.max_workers)
 
         self.push_screen(RunDialog(graph, focus), done)
+
+    def action_fix_step(self) -> None:
+        """After an out-of-memory kill or a timeout: re-run that step on its past inputs with a larger
+        request, on the same or another backend, once the price difference has been seen."""
+        from ..backends import REGISTRY
+        from .screens.rerun import RerunScreen
+        plan = getattr(self.pane("#tasks"), "plan", None)
+        if plan is None:
+            self.notify("no task of this step ran out of memory or time in the shown run", severity="warning")
+            return
+
+        def done(backend) -> None:
+            if backend:
+                self.start_runtime(origin_run_id=plan.run_id, rerun_steps={plan.step}, only_step=plan.step,
+                                   step_overrides={plan.step: plan.overrides(backend)})
+
+        self.push_screen(RerunScreen(plan, list(REGISTRY)), done)
 
     def action_cancel_run(self) -> None:
         if self.runtime is None:
@@ -243,14 +261,15 @@ class WorkbenchActions:
         if store is None:
             return
         if self.runtime is None:
-            self.statuses = aggregate_statuses(store, event.run_id)
-            self.task_counts = store.task_counts(event.run_id)
+            self.show_run_statuses(store, event.run_id)
             self.redraw_dag()
             logs = self.pane("#logs")
             logs.clear()
             logs.add(store.log_lines(event.run_id))
             self.action_tab(3)  # enter on a run means "show me its logs"
-        self.pane("#artifacts").show(store, event.run_id, self.selected_step)
+        self.shown_run = event.run_id
+        self.show_artifacts(store, event.run_id, self.selected_step)
+        self.pane("#tasks").show(store, event.run_id, self.selected_step)
 
     # ------------------------------------------------------------------ logs
     def action_follow(self) -> None:

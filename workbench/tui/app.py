@@ -35,9 +35,10 @@ from .widgets import PaneMounted
 from .widgets.dag_view import DagView
 from .widgets.inspector import Inspector
 from .widgets.logs import LogPane
+from .widgets.tasks import TasksPane
 
 DATASTORE_POLL_SECONDS = 0.5
-TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts"]
+TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts", "tab-tasks"]
 
 
 class WorkbenchApp(WorkbenchActions, App):
@@ -61,6 +62,8 @@ class WorkbenchApp(WorkbenchActions, App):
         Binding("3", "tab(2)", "Runs", show=False),
         Binding("4", "tab(3)", "Logs", show=False),
         Binding("5", "tab(4)", "Artifacts", show=False),
+        Binding("6", "tab(5)", "Tasks", show=False),
+        Binding("x", "fix_step", "Fix", show=False),
     ]
     # longer titles for the command palette, where every binding is listed too
     PALETTE_TITLES = {
@@ -72,6 +75,8 @@ class WorkbenchApp(WorkbenchActions, App):
         "promote": "Promote the selected step (write workbench.toml)", "follow": "Follow the log (toggle)",
         "search": "Search the log", "tab(0)": "Show the DAG", "tab(1)": "Show the step inspector",
         "tab(2)": "Show the runs", "tab(3)": "Show the logs", "tab(4)": "Show the artifacts",
+        "tab(5)": "Show the selected step's tasks (counts, durations, merged log)",
+        "fix_step": "Re-run a step killed for memory or time with a larger request",
     }
     COMMANDS = App.COMMANDS
 
@@ -111,6 +116,8 @@ class WorkbenchApp(WorkbenchActions, App):
         self.live_statuses: dict[str, str] = {}
         self.live_counts: dict[str, int] = {}
         self.reload_count = 0  # for tests and the redraw benchmark
+        self.shown_run: Optional[str] = None  # the run chosen in Runs (None: the latest)
+        self.artifacts_wanted: Optional[tuple] = None  # a big run's artifacts, read when their tab is shown
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -126,7 +133,7 @@ class WorkbenchApp(WorkbenchActions, App):
                     with VerticalScroll(id="dag-scroll"):
                         yield DagView(id="dag")
                 # hidden at first: mounted just after the first paint, so the first screen comes sooner
-                with TabPane("Inspect 2", id="tab-inspect"):
+                with TabPane("Step 2", id="tab-inspect"):
                     yield Lazy(Inspector(id="inspector"))
                 with TabPane("Runs 3", id="tab-runs"):
                     yield Lazy(RunsPane(id="runs"))
@@ -134,6 +141,8 @@ class WorkbenchApp(WorkbenchActions, App):
                     yield Lazy(LogPane(id="logs"))
                 with TabPane("Artifacts 5", id="tab-artifacts"):
                     yield Lazy(ArtifactsPane(id="artifacts"))
+                with TabPane("Tasks 6", id="tab-tasks"):
+                    yield Lazy(TasksPane(id="tasks"))
         yield Footer(compact=True)
 
     def pane(self, selector: str):
@@ -148,7 +157,7 @@ class WorkbenchApp(WorkbenchActions, App):
 
     @property
     def panes_ready(self) -> bool:
-        return all(self.main_screen.query(f"#{name}") for name in ("inspector", "runs", "logs", "artifacts"))
+        return all(self.main_screen.query(f"#{name}") for name in ("inspector", "runs", "logs", "artifacts", "tasks"))
 
     def on_pane_mounted(self, message: PaneMounted) -> None:
         """A lazily mounted pane arrived: fill it from the current state."""
@@ -226,6 +235,10 @@ class WorkbenchApp(WorkbenchActions, App):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
+        if event.pane.id == "tab-artifacts" and self.artifacts_wanted is not None:
+            store, run_id, step = self.artifacts_wanted
+            self.artifacts_wanted = None
+            self.pane("#artifacts").show(store, run_id, step)
 
     # ------------------------------------------------------------------ the flows and the graph
     def pump(self) -> None:
@@ -353,15 +366,45 @@ class WorkbenchApp(WorkbenchActions, App):
         if self.live_run_id is not None and self.current == self.live_path:
             self.statuses, self.task_counts = self.live_statuses, self.live_counts
         elif store is not None:
-            latest = store.latest_run()
-            self.statuses = aggregate_statuses(store, latest)
-            self.task_counts = store.task_counts(latest)
+            self.show_run_statuses(store, store.latest_run())
         elif store is None:
             self.statuses, self.task_counts = {}, {}
         self.redraw_dag()
         self._refresh_step()
         self.pane("#runs").show(store, graph)
-        self.pane("#artifacts").show(store, None, self.selected_step)
+        self.show_artifacts(store, None, self.selected_step)
+        self.shown_run = None
+        self.pane("#tasks").show(store, None, self.selected_step)
+
+    def show_run_statuses(self, store: RunStore, run_id: Optional[str]) -> None:
+        """The DAG's statuses and ×N for a run: at once for a small run, from a worker for a big one."""
+        self.task_counts = store.task_counts(run_id)  # directory listings: cheap
+        if store.quick(run_id):
+            self.statuses = aggregate_statuses(store, run_id)
+        else:
+            self.statuses = {}
+            self._read_statuses(self.current, store, run_id)
+
+    @work(thread=True, exclusive=True, group="statuses")
+    def _read_statuses(self, path: Optional[str], store: RunStore, run_id: str) -> None:
+        statuses = aggregate_statuses(store, run_id)
+        try:
+            self.call_from_thread(self._statuses_read, path, statuses)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _statuses_read(self, path: Optional[str], statuses: dict) -> None:
+        if self.screen_stack and path == self.current and self.live_path != path:
+            self.statuses = statuses
+            self.redraw_dag()
+
+    def show_artifacts(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
+        """The artifacts pane reads every task record of the run: for a big run, only once it is looked at."""
+        self.artifacts_wanted = (store, run_id, step)
+        on_tab = self.main_screen.query_one("#tabs", TabbedContent).active == "tab-artifacts"
+        if on_tab or store is None or store.small(run_id or store.latest_run()):
+            self.artifacts_wanted = None
+            self.pane("#artifacts").show(store, run_id, step)
 
     def poll_datastore(self) -> None:
         """Timer: look for runs started elsewhere (CLI, detached) and their progress, off the UI thread."""
@@ -414,7 +457,8 @@ class WorkbenchApp(WorkbenchActions, App):
         self.selected_step = name
         self.redraw_dag()
         self._refresh_step()
-        self.pane("#artifacts").show(self.run_store(), None, name)
+        self.show_artifacts(self.run_store(), None, name)
+        self.pane("#tasks").show(self.run_store(), self.shown_run, name)
 
     @on(DagView.StepClicked)
     def _step_clicked(self, event: DagView.StepClicked) -> None:
@@ -443,6 +487,7 @@ class _Absent:
 
     selected_run = None
     follow = True
+    plan = None
 
     def changes(self) -> dict:
         return {}
