@@ -88,6 +88,11 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
             task["usage"] = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
             task["started_at"], task["finished_at"] = 1767225600.0, 1767225601.0
             ds.write_task(run_id, step, task_id, task)
+            key = ds.log_key(run_id, step, task_id, task.get("attempt", 0))
+            lines = [(1767225600.0 + n / 10, stream, text)
+                     for n, (_ts, stream, text) in enumerate(ds.read_log(run_id, step, task_id))]
+            ds.storage.put(key, [b""])
+            ds.append_log(key, lines)
     return run_id
 
 
