@@ -8,6 +8,7 @@ from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Button, Label, Select, Static
 
@@ -148,13 +149,28 @@ class Inspector(VerticalScroll):
         text.update(describe_step(graph, step_name, settings, error))
         if settings is not None:
             with self.prevent(Select.Changed, Slider.Changed):
-                self.query_one("#backend", Select).value = settings.backend if settings.backend in REGISTRY else "local"
+                self._set_backend(settings.backend if settings.backend in REGISTRY else "local")
                 self._clamp(self.placement if self.placement and self.placement.backend == settings.backend else None,
                             (settings.cpu, settings.memory, settings.gpu))
             self.post_message(self.CapacityWanted(self.backend))
         self._labels()
         self.query_one("#measured", Static).update(usage_text(usage))
         self.query_one("#plan-notes", Static).update(escape(current_price(settings)))
+
+    def _set_backend(self, name: str) -> None:
+        """Set the selector; just after mounting its overlay may not be there yet: then once it is."""
+        select = self.query_one("#backend", Select)
+        try:
+            select.value = name
+        except NoMatches:
+            self.call_after_refresh(self._set_backend_later, name)
+
+    def _set_backend_later(self, name: str) -> None:
+        with self.prevent(Select.Changed):
+            try:
+                self.query_one("#backend", Select).value = name
+            except NoMatches:
+                pass
 
     @property
     def backend(self) -> str:
