@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from rich.markup import escape
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -28,8 +28,9 @@ from ..errors import WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
 from ..settings import effective_settings
 from .actions import WorkbenchActions
+from .live import LiveRuns
 from .capacity import read_capacity
-from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
+from .runs import ArtifactsPane, RunsPane, RunStore
 from .watcher import ChangeHandler, Debouncer, start_observer
 from .widgets import PaneMounted
 from .widgets.dag_view import DagView
@@ -41,7 +42,7 @@ DATASTORE_POLL_SECONDS = 0.5
 TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts", "tab-tasks"]
 
 
-class WorkbenchApp(WorkbenchActions, App):
+class WorkbenchApp(LiveRuns, WorkbenchActions, App):
     CSS_PATH = Path(__file__).with_name("workbench.tcss")
     TITLE = "workbench"
     ENABLE_COMMAND_PALETTE = True
@@ -376,28 +377,6 @@ class WorkbenchApp(WorkbenchActions, App):
         self.shown_run = None
         self.pane("#tasks").show(store, None, self.selected_step)
 
-    def show_run_statuses(self, store: RunStore, run_id: Optional[str]) -> None:
-        """The DAG's statuses and ×N for a run: at once for a small run, from a worker for a big one."""
-        self.task_counts = store.task_counts(run_id)  # directory listings: cheap
-        if store.quick(run_id):
-            self.statuses = aggregate_statuses(store, run_id)
-        else:
-            self.statuses = {}
-            self._read_statuses(self.current, store, run_id)
-
-    @work(thread=True, exclusive=True, group="statuses")
-    def _read_statuses(self, path: Optional[str], store: RunStore, run_id: str) -> None:
-        statuses = aggregate_statuses(store, run_id)
-        try:
-            self.call_from_thread(self._statuses_read, path, statuses)
-        except RuntimeError:  # the app closed meanwhile
-            pass
-
-    def _statuses_read(self, path: Optional[str], statuses: dict) -> None:
-        if self.screen_stack and path == self.current and self.live_path != path:
-            self.statuses = statuses
-            self.redraw_dag()
-
     def show_artifacts(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
         """The artifacts pane reads every task record of the run: for a big run, only once it is looked at."""
         self.artifacts_wanted = (store, run_id, step)
@@ -405,32 +384,6 @@ class WorkbenchApp(WorkbenchActions, App):
         if on_tab or store is None or store.small(run_id or store.latest_run()):
             self.artifacts_wanted = None
             self.pane("#artifacts").show(store, run_id, step)
-
-    def poll_datastore(self) -> None:
-        """Timer: look for runs started elsewhere (CLI, detached) and their progress, off the UI thread."""
-        if self.runtime is not None and self.current == self.live_path:
-            return  # our own run's events are fresher than its records
-        store = self.run_store()
-        if store is not None:
-            self._read_runs_snapshot(self.current, store)
-
-    @work(thread=True, exclusive=True, group="datastore-poll")
-    def _read_runs_snapshot(self, path: Optional[str], store: RunStore) -> None:
-        try:
-            snapshot = store.snapshot()
-        except Exception:  # noqa: BLE001 - a half-written record: look again at the next tick
-            return
-        try:
-            self.call_from_thread(self._apply_runs_snapshot, path, snapshot)
-        except RuntimeError:  # the app closed meanwhile
-            pass
-
-    def _apply_runs_snapshot(self, path: Optional[str], snapshot: tuple) -> None:
-        if not self.screen_stack or path != self.current or (self.runtime is not None and self.current == self.live_path):
-            return
-        if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
-            self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
-        self.runs_snapshot = (path, snapshot)
 
     @property
     def drawn_graph(self) -> Optional[FlowGraph]:
