@@ -25,12 +25,21 @@ async def test_run_dialog_passes_typed_parameters_backend_and_workers(tui_projec
         count.value = "3"
         app.screen.query_one("#run-backend").value = "local"
         app.screen.query_one("#run-workers").value = "2"
+        started = []
+        start_runtime = app.start_runtime
+
+        def recording_start(**kwargs):
+            start_runtime(**kwargs)
+            started.append((kwargs, app.runtime))
+
+        app.start_runtime = recording_start
         count.focus()
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, RunDialog))
-        assert app.runtime is not None and app.runtime.max_workers == 2
-        assert app.runtime.params["count"] == 3
-        assert {s.backend for s in app.runtime.settings.values()} == {"local"}
+        await wait_for(pilot, lambda: not isinstance(app.screen, RunDialog) and started)
+        kwargs, runtime = started[0]
+        assert kwargs == {"params": {"count": 3}, "backend": "local", "max_workers": 2}
+        assert runtime.max_workers == 2 and runtime.params["count"] == 3
+        assert {s.backend for s in runtime.settings.values()} == {"local"}
         await wait_for(pilot, lambda: app.runtime is None and app.statuses.get("end") == "succeeded", timeout=60)
         assert "square ×3" in "\n".join(app.query_one("#dag", DagView).picture.lines)
         doc = app.run_store().run_doc(app.run_store().latest_run())

@@ -232,7 +232,7 @@ class RunsPane(Vertical):
         keep = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
         table.clear(columns=True)
         compact = self.compact
-        self.columns = table.add_columns("run", "status", "started (UTC)" if not compact else "started", "steps")
+        self.columns = table.add_columns("run", "status", "started (UTC)", "steps")
         self.selected_run = None
         if store is None:
             return
