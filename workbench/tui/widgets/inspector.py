@@ -191,8 +191,8 @@ class Inspector(VerticalScroll):
 
     def set_capacity(self, placement: Placement) -> None:
         """What the selected backend can place arrived: clamp the sliders to it and say where it came from."""
-        if placement.backend != self.backend:
-            return  # the selector moved on meanwhile
+        if not self.query("#capacity") or placement.backend != self.backend:
+            return  # not composed yet (show asks again), or the selector moved on meanwhile
         self.placement = placement
         with self.prevent(Slider.Changed):
             self._clamp(placement, tuple(self.query_one(f"#{n}", Slider).value for n in ("cpu", "memory", "gpu")))
