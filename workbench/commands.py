@@ -272,7 +272,7 @@ def cmd_runs(args) -> int:
         for run_id in ds.list_runs():
             doc = ds.read_run(run_id) or RunRecord()
             rows.append(dataclasses.replace(doc, flow=flow, run_id=run_id))
-    rows.sort(key=lambda d: d.started_at or 0)
+    rows.sort(key=lambda d: (d.started_at or 0, d.run_id), reverse=True)  # newest first, as the TUI
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return 0
