@@ -168,7 +168,8 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                     raise _bad_argument(graph, step, deco, "times", deco.kwargs["times"],
                                         f"is more than {MAX_RETRIES} retries")
                 setv("retries", 3 if times is None else int(times), src)
-                setv("retry_delay", 120.0 if minutes is None else minutes * 60, src)
+                # as Metaflow's local runtime: again at once, unless minutes_between_retries is given
+                setv("retry_delay", 0.0 if minutes is None else minutes * 60, src)
             elif deco.name == "catch":
                 setv("catch", True, src)
                 s.catch_var = _text(step, deco, "var", graph)
