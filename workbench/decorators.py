@@ -34,7 +34,7 @@ STEP_DECORATORS: dict[str, dict[str, Any]] = {
     # the step's Python packages (workbench.environment resolves them with uv)
     "pypi": {"packages": {}, "python": None, "disabled": None, "extra_indices": None},
     "parallel": {},
-    "secrets": {"sources": [], "role": None},
+    "secrets": {"sources": [], "role": None, "allow_override": False},
     "conda": {"packages": {}, "libraries": {}, "python": None, "disabled": None, "channels": None, "pip": None},
 }
 # accepted so that Metaflow flows load, but they do nothing yet

@@ -168,6 +168,10 @@ class FlowSpec:
         ctx = self.__dict__.get("_wb_ctx")
         if ctx is not None:
             ctx.record_transition(names, foreach)
+            if num_parallel is not None:
+                if not isinstance(num_parallel, int) or isinstance(num_parallel, bool) or num_parallel < 1:
+                    raise ValueError(f"num_parallel must be a whole number of at least 1, not {num_parallel!r}")
+                ctx.num_parallel = num_parallel
 
     def _next_switch(self, steps: tuple, condition: Optional[str]) -> None:
         """A switch: the value of ``self.<condition>`` picks one case; only that step runs next."""

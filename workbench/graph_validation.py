@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .errors import FlowError
-from .graph import FlowGraph, StepNode, _descendants
+from .graph import FlowGraph, StepNode, Unresolved, _descendants
 
 
 def _no_cycle_from_start(steps: dict[str, StepNode], err) -> bool:
@@ -217,9 +217,8 @@ def _check_parallel(steps: dict[str, StepNode], err) -> None:
                     f"{target.name} has no @parallel decorator", s.next_lineno)
                 return
             n = s.num_parallel
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                err(f"step {s.name}: num_parallel must be a whole number of at least 1 written in the flow file, "
-                    f"not {n!r}", s.next_lineno)
+            if not isinstance(n, Unresolved) and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+                err(f"step {s.name}: num_parallel must be a whole number of at least 1, not {n!r}", s.next_lineno)
                 return
         if s.is_parallel:
             callers = [p for p in s.in_steps if steps[p].num_parallel is None]

@@ -37,7 +37,7 @@ class GangMixin:
 
     def _start_gang(self, parent: "_Task", node: Any, now: float, out: list) -> None:
         """Fan a num_parallel transition out into one gang of N tasks, each a frame of a foreach of N."""
-        n = int(node.num_parallel)
+        n = parent.num_splits or int(node.num_parallel)  # the task's own count (num_parallel=self.n)
         gang_id = f"{parent.step}/{parent.task_id}"
         gang = self._gangs[gang_id] = _Gang()
         for i in range(n):

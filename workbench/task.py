@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from .datastore import FlowDatastore
 from .errors import DatastoreError
+from .secret_sources import SecretsError
 from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
 from .exitcodes import TASK_FAILED as EXIT_FAILED
 from .exitcodes import TASK_OK as EXIT_OK
@@ -45,6 +46,7 @@ class TaskContext:
         self.foreach_stack = foreach_stack
         self.transition: Optional[tuple[list[str], Optional[str]]] = None
         self.switched_to: Optional[str] = None  # the case a switch step took
+        self.num_parallel: Optional[int] = None  # self.next(..., num_parallel=N): the gang's size
         self.adopted: dict[str, str] = {}
         self.cache: dict[str, Any] = {}
 
@@ -151,6 +153,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> in
             raise FailureHandledByCatch(
                 f"Task execution kept failing over {attempt} attempts. Your code did not raise an exception. "
                 f"Something in the execution environment caused the failure: {spec.catch_fallback}")
+        if settings.get("secrets") and not spec.catch_fallback:
+            from .secret_sources import resolve
+            os.environ.update(resolve(settings["secrets"]))  # the process's environment only
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -169,10 +174,11 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> in
     except BaseException as exc:  # noqa: BLE001 - everything a step raises is reported
         if isinstance(exc, KeyboardInterrupt):
             raise
-        tb = str(exc) + "\n" if isinstance(exc, DatastoreError) else traceback.format_exc()  # one line, no trace
+        one_line = isinstance(exc, (DatastoreError, SecretsError))
+        tb = str(exc) + "\n" if one_line else traceback.format_exc()  # one line, no trace
         status = TaskStatus.TIMEOUT if isinstance(exc, StepTimeout) else TaskStatus.FAILED
         reason = f"timed out after {timeout}s" if status is TaskStatus.TIMEOUT else (
-            str(exc) if isinstance(exc, DatastoreError) else f"{type(exc).__name__}: {exc}")
+            str(exc) if one_line else f"{type(exc).__name__}: {exc}")
         catch_var = settings.get("catch_var")
         last_attempt = attempt >= int(settings.get("retries") or 0)
         if settings.get("catch") and last_attempt:
@@ -211,6 +217,8 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> in
                     raise ValueError(f"foreach over self.{var}, which is empty")
                 result.foreach_num_splits = n
             result.switch_to = ctx.switched_to
+            if ctx.num_parallel is not None:
+                result.foreach_num_splits = ctx.num_parallel
             result.status = TaskStatus.SUCCEEDED
         except Exception as exc:
             tb = traceback.format_exc()
