@@ -14,7 +14,7 @@ from workbench.settings import StepSettings
 
 from .test_scheduler import Sim
 
-HEAD = "from workbench import FlowSpec, step, parallel, catch\nclass F(FlowSpec):\n"
+HEAD = "from workbench import FlowSpec, step, parallel, catch, retry\nclass F(FlowSpec):\n"
 
 
 def flow(body: str) -> str:
@@ -315,3 +315,41 @@ def test_without_catch_a_task_that_never_started_fails_the_run():
     sim.start()
     out = sim.feed(TaskExited("1", 0, TaskExit(TaskStatus.FAILED, 125, "image not found"), None, 0.0))
     assert isinstance(out[-1], FinishRun) and out[-1].status == "failed"
+
+
+def test_the_tui_dag_marks_the_case_taken_and_the_loop():
+    from pathlib import Path
+    from workbench.tui.dag_layout import layout
+    graph = build_graph(Path(__file__).parent / "flows" / "switches.py")
+    picture = layout(graph, {"start": "succeeded", "skip_path": "succeeded", "loop": "running"}, counts={"loop": 4})
+    text = "\n".join(picture.lines)
+    assert "⊘ process_branch" in text and "✔ skip_path" in text  # the case not taken is drawn as such
+    assert "loop ◇↻ ×4" in text
+    x_skip = picture.boxes["skip_path"][0] + picture.boxes["skip_path"][2] // 2
+    gap = picture.lines[picture.boxes["skip_path"][1] - 2]  # the edge row above skip_path
+    assert "[$success]" in gap and "[$success]" not in picture.lines[picture.boxes["p1"][1] - 2]
+    assert x_skip > picture.boxes["process_branch"][0]
+
+
+def test_retry_goes_again_at_once_unless_minutes_between_retries_is_given(project):
+    from workbench.config import load_config
+    from workbench.settings import effective_settings
+    body = LOOP.replace('self.next({"again": self.loop, "done": self.end}, condition="go")', "self.next(self.end)")
+    at_once = body.replace("@step\ndef loop", "@retry(times=2)\n@step\ndef loop")
+    later = body.replace("@step\ndef loop", "@retry(times=2, minutes_between_retries=1)\n@step\ndef loop")
+    config = load_config()
+    for source, delay in ((at_once, 0.0), (later, 60.0)):
+        graph = build_graph("flow.py", source=flow(source))
+        assert graph.ok, graph.errors
+        settings = effective_settings(graph, "loop", config)
+        assert (settings.retries, settings.retry_delay) == (2, delay)
+        sim = Sim(flow(source), settings={"loop": settings})
+        sim.start()
+        sim.ok("1")
+        out = sim.fail("2")
+        if delay:
+            assert submits(out) == [] and sim.s.wake_at == 60.0
+            assert submits(sim.feed(Tick(60.0))) == [("loop", "2")]
+        else:
+            assert submits(out) == [("loop", "2")]
+        assert sim.submitted["2"].spec.attempt == 1
