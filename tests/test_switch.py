@@ -353,3 +353,16 @@ def test_retry_goes_again_at_once_unless_minutes_between_retries_is_given(projec
         else:
             assert submits(out) == [("loop", "2")]
         assert sim.submitted["2"].spec.attempt == 1
+
+
+def test_a_cancel_while_a_gang_runs_finishes_the_run():
+    from workbench.scheduler import CancelRequested
+    sim = Sim(flow(GANG))
+    sim.start()
+    sim.ok("1")
+    out = sim.feed(CancelRequested("stop", 0.0))
+    assert sorted(i.key for i in out if isinstance(i, Cancel)) == ["2", "3", "4"]
+    sim.ok("2")
+    sim.feed(TaskExited("3", 0, TaskExit(TaskStatus.CANCELLED, None, "stop"), None, 0.0))
+    out = sim.feed(TaskExited("4", 0, TaskExit(TaskStatus.CANCELLED, None, "stop"), None, 0.0))
+    assert isinstance(out[-1], FinishRun) and out[-1].status == "cancelled"

@@ -226,7 +226,7 @@ class Scheduler(gang.GangMixin):
                 self._record(task, TaskStatus.CANCELLED, TaskExit(TaskStatus.CANCELLED, event.exit.exit_code,
                                                                   self.cancel_reason, event.exit.usage),
                              None, event.now, out)
-            elif task.parallel is not None:
+            elif task.parallel is not None and self.phase == "running":
                 self._gang_member_exited(task, event.exit, event.report, event.now, out)
             else:
                 self._finish(task, event.exit, event.report, event.now, out)
@@ -504,7 +504,7 @@ class Scheduler(gang.GangMixin):
     # ------------------------------------------------------------------ resume and clones
     def _take_origin_params(self) -> None:
         """A resumed run keeps the origin's parameter values, also when start itself runs again."""
-        start = self._origin.get(("start", ()))
+        start = self._origin.get(("start", (), 0))
         if start is None:
             return
         for p in self.graph.parameters:
