@@ -319,6 +319,7 @@ def test_without_catch_a_task_that_never_started_fails_the_run():
 
 def test_the_tui_dag_marks_the_case_taken_and_the_loop():
     from pathlib import Path
+
     from workbench.tui.dag_layout import layout
     graph = build_graph(Path(__file__).parent / "flows" / "switches.py")
     picture = layout(graph, {"start": "succeeded", "skip_path": "succeeded", "loop": "running"}, counts={"loop": 4})

@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from workbench.client import Flow, namespace
 
 from .conftest import copy_test_flow

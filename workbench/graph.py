@@ -445,7 +445,7 @@ class _Parser:
             self.error(f"{where} takes one dict of cases, then condition=", call.lineno)
             return
         cases: dict[str, str] = {}
-        for key, value in zip(call.args[0].keys, call.args[0].values):
+        for key, value in zip(call.args[0].keys, call.args[0].values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(key.value, (str, int, float, bool)):
                 case = str(key.value)
             else:

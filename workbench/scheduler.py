@@ -17,12 +17,19 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from . import events as ev
+from . import scheduler_gang as gang
 from .backends.base import TaskExit
-from .datastore.records import (AttemptRecord, AttemptSummary, InputRef, RunStatus, TaskRecord, TaskSpecRecord,
-                                TaskStatus)
+from .datastore.records import (
+    AttemptRecord,
+    AttemptSummary,
+    InputRef,
+    RunStatus,
+    TaskRecord,
+    TaskSpecRecord,
+    TaskStatus,
+)
 from .errors import UsageError
 from .graph import FlowGraph
-from . import scheduler_gang as gang
 from .settings import StepSettings
 
 # the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
@@ -493,7 +500,8 @@ class Scheduler(gang.GangMixin):
             else:
                 outer = task.foreach_stack
                 expected = len(opener.out)  # one input per branch (a switch inside a branch picks one step)
-                order = lambda p: opener.out.index(self.graph.steps[p.step].split_branch)  # noqa: E731
+                order = lambda p, branches=opener.out: branches.index(  # noqa: E731
+                    self.graph.steps[p.step].split_branch)
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)

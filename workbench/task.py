@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .datastore import FlowDatastore
-from .errors import DatastoreError
-from .secret_sources import SecretsError
 from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
+from .errors import DatastoreError
 from .exitcodes import TASK_FAILED as EXIT_FAILED
 from .exitcodes import TASK_OK as EXIT_OK
 from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
 from .preview import describe
+from .secret_sources import SecretsError
 
 
 class StepTimeout(Exception):
