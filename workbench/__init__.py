@@ -4,7 +4,7 @@ Write a flow with the public API below; run it with ``workbench run flows/my_flo
 """
 
 from .decorators import (batch, card, catch, conda, docker, environment, kubernetes, project, pypi, resources,
-                         retry, schedule, secrets, timeout, trigger, trigger_on_finish)
+                         parallel, retry, schedule, secrets, timeout, trigger, trigger_on_finish)
 from .flowspec import FlowSpec, current, step
 from .parameters import IncludeFile, JSONType, Parameter
 
@@ -29,7 +29,7 @@ def __getattr__(name: str):
 __all__ = [
     "FlowSpec", "step", "current", "Parameter", "IncludeFile", "JSONType",
     "resources", "retry", "catch", "timeout", "environment", "batch", "kubernetes", "docker", "card",
-    "conda", "pypi", "secrets", "project", "schedule", "trigger", "trigger_on_finish",
+    "conda", "pypi", "secrets", "parallel", "project", "schedule", "trigger", "trigger_on_finish",
     "Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace", "default_namespace",
     "metadata", "get_metadata", "Runner",
 ]
