@@ -161,7 +161,7 @@ def test_viewing_never_unpickles(viewed, no_unpickling, capsys, monkeypatch):
     assert main(["artifacts", f"{run.id}/end", "arr"]) == 0
     assert "shape=(3, 4)" in capsys.readouterr().out
     # the client's preview
-    assert "min=0 max=11" in run["start"].task.data.summary("arr")
+    assert "min=0 max=11" in run["start"].task["arr"].summary
 
 
 def test_loading_still_works_and_names_where_the_blob_came_from(viewed, monkeypatch):

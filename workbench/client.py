@@ -342,6 +342,12 @@ class DataArtifact:
         return getattr(self.task.data, self.id)
 
     @property
+    def summary(self) -> str:
+        """The artifact's summary as its task stored it (type, size, shape, head...), without unpickling:
+        ``task["name"].summary``. (Not on ``task.data``, where it would hide an artifact called summary.)"""
+        return self.task.data._summary(self.id)
+
+    @property
     def parent(self) -> "Task":
         return self.task
 
@@ -597,7 +603,7 @@ class ArtifactData:
         owner = ((maker.pathspec if maker else "") or self._where).split("/", 1)[-1]
         return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
 
-    def summary(self, name: str) -> str:
+    def _summary(self, name: str) -> str:
         """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""
         from .preview import artifact_origin, summary_text
         if name not in self._refs:
