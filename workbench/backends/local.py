@@ -173,7 +173,11 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------------ submitting
     def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
         if spec.environment is not None and self._python is None:
-            return self._for_environment(spec.environment).submit(spec, on_log, on_exit)
+            return self._for_environment(spec.environment)._submit_here(spec, on_log, on_exit)
+        return self._submit_here(spec, on_log, on_exit)
+
+    def _submit_here(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
+        """Run the task in this backend's own worker (or process)."""
         self._ready.wait(timeout=60) if self._worker is not None else None
         if self._worker is not None and self._worker.poll() is None:
             handle = _PoolHandle(self, spec, on_log, on_exit)
