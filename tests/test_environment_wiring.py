@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from workbench.cli import main
+from workbench.config import load_config
 
 NUMPY_FLOW = '''
 from workbench import FlowSpec, step
@@ -61,11 +62,14 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "numpy_flow.py").write_text(NUMPY_FLOW)
     (tmp_path / "flows" / "missing.py").write_text(MISSING_FLOW)
-    (tmp_path / "workbench.toml").write_text(f'[project]\nname = "envwire-{uuid.uuid4().hex[:8]}"\n\n'
+    name = f"envwire-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "workbench.toml").write_text(f'[project]\nname = "{name}"\n\n'
                                              f'[docker]\nimage = "{image}"\nnetwork = "host"\n')
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
-    return tmp_path
+    yield tmp_path
+    from tests.contract.test_environments import remove_project_images
+    remove_project_images(name)  # no later test may find this test's images as a cache hit
 
 
 def _fit_read_with(project: Path) -> tuple[str, float, str]:
@@ -117,7 +121,7 @@ def test_input_versions_that_cannot_be_installed_are_refused_in_one_line(project
     from workbench.backends.docker_env import EnvironmentImages
     from workbench.environment_guard import EnvironmentMismatch
     from workbench.settings import StepSettings
-    images = EnvironmentImages("host", "envwire-test", say=lambda line: None)
+    images = EnvironmentImages("host", load_config(project).model.project.name, say=lambda line: None)
     spec = TaskSpec(flow="F", run_id="1", step="fit", task_id="2", attempt=0, settings=StepSettings(),
                     datastore_url=str(project / ".workbench"), project_root=str(project), flow_file="flows/x.py",
                     class_name="F", input_pins=("numpy==0.0.1",))

@@ -15,6 +15,24 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("tabulate") is not None
                                 reason="workbench's own interpreter has tabulate: the test could not tell")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _remove_environment_images(contract):
+    """The environment images this module's Docker runs built (workbench-<project>:<digest>) are removed, so
+    no later test finds them as a cache hit."""
+    yield
+    if contract.name == "docker":
+        remove_project_images(contract.backend.project_name)
+
+
+def remove_project_images(project_name: str) -> None:
+    from workbench.image import default_tag
+    from tests.support.engine import docker_client_or_skip
+    client = docker_client_or_skip()
+    repo = default_tag(project_name, "x").split(":", 1)[0]
+    for image in client.images.list(name=repo):
+        client.images.remove(image.id, force=True)
+
+
 def test_pypi_step_imports_exactly_its_version(contract):
     outcome = contract.run("PypiFlow")
     assert outcome.status == "succeeded", (outcome.result.message, outcome.finished("work").reason)
