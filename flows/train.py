@@ -1,6 +1,6 @@
-"""A training-style flow: prepare data, train two models side by side (the heavy one asks for a GPU),
-pick the better one. `workbench promote train_big --to batch --gpu 1` moves the heavy step to the
-cloud without touching this file."""
+"""A training-style flow: prepare data, train two models side by side, pick the better one. The file
+asks for no GPU, so it runs anywhere; `workbench promote train_big --to batch --gpu 1` moves the heavy
+step to a GPU in the cloud without touching this file."""
 
 import random
 
@@ -26,7 +26,7 @@ class TrainFlow(FlowSpec):
         self.model = fit(self.xs[: len(self.xs) // 10])
         self.next(self.choose)
 
-    @resources(cpu=2, memory="8G", gpu=1)
+    @resources(cpu=2, memory="8G")
     @timeout(minutes=30)
     @catch(var="train_error")
     @step

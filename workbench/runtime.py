@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import events as ev
 from . import scheduler as sched
@@ -30,6 +30,9 @@ from .graph import FlowGraph
 from .redact import redact_settings, secret_env_warnings
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
+
+if TYPE_CHECKING:
+    from .environment_run import RunEnvironments
 
 STOP_WAIT = 60.0  # how long a cancelled run waits for its tasks' backends to confirm they ended
 
@@ -131,6 +134,7 @@ class Runtime:
         self.scheduler: Optional[sched.Scheduler] = None
         self._ctx: Optional[RunContext] = None
         self._stage: Optional[FlowDatastore] = None  # S3 staging for remote tasks when self.ds is local
+        self._envs: Optional["RunEnvironments"] = None  # each step's prepared environment (set by run)
 
     # ------------------------------------------------------------------ public
     def cancel(self, reason: str = "cancelled") -> None:
@@ -147,6 +151,8 @@ class Runtime:
             self._warn(line)
         used = {s.backend for s in self.settings.values()}
         self._open_backends(used)
+        from .environment_run import RunEnvironments  # before anything runs: a missing package is one line
+        self._envs = RunEnvironments(self.graph, self.config, self.settings, say=self._warn)
         param_refs, unresolved = self._save_parameters()
         origin_tasks = self._load_origin() if self.origin_run_id else []
         self.scheduler = sched.Scheduler(
@@ -330,7 +336,10 @@ class Runtime:
                         project_root=self.project_root, flow_file=self.flow_file, class_name=self.graph.name or "",
                         labels={"workbench.flow": self.flow, "workbench.run": self.run_id,
                                 "workbench.step": spec_record.step, "workbench.task": spec_record.task_id,
-                                "workbench.project": self.config.model.project.name or Path(self.project_root).name})
+                                "workbench.project": self.config.model.project.name or Path(self.project_root).name},
+                        environment=self._envs.environment(spec_record.step) if self._envs else None,
+                        input_pins=(self._envs.input_pins(spec_record.step, spec_record)
+                                    if self._envs and sub.backend != "local" else ()))
         key, attempt, q = sub.key, spec_record.attempt, self._queue
 
         def on_log(stream: str, text: str, ts: float) -> None:
@@ -348,6 +357,8 @@ class Runtime:
         """What the task reported about its attempt; a staged task's outputs are copied home first."""
         ds = self._stage if task.staged else self.ds
         report = ds.read_attempt(self.run_id, task.step, task.task_id, task.attempt)
+        if report is not None and self._envs is not None:
+            self._envs.learn(report.artifacts)
         if task.staged and report is not None:  # bring the outputs home, each blob checked against its hash
             try:
                 _import_blobs(self._stage, self.ds, {a["sha"] for a in report.artifacts.values()})
@@ -388,6 +399,8 @@ class Runtime:
                 record = self.ds.read_task(origin, step, task_id)
                 if record is not None and record.status is TaskStatus.SUCCEEDED:
                     records.append(record)
+                    if self._envs is not None:  # what its artifacts were pickled with, for the guard
+                        self._envs.learn(record.artifacts)
         return records
 
     def _warn(self, message: str) -> None:

@@ -103,8 +103,29 @@ def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: 
             raise TypeError(f"artifact self.{name} cannot be saved: {type(exc).__name__}: {exc}") from None
         info = describe(value)
         info.update(sha=sha, size=size)
+        requires = _pickle_requirements(value)
+        if requires:
+            info["requires"] = requires
         out[name] = info
     return out
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _pickle_requirements(value: Any) -> dict[str, str]:
+    """The versions of the packages this artifact's pickle references (numpy 2.1.3...), so a target with
+    other versions is explained, or given these, before it tries to unpickle it. Large buffers stay out of
+    band (protocol 5), so an array costs its header, not its data."""
+    if isinstance(value, _PLAIN):
+        return {}
+    import pickle
+
+    from .environment_guard import artifact_requirements
+    try:
+        return artifact_requirements(pickle.dumps(value, protocol=5, buffer_callback=lambda _b: None))
+    except Exception:  # noqa: BLE001 - it was just saved; a second pickle failing only loses the record
+        return {}
 
 
 def _owner(pathspec: str) -> str:
@@ -286,6 +307,23 @@ def read_spec(ds: FlowDatastore, ref: str) -> TaskSpecRecord:
     return doc
 
 
+def _activate_shipped_environment(ds: FlowDatastore) -> None:
+    """In a container or remote job: install the step's environment archive (``WORKBENCH_ENVIRONMENT``, a
+    key in the datastore) offline, once per node cache directory, and put it first on sys.path."""
+    key = os.environ.get("WORKBENCH_ENVIRONMENT")
+    if not key:
+        return
+    from .environment_remote import activate, install_offline
+    cache = Path(os.environ.get("WORKBENCH_ENVIRONMENT_CACHE") or "/tmp/workbench-environments")
+    archive = cache / key.rsplit("/", 1)[-1]
+    if not archive.is_file() and not (cache / archive.name.removesuffix(".tar") / "done").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = archive.with_suffix(f".part{os.getpid()}")
+        tmp.write_bytes(bytes(ds.storage.get(key)))
+        tmp.replace(archive)
+    activate(install_offline(archive, cache))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.task")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -304,6 +342,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .datastore.outbox import OutboxStorage
         ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
     spec = read_spec(ds, args.ref)
+    _activate_shipped_environment(ds)
     os.chdir(args.root)
     flow_cls = load_flow_class(args.root, spec.flow_file, spec.class_name)
     code = run_task(ds, args.root, flow_cls, spec)

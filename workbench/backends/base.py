@@ -66,6 +66,12 @@ class TaskSpec:
     flow_file: str  # relative to project_root
     class_name: str
     labels: dict[str, str] = field(default_factory=dict)
+    #: the step's declared environment (a prepared :class:`workbench.environment_uv.Environment`) or None:
+    #: the local backend runs the task with its interpreter, containers and remote jobs install its lock
+    environment: Optional[Any] = None
+    #: pins that give a container or remote task its inputs' packages at the versions they were pickled
+    #: with, when the step declares no environment (the runtime's version guard fills it)
+    input_pins: tuple[str, ...] = ()
 
     @property
     def pathspec(self) -> str:
@@ -82,7 +88,8 @@ class TaskSpec:
                 "--root", root or self.project_root, self.ref]
 
     def local_command(self) -> list[str]:
-        return self.command(python=sys.executable)
+        """The entrypoint on this machine: the environment's interpreter when the step declares one."""
+        return self.command(python=str(self.environment.python) if self.environment is not None else sys.executable)
 
 
 @dataclass

@@ -279,7 +279,8 @@ class BatchBackend(RemoteBackend):
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec) -> str:
         s = spec.settings
-        env = {**redact_env(s.env), **self._task_env}  # the task sets its env from its spec; no secret here
+        env = {**redact_env(s.env), **self._task_env,  # the task sets its env from its spec; no secret here
+               **self.environment_env(spec)}
         body = job_definition(s, image=self.image_for(s), command=task_command_template(spec), environment=env,
                               job_role=self.role_for(s))
         name = body["jobDefinitionName"]

@@ -238,7 +238,7 @@ class _ContainerHandle(TaskHandle):
         result: Optional[TaskExit] = None
         cid = None
         try:
-            image = backend.image_for(spec.settings)
+            image = backend.environments.image_for_task(backend.image_for(spec.settings), spec)
             store = datastore_dir(spec.datastore_url)
             if store:
                 self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
@@ -363,6 +363,9 @@ class DockerBackend(Backend):
         self.credentials_file: Optional[str] = None
         self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
+        from .docker_env import EnvironmentImages
+        self.environments = EnvironmentImages(self.network, config.model.project.name or Path(config.root).name,
+                                              say=lambda line: self._ctx.warn(line) if self._ctx else None)
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:

@@ -184,7 +184,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         labels.setdefault("workbench.task", spec.task_id)
         return job_manifest(name=job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
                             settings=s, image=self.image_for(s), command=command,
-                            env={**redact_env(s.env), **self._task_env}, labels=labels, options=self.options_for(s),
+                            env={**redact_env(s.env), **self._task_env, **self.environment_env(spec)}, labels=labels, options=self.options_for(s),
                             template=self.template())
 
     def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> _Task:

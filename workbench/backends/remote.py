@@ -181,6 +181,8 @@ class RemoteBackend(Backend):
         self._ctx: Optional[RunContext] = None
         self._package_url: Optional[str] = None
         self._task_env: dict[str, str] = {}
+        from .remote_env import RemoteEnvironments
+        self.environments = RemoteEnvironments(lambda line: self._warn(f"{self.name}: {line}"))
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
@@ -281,6 +283,14 @@ class RemoteBackend(Backend):
             ctx.warn(f"{self.name}: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s "
                      f"to upload")
         return url
+
+    def environment_env(self, spec: TaskSpec) -> dict[str, str]:
+        """What tells the task to install its environment archive (uploaded once per content)."""
+        if spec.environment is None and not spec.input_pins:
+            return {}
+        if self._ctx is None:
+            raise BackendError(f"{self.name}: submit before start_run (no datastore for the environment)")
+        return self.environments.job_env(spec, self._ctx.datastore.storage)
 
     def end_run(self, ctx: RunContext) -> None:
         with self._lock:

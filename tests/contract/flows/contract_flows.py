@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from workbench import FlowSpec, Parameter, current, resources, retry, step, timeout
+from workbench import FlowSpec, Parameter, current, pypi, resources, retry, step, timeout
 
 
 class HelloFlow(FlowSpec):
@@ -168,6 +168,50 @@ class RetryFlow(FlowSpec):
         if current.retry_count == 0:
             raise RuntimeError("first attempt fails on purpose")
         self.attempt_seen = current.retry_count
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+class PypiFlow(FlowSpec):
+    """A declared environment: ``work`` imports exactly the tabulate its @pypi asks for (workbench's own
+    interpreter has none), wherever it runs."""
+
+    @step
+    def start(self):
+        self.next(self.work)
+
+    @pypi(packages={"tabulate": "0.9.0"})
+    @step
+    def work(self):
+        import tabulate
+        self.version = tabulate.__version__
+        print("tabulate", tabulate.__version__, flush=True)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+class NumpyInputFlow(FlowSpec):
+    """An input pickled with the host's numpy, read where no environment is declared (the base image has
+    another numpy): the step gets the host's version, or is refused in one line before it starts."""
+
+    @step
+    def start(self):
+        import numpy
+        self.made_with = numpy.__version__
+        self.data = numpy.arange(12.0).reshape(3, 4)
+        self.next(self.work)
+
+    @step
+    def work(self):
+        import numpy
+        self.read_with = numpy.__version__
+        self.total = float(self.data.sum())
         self.next(self.end)
 
     @step
