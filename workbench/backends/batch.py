@@ -11,7 +11,14 @@
   what was requested.
 - Logs come from CloudWatch Logs (``/aws/batch/job``, the job's ``logStreamName``), followed with the
   forward token while the job runs and drained when it ends (``WORKBENCH_BATCH_LOG_SETTLE`` seconds more).
-- ``cancel`` terminates the job; ``end_run`` terminates every job of the run that has not ended.
+- A foreach's tasks arriving together go out as array jobs (``arrayProperties.size`` 2 to 10,000; several
+  arrays beyond): child ``i`` (job ``<parent>:<i>``) runs task ``i`` of a manifest written first
+  (:mod:`workbench.arrays`), through a second job definition whose command ends ``--array Ref::array``. Each
+  child is polled (describe_jobs, 100 ids a call), logged and reported as its own task; a failed exit code is
+  read from list_jobs by arrayJobId, once for every child that ended alike in a round.
+- ``cancel`` terminates the job (a child alone: ``<parent>:<i>``); a cancelled run terminates each array's
+  parent, one call per array (see ARRAY_STOP_FALLBACK for moto); ``end_run`` terminates every job of the run
+  that has not ended.
 - ``check`` refuses, before the run, a request no compute environment of the queue can fit, where the API
   says (managed compute environments: maxvCpus and their instance types).
 """
@@ -452,6 +459,7 @@ class BatchBackend(RemoteBackend):
             if job.log_token:
                 kwargs["nextToken"] = job.log_token
             try:
+                self.calls["get_log_events"] += 1
                 resp = logs.get_log_events(**kwargs)
             except Exception as exc:  # noqa: BLE001
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
@@ -478,7 +486,7 @@ class BatchBackend(RemoteBackend):
         for old in [k for k, (at, _) in self._exit_codes.items() if time.time() - at > 10]:
             del self._exit_codes[old]  # memory flat in the number of arrays
         cached = self._exit_codes.get(key)
-        if cached is None or job.job_id not in cached[1] and time.time() - cached[0] > 0.5:
+        if cached is None or cached[1].get(job.job_id) is None:
             codes: dict[str, Optional[int]] = {}
             try:
                 self.calls["list_jobs"] += 1
