@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,7 @@ def _vm_rss_mib() -> float:
     return float("nan")
 
 
-def make_backend_class(task_seconds: float):
+def make_backend_class(task_seconds: float, jitter: float = 0.0):
     from workbench.backends.base import TaskExit
     from workbench.backends.remote import JobArray, RemoteBackend
 
@@ -94,13 +95,16 @@ def make_backend_class(task_seconds: float):
             pass
 
         def submit_job(self, job) -> None:
-            self.ends[id(job)] = time.time() + task_seconds
+            self.ends[id(job)] = time.time() + self._duration()
 
         def submit_array(self, jobs) -> None:
             array = JobArray(list(jobs), name=f"sim-{len(jobs)}")
             for i, job in enumerate(jobs):
                 job.array, job.index = array, i
-                self.ends[id(job)] = time.time() + task_seconds
+                self.ends[id(job)] = time.time() + self._duration()
+
+        def _duration(self) -> float:
+            return task_seconds * (1 + jitter * (2 * random.random() - 1))
 
         def poll(self, active) -> bool:
             self.calls["poll"] += 1
@@ -126,7 +130,7 @@ def make_backend_class(task_seconds: float):
     return SimulatedArrayBackend
 
 
-def run_one(width: int, task_seconds: float) -> dict:
+def run_one(width: int, task_seconds: float, jitter: float = 0.0, in_flight: int = 0) -> dict:
     """One run in this process; prints a JSON line with the figures."""
     import os
     from workbench import backends as registry
@@ -134,7 +138,7 @@ def run_one(width: int, task_seconds: float) -> dict:
     from workbench.config import load_config
     from workbench.graph import load_graph
 
-    sim_cls = make_backend_class(task_seconds)
+    sim_cls = make_backend_class(task_seconds, jitter)
     made = {}
     original = runtime_module.create_backend
 
@@ -168,7 +172,9 @@ def run_one(width: int, task_seconds: float) -> dict:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.time()
-        rt = runtime_module.Runtime(graph, config, max_workers=width + 8)
+        # the simulated backend is not "remote" (no S3 here), so max_workers bounds its tasks in flight: all of the
+        # foreach at once by default, or --in-flight to see what a cap such as the runtime's 256 remote tasks does
+        rt = runtime_module.Runtime(graph, config, max_workers=in_flight or width + 8)
         result = rt.run()
         took = time.time() - t0
         stop.set()
@@ -185,14 +191,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="1000,10000")
     parser.add_argument("--task-seconds", type=float, default=0.5)
+    parser.add_argument("--jitter", type=float, default=0.0, help="task durations uniform in seconds * (1 +- jitter)")
+    parser.add_argument("--in-flight", type=int, default=0, help="most tasks in flight (default: the whole foreach)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one width, JSON out
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args.task_seconds)))
+        print(json.dumps(run_one(args.one, args.task_seconds, args.jitter, args.in_flight)))
         return 0
     rows = []
     for width in [int(w) for w in args.widths.split(",")]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(width), "--task-seconds", str(args.task_seconds)],
+        out = subprocess.run([sys.executable, __file__, "--one", str(width), "--task-seconds", str(args.task_seconds),
+                              "--jitter", str(args.jitter), "--in-flight", str(args.in_flight)],
                              capture_output=True, text=True, cwd=str(ROOT),
                              env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
