@@ -81,7 +81,7 @@ def make_backend_class(task_seconds: float, jitter: float = 0.0):
         poll_default = 0.2
         log_drain = 1.0
         array_max = submit_batch = 10_000
-        coalesce_quiet, coalesce_linger = 0.25, 2.0
+        coalesce_quiet, coalesce_linger = 0.5, 10.0
         submit_rate = submit_rate_max = 50.0
 
         def __init__(self, config):

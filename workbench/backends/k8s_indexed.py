@@ -51,7 +51,7 @@ class IndexedJobs:
 
     array_max = 10_000
     submit_batch = 10_000
-    coalesce_quiet, coalesce_linger = 0.25, 2.0
+    coalesce_quiet, coalesce_linger = 0.5, 10.0
 
     def array_key(self, job: RemoteJob) -> Any:
         s = job.spec
