@@ -96,7 +96,7 @@ def artifacts_by_task(root: Path, flow: str, run_id: str) -> dict:
     for step in ds.list_steps(run_id):
         for task_id in ds.list_tasks(run_id, step):
             doc = ds.read_task(run_id, step, task_id)
-            key = (step, tuple(f["index"] for f in doc.get("foreach_stack", [])))
+            key = (step, tuple(f["index"] for f in doc.foreach_stack))
             out[key] = {name: a["sha"] for name, a in doc["artifacts"].items()}
     return out
 
@@ -134,7 +134,7 @@ def test_create_kwargs_for_gpu_cpu_memory_shm():
     assert hc["network_mode"] == "none"
     assert hc["binds"] == {"/home/me/proj": {"bind": "/home/me/proj", "mode": "ro"},
                            "/opt/src/workbench": {"bind": "/opt/src/workbench", "mode": "ro"},
-                           "/data/store": {"bind": "/data/store", "mode": "rw"}}
+                           "/data/store": {"bind": "/data/store", "mode": "ro"}}  # outputs: a per-task outbox
     assert cfg["image"] == "img:1"
     assert cfg["user"] == "1000:1000"
     assert cfg["working_dir"] == "/home/me/proj"
@@ -153,7 +153,7 @@ def test_create_kwargs_for_gpu_cpu_memory_shm():
     assert sent["DeviceRequests"] == [{"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]],
                                        "Options": {}}]
     assert sent["NetworkMode"] == "none"
-    assert sorted(sent["Binds"]) == ["/data/store:/data/store:rw", "/home/me/proj:/home/me/proj:ro",
+    assert sorted(sent["Binds"]) == ["/data/store:/data/store:ro", "/home/me/proj:/home/me/proj:ro",
                                      "/opt/src/workbench:/opt/src/workbench:ro"]
 
 
@@ -166,9 +166,9 @@ def test_defaults_and_refusals():
     assert hc["network_mode"] == "host"
     assert "device_requests" not in hc and "shm_size" not in hc
     assert hc["mem_limit"] == 4096 * MIB and hc["nano_cpus"] == 1_000_000_000
-    # compiled bytecode goes to a read-write cache, since the code itself is mounted read-only
+    # compiled bytecode comes from a cache the runtime fills; tasks only read it (no planted .pyc)
     cfg = container_config(_spec(), image="i", pycache="/home/me/.cache/workbench/pycache")
-    assert cfg["host_config"]["binds"]["/home/me/.cache/workbench/pycache"]["mode"] == "rw"
+    assert cfg["host_config"]["binds"]["/home/me/.cache/workbench/pycache"]["mode"] == "ro"
     assert cfg["environment"]["PYTHONPYCACHEPREFIX"] == "/home/me/.cache/workbench/pycache"
     with pytest.raises(ConfigError, match="never a bridge"):
         container_config(_spec(), image="i", network="bridge")
@@ -188,7 +188,7 @@ def test_exit_words():
     assert classify_exit({"ExitCode": 2}, None, 64, {}).reason == "exited with code 2"
     assert classify_exit({"ExitCode": 3}, None, 64, {}).status == "timeout"
     assert "SIGKILL" in classify_exit({"ExitCode": 137}, None, 64, {}).reason
-    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}).status == "timeout"
+    assert classify_exit({"ExitCode": 137}, "timed out after 5s", 64, {}, timeout=True).status == "timeout"
     assert classify_exit({"ExitCode": 137}, "cancelled", 64, {}).status == "cancelled"
     assert parse_usage("\x1eworkbench-usage 10485760 2500000000") == {"peak_memory_mib": 10.0, "cpu_seconds": 2.5}
     assert owner_alive(owner_id()) is True

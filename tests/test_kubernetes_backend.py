@@ -98,7 +98,10 @@ TEMPLATE = textwrap.dedent('''
         spec:
           containers:
             - name: task
-              env: [{name: FROM_TEMPLATE, value: "yes"}]
+              # dummy credentials for moto only (the cluster's side, not a step's env: a step env that looks
+              # like a secret is warned about and redacted); on a real cluster use IRSA or [kubernetes] secrets
+              env: [{name: FROM_TEMPLATE, value: "yes"}, {name: AWS_ACCESS_KEY_ID, value: testing},
+                    {name: AWS_SECRET_ACCESS_KEY, value: testing}]
 ''').lstrip()
 
 
@@ -153,8 +156,7 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
             memory = "{memory}"
             gpu = {gpu}
             {extra}
-            # dummy credentials for moto only: on a real cluster use IRSA or [kubernetes] secrets
-            env = {{ DEMO_MODE = "{mode}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
+            env = {{ DEMO_MODE = "{mode}" }}
         ''').lstrip())
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
@@ -360,9 +362,9 @@ def test_reasons_in_words_from_job_and_pod_status():
     ok = backend._exit_of(task, _condition("Complete"), _pod("Succeeded", terminated={"exit_code": 0}))
     assert ok.status == "succeeded" and ok.usage["pod"] == "wb-f-train-2-0-x-abcde" and ok.usage["node"] == "node-1"
     # cancel and timeout requested by the runtime
-    task.requested = "timed out after 60s"
+    task.requested, task.requested_timeout = "timed out after 60s", True
     assert backend._requested_exit(task).status == "timeout"
-    task.requested = "cancelled"
+    task.requested, task.requested_timeout = "cancelled", False
     assert backend._requested_exit(task).status == "cancelled"
 
 

@@ -75,7 +75,7 @@ def test_retry_catch_environment_and_logs(project, mode):
     assert run_["gather"].task.data.squares == [0, 1, 4, 9]
     assert run_["gather"].task.data.greeting == "hi"
     flaky = [t for t in run_["work"].tasks() if t.index == 1][0]
-    assert flaky._doc["attempt"] == 1 and [a["status"] for a in flaky._doc["attempts"]] == ["retrying", "succeeded"]
+    assert flaky._doc.attempt == 1 and [a.status for a in flaky._doc.attempts] == ["retrying", "succeeded"]
     assert "squares [0, 1, 4, 9]" in run_["end"].task.stdout
 
 
@@ -170,7 +170,7 @@ def test_cancel_stops_tasks_and_keeps_completed_artifacts(project, mode):
     slow = [e for e in events if isinstance(e, ev.TaskFinished) and e.step == "slow"]
     assert slow and slow[0].status == "cancelled"
     ds = FlowDatastore(load_config().datastore_url, "BehaviourFlow")
-    assert ds.read_run(result.run_id)["status"] == "cancelled"
+    assert ds.read_run(result.run_id).status == "cancelled"
     # the completed steps stay usable: a resume from the cancelled run reuses them
     r2 = Runtime(graph, load_config(), sink=[].append, origin_run_id=result.run_id)
     res2 = r2.run()
@@ -215,3 +215,24 @@ class IsoFlow(FlowSpec):
     data = Flow("IsoFlow").latest_run["join"].task.data
     assert data.seen == [[i] for i in range(6)], "module state leaked between tasks"
     assert len(set(data.rands)) == 6, "tasks shared a random state"
+
+
+def test_a_datastore_error_while_submitting_fails_the_run_at_once(project, monkeypatch):
+    """The driver turns an error it cannot carry on after into Abort: running tasks stop, the run fails
+    with the error's one line, and it does not wait for a task that never started."""
+    from workbench.errors import DatastoreError
+    copy_test_flow(project, "branchy.py")
+    real = FlowDatastore.write_spec
+
+    def failing(self, record):
+        if record.step == "fan":
+            raise DatastoreError("disk full while writing the spec of fan")
+        real(self, record)
+
+    monkeypatch.setattr(FlowDatastore, "write_spec", failing)
+    t0 = time.time()
+    result, events, ds = run(project, "branchy.py")
+    assert time.time() - t0 < 20
+    assert (result.status, result.message) == ("failed", "disk full while writing the spec of fan")
+    assert isinstance(events[-1], ev.RunFinished) and ds.read_run(result.run_id).status == "failed"
+    assert "fan" not in [e.step for e in events if isinstance(e, ev.TaskFinished) and e.ok]

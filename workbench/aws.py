@@ -2,7 +2,8 @@
 
 boto3 is imported here, lazily: the core never imports it at module level. Credentials always come
 from boto3's standard chain (environment, shared files, SSO, instance/container roles); nothing here
-reads, stores or logs a secret. Retries are botocore's own: throttling and 5xx answers are retried
+reads, stores or logs a secret (the one exception: a run's short-lived credentials file for its
+containers, see :func:`write_credentials_file`). Retries are botocore's own: throttling and 5xx answers are retried
 with exponential backoff and jitter (``standard`` mode, or ``adaptive`` which also rate-limits the
 client when it is throttled), ``max_attempts`` tries in all.
 
@@ -132,3 +133,70 @@ def task_environment(endpoint_url: Optional[str], region: Optional[str]) -> dict
     if region:
         env["AWS_DEFAULT_REGION"] = region
     return env
+
+
+# ---------------------------------------------------------------------------------- credentials for containers
+
+SECRET_ENV = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                        "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+                        "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"})
+SESSION_SECONDS = 12 * 3600
+
+
+def container_aws_env() -> dict[str, str]:
+    """The caller's AWS_* settings a container may see in its environment: endpoints and regions, never a
+    credential or a pointer to the caller's own credential files."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_") and k not in SECRET_ENV}
+
+
+def secret_dir() -> str:
+    """A private directory for a run's credentials, on a tmpfs when there is one (/dev/shm, then
+    $XDG_RUNTIME_DIR), so the secret never reaches a disk; mode 0700."""
+    import tempfile
+    for base in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR") or ""):
+        if base and os.path.isdir(base) and os.access(base, os.W_OK):
+            return tempfile.mkdtemp(prefix="workbench-creds-", dir=base)
+    return tempfile.mkdtemp(prefix="workbench-creds-")
+
+
+def short_lived_credentials(endpoint_url: Optional[str] = None) -> tuple[Any, str]:
+    """(frozen credentials, what they are): the caller's session credentials when they already have a
+    token; long-lived keys are exchanged for a session token (STS GetSessionToken) when STS allows it."""
+    creds = session().get_credentials()
+    if creds is None:
+        raise CredentialsError("no AWS credentials found to hand to the run's containers (set AWS_PROFILE or "
+                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+    frozen = creds.get_frozen_credentials()
+    if frozen.token:
+        return frozen, "the caller's session credentials"
+    try:
+        sts = session().client("sts", endpoint_url=endpoint_url or None, config=retry_config())
+        c = sts.get_session_token(DurationSeconds=SESSION_SECONDS)["Credentials"]
+        from botocore.credentials import ReadOnlyCredentials
+        return ReadOnlyCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]), "an STS session token"
+    except Exception:  # noqa: BLE001 - STS may be unreachable or refused; fall back to the caller's keys
+        return frozen, "the caller's long-lived keys (STS GetSessionToken was refused)"
+
+
+def write_credentials_file(endpoint_url: Optional[str] = None) -> tuple[str, str]:
+    """Write a run's credentials to a private file (0600, in a 0700 tmpfs directory) in the shared
+    credentials format, for AWS_SHARED_CREDENTIALS_FILE; return (path, what they are). The caller
+    removes it with :func:`remove_credentials_file` when the run ends."""
+    creds, what = short_lived_credentials(endpoint_url)
+    lines = ["[default]", f"aws_access_key_id = {creds.access_key}", f"aws_secret_access_key = {creds.secret_key}"]
+    if creds.token:
+        lines.append(f"aws_session_token = {creds.token}")
+    path = os.path.join(secret_dir(), "credentials")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path, what
+
+
+def remove_credentials_file(path: Optional[str]) -> None:
+    """Remove a run's credentials file and its private directory."""
+    if not path:
+        return
+    import shutil
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)

@@ -1,7 +1,7 @@
 """``workbench``: the command line. Thin: it parses arguments, calls the core, renders its events.
 
-Exit codes: 0 success, 1 a step failed (or `check` found errors), 2 bad usage or configuration,
-130 cancelled.
+Exit codes (:mod:`workbench.exitcodes`): 0 success, 1 a step failed (or `check` found errors), 2 bad
+usage or configuration, 130 cancelled.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import sys
 from typing import Optional
 
 from .backends import BACKEND_NAMES
+from .exitcodes import CLI_CANCELLED, CLI_OK, CLI_USAGE
+
 from .errors import WorkbenchError
 
 
@@ -68,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("artifacts", help="list a task's artifacts, or preview one")
     p.add_argument("pathspec", help="RUN/STEP[/TASK] (or FLOW/RUN/STEP[/TASK])")
-    p.add_argument("name", nargs="?", help="preview this artifact")
+    p.add_argument("name", nargs="?", help="show this artifact's stored summary")
+    p.add_argument("--load", action="store_true",
+                   help="load (unpickle) the artifact itself instead of its summary: runs code the step stored")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("init", help="scaffold a new project (workbench.toml and a first flow)")
@@ -123,13 +127,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:
-        return 2 if exc.code not in (0, None) else 0
+        return CLI_USAGE if exc.code not in (0, None) else CLI_OK
     if args.command is None:
         parser.print_help()
-        return 2
+        return CLI_USAGE
     if extra and args.command not in ("run",):
         print(f"workbench {args.command}: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
-        return 2
+        return CLI_USAGE
     try:
         from . import commands
         handler = getattr(commands, f"cmd_{args.command}")
@@ -139,9 +143,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
-        return 130
+        return CLI_CANCELLED
     except BrokenPipeError:
-        return 0
+        return CLI_OK
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -10,8 +11,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .redact import redact_settings
 from .config import load_config
+from .datastore.records import RunRecord, TaskRecord
 from .errors import UsageError, WorkbenchError
+from .exitcodes import CLI_CANCELLED
 from .graph import FlowGraph, build_graph, find_flow_files
 from .project import resolve_flow, split_pathspec
 from .usage import measured_usage, suggest_request
@@ -76,7 +80,7 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
                     runtime.cancel("cancelled")
                 else:
                     print("quit without waiting for cleanup", file=sys.stderr)
-                    return 130
+                    return CLI_CANCELLED
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous)
@@ -105,7 +109,7 @@ def cmd_run(args, extra: list[str]) -> int:
             raise UsageError("--step re-runs with the parameters of the earlier run; drop " + " ".join(extra))
         from .datastore import FlowDatastore
         ds = FlowDatastore(config.datastore_url, graph.name)
-        origin = args.from_run or latest_run_id(ds, lambda d: not d.get("only_step"))
+        origin = args.from_run or latest_run_id(ds, lambda d: not d.only_step)
         if origin is None:
             raise UsageError(f"flow {graph.name} has no earlier run to take the inputs of {args.step} from; "
                              f"run the flow once first")
@@ -118,7 +122,8 @@ def cmd_run(args, extra: list[str]) -> int:
     if overrides or args.task is not None or args.from_run:
         raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run go with --step")
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
-    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers)
+    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
+                      run_id=getattr(args, "run_id", None))
     return _execute(runtime, args.json, args.junit_xml)
 
 
@@ -128,12 +133,12 @@ def cmd_resume(args) -> int:
     config = load_config()
     graph = resolve_flow(args.flow, config)
     ds = FlowDatastore(config.datastore_url, graph.name)
-    origin = args.run_id or latest_run_id(ds, lambda d: not d.get("only_step"))
+    origin = args.run_id or latest_run_id(ds, lambda d: not d.only_step)
     if origin is None:
         raise UsageError(f"flow {graph.name} has no run to resume")
     rerun = resume_plan(graph, ds, origin, args.from_step)
     runtime = Runtime(graph, config, backend=args.backend, max_workers=args.max_workers, origin_run_id=origin,
-                      rerun_steps=rerun, datastore=ds)
+                      rerun_steps=rerun, datastore=ds, run_id=getattr(args, "new_run_id", None))
     return _execute(runtime, args.json, args.junit_xml)
 
 
@@ -148,7 +153,7 @@ def cmd_show(args) -> int:
     if args.json:
         data = graph.to_dict()
         for step in data["steps"]:
-            step["settings"] = settings[step["name"]].to_dict()
+            step["settings"] = redact_settings(settings[step["name"]].to_dict())
             if step["name"] in usage:
                 step["usage"] = usage[step["name"]]
         print(json.dumps(data, indent=2, default=str))
@@ -222,8 +227,10 @@ def cmd_check(args) -> int:
     if not paths:
         print(f"no flow files in {', '.join(args.paths) or config.flows_dir}")
         return 1
+    names = []
     for path in paths:
         graph = build_graph(path)
+        names.append(graph.name)
         errors = list(graph.errors)
         if not errors:
             try:
@@ -237,18 +244,25 @@ def cmd_check(args) -> int:
         else:
             print(f"ok    {_rel(str(path))}: {graph.name} ({len(graph.steps)} steps)")
     if config.path:
-        print(f"ok    {_rel(str(config.path))}")
+        # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
+        every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
+        unknown = config.unknown_flow_tables(names) if every_flow_named and not args.paths else []
+        for e in unknown:
+            print(f"error {e}")
+        failures += len(unknown)
+        if not unknown:
+            print(f"ok    {_rel(str(config.path))}")
     return 1 if failures else 0
 
 
 # ------------------------------------------------------------------------------------- runs and logs
 
 def cmd_runs(args) -> int:
-    from .datastore import FlowDatastore
+    from .datastore import FlowDatastore, list_flows
     from .datastore.storage import open_storage
     config = load_config()
     storage = open_storage(config.datastore_url)
-    flows = storage.list("")
+    flows = list_flows(storage)
     if args.flow:
         name = args.flow if args.flow in flows else resolve_flow(args.flow, config).name
         flows = [name]
@@ -256,24 +270,24 @@ def cmd_runs(args) -> int:
     for flow in flows:
         ds = FlowDatastore(storage, flow)
         for run_id in ds.list_runs():
-            doc = ds.read_run(run_id) or {}
-            rows.append(doc | {"flow": flow, "run_id": run_id})
-    rows.sort(key=lambda d: d.get("started_at") or 0)
+            doc = ds.read_run(run_id) or RunRecord()
+            rows.append(dataclasses.replace(doc, flow=flow, run_id=run_id))
+    rows.sort(key=lambda d: (d.started_at or 0, d.run_id), reverse=True)  # newest first, as the TUI
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return 0
     if not rows:
         print(f"no runs in {config.datastore_url}")
         return 0
     print(f"{'FLOW':<20} {'RUN':<18} {'STATUS':<10} {'STARTED':<20} {'TIME':>8}  NOTE")
     for d in rows:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.get("started_at") or 0))
-        took = f"{d['finished_at'] - d['started_at']:.1f}s" if d.get("finished_at") else "-"
-        note = d.get("message") or ""
-        if d.get("origin_run_id"):
-            note = (f"step {d['only_step']} " if d.get("only_step") else "resumed ") + f"from {d['origin_run_id']}" \
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.started_at or 0))
+        took = f"{d.finished_at - d.started_at:.1f}s" if d.finished_at and d.started_at else "-"
+        note = d.message or ""
+        if d.origin_run_id:
+            note = (f"step {d.only_step} " if d.only_step else "resumed ") + f"from {d.origin_run_id}" \
                    + (f"; {note}" if note else "")
-        print(f"{d['flow']:<20} {d['run_id']:<18} {d.get('status', '?'):<10} {started:<20} {took:>8}  {note}")
+        print(f"{d.flow:<20} {d.run_id:<18} {d.status:<10} {started:<20} {took:>8}  {note}")
     return 0
 
 
@@ -319,7 +333,8 @@ def cmd_logs(args) -> int:
 
 
 def cmd_artifacts(args) -> int:
-    from .preview import preview
+    """List artifacts, or show one from the summary its task stored; only ``--load`` unpickles the blob."""
+    from .preview import artifact_origin, preview, provenance_note, summary_text
     config = load_config()
     ds, parts = split_pathspec(args.pathspec, config)
     if len(parts) < 2:
@@ -329,18 +344,26 @@ def cmd_artifacts(args) -> int:
         run_id, step, task_id = tasks[0]
         if len(tasks) > 1 and len(parts) < 3:
             raise UsageError(f"step {step} has {len(tasks)} tasks; give RUN/STEP/TASK")
-        doc = ds.read_task(run_id, step, task_id) or {}
-        art = doc.get("artifacts", {}).get(args.name)
+        doc = ds.read_task(run_id, step, task_id) or TaskRecord()
+        art = doc.artifacts.get(args.name)
         if art is None:
             raise UsageError(f"task {step}/{task_id} has no artifact {args.name} "
-                             f"(it has: {', '.join(sorted(doc.get('artifacts', {}))) or 'none'})")
-        value = ds.load_artifact(art["sha"])
+                             f"(it has: {', '.join(sorted(doc.artifacts)) or 'none'})")
+        info, maker = artifact_origin(ds, run_id, art, doc)
+        if not getattr(args, "load", False):
+            print(summary_text(info))
+            return 0
+        note = provenance_note(args.name, maker)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
+        owner = ((maker.pathspec if maker else "") or f"-/{run_id}/{step}/{task_id}").split("/", 1)[-1]  # RUN/STEP/TASK
+        value = ds.load_artifact(art["sha"], name=args.name, owner=owner)
         print(preview(value))
         return 0
     out = {}
     for run_id, step, task_id in tasks:
-        doc = ds.read_task(run_id, step, task_id) or {}
-        out[f"{step}/{task_id}"] = doc.get("artifacts", {})
+        doc = ds.read_task(run_id, step, task_id) or TaskRecord()
+        out[f"{step}/{task_id}"] = doc.artifacts
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

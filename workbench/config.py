@@ -75,11 +75,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
+def _plain_text(value):
+    """Refuse control characters (a NUL cannot be in a path or name; the OS would refuse it later)."""
+    if isinstance(value, str) and any(ord(c) < 32 and c not in "\t" for c in value):
+        raise ValueError(f"{_short(value)} holds a control character")
+    return value
+
+
+def _inside_project(value):
+    """``flows`` is a directory under the project: "/" would make `check` walk the whole disk."""
+    _plain_text(value)
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~") or ".." in Path(value).parts):
+        raise ValueError(f"{_short(value)} must be a directory inside the project (relative to workbench.toml)")
+    return value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class ProjectSection(_Strict):
     name: Optional[str] = None
     flows: str = "flows"
     backend: BackendName = "local"
     remote_backend: BackendName = "batch"
+
+    _flows = field_validator("flows")(_inside_project)
+    _name = field_validator("name")(_plain_text)
 
 
 class DatastoreSection(_Strict):
@@ -87,6 +110,8 @@ class DatastoreSection(_Strict):
     remote: Optional[str] = None  # s3://... where remote steps exchange artifacts when root is a directory
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
+
+    _text = field_validator("root", "remote", "endpoint_url", "region")(_plain_text)
 
 
 class DockerSection(_Strict):
@@ -189,6 +214,44 @@ class ProjectConfig:
         f = self.model.flows.get(flow)
         return f.steps.get(step) if f else None
 
+    def check_step_tables(self, flow: str, steps: list[str]) -> None:
+        """Refuse a ``[flows.<flow>.steps.<name>]`` table for a step the flow does not have.
+
+        A misspelled table would otherwise be ignored in silence and the step run with the wrong settings.
+        """
+        table = self.model.flows.get(flow)
+        for name in (table.steps if table else ()):
+            if name not in steps:
+                raise ConfigError(f"[flows.{flow}.steps.{name}]: flow {flow} has no step {name}"
+                                  f"{_nearest(name, steps)}", path=str(self.path) if self.path else CONFIG_NAME,
+                                  line=self._line(["flows", flow, "steps", name]))
+
+    def unknown_flow_tables(self, flows: list[str]) -> list[ConfigError]:
+        """A ``[flows.<name>]`` table per flow name that no flow file in the project defines."""
+        return [ConfigError(f"[flows.{name}]: no flow named {name} in {self.flows_dir}{_nearest(name, flows)}",
+                            path=str(self.path) if self.path else CONFIG_NAME, line=self._line(["flows", name]))
+                for name in self.model.flows if name not in flows]
+
+    def _line(self, loc: list[str]) -> Optional[int]:
+        """The line of ``loc``, or of the first table header under it (``[flows.F.steps.s]`` for flows.F)."""
+        try:
+            text = decode_config(self.path.read_bytes()) if self.path else ""
+        except (OSError, ConfigError):
+            return None
+        line = _line_of(text, loc)
+        for n, row in enumerate(text.splitlines(), 1):
+            h = _HEADER.match(row)
+            if line is None and h and _split_key(h.group(1))[:len(loc)] == loc:
+                return n
+        return line
+
+
+def _nearest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    return f" (it has: {', '.join(names[:12])}{', ...' if len(names) > 12 else ''})" if names else ""
+
 
 def find_config(start: Optional[Path] = None) -> Optional[Path]:
     here = (start or Path.cwd()).resolve()
@@ -208,10 +271,21 @@ def load_config(start: Optional[Path] = None, path: Optional[Path] = None) -> Pr
         return ProjectConfig(root=(start or Path.cwd()).resolve())
     path = Path(path).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    return ProjectConfig(root=path.parent, path=path, model=parse_config_text(text, str(path)))
+    return ProjectConfig(root=path.parent, path=path, model=parse_config_text(decode_config(data, str(path)),
+                                                                              str(path)))
+
+
+def decode_config(data: bytes, path: str = CONFIG_NAME) -> str:
+    """TOML is UTF-8; a leading BOM (which editors on Windows write) is dropped, other bad bytes named."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded (TOML files are UTF-8)",
+                          path=path, line=line) from None
 
 
 def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
@@ -221,11 +295,17 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(f"not valid TOML: {msg}", path=path, line=int(m.group(1)) if m else None) from None
+    except RecursionError:
+        raise ConfigError("arrays or tables are nested too deeply to read", path=path) from None
     try:
         return ConfigModel.model_validate(data)
+    except RecursionError:
+        raise ConfigError("values are nested too deeply to check", path=path) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
+        if len(loc) > 1 and loc[-1] in ("int", "float", "str") and loc[-2] in _UNION_FIELDS:
+            loc = loc[:-1]  # pydantic names the member of Union[int, str] it tried last; the key is enough
         key = ".".join(loc)
         line = _line_of(text, loc)
         if first["type"] == "extra_forbidden":
@@ -237,8 +317,11 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
         elif first["type"] == "value_error":
             message = f"{key}: {re.sub(r'^Value error, ', '', first['msg'])}"
         else:
-            message = f"{key} = {first.get('input')!r}: {first['msg']}"
+            message = f"{key} = {_short(first.get('input'))}: {first['msg']}"
         raise ConfigError(message, path=path, line=line) from None
+
+
+_UNION_FIELDS = {"cpu", "memory", "gpu", "disk", "shared_memory", "timeout", "runnable_warning"}
 
 
 def _model_at(model, loc: list[str]):

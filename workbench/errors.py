@@ -19,11 +19,13 @@ request, a missing credential, an unreachable engine) is a :class:`WorkbenchErro
 
 from __future__ import annotations
 
+from .exitcodes import CLI_USAGE
+
 
 class WorkbenchError(Exception):
     """Base of all user-facing errors. ``str()`` is the one-line message."""
 
-    exit_code = 2
+    exit_code = CLI_USAGE
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
                  hint: str | None = None):

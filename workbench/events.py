@@ -73,7 +73,8 @@ class TaskRetrying(Event):
 
 @dataclass(frozen=True)
 class TaskFinished(Event):
-    """A task ended. ``status`` is one of succeeded, failed, timeout, cancelled, oom."""
+    """A task ended. ``status`` is a :class:`~workbench.datastore.records.TaskStatus` (a str): succeeded,
+    failed, timeout, cancelled or oom."""
     pathspec: str
     step: str
     status: str

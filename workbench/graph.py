@@ -100,28 +100,30 @@ class FlowGraph:
 
     def topological(self) -> list[str]:
         """Steps in an order where every step comes after all of its inputs (start first)."""
-        order, seen = [], set()
-
-        def visit(name: str, stack: tuple) -> None:
-            if name in seen or name in stack or name not in self.steps:
-                return
-            for parent in self.steps[name].in_steps:
-                visit(parent, stack + (name,))
-            seen.add(name)
-            order.append(name)
-
-        for name in self.steps:
-            visit(name, ())
+        order: list[str] = []
+        seen: set[str] = set()
+        for root in self.steps:
+            # iterative depth-first walk over inputs (a 1,000-step chain must not exhaust the stack)
+            stack: list[tuple[str, Iterator[str]]] = []
+            on_path: set[str] = set()
+            if root not in seen:
+                stack.append((root, iter(self.steps[root].in_steps)))
+                on_path.add(root)
+            while stack:
+                name, parents = stack[-1]
+                parent = next(parents, None)
+                if parent is None:
+                    stack.pop()
+                    on_path.discard(name)
+                    seen.add(name)
+                    order.append(name)
+                elif parent in self.steps and parent not in seen and parent not in on_path:
+                    stack.append((parent, iter(self.steps[parent].in_steps)))
+                    on_path.add(parent)
         return order
 
     def descendants(self, name: str) -> set[str]:
-        out, todo = set(), [name]
-        while todo:
-            for nxt in self.steps[todo.pop()].out:
-                if nxt in self.steps and nxt not in out:
-                    out.add(nxt)
-                    todo.append(nxt)
-        return out
+        return _descendants(self.steps, name)
 
     def to_dict(self) -> dict:
         return {
@@ -162,7 +164,7 @@ def split_flow_ref(ref: str) -> tuple[str, Optional[str]]:
     return str(ref), None
 
 
-def build_graph(path: str | Path, class_name: Optional[str] = None, source: Optional[str] = None) -> FlowGraph:
+def build_graph(path: str | Path, class_name: Optional[str] = None, source: Optional[str | bytes] = None) -> FlowGraph:
     """Parse and validate a flow file. Never raises for a bad flow: problems land in ``errors``."""
     path = str(path)
     if class_name is None:
@@ -170,22 +172,40 @@ def build_graph(path: str | Path, class_name: Optional[str] = None, source: Opti
     graph = FlowGraph(path=path)
     if source is None:
         try:
-            source = Path(path).read_text(encoding="utf-8")
+            source = Path(path).read_bytes()  # bytes: Python's own rules for a BOM and coding cookies apply
         except FileNotFoundError:
             graph.errors.append(FlowError("no such flow file", path=path))
             return graph
-        except (OSError, UnicodeDecodeError) as exc:
-            graph.errors.append(FlowError(f"cannot read flow file: {exc}", path=path))
+        except OSError as exc:
+            graph.errors.append(FlowError(f"cannot read flow file: {exc.strerror or exc}", path=path))
             return graph
     try:
         tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
-        graph.errors.append(FlowError(f"syntax error: {exc.msg}", path=path, line=exc.lineno))
+        message = f"syntax error: {_one_line(exc.msg)}"
+        if "codec can't decode" in message:  # Python's own wording is about positions in a buffer
+            message = ("not UTF-8: a byte cannot be decoded (save the file as UTF-8, or declare its encoding "
+                       "with a '# -*- coding: ... -*-' line)")
+        graph.errors.append(FlowError(message, path=path, line=exc.lineno))
         return graph
-    _Parser(graph, tree).parse(class_name)
-    if not graph.errors:
-        _validate(graph)
+    except ValueError as exc:  # null bytes (Python 3.11 raises ValueError, later versions SyntaxError)
+        graph.errors.append(FlowError(f"syntax error: {_one_line(str(exc))}", path=path))
+        return graph
+    except (RecursionError, MemoryError):
+        graph.errors.append(FlowError("an expression is nested too deeply for Python to parse", path=path))
+        return graph
+    try:
+        _Parser(graph, tree).parse(class_name)
+        if not graph.errors:
+            from .graph_validation import validate
+            validate(graph)
+    except RecursionError:  # a last resort: the walks above are iterative, the stdlib's ast helpers are not
+        graph.errors.append(FlowError("the flow file nests too deeply to read", path=path, line=graph.lineno or None))
     return graph
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def load_graph(path: str | Path, class_name: Optional[str] = None) -> FlowGraph:
@@ -197,12 +217,14 @@ def load_graph(path: str | Path, class_name: Optional[str] = None) -> FlowGraph:
 
 
 def is_flow_file(path: str | Path) -> bool:
-    """Cheap test used when scanning a directory: does the file mention a FlowSpec subclass?"""
+    """Cheap test used when scanning a directory: does the file mention a FlowSpec subclass?
+
+    Bytes, not text: a file that is not UTF-8 still shows up, so `check` reports it instead of
+    silently skipping it."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return b"FlowSpec" in Path(path).read_bytes()
+    except OSError:
         return False
-    return "FlowSpec" in text
 
 
 def find_flow_files(directory: str | Path) -> list[Path]:
@@ -229,10 +251,16 @@ class _Parser:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 try:
                     self.constants[node.targets[0].id] = ast.literal_eval(node.value)
-                except (ValueError, SyntaxError, TypeError):
+                except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
                     pass
             elif isinstance(node, ast.ClassDef):
                 classes[node.name] = node
+        cycle = _base_cycle(classes)
+        if cycle:
+            chain = " -> ".join(c.name for c in cycle)
+            self.error(f"class {cycle[0].name} derives from itself ({chain}); Python cannot define it",
+                       cycle[0].lineno)
+            return
         flows = [c for c in classes.values() if self._is_flow(c, classes, set())]
         if class_name:
             chosen = [c for c in flows if c.name == class_name]
@@ -262,22 +290,32 @@ class _Parser:
             self._read_class_body(klass)
 
     def _is_flow(self, cls: ast.ClassDef, classes: dict, seen: set) -> bool:
-        for base in _base_names(cls):
-            if base in FLOWSPEC_BASES:
-                return True
-            if base in classes and base not in seen:
-                seen.add(base)
-                if self._is_flow(classes[base], classes, seen):
+        """Does ``cls`` derive from FlowSpec, directly or through classes in this file?"""
+        todo = [cls]
+        while todo:
+            for base in _base_names(todo.pop()):
+                if base in FLOWSPEC_BASES:
                     return True
+                if base in classes and base not in seen:
+                    seen.add(base)
+                    todo.append(classes[base])
         return False
 
     def _mro(self, cls: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
-        """Base classes defined in this file first, so a subclass's steps override its bases'."""
+        """Base classes defined in this file first, so a subclass's steps override its bases'.
+
+        A post-order walk without recursion; the bases are acyclic (checked by ``_base_cycle``)."""
         out: list[ast.ClassDef] = []
-        for base in _base_names(cls):
-            if base in classes and classes[base] is not cls:
-                out.extend(k for k in self._mro(classes[base], classes) if k not in out)
-        out.append(cls)
+        stack = [(cls, iter(_base_names(cls)))]
+        while stack:
+            klass, bases = stack[-1]
+            base = next(bases, None)
+            if base is None:
+                stack.pop()
+                if klass not in out:
+                    out.append(klass)
+            elif base in classes and classes[base] not in out and all(classes[base] is not k for k, _ in stack):
+                stack.append((classes[base], iter(_base_names(classes[base]))))
         return out
 
     def _read_class_body(self, cls: ast.ClassDef) -> None:
@@ -303,9 +341,14 @@ class _Parser:
             return ast.literal_eval(node)
         except (ValueError, SyntaxError, TypeError):
             pass
+        except (RecursionError, MemoryError):
+            return Unresolved(f"<expression nested too deeply, line {getattr(node, 'lineno', '?')}>")
         if isinstance(node, ast.Name) and node.id in self.constants:
             return self.constants[node.id]
-        return Unresolved(ast.unparse(node))
+        try:
+            return Unresolved(ast.unparse(node))
+        except (RecursionError, MemoryError):
+            return Unresolved(f"<expression nested too deeply, line {getattr(node, 'lineno', '?')}>")
 
     def _decorator(self, node: ast.AST) -> Optional[DecoratorSpec]:
         if isinstance(node, ast.Call):
@@ -380,146 +423,41 @@ def _base_names(cls: ast.ClassDef) -> list[str]:
     return [n for n in (_call_name(b) for b in cls.bases) if n]
 
 
+def _base_cycle(classes: dict[str, ast.ClassDef]) -> Optional[list[ast.ClassDef]]:
+    """A chain of classes in the file whose bases lead back to its first one (``class A(B)``, ``class
+    B(A)``), or None. Python cannot define such classes; walking their bases would never end."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in classes:
+        if root in state:
+            continue
+        path = [root]
+        stack = [iter(_base_names(classes[root]))]
+        state[root] = 1
+        while stack:
+            base = next(stack[-1], None)
+            if base is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif base in classes and state.get(base) == 1:
+                cycle = path[path.index(base):]
+                return [classes[n] for n in cycle + [base]]
+            elif base in classes and base not in state:
+                state[base] = 1
+                path.append(base)
+                stack.append(iter(_base_names(classes[base])))
+    return None
+
+
 def _is_self_next(call: ast.Call) -> bool:
     f = call.func
     return isinstance(f, ast.Attribute) and f.attr == "next" and isinstance(f.value, ast.Name) and f.value.id == "self"
 
 
-# ------------------------------------------------------------------------------------------ validation
-
-def _validate(graph: FlowGraph) -> None:
-    steps = graph.steps
-    errors = graph.errors
-
-    def err(message: str, line: Optional[int]) -> None:
-        errors.append(FlowError(message, path=graph.path, line=line))
-
-    if "start" not in steps:
-        err(f"flow {graph.name} has no start step (add a @step named start)", graph.lineno)
-    if "end" not in steps:
-        err(f"flow {graph.name} has no end step (add a @step named end)", graph.lineno)
-    for s in steps.values():
-        line = s.next_lineno if s.next_lineno and s.next_lineno > 0 else s.lineno
-        if s.name == "end":
-            if s.out:
-                err("step end must not call self.next(): the flow finishes there", s.next_lineno)
-        elif s.next_lineno is None:
-            err(f"step {s.name} has no self.next() transition (add self.next(self.<step>) as its last line)",
-                s.lineno)
-        for target in s.out:
-            if target not in steps:
-                err(f"step {s.name} transitions to unknown step {target}", line)
-        if s.foreach_var and len(s.out) != 1:
-            err(f"step {s.name}: a foreach transition takes exactly one step, got {len(s.out)}", line)
-        if s.num_args > 2:
-            err(f"step {s.name} takes {s.num_args - 1} arguments; a step takes none, a join takes inputs",
-                s.lineno)
-        if s.name == "start" and s.num_args > 1:
-            err("step start cannot be a join (it takes no inputs argument)", s.lineno)
-    for p in graph.parameters:
-        if p.name in steps or p.attr in steps:
-            err(f"parameter {p.name} has the same name as a step", p.lineno)
-    if errors:
-        return
-
-    for s in steps.values():
-        for target in s.out:
-            steps[target].in_steps.append(s.name)
-        if s.name == "end":
-            s.kind = "end"
-        elif s.num_args == 2:
-            s.kind = "join"
-        elif s.foreach_var:
-            s.kind = "foreach"
-        elif len(s.out) > 1:
-            s.kind = "split"
-        elif s.name == "start":
-            s.kind = "start"
-        else:
-            s.kind = "linear"
-
-    # cycles: a depth-first walk from start that meets a step already on its path
-    state: dict[str, int] = {}
-
-    def dfs(name: str) -> bool:
-        state[name] = 1
-        for target in steps[name].out:
-            if state.get(target) == 1:
-                node = steps[name]
-                err(f"step {name} transitions back to step {target}, which makes a cycle", node.next_lineno)
-                return False
-            if target not in state and not dfs(target):
-                return False
-        state[name] = 2
-        return True
-
-    if not dfs("start"):
-        return
-    for s in steps.values():
-        if s.name not in state:
-            err(f"step {s.name} is not reachable from start", s.lineno)
-    if errors:
-        return
-
-    # splits and joins: every step gets the stack of splits it is inside; joins close the innermost one
-    for name in graph.topological():
-        s = steps[name]
-        if name == "start":
-            s.split_stack = ()
-        if s.split_stack is None:
-            continue
-        child_stack = s.split_stack + ((name,) if s.kind in ("split", "foreach") else ())
-        line = s.next_lineno or s.lineno
-        for target in s.out:
-            t = steps[target]
-            if t.kind == "join":
-                if not child_stack:
-                    err(f"step {target} is a join (it takes inputs) but no split or foreach comes before it; "
-                        f"drop the inputs argument", t.lineno)
-                    return
-                closes, stack = child_stack[-1], child_stack[:-1]
-                if t.closes is None:
-                    t.closes, t.split_stack = closes, stack
-                elif t.closes != closes:
-                    err(f"join {target} joins steps from two different splits ({t.closes} and {closes})", t.lineno)
-                    return
-            else:
-                if len(t.in_steps) > 1:
-                    err(f"step {target} has {len(t.in_steps)} inputs ({', '.join(t.in_steps)}) but is not a join; "
-                        f"give it an inputs argument: def {target}(self, inputs)", t.lineno)
-                    return
-                if t.split_stack is not None and t.split_stack != child_stack:
-                    err(f"step {target} is reached both inside and outside split {child_stack[-1]}", t.lineno)
-                    return
-                t.split_stack = child_stack
-                if target == "end" and child_stack:
-                    opener = steps[child_stack[-1]]
-                    what = "foreach" if opener.kind == "foreach" else "split"
-                    err(f"step {name} goes to end inside the {what} at step {opener.name}; "
-                        f"join it first with a step that takes inputs", line)
-                    return
-    for s in steps.values():
-        if s.kind == "join" and s.closes:
-            opener = steps[s.closes]
-            if opener.joined_by and opener.joined_by != s.name:
-                err(f"the split at step {opener.name} is joined twice, by {opener.joined_by} and {s.name}", s.lineno)
-                return
-            opener.joined_by = s.name
-    for s in steps.values():
-        if s.kind in ("split", "foreach") and not s.joined_by:
-            what = "foreach" if s.kind == "foreach" else "split"
-            err(f"the {what} at step {s.name} is never joined (add a step that takes inputs)", s.next_lineno)
-    # a join must be reached by every branch of the split it closes
-    for s in steps.values():
-        if s.kind == "join" and s.closes:
-            opener = steps[s.closes]
-            scope = opener.split_stack + (opener.name,)
-            for branch in opener.out:
-                if s.name != branch and s.name not in graph.descendants(branch):
-                    err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}",
-                        s.lineno)
-            inside = [n for n in s.in_steps if steps[n].split_stack is not None
-                      and steps[n].split_stack[:len(scope)] != scope and n != opener.name]
-            if inside:
-                err(f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
-                    f"{opener.name}", s.lineno)
+def _descendants(steps: dict[str, StepNode], name: str) -> set[str]:
+    out, todo = set(), [name]
+    while todo:
+        for nxt in steps[todo.pop()].out:
+            if nxt in steps and nxt not in out:
+                out.add(nxt)
+                todo.append(nxt)
+    return out

@@ -39,6 +39,15 @@ IGNORE_FILE = ".workbenchignore"
 BUILTIN_IGNORES = [".git/", ".hg/", ".svn/", "__pycache__/", "*.py[co]", ".workbench/", ".pytest_cache/",
                    ".mypy_cache/", ".ruff_cache/", ".tox/", ".venv/", ".DS_Store", "*.egg-info/"]
 ROOT_PLACEHOLDER = "@ROOT@"
+# Files that look like secrets never ship unless .workbenchignore re-includes them by name (``!path``).
+SECRET_PATTERNS = [
+    ".env", ".env.*", "*.env", ".envrc",                                     # dotenv files
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.crt", "*.cer", "*.der", "*.jks", "*.keystore", "*.gpg", "*.asc",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh/**", "authorized_keys", "known_hosts",  # ssh
+    ".aws/**", ".azure/**", ".config/gcloud/**", "application_default_credentials.json",
+    "*service-account*.json", ".kube/**", "*.kubeconfig", ".docker/config.json",   # cloud credentials
+    ".netrc", ".pgpass", ".git-credentials", ".npmrc", ".pypirc", ".htpasswd", "*.tfvars", ".gnupg/**",
+]
 
 # Runs in the task's container: needs python3 and boto3 only. Must not contain "Ref::" (Batch parameters).
 BOOTSTRAP = """\
@@ -79,6 +88,7 @@ class CodePackage:
     files: list[PackageFile]
     project_root: str
     _blob: Optional[bytes] = field(default=None, repr=False)
+    left_out: list[str] = field(default_factory=list)  # project files left out because they look like secrets
 
     @property
     def size(self) -> int:
@@ -95,6 +105,14 @@ class CodePackage:
                         f"({_human(f.size)})" for f in self.largest(3))
         return (f"the code package is {_human(self.size)} (over {_human(threshold)}); largest files: {big}. "
                 f"Keep data out of the package: list it in {IGNORE_FILE} and read it from S3 instead")
+
+    def secrets_warning(self) -> Optional[str]:
+        """One line naming the files left out because they look like secrets, or None."""
+        if not self.left_out:
+            return None
+        names = ", ".join(self.left_out[:8]) + (f" and {len(self.left_out) - 8} more" if len(self.left_out) > 8 else "")
+        return (f"left out {len(self.left_out)} file(s) that look like secrets: {names}. Pass secrets with "
+                f"@secrets; to ship one anyway, re-include it with a `!path` line in {IGNORE_FILE}")
 
     @property
     def blob(self) -> bytes:
@@ -126,6 +144,7 @@ class _Ignores:
         self.root = root
         self.specs: list[tuple[str, object]] = [("", pathspec.GitIgnoreSpec.from_lines(BUILTIN_IGNORES))]
         self.workbench = None
+        self.secrets = pathspec.GitIgnoreSpec.from_lines(SECRET_PATTERNS)
         wbi = root / IGNORE_FILE
         if wbi.is_file():
             self.workbench = pathspec.GitIgnoreSpec.from_lines(wbi.read_text(encoding="utf-8").splitlines())
@@ -149,8 +168,29 @@ class _Ignores:
                 decision = result.include
         return decision
 
+    def secret(self, rel: str) -> bool:
+        """True when ``rel`` looks like a secret and .workbenchignore does not re-include it by a ``!`` line."""
+        if not self.secrets.match_file(rel):
+            return False
+        return self.workbench is None or self.workbench.check_file(rel).include is not False
 
-def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores]) -> list[PackageFile]:
+
+class OutsideSymlink(UsageError):
+    """A project file is a symlink to something outside the project (its content would leak into the package)."""
+
+
+def _check_link(path: Path, rel: str, root: Path) -> Optional[str]:
+    """The link target's path relative to the project, or OutsideSymlink when it points outside."""
+    target = path.resolve()
+    try:
+        return target.relative_to(root).as_posix()
+    except ValueError:
+        raise OutsideSymlink(f"{rel} is a symlink to {target}, outside the project {root}: the package refuses it "
+                             f"(copy the file in, or list {rel} in {IGNORE_FILE})") from None
+
+
+def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores],
+          left_out: Optional[list[str]] = None) -> list[PackageFile]:
     out: list[PackageFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -164,6 +204,8 @@ def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores]) -> list[Pack
                 continue
             if ignores is None and d == "__pycache__":
                 continue
+            if ignores is not None and os.path.islink(os.path.join(dirpath, d)):
+                _check_link(Path(dirpath, d), rel, root)  # not followed; but never one that leaves the project
             keep.append(d)
         dirnames[:] = keep
         for name in sorted(filenames):
@@ -173,8 +215,14 @@ def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores]) -> list[Pack
             if ignores is None and name.endswith((".pyc", ".pyo")):
                 continue
             path = Path(dirpath, name)
+            if ignores is not None:
+                target = _check_link(path, rel, root) if path.is_symlink() else rel
+                if ignores.secret(rel) or (target != rel and ignores.secret(target or "")):
+                    if left_out is not None:
+                        left_out.append(rel)
+                    continue
             try:
-                st = path.stat()  # follows symlinks: the package holds the content
+                st = path.stat()  # follows symlinks (inside the project only): the package holds the content
             except OSError:
                 continue
             if not stat.S_ISREG(st.st_mode):
@@ -193,11 +241,12 @@ def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = ()
     if extra_ignores:
         import pathspec
         ignores.specs.append(("", pathspec.GitIgnoreSpec.from_lines(list(extra_ignores))))
-    files = _walk(root, "project", ignores)
+    left_out: list[str] = []
+    files = _walk(root, "project", ignores, left_out)
     if include_workbench:
         files += _walk(Path(__file__).resolve().parent, "lib/workbench", None)
     files.sort(key=lambda f: f.arcname)
-    return CodePackage(files, str(root))
+    return CodePackage(files, str(root), left_out=sorted(left_out))
 
 
 def build_archive(files: list[PackageFile]) -> bytes:
@@ -209,6 +258,9 @@ def build_archive(files: list[PackageFile]) -> bytes:
                 info = tarfile.TarInfo(f.arcname)
                 with open(f.path, "rb") as fh:
                     data = fh.read()
+                if f.arcname == "project/workbench.toml":  # step env secrets are not shipped as written
+                    from .redact import redact_toml
+                    data = redact_toml(data.decode("utf-8", "replace")).encode()
                 info.size = len(data)
                 info.mtime = FIXED_MTIME
                 info.mode = 0o755 if f.executable else 0o644
@@ -264,7 +316,9 @@ def cmd_package_show(args, config: "ProjectConfig") -> int:
     print(f"{len(pkg.files)} files, {_human(pkg.size)} ({_human(len(blob))} compressed), sha256 {pkg.sha[:16]}")
     if config.is_s3:
         print(f"uploads to {config.datastore_url.rstrip('/')}/{package_key(graph.name or '', pkg.sha)}")
-    warning = pkg.warning()
-    if warning:
-        print(f"warning: {warning}")
+    for name in pkg.left_out:
+        print(f"  {'left out':>10}  {name}  (looks like a secret)")
+    for warning in (pkg.warning(), pkg.secrets_warning()):
+        if warning:
+            print(f"warning: {warning}")
     return 0

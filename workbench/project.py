@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import ProjectConfig
-from .datastore import FlowDatastore
+from .datastore import FlowDatastore, list_flows
 from .datastore.storage import open_storage
 from .errors import UsageError
 from .graph import FlowGraph, build_graph, find_flow_files, load_graph, split_flow_ref
@@ -57,7 +57,7 @@ def split_pathspec(spec: str, config: ProjectConfig) -> tuple[FlowDatastore, lis
     if not parts:
         raise UsageError("give a run id, RUN/STEP or RUN/STEP/TASK")
     storage = open_storage(config.datastore_url)
-    flows = storage.list("")
+    flows = list_flows(storage)
     if parts[0] in flows:
         flow, rest = parts[0], parts[1:]
         if not rest:

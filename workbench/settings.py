@@ -9,6 +9,7 @@ the runtime hands the same object to the backend.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from .units import (format_duration, format_memory, parse_cpu, parse_duration, p
 
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY = 4096  # MiB, as Metaflow's @resources
+MAX_RETRIES = 100  # as workbench.toml's `retries` (Metaflow's @retry caps lower still)
 
 
 @dataclass
@@ -72,9 +74,40 @@ class StepSettings:
 def _literal(step: StepNode, deco, key: str, graph: FlowGraph):
     value = deco.kwargs.get(key)
     if isinstance(value, Unresolved):
-        raise FlowError(f"step {step.name}: @{deco.name}({key}={value.source}) must be a literal value "
+        source = value.source if len(value.source) <= 60 else value.source[:57] + "..."
+        raise FlowError(f"step {step.name}: @{deco.name}({key}={source}) must be a literal value "
                         f"to be read without running the flow (or set it in workbench.toml)",
                         path=graph.path, line=deco.lineno)
+    return value
+
+
+def _bad_argument(graph: FlowGraph, step: StepNode, deco, key: str, value, wants: str) -> FlowError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return FlowError(f"step {step.name}: @{deco.name}({key}={shown}) {wants}", path=graph.path, line=deco.lineno)
+
+
+def _number(step: StepNode, deco, key: str, graph: FlowGraph, *, whole: bool = False) -> Optional[float]:
+    """A decorator argument that must be a finite number, 0 or more (a whole one with ``whole``)."""
+    value = _literal(step, deco, key, graph)
+    if value is None:
+        return None
+    wants = "must be a whole number, 0 or more" if whole else "must be a number, 0 or more"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad_argument(graph, step, deco, key, value, wants)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _bad_argument(graph, step, deco, key, value, "is too large") from None
+    if not math.isfinite(number) or number < 0 or (whole and number != int(number)):
+        raise _bad_argument(graph, step, deco, key, value, wants)
+    return number
+
+
+def _text(step: StepNode, deco, key: str, graph: FlowGraph) -> Optional[str]:
+    value = _literal(step, deco, key, graph)
+    if value is not None and not isinstance(value, str):
+        raise _bad_argument(graph, step, deco, key, value, "must be a string")
     return value
 
 
@@ -86,6 +119,7 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                        cli: Optional[dict[str, Any]] = None) -> StepSettings:
     """Compute what a step runs with. ``cli`` holds flag values (backend, cpu, memory, gpu, image, timeout)."""
     step = graph.steps[step_name]
+    config.check_step_tables(graph.name or "", list(graph.steps))
     s = StepSettings(backend=config.model.project.backend)
     s.sources = {"backend": "[project] backend" if config.path else "default",
                  "cpu": "default", "memory": "default", "gpu": "default"}
@@ -101,11 +135,11 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
             if deco.name == "resources" or deco.name in BACKENDS:  # @batch, @kubernetes, @docker: a backend
                 if deco.name != "resources":
                     setv("backend", deco.name, src)
-                    image = _literal(step, deco, "image", graph)
+                    image = _text(step, deco, "image", graph)
                     if image:
                         setv("image", image, src)
                     for key in ("queue", "namespace"):
-                        if _literal(step, deco, key, graph):
+                        if _text(step, deco, key, graph):
                             setv(key, deco.kwargs[key], src)
                     for key, value in deco.kwargs.items():
                         if key not in ("cpu", "memory", "gpu", "disk", "shared_memory", "image", "queue",
@@ -121,22 +155,31 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                     if s.sources.get(key, "default") == "default" or current is None or value > current:
                         setv(key, value, src)
             elif deco.name == "timeout":
-                secs = sum(int(_literal(step, deco, k, graph) or 0) * m
+                secs = sum((_number(step, deco, k, graph) or 0) * m
                            for k, m in (("seconds", 1), ("minutes", 60), ("hours", 3600)))
+                if not math.isfinite(secs):
+                    raise _bad_argument(graph, step, deco, "hours", deco.kwargs.get("hours"), "is too long")
                 if secs > 0:
-                    setv("timeout", secs, src)
+                    setv("timeout", int(math.ceil(secs)), src)
             elif deco.name == "retry":
-                times = _literal(step, deco, "times", graph)
-                minutes = _literal(step, deco, "minutes_between_retries", graph)
+                times = _number(step, deco, "times", graph, whole=True)
+                minutes = _number(step, deco, "minutes_between_retries", graph)
+                if times is not None and times > MAX_RETRIES:
+                    raise _bad_argument(graph, step, deco, "times", deco.kwargs["times"],
+                                        f"is more than {MAX_RETRIES} retries")
                 setv("retries", 3 if times is None else int(times), src)
-                setv("retry_delay", 120.0 if minutes is None else float(minutes) * 60, src)
+                setv("retry_delay", 120.0 if minutes is None else minutes * 60, src)
             elif deco.name == "catch":
                 setv("catch", True, src)
-                s.catch_var = _literal(step, deco, "var", graph)
+                s.catch_var = _text(step, deco, "var", graph)
+                if s.catch_var is not None and not s.catch_var.isidentifier():
+                    raise _bad_argument(graph, step, deco, "var", s.catch_var, "must be an artifact name")
                 pe = _literal(step, deco, "print_exception", graph)
                 s.catch_print = True if pe is None else bool(pe)
             elif deco.name == "environment":
                 env = _literal(step, deco, "vars", graph) or {}
+                if not isinstance(env, dict):
+                    raise _bad_argument(graph, step, deco, "vars", env, "must be a dict of names to values")
                 s.env.update({str(k): str(v) for k, v in env.items()})
                 s.sources["env"] = src
         except ResourceError as exc:

@@ -7,7 +7,7 @@ inputs' artifacts lazily, runs one step, saves what the step assigned to ``self`
 happened to ``attempt-<n>.json``. Exit code 0 means the step succeeded.
 
 ``python -m workbench.task serve ...`` is the local backend's warm worker: it imports the flow once
-and forks one isolated child per task (see :mod:`workbench.backends.local`).
+and forks one isolated child per task (see :mod:`workbench.worker`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .datastore import FlowDatastore
+from .errors import DatastoreError
+from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
+from .exitcodes import TASK_FAILED as EXIT_FAILED
+from .exitcodes import TASK_OK as EXIT_OK
+from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
+from .parameters import resolve_default
 from .preview import describe
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_TIMEOUT = 3
 
 
 class StepTimeout(Exception):
@@ -51,7 +53,8 @@ class TaskContext:
 
     def load_input_artifact(self, name: str) -> Any:
         if name not in self.cache:
-            self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name])
+            owner = getattr(self, "origins", {}).get(name, "an input")
+            self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name], name=name, owner=owner)
         return self.cache[name]
 
     def adopt_artifact(self, name: str, sha: str) -> None:
@@ -98,33 +101,47 @@ def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: 
     return out
 
 
+def _owner(pathspec: str) -> str:
+    """RUN/STEP/TASK of a FLOW/RUN/STEP/TASK pathspec (how corrupt-artifact lines name a task)."""
+    return pathspec.split("/", 1)[-1]
+
+
+def _input_loader(ds: FlowDatastore, parent: InputRef):
+    """A join input's loader that names the artifact and the parent task when a blob is corrupt."""
+    names = {sha: name for name, sha in parent.artifacts.items()}
+    return lambda sha: ds.load_artifact(sha, name=names.get(sha, sha[:12]), owner=_owner(parent.pathspec))
+
+
 def _alarm(signum, frame):
     raise StepTimeout("step timed out")
 
 
-def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
+def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> int:
     """Run one attempt of one task; return its exit code. ``spec`` is the runtime's task spec."""
     started = time.time()
-    step_name, attempt = spec["step"], spec["attempt"]
-    settings = spec.get("settings", {})
+    step_name, attempt = spec.step, spec.attempt
+    settings = spec.settings
     os.environ.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
-    current._bind(flow_name=spec["flow"], run_id=spec["run_id"], step_name=step_name, task_id=spec["task_id"],
-                  retry_count=attempt, origin_run_id=spec.get("origin_run_id"),
+    current._bind(flow_name=spec.flow, run_id=spec.run_id, step_name=step_name, task_id=spec.task_id,
+                  retry_count=attempt, origin_run_id=spec.origin_run_id,
                   username=os.environ.get("USER") or os.environ.get("USERNAME"))
-    is_join = spec["kind"] == "join"
-    refs = dict(spec.get("params", {}))
+    is_join = spec.kind == "join"
+    refs = dict(spec.params)
     if not is_join:
-        for parent in spec["inputs"]:
-            refs.update(parent["artifacts"])
-    ctx = TaskContext(ds, refs, spec.get("foreach_stack", []))
+        for parent in spec.inputs:
+            refs.update(parent.artifacts)
+    ctx = TaskContext(ds, refs, spec.foreach_stack)
+    ctx.origins = {n: _owner(p.pathspec) for p in spec.inputs for n in p.artifacts}  # for corrupt-blob lines
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
-    for attr in spec.get("unresolved_params", []):
-        default = getattr(flow_cls, attr).default
-        flow.__dict__[attr] = default() if callable(default) else default
+    current._bind_flow_class(flow_cls)
+    if is_join:  # parameters are artifacts of every task, joins included (as in Metaflow)
+        for name, sha in spec.params.items():
+            ctx.adopt_artifact(name, sha)
+    for attr in spec.unresolved_params:
+        flow.__dict__[attr] = resolve_default(flow_cls, attr)
 
-    result: dict[str, Any] = {"status": "failed", "started_at": started, "attempt": attempt,
-                              "pathspec": f"{spec['flow']}/{spec['run_id']}/{step_name}/{spec['task_id']}"}
+    result = AttemptRecord(status=TaskStatus.FAILED, started_at=started, attempt=attempt, pathspec=spec.pathspec)
     timeout = settings.get("timeout")
     code = EXIT_FAILED
     try:
@@ -134,8 +151,8 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if is_join:
-                views = [InputView(p["step"], p["artifacts"], ds.load_artifact, p.get("foreach_stack", []))
-                         for p in spec["inputs"]]
+                views = [InputView(p.step, p.artifacts, _input_loader(ds, p), p.foreach_stack)
+                         for p in spec.inputs]
                 func(Inputs(views))
             else:
                 func()
@@ -147,9 +164,10 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
     except BaseException as exc:  # noqa: BLE001 - everything a step raises is reported
         if isinstance(exc, KeyboardInterrupt):
             raise
-        tb = traceback.format_exc()
-        status = "timeout" if isinstance(exc, StepTimeout) else "failed"
-        reason = f"timed out after {timeout}s" if status == "timeout" else f"{type(exc).__name__}: {exc}"
+        tb = str(exc) + "\n" if isinstance(exc, DatastoreError) else traceback.format_exc()  # one line, no trace
+        status = TaskStatus.TIMEOUT if isinstance(exc, StepTimeout) else TaskStatus.FAILED
+        reason = f"timed out after {timeout}s" if status is TaskStatus.TIMEOUT else (
+            str(exc) if isinstance(exc, DatastoreError) else f"{type(exc).__name__}: {exc}")
         catch_var = settings.get("catch_var")
         last_attempt = attempt >= int(settings.get("retries") or 0)
         if settings.get("catch") and last_attempt:
@@ -157,27 +175,27 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
                 sys.stderr.write(f"@catch caught an exception in step {step_name}:\n{tb}")
             if catch_var:
                 flow.__dict__[catch_var] = CaughtException(type(exc).__name__, str(exc), tb)
-            ctx.transition = (spec["next"], spec.get("foreach_var"))
-            result["caught"] = reason
+            ctx.transition = (spec.next, spec.foreach_var)
+            result.caught = reason
             code = EXIT_OK
         else:
             sys.stderr.write(tb)
-            result.update(status=status, reason=reason, traceback=tb,
-                          error={"type": type(exc).__name__, "message": str(exc)})
-            code = EXIT_TIMEOUT if status == "timeout" else EXIT_FAILED
+            result.status, result.reason, result.traceback = status, reason, tb
+            result.error = {"type": type(exc).__name__, "message": str(exc)}
+            code = EXIT_TIMEOUT if status is TaskStatus.TIMEOUT else EXIT_FAILED
     if code == EXIT_OK:
         try:
-            result["artifacts"] = _save_outputs(flow, ctx, ds, is_join)
-            if spec.get("foreach_var"):
-                var = spec["foreach_var"]
+            result.artifacts = _save_outputs(flow, ctx, ds, is_join)
+            if spec.foreach_var:
+                var = spec.foreach_var
                 seq = getattr(flow, var)
-                if var not in result["artifacts"]:
+                if var not in result.artifacts:
                     # e.g. foreach="input": keep the values where the children can index them
-                    hidden = f"_foreach_{spec['step']}"
+                    hidden = f"_foreach_{spec.step}"
                     sha, size = ds.save_artifact(seq)
-                    result["artifacts"][hidden] = {"sha": sha, "size": size, "type": "foreach values"}
+                    result.artifacts[hidden] = {"sha": sha, "size": size, "type": "foreach values"}
                     var = hidden
-                result["foreach_artifact"] = var
+                result.foreach_artifact = var
                 try:
                     n = len(seq)
                 except TypeError:
@@ -185,39 +203,39 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: dict) -> int:
                                     f"({type(seq).__name__}); use a list") from None
                 if n == 0:
                     raise ValueError(f"foreach over self.{var}, which is empty")
-                result["foreach_num_splits"] = n
-            result["status"] = "succeeded"
+                result.foreach_num_splits = n
+            result.status = TaskStatus.SUCCEEDED
         except Exception as exc:
             tb = traceback.format_exc()
             sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
-            result.update(status="failed", reason=f"{type(exc).__name__}: {exc}", traceback=tb,
-                          error={"type": type(exc).__name__, "message": str(exc)})
-            result.pop("artifacts", None)
+            result.status, result.reason, result.traceback = TaskStatus.FAILED, f"{type(exc).__name__}: {exc}", tb
+            result.error = {"type": type(exc).__name__, "message": str(exc)}
+            result.artifacts = {}
             code = EXIT_FAILED
-    result["finished_at"] = time.time()
+    result.finished_at = time.time()
     sys.stdout.flush()
     sys.stderr.flush()
-    ds.write_attempt(spec["run_id"], step_name, spec["task_id"], attempt, result)
+    ds.write_attempt(spec.run_id, step_name, spec.task_id, result)
     return code
 
 
-def _check_transition(ctx: TaskContext, spec: dict) -> None:
-    if spec["step"] == "end":
+def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
+    if spec.step == "end":
         return
     if ctx.transition is None:
-        raise RuntimeError(f"step {spec['step']} returned without calling self.next()")
+        raise RuntimeError(f"step {spec.step} returned without calling self.next()")
     names, foreach = ctx.transition
-    if names != spec["next"] or foreach != spec.get("foreach_var"):
-        want = ", ".join(f"self.{n}" for n in spec["next"])
-        if spec.get("foreach_var"):
-            want += f", foreach={spec['foreach_var']!r}"
-        raise RuntimeError(f"step {spec['step']} called self.next({', '.join('self.' + n for n in names)}"
+    if names != spec.next or foreach != spec.foreach_var:
+        want = ", ".join(f"self.{n}" for n in spec.next)
+        if spec.foreach_var:
+            want += f", foreach={spec.foreach_var!r}"
+        raise RuntimeError(f"step {spec.step} called self.next({', '.join('self.' + n for n in names)}"
                            f"{', foreach=' + repr(foreach) if foreach else ''}) but the flow file says self.next({want})")
 
 
-def read_spec(ds: FlowDatastore, ref: str) -> dict:
+def read_spec(ds: FlowDatastore, ref: str) -> TaskSpecRecord:
     flow, run_id, step, task_id, attempt = ref.split("/")
-    doc = ds._get_json(f"{ds.task_key(run_id, step, task_id)}/spec-{attempt}.json")
+    doc = ds.read_spec(run_id, step, task_id, int(attempt))
     if doc is None:
         raise SystemExit(f"workbench.task: no task spec for {ref} in {ds.url}")
     return doc
@@ -235,7 +253,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sub.add_parser("serve", help="warm worker for the local backend (reads the flow to load from stdin)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
-        from .backends.local import serve_forever
+        from .worker import serve_forever
         return serve_forever()
     if args.array:  # an array job's index: find its task in the manifest (workbench.arrays)
         from .arrays import task_ref_for
@@ -244,9 +262,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("run needs FLOW/RUN/STEP/TASK/ATTEMPT or --array")
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
+    if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
+        from .datastore.outbox import OutboxStorage
+        ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
     spec = read_spec(ds, args.ref)
     os.chdir(args.root)
-    flow_cls = load_flow_class(args.root, spec["flow_file"], spec["class_name"])
+    flow_cls = load_flow_class(args.root, spec.flow_file, spec.class_name)
     code = run_task(ds, args.root, flow_cls, spec)
     ds.storage.flush()
     return code

@@ -24,59 +24,85 @@ def parse_memory(value, what: str = "memory") -> int:
     if isinstance(value, bool):
         raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G or 4096)")
     if isinstance(value, (int, float)):
-        mib = float(value)
+        mib = _finite(value, what)
     elif isinstance(value, str):
         m = _MEM_RE.match(value)
         if not m or m.group(2).lower() not in _MEMORY_UNITS:
-            raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G, 512M or 4096 for MiB)")
-        mib = float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()]
+            raise ResourceError(f"{what} = {_show(value)} is not a size (write e.g. 16G, 512M or 4096 for MiB)")
+        mib = _finite(float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()], what, value)
     else:
-        raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G or 4096)")
-    if mib <= 0 or math.isnan(mib):
-        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+        raise ResourceError(f"{what} = {_show(value)} is not a size (write e.g. 16G or 4096)")
+    if mib <= 0:
+        raise ResourceError(f"{what} = {_show(value)} must be greater than zero")
     return int(math.ceil(mib))
+
+
+def _show(value) -> str:
+    """A value as it goes into a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(value, what: str, shown=None) -> float:
+    """``value`` as a float, refusing what no machine can be asked for (inf, nan, 10**400)."""
+    shown = value if shown is None else shown
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if math.isnan(number) or math.isinf(number):
+        raise ResourceError(f"{what} = {_show(shown)} is not a finite number")
+    return number
 
 
 def parse_cpu(value, what: str = "cpu") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ResourceError(f"{what} = {value!r} is not a number of CPUs")
+        raise ResourceError(f"{what} = {_show(value)} is not a number of CPUs")
     try:
         cpu = float(value[:-1]) / 1000 if isinstance(value, str) and value.endswith("m") else float(value)
     except ValueError:
-        raise ResourceError(f"{what} = {value!r} is not a number of CPUs (write e.g. 4 or 0.5)") from None
-    if cpu <= 0 or math.isnan(cpu) or math.isinf(cpu):
-        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+        raise ResourceError(f"{what} = {_show(value)} is not a number of CPUs (write e.g. 4 or 0.5)") from None
+    except OverflowError:
+        cpu = math.inf
+    if math.isnan(cpu) or math.isinf(cpu):
+        raise ResourceError(f"{what} = {_show(value)} is not a finite number")
+    if cpu <= 0:
+        raise ResourceError(f"{what} = {_show(value)} must be greater than zero")
     return cpu
 
 
 def parse_gpu(value, what: str = "gpu") -> int:
     if isinstance(value, bool):
-        raise ResourceError(f"{what} = {value!r} is not a GPU count")
+        raise ResourceError(f"{what} = {_show(value)} is not a GPU count")
+    number = value
     if isinstance(value, str):
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
-            raise ResourceError(f"{what} = {value!r} is not a GPU count (a whole number, 0 or more)") from None
-    if not isinstance(value, (int, float)) or value < 0 or float(value) != int(value):
-        raise ResourceError(f"{what} = {value!r} must be a whole number of GPUs, 0 or more")
-    return int(value)
+            raise ResourceError(f"{what} = {_show(value)} is not a GPU count (a whole number, 0 or more)") from None
+    if not isinstance(number, (int, float)):
+        raise ResourceError(f"{what} = {_show(value)} must be a whole number of GPUs, 0 or more")
+    count = _finite(number, what, value)
+    if count < 0 or count != int(count):
+        raise ResourceError(f"{what} = {_show(value)} must be a whole number of GPUs, 0 or more")
+    return int(count)
 
 
 def parse_duration(value, what: str = "timeout") -> int:
     """Return seconds. Accepts ints (seconds) and strings like ``90s``, ``30m``, ``2h``."""
     if isinstance(value, bool):
-        raise ResourceError(f"{what} = {value!r} is not a duration")
+        raise ResourceError(f"{what} = {_show(value)} is not a duration")
     if isinstance(value, (int, float)):
-        secs = float(value)
+        secs = _finite(value, what)
     elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if not m:
-            raise ResourceError(f"{what} = {value!r} is not a duration (write e.g. 90, 30m or 2h)")
-        secs = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower() if m.group(2) else None]
+            raise ResourceError(f"{what} = {_show(value)} is not a duration (write e.g. 90, 30m or 2h)")
+        secs = _finite(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower() if m.group(2) else None], what, value)
     else:
-        raise ResourceError(f"{what} = {value!r} is not a duration")
+        raise ResourceError(f"{what} = {_show(value)} is not a duration")
     if secs <= 0:
-        raise ResourceError(f"{what} = {value!r} must be greater than zero")
+        raise ResourceError(f"{what} = {_show(value)} must be greater than zero")
     return int(math.ceil(secs))
 
 

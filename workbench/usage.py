@@ -17,16 +17,16 @@ def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict]:
         usage: dict[str, dict] = {}
         for step in ds.list_steps(run_id):
             for task_id in ds.list_tasks(run_id, step):
-                doc = ds.read_task(run_id, step, task_id) or {}
-                u = doc.get("usage") or {}
+                doc = ds.read_task(run_id, step, task_id)
+                u = doc.usage if doc is not None else {}
                 if not u.get("peak_memory_mib"):
                     continue
                 cur = usage.setdefault(step, {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0,
-                                              "backend": (doc.get("attempts") or [{}])[-1].get("backend"),
+                                              "backend": doc.attempts[-1].backend if doc.attempts else None,
                                               "run_id": run_id, "wall_seconds": 0.0})
                 cur["peak_memory_mib"] = max(cur["peak_memory_mib"], u["peak_memory_mib"])
                 cur["cpu_seconds"] = max(cur["cpu_seconds"], u.get("cpu_seconds", 0.0))
-                cur["wall_seconds"] = max(cur["wall_seconds"], (doc.get("finished_at") or 0) - (doc.get("started_at") or 0))
+                cur["wall_seconds"] = max(cur["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))
                 cur["tasks"] += 1
         if usage:
             return usage

@@ -23,6 +23,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
+from ..datastore.records import TaskStatus
+
 if TYPE_CHECKING:
     from ..config import ProjectConfig
     from ..datastore import FlowDatastore
@@ -34,8 +36,8 @@ LogCallback = Callable[[str, str, float], None]  # stream ("stdout"|"stderr"), t
 
 @dataclass
 class TaskExit:
-    """How a task ended, in words. ``status``: succeeded, failed, timeout, oom, cancelled, error."""
-    status: str
+    """How a task ended, in words. ``status``: succeeded, failed, timeout, oom, cancelled or error."""
+    status: TaskStatus
     exit_code: Optional[int] = None
     reason: str = ""
     usage: dict[str, Any] = field(default_factory=dict)  # peak_memory_mib, cpu_seconds, ...
@@ -102,7 +104,9 @@ class TaskHandle(ABC):
     once, whatever state the task is in (queued, starting, running, ending)."""
 
     @abstractmethod
-    def cancel(self, reason: str = "cancelled") -> None: ...
+    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
+        """Stop the task; ``on_exit`` must fire soon, with status timeout when ``timeout`` (the runtime's
+        hard deadline passed) and cancelled otherwise, and ``reason`` as its reason."""
 
 
 class Backend(ABC):

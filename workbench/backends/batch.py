@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
+from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .remote import JobArray, RemoteBackend, RemoteHandle, RemoteJob
@@ -49,7 +51,6 @@ MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
 TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
 THROTTLING = ("ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded")
-EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: the task module pulls in the flow machinery)
 ARRAY_MAX = 10_000  # arrayProperties.size: 2 to 10,000 children
 # moto stops the parent of an array, not its children, when the parent is terminated (AWS stops them all):
 # children still running this long after are terminated one by one
@@ -298,7 +299,7 @@ class BatchBackend(RemoteBackend):
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec, array: bool = False) -> str:
         s = spec.settings
-        env = {**s.env, **self._task_env}
+        env = {**redact_env(s.env), **self._task_env}  # the task sets its env from its spec; no secret here
         body = job_definition(s, image=self.image_for(s), command=task_command_template(spec, array),
                               environment=env, job_role=self.role_for(s))
         name = body["jobDefinitionName"]
@@ -504,7 +505,7 @@ class BatchBackend(RemoteBackend):
 
     def _requested_exit(self, job: RemoteJob, code: Optional[int] = None) -> TaskExit:
         reason = job.requested or "cancelled"
-        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        kind = "timeout" if job.requested_timeout else "cancelled"
         return TaskExit(kind, code, reason, self.usage(job))
 
     def _exit_of(self, job: _Job, d: dict) -> TaskExit:

@@ -5,8 +5,12 @@ Each task is one container running the same entrypoint as everywhere else
 
 - the project root mounted read-only at its own absolute path (also the working directory), the
   workbench package mounted read-only at its own path and put on PYTHONPATH (the image needs only
-  python3), a local datastore mounted read-write at its own path, and a read-write bytecode cache
-  (PYTHONPYCACHEPREFIX) so that read-only code is not compiled again in every container;
+  python3), a local datastore mounted read-only at its own path with the task's own writable outbox
+  over it (what the task saves goes there; after the container exits the runtime checks each new
+  blob against its hash and moves it in, see :mod:`workbench.datastore.outbox`), and a read-only
+  bytecode cache of the project and image that the runtime fills (:mod:`.docker_cache`);
+- with an S3 datastore, credentials in a per-run read-only file (AWS_SHARED_CREDENTIALS_FILE, on a
+  tmpfs, removed when the run ends), never in the container's environment;
 - the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
   requests), so a step that would be killed in the cloud is killed here first;
 - the invoking user's uid:gid, host or no networking (never a bridge), and labels naming the project,
@@ -22,6 +26,7 @@ behind a marker that the log reader strips; that is what ``TaskExit.usage`` hold
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -31,7 +36,10 @@ from typing import Any, Callable, Optional
 from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
-from .local import exit_from_code
+from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
+from ..redact import looks_secret
+from .docker_cache import BytecodeCaches
+from ..exitcodes import exit_from_code
 
 MIB = 1024 * 1024
 OWNER_LABEL = "workbench.owner"
@@ -65,29 +73,16 @@ def datastore_dir(url: str) -> Optional[str]:
     return url[len("file://"):] if url.startswith("file://") else url
 
 
-def bytecode_cache_dir() -> Optional[str]:
-    """A host directory, mounted read-write, where task interpreters keep compiled bytecode.
-
-    The code is mounted read-only, so without it every container would compile the workbench package
-    and the flow again (~100 ms a task). Python names the files by interpreter version, so images with
-    different Pythons share it safely.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "workbench", "pycache")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return None
-    return os.path.realpath(path)
-
-
 def container_config(spec: TaskSpec, *, image: str, network: str = "host", user: str = "0:0",
                      owner: str = "", pkg_dir: Optional[str] = None, pycache: Optional[str] = None,
-                     extra_env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+                     extra_env: Optional[dict[str, str]] = None, outbox: Optional[str] = None,
+                     credentials_file: Optional[str] = None) -> dict[str, Any]:
     """Everything sent to the engine to create the task's container, without talking to it.
 
     Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
-    ``APIClient.create_host_config`` (limits, mounts, network).
+    ``APIClient.create_host_config`` (limits, mounts, network). Nothing the task can write is shared:
+    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own) is the one writable
+    mount, and credentials come as a read-only file, not as environment variables.
     """
     from docker.types import DeviceRequest
 
@@ -96,11 +91,16 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
     s = spec.settings
     pkg_dir = pkg_dir or package_dir()
     binds: dict[str, dict[str, str]] = {}
-    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "rw"),
-                       (pycache, "rw")):
+    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "ro"),
+                       (pycache, "ro"), (credentials_file, "ro"), (outbox, "rw")):
         if path and (path not in binds or mode == "rw"):
             binds[path] = {"bind": path, "mode": mode}
     env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
+    if outbox:
+        env[ENV_OUTBOX] = outbox
+    if credentials_file:
+        env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
+        env["AWS_CONFIG_FILE"] = "/dev/null"
     if pycache:
         env["PYTHONPYCACHEPREFIX"] = pycache
     else:
@@ -110,7 +110,9 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
     if not user.startswith("0:"):
         env["HOME"] = "/tmp"
     env.update(extra_env or {})
-    env.update({str(k): str(v) for k, v in (s.env or {}).items()})
+    # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
+    env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
+
     host_config: dict[str, Any] = {
         "binds": binds,
         "network_mode": network,
@@ -147,11 +149,12 @@ def _container_name(spec: TaskSpec) -> str:
     return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in raw)[:200]
 
 
-def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict) -> TaskExit:
+def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict, *,
+                  timeout: bool = False) -> TaskExit:
     """Words for how a container ended, from its inspected ``State``."""
     code = state.get("ExitCode")
     if requested:
-        return exit_from_code(code, requested, usage)
+        return exit_from_code(code, requested, usage, timeout=timeout)
     if state.get("OOMKilled"):
         usage = dict(usage)
         usage.setdefault("peak_memory_mib", float(memory_mib))
@@ -211,16 +214,18 @@ class _ContainerHandle(TaskHandle):
         self.on_log = on_log
         self.on_exit = on_exit
         self.requested: Optional[str] = None
+        self.timeout = False  # the cancel was the runtime's hard deadline
         self.container_id: Optional[str] = None
         self._lock = threading.Lock()
         self.usage: dict[str, float] = {}
+        self.outbox: Optional[str] = None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"docker {spec.ref}")
         self.thread.start()
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
         with self._lock:
             if self.requested is None:
-                self.requested = reason
+                self.requested, self.timeout = reason, timeout
             cid = self.container_id
         if cid:
             threading.Thread(target=self.backend._kill, args=(cid,), daemon=True).start()
@@ -234,11 +239,16 @@ class _ContainerHandle(TaskHandle):
         cid = None
         try:
             image = backend.image_for(spec.settings)
+            store = datastore_dir(spec.datastore_url)
+            if store:
+                self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
+            pycache = backend._caches.for_image(image, spec.project_root, package_dir(), backend.user)
             cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
-                                   owner=backend.owner, pycache=backend.pycache, extra_env=backend.extra_env)
+                                   owner=backend.owner, pycache=pycache, extra_env=backend.extra_env, outbox=self.outbox,
+                                   credentials_file=backend.credentials_file)
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
-                result = exit_from_code(None, self.requested, {})
+                result = exit_from_code(None, self.requested, {}, timeout=self.timeout)
                 return
             for first_try in (True, False):
                 try:
@@ -260,7 +270,7 @@ class _ContainerHandle(TaskHandle):
                 self.container_id = cid
                 requested = self.requested
             if requested:
-                result = exit_from_code(None, requested, {})
+                result = exit_from_code(None, requested, {}, timeout=self.timeout)
                 return
             stream = backend.stream_api.attach(cid, stdout=True, stderr=True, stream=True, logs=False, demux=True)
             try:
@@ -276,13 +286,14 @@ class _ContainerHandle(TaskHandle):
                 backend._kill(cid)
             self._pump(stream)
             backend.api.wait(cid)
+            self._ingest()  # the container is gone: nothing can change the outbox while it is read
             state = backend.api.inspect_container(cid).get("State", {})
-            result = classify_exit(state, self.requested, spec.settings.memory, self.usage)
+            result = classify_exit(state, self.requested, spec.settings.memory, self.usage, timeout=self.timeout)
             if result.status == "failed" and state.get("Error"):
                 result.reason += f" ({state['Error']})"
         except Exception as exc:  # noqa: BLE001 - whatever the engine says, the task ends in words
             if self.requested:
-                result = exit_from_code(None, self.requested, self.usage)
+                result = exit_from_code(None, self.requested, self.usage, timeout=self.timeout)
             elif isinstance(exc, WorkbenchError):
                 result = TaskExit("failed", None, str(exc), self.usage)
             else:
@@ -290,7 +301,24 @@ class _ContainerHandle(TaskHandle):
         finally:
             if cid:
                 backend._remove_later(cid)
+            if self.outbox:  # not ingested (the container may not have ended): dropped, never taken
+                shutil.rmtree(self.outbox, ignore_errors=True)
             self.on_exit(result or TaskExit("failed", None, "docker: the task ended without a result"))
+
+    def _ingest(self) -> None:
+        """Take the task's new blobs (each checked against its hash) and its attempt record into the store."""
+        outbox, self.outbox = self.outbox, None
+        if not outbox:
+            return
+        from ..datastore import FlowDatastore
+        spec = self.spec
+        ds = FlowDatastore(spec.datastore_url, spec.flow)
+        refused = ingest(outbox, ds, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        for line in refused[:20]:
+            self.on_log("stderr", f"workbench: refused from the container's outputs: {line}", time.time())
+        if refused and self.backend._ctx is not None:
+            self.backend._ctx.warn(f"docker: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside "
+                                   f"its outputs or failed their hash check; they were refused (see its log)")
 
     def _pump(self, stream) -> None:
         bufs = {"stdout": b"", "stderr": b""}
@@ -332,7 +360,8 @@ class DockerBackend(Backend):
         self.user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
         self.network = config.model.docker.network
         self.extra_env: dict[str, str] = {}
-        self.pycache: Optional[str] = None
+        self.credentials_file: Optional[str] = None
+        self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
 
     # ------------------------------------------------------------------ the engine
@@ -417,12 +446,13 @@ class DockerBackend(Backend):
     def start_run(self, ctx: RunContext) -> None:
         self._ctx = ctx
         self._connect()
-        self.pycache = bytecode_cache_dir()
         if ctx.datastore.url.startswith("s3://"):
-            self.extra_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+            from ..aws import container_aws_env, write_credentials_file
+            self.extra_env = container_aws_env()
             endpoint = ctx.config.model.datastore.endpoint_url
             if endpoint:
                 self.extra_env.setdefault("AWS_ENDPOINT_URL", endpoint)
+            self.credentials_file, _what = write_credentials_file(endpoint or os.environ.get("AWS_ENDPOINT_URL"))
         removed = self.reap_orphans()
         if removed:
             ctx.warn(f"docker: removed {removed} container(s) left behind by an earlier run that is gone")
@@ -436,6 +466,9 @@ class DockerBackend(Backend):
             removers, self._removers = self._removers, []
         for t in removers:
             t.join(timeout=15)
+        from ..aws import remove_credentials_file
+        remove_credentials_file(self.credentials_file)
+        self.credentials_file = None
         if self._api is None:
             return
         for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):

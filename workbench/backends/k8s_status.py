@@ -16,7 +16,7 @@ from .k8s_manifest import CONTAINER, resources
 
 IMAGE_WAITING = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-EXIT_TIMEOUT = 3  # workbench.task.EXIT_TIMEOUT (not imported: it pulls in the flow machinery)
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

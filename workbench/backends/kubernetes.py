@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..errors import BackendError, WorkbenchError
+from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_indexed import IndexedJobs, pod_index
@@ -186,7 +187,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         labels.setdefault("workbench.task", spec.task_id)
         return job_manifest(name=job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
                             settings=s, image=self.image_for(s), command=command,
-                            env={**s.env, **self._task_env}, labels=labels, options=self.options_for(s),
+                            env={**redact_env(s.env), **self._task_env}, labels=labels, options=self.options_for(s),
                             template=self.template())
 
     def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> _Task:
@@ -238,7 +239,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
 
     def _requested_exit(self, task: RemoteJob, note: str = "") -> TaskExit:
         reason = task.requested or "cancelled"
-        kind = "timeout" if reason.startswith("timed out") else "cancelled"
+        kind = "timeout" if task.requested_timeout else "cancelled"
         return TaskExit(kind, None, reason + note, self.usage(task))
 
     # ------------------------------------------------------------------ status

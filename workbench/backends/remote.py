@@ -58,6 +58,7 @@ class RemoteJob:
     phase: str = QUEUED  # queued (waiting for the submitter) -> submitting -> sent (the API accepted it)
     submitted: float = field(default_factory=time.time)  # when the API accepted it (queued: when queued)
     requested: Optional[str] = None  # why the runtime cancelled it
+    requested_timeout: bool = False  # the cancel was the runtime's hard deadline (reported as a timeout)
     cancel_sent: float = 0.0
     outcome: Optional[TaskExit] = None  # how it ended, once known
     outcome_at: float = 0.0
@@ -89,7 +90,7 @@ class RemoteHandle(TaskHandle):
         self.job = job
 
     def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
-        self.backend.cancel_job(self.job, reason)
+        self.backend.cancel_job(self.job, reason, timeout=timeout)
 
 
 class RemoteBackend(Backend):
@@ -377,12 +378,14 @@ class RemoteBackend(Backend):
         self.conclude(job, TaskExit("failed", None, message, self.usage(job)))
 
     # ------------------------------------------------------------------ cancel
-    def cancel_job(self, job: RemoteJob, reason: str) -> None:
-        """Stop a job; its on_exit follows soon (at once when it was not sent yet)."""
+    def cancel_job(self, job: RemoteJob, reason: str, *, timeout: bool = False) -> None:
+        """Stop a job; its on_exit follows soon (at once when it was not sent yet). ``timeout``: the runtime's
+        hard deadline passed, so the outcome is a timeout rather than a cancel."""
         with self._lock:
             if job.done or job.outcome is not None:
                 return
-            job.requested = job.requested or reason
+            if job.requested is None:
+                job.requested, job.requested_timeout = reason, timeout
             job.cancel_sent = time.time()
             phase = job.phase
         if phase == QUEUED:

@@ -3,95 +3,55 @@
 Layout under the storage root::
 
     <Flow>/data/<sha[:2]>/<sha>                       artifact blobs, content-addressed (sha256)
-    <Flow>/runs/<run_id>/run.json                     the run: status, parameters, timings
-    <Flow>/runs/<run_id>/<step>/<task_id>/task.json   the task as the runtime saw it (written last)
-    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   what the task itself reported
+    <Flow>/runs/<run_id>/run.json                     RunRecord: status, parameters, timings
+    <Flow>/runs/<run_id>/<step>/<task_id>/spec-<n>.json      TaskSpecRecord: what attempt n runs with
+    <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   AttemptRecord: what the task itself reported
+    <Flow>/runs/<run_id>/<step>/<task_id>/task.json   TaskRecord: the task as the runtime saw it (written last)
     <Flow>/runs/<run_id>/<step>/<task_id>/<n>.log     timestamped stdout/stderr lines of attempt n
 
-An artifact blob is ``WBA1`` + flags + buffer lengths + a pickle (protocol 5) + its out-of-band
-buffers, so large arrays are written and read without extra copies. Small pickles are compressed
-when that saves at least a tenth.
+The JSON documents are typed records (:mod:`workbench.datastore.records`), each with one writer and one
+reader here; their fields are the JSON keys:
+
+- ``run.json`` (written by the runtime at the start and the end of a run): flow, run_id, status
+  (running|succeeded|failed|cancelled), started_at, finished_at (epoch seconds), params (shortened
+  values, for display), origin_run_id (resume/single step), flow_file, only_step, user, backends,
+  failed (pathspecs), message.
+- ``spec-<n>.json`` (runtime, before submitting attempt n): flow, run_id, step, task_id, attempt, kind,
+  next, foreach_var, flow_file, class_name, origin_run_id, settings, foreach_stack (frames {step, var,
+  index, num_splits}), params (name -> sha), unresolved_params, inputs ({pathspec, step,
+  foreach_stack, artifacts: name -> sha} per parent).
+- ``attempt-<n>.json`` (the task process): status, attempt, pathspec, started_at, finished_at, reason,
+  traceback, error {type, message}, caught (the reason @catch caught), artifacts (name -> {sha, size,
+  type, ...}), foreach_artifact, foreach_num_splits.
+- ``task.json`` (runtime, when the task ends or is cloned): flow, run_id, step, task_id, pathspec, status
+  (succeeded|failed|timeout|oom|cancelled|error), attempt (the last), attempts ({attempt, status,
+  started_at, finished_at, exit_code, reason, backend, usage} each), artifacts, foreach_stack,
+  foreach_num_splits, foreach_artifact, parents, settings, started_at, finished_at, reason, traceback,
+  usage, cloned_from.
+
+Readers are tolerant: a missing field takes its default and an unknown one is kept, so run directories
+written before the records existed read unchanged.
+
+An artifact blob is a header, a pickle (protocol 5) and its out-of-band buffers at 64-byte offsets, so
+large arrays are written and read without extra copies and come back aligned; every read checks the
+content against the blob's name (see :mod:`workbench.datastore.blob`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import pickle
-import struct
 import time
-import zlib
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from ..errors import DatastoreError
+from .blob import (MAP_THRESHOLD, TREE_CHUNK, TREE_MIN, ArtifactError, CorruptArtifact,  # noqa: F401
+                   CorruptBlob, aligned_bytearray_view, check_blob, content_hash, decode_artifact,
+                   encode_artifact)
+from .records import AttemptRecord, RunRecord, TaskRecord, TaskSpecRecord
 from .storage import Storage, open_storage
 
-MAGIC = b"WBA1"
-FLAG_ZLIB = 1
-_HEAD = struct.Struct("<4sBIQ")  # magic, flags, number of buffers, length of the main pickle
-_COMPRESS_MIN = 4096
-MAP_THRESHOLD = 8 * 1024 * 1024
-TREE_MIN = 32 * 1024 * 1024
-TREE_CHUNK = 8 * 1024 * 1024  # larger local blobs are memory-mapped instead of read
-
-
-class ArtifactError(Exception):
-    """An artifact could not be saved (e.g. it cannot be pickled)."""
-
-
-def encode_artifact(value: Any) -> tuple[str, list, int]:
-    """Pickle ``value``; return (sha256 of its content, chunks to write, content size)."""
-    buffers: list[pickle.PickleBuffer] = []
-    main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    raws = [b.raw() for b in buffers]
-    size = len(main) + sum(r.nbytes for r in raws)
-    digest = _content_hash([memoryview(main), *raws], size)
-    flags = 0
-    if not raws and len(main) >= _COMPRESS_MIN:
-        sample = main[:65536]
-        if len(zlib.compress(sample, 1)) < 0.8 * len(sample):
-            packed = zlib.compress(main, 1)
-            if len(packed) <= 0.9 * len(main):
-                main, flags = packed, FLAG_ZLIB
-    head = _HEAD.pack(MAGIC, flags, len(raws), len(main)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
-    return digest, [head, main, *raws], size
-
-
-def _content_hash(segments: list, size: int) -> str:
-    """sha256 of the content; above TREE_MIN, sha256 over the sha256s of 8 MiB pieces, computed in
-    parallel (hashlib releases the GIL), so a large array is hashed at several times one core's speed."""
-    if size < TREE_MIN:
-        h = hashlib.sha256()
-        for seg in segments:
-            h.update(seg)
-        return h.hexdigest()
-    pieces = [seg[i:i + TREE_CHUNK] for seg in segments for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
-        leaves = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
-    return "t" + hashlib.sha256(b"".join(leaves)).hexdigest()[1:]
-
-
-def decode_artifact(blob) -> Any:
-    """Unpickle a blob (a bytearray or a writable mmap); large buffers become views of it, not copies."""
-    view = memoryview(blob)
-    magic, flags, nbuf, main_len = _HEAD.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise DatastoreError("artifact blob is corrupt (bad magic)")
-    offset = _HEAD.size
-    lengths = struct.unpack_from(f"<{nbuf}Q", view, offset)
-    offset += 8 * nbuf
-    main = view[offset:offset + main_len]
-    offset += main_len
-    buffers = []
-    for n in lengths:
-        buffers.append(view[offset:offset + n])
-        offset += n
-    if flags & FLAG_ZLIB:
-        main = zlib.decompress(main)
-    return pickle.loads(main, buffers=buffers)
+_content_hash = content_hash  # the name older callers used
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -122,15 +82,38 @@ class FlowDatastore:
             self.storage.put(key, chunks, overwrite=False)
         return sha, size
 
-    def load_artifact(self, sha: str) -> Any:
+    def load_artifact(self, sha: str, *, name: Optional[str] = None, owner: Optional[str] = None) -> Any:
+        """The artifact stored under ``sha``, its content checked against the sha (once per process).
+
+        A blob that is damaged raises :class:`CorruptArtifact` naming ``name`` of ``owner``
+        (RUN/STEP/TASK) when given, else :class:`CorruptBlob`.
+        """
         key = self._blob_key(sha)
         try:
             if hasattr(self.storage, "map") and self.storage.size(key) >= MAP_THRESHOLD:
-                return decode_artifact(self.storage.map(key))
-            blob = self.storage.get(key)
+                blob = self.storage.map(key)
+            else:
+                blob = aligned_bytearray_view(self.storage.get(key))
         except KeyError:
             raise DatastoreError(f"artifact {sha[:12]} of flow {self.flow} is missing from {self.url}") from None
-        return decode_artifact(blob)
+        try:
+            return decode_artifact(blob, sha, self.url)
+        except CorruptBlob as exc:
+            if name or owner:
+                raise CorruptArtifact(name or sha[:12], owner or self.flow, exc.detail) from None
+            raise
+
+    def import_blob(self, sha: str, blob) -> bool:
+        """Store a blob that another party (a container, a remote task) wrote, after checking that its
+        content hashes to ``sha``; never replaces a blob already stored. True when it was added."""
+        if len(sha) < 3 or not all(c in "0123456789abcdeft" for c in sha):
+            raise CorruptBlob(f"{sha[:40]!r} is not a blob name")
+        check_blob(blob, sha)
+        key = self._blob_key(sha)
+        if self.storage.exists(key):
+            return False
+        self.storage.put(key, [blob], overwrite=False)
+        return True
 
     def has_artifact(self, sha: str) -> bool:
         return self.storage.exists(self._blob_key(sha))
@@ -155,34 +138,52 @@ class FlowDatastore:
         return f"{self.flow}/runs/{run_id}/{step}/{task_id}"
 
     # ------------------------------------------------------------------ runs
-    def write_run(self, run_id: str, data: dict) -> None:
-        self._put_json(f"{self._run_key(run_id)}/run.json", data)
+    def write_run(self, record: RunRecord) -> None:
+        self._put_json(f"{self._run_key(record.run_id)}/run.json", record.to_dict())
 
-    def read_run(self, run_id: str) -> Optional[dict]:
-        return self._get_json(f"{self._run_key(run_id)}/run.json")
+    def read_run(self, run_id: str) -> Optional[RunRecord]:
+        data = self._get_json(f"{self._run_key(run_id)}/run.json")
+        return None if data is None else RunRecord.from_dict(data)
 
     def list_runs(self) -> list[str]:
-        """Run ids, oldest first."""
-        return sorted(self.storage.list(f"{self.flow}/runs"), key=_run_sort_key)
+        """Run ids, oldest first; stray entries (a file, a directory without run.json) are skipped."""
+        names = self.storage.list(f"{self.flow}/runs")
+        return sorted((n for n in names if self._is_entry(n, f"{self._run_key(n)}/run.json")), key=_run_sort_key)
 
     def list_steps(self, run_id: str) -> list[str]:
-        return [n for n in self.storage.list(self._run_key(run_id)) if not n.endswith(".json")]
+        """Step names (identifiers, as in the flow file); other entries in the run's directory are skipped."""
+        return [n for n in self.storage.list(self._run_key(run_id)) if n.isidentifier()]
 
     def list_tasks(self, run_id: str, step: str) -> list[str]:
-        return sorted(self.storage.list(f"{self._run_key(run_id)}/{step}"), key=_run_sort_key)
+        names = self.storage.list(f"{self._run_key(run_id)}/{step}")
+        return sorted((n for n in names if n.isdigit()), key=_run_sort_key)
+
+    def _is_entry(self, name: str, record_key: str) -> bool:
+        """Ids workbench writes are digits; another name counts only if its record is there."""
+        return name.isdigit() or (not name.endswith((".json", ".log")) and self.storage.exists(record_key))
 
     # ------------------------------------------------------------------ tasks
-    def write_attempt(self, run_id: str, step: str, task_id: str, attempt: int, data: dict) -> None:
-        self._put_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json", data)
+    def write_spec(self, record: TaskSpecRecord) -> None:
+        key = self.task_key(record.run_id, record.step, record.task_id)
+        self._put_json(f"{key}/spec-{record.attempt}.json", record.to_dict())
 
-    def read_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[dict]:
-        return self._get_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json")
+    def read_spec(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[TaskSpecRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/spec-{attempt}.json")
+        return None if data is None else TaskSpecRecord.from_dict(data)
 
-    def write_task(self, run_id: str, step: str, task_id: str, data: dict) -> None:
-        self._put_json(f"{self.task_key(run_id, step, task_id)}/task.json", data)
+    def write_attempt(self, run_id: str, step: str, task_id: str, record: AttemptRecord) -> None:
+        self._put_json(f"{self.task_key(run_id, step, task_id)}/attempt-{record.attempt}.json", record.to_dict())
 
-    def read_task(self, run_id: str, step: str, task_id: str) -> Optional[dict]:
-        return self._get_json(f"{self.task_key(run_id, step, task_id)}/task.json")
+    def read_attempt(self, run_id: str, step: str, task_id: str, attempt: int) -> Optional[AttemptRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/attempt-{attempt}.json")
+        return None if data is None else AttemptRecord.from_dict(data)
+
+    def write_task(self, record: TaskRecord) -> None:
+        self._put_json(f"{self.task_key(record.run_id, record.step, record.task_id)}/task.json", record.to_dict())
+
+    def read_task(self, run_id: str, step: str, task_id: str) -> Optional[TaskRecord]:
+        data = self._get_json(f"{self.task_key(run_id, step, task_id)}/task.json")
+        return None if data is None else TaskRecord.from_dict(data)
 
     # ------------------------------------------------------------------ logs
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int) -> str:
@@ -194,8 +195,8 @@ class FlowDatastore:
     def read_log(self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None) -> Iterator[tuple[str, str, str]]:
         """(timestamp, stream, text) of each line of the given (default: last) attempt."""
         if attempt is None:
-            task = self.read_task(run_id, step, task_id) or {}
-            attempt = task.get("attempt", 0)
+            task = self.read_task(run_id, step, task_id)
+            attempt = task.attempt if task is not None else 0
         try:
             raw = bytes(self.storage.get(self.log_key(run_id, step, task_id, attempt))).decode("utf-8", "replace")
         except KeyError:
@@ -204,6 +205,11 @@ class FlowDatastore:
             ts, _, rest = line.partition(" ")
             stream, _, text = rest.partition(" ")
             yield ts, stream, text
+
+
+def list_flows(storage: Storage) -> list[str]:
+    """Flows with runs at the storage root; a stray entry (a README, a backup directory) is skipped."""
+    return [n for n in storage.list("") if n.isidentifier() and storage.list(f"{n}/runs")]
 
 
 def _run_sort_key(name: str):

@@ -50,7 +50,7 @@ class LocalStorage:
                         break
                     got += n
                 return buf if got == size else buf[:got]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a stray file is no parent
             raise KeyError(key) from None
 
     def map(self, key: str):
@@ -60,13 +60,13 @@ class LocalStorage:
         try:
             with open(self._path(key), "rb") as f:
                 return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a stray file is no parent
             raise KeyError(key) from None
 
     def size(self, key: str) -> int:
         try:
             return self._path(key).stat().st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a stray file is no parent
             raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:

@@ -1,0 +1,488 @@
+"""Every decision of a run, and nothing else: the scheduler is a state object with one entry point.
+
+``Scheduler.handle(event) -> list[Instruction]`` takes something that happened (the run started, a task
+exited, a cancel was requested, time passed) and returns what to do about it (submit a task, cancel
+one, write a task record, emit an event, finish the run). It holds the ready set, dispatch limits,
+retries with their delays, foreach fan-out, join buckets matched by foreach index path, resume
+clones and single-step runs. It does no I/O and reads no clock: time comes in with each event, and the
+driver (:mod:`workbench.runtime`) carries the instructions out, so tests feed events and compare
+instruction lists in milliseconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from . import events as ev
+from .backends.base import TaskExit
+from .datastore.records import (AttemptRecord, AttemptSummary, InputRef, RunStatus, TaskRecord, TaskSpecRecord,
+                                TaskStatus)
+from .errors import UsageError
+from .graph import FlowGraph
+from .settings import StepSettings
+
+# the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
+MAX_REMOTE_IN_FLIGHT = 256
+HARD_TIMEOUT_GRACE = 30.0  # the backend's hard deadline comes this long after the task's own alarm
+
+
+# ---------------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class RunStart:
+    now: float
+
+
+@dataclass(frozen=True)
+class TaskExited:
+    """A backend reported the end of ``attempt`` of task ``key``; ``report`` is its attempt-<n>.json."""
+    key: str
+    attempt: int
+    exit: TaskExit
+    report: Optional[AttemptRecord]
+    now: float
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    reason: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Abort:
+    """The driver hit an error it cannot carry on after (a WorkbenchError): stop, the run fails."""
+    message: str
+    now: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed: release retries whose delay is over, cancel tasks past their hard deadline."""
+    now: float
+
+
+@dataclass(frozen=True)
+class StopExpired:
+    """The tasks cancelled while stopping did not answer in time: count them cancelled and finish."""
+    now: float
+
+
+SchedulerEvent = Union[RunStart, TaskExited, CancelRequested, Abort, Tick, StopExpired]
+
+
+# ---------------------------------------------------------------------------------------- instructions
+@dataclass(frozen=True)
+class Submit:
+    """Write ``spec`` (spec-<attempt>.json) and hand the attempt to backend ``backend``.
+    ``input_shas``: the artifacts it reads (what a remote task needs staged)."""
+    key: str
+    backend: str
+    spec: TaskSpecRecord
+    settings: StepSettings
+    input_shas: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class Cancel:
+    key: str
+    reason: str
+    timeout: bool = False
+
+
+@dataclass(frozen=True)
+class WriteTask:
+    record: TaskRecord
+
+
+@dataclass(frozen=True)
+class Emit:
+    event: ev.Event
+
+
+@dataclass(frozen=True)
+class FinishRun:
+    status: RunStatus
+    message: str = ""
+    failed: tuple = ()  # pathspecs
+
+
+Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
+
+
+# ------------------------------------------------------------------------------------------ task state
+@dataclass
+class _Task:
+    step: str
+    task_id: str
+    foreach_stack: list[dict]
+    parents: list["_Task"]
+    settings: StepSettings
+    attempt: int = 0
+    status: TaskStatus = TaskStatus.PENDING
+    artifacts: dict[str, dict] = field(default_factory=dict)
+    num_splits: Optional[int] = None
+    foreach_artifact: Optional[str] = None
+    started: float = 0.0
+    deadline: Optional[float] = None
+    attempts: list[AttemptSummary] = field(default_factory=list)
+    cloned_from: Optional[str] = None
+
+    @property
+    def stack_key(self) -> tuple:
+        return tuple((f["step"], f["index"]) for f in self.foreach_stack)
+
+
+class Scheduler:
+    """The decisions of one run. Build it with what the driver read (settings, parameter artifacts, the
+    origin run's task records), then feed it events through :meth:`handle`."""
+
+    def __init__(self, graph: FlowGraph, *, run_id: str, settings: dict[str, StepSettings],
+                 remote_backends: frozenset = frozenset(), max_workers: int = 2,
+                 max_remote: int = MAX_REMOTE_IN_FLIGHT, param_refs: Optional[dict[str, str]] = None,
+                 unresolved_params: Optional[list[str]] = None, origin_run_id: Optional[str] = None,
+                 origin_tasks: Optional[list[TaskRecord]] = None, rerun_steps: Optional[set[str]] = None,
+                 only_step: Optional[str] = None, only_task_index: Optional[int] = None, flow_file: str = "",
+                 hard_timeout_grace: float = HARD_TIMEOUT_GRACE):
+        self.graph = graph
+        self.flow = graph.name or ""
+        self.run_id = run_id
+        self.settings = settings
+        self.remote_backends = frozenset(remote_backends)
+        self.max_workers = max_workers
+        self.max_remote = max_remote
+        self.param_refs = dict(param_refs or {})
+        self.unresolved = list(unresolved_params or [])
+        self.origin_run_id = origin_run_id
+        self.rerun_steps = set(rerun_steps or ())
+        self.only_step = only_step
+        self.only_task_index = only_task_index
+        self.flow_file = flow_file
+        self.hard_timeout_grace = hard_timeout_grace
+        self.phase = "new"  # new -> running -> (stopping ->) done
+        self._stop_status = RunStatus.CANCELLED
+        self._stop_message = ""
+        self.cancel_reason = "cancelled"
+        self._ready: list[_Task] = []
+        self._delayed: list[tuple[float, int, _Task]] = []
+        self._running: dict[str, _Task] = {}
+        self._join_buckets: dict[tuple, list[_Task]] = {}
+        self._next_id = 1
+        self._seq = 0
+        self._failed: list[_Task] = []
+        self._origin: dict[tuple, TaskRecord] = {}
+        for record in origin_tasks or []:
+            if record.status is TaskStatus.SUCCEEDED:
+                self._origin[(record.step, record.stack_key)] = record
+        self._take_origin_params()
+
+    # ------------------------------------------------------------------ the one entry point
+    def handle(self, event: SchedulerEvent) -> list[Instruction]:
+        """Apply one event; return the instructions it leads to, in the order to carry them out."""
+        out: list[Instruction] = []
+        if self.phase == "done":
+            return out
+        try:
+            self._apply(event, out)
+            if self.phase == "running":
+                self._tick(event.now, out)
+                self._dispatch(event.now, out)
+            self._maybe_finish(out)
+        except UsageError as exc:  # e.g. a single-step run whose origin lacks an input
+            self._stop(self.cancel_reason, event.now, out, RunStatus.FAILED, str(exc))
+            self._maybe_finish(out)
+        return out
+
+    @property
+    def wake_at(self) -> Optional[float]:
+        """The earliest time a :class:`Tick` has something to do (a retry delay or a hard deadline)."""
+        times = [t.deadline for t in self._running.values() if t.deadline]
+        if self._delayed:
+            times.append(self._delayed[0][0])
+        return min(times) if times else None
+
+    @property
+    def running_keys(self) -> list[str]:
+        return list(self._running)
+
+    def _apply(self, event: SchedulerEvent, out: list[Instruction]) -> None:
+        if isinstance(event, RunStart):
+            self.phase = "running"
+            self._enqueue(self._new_task("start", [], []), event.now, out)
+        elif isinstance(event, TaskExited):
+            task = self._running.get(event.key)
+            if task is None or task.attempt != event.attempt:
+                return
+            status = TaskStatus.parse(event.exit.status)
+            if self.phase == "stopping" and status is not TaskStatus.SUCCEEDED:
+                self._record(task, TaskStatus.CANCELLED, TaskExit(TaskStatus.CANCELLED, event.exit.exit_code,
+                                                                  self.cancel_reason, event.exit.usage),
+                             None, event.now, out)
+            else:
+                self._finish(task, event.exit, event.report, event.now, out)
+        elif isinstance(event, CancelRequested):
+            if self.phase in ("new", "running"):
+                self._stop(event.reason, event.now, out, RunStatus.CANCELLED, "")
+        elif isinstance(event, Abort):
+            if self.phase in ("new", "running"):
+                self._stop(self.cancel_reason, event.now, out, RunStatus.FAILED, event.message)
+        elif isinstance(event, StopExpired):
+            for task in list(self._running.values()):
+                self._record(task, TaskStatus.CANCELLED,
+                             TaskExit(TaskStatus.CANCELLED, None, f"{self.cancel_reason} (no answer)"),
+                             None, event.now, out)
+
+    # ------------------------------------------------------------------ time, limits, the end
+    def _tick(self, now: float, out: list[Instruction]) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            self._ready.append(heapq.heappop(self._delayed)[2])
+        for key, task in self._running.items():
+            if task.deadline and now > task.deadline:
+                task.deadline = None
+                out.append(Cancel(key, f"timed out after {task.settings.timeout}s", timeout=True))
+
+    def _dispatch(self, now: float, out: list[Instruction]) -> None:
+        """Start ready tasks, oldest first, while their kind (local or remote) has room."""
+        if self._failed:
+            return  # a task failed for good: nothing new starts
+        remote_running = sum(1 for t in self._running.values() if t.settings.backend in self.remote_backends)
+        local_running = len(self._running) - remote_running
+        waiting: list[_Task] = []
+        for n, task in enumerate(self._ready):
+            if local_running >= self.max_workers and (not self.remote_backends or remote_running >= self.max_remote):
+                waiting.extend(self._ready[n:])  # both kinds are full: a wide foreach costs nothing per event
+                break
+            if task.settings.backend in self.remote_backends:
+                if remote_running < self.max_remote:
+                    remote_running += 1
+                    self._submit(task, now, out)
+                    continue
+            elif local_running < self.max_workers:
+                local_running += 1
+                self._submit(task, now, out)
+                continue
+            waiting.append(task)
+        self._ready = waiting
+
+    def _maybe_finish(self, out: list[Instruction]) -> None:
+        if self._running:
+            return
+        if self.phase == "stopping":
+            status, message = self._stop_status, self._stop_message
+        elif self.phase == "running" and not self._delayed and (not self._ready or self._failed):
+            status, message = (RunStatus.FAILED if self._failed else RunStatus.SUCCEEDED), ""
+        else:
+            return
+        self.phase = "done"
+        if status is RunStatus.CANCELLED and not message:
+            message = self.cancel_reason
+        failed = tuple(self._pathspec(t) for t in self._failed)
+        if status is RunStatus.FAILED and not message and failed:
+            message = f"step {self._failed[0].step} failed"
+        out.append(FinishRun(status, message, failed))
+
+    def _stop(self, reason: str, now: float, out: list[Instruction], status: RunStatus, message: str) -> None:
+        """Start nothing more; cancel what runs. The run finishes when the last of them has answered."""
+        self.phase = "stopping"
+        self.cancel_reason = reason
+        self._stop_status, self._stop_message = status, message
+        self._ready.clear()
+        self._delayed.clear()
+        for key in self._running:
+            out.append(Cancel(key, reason))
+
+    # ------------------------------------------------------------------ tasks
+    def _pathspec(self, task: _Task) -> str:
+        return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
+
+    def _new_task(self, step: str, stack: list[dict], parents: list[_Task]) -> _Task:
+        task = _Task(step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents,
+                     settings=self.settings[step])
+        self._next_id += 1
+        return task
+
+    def _enqueue(self, task: _Task, now: float, out: list[Instruction]) -> None:
+        """A task whose inputs are complete: clone it from the origin run, skip it, or make it ready."""
+        if self.origin_run_id and task.step not in self.rerun_steps and task.step != self.only_step:
+            origin = self._origin.get((task.step, task.stack_key))
+            if origin is not None:
+                self._clone(task, origin, now, out)
+                return
+            if self.only_step:
+                raise UsageError(f"run {self.origin_run_id} has no successful task of step {task.step} "
+                                 f"to take the inputs of step {self.only_step} from")
+        if self.only_step and task.step == self.only_step and self.only_task_index is not None:
+            if not task.foreach_stack or task.foreach_stack[-1]["index"] != self.only_task_index:
+                return
+        self._ready.append(task)
+
+    def _spec(self, task: _Task) -> TaskSpecRecord:
+        node = self.graph.steps[task.step]
+        return TaskSpecRecord(
+            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
+            kind=node.kind, next=list(node.out), foreach_var=node.foreach_var, flow_file=self.flow_file,
+            class_name=self.graph.name or "", origin_run_id=self.origin_run_id, settings=task.settings.to_dict(),
+            foreach_stack=task.foreach_stack, params=dict(self.param_refs),
+            unresolved_params=list(self.unresolved) if task.step == "start" else [],
+            inputs=[InputRef(pathspec=self._pathspec(p), step=p.step, foreach_stack=p.foreach_stack,
+                             artifacts={n: a["sha"] for n, a in p.artifacts.items()}) for p in task.parents])
+
+    def _submit(self, task: _Task, now: float, out: list[Instruction]) -> None:
+        shas = set(self.param_refs.values())
+        for parent in task.parents:
+            shas.update(a["sha"] for a in parent.artifacts.values())
+        task.status = TaskStatus.RUNNING
+        task.started = now
+        timeout = task.settings.timeout
+        task.deadline = now + timeout + self.hard_timeout_grace if timeout else None
+        self._running[task.task_id] = task
+        out.append(Emit(ev.TaskStarted(self._pathspec(task), task.step, task.attempt, task.settings.backend,
+                                       ts=now)))
+        out.append(Submit(task.task_id, task.settings.backend, self._spec(task), task.settings, frozenset(shas)))
+
+    def _finish(self, task: _Task, result: TaskExit, report: Optional[AttemptRecord], now: float,
+                out: list[Instruction]) -> None:
+        """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
+        status, reason = TaskStatus.parse(result.status), result.reason
+        reported = report.status if report is not None else None
+        if status is TaskStatus.SUCCEEDED and reported is not TaskStatus.SUCCEEDED:
+            status = TaskStatus.FAILED
+            reason = (report.reason if report else "") or "the task exited 0 but saved no result"
+        elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED,
+                                                                               TaskStatus.TIMEOUT):
+            status = reported  # the task's own account is the most precise
+            reason = report.reason or reason
+        if status is TaskStatus.SUCCEEDED:
+            task.artifacts = report.artifacts
+            task.num_splits = report.foreach_num_splits
+            task.foreach_artifact = report.foreach_artifact
+            self._record(task, TaskStatus.SUCCEEDED, result, report, now, out)
+            if task.step == "start":
+                for attr in self.unresolved:
+                    if attr in task.artifacts:
+                        self.param_refs[attr] = task.artifacts[attr]["sha"]
+            self._schedule_successors(task, now, out)
+            return
+        settings = task.settings
+        failed = TaskExit(status, result.exit_code, reason, result.usage)
+        if status is not TaskStatus.CANCELLED and task.attempt < settings.retries and self.phase == "running":
+            self._record(task, TaskStatus.RETRYING, failed, report, now, out, final=False)
+            delay = settings.retry_delay
+            out.append(Emit(ev.TaskRetrying(self._pathspec(task), task.step, task.attempt, reason, delay, ts=now)))
+            task.attempt += 1
+            self._seq += 1
+            heapq.heappush(self._delayed, (now + delay, self._seq, task))
+            return
+        self._record(task, status, failed, report, now, out)
+        if status is not TaskStatus.CANCELLED:
+            self._failed.append(task)
+
+    def _record(self, task: _Task, status: TaskStatus, result: TaskExit, report: Optional[AttemptRecord],
+                now: float, out: list[Instruction], final: bool = True) -> None:
+        task.attempts.append(AttemptSummary(attempt=task.attempt, status=status, started_at=task.started,
+                                            finished_at=now, exit_code=result.exit_code, reason=result.reason,
+                                            backend=task.settings.backend, usage=result.usage))
+        self._running.pop(task.task_id, None)
+        if not final:
+            return
+        task.status = status if status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED) else TaskStatus.FAILED
+        traceback = report.traceback if report is not None else ""
+        out.append(WriteTask(TaskRecord(
+            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
+            pathspec=self._pathspec(task), status=status, attempt=task.attempt, attempts=task.attempts,
+            artifacts=task.artifacts, foreach_stack=task.foreach_stack, foreach_num_splits=task.num_splits,
+            foreach_artifact=task.foreach_artifact, parents=[self._pathspec(p) for p in task.parents],
+            settings=task.settings.to_dict(), started_at=task.started, finished_at=now, reason=result.reason,
+            traceback=traceback, usage=result.usage, cloned_from=task.cloned_from)))
+        out.append(Emit(ev.TaskFinished(self._pathspec(task), task.step, status, task.attempt, now - task.started,
+                                        result.reason, result.exit_code, traceback, ts=now)))
+        # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach)
+        task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
+        task.attempts = []
+
+    def _schedule_successors(self, task: _Task, now: float, out: list[Instruction]) -> None:
+        """Fan a foreach out, hand a linear/split successor its input, or drop the task in its join bucket
+        (keyed by the join step and the foreach index path outside the split it closes)."""
+        node = self.graph.steps[task.step]
+        if task.step == self.only_step:
+            return
+        if node.kind == "foreach":
+            child = node.out[0]
+            n = task.num_splits or 0
+            for i in range(n):
+                frame = {"step": task.step, "var": task.foreach_artifact or node.foreach_var, "index": i,
+                         "num_splits": n}
+                self._enqueue(self._new_task(child, task.foreach_stack + [frame], [task]), now, out)
+            return
+        for target in node.out:
+            t = self.graph.steps[target]
+            if t.kind != "join":
+                self._enqueue(self._new_task(target, task.foreach_stack, [task]), now, out)
+                continue
+            opener = self.graph.steps[t.closes]
+            if opener.kind == "foreach":
+                outer = task.foreach_stack[:-1]
+                expected = task.foreach_stack[-1]["num_splits"]
+                order = lambda p: p.foreach_stack[-1]["index"]  # noqa: E731
+            else:
+                outer = task.foreach_stack
+                expected = len(t.in_steps)
+                order = lambda p: t.in_steps.index(p.step)  # noqa: E731
+            bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
+            bucket = self._join_buckets.setdefault(bucket_key, [])
+            bucket.append(task)
+            if len(bucket) == expected:
+                del self._join_buckets[bucket_key]
+                self._enqueue(self._new_task(target, outer, sorted(bucket, key=order)), now, out)
+
+    # ------------------------------------------------------------------ resume and clones
+    def _take_origin_params(self) -> None:
+        """A resumed run keeps the origin's parameter values, also when start itself runs again."""
+        start = self._origin.get(("start", ()))
+        if start is None:
+            return
+        for p in self.graph.parameters:
+            if p.attr in start.artifacts:
+                self.param_refs[p.attr] = start.artifacts[p.attr]["sha"]
+                if p.attr in self.unresolved:
+                    self.unresolved.remove(p.attr)
+
+    def _clone(self, task: _Task, origin: TaskRecord, now: float, out: list[Instruction]) -> None:
+        task.artifacts = origin.artifacts
+        task.num_splits = origin.foreach_num_splits
+        task.foreach_artifact = origin.foreach_artifact
+        task.cloned_from = origin.pathspec
+        task.started = now
+        task.status = TaskStatus.SUCCEEDED
+        if task.step == "start":
+            for p in self.graph.parameters:
+                if p.attr in task.artifacts:
+                    self.param_refs[p.attr] = task.artifacts[p.attr]["sha"]
+        out.append(WriteTask(TaskRecord(
+            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
+            pathspec=self._pathspec(task), status=TaskStatus.SUCCEEDED, attempt=origin.attempt,
+            attempts=origin.attempts, artifacts=task.artifacts, foreach_stack=task.foreach_stack,
+            foreach_num_splits=task.num_splits, foreach_artifact=task.foreach_artifact,
+            parents=[self._pathspec(p) for p in task.parents], settings=origin.settings,
+            started_at=origin.started_at, finished_at=origin.finished_at, reason="", usage=origin.usage,
+            cloned_from=task.cloned_from)))
+        out.append(Emit(ev.TaskCloned(self._pathspec(task), task.step, origin.pathspec, ts=now)))
+        self._schedule_successors(task, now, out)
+
+
+def summary(instructions: list[Instruction]) -> list[tuple]:
+    """A compact, comparable form of an instruction list (for tests and debugging)."""
+    rows: list[tuple[Any, ...]] = []
+    for i in instructions:
+        if isinstance(i, Submit):
+            rows.append(("submit", i.spec.step, i.key, i.spec.attempt))
+        elif isinstance(i, Cancel):
+            rows.append(("cancel", i.key, i.reason, i.timeout))
+        elif isinstance(i, WriteTask):
+            rows.append(("write", i.record.step, i.record.task_id, str(i.record.status)))
+        elif isinstance(i, Emit):
+            rows.append(("emit", type(i.event).__name__, getattr(i.event, "pathspec", "")))
+        elif isinstance(i, FinishRun):
+            rows.append(("finish", str(i.status), i.message))
+    return rows

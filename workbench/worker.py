@@ -1,0 +1,207 @@
+"""The local backend's warm worker: ``python -m workbench.task serve``.
+
+It imports the flow module once, then forks one child per task. Each child is its own process group
+with its own stdout/stderr pipes, so tasks cannot see each other's state, a task's subprocesses are
+cleaned up with it, and output streams back line by line. The worker talks to the runtime's local
+backend (:mod:`workbench.backends.local`) with JSON lines on stdin/stdout:
+
+    in:  {"t": "load", datastore, root, flow_file, class_name} (first), {"t": "run", "id": REF},
+         {"t": "kill", "id": REF}
+    out: {"t": "ready"} | {"t": "fatal", error}, {"t": "log", id, s, x, ts}, {"t": "exit", id, code, usage}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a task is cancelled
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal a task's whole process group (it started its own), ignoring one that is already gone."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _emit(message: dict) -> None:
+    sys.__stdout__.write(json.dumps(message) + "\n")
+    sys.__stdout__.flush()
+
+
+def _first_line() -> tuple[dict, bytes]:
+    """The first message on stdin (read with os.read, as the loop below does), and what came after it."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            raise SystemExit(0)
+        buf += chunk
+    line, _, rest = buf.partition(b"\n")
+    return json.loads(line), rest
+
+
+def serve_forever() -> int:
+    """The warm worker's loop (runs in ``python -m workbench.task serve``). Its first message names the
+    flow to load: {"t": "load", "datastore", "root", "flow_file", "class_name"}."""
+    from .datastore import FlowDatastore
+    from .task import load_flow_class, read_spec, run_task
+
+    load, stdin_buf = _first_line()
+    datastore_url, root = load["datastore"], load["root"]
+    flow_file, class_name = load["flow_file"], load["class_name"]
+    os.chdir(root)
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)  # stray prints of the flow module at import must not corrupt the protocol
+    sys.__stdout__ = proto  # type: ignore[misc]
+    try:
+        flow_cls = load_flow_class(root, flow_file, class_name)
+    except BaseException as exc:  # noqa: BLE001
+        _emit({"t": "fatal", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    _emit({"t": "ready"})
+
+    sel = selectors.DefaultSelector()
+    sel.register(sys.stdin.buffer, selectors.EVENT_READ, ("stdin", None))
+    children: dict[str, dict] = {}
+    kill_at: dict[str, float] = {}
+
+    def start(task_ref: str) -> None:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the task
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                proto.close()  # only the worker speaks the protocol
+                os.dup2(out_w, 1)
+                os.dup2(err_w, 2)
+                os.dup2(devnull, 0)
+                for fd in (out_r, err_r, out_w, err_w):
+                    os.close(fd)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+                sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+                _reseed()
+                ds = FlowDatastore(datastore_url, task_ref.split("/")[0])
+                code = run_task(ds, root, flow_cls, read_spec(ds, task_ref))
+                ds.storage.flush()
+            except BaseException:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        os.close(out_w)
+        os.close(err_w)
+        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None}
+        children[task_ref] = child
+        if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
+            try:
+                child["pidfd"] = os.pidfd_open(pid)
+                sel.register(child["pidfd"], selectors.EVENT_READ, ("exit", task_ref))
+            except OSError:
+                child["pidfd"] = None
+        sel.register(out_r, selectors.EVENT_READ, ("pipe", (task_ref, "stdout")))
+        sel.register(err_r, selectors.EVENT_READ, ("pipe", (task_ref, "stderr")))
+
+    def emit_lines(task_ref: str, stream: str, data: bytes, final: bool) -> None:
+        child = children[task_ref]
+        buf = child["bufs"][stream] + data
+        *lines, rest = buf.split(b"\n")
+        if final and rest:
+            lines.append(rest)
+            rest = b""
+        child["bufs"][stream] = rest
+        now = time.time()
+        for line in lines:
+            _emit({"t": "log", "id": task_ref, "s": stream, "x": line.decode("utf-8", "replace"), "ts": now})
+
+    def reap() -> None:
+        for task_ref, child in list(children.items()):
+            if child["status"] is None:
+                try:
+                    pid, status, ru = os.wait4(child["pid"], os.WNOHANG)
+                except ChildProcessError:
+                    pid, status, ru = child["pid"], 0, None
+                if pid == 0:
+                    continue
+                child["status"] = os.waitstatus_to_exitcode(status)
+                child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
+                                  "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
+                kill_group(child["pid"], signal.SIGKILL)  # leftovers of the step
+            if child["status"] is not None and child["pidfd"] is not None:
+                sel.unregister(child["pidfd"])
+                os.close(child["pidfd"])
+                child["pidfd"] = None
+            if child["status"] is not None and child["open"] == 0:
+                del children[task_ref]
+                kill_at.pop(task_ref, None)
+                _emit({"t": "exit", "id": task_ref, "code": child["status"], "usage": child.get("usage", {})})
+
+    pending_msgs: list[bytes] = []
+    if b"\n" in stdin_buf:
+        *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
+    while True:
+        for raw in pending_msgs:
+            msg = json.loads(raw)
+            if msg["t"] == "run":
+                start(msg["id"])
+            elif msg["t"] == "kill" and msg["id"] in children:
+                kill_group(children[msg["id"]]["pid"], signal.SIGTERM)
+                kill_at[msg["id"]] = time.monotonic() + KILL_GRACE
+        pending_msgs = []
+        polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
+        timeout = 0.005 if polling else (0.25 if kill_at else None)
+        for key, _ in sel.select(timeout):
+            kind, data = key.data
+            if kind == "exit":
+                continue  # reaped below
+            if kind == "stdin":
+                chunk = os.read(key.fd, 65536)
+                if not chunk:  # the runtime is gone: stop every task and leave
+                    for child in children.values():
+                        kill_group(child["pid"], signal.SIGKILL)
+                    return 0
+                stdin_buf += chunk
+                *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
+            else:
+                task_ref, stream = data
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    emit_lines(task_ref, stream, chunk, final=False)
+                else:
+                    emit_lines(task_ref, stream, b"", final=True)
+                    sel.unregister(key.fd)
+                    os.close(key.fd)
+                    children[task_ref]["open"] -= 1
+        now = time.monotonic()
+        for task_ref, when in list(kill_at.items()):
+            if now >= when and task_ref in children:
+                kill_group(children[task_ref]["pid"], signal.SIGKILL)
+                kill_at.pop(task_ref)
+        reap()
+
+
+def _reseed() -> None:
+    """A forked child inherits its parent's random state; give each task its own, as a new process has."""
+    import random
+    random.seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        try:
+            np.random.seed(int.from_bytes(os.urandom(4), "little"))
+        except Exception:
+            pass
