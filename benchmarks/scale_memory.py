@@ -72,6 +72,7 @@ def _vm_rss_mib() -> float:
 def make_backend_class(task_seconds: float, jitter: float = 0.0):
     from workbench.backends.base import TaskExit
     from workbench.backends.remote import JobArray, RemoteBackend
+    from workbench.datastore.records import AttemptRecord, TaskStatus
 
     class SimulatedArrayBackend(RemoteBackend):
         """A remote backend whose API is in this process; runs nothing, ends each job after ``task_seconds``."""
@@ -114,8 +115,8 @@ def make_backend_class(task_seconds: float, jitter: float = 0.0):
             for job in active:
                 if self.ends.get(id(job), now + 1) <= now:
                     s = job.spec
-                    ds.write_attempt(s.run_id, s.step, s.task_id, s.attempt,
-                                     {"status": "succeeded", "attempt": s.attempt, "artifacts": {}})
+                    ds.write_attempt(s.run_id, s.step, s.task_id, AttemptRecord(
+                        status=TaskStatus.SUCCEEDED, attempt=s.attempt, pathspec=s.pathspec))
                     del self.ends[id(job)]
                     self.conclude(job, TaskExit("succeeded", 0))
                     changed = True
