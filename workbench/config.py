@@ -143,6 +143,7 @@ class KubernetesSection(_Strict):
     secrets: list[str] = Field(default_factory=list)
     gpu_vendor: str = "nvidia"
     template: Optional[str] = None
+    parallelism: Optional[int] = Field(default=None, ge=1)  # pods of one Indexed Job (a foreach) at once
 
 
 class StepSection(_Strict):

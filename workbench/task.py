@@ -330,12 +330,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     run = sub.add_parser("run", help="run one attempt of one task")
     run.add_argument("--datastore", required=True)
     run.add_argument("--root", default=os.getcwd())
-    run.add_argument("ref", help="FLOW/RUN/STEP/TASK/ATTEMPT")
+    run.add_argument("ref", nargs="?", help="FLOW/RUN/STEP/TASK/ATTEMPT")
+    run.add_argument("--array", metavar="FLOW/RUN/NAME",
+                     help="one index of an array job: the task is this index's entry in the manifest")
     sub.add_parser("serve", help="warm worker for the local backend (reads the flow to load from stdin)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         from .worker import serve_forever
         return serve_forever()
+    if args.array:  # an array job's index: find its task in the manifest (workbench.arrays)
+        from .arrays import task_ref_for
+        args.ref = task_ref_for(args.datastore, args.array)
+    elif not args.ref:
+        parser.error("run needs FLOW/RUN/STEP/TASK/ATTEMPT or --array")
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
     if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox

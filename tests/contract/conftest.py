@@ -160,9 +160,19 @@ class BatchContract(ContractBackend):
     def running(self, run_id, step):
         return sum(1 for j in self._jobs(run_id) if j["status"] == "RUNNING" and f"-{step}-{run_id}" in j["jobName"])
 
+    def _ended_array(self, job_id: str) -> bool:
+        """An array job's parent whose children have all ended. moto only moves a parent on (to SUCCEEDED) when it
+        is described after every child succeeded; with a failed or terminated child it stays SUBMITTED, where AWS
+        says FAILED: the children say whether anything of it is left."""
+        batch = self.aws.client("batch")
+        if ":" in job_id or not batch.describe_jobs(jobs=[job_id])["jobs"][0].get("arrayProperties"):
+            return False
+        children = batch.list_jobs(arrayJobId=job_id)["jobSummaryList"]
+        return bool(children) and all(c["status"] in ("SUCCEEDED", "FAILED") for c in children)
+
     def leftovers(self, run_id, events):
         jobs = [f"job {j['jobName']} {j['status']}" for j in self._jobs(run_id)
-                if j["status"] not in ("SUCCEEDED", "FAILED")]
+                if j["status"] not in ("SUCCEEDED", "FAILED") and not self._ended_array(j["jobId"])]
         containers = [f"container {c.name} ({c.status})" for c in self.docker.containers.list(all=True)
                       if run_id in c.name]
         return jobs + containers

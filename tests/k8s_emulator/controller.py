@@ -10,8 +10,8 @@ import threading
 import time
 from decimal import Decimal
 
-from .objects import (NODE_NAME, Recorder, condition, pod_for_job, pod_is_terminal, pod_requests, prepare_pod,
-                      set_condition)
+from .objects import (COMPLETION_INDEX, NODE_NAME, Recorder, condition, pod_for_job, pod_is_terminal, pod_requests,
+                      prepare_pod, set_condition)
 from .quantity import parse_quantity
 from .store import ApiError, Store, not_found, now_iso, parse_iso
 
@@ -30,6 +30,30 @@ def job_finished(job: dict) -> dict | None:
     return _has_condition(job, "Complete") or _has_condition(job, "Failed")
 
 
+def pod_index(pod: dict) -> int | None:
+    """The completion index of an Indexed Job's pod (its annotation), None for other pods."""
+    value = (pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def index_ranges(indexes) -> str:
+    """{0, 1, 2, 4} -> "0-2,4": how status.completedIndexes and status.failedIndexes are written."""
+    out, run = [], []
+    for i in sorted(indexes):
+        if run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [i]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)
+
+
 def owned_by(pod: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])
 
@@ -46,6 +70,7 @@ class Controller:
         # job uid -> {pod uid: "Succeeded"|"Failed"}: pods already counted (the job-tracking finalizer's job)
         self.counted: dict[str, dict[str, str]] = {}
         self.last_failure: dict[str, tuple[int, float]] = {}
+        self.indexes: dict[str, dict[str, int]] = {}  # job uid -> {pod uid: completion index} (Indexed Jobs)
         store.listeners.append(lambda *_: self.wake.set())
 
     # ------------------------------------------------------------------ lifecycle
@@ -150,6 +175,7 @@ class Controller:
         if not pods:
             self.store.remove("jobs", meta["namespace"], meta["name"], uid=meta["uid"])
             self.counted.pop(meta["uid"], None)
+            self.indexes.pop(meta["uid"], None)
 
     def sync_job(self, job: dict):
         meta, spec = job["metadata"], job["spec"]
@@ -185,6 +211,37 @@ class Controller:
         terminating = [p for p in pods if not pod_is_terminal(p) and p["metadata"].get("deletionTimestamp")]
         succeeded = sum(1 for v in counted.values() if v == "Succeeded")
         failed = sum(1 for v in counted.values() if v == "Failed")
+        indexed = spec.get("completionMode") == "Indexed"
+        per_index = spec.get("backoffLimitPerIndex")
+        done_idx: set[int] = set()
+        failed_idx: set[int] = set()
+        busy_idx: set[int] = set()
+        if indexed:
+            index_of = self.indexes.setdefault(uid, {})
+            for pod in pods:
+                i = pod_index(pod)
+                if i is not None:
+                    index_of.setdefault(pod["metadata"]["uid"], i)
+            replace_terminating = spec.get("podReplacementPolicy", "TerminatingOrFailed") != "Failed"
+            failures: dict[int, int] = {}
+            for puid, state in counted.items():
+                i = index_of.get(puid)
+                if i is None:
+                    continue
+                if state == "Succeeded":
+                    done_idx.add(i)
+                elif state == "Failed":
+                    failures[i] = failures.get(i, 0) + 1
+            for pod in terminating:  # TerminatingOrFailed: a terminating pod is a failure of its index already
+                i = pod_index(pod)
+                if i is not None and replace_terminating:
+                    failures[i] = failures.get(i, 0) + 1
+                elif i is not None:
+                    busy_idx.add(i)
+            if per_index is not None:
+                failed_idx = {i for i, n in failures.items() if n > per_index and i not in done_idx}
+            busy_idx |= {pod_index(p) for p in active}
+            succeeded = len(done_idx)
         restarts = sum(cs.get("restartCount", 0) for p in active
                        for cs in (p.get("status") or {}).get("containerStatuses") or [])
         conditions = list(status.get("conditions") or [])
@@ -202,6 +259,11 @@ class Controller:
                 target = condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
                 self.recorder.event(job, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit",
                                     "job-controller")
+            elif indexed and spec.get("maxFailedIndexes") is not None and len(failed_idx) > spec["maxFailedIndexes"]:
+                target = condition("FailureTarget", "MaxFailedIndexesExceeded", "Job has exceeded maxFailedIndexes")
+            elif indexed and failed_idx and len(done_idx | failed_idx) >= spec.get("completions", 1):
+                target = condition("FailureTarget", "FailedIndexes", "Job has failed indexes")
+                self.recorder.event(job, "Warning", "FailedIndexes", "Job has failed indexes", "job-controller")
             elif succeeded >= spec.get("completions", 1):
                 target = condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods")
             if target:
@@ -221,7 +283,20 @@ class Controller:
                 self.last_failure[uid] = (failed, now)
                 last = now
             delay = min(self.backoff_seconds * 2 ** max(failed - 1, 0), 10 * self.backoff_seconds) if failed else 0
-            if want > 0 and now >= last + delay:  # else: the 0.2 s resync retries after the back-off
+            if indexed:
+                # one pod per index not done, not failed for good and not running; an index that failed before
+                # waits out the back-off, the others start at once
+                todo = [i for i in range(spec.get("completions", 1))
+                        if i not in done_idx and i not in failed_idx and i not in busy_idx]
+                retrying = {self.indexes[uid][p] for p, v in counted.items()
+                            if v == "Failed" and p in self.indexes.get(uid, {})}
+                todo = [i for i in todo if i not in retrying or now >= last + delay]
+                for i in todo[:max(0, spec.get("parallelism", 1) - len(active))]:
+                    pod = self._create_pod(job, i)
+                    counted[pod["metadata"]["uid"]] = "Active"
+                    self.indexes[uid][pod["metadata"]["uid"]] = i
+                    active.append(pod)
+            elif want > 0 and now >= last + delay:  # else: the 0.2 s resync retries after the back-off
                 for _ in range(want):
                     pod = self._create_pod(job)
                     counted[pod["metadata"]["uid"]] = "Active"
@@ -237,6 +312,13 @@ class Controller:
         new_status["ready"] = sum(1 for p in active if _has_condition(p, "Ready"))
         new_status["terminating"] = len(terminating)
         new_status["uncountedTerminatedPods"] = {}
+        if indexed:
+            for field, val in (("completedIndexes", index_ranges(done_idx)),
+                               ("failedIndexes", index_ranges(failed_idx) if per_index is not None else None)):
+                if val or (field == "failedIndexes" and per_index is not None):
+                    new_status[field] = val or ""
+                else:
+                    new_status.pop(field, None)
         if target and not terminating:
             if target["type"] == "SuccessCriteriaMet":
                 set_condition(conditions, condition("Complete", target["reason"], target["message"]))
@@ -253,10 +335,10 @@ class Controller:
             j["status"] = new_status
         self.store.update("jobs", ns, name, put, uid=uid)
 
-    def _create_pod(self, job: dict) -> dict:
+    def _create_pod(self, job: dict, index: int | None = None) -> dict:
         ns = job["metadata"]["namespace"]
         for _ in range(5):
-            body = pod_for_job(job)
+            body = pod_for_job(job, index)
             try:
                 pod = self.store.create("pods", prepare_pod(body, ns))
             except ApiError as exc:
@@ -281,6 +363,7 @@ class Controller:
             if uid not in jobs:
                 self.counted.pop(uid, None)
                 self.last_failure.pop(uid, None)
+                self.indexes.pop(uid, None)
 
     # ------------------------------------------------------------------ scheduler
     def schedule(self):

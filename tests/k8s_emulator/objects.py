@@ -231,6 +231,23 @@ def prepare_job(body: dict, namespace: str) -> dict:
     tspec = template.setdefault("spec", {})
     if not meta.get("labels") and tmeta.get("labels"):
         meta["labels"] = dict(tmeta["labels"])  # SetDefaults_Job copies the template labels
+    indexed = spec.get("completionMode") == "Indexed"
+    if indexed and spec.get("completions") is None:
+        inv.required("spec.completions", "when completion mode is Indexed")
+    if spec.get("completionMode", "NonIndexed") not in ("NonIndexed", "Indexed"):
+        inv.not_supported("spec.completionMode", spec.get("completionMode"), ["NonIndexed", "Indexed"])
+    if spec.get("backoffLimitPerIndex") is not None:
+        if not indexed:
+            inv.invalid("spec.backoffLimitPerIndex", spec["backoffLimitPerIndex"],
+                        "requires indexed completion mode")
+        spec.setdefault("backoffLimit", 2147483647)  # per-index limits replace the job-wide one
+    if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
+        inv.required("spec.backoffLimitPerIndex", "when maxFailedIndexes is specified")
+    if indexed:
+        for field in ("completions", "parallelism"):
+            if isinstance(spec.get(field), int) and spec[field] > 100000:
+                inv.invalid(f"spec.{field}", spec[field], "must be less than or equal to 100000 when completion "
+                                                           "mode is Indexed")
     spec.setdefault("parallelism", 1)
     spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
@@ -238,7 +255,8 @@ def prepare_job(body: dict, namespace: str) -> dict:
     spec.setdefault("suspend", False)
     spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
     default_pod_spec(tspec)
-    for field in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+    for field in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished",
+                  "backoffLimitPerIndex", "maxFailedIndexes"):
         val = spec.get(field)
         if val is not None and (not isinstance(val, int) or val < 0):
             inv.invalid(f"spec.{field}", val, "must be greater than or equal to 0")
@@ -259,13 +277,18 @@ def prepare_job(body: dict, namespace: str) -> dict:
     return job
 
 
-def pod_for_job(job: dict) -> dict:
-    """The Pod the Job controller creates from the job's template."""
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def pod_for_job(job: dict, index: int | None = None) -> dict:
+    """The Pod the Job controller creates from the job's template; for an Indexed Job, the pod of ``index``:
+    named ``<job>-<index>-<suffix>``, with the completion index as annotation and label (v1.28+), hostname
+    ``<job>-<index>`` and JOB_COMPLETION_INDEX in every container (from the annotation, as the controller does)."""
     meta, template = job["metadata"], job["spec"]["template"]
     pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "generateName": meta["name"] + "-",
+            "generateName": meta["name"] + "-" + (f"{index}-" if index is not None else ""),
             "labels": dict(template.get("metadata", {}).get("labels") or {}),
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
                                  "controller": True, "blockOwnerDeletion": True}],
@@ -274,6 +297,14 @@ def pod_for_job(job: dict) -> dict:
     }
     if template.get("metadata", {}).get("annotations"):
         pod["metadata"]["annotations"] = dict(template["metadata"]["annotations"])
+    if index is not None:
+        pod["metadata"].setdefault("annotations", {})[COMPLETION_INDEX] = str(index)
+        pod["metadata"]["labels"][COMPLETION_INDEX] = str(index)
+        pod["spec"].setdefault("hostname", f"{meta['name']}-{index}")
+        env = {"name": "JOB_COMPLETION_INDEX",
+               "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+        for c in pod["spec"].get("containers") or []:
+            c["env"] = [e for e in c.get("env") or [] if e.get("name") != "JOB_COMPLETION_INDEX"] + [env]
     return pod
 
 

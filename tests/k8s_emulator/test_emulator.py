@@ -453,3 +453,72 @@ def test_pods_queue_for_cpu(kube):
     assert pending[0].message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
     for name in names:
         wait_for(lambda: job_condition(kube, name, "Complete"), 30, what=f"{name} Complete")
+
+
+def test_indexed_job_runs_each_index_once_and_fails_an_index_alone(kube):
+    """completionMode Indexed: one pod per index (name <job>-<index>-*, the completion-index annotation and label,
+    JOB_COMPLETION_INDEX), at most `parallelism` at once; with backoffLimitPerIndex 0 a failing index fails alone,
+    the others run to the end, then the Job fails with reason FailedIndexes and lists it in failedIndexes."""
+    name = unique("idx")
+    script = 'echo "index=$JOB_COMPLETION_INDEX host=$HOSTNAME"; [ "$JOB_COMPLETION_INDEX" != 2 ]'
+    manifest = job_manifest(name, ["sh", "-c", script], kube.image, validate=False, completionMode="Indexed",
+                            completions=5, parallelism=2, backoffLimitPerIndex=0)
+    del manifest["spec"]["backoffLimit"]  # defaults to the most an int32 holds when backoffLimitPerIndex is set
+    import kubernetes_validate
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    kube.batch.create_namespaced_job(kube.namespace, manifest)
+    peak = 0
+
+    def finished():
+        nonlocal peak
+        pods = job_pods(kube, name)
+        peak = max(peak, sum(1 for p in pods if p.status.phase in ("Pending", "Running")))
+        return job_condition(kube, name, "Failed")
+    cond = wait_for(finished, 90, interval=0.05, what="indexed job Failed")
+    assert cond.reason == "FailedIndexes"
+    job = kube.batch.read_namespaced_job(name, kube.namespace)
+    assert job.status.completed_indexes == "0-1,3-4" and job.status.failed_indexes == "2"
+    assert job.status.succeeded == 4 and job.status.failed == 1
+    pods = job_pods(kube, name)
+    by_index = {int(p.metadata.annotations["batch.kubernetes.io/job-completion-index"]): p for p in pods}
+    assert sorted(by_index) == [0, 1, 2, 3, 4] and len(pods) == 5  # index 2 was not retried
+    assert peak <= 2
+    for i, pod in by_index.items():
+        assert pod.metadata.name.startswith(f"{name}-{i}-")
+        assert pod.metadata.labels["batch.kubernetes.io/job-completion-index"] == str(i)
+        log = kube.core.read_namespaced_pod_log(pod.metadata.name, kube.namespace)
+        assert log.startswith(f"index={i} ")
+        assert pod.status.phase == ("Failed" if i == 2 else "Succeeded")
+    kube.batch.delete_namespaced_job(name, kube.namespace, propagation_policy="Background")
+    wait_for(lambda: not job_pods(kube, name), 20, what="pods deleted")
+
+
+def test_indexed_job_deleting_one_index_pod_fails_that_index_only(kube):
+    name = unique("idxdel")
+    manifest = job_manifest(name, ["sh", "-c", "sleep 2"], kube.image, completionMode="Indexed", completions=3,
+                            parallelism=3, backoffLimitPerIndex=0)
+    manifest["spec"]["backoffLimit"] = 3
+    kube.batch.create_namespaced_job(kube.namespace, manifest)
+    pods = wait_for(lambda: len(job_pods(kube, name)) == 3 and job_pods(kube, name), 20, what="3 pods")
+    victim = next(p for p in pods if p.metadata.annotations["batch.kubernetes.io/job-completion-index"] == "1")
+    kube.core.delete_namespaced_pod(victim.metadata.name, kube.namespace)
+    cond = wait_for(lambda: job_condition(kube, name, "Failed"), 30, what="job Failed")
+    job = kube.batch.read_namespaced_job(name, kube.namespace)
+    assert cond.reason == "FailedIndexes" and job.status.failed_indexes == "1"
+    assert job.status.completed_indexes == "0,2"
+    assert len(job_pods(kube, name)) == 2  # the deleted index was not replaced
+    kube.batch.delete_namespaced_job(name, kube.namespace, propagation_policy="Background")
+    wait_for(lambda: not job_pods(kube, name), 20, what="pods deleted")
+
+
+def test_indexed_job_validation(kube_api):
+    from kubernetes.client.rest import ApiException
+    bad = job_manifest(unique("bad"), ["true"], "img", validate=False, completionMode="Indexed")
+    bad["spec"].pop("completions", None)
+    with pytest.raises(ApiException) as err:
+        kube_api.batch.create_namespaced_job(kube_api.namespace, bad)
+    assert err.value.status == 422 and "spec.completions" in err.value.body
+    bad = job_manifest(unique("bad"), ["true"], "img", validate=False, backoffLimitPerIndex=0)
+    with pytest.raises(ApiException) as err:
+        kube_api.batch.create_namespaced_job(kube_api.namespace, bad)
+    assert err.value.status == 422 and "backoffLimitPerIndex" in err.value.body

@@ -275,3 +275,31 @@ def describe_request(settings, gpu_vendor: str = "nvidia") -> str:
     parts = [f"{k} {v}" for k, v in res["requests"].items()]
     parts += [f"{k} {v}" for k, v in res["limits"].items() if k not in res["requests"]]
     return ", ".join(parts)
+
+
+def indexed_job_manifest(single: dict[str, Any], *, name: str, completions: int, parallelism: int,
+                         array_ref: str, array_labels: dict[str, str]) -> dict[str, Any]:
+    """An Indexed Job running ``completions`` sibling tasks, from the manifest of the first one (``single``):
+
+    - completionMode Indexed; each index gets one pod with JOB_COMPLETION_INDEX set by the Job controller, and
+      the task entrypoint finds its task in the manifest ``array_ref`` (``--array`` replaces the task ref).
+    - backoffLimitPerIndex 0: a failed index is not retried by Kubernetes and does not stop the others (the
+      runtime retries it alone, as a new Job); backoffLimit ``completions`` lets every index fail once.
+    - no activeDeadlineSeconds: it would bound the whole Job, not one task (each task's own timer and the
+      runtime's hard deadline stop a task that runs too long).
+    - labels: the per-task ones (``workbench.task``) give way to ``array_labels`` on the Job and its pods."""
+    job = copy.deepcopy(single)
+    job["metadata"]["name"] = name
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != "workbench.task"}
+        meta["labels"] = {**labels, **{k: label_value(v) for k, v in array_labels.items()}}
+    job["spec"]["template"]["metadata"]["labels"][JOB_LABEL] = name
+    spec = job["spec"]
+    spec.update(completionMode="Indexed", completions=int(completions), parallelism=max(1, int(parallelism)),
+                backoffLimitPerIndex=0, backoffLimit=int(completions))
+    spec.pop("activeDeadlineSeconds", None)
+    container = next(c for c in spec["template"]["spec"]["containers"] if c.get("name") == CONTAINER)
+    command = list(container["command"])
+    command[-1:] = ["--array", array_ref]  # the bootstrap execs the entrypoint; its last argument was the task ref
+    container["command"] = command
+    return job

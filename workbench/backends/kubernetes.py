@@ -15,6 +15,8 @@
 - A pod that stays Pending because no node fits it (FailedScheduling), its image cannot be pulled or its
   container cannot be configured is reported once with ``ctx.warn`` and failed after
   ``WORKBENCH_K8S_PENDING_TIMEOUT`` seconds (default 300).
+- A foreach's sibling tasks go out as one Indexed Job (k8s_indexed): one create for up to 10,000 tasks, each
+  index still a task of its own (its pod, its log, its status in words).
 - ``cancel`` and timeouts delete the Job with propagationPolicy=Background (its pods go too); ``end_run``
   deletes every Job of the run by label selector and waits (bounded) until their pods are gone.
 """
@@ -30,6 +32,7 @@ from ..errors import BackendError, WorkbenchError
 from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
+from .k8s_indexed import IndexedJobs, pod_index
 from .k8s_logs import PodLog
 from .k8s_manifest import (JOB_LABEL, JobOptions, describe_request, gpu_key, job_manifest, job_name, label_value,
                            load_template)
@@ -87,7 +90,7 @@ def _seen(job, pods: list) -> tuple:
     return job is not None, conditions, tuple(sorted(states))
 
 
-class KubernetesBackend(NodeCapacity, RemoteBackend):
+class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
     name = "kubernetes"
     poll_env = "WORKBENCH_K8S_POLL"
     poll_default = POLL
@@ -188,9 +191,11 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
                             template=self.template())
 
     def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> _Task:
-        manifest = self.manifest_for(spec)
-        return _Task(spec, on_log, on_exit, manifest["metadata"]["name"], manifest["metadata"]["namespace"],
-                     self.options_for(spec.settings), manifest)
+        """The manifest is built on the submitter thread (and dropped once sent): a queued task stays small."""
+        options = self.options_for(spec.settings)
+        self.image_for(spec.settings)  # a step without an image is refused here, in the caller's thread
+        return _Task(spec, on_log, on_exit, job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
+                     options.namespace, options)
 
     def prepare(self, job: RemoteJob) -> None:
         assert isinstance(job, _Task)
@@ -206,19 +211,25 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
 
     def submit_job(self, job: RemoteJob) -> None:
         assert isinstance(job, _Task)
+        manifest = self.manifest_for(job.spec)
         self.calls["create_namespaced_job"] += 1
         self.api.call(f"create job {job.name}", self.api.client("batch").create_namespaced_job, job.namespace,
-                      job.manifest)
+                      manifest)
 
     def is_throttling(self, exc: BaseException) -> bool:
         return isinstance(exc, ThrottledByApi)
 
     # ------------------------------------------------------------------ cancel
     def _delete_job(self, name: str, namespace: str) -> None:
+        self.calls["delete_job"] += 1
         self.api.delete_job(name, namespace)
 
     def terminate(self, job: RemoteJob) -> None:
         assert isinstance(job, _Task)
+        if job.array is not None:
+            self.terminate_index(job)
+            self._wake.set()
+            return
         try:
             self._delete_job(job.name, job.namespace)
         except WorkbenchError as exc:
@@ -237,7 +248,8 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         tasks = [t for t in active if isinstance(t, _Task)]
         jobs: dict[str, Any] = {}
         pods: dict[str, list] = {}
-        for ns in sorted({t.namespace for t in tasks}):
+        indexed: dict[tuple[str, int], list] = {}  # (Indexed Job, completion index) -> its pods
+        for ns in sorted({t.namespace for t in tasks} | self._doomed_namespaces()):
             self.calls["list"] += 2
             for job in self.api.call("list jobs", self.api.client("batch").list_namespaced_job, ns,
                                      label_selector=self._selector).items:
@@ -245,16 +257,26 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
             for pod in self.api.call("list pods", self.api.client("core").list_namespaced_pod, ns,
                                      label_selector=self._selector).items:
                 owner = (pod.metadata.labels or {}).get(JOB_LABEL)
-                if owner:
+                index = pod_index(pod)
+                if owner and index is not None:
+                    indexed.setdefault((owner, index), []).append(pod)
+                elif owner:
                     pods.setdefault(owner, []).append(pod)
+        self._delete_doomed_pods(indexed)
         changed = False
         for task in tasks:
-            job, its_pods = jobs.get(task.name), pods.get(task.name, [])
+            if task.array is not None:
+                job, its_pods = jobs.get(task.array.name), indexed.get((task.array.name, task.index), [])
+            else:
+                job, its_pods = jobs.get(task.name), pods.get(task.name, [])
             try:
                 seen = _seen(job, its_pods)
                 changed = changed or seen != task.seen
                 task.seen = seen
-                self._update(task, job, its_pods)
+                if task.array is not None:
+                    self.update_index(task, job, its_pods)
+                else:
+                    self._update(task, job, its_pods)
             except WorkbenchError as exc:
                 self._warn(f"kubernetes: job {task.name}: {exc}")
         return changed
@@ -293,7 +315,14 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
                 and pod.status.reason == "Evicted":
             self.conclude(task, self._exit_of(task, None, pod))
             return
-        stuck = self._stuck_reason(task, pod) if pod is not None else None
+        if pod is not None:
+            self.check_stuck(task, pod, now, lambda: self._delete_job(task.name, task.namespace))
+
+    def check_stuck(self, task: _Task, pod, now: float, give_up: Callable[[], None]) -> None:
+        """A Pending pod: one that only waits for room on the cluster waits; one that cannot ever start (no node
+        fits, no image, bad config) is warned about once, then failed after the pending timeout (``give_up``
+        deletes what runs it: the Job, or the pod of an index)."""
+        stuck = self._stuck_reason(task, pod)
         if stuck is None:
             task.stuck_since = None
             return
@@ -319,7 +348,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
             return  # the cluster autoscaler is adding a node for it
         stuck = self._stuck_reason(task, pod, events=True) or stuck
         try:
-            self._delete_job(task.name, task.namespace)
+            give_up()
         except WorkbenchError as exc:
             if self._ctx is not None:
                 self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
@@ -346,7 +375,10 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         return latest.message
 
     def _usage(self, task: _Task) -> dict[str, Any]:
-        usage: dict[str, Any] = {"job": task.name, "namespace": task.namespace}
+        usage: dict[str, Any] = {"job": task.array.name if task.array is not None else task.name,
+                                 "namespace": task.namespace}
+        if task.array is not None:
+            usage["index"] = task.index
         if task.pod is not None:
             usage["pod"] = task.pod.metadata.name
             if task.pod.spec is not None and task.pod.spec.node_name:
@@ -360,22 +392,14 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
     def usage(self, job: RemoteJob) -> dict[str, Any]:
         return self._usage(job)  # type: ignore[arg-type]
 
-    def _usage(self, task: _Task) -> dict[str, Any]:
-        usage: dict[str, Any] = {"job": task.name, "namespace": task.namespace}
-        if task.pod is not None:
-            usage["pod"] = task.pod.metadata.name
-            if task.pod.spec is not None and task.pod.spec.node_name:
-                usage["node"] = task.pod.spec.node_name
-        return usage
-
-    def _exit_of(self, task: _Task, condition, pod) -> TaskExit:
-        return exit_of(condition, pod, task.spec.settings, task.options.gpu_vendor, self._usage(task),
-                       DEADLINE_GRACE)
 
     def after_report(self, job: RemoteJob) -> None:
         """Its record is in the datastore now: free the cluster of it (a cancelled one is deleted already;
         end_run sweeps whatever is left)."""
         assert isinstance(job, _Task)
+        if job.array is not None:
+            self.after_array_report(job)
+            return
         if not job.requested and job.phase == "sent":
             try:
                 self._delete_job(job.name, job.namespace)
@@ -387,6 +411,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         with self._lock:
             if task.log is not None or task.pod is None:
                 return
+            self.calls["pod_log_streams"] += 1
             task.log = PodLog(self.api, task.namespace, task.pod.metadata.name,
                               on_line=lambda text, ts: task.on_log("stdout", text, ts),
                               should_stop=lambda: task.done or self._stop.is_set(),

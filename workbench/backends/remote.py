@@ -14,14 +14,22 @@ Once for all of them:
 - A job that has ended is *concluded* (its outcome known, first word wins) and *reported* (``on_exit``)
   exactly once, and only once its log has drained (:meth:`RemoteBackend.drain_logs`) or ``log_drain``
   seconds have passed.
-- ``cancel`` asks the API to stop the job and wakes the poller, so ``on_exit`` follows soon; a job still
-  waiting for the submitter is never sent. ``end_run`` cancels every live job, waits (bounded) until each
+- Siblings go out together: the submitter waits for a burst of submissions to end (``coalesce_quiet`` seconds
+  without a new one, at most ``coalesce_linger``), and :meth:`RemoteBackend.group_jobs` puts the tasks of one
+  step and attempt (:meth:`RemoteBackend.array_key`) into arrays of up to ``array_max``, each sent by the
+  subclass's ``submit_array`` in one call (a Batch array job, a Kubernetes Indexed Job; the index -> task
+  manifest: :mod:`workbench.arrays`). A lone task is a single job, so a retried index goes alone. Each job of
+  an array stays a task of its own: its own status, log, on_exit. The rate limit counts API calls, not jobs.
+- ``cancel`` queues the stop and wakes the poller, whose thread makes the API calls (never the runtime's
+  thread); stops queued together go together, and an array whose every unreported job is stopped is stopped
+  in one call (``terminate_array``). ``on_exit`` follows soon; a job still waiting for the submitter is
+  never sent. ``end_run`` cancels every live job, waits (bounded) until each
   is reported, reports the rest as cancelled, then lets the subclass sweep the run's leftovers.
 
 A subclass implements ``submit_job`` (one API call on the submitter thread), ``poll`` (one status round),
 ``terminate`` (stop one job) and ``_requested_exit`` (the outcome of a cancel), and may override
-``prepare`` (checks before queueing), ``submit_jobs`` (several jobs in one call: array jobs, Indexed Jobs),
-``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
+``prepare`` (checks before queueing), ``submit_array`` + ``array_max`` (several jobs in one call),
+``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
 """
 
 from __future__ import annotations
@@ -31,10 +39,11 @@ import os
 import threading
 import time
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Optional
 
 from ..errors import BackendError, WorkbenchError
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .submitter import Submitter, Throttled
 
 QUEUED, SUBMITTING, SENT = "queued", "submitting", "sent"
 
@@ -54,6 +63,23 @@ class RemoteJob:
     outcome: Optional[TaskExit] = None  # how it ended, once known
     outcome_at: float = 0.0
     done: bool = False  # on_exit has been called
+    array: Optional["JobArray"] = None  # set when it went to the API as one index of an array
+    index: int = 0  # its index in that array
+
+
+@dataclass(eq=False)
+class JobArray:
+    """Sibling jobs sent in one API call (a Batch array job, a Kubernetes Indexed Job): index ``i`` runs
+    ``jobs[i]``, whose task it finds through ``manifest`` (see :mod:`workbench.arrays`). Each job stays a
+    task of its own to the runtime; the array only exists to make one call where there were N."""
+    jobs: list[RemoteJob]
+    manifest: str = ""  # the datastore key of the index -> task manifest
+    name: str = ""  # what the API calls it (Batch: the parent job id; Kubernetes: the Job name)
+    namespace: str = ""
+    terminated: float = 0.0  # when the whole array was asked to stop (0: never)
+
+    def unreported(self) -> list[RemoteJob]:
+        return [j for j in self.jobs if not j.done]
 
 
 class RemoteHandle(TaskHandle):
@@ -65,97 +91,6 @@ class RemoteHandle(TaskHandle):
 
     def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
         self.backend.cancel_job(self.job, reason, timeout=timeout)
-
-
-class Throttled(Exception):
-    """The API refused for rate. ``pending``: the jobs of the batch not sent (the submitter retries them)."""
-
-    def __init__(self, pending: Sequence[RemoteJob], retry_after: Optional[float] = None):
-        super().__init__(f"throttled ({len(pending)} job(s) to retry)")
-        self.pending = list(pending)
-        self.retry_after = retry_after
-
-
-class Submitter:
-    """Submissions off the caller's thread: one thread drains a queue in batches of up to ``batch_size``
-    jobs, at most ``rate`` jobs a second. When the API throttles, the rate halves (down to ``min_rate``) and
-    the unsent jobs go back to the front of the queue after a back-off that doubles while throttling goes
-    on; each batch that goes through raises the rate by one job a second, up to ``max_rate``."""
-
-    def __init__(self, send: Callable[[list[RemoteJob]], None], *, rate: float, max_rate: float,
-                 min_rate: float = 0.5, batch_size: int = 100, name: str = "submitter",
-                 warn: Callable[[str], None] = lambda message: None,
-                 failed: Callable[[list[RemoteJob], BaseException], None] = lambda jobs, exc: None):
-        self.send = send
-        self.failed = failed  # a batch that raised something unexpected: its jobs must still be reported
-        self.rate = rate
-        self.max_rate = max_rate
-        self.min_rate = min_rate
-        self.batch_size = batch_size
-        self.name = name
-        self.warn = warn
-        self.throttled = 0  # throttled answers so far
-        self._queue: collections.deque[RemoteJob] = collections.deque()
-        self._cond = threading.Condition()
-        self._stop = False
-        self._next_at = 0.0  # the token bucket, as the earliest time the next job may go
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self) -> None:
-        self._stop = False
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def put(self, job: RemoteJob) -> None:
-        with self._cond:
-            self._queue.append(job)
-            self._cond.notify()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch in flight, drop what is still queued (the caller has cancelled it), stop."""
-        with self._cond:
-            self._stop = True
-            self._queue.clear()
-            self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _take(self) -> list[RemoteJob]:
-        with self._cond:
-            while not self._queue and not self._stop:
-                self._cond.wait()
-            if self._stop:
-                return []
-            n = min(self.batch_size, len(self._queue))
-            return [self._queue.popleft() for _ in range(n)]
-
-    def _loop(self) -> None:
-        backoff = 0.0
-        while True:
-            jobs = self._take()
-            if not jobs:
-                return
-            with self._cond:  # the rate limit (or a throttling back-off); stop() cuts it short
-                while not self._stop and time.time() < self._next_at:
-                    self._cond.wait(self._next_at - time.time())
-            try:
-                self.send(jobs)
-            except Throttled as exc:
-                self.throttled += 1
-                self.rate = max(self.min_rate, self.rate / 2)
-                backoff = min(30.0, max(0.5, backoff * 2))
-                with self._cond:
-                    self._queue.extendleft(reversed(exc.pending))
-                if self.throttled in (1, 10, 100, 1000):
-                    self.warn(f"{self.name}: the API is throttling submissions; now at most {self.rate:g} a "
-                              f"second, retrying in {exc.retry_after or backoff:.1f}s")
-                self._next_at = time.time() + (exc.retry_after or backoff)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug must not stop the thread every later submit waits on
-                self.failed(jobs, exc)
-            backoff = 0.0
-            self.rate = min(self.max_rate, self.rate + 1)
-            self._next_at = max(self._next_at, time.time()) + len(jobs) / self.rate
 
 
 class RemoteBackend(Backend):
@@ -173,6 +108,11 @@ class RemoteBackend(Backend):
     submit_rate: ClassVar[float] = 50.0
     submit_rate_max: ClassVar[float] = 50.0
     submit_batch: ClassVar[int] = 100
+    #: the most sibling tasks one API call may start (1: no arrays); several arrays beyond
+    array_max: ClassVar[int] = 1
+    #: coalescing window (see :class:`Submitter`): quiet gap and longest wait, in seconds
+    coalesce_quiet: ClassVar[float] = 0.0
+    coalesce_linger: ClassVar[float] = 0.0
 
     def __init__(self, config):
         super().__init__(config)
@@ -187,6 +127,7 @@ class RemoteBackend(Backend):
         self._stop = threading.Event()
         self._poller: Optional[threading.Thread] = None
         self._submitter: Optional[Submitter] = None
+        self._terminations: collections.deque[RemoteJob] = collections.deque()  # sent jobs to stop (poller thread)
         self.calls: collections.Counter[str] = collections.Counter()  # API calls by name, for the benchmarks
 
     # ------------------------------------------------------------------ hooks for the subclass
@@ -197,23 +138,65 @@ class RemoteBackend(Backend):
         """Create the job through the API (on the submitter thread); raise on failure."""
         raise NotImplementedError
 
-    def submit_jobs(self, jobs: list[RemoteJob]) -> None:
-        """Send a batch: one :meth:`submit_job` each (override to send several jobs in one call). A job the API
-        refuses is failed alone; throttling sends the unsent rest back to the submitter (:class:`Throttled`)."""
-        for i, job in enumerate(jobs):
-            if not self._begin_submit(job):
+    def submit_array(self, jobs: list[RemoteJob]) -> None:
+        """Create ``jobs`` (siblings: same :meth:`array_key`, 2 to ``array_max`` of them) in one API call, as an
+        array whose index ``i`` runs ``jobs[i]``; set each job's ``array`` and ``index``. Raise on failure."""
+        raise NotImplementedError
+
+    def array_key(self, job: RemoteJob) -> Any:
+        """Jobs with the same key (not None) may go out as one array: by default one attempt of one step's
+        tasks on one datastore (they share settings, image and command but for the task)."""
+        s = job.spec
+        return (s.step, s.attempt, s.datastore_url)
+
+    def group_jobs(self, jobs: list[RemoteJob]) -> list[list[RemoteJob]]:
+        """Split a batch into API calls: siblings together (up to ``array_max`` a call), in the order they came."""
+        if self.array_max <= 1:
+            return [[job] for job in jobs]
+        groups: dict[Any, list[list[RemoteJob]]] = {}
+        order: list[list[RemoteJob]] = []
+        for job in jobs:
+            key = self.array_key(job)
+            if key is None:
+                order.append([job])
+                continue
+            chunks = groups.setdefault(key, [])
+            if not chunks or len(chunks[-1]) >= self.array_max:
+                chunks.append([])
+                order.append(chunks[-1])
+            chunks[-1].append(job)
+        return order
+
+    def submit_jobs(self, jobs: list[RemoteJob]) -> int:
+        """Send a batch, siblings as one array each (:meth:`group_jobs`); return the API calls made. A call the
+        API refuses fails its jobs alone; throttling sends the unsent rest back to the submitter (:class:`Throttled`)."""
+        calls = 0
+        groups = self.group_jobs(jobs)
+        for i, group in enumerate(groups):
+            group = [job for job in group if self._begin_submit(job)]
+            if not group:
                 continue
             try:
-                self.submit_job(job)
+                if len(group) == 1:
+                    self.submit_job(group[0])
+                else:
+                    self.submit_array(group)
+                calls += 1
                 self.calls["submit"] += 1
-            except Exception as exc:  # noqa: BLE001 - reported as the task's failure, never lost
+            except Exception as exc:  # noqa: BLE001 - reported as the tasks' failure, never lost
                 if self.is_throttling(exc):
                     with self._lock:
-                        job.phase = QUEUED
-                    raise Throttled(jobs[i:], getattr(exc, "retry_after", None)) from None
-                self._submit_failed(job, exc)
+                        for job in group:
+                            job.phase = QUEUED
+                            job.array = None
+                    rest = [job for later in groups[i + 1:] for job in later]
+                    raise Throttled(group + rest, getattr(exc, "retry_after", None)) from None
+                for job in group:
+                    self._submit_failed(job, exc)
                 continue
-            self._sent(job)
+            for job in group:
+                self._sent(job)
+        return calls
 
     def is_throttling(self, exc: BaseException) -> bool:
         """Whether the API refused for rate (the submitter backs off and retries)."""
@@ -227,6 +210,33 @@ class RemoteBackend(Backend):
     def terminate(self, job: RemoteJob) -> None:
         """Ask the API to stop a sent job (its reason is ``job.requested``); the poller concludes it."""
         raise NotImplementedError
+
+    def terminate_jobs(self, jobs: list[RemoteJob]) -> None:
+        """Stop several sent jobs (on the poller thread). An array whose every unreported index is being stopped
+        goes in one call (:meth:`terminate_array`); other jobs one :meth:`terminate` each."""
+        arrays: dict[int, JobArray] = {}
+        singles: list[RemoteJob] = []
+        for job in jobs:
+            if job.array is not None:
+                arrays[id(job.array)] = job.array
+            else:
+                singles.append(job)
+        stopping = {id(j) for j in jobs}
+        for array in arrays.values():
+            unreported = array.unreported()
+            if not array.terminated and len(unreported) > 1 and all(
+                    id(j) in stopping or j.requested for j in unreported):
+                array.terminated = time.time()
+                self.terminate_array(array)
+            else:
+                singles.extend(j for j in array.jobs if id(j) in stopping)
+        for job in singles:
+            self.terminate(job)
+
+    def terminate_array(self, array: JobArray) -> None:
+        """Stop a whole array in one call (default: each of its unreported jobs alone)."""
+        for job in array.unreported():
+            self.terminate(job)
 
     def _requested_exit(self, job: RemoteJob) -> TaskExit:
         """The outcome of a job the runtime cancelled (``job.requested`` says why)."""
@@ -264,7 +274,8 @@ class RemoteBackend(Backend):
         self._stop.clear()
         self._submitter = Submitter(self.submit_jobs, rate=self.submit_rate, max_rate=self.submit_rate_max,
                                     batch_size=self.submit_batch, name=f"{self.name}-submitter", warn=self._warn,
-                                    failed=self._batch_failed)
+                                    failed=self._batch_failed, quiet=self.coalesce_quiet,
+                                    linger=self.coalesce_linger)
         self._submitter.start()
         self._poller = threading.Thread(target=self._poll_loop, name=f"{self.name}-poller", daemon=True)
         self._poller.start()
@@ -311,6 +322,7 @@ class RemoteBackend(Backend):
         self._wake.set()
         if self._poller is not None:
             self._poller.join(timeout=15)
+        self._flush_terminations()  # stops asked for while the poller was ending
         # every job gets its on_exit exactly once, whatever happened
         with self._lock:
             unreported = [j for j in self._jobs.values() if not j.done]
@@ -359,7 +371,7 @@ class RemoteBackend(Backend):
             job.submitted = time.time()
             cancelled = job.requested is not None
         if cancelled:
-            self.terminate(job)
+            self._queue_termination(job)
         self._wake.set()
 
     def _batch_failed(self, jobs: list[RemoteJob], exc: BaseException) -> None:
@@ -389,9 +401,26 @@ class RemoteBackend(Backend):
         if phase == QUEUED:
             self.conclude(job, self._requested_exit(job))
         elif phase == SENT:
-            self.terminate(job)
+            self._queue_termination(job)
         # SUBMITTING: _sent terminates it once the API has answered
         self._wake.set()
+
+    def _queue_termination(self, job: RemoteJob) -> None:
+        """The API call that stops a job is made on the poller thread, never the caller's (the runtime's), and
+        the stops that queue up together go out together: cancelling a run stops an array in one call."""
+        with self._lock:
+            self._terminations.append(job)
+        self._wake.set()
+
+    def _flush_terminations(self) -> None:
+        with self._lock:
+            jobs = [j for j in self._terminations if not j.done]
+            self._terminations.clear()
+        if jobs:
+            try:
+                self.terminate_jobs(jobs)
+            except Exception as exc:  # noqa: BLE001 - the poller must go on; end_run reports what never ends
+                self._warn(f"{self.name}: stopping {len(jobs)} job(s) failed: {exc}")
 
     # ------------------------------------------------------------------ status
     def poll_interval(self) -> float:
@@ -410,6 +439,7 @@ class RemoteBackend(Backend):
         interval = poll_min = self.poll_interval()
         errors = 0
         while not self._stop.is_set():
+            self._flush_terminations()
             active = self.live_jobs()
             if not active:
                 interval = poll_min
@@ -483,4 +513,5 @@ class RemoteBackend(Backend):
             self._ctx.warn(message)
 
 
-__all__ = ["RemoteBackend", "RemoteHandle", "RemoteJob", "Submitter", "Throttled", "QUEUED", "SUBMITTING", "SENT"]
+__all__ = ["QUEUED", "SENT", "SUBMITTING", "JobArray", "RemoteBackend", "RemoteHandle", "RemoteJob", "Submitter",
+           "Throttled"]

@@ -1,0 +1,229 @@
+"""API calls and wall time to launch and finish a wide foreach of no-op tasks, with real containers:
+AWS Batch on moto's server (array jobs) and Kubernetes on the API emulator (Indexed Jobs); and the per-task
+overhead of an Indexed-Job task over a bare container start.
+
+- launch: a flow start -> N x each -> join -> end, ``each`` on the remote backend, start/join/end local. The API
+  calls are the backend's own count by kind (``backend.calls``); "submit" is one per SubmitJob / Job create.
+  Wall time: the whole run, and the ``each`` span (first task started -> last task reported).
+- overhead: the same flow with ``[kubernetes] parallelism = 1`` (the indexes run one after another, no
+  contention between them), ``each`` span / N, against ``docker run --rm --network host IMAGE python3 -c pass``
+  (median of N) on the same engine, measured right after.
+
+    python benchmarks/scale_launch.py [--backends batch,kubernetes] [-n 200] [--overhead 10]
+
+Needs the Docker engine (scripts/start-docker.sh) and the base image (scripts/build-base-image.sh). This machine
+has 2 shared cores: 1,000 real containers take too long here; run -n 200 and read the call counts, which do not
+depend on the machine (one submit per array of up to 10,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FLOW = textwrap.dedent('''
+    import os
+    from workbench import FlowSpec, step
+
+    class LaunchFlow(FlowSpec):
+        @step
+        def start(self):
+            self.items = list(range(int(os.environ["LAUNCH_N"])))
+            self.next(self.each, foreach="items")
+
+        @step
+        def each(self):
+            self.next(self.join)
+
+        @step
+        def join(self, inputs):
+            self.n = len(inputs)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+''').lstrip()
+
+CREDS = 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }'
+
+
+def _project(tmp: Path, toml: str) -> Path:
+    (tmp / "flows").mkdir(parents=True, exist_ok=True)
+    (tmp / "flows" / "launch.py").write_text(FLOW)
+    (tmp / ".gitignore").write_text(".workbench/\nkubeconfig\n")
+    (tmp / "workbench.toml").write_text(toml)
+    return tmp
+
+
+def _each_span(events) -> float:
+    """Seconds from the first ``each`` task handed to the backend to the last one reported (event arrival)."""
+    times = [t for t, e in events if getattr(e, "step", None) == "each"
+             and type(e).__name__ in ("TaskStarted", "TaskFinished")]
+    return max(times) - min(times) if times else float("nan")
+
+
+def launch_batch(n: int, image: str) -> dict:
+    from moto.server import ThreadedMotoServer
+    from tests.support.moto_server import DUMMY_ENV, AwsTestbed, reset
+    os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
+    os.environ.update(DUMMY_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, WORKBENCH_S3_ENDPOINT_URL=endpoint, WORKBENCH_S3_REGION="us-east-1",
+                      WORKBENCH_BATCH_POLL="0.5", WORKBENCH_BATCH_LOG_SETTLE="0.5")
+    try:
+        bed = AwsTestbed(endpoint)
+        bucket, queue = bed.bucket(), bed.batch_queue("scale-launch")
+        with tempfile.TemporaryDirectory(prefix="scale-batch-") as tmp:
+            project = _project(Path(tmp), textwrap.dedent(f'''
+                [datastore]
+                root = "s3://{bucket}/wb"
+                endpoint_url = "{endpoint}"
+                region = "us-east-1"
+
+                [batch]
+                job_queue = "{queue}"
+                image = "{image}"
+                endpoint_url = "{endpoint}"
+
+                [flows.LaunchFlow.steps.each]
+                backend = "batch"
+                cpu = 1
+                memory = "256M"
+                {CREDS}
+            '''))
+            return _timed(project, n)
+    finally:
+        try:
+            reset(endpoint)
+        finally:
+            server.stop()
+
+
+def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
+    import docker
+    from moto.server import ThreadedMotoServer
+    from tests.k8s_emulator.server import KubeEmulator
+    from tests.support.moto_server import DUMMY_ENV, AwsTestbed
+    os.environ.update(DUMMY_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, WORKBENCH_S3_ENDPOINT_URL=endpoint, WORKBENCH_S3_REGION="us-east-1",
+                      WORKBENCH_K8S_POLL="0.5")
+    os.environ.pop("KUBECONFIG", None)
+    emu = KubeEmulator(node_capacity={"cpu": "64", "memory": "64Gi", "nvidia.com/gpu": "0"},
+                       docker_client=docker.from_env(), grace_period_cap=2.0, backoff_seconds=0.5).start()
+    try:
+        bucket = AwsTestbed(endpoint).bucket()
+        with tempfile.TemporaryDirectory(prefix="scale-k8s-") as tmp:
+            emu.write_kubeconfig(Path(tmp) / "kubeconfig")
+            project = _project(Path(tmp), textwrap.dedent(f'''
+                [datastore]
+                root = "s3://{bucket}/wb"
+                endpoint_url = "{endpoint}"
+                region = "us-east-1"
+
+                [kubernetes]
+                kubeconfig = "kubeconfig"
+                image = "{image}"
+                parallelism = {parallelism}
+
+                [flows.LaunchFlow.steps.each]
+                backend = "kubernetes"
+                cpu = 0.25
+                memory = "256M"
+                {CREDS}
+            '''))
+            return _timed(project, n)
+    finally:
+        emu.stop()
+        server.stop()
+
+
+def _timed(project: Path, n: int) -> dict:
+    """Run with a sink that stamps each event on arrival (for the ``each`` span)."""
+    from workbench.config import load_config
+    from workbench.graph import load_graph
+    from workbench.runtime import Runtime
+    os.environ["LAUNCH_N"] = str(n)
+    os.chdir(project)
+    stamped = []
+    rt = Runtime(load_graph(str(project / "flows" / "launch.py")), load_config(project),
+                 sink=lambda e: stamped.append((time.time(), e)))
+    t0 = time.time()
+    result = rt.run()
+    wall = time.time() - t0
+    backend = next(b for b in rt._backends.values() if b.remote)
+    finished = [e for _, e in stamped if type(e).__name__ == "TaskFinished" and e.step == "each"]
+    return {"status": result.status, "message": result.message, "wall": wall, "span": _each_span(stamped),
+            "calls": dict(backend.calls), "tasks": len(finished),
+            "succeeded": sum(1 for e in finished if e.status == "succeeded")}
+
+
+def bare_container(image: str, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.time()
+        subprocess.run(["docker", "run", "--rm", "--network", "host", image, "python3", "-c", "pass"], check=True,
+                       capture_output=True)
+        times.append(time.time() - t0)
+    return statistics.median(times)
+
+
+def _report(name: str, n: int, r: dict) -> None:
+    calls = r["calls"]
+    submits = calls.get("submit", 0)
+    print(f"{name}: {n}-wide foreach: {r['status']} ({r['succeeded']}/{r['tasks']} tasks), run {r['wall']:.1f}s, "
+          f"each span {r['span']:.1f}s")
+    print(f"  API calls: {', '.join(f'{k} {v}' for k, v in sorted(calls.items()))}")
+    print(f"  submit calls per task: {submits / n:.4f} (target <= 0.01; one per task before arrays)")
+    if r["status"] != "succeeded":
+        print(f"  message: {r['message']}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="batch,kubernetes")
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--parallelism", type=int, default=32, help="[kubernetes] parallelism for the launch run")
+    parser.add_argument("--overhead", type=int, default=0, help="N for the per-task overhead run (0: skip)")
+    parser.add_argument("--image", default=os.environ.get("WORKBENCH_BASE_IMAGE") or "workbench-base:bookworm")
+    args = parser.parse_args(argv)
+    ok = True
+    here = os.getcwd()
+    for name in [b for b in args.backends.split(",") if b]:
+        if args.n:
+            r = launch_batch(args.n, args.image) if name == "batch" else \
+                launch_kubernetes(args.n, args.image, args.parallelism)
+            os.chdir(here)
+            _report(name, args.n, r)
+            ok = ok and r["status"] == "succeeded" and r["calls"].get("submit", 0) / args.n <= 0.01
+    if args.overhead:
+        r = launch_kubernetes(args.overhead, args.image, 1)
+        os.chdir(here)
+        bare = bare_container(args.image, args.overhead)
+        per_task = r["span"] / args.overhead
+        print(f"Indexed-Job task on the emulator (parallelism 1, {args.overhead} tasks): {per_task:.2f}s per task; "
+              f"bare `docker run --rm python3 -c pass`: {bare:.2f}s (median); overhead {per_task - bare:+.2f}s "
+              f"per task, {per_task / bare:.1f}x")
+        ok = ok and r["status"] == "succeeded"
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
