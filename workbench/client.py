@@ -94,7 +94,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled")
+        return self.status in ("succeeded", "failed", "cancelled", "crashed")
 
     @property
     def created_at(self) -> Optional[datetime]:
