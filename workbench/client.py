@@ -193,7 +193,18 @@ class Task:
 
     @property
     def exception(self) -> Optional[str]:
-        return self._doc.traceback or None
+        """The step's traceback; for a task that failed without one (it could not start: image missing,
+        credentials missing, the API refused it), the reason in words."""
+        if self._doc.traceback:
+            return self._doc.traceback
+        if self._finished and not self._doc.status.ok and self._doc.status is not TaskStatus.CANCELLED:
+            return self._doc.reason or None
+        return None
+
+    @property
+    def reason(self) -> str:
+        """Why the task ended as it did, in words ("" when it succeeded)."""
+        return self._doc.reason
 
     @property
     def usage(self) -> dict:
