@@ -218,6 +218,7 @@ def cmd_check(args) -> int:
                 print(f"error {e}")
         else:
             print(f"ok    {_rel(str(path))}: {graph.name} ({len(graph.steps)} steps)")
+            failures += _preflight_lines(graph, config)
     if config.path:
         # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
         every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
@@ -228,6 +229,23 @@ def cmd_check(args) -> int:
         if not unknown:
             print(f"ok    {_rel(str(config.path))}")
     return 1 if failures else 0
+
+
+def _preflight_lines(graph, config) -> int:
+    """`warn` lines for steps whose backend still needs something; `error` (counted) for impossible requests."""
+    from .preflight import image_warning, refuse_impossible, summary_line
+    from .settings import all_settings
+    errors = 0
+    for step, s in all_settings(graph, config).items():
+        try:
+            refuse_impossible(s)
+        except WorkbenchError as exc:
+            print(f"error {_rel(graph.path)}: step {step}: {exc}")
+            errors += 1
+        for line in (summary_line(step, config, s), image_warning(config, s)):
+            if line:
+                print(f"warn  {_rel(graph.path)}: {line if line.startswith('step') else f'step {step}: {line}'}")
+    return errors
 
 
 # ------------------------------------------------------------------------------------- runs and logs
