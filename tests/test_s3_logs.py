@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support.moto_server import DUMMY_ENV, REGION, AwsTestbed, moto_server  # noqa: F401 (fixture)
+from tests.support.moto_server import DUMMY_ENV, REGION, AwsTestbed, moto_server  # noqa: F401,F811 (fixture)
 
 from .conftest import write_flow
 
@@ -30,7 +30,7 @@ class SlowPrintFlow(FlowSpec):
 
 
 @pytest.fixture
-def s3_project(project, moto_server, monkeypatch):
+def s3_project(project, moto_server, monkeypatch):  # noqa: F811 - the fixture imported above
     pytest.importorskip("boto3")
     for k, v in DUMMY_ENV.items():
         monkeypatch.setenv(k, v)
@@ -68,9 +68,9 @@ def test_follow_a_running_task_on_s3(s3_project):
 
 
 def test_large_log_is_spooled_not_held(s3_project):
+    from workbench.datastore import FlowDatastore
     from workbench.datastore.storage import open_storage
     from workbench.logs import iter_log
-    from workbench.datastore import FlowDatastore
     storage = open_storage(f"s3://{(s3_project / 'workbench.toml').read_text().split('s3://')[1].split(chr(34))[0]}")
     ds = FlowDatastore(storage, "Big")
     key = "Big/runs/1/start/1/0.log"

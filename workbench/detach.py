@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from .datastore import FlowDatastore, new_run_id
 from .datastore.records import RunStatus
@@ -112,13 +111,13 @@ def attach(ds: FlowDatastore, run_id: str, *, poll: float = 0.5, out=None) -> in
                     for attempt in attempts_with_logs(ds, run_id, step, task_id):
                         tail = tails.setdefault((step, task_id, attempt),
                                                 LogTail(ds, ds.log_key(run_id, step, task_id, attempt)))
-                        for ts, stream, text in tail.read_new():
+                        for _ts, _stream, text in tail.read_new():
                             print(f"{step}/{task_id} {text}", file=out, flush=True)
                     task = ds.read_task(run_id, step, task_id)
                     if task is not None:
                         for (s, t, _), tail in tails.items():
                             if (s, t) == (step, task_id):
-                                for ts, stream, text in tail.rest():
+                                for _ts, _stream, text in tail.rest():
                                     print(f"{step}/{task_id} {text}", file=out, flush=True)
                         ended.add((step, task_id))
                         why = f": {task.reason}" if task.reason and not task.status.ok else ""

@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any, Callable, Optional
 
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))

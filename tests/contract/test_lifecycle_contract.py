@@ -3,7 +3,6 @@ nothing; after kill -9 of the runtime the run reads `crashed` and `workbench can
 backend still holds (processes, containers, Batch jobs, Kubernetes Jobs). Times are printed (-s) for the report."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
