@@ -98,7 +98,8 @@ def cmd_run(args, extra: list[str]) -> int:
     if overrides or args.task is not None or args.from_run:
         raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run go with --step")
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
-    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers)
+    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
+                      run_id=getattr(args, "run_id", None))
     return _execute(runtime, args.json, args.junit_xml)
 
 
@@ -113,7 +114,7 @@ def cmd_resume(args) -> int:
         raise UsageError(f"flow {graph.name} has no run to resume")
     rerun = resume_plan(graph, ds, origin, args.from_step)
     runtime = Runtime(graph, config, backend=args.backend, max_workers=args.max_workers, origin_run_id=origin,
-                      rerun_steps=rerun, datastore=ds)
+                      rerun_steps=rerun, datastore=ds, run_id=getattr(args, "new_run_id", None))
     return _execute(runtime, args.json, args.junit_xml)
 
 
@@ -148,7 +149,10 @@ def cmd_show(args) -> int:
     for name in graph.topological():
         node = graph.steps[name]
         if node.kind == "foreach":
-            arrow = f"→ {node.out[0]} (foreach {node.foreach_var})"
+            how = f"num_parallel={node.num_parallel}" if node.num_parallel is not None else f"foreach {node.foreach_var}"
+            arrow = f"→ {node.out[0]} ({how})"
+        elif node.kind == "switch":
+            arrow = "→ " + ", ".join(f"{t} if {node.condition} == {c!r}" for c, t in node.switch_cases.items())
         elif node.out:
             arrow = "→ " + ", ".join(node.out)
         else:
@@ -169,13 +173,24 @@ def cmd_show(args) -> int:
 
 def to_dot(graph: FlowGraph) -> str:
     shapes = {"start": "circle", "end": "doublecircle", "split": "diamond", "foreach": "trapezium",
-              "join": "invtriangle", "linear": "box"}
+              "join": "invtriangle", "linear": "box", "switch": "hexagon"}
     lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;"]
     for node in graph:
-        lines.append(f'  "{node.name}" [shape={shapes.get(node.kind, "box")}];')
+        label = f' label="{node.name}\\nswitch: {node.condition}"' if node.kind == "switch" else ""
+        lines.append(f'  "{node.name}" [shape={shapes.get(node.kind, "box")}{label}];')
+        cases = {}
+        for case, target in node.switch_cases.items():  # a switch's edges carry its cases
+            cases.setdefault(target, []).append(case)
         for target in node.out:
-            label = f' [label="foreach {node.foreach_var}", style=dashed]' if node.foreach_var else ""
-            lines.append(f'  "{node.name}" -> "{target}"{label};')
+            if target in cases:
+                loop = ", style=bold" if target == node.name else ""
+                attrs = f' [label="{" | ".join(cases[target])}", style=dashed{loop}]'.replace(
+                    "style=dashed, style=bold", "style=\"dashed,bold\"")
+            elif node.num_parallel is not None:
+                attrs = f' [label="num_parallel={node.num_parallel}", style=dashed]'
+            else:
+                attrs = f' [label="foreach {node.foreach_var}", style=dashed]' if node.foreach_var else ""
+            lines.append(f'  "{node.name}" -> "{target}"{attrs};')
     lines.append("}")
     return "\n".join(lines)
 
@@ -265,7 +280,7 @@ def cmd_runs(args) -> int:
         for run_id in ds.list_runs():
             doc = ds.read_run(run_id) or RunRecord()
             rows.append(dataclasses.replace(doc, flow=flow, run_id=run_id))
-    rows.sort(key=lambda d: d.started_at or 0)
+    rows.sort(key=lambda d: (d.started_at or 0, d.run_id), reverse=True)  # newest first, as the TUI
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return 0
