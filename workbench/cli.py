@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, metavar="INDEX", help="with --step on a foreach step: only this index")
     for flag in ("cpu", "memory", "gpu", "image", "timeout"):
         p.add_argument(f"--{flag}", help=f"with --step: {flag} for that step")
+    p.add_argument("--detach", action="store_true", help="run in the background (closing the terminal does not "
+                   "stop it); print the run id; follow it with `workbench attach RUN`")
 
     p = sub.add_parser("resume", help="re-run a failed run, reusing every task that succeeded")
     _add_flow_arg(p)
@@ -67,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pathspec", help="RUN[/STEP[/TASK]] (or FLOW/RUN/...)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines while the task runs")
     p.add_argument("--attempt", type=int)
+
+    p = sub.add_parser("cancel", help="stop a run and remove whatever any backend still holds for it")
+    p.add_argument("run", help="RUN (or FLOW/RUN)")
+    p = sub.add_parser("attach", help="follow a running (e.g. detached) run's events until it ends")
+    p.add_argument("run", help="RUN (or FLOW/RUN)")
 
     p = sub.add_parser("artifacts", help="list a task's artifacts, or preview one")
     p.add_argument("pathspec", help="RUN/STEP[/TASK] (or FLOW/RUN/STEP[/TASK])")
@@ -128,6 +135,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:
         return CLI_USAGE if exc.code not in (0, None) else CLI_OK
+    args.argv = argv  # `run --detach` starts the same command again in the background
     if args.command is None:
         parser.print_help()
         return CLI_USAGE
@@ -144,8 +152,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return CLI_CANCELLED
-    except BrokenPipeError:
-        return CLI_OK
+    except BrokenPipeError:  # the reader of our output went away: not a success (runcontrol explains)
+        from .runcontrol import EXIT_BROKEN_PIPE, _silence_stdout
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE if args.command == "run" else CLI_OK
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ class Run(RunTags):
 
     @property
     def finished(self) -> bool:
-        return self.status in ("succeeded", "failed", "cancelled")
+        return self.status in ("succeeded", "failed", "cancelled", "crashed")
 
     @property
     def created_at(self) -> Optional[datetime]:
@@ -417,7 +417,10 @@ class Task:
     def exception(self):
         """The exception the task failed with (type name, message, traceback), or None."""
         doc = self._doc
-        if not doc.traceback and not (doc.status is TaskStatus.FAILED and doc.reason):
+        # a task that never ran its step (image missing, credentials missing, the API refused it) has no
+        # traceback: its reason in words is the exception
+        failed = doc.status.is_terminal and not doc.status.ok and doc.status is not TaskStatus.CANCELLED
+        if not doc.traceback and not (failed and doc.reason):
             return None
         from .exception import MetaflowExceptionWrapper
         wrapper = MetaflowExceptionWrapper()
@@ -425,6 +428,11 @@ class Task:
         wrapper.type, wrapper.exception = (kind, message) if sep else ("", kind)
         wrapper.stacktrace = doc.traceback or ""
         return wrapper
+
+    @property
+    def reason(self) -> str:
+        """Why the task ended as it did, in words ("" when it succeeded)."""
+        return self._doc.reason
 
     @property
     def usage(self) -> dict:

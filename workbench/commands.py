@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -47,53 +45,31 @@ def _parse_flow_params(graph: FlowGraph, extra: list[str]) -> dict[str, str]:
 
 
 def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
+    """Run in the foreground; signals and a closed stdout are handled in :mod:`workbench.runcontrol`."""
     from .render import JUnitWriter, Tee, pick_renderer
+    from .detach import adopt
+    from .runcontrol import EXIT_BROKEN_PIPE, drive
+    adopt(runtime)  # a `run --detach` background process runs under the id its launcher printed
     renderer = pick_renderer(json_mode)
     junit = JUnitWriter() if junit_path else None
-    result = []
-    errors: list[BaseException] = []
-
-    def target():
-        try:
-            result.append(runtime.run())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(exc)
-
-    runtime.sink = Tee(renderer, junit)
-    done = threading.Event()
-    interrupts: list[float] = []
-
-    def on_sigint(signum, frame):  # only records: cancelling happens in the loop below, outside the handler
-        interrupts.append(time.time())
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
-    worker = threading.Thread(target=lambda: (target(), done.set()), name="workbench-runtime", daemon=True)
-    worker.start()
-    handled = 0
+    res, code = drive(runtime, Tee(renderer, junit))
+    if res is None:
+        return code or CLI_CANCELLED
     try:
-        while not done.wait(0.1):
-            if len(interrupts) > handled:
-                handled = len(interrupts)
-                if handled == 1:
-                    print("\ncancelling: stopping running tasks (Ctrl-C again to quit at once)", file=sys.stderr)
-                    runtime.cancel("cancelled")
-                else:
-                    print("quit without waiting for cleanup", file=sys.stderr)
-                    return CLI_CANCELLED
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
-    renderer.close()
-    if errors:
-        raise errors[0]
-    res = result[0]
+        renderer.close()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
     if junit is not None:
         junit.write(junit_path)
+    if code == EXIT_BROKEN_PIPE or (code and res.status == "cancelled"):
+        return code
     return res.exit_code
 
 
 def cmd_run(args, extra: list[str]) -> int:
+    if getattr(args, "detach", False):
+        from .detach import launch
+        return launch(args.argv, args.flow)
     if args.backend in (None, "local"):
         from .backends.local import prewarm
         prewarm()  # the local worker's interpreter starts while we read the configuration
@@ -257,6 +233,7 @@ def cmd_check(args) -> int:
                 print(f"error {e}")
         else:
             print(f"ok    {_rel(str(path))}: {graph.name} ({len(graph.steps)} steps)")
+            failures += _preflight_lines(graph, config)
     if config.path:
         # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
         every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
@@ -267,6 +244,23 @@ def cmd_check(args) -> int:
         if not unknown:
             print(f"ok    {_rel(str(config.path))}")
     return 1 if failures else 0
+
+
+def _preflight_lines(graph, config) -> int:
+    """`warn` lines for steps whose backend still needs something; `error` (counted) for impossible requests."""
+    from .preflight import image_warning, refuse_impossible, summary_line
+    from .settings import all_settings
+    errors = 0
+    for step, s in all_settings(graph, config).items():
+        try:
+            refuse_impossible(s)
+        except WorkbenchError as exc:
+            print(f"error {_rel(graph.path)}: step {step}: {exc}")
+            errors += 1
+        for line in (summary_line(step, config, s), image_warning(config, s)):
+            if line:
+                print(f"warn  {_rel(graph.path)}: {line if line.startswith('step') else f'step {step}: {line}'}")
+    return errors
 
 
 # ------------------------------------------------------------------------------------- runs and logs
@@ -327,23 +321,56 @@ def _steps_in_order(ds, run_id: str) -> list[str]:
 
 
 def cmd_logs(args) -> int:
+    """Print task logs, streamed (bounded memory); ``--follow`` tails them until each task has ended."""
+    from .logs import LogTail
     config = load_config()
     ds, parts = split_pathspec(args.pathspec, config)
     tasks = _tasks_of(ds, parts)
     many = len(tasks) > 1
     for run_id, step, task_id in tasks:
-        printed = 0
+        prefix = f"{step}/{task_id} " if many else ""
+        attempt = args.attempt
+        if attempt is None:
+            record = ds.read_task(run_id, step, task_id)
+            attempt = record.attempt if record is not None else _latest_attempt(ds, run_id, step, task_id)
+        tail = LogTail(ds, ds.log_key(run_id, step, task_id, attempt))
         while True:
-            lines = list(ds.read_log(run_id, step, task_id, args.attempt))
-            for ts, stream, text in lines[printed:]:
-                prefix = f"{step}/{task_id} " if many else ""
-                out = sys.stderr if stream == "stderr" else sys.stdout
-                print(f"{prefix}{ts} {text}", file=out, flush=True)
-            printed = len(lines)
-            if not args.follow or ds.read_task(run_id, step, task_id) is not None:
+            ended = not args.follow or ds.read_task(run_id, step, task_id) is not None
+            for ts, stream, text in tail.read_new():
+                print(f"{prefix}{ts} {text}", file=sys.stderr if stream == "stderr" else sys.stdout, flush=True)
+            if ended:
+                for ts, stream, text in tail.rest():
+                    print(f"{prefix}{ts} {text}", file=sys.stderr if stream == "stderr" else sys.stdout)
                 break
             time.sleep(0.25)
     return 0
+
+
+def _latest_attempt(ds, run_id: str, step: str, task_id: str) -> int:
+    """A running task's current attempt: the highest spec written for it."""
+    names = ds.storage.list(ds.task_key(run_id, step, task_id))
+    found = [int(n[5:-5]) for n in names if n.startswith("spec-") and n.endswith(".json") and n[5:-5].isdigit()]
+    return max(found, default=0)
+
+
+def cmd_cancel(args) -> int:
+    """Stop a run (its runtime, if alive here) and remove what any backend still holds for it."""
+    from .cancel import cancel_run
+    config = load_config()
+    ds, parts = split_pathspec(args.run, config)
+    result = cancel_run(ds, config, parts[0], say=lambda text: print(text, file=sys.stderr, flush=True))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(f"run {result.run_id}: {result.status}; removed {len(result.removed)} thing(s) backends still held")
+    return 0
+
+
+def cmd_attach(args) -> int:
+    """Follow a (detached) run's events from the datastore until it ends."""
+    from .detach import attach
+    config = load_config()
+    ds, parts = split_pathspec(args.run, config)
+    return attach(ds, parts[0])
 
 
 def cmd_artifacts(args) -> int:

@@ -73,8 +73,16 @@ def plan_promotion(config: ProjectConfig, graph: FlowGraph, step: str, changes: 
     values = {"backend": values.pop("backend"), **values}
     new = effective_settings(graph, step, config, cli=values)
     notes: list[str] = []
+    from .preflight import image_warning, refuse_impossible, summary_line
+    refuse_impossible(new)
     if check_capacity:
         _check_capacity(config, new, notes)
+    needs = summary_line(step, config, new)
+    if needs:
+        notes.append(f"warning: {needs}")
+    image_note = image_warning(config, new)
+    if image_note:
+        notes.append(f"warning: {image_note}")
     notes.extend(_usage_notes(config, graph, step, new))
     from .pricing import estimate
     price = estimate(new.cpu, new.memory, new.gpu)

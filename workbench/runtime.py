@@ -27,6 +27,7 @@ from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, 
 from .errors import DatastoreError, UsageError, WorkbenchError
 from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
 from .graph import FlowGraph
+from .liveness import HeldEntry, Heartbeat, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .environment_run import RunEnvironments
 
 STOP_WAIT = 60.0  # how long a cancelled run waits for its tasks' backends to confirm they ended
+HURRIED_STOP_WAIT = 2.0  # the same after a second Ctrl-C: backends' end_run still removes what is left
+LOG_FLUSH_INTERVAL = 2.0  # running tasks' buffered log text reaches object stores at least this often
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,11 @@ class Runtime:
         self._ctx: Optional[RunContext] = None
         self._stage: Optional[FlowDatastore] = None  # S3 staging for remote tasks when self.ds is local
         self._envs: Optional["RunEnvironments"] = None  # each step's prepared environment (set by run)
+        self._hurry = threading.Event()
+        self._record_lock = threading.Lock()
+        self._last_log_flush = 0.0
+        self.detached = False  # set by the detached launcher (workbench.detach)
+        self.runtime_log: Optional[str] = None
 
     # ------------------------------------------------------------------ public
     def cancel(self, reason: str = "cancelled") -> None:
@@ -142,6 +150,12 @@ class Runtime:
         self._cancel_reason = reason
         self._cancel.set()
         self._queue.put(Wake())
+
+    def hurry(self) -> None:
+        """Stop waiting for tasks to confirm they ended (a second Ctrl-C): the backends' end_run still
+        removes what the run started."""
+        self._hurry.set()
+        self.cancel(self._cancel_reason if self._cancel.is_set() else "cancelled")
 
     def run(self) -> RunResult:
         started = time.time()
@@ -165,8 +179,11 @@ class Runtime:
         record = RunRecord(flow=self.flow, run_id=self.run_id, status=RunStatus.RUNNING, started_at=started,
                            params={k: _short(v) for k, v in self.params.items()}, origin_run_id=self.origin_run_id,
                            flow_file=self.flow_file, only_step=self.only_step,
-                           user=os.environ.get("USER") or os.environ.get("USERNAME"), backends=sorted(used))
+                           user=os.environ.get("USER") or os.environ.get("USERNAME"), backends=sorted(used),
+                           runtime_log=self.runtime_log)
+        stamp(record, detached=self.detached)
         self.ds.write_run(record)
+        heartbeat = Heartbeat(record, self.ds.write_run, self._record_lock).start()
         self.sink(ev.RunStarted(self.flow, self.run_id, record.params, self.origin_run_id,
                                 tuple(self.graph.topological())))
         started_backends: list[Backend] = []
@@ -186,15 +203,19 @@ class Runtime:
                 self._wait_stopped()
         finally:
             for backend in started_backends:
+                if self._hurry.is_set():
+                    self._warn(f"{backend.name}: removing what the run started")
                 try:
                     backend.end_run(self._ctx_for(backend))
                 except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's result
                     self._warn(f"{backend.name}: cleanup failed: {exc}")
+            heartbeat.stop()
         end = self._finished or sched.FinishRun(RunStatus.FAILED, "the run ended without a result")
         finished = time.time()
-        record.status, record.finished_at = end.status, finished
-        record.failed, record.message = list(end.failed), end.message
-        self.ds.write_run(record)
+        with self._record_lock:
+            record.status, record.finished_at = end.status, finished
+            record.failed, record.message = list(end.failed), end.message
+            self.ds.write_run(record)
         self.sink(ev.RunFinished(self.flow, self.run_id, str(end.status), finished - started, end.failed,
                                  end.message))
         return RunResult(self.flow, self.run_id, str(end.status), list(end.failed), end.message)
@@ -243,6 +264,7 @@ class Runtime:
                     break
             self._take(batch)
             self._feed(sched.Tick(time.time()))
+            self._flush_running_logs()
 
     def _take(self, batch: list["Message"]) -> None:
         touched = set()
@@ -259,6 +281,9 @@ class Runtime:
                 if task is not None and task.attempt == m.attempt:
                     if self._cancel.is_set() and self.scheduler.phase == "running":
                         self._feed(sched.CancelRequested(self._cancel_reason, time.time()))
+                    if not TaskStatus.parse(m.result.status).ok and m.result.reason:
+                        task.log_buffer.append((time.time(), "stderr", f"[workbench] {m.result.status}: "
+                                                                       f"{m.result.reason}"))
                     self._flush_logs(task, final=True)
                     self._tasks.pop(m.key)
                     self._feed(sched.TaskExited(m.key, m.attempt, m.result, self._report(task), time.time()))
@@ -271,6 +296,8 @@ class Runtime:
         self._stopping = True
         deadline = time.time() + STOP_WAIT
         while self._finished is None and time.time() < deadline:
+            if self._hurry.is_set():
+                deadline = min(deadline, time.time() + HURRIED_STOP_WAIT)
             try:
                 self._take([self._queue.get(timeout=0.5)])
             except queue.Empty:
@@ -341,6 +368,11 @@ class Runtime:
                         input_pins=(self._envs.input_pins(spec_record.step, spec_record)
                                     if self._envs and sub.backend != "local" else ()))
         key, attempt, q = sub.key, spec_record.attempt, self._queue
+        try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
+            append_held(self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt,
+                                                        backend.held_ref(spec)))
+        except WorkbenchError as exc:
+            self._warn(f"could not record {spec.pathspec} before submitting it: {exc}")
 
         def on_log(stream: str, text: str, ts: float) -> None:
             q.put(LogMessage(key, stream, text, ts))
@@ -367,6 +399,23 @@ class Runtime:
                                        reason=f"outputs refused: {exc}")
             self.ds.write_attempt(self.run_id, task.step, task.task_id, report)
         return report
+
+    def _flush_running_logs(self) -> None:
+        """Upload the buffered log text of running tasks at a bounded interval (object stores cannot
+        append), so `workbench logs --follow` on an S3 datastore sees lines while the task runs."""
+        now = time.monotonic()
+        if now - self._last_log_flush < LOG_FLUSH_INTERVAL:
+            return
+        self._last_log_flush = now
+        flush = self.ds.storage.flush
+        for task in self._tasks.values():
+            key = self.ds.log_key(self.run_id, task.step, task.task_id, task.attempt)
+            try:
+                flush(key, keep=True)  # type: ignore[call-arg]
+            except TypeError:  # local storage: appends are on disk already
+                return
+            except WorkbenchError as exc:
+                self._warn(f"could not upload the log of {task.pathspec}: {exc}")
 
     def _flush_logs(self, task: "_Running", final: bool = False) -> None:
         key = self.ds.log_key(self.run_id, task.step, task.task_id, task.attempt)

@@ -20,6 +20,15 @@ import sys
 import time
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a task is cancelled
+DRAIN_AFTER_EXIT = 2.0  # a task has ended when its process exits; its pipes get this long to drain
+
+
+def end_leftovers(task_ref: str, pgid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal everything a task started: its process group and, by their mark, processes that left the
+    group (a ``start_new_session=True`` helper)."""
+    from .proctree import kill_marked
+    kill_group(pgid, sig)
+    kill_marked(task_ref, sig)
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -81,6 +90,8 @@ def serve_forever() -> int:
             code = 1
             try:
                 os.setpgid(0, 0)
+                from .proctree import MARK_VAR
+                os.environ[MARK_VAR] = task_ref  # inherited by whatever the step starts (see proctree)
                 proto.close()  # only the worker speaks the protocol
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
@@ -106,7 +117,8 @@ def serve_forever() -> int:
                     os._exit(code)
         os.close(out_w)
         os.close(err_w)
-        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None}
+        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None,
+                 "fds": {out_r: "stdout", err_r: "stderr"}, "drain_until": None}
         children[task_ref] = child
         if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
             try:
@@ -129,6 +141,14 @@ def serve_forever() -> int:
         for line in lines:
             _emit({"t": "log", "id": task_ref, "s": stream, "x": line.decode("utf-8", "replace"), "ts": now})
 
+    def close_pipe(task_ref: str, fd: int, stream: str) -> None:
+        emit_lines(task_ref, stream, b"", final=True)
+        sel.unregister(fd)
+        os.close(fd)
+        child = children[task_ref]
+        child["fds"].pop(fd, None)
+        child["open"] -= 1
+
     def reap() -> None:
         for task_ref, child in list(children.items()):
             if child["status"] is None:
@@ -141,11 +161,15 @@ def serve_forever() -> int:
                 child["status"] = os.waitstatus_to_exitcode(status)
                 child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
                                   "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
-                kill_group(child["pid"], signal.SIGKILL)  # leftovers of the step
+                end_leftovers(task_ref, child["pid"])  # leftovers of the step, in its group or not
+                child["drain_until"] = time.monotonic() + DRAIN_AFTER_EXIT
             if child["status"] is not None and child["pidfd"] is not None:
                 sel.unregister(child["pidfd"])
                 os.close(child["pidfd"])
                 child["pidfd"] = None
+            if child["status"] is not None and child["open"] and time.monotonic() >= child["drain_until"]:
+                for fd, stream in list(child["fds"].items()):  # held open by something we could not kill
+                    close_pipe(task_ref, fd, stream)
             if child["status"] is not None and child["open"] == 0:
                 del children[task_ref]
                 kill_at.pop(task_ref, None)
@@ -164,7 +188,8 @@ def serve_forever() -> int:
                 kill_at[msg["id"]] = time.monotonic() + KILL_GRACE
         pending_msgs = []
         polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
-        timeout = 0.005 if polling else (0.25 if kill_at else None)
+        draining = any(c["drain_until"] is not None for c in children.values())
+        timeout = 0.005 if polling else (0.25 if kill_at or draining else None)
         for key, _ in sel.select(timeout):
             kind, data = key.data
             if kind == "exit":
@@ -172,8 +197,8 @@ def serve_forever() -> int:
             if kind == "stdin":
                 chunk = os.read(key.fd, 65536)
                 if not chunk:  # the runtime is gone: stop every task and leave
-                    for child in children.values():
-                        kill_group(child["pid"], signal.SIGKILL)
+                    for ref, child in children.items():
+                        end_leftovers(ref, child["pid"])
                     return 0
                 stdin_buf += chunk
                 *pending_msgs, stdin_buf = stdin_buf.split(b"\n")
@@ -183,14 +208,11 @@ def serve_forever() -> int:
                 if chunk:
                     emit_lines(task_ref, stream, chunk, final=False)
                 else:
-                    emit_lines(task_ref, stream, b"", final=True)
-                    sel.unregister(key.fd)
-                    os.close(key.fd)
-                    children[task_ref]["open"] -= 1
+                    close_pipe(task_ref, key.fd, stream)
         now = time.monotonic()
         for task_ref, when in list(kill_at.items()):
             if now >= when and task_ref in children:
-                kill_group(children[task_ref]["pid"], signal.SIGKILL)
+                end_leftovers(task_ref, children[task_ref]["pid"])
                 kill_at.pop(task_ref)
         reap()
 

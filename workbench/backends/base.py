@@ -159,3 +159,14 @@ class Backend(ABC):
     def end_run(self, ctx: RunContext) -> None:
         """Called once when the run ends (also when it is cancelled): stop every task still live, wait (bounded)
         until each has had its ``on_exit``, release everything."""
+
+    def held_ref(self, spec: TaskSpec) -> dict[str, Any]:
+        """What this backend will name ``spec``'s task by (job name, queue, namespace), recorded in the run's
+        held entries before the submit, so :meth:`release` can find it after the runtime is gone."""
+        return {}
+
+    def release(self, flow: str, run_id: str, held: list[dict[str, Any]], warn: Callable[[str], None]) -> list[str]:
+        """Remove whatever this backend still holds for a run whose runtime is gone (``workbench cancel``),
+        from the ``ref`` of each held entry and the run's labels; return what was removed, in words.
+        Must be safe to call twice and for a run that left nothing."""
+        return []

@@ -396,6 +396,38 @@ class BatchBackend(RemoteBackend):
                 job.stopped_alone = True
                 self._terminate_id(job.job_id, job.requested)
 
+    # ------------------------------------------------------------------ held / release (workbench cancel)
+    def held_ref(self, spec: TaskSpec) -> dict[str, Any]:
+        return {"queue": self.queue_for(spec.settings), "job_name": job_name(spec)}
+
+    def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
+        """Terminate every unfinished job of the run, found by the names recorded before each submit in
+        the queues they went to (list_jobs per queue and live status: a few calls however many tasks)."""
+        by_queue: dict[str, set[str]] = {}
+        for h in held:
+            if h.get("queue") and h.get("job_name"):
+                by_queue.setdefault(str(h["queue"]), set()).add(str(h["job_name"]))
+        batch, removed = self._client("batch"), []
+        for queue, names in sorted(by_queue.items()):
+            # an array job is named after its first task, cut to 100 characters, plus -x<size> (submit_array)
+            firsts = {n[:100] for n in names}
+            for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
+                try:
+                    pages = batch.get_paginator("list_jobs").paginate(jobQueue=queue, jobStatus=status)
+                    jobs = [j for page in pages for j in page.get("jobSummaryList", [])]
+                except Exception as exc:  # noqa: BLE001
+                    warn(f"batch: could not list {status} jobs of queue {queue}: {exc}")
+                    continue
+                for j in jobs:
+                    name = str(j.get("jobName", ""))
+                    if name in names or re.sub(r"-x\d+$", "", name) in firsts:
+                        try:
+                            batch.terminate_job(jobId=j["jobId"], reason=f"workbench cancel {run_id}")
+                            removed.append(f"Batch job {j['jobId']} ({j['jobName']}, {status.lower()})")
+                        except Exception as exc:  # noqa: BLE001
+                            warn(f"batch: could not terminate job {j['jobId']}: {exc}")
+        return removed
+
     def usage(self, job: RemoteJob) -> dict[str, Any]:
         return {"batch_job_id": getattr(job, "job_id", "")}
 

@@ -477,6 +477,16 @@ class DockerBackend(Backend):
         for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):
             self._remove(c["Id"])
 
+    # ------------------------------------------------------------------ release (workbench cancel)
+    def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
+        """Remove every container labelled with the run, whichever runtime process owned it."""
+        self._connect()
+        removed = []
+        for c in self._containers({RUN_LABEL: run_id, "workbench.flow": flow}):
+            self._remove(c["Id"])
+            removed.append(f"container {c['Id'][:12]} ({c.get('State', '?')})")
+        return removed
+
     # ------------------------------------------------------------------ containers
     def _containers(self, labels: dict[str, Optional[str]]) -> list[dict]:
         filters = [k if v is None else f"{k}={v}" for k, v in labels.items()]

@@ -173,6 +173,28 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         if errors:
             ctx.warn(f"kubernetes: could not delete every Job of run {ctx.run_id}: {errors[0]}")
 
+    # ------------------------------------------------------------------ held / release (workbench cancel)
+    def held_ref(self, spec: TaskSpec) -> dict:
+        return {"namespace": self.options_for(spec.settings).namespace,
+                "job": job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id)}
+
+    def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
+        """Delete the run's Jobs (by label, in every namespace it recorded) and wait for their pods."""
+        from types import SimpleNamespace
+        namespaces = {str(h.get("namespace") or "default") for h in held} or {self.section.namespace or "default"}
+        self._selector = f"workbench.flow={label_value(flow)},workbench.run={label_value(run_id)}"
+        before = []
+        for ns in sorted(namespaces):
+            try:
+                before += [f"Job {ns}/{j.metadata.name}" for j in self.api.call(
+                    "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector).items]
+            except WorkbenchError as exc:
+                warn(f"kubernetes: {exc}")
+        with self._lock:
+            self._namespaces = set(namespaces)
+        self.cleanup_run(SimpleNamespace(run_id=run_id, warn=warn))
+        return before
+
     # ------------------------------------------------------------------ submitting
     def manifest_for(self, spec: TaskSpec) -> dict:
         from ..package import ROOT_PLACEHOLDER, bootstrap_command

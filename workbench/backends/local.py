@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from ..datastore.records import TaskStatus
 from ..exitcodes import exit_from_code
-from ..worker import KILL_GRACE
+from ..worker import DRAIN_AFTER_EXIT, KILL_GRACE, end_leftovers
 from ..worker import kill_group as _kill_group
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 
@@ -55,8 +55,10 @@ class _ProcessHandle(TaskHandle):
         self.spec = spec
         self.requested: Optional[str] = None
         self.timeout = False
+        from ..proctree import MARK_VAR
         self.proc = subprocess.Popen(spec.local_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, env={**env, MARK_VAR: spec.ref}, cwd=cwd,
+                                     start_new_session=True)
         readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, "stdout", on_log), daemon=True),
                    threading.Thread(target=self._pump, args=(self.proc.stderr, "stderr", on_log), daemon=True)]
         for r in readers:
@@ -73,16 +75,16 @@ class _ProcessHandle(TaskHandle):
         _, status, ru = os.wait4(self.proc.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         self.proc.returncode = code
-        _kill_group(self.proc.pid, signal.SIGKILL)
-        for r in readers:
-            r.join(timeout=5)
+        end_leftovers(self.spec.ref, self.proc.pid)
+        for r in readers:  # bounded: something that left the task's mark behind may hold its pipes
+            r.join(timeout=DRAIN_AFTER_EXIT)
         usage = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1), "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)}
         on_exit(exit_from_code(code, self.requested, usage, timeout=self.timeout))
 
     def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
         self.requested, self.timeout = reason, timeout
-        _kill_group(self.proc.pid, signal.SIGTERM)
-        threading.Timer(KILL_GRACE, _kill_group, args=(self.proc.pid, signal.SIGKILL)).start()
+        end_leftovers(self.spec.ref, self.proc.pid, signal.SIGTERM)
+        threading.Timer(KILL_GRACE, end_leftovers, args=(self.spec.ref, self.proc.pid)).start()
 
 
 def _pool_enabled() -> bool:
@@ -245,6 +247,11 @@ class LocalBackend(Backend):
         for handle in orphans:
             handle.on_exit(TaskExit(TaskStatus.CANCELLED if handle.requested else TaskStatus.FAILED, None,
                                     handle.requested or "the local worker process died", {}))
+
+    def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
+        """Kill every process on this host still carrying the mark of one of the run's tasks."""
+        from ..proctree import kill_marked
+        return [f"local process {pid}" for pid in kill_marked(f"{flow}/{run_id}/")]
 
     def _drain_worker_stderr(self) -> None:
         worker = self._worker

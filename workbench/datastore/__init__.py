@@ -141,9 +141,17 @@ class FlowDatastore:
     def write_run(self, record: RunRecord) -> None:
         self._put_json(f"{self._run_key(record.run_id)}/run.json", record.to_dict())
 
-    def read_run(self, run_id: str) -> Optional[RunRecord]:
+    def read_run(self, run_id: str, *, observed: bool = True) -> Optional[RunRecord]:
+        """The run's record; ``observed`` (the default): a running run whose runtime is gone reads as
+        crashed (:mod:`workbench.liveness`), so every reader (CLI, client, TUI) says the same."""
         data = self._get_json(f"{self._run_key(run_id)}/run.json")
-        return None if data is None else RunRecord.from_dict(data)
+        if data is None:
+            return None
+        record = RunRecord.from_dict(data)
+        if observed:
+            from ..liveness import observed_status
+            record = observed_status(record)
+        return record
 
     def list_runs(self) -> list[str]:
         """Run ids, oldest first; stray entries (a file, a directory without run.json) are skipped."""
@@ -197,14 +205,8 @@ class FlowDatastore:
         if attempt is None:
             task = self.read_task(run_id, step, task_id)
             attempt = task.attempt if task is not None else 0
-        try:
-            raw = bytes(self.storage.get(self.log_key(run_id, step, task_id, attempt))).decode("utf-8", "replace")
-        except KeyError:
-            return
-        for line in raw.splitlines():
-            ts, _, rest = line.partition(" ")
-            stream, _, text = rest.partition(" ")
-            yield ts, stream, text
+        from ..logs import iter_log  # streamed in chunks: memory bounded whatever the log's size
+        yield from iter_log(self, self.log_key(run_id, step, task_id, attempt))
 
 
 def list_flows(storage: Storage) -> list[str]:

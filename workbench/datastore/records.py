@@ -50,6 +50,7 @@ class RunStatus(str, Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    CRASHED = "crashed"  # never written: what a reader sees of a running run whose runtime is gone
 
     __str__ = str.__str__
     __format__ = str.__format__
@@ -117,6 +118,12 @@ class RunRecord(_Record):
     backends: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # pathspecs of the tasks that failed
     message: str = ""
+    # liveness (workbench.liveness): the runtime rewrites heartbeat_at while it runs
+    heartbeat_at: Optional[float] = None
+    runtime_pid: Optional[int] = None
+    runtime_host: Optional[str] = None
+    detached: bool = False  # started by `workbench run --detach`
+    runtime_log: Optional[str] = None  # the detached runtime's own output (a path on runtime_host)
 
     _ENUMS: ClassVar[dict[str, Any]] = {"status": RunStatus}
 

@@ -3,8 +3,9 @@
 - Every object is written with one PUT (small) or one multipart upload (large, via boto3's transfer
   manager); either is atomic in S3: a reader sees the whole object or none of it.
 - Throttling (SlowDown, 503) and 5xx answers are retried by botocore with backoff (see workbench.aws).
-- S3 cannot append: ``append_text`` buffers a log in memory and uploads the whole of it on ``flush`` (and
-  at most every ``LOG_UPLOAD_INTERVAL`` seconds while lines keep coming, so a long task's log is visible).
+- S3 cannot append: ``append_text`` spools a log to a local temporary file (bounded memory) and uploads the
+  whole of it on ``flush`` (and at most every ``LOG_UPLOAD_INTERVAL`` seconds while lines keep coming, so a
+  long task's log is visible; the runtime also flushes running tasks' logs every few seconds).
 - Endpoint and region: ``WORKBENCH_S3_ENDPOINT_URL`` / ``WORKBENCH_S3_REGION``, else ``[datastore]`` in
   workbench.toml, else boto3's defaults. Credentials: boto3's standard chain only.
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import threading
 import time
 from typing import Iterable, Optional
@@ -46,6 +48,17 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
+def _file_chunks(f, size: int) -> Iterable[bytes]:
+    """The first ``size`` bytes of ``f`` in chunks (a log spool that may grow meanwhile)."""
+    left = size
+    while left > 0:
+        chunk = f.read(min(MULTIPART_CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
+
+
 def _read_into(body, view: memoryview) -> None:
     """Read a streaming body into ``view`` exactly."""
     got = 0
@@ -77,7 +90,7 @@ class S3Storage:
         self._transfer = None
         self._lock = threading.Lock()
         self._conditional_puts: Optional[bool] = None  # PUT with If-None-Match: * (S3 since 2024)
-        self._logs: dict[str, dict] = {}  # key -> {"parts": [str], "dirty": bool, "uploaded": float}
+        self._logs: dict[str, dict] = {}  # key -> {"spool": file, "dirty": bool, "uploaded": float}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -235,22 +248,33 @@ class S3Storage:
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, f"delete of {key} in") from None
         with self._lock:
-            self._logs.pop(key, None)
+            log = self._logs.pop(key, None)
+        if log is not None:
+            log["spool"].close()
 
     # ------------------------------------------------------------------ logs
     def append_text(self, key: str, text: str) -> None:
+        """Append to a log kept in a local spool file (memory stays bounded whatever the log's size);
+        the whole object is uploaded from the file on ``flush`` and, while lines keep coming, at most every
+        ``LOG_UPLOAD_INTERVAL`` seconds (longer for a large log: about 10 MB/s of re-upload at most)."""
         with self._lock:
             log = self._logs.get(key)
             if log is None:
+                spool = tempfile.TemporaryFile()
                 try:
-                    existing = bytes(self.get(key)).decode("utf-8", "replace")
-                except KeyError:
-                    existing = ""
-                log = self._logs[key] = {"parts": [existing] if existing else [], "dirty": False,
-                                         "uploaded": time.monotonic()}
-            log["parts"].append(text)
+                    self.client.download_fileobj(self.bucket, self._key(key), spool)
+                except Exception as exc:  # noqa: BLE001
+                    if not self._is_missing(exc) and "404" not in str(exc):
+                        spool.close()
+                        raise self._fail(exc, f"download of {key} from") from None
+                    spool.seek(0)
+                    spool.truncate()
+                spool.seek(0, 2)
+                log = self._logs[key] = {"spool": spool, "dirty": False, "uploaded": time.monotonic()}
+            log["spool"].write(text.encode("utf-8"))
             log["dirty"] = True
-            due = time.monotonic() - log["uploaded"] >= LOG_UPLOAD_INTERVAL
+            size = log["spool"].tell()
+            due = time.monotonic() - log["uploaded"] >= max(LOG_UPLOAD_INTERVAL, size / 10e6)
         if due:
             self.flush(key, keep=True)
 
@@ -266,12 +290,30 @@ class S3Storage:
                 if not keep:
                     del self._logs[k]
                 if not log["dirty"]:
+                    if not keep:
+                        log["spool"].close()
                     continue
-                text = "".join(log["parts"])
-                log["parts"] = [text]
                 log["dirty"] = False
                 log["uploaded"] = time.monotonic()
-            self.put(k, [text.encode("utf-8")])
+                spool = log["spool"]
+                spool.flush()
+                size = spool.tell()
+                path = f"/proc/self/fd/{spool.fileno()}"
+                reader = open(path, "rb")  # an independent read position; the spool keeps appending
+            try:
+                if size < MULTIPART_THRESHOLD:
+                    self.put(k, [reader.read(size)])
+                else:  # streamed from the spool: put() would gather the chunks in memory
+                    try:
+                        self.client.upload_fileobj(io.BufferedReader(_ChunkReader(_file_chunks(reader, size)),
+                                                                     MULTIPART_CHUNK),
+                                                   self.bucket, self._key(k), Config=self._transfer_config())
+                    except Exception as exc:  # noqa: BLE001
+                        raise self._fail(exc, f"upload of {k} to") from None
+            finally:
+                reader.close()
+                if not keep:
+                    spool.close()
 
     def local_path(self, key: str) -> Optional[str]:
         return None
