@@ -80,12 +80,11 @@ class FlowSpec:
 
     def __init__(self, use_cli: bool = True):
         if use_cli:
-            # `python flows/my_flow.py run --alpha 1` behaves like `workbench run flows/my_flow.py ...`
-            from .cli import main
+            # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.flow_cli)
+            from .flow_cli import main
             module = sys.modules[type(self).__module__]
             path = getattr(module, "__file__", None) or sys.argv[0]
-            argv = sys.argv[1:] or ["run"]
-            sys.exit(main([argv[0], f"{path}:{type(self).__name__}", *argv[1:]]))
+            sys.exit(main(path, type(self), sys.argv[1:]))
 
     # ---------------------------------------------------------------- artifacts
     def __getattr__(self, name: str) -> Any:
