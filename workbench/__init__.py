@@ -3,8 +3,24 @@
 Write a flow with the public API below; run it with ``workbench run flows/my_flow.py``.
 """
 
-from .decorators import (batch, card, catch, conda, docker, environment, kubernetes, project, pypi, resources,
-                         retry, schedule, secrets, timeout, trigger, trigger_on_finish)
+from .decorators import (
+    batch,
+    card,
+    catch,
+    conda,
+    docker,
+    environment,
+    kubernetes,
+    project,
+    pypi,
+    resources,
+    retry,
+    schedule,
+    secrets,
+    timeout,
+    trigger,
+    trigger_on_finish,
+)
 from .flowspec import FlowSpec, current, step
 from .parameters import IncludeFile, JSONType, Parameter
 

@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .environment import EnvironmentSpec, PackageSet, project_package_set, step_environment
-from .environment_uv import (Environment, EnvironmentBuildError, Target, ensure_installed, ensure_locked,
-                             ensure_wheelhouse, environment_for)
+from .environment_uv import (
+    Environment,
+    EnvironmentBuildError,
+    Target,
+    ensure_installed,
+    ensure_locked,
+    ensure_wheelhouse,
+    environment_for,
+)
 from .errors import FlowError
 
 

@@ -17,8 +17,15 @@ from typing import Any, Optional, Union
 
 from . import events as ev
 from .backends.base import TaskExit
-from .datastore.records import (AttemptRecord, AttemptSummary, InputRef, RunStatus, TaskRecord, TaskSpecRecord,
-                                TaskStatus)
+from .datastore.records import (
+    AttemptRecord,
+    AttemptSummary,
+    InputRef,
+    RunStatus,
+    TaskRecord,
+    TaskSpecRecord,
+    TaskStatus,
+)
 from .errors import UsageError
 from .graph import FlowGraph
 from .settings import StepSettings
@@ -428,7 +435,7 @@ class Scheduler:
             else:
                 outer = task.foreach_stack
                 expected = len(t.in_steps)
-                order = lambda p: t.in_steps.index(p.step)  # noqa: E731
+                order = lambda p, in_steps=t.in_steps: in_steps.index(p.step)  # noqa: E731
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)

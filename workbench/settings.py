@@ -17,7 +17,7 @@ from .config import BACKENDS, ProjectConfig
 from .environment import step_packages
 from .errors import FlowError, ResourceError, UsageError
 from .graph import FlowGraph, StepNode, Unresolved
-from .units import (format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory)
+from .units import format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory
 
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY = 4096  # MiB, as Metaflow's @resources

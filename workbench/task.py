@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .datastore import FlowDatastore
-from .errors import DatastoreError
 from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
+from .errors import DatastoreError
 from .exitcodes import TASK_FAILED as EXIT_FAILED
 from .exitcodes import TASK_OK as EXIT_OK
 from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT

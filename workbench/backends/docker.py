@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
 from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
+from ..exitcodes import exit_from_code
+from ..redact import looks_secret
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
-from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
-from ..redact import looks_secret
 from .docker_cache import BytecodeCaches
-from ..exitcodes import exit_from_code
 
 MIB = 1024 * 1024
 OWNER_LABEL = "workbench.owner"

@@ -11,12 +11,12 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .base import TaskExit
 from .k8s_manifest import CONTAINER, resources
 
 IMAGE_WAITING = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

@@ -31,11 +31,18 @@ from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_logs import PodLog
-from .k8s_manifest import (JOB_LABEL, JobOptions, describe_request, gpu_key, job_manifest, job_name, label_value,
-                           load_template)
+from .k8s_manifest import (
+    JOB_LABEL,
+    JobOptions,
+    describe_request,
+    gpu_key,
+    job_manifest,
+    job_name,
+    label_value,
+    load_template,
+)
 from .k8s_nodes import NodeCapacity
-from .k8s_status import (EPOCH, container_started, exit_of, is_true, stuck_reason, terminated,
-                         unschedulable_reason)
+from .k8s_status import EPOCH, container_started, exit_of, is_true, stuck_reason, terminated, unschedulable_reason
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
 
 PENDING_TIMEOUT = 300.0  # seconds a pod may stay unschedulable / unable to start before the task fails

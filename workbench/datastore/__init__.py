@@ -45,9 +45,19 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from ..errors import DatastoreError
-from .blob import (MAP_THRESHOLD, TREE_CHUNK, TREE_MIN, ArtifactError, CorruptArtifact,  # noqa: F401
-                   CorruptBlob, aligned_bytearray_view, check_blob, content_hash, decode_artifact,
-                   encode_artifact)
+from .blob import (  # noqa: F401
+    MAP_THRESHOLD,
+    TREE_CHUNK,
+    TREE_MIN,
+    ArtifactError,
+    CorruptArtifact,
+    CorruptBlob,
+    aligned_bytearray_view,
+    check_blob,
+    content_hash,
+    decode_artifact,
+    encode_artifact,
+)
 from .records import AttemptRecord, RunRecord, TaskRecord, TaskSpecRecord
 from .storage import Storage, open_storage
 
