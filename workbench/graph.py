@@ -33,7 +33,7 @@ class DecoratorSpec:
     name: str
     kwargs: dict[str, Any]
     lineno: int
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -125,7 +125,7 @@ class FlowGraph:
     def descendants(self, name: str) -> set[str]:
         return _descendants(self.steps, name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "flow": self.name, "path": self.path, "line": self.lineno, "doc": self.doc,
             "parameters": [
@@ -289,7 +289,7 @@ class _Parser:
         for klass in self._mro(cls, classes):
             self._read_class_body(klass)
 
-    def _is_flow(self, cls: ast.ClassDef, classes: dict, seen: set) -> bool:
+    def _is_flow(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> bool:
         """Does ``cls`` derive from FlowSpec, directly or through classes in this file?"""
         todo = [cls]
         while todo:
@@ -301,7 +301,7 @@ class _Parser:
                     todo.append(classes[base])
         return False
 
-    def _mro(self, cls: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
+    def _mro(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.ClassDef]:
         """Base classes defined in this file first, so a subclass's steps override its bases'.
 
         A post-order walk without recursion; the bases are acyclic (checked by ``_base_cycle``)."""
@@ -350,7 +350,7 @@ class _Parser:
         except (RecursionError, MemoryError):
             return Unresolved(f"<expression nested too deeply, line {getattr(node, 'lineno', '?')}>")
 
-    def _decorator(self, node: ast.AST) -> Optional[DecoratorSpec]:
+    def _decorator(self, node: ast.expr) -> Optional[DecoratorSpec]:
         if isinstance(node, ast.Call):
             name = _call_name(node.func)
             if not name:

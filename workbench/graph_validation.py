@@ -5,13 +5,13 @@ Every walk here is iterative: a 1,000-step chain is a valid flow and must not ex
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import FlowError
 from .graph import FlowGraph, StepNode, _descendants
 
 
-def _no_cycle_from_start(steps: dict[str, StepNode], err) -> bool:
+def _no_cycle_from_start(steps: dict[str, StepNode], err: Callable[[str, Optional[int]], None]) -> bool:
     """Depth-first from start, iteratively; report the first transition back onto the current path."""
     state = {"start": 1}
     path = [("start", iter(steps["start"].out))]
@@ -153,13 +153,13 @@ def validate(graph: FlowGraph) -> None:
     for s in steps.values():
         if s.kind == "join" and s.closes:
             opener = steps[s.closes]
-            scope = opener.split_stack + (opener.name,)
+            scope = (opener.split_stack or ()) + (opener.name,)
             for branch in opener.out:
                 if s.name != branch and s.name not in graph.descendants(branch):
                     err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}",
                         s.lineno)
-            inside = [n for n in s.in_steps if steps[n].split_stack is not None
-                      and steps[n].split_stack[:len(scope)] != scope and n != opener.name]
+            inside = [n for n in s.in_steps if (enclosing := steps[n].split_stack) is not None
+                      and enclosing[:len(scope)] != scope and n != opener.name]
             if inside:
                 err(f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
                     f"{opener.name}", s.lineno)
