@@ -3,6 +3,8 @@
 Write a flow with the public API below; run it with ``workbench run flows/my_flow.py``.
 """
 
+from typing import Any
+
 from .decorators import (
     batch,
     card,
@@ -27,7 +29,7 @@ from .parameters import IncludeFile, JSONType, Parameter
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # the client API, loaded lazily
     # the client API pulls in the datastore; load it only when asked for
     if name in ("Flow", "Run", "Step", "Task", "namespace", "get_namespace"):
         from . import client
