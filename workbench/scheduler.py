@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import events as ev
 from .backends.base import TaskExit
@@ -88,7 +88,7 @@ class Submit:
     backend: str
     spec: TaskSpecRecord
     settings: StepSettings
-    input_shas: frozenset = frozenset()
+    input_shas: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,11 @@ class Emit:
 class FinishRun:
     status: RunStatus
     message: str = ""
-    failed: tuple = ()  # pathspecs
+    failed: tuple[str, ...] = ()  # pathspecs
 
 
 Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
+StackKey = tuple[tuple[str, int], ...]  # a foreach index path: ((step, index), ...), outermost first
 
 
 # ------------------------------------------------------------------------------------------ task state
@@ -123,12 +124,12 @@ Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
 class _Task:
     step: str
     task_id: str
-    foreach_stack: list[dict]
+    foreach_stack: list[dict[str, Any]]  # frames {step, var, index, num_splits}
     parents: list["_Task"]
     settings: StepSettings
     attempt: int = 0
     status: TaskStatus = TaskStatus.PENDING
-    artifacts: dict[str, dict] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_splits: Optional[int] = None
     foreach_artifact: Optional[str] = None
     started: float = 0.0
@@ -137,7 +138,7 @@ class _Task:
     cloned_from: Optional[str] = None
 
     @property
-    def stack_key(self) -> tuple:
+    def stack_key(self) -> StackKey:
         return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 
 
@@ -146,7 +147,7 @@ class Scheduler:
     origin run's task records), then feed it events through :meth:`handle`."""
 
     def __init__(self, graph: FlowGraph, *, run_id: str, settings: dict[str, StepSettings],
-                 remote_backends: frozenset = frozenset(), max_workers: int = 2,
+                 remote_backends: frozenset[str] = frozenset(), max_workers: int = 2,
                  max_remote: int = MAX_REMOTE_IN_FLIGHT, param_refs: Optional[dict[str, str]] = None,
                  unresolved_params: Optional[list[str]] = None, origin_run_id: Optional[str] = None,
                  origin_tasks: Optional[list[TaskRecord]] = None, rerun_steps: Optional[set[str]] = None,
@@ -174,11 +175,11 @@ class Scheduler:
         self._ready: list[_Task] = []
         self._delayed: list[tuple[float, int, _Task]] = []
         self._running: dict[str, _Task] = {}
-        self._join_buckets: dict[tuple, list[_Task]] = {}
+        self._join_buckets: dict[tuple[str, StackKey], list[_Task]] = {}
         self._next_id = 1
         self._seq = 0
         self._failed: list[_Task] = []
-        self._origin: dict[tuple, TaskRecord] = {}
+        self._origin: dict[tuple[str, StackKey], TaskRecord] = {}
         for record in origin_tasks or []:
             if record.status is TaskStatus.SUCCEEDED:
                 self._origin[(record.step, record.stack_key)] = record
@@ -303,7 +304,7 @@ class Scheduler:
     def _pathspec(self, task: _Task) -> str:
         return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
 
-    def _new_task(self, step: str, stack: list[dict], parents: list[_Task]) -> _Task:
+    def _new_task(self, step: str, stack: list[dict[str, Any]], parents: list[_Task]) -> _Task:
         task = _Task(step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents,
                      settings=self.settings[step])
         self._next_id += 1
@@ -353,14 +354,14 @@ class Scheduler:
         """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
         status, reason = TaskStatus.parse(result.status), result.reason
         reported = report.status if report is not None else None
-        if status is TaskStatus.SUCCEEDED and reported is not TaskStatus.SUCCEEDED:
+        if status is TaskStatus.SUCCEEDED and (report is None or reported is not TaskStatus.SUCCEEDED):
             status = TaskStatus.FAILED
             reason = (report.reason if report else "") or "the task exited 0 but saved no result"
-        elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED,
-                                                                               TaskStatus.TIMEOUT):
-            status = reported  # the task's own account is the most precise
+        elif report is not None and status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and report.status in (
+                TaskStatus.FAILED, TaskStatus.TIMEOUT):
+            status = report.status  # the task's own account is the most precise
             reason = report.reason or reason
-        if status is TaskStatus.SUCCEEDED:
+        if status is TaskStatus.SUCCEEDED and report is not None:  # (a success always has its report)
             task.artifacts = report.artifacts
             task.num_splits = report.foreach_num_splits
             task.foreach_artifact = report.foreach_artifact
@@ -427,7 +428,9 @@ class Scheduler:
             if t.kind != "join":
                 self._enqueue(self._new_task(target, task.foreach_stack, [task]), now, out)
                 continue
+            assert t.closes is not None  # graph validation: every join closes a split
             opener = self.graph.steps[t.closes]
+            order: Callable[[_Task], int]
             if opener.kind == "foreach":
                 outer = task.foreach_stack[:-1]
                 expected = task.foreach_stack[-1]["num_splits"]
@@ -435,7 +438,7 @@ class Scheduler:
             else:
                 outer = task.foreach_stack
                 expected = len(t.in_steps)
-                order = lambda p, in_steps=t.in_steps: in_steps.index(p.step)  # noqa: E731
+                order = lambda p: t.in_steps.index(p.step)  # noqa: E731, B023  (sorted below, in this iteration)
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)
@@ -478,7 +481,7 @@ class Scheduler:
         self._schedule_successors(task, now, out)
 
 
-def summary(instructions: list[Instruction]) -> list[tuple]:
+def summary(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
     """A compact, comparable form of an instruction list (for tests and debugging)."""
     rows: list[tuple[Any, ...]] = []
     for i in instructions:
