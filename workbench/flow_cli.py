@@ -118,8 +118,8 @@ def _start_run(args, backend: Optional[str], config, graph) -> str:
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from . import commands
     from .config import load_config
-    from .project import resolve_flow
     from .parameters import check_parameter_name
+    from .project import resolve_flow
     args, extra = _run_parser("run").parse_known_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)

@@ -126,6 +126,7 @@ def project_of(flow_cls: type) -> Optional[dict]:
     """The flow's @project as Metaflow resolves it: name and branch (``prod`` with METAFLOW_PRODUCTION,
     ``test.<METAFLOW_BRANCH>`` with a branch, else ``user.<username>``)."""
     import os
+
     from .decorators import decorators_of
     project = decorators_of(flow_cls).get("project")
     if not project or not project.get("name"):
@@ -233,6 +234,7 @@ class FlowSpec:
     def _graph(self) -> "GraphView":
         """The flow's static graph, node fields named as Metaflow's: ``type``, ``in_funcs``, ``out_funcs``."""
         import inspect
+
         from .graph import build_graph
         graph = build_graph(inspect.getsourcefile(type(self)), type(self).__name__)
         return GraphView(graph)

@@ -70,7 +70,7 @@ def validate_tag(tag) -> str:
 
 def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
     """The system tags a new run gets."""
-    tags = [f"runtime:dev", f"python_version:{platform.python_version()}",
+    tags = ["runtime:dev", f"python_version:{platform.python_version()}",
             f"date:{time.strftime('%Y-%m-%d')}", "metaflow_version:workbench"]
     if user:
         tags.append(f"user:{user}")
