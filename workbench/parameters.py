@@ -139,7 +139,7 @@ class ParameterContext:
         self.configs = None
 
 
-def resolve_default(flow_cls, attr: str) -> Any:
+def resolve_default(flow_cls: type, attr: str) -> Any:
     """A default that is not a literal, computed in the start task where the flow is imported: a callable
     is called with a :class:`ParameterContext`; an IncludeFile's default is a path, read; a JSONType
     default given as text is parsed."""
