@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
 from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
@@ -76,6 +77,8 @@ class _Task(RemoteJob):
 
 
 class _KubernetesHandle(RemoteHandle):
+    job: _Task  # the backend builds these handles over its own jobs only
+
     @property
     def job_name(self) -> str:
         return self.job.name
@@ -235,7 +238,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
 
     def _requested_exit(self, task: RemoteJob, note: str = "") -> TaskExit:
         reason = task.requested or "cancelled"
-        kind = "timeout" if task.requested_timeout else "cancelled"
+        kind = TaskStatus.TIMEOUT if task.requested_timeout else TaskStatus.CANCELLED
         return TaskExit(kind, None, reason + note, self.usage(task))
 
     # ------------------------------------------------------------------ status
@@ -277,7 +280,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
             return
         if job is None:
             if task.seen_job or now - task.submitted > 30:
-                self.conclude(task, TaskExit("failed", None, f"the Job {task.name} disappeared (deleted outside "
+                self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"the Job {task.name} disappeared (deleted outside "
                                                               f"workbench?)", self._usage(task)))
             return
         task.seen_job = True
@@ -330,7 +333,7 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
         except WorkbenchError as exc:
             if self._ctx is not None:
                 self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
-        self.conclude(task, TaskExit("failed", None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
+        self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
                                       self._usage(task)))
 
     def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:
@@ -366,18 +369,6 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
 
     def usage(self, job: RemoteJob) -> dict[str, Any]:
         return self._usage(job)  # type: ignore[arg-type]
-
-    def _usage(self, task: _Task) -> dict[str, Any]:
-        usage: dict[str, Any] = {"job": task.name, "namespace": task.namespace}
-        if task.pod is not None:
-            usage["pod"] = task.pod.metadata.name
-            if task.pod.spec is not None and task.pod.spec.node_name:
-                usage["node"] = task.pod.spec.node_name
-        return usage
-
-    def _exit_of(self, task: _Task, condition, pod) -> TaskExit:
-        return exit_of(condition, pod, task.spec.settings, task.options.gpu_vendor, self._usage(task),
-                       DEADLINE_GRACE)
 
     def after_report(self, job: RemoteJob) -> None:
         """Its record is in the datastore now: free the cluster of it (a cancelled one is deleted already;
