@@ -88,7 +88,7 @@ def prepare_environments(plan: list[StepEnvironment], *, install: bool = True, w
     A resolution failure raises FlowError naming the flow file and line of the decorator at fault.
     """
     say = on_progress or (lambda _line: None)
-    first_where = {}
+    first_where: dict[str, str] = {}
     for item in plan:
         if item.environment is not None:
             first_where.setdefault(item.environment.key, item.where)
