@@ -85,7 +85,7 @@ def test_catch_stores_the_exception_and_goes_on(project, mode):
     assert result.status == "succeeded", result.message
     namespace(ds.url)
     problem = Flow("BehaviourFlow").latest_run["risky"].task.data.problem
-    assert problem.type == "KeyError" and "caught, not fatal" in problem.message
+    assert problem.type == "builtins.KeyError" and "caught, not fatal" in problem.message
 
 
 def test_failing_step_reports_traceback_and_which_step(project, mode):

@@ -13,6 +13,7 @@ from .decorators import (
     docker,
     environment,
     kubernetes,
+    parallel,
     project,
     pypi,
     resources,
@@ -47,7 +48,7 @@ def __getattr__(name: str) -> Any:  # the client API, loaded lazily
 __all__ = [
     "FlowSpec", "step", "current", "Parameter", "IncludeFile", "JSONType",
     "resources", "retry", "catch", "timeout", "environment", "batch", "kubernetes", "docker", "card",
-    "conda", "pypi", "secrets", "project", "schedule", "trigger", "trigger_on_finish",
+    "conda", "pypi", "secrets", "parallel", "project", "schedule", "trigger", "trigger_on_finish",
     "Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace", "default_namespace",
     "metadata", "get_metadata", "Runner",
 ]

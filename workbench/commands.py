@@ -173,7 +173,10 @@ def cmd_show(args) -> int:
     for name in graph.topological():
         node = graph.steps[name]
         if node.kind == "foreach":
-            arrow = f"→ {node.out[0]} (foreach {node.foreach_var})"
+            how = f"num_parallel={node.num_parallel}" if node.num_parallel is not None else f"foreach {node.foreach_var}"
+            arrow = f"→ {node.out[0]} ({how})"
+        elif node.kind == "switch":
+            arrow = "→ " + ", ".join(f"{t} if {node.condition} == {c!r}" for c, t in node.switch_cases.items())
         elif node.out:
             arrow = "→ " + ", ".join(node.out)
         else:
@@ -194,13 +197,24 @@ def cmd_show(args) -> int:
 
 def to_dot(graph: FlowGraph) -> str:
     shapes = {"start": "circle", "end": "doublecircle", "split": "diamond", "foreach": "trapezium",
-              "join": "invtriangle", "linear": "box"}
+              "join": "invtriangle", "linear": "box", "switch": "hexagon"}
     lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;"]
     for node in graph:
-        lines.append(f'  "{node.name}" [shape={shapes.get(node.kind, "box")}];')
+        label = f' label="{node.name}\\nswitch: {node.condition}"' if node.kind == "switch" else ""
+        lines.append(f'  "{node.name}" [shape={shapes.get(node.kind, "box")}{label}];')
+        cases = {}
+        for case, target in node.switch_cases.items():  # a switch's edges carry its cases
+            cases.setdefault(target, []).append(case)
         for target in node.out:
-            label = f' [label="foreach {node.foreach_var}", style=dashed]' if node.foreach_var else ""
-            lines.append(f'  "{node.name}" -> "{target}"{label};')
+            if target in cases:
+                loop = ", style=bold" if target == node.name else ""
+                attrs = f' [label="{" | ".join(cases[target])}", style=dashed{loop}]'.replace(
+                    "style=dashed, style=bold", "style=\"dashed,bold\"")
+            elif node.num_parallel is not None:
+                attrs = f' [label="num_parallel={node.num_parallel}", style=dashed]'
+            else:
+                attrs = f' [label="foreach {node.foreach_var}", style=dashed]' if node.foreach_var else ""
+            lines.append(f'  "{node.name}" -> "{target}"{attrs};')
     lines.append("}")
     return "\n".join(lines)
 
@@ -272,7 +286,7 @@ def cmd_runs(args) -> int:
         for run_id in ds.list_runs():
             doc = ds.read_run(run_id) or RunRecord()
             rows.append(dataclasses.replace(doc, flow=flow, run_id=run_id))
-    rows.sort(key=lambda d: d.started_at or 0)
+    rows.sort(key=lambda d: (d.started_at or 0, d.run_id), reverse=True)  # newest first, as the TUI
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))
         return 0

@@ -33,10 +33,12 @@ STEP_DECORATORS: dict[str, dict[str, Any]] = {
     "docker": {"image": None, "cpu": None, "memory": None, "gpu": None, "shared_memory": None},
     # the step's Python packages (workbench.environment resolves them with uv)
     "pypi": {"packages": {}, "python": None, "disabled": None, "extra_indices": None},
+    "parallel": {},
+    "secrets": {"sources": [], "role": None, "allow_override": False},
     "conda": {"packages": {}, "libraries": {}, "python": None, "disabled": None, "channels": None, "pip": None},
 }
 # accepted so that Metaflow flows load, but they do nothing yet
-IGNORED_STEP_DECORATORS = {"card", "secrets", "parallel", "checkpoint", "model"}
+IGNORED_STEP_DECORATORS = {"card", "checkpoint", "model"}
 FLOW_DECORATORS = {"project", "schedule", "trigger", "trigger_on_finish", "pypi_base", "conda_base"}
 HONOURED_FLOW_DECORATORS = {"pypi_base", "conda_base"}  # the flow's packages, read by workbench.environment
 
@@ -94,6 +96,7 @@ card = _make("card")
 pypi = _make("pypi")
 conda = _make("conda")
 secrets = _make("secrets")
+parallel = _make("parallel")
 project = _make("project")
 schedule = _make("schedule")
 trigger = _make("trigger")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, TypeVar
 
 from .decorators import DECORATOR_ATTR
 
@@ -49,6 +49,7 @@ class Current:
         self.project_flow_name: Optional[str] = None
         self.is_production: bool = False
         self.is_running_flow: bool = False
+        self.parallel: Optional[Parallel] = None
 
     def _bind_flow_class(self, flow_cls: type) -> None:
         """Learn what the flow class declares: its parameters' names and its @project."""
@@ -148,19 +149,48 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
     return {"name": project["name"], "branch": branch_name}
 
 
-class CaughtException:
-    """What @catch(var=...) stores: the exception's type, message and traceback (always picklable)."""
+class Parallel(NamedTuple):
+    """``current.parallel`` of a @parallel task (Metaflow's fields)."""
+    main_ip: str
+    num_nodes: int
+    node_index: int
+    control_task_id: Optional[str]
 
-    def __init__(self, type: str, message: str, traceback: str):
+
+class CaughtException(Exception):
+    """What @catch(var=...) stores, as Metaflow's MetaflowExceptionWrapper: ``type`` is the exception's
+    ``module.ClassName`` (``builtins.KeyError``), ``exception`` its message, ``stacktrace`` the
+    traceback. ``message`` and ``traceback`` are workbench's older names for the last two."""
+
+    def __init__(self, type: str = "", message: str = "", traceback: Optional[str] = None):
+        super().__init__()
         self.type = type
-        self.message = message
-        self.traceback = traceback
+        self.exception = message
+        self.stacktrace = traceback
+
+    @classmethod
+    def of(cls, exc: BaseException, traceback: Optional[str]) -> "CaughtException":
+        return cls(f"{type(exc).__module__}.{type(exc).__name__}", str(exc), traceback)
+
+    @property
+    def message(self) -> str:
+        return self.exception
+
+    @property
+    def traceback(self) -> Optional[str]:
+        return self.stacktrace
+
+    def __reduce__(self) -> tuple[type[CaughtException], tuple[()], dict[str, Any]]:
+        return CaughtException, (), self.__dict__
+
+    def __setstate__(self, state: Optional[dict[str, Any]]) -> None:
+        self.__dict__.update(state or {})
 
     def __repr__(self) -> str:
-        return f"{self.type}({self.message!r})"
+        return str(self)
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        return self.stacktrace or f"[no stacktrace]\n{self.type}: {self.exception}"
 
 
 ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
@@ -302,7 +332,11 @@ class FlowSpec:
         return [(f["index"], f["num_splits"], ctx.foreach_value(self, f)) for f in ctx.foreach_stack]
 
     # ---------------------------------------------------------------- transitions
-    def next(self, *steps: Callable[..., Any], foreach: Optional[str] = None, num_parallel: Optional[int] = None) -> None:
+    def next(self, *steps: Any, foreach: Optional[str] = None, num_parallel: Optional[int] = None,
+             condition: Optional[str] = None) -> None:
+        if condition is not None or (len(steps) == 1 and isinstance(steps[0], dict)):
+            self._next_switch(steps, condition)
+            return
         names = []
         for s in steps:
             name = getattr(s, "__name__", None)
@@ -312,6 +346,33 @@ class FlowSpec:
         ctx = self.__dict__.get("_wb_ctx")
         if ctx is not None:
             ctx.record_transition(names, foreach)
+            if num_parallel is not None:
+                if not isinstance(num_parallel, int) or isinstance(num_parallel, bool) or num_parallel < 1:
+                    raise ValueError(f"num_parallel must be a whole number of at least 1, not {num_parallel!r}")
+                ctx.num_parallel = num_parallel
+
+    def _next_switch(self, steps: tuple[Any, ...], condition: Optional[str]) -> None:
+        """A switch: the value of ``self.<condition>`` picks one case; only that step runs next."""
+        if len(steps) != 1 or not isinstance(steps[0], dict) or not steps[0]:
+            raise TypeError("self.next() with condition= takes one non-empty dict of cases")
+        if not isinstance(condition, str):
+            raise TypeError("self.next() with a dict of cases needs condition=\"<artifact name>\"")
+        cases = steps[0]
+        try:
+            value = self._wb_artifact(condition)
+        except AttributeError:
+            raise AttributeError(f"switch condition self.{condition} is not set") from None
+        try:
+            chosen = cases[value]
+        except (KeyError, TypeError):
+            raise ValueError(f"switch condition self.{condition} has value {value!r}, which is none of the "
+                             f"cases {list(cases)}") from None
+        name = getattr(chosen, "__name__", None)
+        if name is None or not getattr(chosen, "is_step", False):
+            raise TypeError(f"switch case {value!r} must go to a step (self.<step>), got {chosen!r}")
+        ctx = self.__dict__.get("_wb_ctx")
+        if ctx is not None:
+            ctx.record_transition([name], None, switch=True)
 
     # ---------------------------------------------------------------- joins
     def merge_artifacts(self, inputs: "Inputs", exclude: Optional[list[str]] = None,

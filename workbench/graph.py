@@ -65,10 +65,28 @@ class StepNode:
     split_stack: Optional[tuple[str, ...]] = None  # enclosing splits/foreaches, innermost last
     closes: Optional[str] = None  # for joins: the split or foreach this join closes
     joined_by: Optional[str] = None  # for splits/foreaches: the join that closes them
+    switch_cases: dict[str, str] = field(default_factory=dict)  # switch: condition value -> step
+    condition: Optional[str] = None  # switch: the artifact whose value picks the case
+    num_parallel: Any = None  # self.next(self.x, num_parallel=N): a gang of N tasks of step x
+    split_branch: Optional[str] = None  # the branch of the innermost enclosing split this step is on
 
     @property
     def is_join(self) -> bool:
         return self.kind == "join"
+
+    @property
+    def is_switch(self) -> bool:
+        return self.kind == "switch"
+
+    @property
+    def is_recursive(self) -> bool:
+        """A switch that can go back to itself (a loop; Metaflow allows no other kind)."""
+        return self.name in self.switch_cases.values()
+
+    @property
+    def is_parallel(self) -> bool:
+        """A step marked @parallel: it runs as a gang of num_parallel tasks started together."""
+        return self.decorator("parallel") is not None
 
     def decorator(self, name: str) -> Optional[DecoratorSpec]:
         for deco in self.decorators:
@@ -135,6 +153,8 @@ class FlowGraph:
             "steps": [
                 {"name": s.name, "kind": s.kind, "line": s.lineno, "next": s.out, "foreach": s.foreach_var,
                  "inputs": s.in_steps, "closes": s.closes, "joined_by": s.joined_by, "doc": s.doc,
+                 "switch": dict(s.switch_cases) or None, "condition": s.condition,
+                 "num_parallel": _jsonable(s.num_parallel),
                  "decorators": [{"name": d.name, "args": _jsonable(d.kwargs), "line": d.lineno}
                                 for d in s.decorators]}
                 for s in self.steps.values()],
@@ -393,6 +413,9 @@ class _Parser:
             return
         call = tail.value
         step.next_lineno = call.lineno
+        if call.args and isinstance(call.args[0], ast.Dict):
+            self._read_switch(step, call)
+            return
         for arg in call.args:
             if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
                 step.out.append(arg.attr)
@@ -407,8 +430,51 @@ class _Parser:
                                f"e.g. foreach=\"items\"", call.lineno)
                 else:
                     step.foreach_var = value
-            elif kw.arg not in ("num_parallel",):
+            elif kw.arg == "num_parallel":
+                step.num_parallel = self._literal(kw.value)
+            else:
                 self.error(f"step {step.name}: self.next() has no argument {kw.arg}=", call.lineno)
+        if step.foreach_var is not None and step.num_parallel is not None:
+            self.error(f"step {step.name}: self.next() takes foreach= or num_parallel=, not both", call.lineno)
+
+    def _read_switch(self, step: StepNode, call: ast.Call) -> None:
+        """``self.next({"a": self.a, "b": self.b}, condition="attr")``: only the case named by the value
+        of ``self.attr`` runs (Metaflow's split-switch). Keys must be literals, values self.<step>."""
+        where = f"step {step.name}: a switch"
+        if len(call.args) != 1:
+            self.error(f"{where} takes one dict of cases, then condition=", call.lineno)
+            return
+        cases: dict[str, str] = {}
+        table = call.args[0]
+        assert isinstance(table, ast.Dict)  # the caller checked: a switch's cases are a dict literal
+        for key, value in zip(table.keys, table.values, strict=True):
+            if isinstance(key, ast.Constant) and isinstance(key.value, (str, int, float, bool)):
+                case = str(key.value)
+            else:
+                shown = "**" if key is None else ast.unparse(key)
+                self.error(f"{where}'s keys must be string or number literals, not {shown}", call.lineno)
+                return
+            if not (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
+                    and value.value.id == "self"):
+                self.error(f"{where} goes to steps as self.<step>, not {ast.unparse(value)}", call.lineno)
+                return
+            if case in cases:
+                self.error(f"{where} lists case {case!r} twice", call.lineno)
+                return
+            cases[case] = value.attr
+        condition = None
+        for kw in call.keywords:
+            if kw.arg == "condition":
+                condition = self._literal(kw.value)
+            else:
+                self.error(f"{where} takes condition= only, not {kw.arg}=", call.lineno)
+                return
+        if not isinstance(condition, str) or not condition.isidentifier():
+            self.error(f"{where} needs condition=\"<artifact name>\" naming the artifact that picks the case",
+                       call.lineno)
+            return
+        step.switch_cases, step.condition = cases, condition
+        step.out = list(dict.fromkeys(cases.values()))
 
 
 def _call_name(node: ast.AST) -> Optional[str]:

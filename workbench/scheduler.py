@@ -11,11 +11,13 @@ instruction lists in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from . import events as ev
+from . import scheduler_gang as gang
 from .backends.base import TaskExit
 from .datastore.records import (
     AttemptRecord,
@@ -136,13 +138,17 @@ class _Task:
     deadline: Optional[float] = None
     attempts: list[AttemptSummary] = field(default_factory=list)
     cloned_from: Optional[str] = None
+    iteration: int = 0  # a recursive switch step: which pass of the loop
+    switch_to: Optional[str] = None  # a switch step: the case it took
+    parallel: Optional[dict[str, Any]] = None  # a @parallel gang member: {gang, node_index, num_nodes}
+    catch_fallback: Optional[str] = None  # @catch of a task that never ran: why (its last attempt stores it)
 
     @property
     def stack_key(self) -> StackKey:
         return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 
 
-class Scheduler:
+class Scheduler(gang.GangMixin):
     """The decisions of one run. Build it with what the driver read (settings, parameter artifacts, the
     origin run's task records), then feed it events through :meth:`handle`."""
 
@@ -179,10 +185,11 @@ class Scheduler:
         self._next_id = 1
         self._seq = 0
         self._failed: list[_Task] = []
-        self._origin: dict[tuple[str, StackKey], TaskRecord] = {}
+        self._gangs: dict[str, gang._Gang] = {}
+        self._origin: dict[tuple[str, StackKey, int], TaskRecord] = {}
         for record in origin_tasks or []:
             if record.status is TaskStatus.SUCCEEDED:
-                self._origin[(record.step, record.stack_key)] = record
+                self._origin[(record.step, record.stack_key, record.iteration)] = record
         self._take_origin_params()
 
     # ------------------------------------------------------------------ the one entry point
@@ -227,6 +234,8 @@ class Scheduler:
                 self._record(task, TaskStatus.CANCELLED, TaskExit(TaskStatus.CANCELLED, event.exit.exit_code,
                                                                   self.cancel_reason, event.exit.usage),
                              None, event.now, out)
+            elif task.parallel is not None and self.phase == "running":
+                self._gang_member_exited(task, event.exit, event.report, event.now, out)
             else:
                 self._finish(task, event.exit, event.report, event.now, out)
         elif isinstance(event, CancelRequested):
@@ -257,7 +266,28 @@ class Scheduler:
         remote_running = sum(1 for t in self._running.values() if t.settings.backend in self.remote_backends)
         local_running = len(self._running) - remote_running
         waiting: list[_Task] = []
+        gangs_started: set[str] = set()
         for n, task in enumerate(self._ready):
+            if task.parallel is not None:
+                gang = task.parallel["gang"]
+                if gang not in gangs_started:
+                    members = [t for t in self._ready if t.parallel is not None and t.parallel["gang"] == gang]
+                    remote = task.settings.backend in self.remote_backends
+                    used = remote_running if remote else local_running
+                    limit = self.max_remote if remote else self.max_workers
+                    if used and used + len(members) > limit:
+                        waiting.append(task)  # all or nothing: the gang waits until it fits (or runs alone)
+                        continue
+                    gangs_started.add(gang)
+                    for member in members:
+                        self._submit(member, now, out)
+                    if remote:
+                        remote_running += len(members)
+                    else:
+                        local_running += len(members)
+                elif task.status is not TaskStatus.RUNNING:
+                    waiting.append(task)
+                continue
             if local_running >= self.max_workers and (not self.remote_backends or remote_running >= self.max_remote):
                 waiting.extend(self._ready[n:])  # both kinds are full: a wide foreach costs nothing per event
                 break
@@ -313,7 +343,7 @@ class Scheduler:
     def _enqueue(self, task: _Task, now: float, out: list[Instruction]) -> None:
         """A task whose inputs are complete: clone it from the origin run, skip it, or make it ready."""
         if self.origin_run_id and task.step not in self.rerun_steps and task.step != self.only_step:
-            origin = self._origin.get((task.step, task.stack_key))
+            origin = self._origin.get((task.step, task.stack_key, task.iteration))
             if origin is not None:
                 self._clone(task, origin, now, out)
                 return
@@ -330,6 +360,7 @@ class Scheduler:
         return TaskSpecRecord(
             flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
             kind=node.kind, next=list(node.out), foreach_var=node.foreach_var, flow_file=self.flow_file,
+            parallel=task.parallel, catch_fallback=task.catch_fallback,
             class_name=self.graph.name or "", origin_run_id=self.origin_run_id, settings=task.settings.to_dict(),
             foreach_stack=task.foreach_stack, params=dict(self.param_refs),
             unresolved_params=list(self.unresolved) if task.step == "start" else [],
@@ -349,19 +380,32 @@ class Scheduler:
                                        ts=now)))
         out.append(Submit(task.task_id, task.settings.backend, self._spec(task), task.settings, frozenset(shas)))
 
-    def _finish(self, task: _Task, result: TaskExit, report: Optional[AttemptRecord], now: float,
-                out: list[Instruction]) -> None:
-        """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
+    @staticmethod
+    def _reconcile(result: TaskExit, report: Optional[AttemptRecord]) -> tuple[TaskStatus, str]:
+        """The backend's word and the task's own report, made one status and reason."""
         status, reason = TaskStatus.parse(result.status), result.reason
         reported = report.status if report is not None else None
         if status is TaskStatus.SUCCEEDED and (report is None or reported is not TaskStatus.SUCCEEDED):
             status = TaskStatus.FAILED
             reason = (report.reason if report else "") or "the task exited 0 but saved no result"
-        elif report is not None and status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and report.status in (
-                TaskStatus.FAILED, TaskStatus.TIMEOUT):
-            status = report.status  # the task's own account is the most precise
-            reason = report.reason or reason
-        if status is TaskStatus.SUCCEEDED and report is not None:  # (a success always has its report)
+        elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED,
+                                                                               TaskStatus.TIMEOUT):
+            status = reported  # the task's own account is the most precise
+            reason = (report.reason if report else "") or reason
+        return status, reason
+
+    def _finish(self, task: _Task, result: TaskExit, report: Optional[AttemptRecord], now: float,
+                out: list[Instruction]) -> None:
+        """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
+        status, reason = self._reconcile(result, report)
+        node = self.graph.steps[task.step]
+        if status is TaskStatus.SUCCEEDED and report is not None and node.kind == "switch" and (
+                report.switch_to is None or report.switch_to not in node.out):
+            status = TaskStatus.FAILED
+            reason = (f"switch step {task.step} took no case" if not report.switch_to else
+                      f"switch step {task.step} went to {report.switch_to}, which is none of its cases")
+        if status is TaskStatus.SUCCEEDED and report is not None:  # (_reconcile: no report, no success)
+            task.switch_to = report.switch_to
             task.artifacts = report.artifacts
             task.num_splits = report.foreach_num_splits
             task.foreach_artifact = report.foreach_artifact
@@ -381,6 +425,17 @@ class Scheduler:
             task.attempt += 1
             self._seq += 1
             heapq.heappush(self._delayed, (now + delay, self._seq, task))
+            return
+        if (settings.catch and report is None and status is not TaskStatus.CANCELLED and self.phase == "running"
+                and task.catch_fallback is None):
+            # @catch of a task that never ran its step (it could not start, or was killed: OOM, lost node):
+            # one more attempt, on the local backend, stores the failure and lets the flow go on, as
+            # Metaflow's fallback attempt does
+            self._record(task, TaskStatus.RETRYING, failed, report, now, out, final=False)
+            task.catch_fallback = reason or str(status)
+            task.settings = dataclasses.replace(settings, backend="local", image=None, gpu=0)
+            task.attempt += 1
+            self._ready.append(task)
             return
         self._record(task, status, failed, report, now, out)
         if status is not TaskStatus.CANCELLED:
@@ -402,7 +457,8 @@ class Scheduler:
             artifacts=task.artifacts, foreach_stack=task.foreach_stack, foreach_num_splits=task.num_splits,
             foreach_artifact=task.foreach_artifact, parents=[self._pathspec(p) for p in task.parents],
             settings=task.settings.to_dict(), started_at=task.started, finished_at=now, reason=result.reason,
-            traceback=traceback, usage=result.usage, cloned_from=task.cloned_from)))
+            traceback=traceback, usage=result.usage, cloned_from=task.cloned_from, switch_to=task.switch_to,
+            iteration=task.iteration, parallel=task.parallel)))
         out.append(Emit(ev.TaskFinished(self._pathspec(task), task.step, status, task.attempt, now - task.started,
                                         result.reason, result.exit_code, traceback, ts=now)))
         # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach)
@@ -414,6 +470,17 @@ class Scheduler:
         (keyed by the join step and the foreach index path outside the split it closes)."""
         node = self.graph.steps[task.step]
         if task.step == self.only_step:
+            return
+        if node.kind == "switch":
+            target = task.switch_to
+            assert target is not None  # a switch step succeeds only with a case taken (_finish)
+            case_task = self._new_task(target, task.foreach_stack, [task])
+            if target == task.step:
+                case_task.iteration = task.iteration + 1  # a recursive switch: the next pass of the loop
+            self._enqueue(case_task, now, out)
+            return
+        if node.num_parallel is not None:
+            self._start_gang(task, node, now, out)
             return
         if node.kind == "foreach":
             child = node.out[0]
@@ -437,8 +504,9 @@ class Scheduler:
                 order = lambda p: p.foreach_stack[-1]["index"]  # noqa: E731
             else:
                 outer = task.foreach_stack
-                expected = len(t.in_steps)
-                order = lambda p: t.in_steps.index(p.step)  # noqa: E731, B023  (sorted below, in this iteration)
+                expected = len(opener.out)  # one input per branch (a switch inside a branch picks one step)
+                order = lambda p: opener.out.index(  # noqa: E731, B023  (sorted below, in this iteration)
+                    self.graph.steps[p.step].split_branch or "")
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)
@@ -449,7 +517,7 @@ class Scheduler:
     # ------------------------------------------------------------------ resume and clones
     def _take_origin_params(self) -> None:
         """A resumed run keeps the origin's parameter values, also when start itself runs again."""
-        start = self._origin.get(("start", ()))
+        start = self._origin.get(("start", (), 0))
         if start is None:
             return
         for p in self.graph.parameters:
@@ -462,6 +530,7 @@ class Scheduler:
         task.artifacts = origin.artifacts
         task.num_splits = origin.foreach_num_splits
         task.foreach_artifact = origin.foreach_artifact
+        task.switch_to = origin.switch_to
         task.cloned_from = origin.pathspec
         task.started = now
         task.status = TaskStatus.SUCCEEDED
@@ -476,7 +545,8 @@ class Scheduler:
             foreach_num_splits=task.num_splits, foreach_artifact=task.foreach_artifact,
             parents=[self._pathspec(p) for p in task.parents], settings=origin.settings,
             started_at=origin.started_at, finished_at=origin.finished_at, reason="", usage=origin.usage,
-            cloned_from=task.cloned_from)))
+            cloned_from=task.cloned_from, switch_to=task.switch_to, iteration=task.iteration,
+            parallel=origin.parallel)))
         out.append(Emit(ev.TaskCloned(self._pathspec(task), task.step, origin.pathspec, ts=now)))
         self._schedule_successors(task, now, out)
 

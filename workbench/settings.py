@@ -39,6 +39,7 @@ class StepSettings:
     catch: bool = False
     catch_var: Optional[str] = None
     catch_print: bool = True
+    secrets: Optional[dict[str, Any]] = None  # @secrets: {sources, role, allow_override}; ids, never values
     env: dict[str, str] = field(default_factory=dict)
     queue: Optional[str] = None
     namespace: Optional[str] = None
@@ -169,7 +170,8 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                     raise _bad_argument(graph, step, deco, "times", deco.kwargs["times"],
                                         f"is more than {MAX_RETRIES} retries")
                 setv("retries", 3 if times is None else int(times), src)
-                setv("retry_delay", 120.0 if minutes is None else minutes * 60, src)
+                # as Metaflow's local runtime: again at once, unless minutes_between_retries is given
+                setv("retry_delay", 0.0 if minutes is None else minutes * 60, src)
             elif deco.name == "catch":
                 setv("catch", True, src)
                 s.catch_var = _text(step, deco, "var", graph)
@@ -177,6 +179,15 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                     raise _bad_argument(graph, step, deco, "var", s.catch_var, "must be an artifact name")
                 pe = _literal(step, deco, "print_exception", graph)
                 s.catch_print = True if pe is None else bool(pe)
+            elif deco.name == "secrets":
+                sources = _literal(step, deco, "sources", graph) or []
+                if not isinstance(sources, list) or not all(
+                        isinstance(x, str) or (isinstance(x, dict) and isinstance(x.get("id"), str)) for x in sources):
+                    raise _bad_argument(graph, step, deco, "sources", sources,
+                                        "must be a list of \"type.id\" strings or {\"type\": ..., \"id\": ...} dicts")
+                s.secrets = {"sources": sources, "role": _text(step, deco, "role", graph),
+                             "allow_override": bool(_literal(step, deco, "allow_override", graph))}
+                s.sources["secrets"] = src
             elif deco.name == "environment":
                 env = _literal(step, deco, "vars", graph) or {}
                 if not isinstance(env, dict):

@@ -31,6 +31,7 @@ from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
 from .parameters import resolve_default
 from .preview import describe
+from .secret_sources import SecretsError
 
 
 class StepTimeout(Exception):
@@ -45,6 +46,8 @@ class TaskContext:
         self.refs = refs  # inherited artifacts: name -> sha
         self.foreach_stack = foreach_stack
         self.transition: Optional[tuple[list[str], Optional[str]]] = None
+        self.switched_to: Optional[str] = None  # the case a switch step took
+        self.num_parallel: Optional[int] = None  # self.next(..., num_parallel=N): the gang's size
         self.adopted: dict[str, str] = {}
         self.cache: dict[str, Any] = {}
         self.origins: dict[str, str] = {}  # artifact name -> RUN/STEP/TASK it came from (for corrupt-blob lines)
@@ -61,10 +64,13 @@ class TaskContext:
     def adopt_artifact(self, name: str, sha: str) -> None:
         self.adopted[name] = sha
 
-    def record_transition(self, names: list[str], foreach: Optional[str]) -> None:
+    def record_transition(self, names: list[str], foreach: Optional[str], switch: bool = False) -> None:
         self.transition = (names, foreach)
+        self.switched_to = names[0] if switch else None
 
     def foreach_value(self, flow: FlowSpec, frame: dict[str, Any]) -> Any:
+        if frame["var"] is None:  # a @parallel gang: the input is the node's index
+            return frame["index"]
         seq = flow._wb_artifact(frame["var"])
         try:
             return seq[frame["index"]]
@@ -127,6 +133,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     current._bind(flow_name=spec.flow, run_id=spec.run_id, step_name=step_name, task_id=spec.task_id,
                   retry_count=attempt, origin_run_id=spec.origin_run_id,
                   username=os.environ.get("USER") or os.environ.get("USERNAME"))
+    _bind_parallel(spec)
     is_join = spec.kind == "join"
     refs = dict(spec.params)
     if not is_join:
@@ -148,6 +155,13 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     code = EXIT_FAILED
     try:
         func = getattr(flow, step_name)
+        if spec.catch_fallback:  # @catch: the step's task never ran; store that instead of running it
+            raise FailureHandledByCatch(
+                f"Task execution kept failing over {attempt} attempts. Your code did not raise an exception. "
+                f"Something in the execution environment caused the failure: {spec.catch_fallback}")
+        if settings.get("secrets") and not spec.catch_fallback:
+            from .secret_sources import resolve
+            os.environ.update(resolve(settings["secrets"]))  # the process's environment only
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -166,19 +180,21 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     except BaseException as exc:  # noqa: BLE001 - everything a step raises is reported
         if isinstance(exc, KeyboardInterrupt):
             raise
-        tb = str(exc) + "\n" if isinstance(exc, DatastoreError) else traceback.format_exc()  # one line, no trace
+        one_line = isinstance(exc, (DatastoreError, SecretsError))
+        tb = str(exc) + "\n" if one_line else traceback.format_exc()  # one line, no trace
         status = TaskStatus.TIMEOUT if isinstance(exc, StepTimeout) else TaskStatus.FAILED
         reason = f"timed out after {timeout}s" if status is TaskStatus.TIMEOUT else (
-            str(exc) if isinstance(exc, DatastoreError) else f"{type(exc).__name__}: {exc}")
+            str(exc) if one_line else f"{type(exc).__name__}: {exc}")
         catch_var = settings.get("catch_var")
         last_attempt = attempt >= int(settings.get("retries") or 0)
         if settings.get("catch") and last_attempt:
             if settings.get("catch_print", True):
                 sys.stderr.write(f"@catch caught an exception in step {step_name}:\n{tb}")
             if catch_var:
-                flow.__dict__[catch_var] = CaughtException(type(exc).__name__, str(exc), tb)
+                flow.__dict__[catch_var] = CaughtException.of(exc, tb)
             ctx.transition = (spec.next, spec.foreach_var)
             result.caught = reason
+            result.error = {"type": type(exc).__name__, "message": str(exc)}
             code = EXIT_OK
         else:
             sys.stderr.write(tb)
@@ -206,6 +222,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
                 if n == 0:
                     raise ValueError(f"foreach over self.{var}, which is empty")
                 result.foreach_num_splits = n
+            result.switch_to = ctx.switched_to
+            if ctx.num_parallel is not None:
+                result.foreach_num_splits = ctx.num_parallel
             result.status = TaskStatus.SUCCEEDED
         except Exception as exc:
             tb = traceback.format_exc()
@@ -221,12 +240,38 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     return code
 
 
+class FailureHandledByCatch(Exception):
+    """What @catch stores when the step's task never ran its code (Metaflow's name for it)."""
+
+
+def _bind_parallel(spec: TaskSpecRecord) -> None:
+    """``current.parallel`` (and Metaflow's MF_PARALLEL_* variables) for a node of a @parallel gang.
+    ``main_ip`` is node 0's address: 127.0.0.1 locally; a multi-node backend sets MF_PARALLEL_MAIN_IP."""
+    from .flowspec import Parallel
+    info = spec.parallel
+    if not info:
+        current.parallel = Parallel(main_ip="127.0.0.1", num_nodes=1, node_index=0, control_task_id=None)
+        return
+    main_ip = os.environ.get("MF_PARALLEL_MAIN_IP") or "127.0.0.1"
+    current.parallel = Parallel(main_ip=main_ip, num_nodes=int(info["num_nodes"]),
+                                node_index=int(info["node_index"]), control_task_id=info.get("control_task_id"))
+    os.environ.update({"MF_PARALLEL_MAIN_IP": main_ip, "MF_PARALLEL_NUM_NODES": str(info["num_nodes"]),
+                       "MF_PARALLEL_NODE_INDEX": str(info["node_index"]),
+                       "MF_PARALLEL_CONTROL_TASK_ID": str(info.get("control_task_id"))})
+
+
 def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
     if spec.step == "end":
         return
     if ctx.transition is None:
         raise RuntimeError(f"step {spec.step} returned without calling self.next()")
     names, foreach = ctx.transition
+    if spec.kind == "switch":
+        if ctx.switched_to is None or ctx.switched_to not in spec.next:
+            want = ", ".join(spec.next)
+            raise RuntimeError(f"step {spec.step} is a switch in the flow file (cases: {want}) but called "
+                               f"self.next({', '.join('self.' + n for n in names)})")
+        return
     if names != spec.next or foreach != spec.foreach_var:
         want = ", ".join(f"self.{n}" for n in spec.next)
         if spec.foreach_var:

@@ -159,6 +159,9 @@ class TaskRecord(_Record):
     traceback: str = ""
     usage: dict[str, Any] = field(default_factory=dict)
     cloned_from: Optional[str] = None  # the origin task's pathspec, for a cloned task
+    switch_to: Optional[str] = None  # a switch step: the case it took
+    iteration: int = 0  # a recursive switch step: which pass of the loop (0 first)
+    parallel: Optional[dict[str, Any]] = None  # a @parallel task: {node_index, num_nodes, gang}
 
     _ENUMS: ClassVar[dict[str, Any]] = {"status": TaskStatus}
 
@@ -197,6 +200,7 @@ class AttemptRecord(_Record):
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     foreach_artifact: Optional[str] = None
     foreach_num_splits: Optional[int] = None
+    switch_to: Optional[str] = None  # a switch step: the case it took
 
     _ENUMS: ClassVar[dict[str, Any]] = {"status": TaskStatus}
 
@@ -229,6 +233,8 @@ class TaskSpecRecord(_Record):
     params: dict[str, str] = field(default_factory=dict)  # parameter name -> sha
     unresolved_params: list[str] = field(default_factory=list)  # computed by start itself
     inputs: list[InputRef] = field(default_factory=list)
+    parallel: Optional[dict[str, Any]] = None  # a @parallel task: {node_index, num_nodes, gang}
+    catch_fallback: Optional[str] = None  # @catch: the step never ran (why); store the failure, run nothing
 
     @classmethod
     def from_dict(cls, data: Optional[dict[str, Any]]) -> "TaskSpecRecord":

@@ -36,9 +36,11 @@ STATUS_STYLE = {
     "pending": "$secondary",
     "cloned": "$success 70%",
     "cancelled": "$text-muted",
+    "not taken": "$text-muted 60%",
 }
 STATUS_GLYPH = {"succeeded": "✔", "failed": "✘", "oom": "✘", "timeout": "✘", "running": "▶",
-                "pending": "…", "cloned": "↺", "cancelled": "■"}
+                "pending": "…", "cloned": "↺", "cancelled": "■", "not taken": "⊘"}
+TAKEN_EDGE = "$success"  # a switch's edge to the case the shown run took
 BACKEND_SHORT = {"kubernetes": "k8s"}
 
 
@@ -79,8 +81,9 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
            settings: Optional[dict] = None, selected: Optional[str] = None,
            counts: Optional[dict[str, int]] = None) -> DagPicture:
     """``counts``: tasks per step in the shown run; a step with more than one (a foreach body) shows ×N."""
-    statuses = statuses or {}
+    statuses = dict(statuses or {})
     counts = counts or {}
+    taken = _switch_cases_taken(graph, statuses)
     settings = settings or {}
     if not graph.steps:
         return DagPicture(["(no steps)"])
@@ -95,7 +98,7 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
     edges: list[tuple[tuple[str, str], tuple[str, str], int]] = []  # (from slot, to slot, layer of from)
     for name in graph.topological():
         for child in graph.steps[name].out:
-            if child not in depth:
+            if child not in depth or child == name:  # a recursive switch's loop is a mark on its box
                 continue
             a, b = depth[name], depth[child]
             prev = ("step", name)
@@ -145,7 +148,9 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
                 style += " reverse"
             glyph = STATUS_GLYPH.get(status or "", "○")
             step = graph.steps[name]
-            kind_mark = {"foreach": " ⑃", "split": " ⑂", "join": " ⋈"}.get(step.kind, "")
+            kind_mark = {"foreach": " ⑃", "split": " ⑂", "join": " ⋈", "switch": " ◇"}.get(step.kind, "")
+            if step.is_recursive:
+                kind_mark += "↻"
             many = f" ×{counts[name]}" if counts.get(name, 0) > 1 else ""
             title = f"{glyph} {name}{kind_mark}{many}"[: width - 2]
             label = labels[name][: width - 2]
@@ -159,8 +164,12 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
                     styles[top + r][x + c] = style if (r == 1 or name == selected) else (
                         style if r in (0, 3) or c in (0, width - 1) else "$text-muted")
 
+    hot: set[tuple[int, int]] = set()  # cells of the edges a switch took
     for src, dst, layer_i in edges:
         x1, x2 = centre[src], centre[dst]
+        if (src[1], dst[1]) in taken:
+            cells = [(layer_i * (BOX_ROWS + GAP_ROWS) + BOX_ROWS, x) for x in range(min(x1, x2), max(x1, x2) + 1)]
+            hot.update(cells + [(layer_i * (BOX_ROWS + GAP_ROWS) + BOX_ROWS + 1, x2)])
         y0 = layer_i * (BOX_ROWS + GAP_ROWS) + BOX_ROWS  # first gap row
         mid = y0
         if x1 == x2:
@@ -187,9 +196,9 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
         for x in range(canvas_w):
             ch, st = chars[y][x], styles[y][x]
             if ch == " " and masks[y][x]:
-                ch, st = JUNCTIONS[masks[y][x]], "$text-muted"
+                ch, st = JUNCTIONS[masks[y][x]], TAKEN_EDGE if (y, x) in hot else "$text-muted"
             elif ch == "▼":
-                st = "$text-muted"
+                st = TAKEN_EDGE if (y, x) in hot else "$text-muted"
             if st != run_style:
                 flush()
                 run_style, run_text = st, []
@@ -197,6 +206,27 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
         flush()
         lines.append("".join(out).rstrip())
     return DagPicture(lines, boxes, canvas_w)
+
+
+def _switch_cases_taken(graph: FlowGraph, statuses: dict[str, str]) -> set[tuple[str, str]]:
+    """(switch, case) edges the shown run took. A finished switch's cases that never ran are marked
+    ``not taken`` in ``statuses`` (drawn muted), so a reader sees which branch the run went down."""
+    taken: set[tuple[str, str]] = set()
+    for name, step in graph.steps.items():
+        if step.kind != "switch" or statuses.get(name) not in ("succeeded", "cloned"):
+            continue
+        for case in step.out:
+            if case == name:
+                continue
+            if case in statuses:
+                taken.add((name, case))
+    for name, step in graph.steps.items():
+        if step.kind == "switch" and statuses.get(name) in ("succeeded", "cloned") and any(
+                s == name for s, _ in taken):
+            for case in step.out:
+                if case != name and case not in statuses:
+                    statuses[case] = "not taken"
+    return taken
 
 
 def step_at(picture: DagPicture, x: int, y: int) -> Optional[str]:

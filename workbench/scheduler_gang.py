@@ -1,0 +1,92 @@
+"""@parallel gangs in the scheduler: ``self.next(self.train, num_parallel=N)`` starts N tasks of ``train``
+together, all or nothing. One node failing cancels the others and fails (or retries) the whole gang;
+the gang's tasks are recorded only when every node has answered, so the join after it sees all N or
+none. Every Submit of a gang carries ``spec.parallel`` ({gang, node_index, num_nodes,
+control_task_id}) and the Submits of one gang come out together, so a remote backend can launch them
+as one multi-node job.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from .backends.base import TaskExit
+from .datastore.records import AttemptRecord, TaskStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .scheduler import _Task
+
+
+@dataclass
+class _Gang:
+    members: list = field(default_factory=list)
+    results: dict[str, tuple] = field(default_factory=dict)  # task id -> (exit, report)
+    failing: Optional[str] = None  # why the gang fails (the first node's failure)
+
+
+class GangMixin:
+    """The gang half of :class:`workbench.scheduler.Scheduler` (kept apart to keep each file small)."""
+
+    _gangs: dict[str, _Gang]
+    _running: dict[str, Any]
+    _failed: list
+    _delayed: list
+    phase: str
+
+    def _start_gang(self, parent: "_Task", node: Any, now: float, out: list) -> None:
+        """Fan a num_parallel transition out into one gang of N tasks, each a frame of a foreach of N."""
+        n = parent.num_splits or int(node.num_parallel)  # the task's own count (num_parallel=self.n)
+        gang_id = f"{parent.step}/{parent.task_id}"
+        gang = self._gangs[gang_id] = _Gang()
+        for i in range(n):
+            frame = {"step": parent.step, "var": None, "index": i, "num_splits": n}
+            member = self._new_task(node.out[0], parent.foreach_stack + [frame], [parent])  # type: ignore[attr-defined]
+            gang.members.append(member)
+        for i, member in enumerate(gang.members):
+            member.parallel = {"gang": gang_id, "node_index": i, "num_nodes": n,
+                               "control_task_id": gang.members[0].task_id}
+        for member in gang.members:
+            self._enqueue(member, now, out)  # type: ignore[attr-defined]
+
+    def _gang_member_exited(self, task: "_Task", result: TaskExit, report: Optional[AttemptRecord], now: float,
+                            out: list) -> None:
+        """Hold a node's outcome until the whole gang has answered; a failure cancels the other nodes."""
+        from .scheduler import Cancel
+        assert task.parallel is not None  # only gang members come here
+        gang = self._gangs[task.parallel["gang"]]
+        self._running.pop(task.task_id, None)
+        gang.results[task.task_id] = (result, report)
+        status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]
+        if status is not TaskStatus.SUCCEEDED and gang.failing is None:
+            gang.failing = f"node {task.parallel['node_index']} of the gang failed: {reason or status}"
+            for member in gang.members:
+                if member.task_id in self._running:
+                    out.append(Cancel(member.task_id, gang.failing))
+        if any(m.task_id in self._running for m in gang.members):
+            return
+        if gang.failing is None:
+            for member in gang.members:
+                self._running[member.task_id] = member  # _finish takes it off again
+                self._finish(member, *gang.results[member.task_id], now, out)  # type: ignore[attr-defined]
+            return
+        settings = gang.members[0].settings
+        retry = gang.members[0].attempt < settings.retries and self.phase == "running"
+        for member in gang.members:
+            m_result, m_report = gang.results[member.task_id]
+            m_status, m_reason = self._reconcile(m_result, m_report)  # type: ignore[attr-defined]
+            if m_status is TaskStatus.SUCCEEDED or m_status is TaskStatus.CANCELLED:
+                m_status, m_reason = TaskStatus.FAILED, gang.failing
+            failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
+            if retry:  # the whole gang starts again, together
+                self._record(member, TaskStatus.RETRYING, failed, m_report, now, out, final=False)  # type: ignore[attr-defined]
+                member.attempt += 1
+                member.status = TaskStatus.PENDING
+                self._seq += 1  # type: ignore[attr-defined]
+                heapq.heappush(self._delayed, (now + settings.retry_delay, self._seq, member))  # type: ignore[attr-defined]
+            else:
+                self._record(member, m_status, failed, m_report, now, out)  # type: ignore[attr-defined]
+                self._failed.append(member)
+        gang.results.clear()
+        gang.failing = None
