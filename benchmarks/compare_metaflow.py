@@ -38,7 +38,7 @@ FLOWS = {
     "chain10": "class Chain10(FlowSpec):\n" + "".join(
         f"    @step\n    def {name}(self):\n        self.x = {i}\n        self.next(self.{nxt})\n\n"
         for i, (name, nxt) in enumerate(zip(["start"] + [f"s{i}" for i in range(1, 9)],
-                                            [f"s{i}" for i in range(1, 9)] + ["end"])))
+                                            [f"s{i}" for i in range(1, 9)] + ["end"], strict=True)))
     + "    @step\n    def end(self):\n        pass\n",
     "branch8": "class Branch8(FlowSpec):\n    @step\n    def start(self):\n        self.next("
     + ", ".join(f"self.b{i}" for i in range(8)) + ")\n\n"

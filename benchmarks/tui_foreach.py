@@ -63,7 +63,7 @@ async def measure(root: Path) -> tuple[float, list[float], list[float]]:
         busy = []
         while pane.summary is None or pane.summary.step != "square":
             for key, tab in (("3", "tab-runs"), ("6", "tab-tasks")):
-                busy.append(await key_latency(app, key, lambda: tabs.active == tab))
+                busy.append(await key_latency(app, key, lambda tab=tab: tabs.active == tab))
         loaded = time.perf_counter() - started
         idle = [await key_latency(app, k, lambda t=t: tabs.active == t)
                 for _ in range(10) for k, t in (("3", "tab-runs"), ("6", "tab-tasks"))]

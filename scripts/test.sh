@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs the Python and system packages the tests need,
-# starts a Docker engine and builds the local base image when they are missing, then runs pytest.
+# runs scripts/lint.sh (ruff, mypy, import-linter), starts a Docker engine and builds the local base image
+# when they are missing, then runs pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/test_runtime.py -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,14 @@ export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
 
 echo "== python packages"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# the conventions before anything slow: ruff, mypy and the import contracts
+# (WORKBENCH_LINT=0 skips them, e.g. while re-running one test file; WORKBENCH_LINT_FORMAT=0 skips only
+# the format check)
+if [ "${WORKBENCH_LINT:-1}" != "0" ]; then
+  echo "== lint"
+  bash scripts/lint.sh
+fi
 
 need=()
 command -v tmux >/dev/null 2>&1 || need+=(tmux)

@@ -19,8 +19,7 @@ if _REPO not in sys.path:
 
 from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-
-from workbench.backends.base import RunContext, TaskSpec  # noqa: E402
+from workbench.backends.base import TaskSpec  # noqa: E402
 from workbench.config import ProjectConfig, load_config  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402
 from workbench.units import parse_memory  # noqa: E402

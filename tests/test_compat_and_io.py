@@ -1,7 +1,5 @@
 """Metaflow compatibility details, datastore guarantees, and CLI behaviour under Ctrl-C and load."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +13,6 @@ from workbench.config import load_config
 from workbench.datastore import FlowDatastore, decode_artifact, encode_artifact
 from workbench.datastore.local import LocalStorage
 from workbench.graph import load_graph
-from workbench.parameters import resolve_parameters
 from workbench.runtime import Runtime
 
 from .conftest import write_flow
@@ -161,7 +158,7 @@ def test_logs_follow_streams_until_the_task_ends(project):
 
 
 def test_array_artifacts_round_trip_and_preview(project):
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     write_flow(project, "arr.py", """
         import numpy as np
         from workbench import FlowSpec, step

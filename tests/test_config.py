@@ -1,6 +1,5 @@
 """workbench.toml: discovery, validation errors with key and line, effective settings, comment-keeping edits."""
 
-import textwrap
 
 import pytest
 

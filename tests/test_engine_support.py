@@ -15,7 +15,7 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, count_containers, docker_client_or_skip
+from tests.support.engine import base_image, count_containers, docker_client_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

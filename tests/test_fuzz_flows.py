@@ -135,7 +135,7 @@ def chain(length: int) -> bytes:
     """start -> s1 -> ... -> end, ``length`` steps in all."""
     names = ["start"] + [f"s{i}" for i in range(1, length - 1)] + ["end"]
     out = "from workbench import FlowSpec, step\n\nclass ChainFlow(FlowSpec):\n"
-    for a, b in zip(names, names[1:]):
+    for a, b in zip(names, names[1:], strict=False):  # consecutive pairs
         out += _step(a, f"self.next(self.{b})")
     return (out + _step("end", "pass")).encode()
 

@@ -1,4 +1,8 @@
-"""The core must not pull in terminal or cloud libraries: they are slow to import and not always installed."""
+"""The core must not pull in terminal or cloud libraries: they are slow to import and not always installed.
+
+The import-linter contracts in pyproject.toml ([tool.importlinter], run by scripts/lint.sh) check the
+import statements; these tests check what importing actually loads, in a fresh interpreter, which also
+catches an import hidden behind a registry or a re-export."""
 
 import json
 import subprocess

@@ -6,7 +6,6 @@ container, live logs and on_exit once per attempt are checked for every backend 
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 import time
@@ -21,7 +20,6 @@ if _REPO not in sys.path:
 
 from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-
 from workbench.config import ProjectConfig, load_config  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402
 
@@ -392,6 +390,7 @@ def test_stuck_pods_are_explained():
 
 def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeypatch):
     from kubernetes import client as k
+
     from workbench.backends.k8s_manifest import JobOptions
     from workbench.backends.kubernetes import KubernetesBackend
     monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "0")

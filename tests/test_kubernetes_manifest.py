@@ -15,8 +15,16 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from workbench.backends.base import TaskSpec  # noqa: E402
-from workbench.backends.k8s_manifest import (JOB_LABEL, JobOptions, cpu_quantity, job_manifest, job_name,  # noqa: E402
-                                             label_value, load_template, mib_quantity)
+from workbench.backends.k8s_manifest import (  # noqa: E402
+    JOB_LABEL,
+    JobOptions,
+    cpu_quantity,
+    job_manifest,
+    job_name,
+    label_value,
+    load_template,
+    mib_quantity,
+)
 from workbench.config import ProjectConfig  # noqa: E402
 from workbench.errors import ConfigError  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402

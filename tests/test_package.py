@@ -12,14 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-
 from workbench import package as pkgmod  # noqa: E402
 
 FLOW = textwrap.dedent('''

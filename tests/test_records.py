@@ -10,8 +10,7 @@ import pytest
 from workbench.client import Flow, namespace
 from workbench.config import load_config
 from workbench.datastore import FlowDatastore
-from workbench.datastore.records import (AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskSpecRecord,
-                                         TaskStatus)
+from workbench.datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskSpecRecord, TaskStatus
 from workbench.graph import load_graph
 from workbench.runtime import Runtime
 

@@ -22,7 +22,6 @@ if _REPO not in sys.path:
 
 from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-
 from workbench.backends.base import TaskExit, TaskSpec  # noqa: E402
 from workbench.backends.remote import RemoteBackend, RemoteJob, Submitter, Throttled  # noqa: E402
 from workbench.config import ProjectConfig, load_config  # noqa: E402
@@ -239,7 +238,7 @@ def test_the_poller_backs_off_while_the_api_fails_and_says_so_once(scripted):
     b.poll_faults = 4
     scripted.submit("1")
     assert _wait(lambda: len(b.poll_times) >= 5)
-    gaps = [round(t1 - t0, 2) for t0, t1 in zip(b.poll_times, b.poll_times[1:])][:4]
+    gaps = [round(t1 - t0, 2) for t0, t1 in zip(b.poll_times, b.poll_times[1:], strict=False)][:4]
     # 0.05 s between rounds normally; doubled after each failure, up to poll_max (0.4 s)
     assert gaps[0] >= 0.09 and gaps[1] >= 0.19 and gaps[2] >= 0.38 and gaps[3] >= 0.38, gaps
     assert all(g < 0.6 for g in gaps), gaps
@@ -252,7 +251,7 @@ def test_the_poller_slows_down_while_nothing_changes_and_wakes_on_submit(scripte
     b = scripted.backend
     scripted.submit("1")
     assert _wait(lambda: len(b.poll_times) >= 7, 5)
-    gaps = [t1 - t0 for t0, t1 in zip(b.poll_times, b.poll_times[1:])]
+    gaps = [t1 - t0 for t0, t1 in zip(b.poll_times, b.poll_times[1:], strict=False)]
     assert gaps[0] < 0.12 and max(gaps) > 0.15 and all(g < 0.6 for g in gaps), gaps
     n = len(b.poll_times)
     scripted.submit("2")  # a submit wakes the poller at once
@@ -437,7 +436,7 @@ def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monk
     times = faulty["batch"].times
     assert len(times["submit_job"]) == 3  # two throttled, then accepted
     describe = times["describe_jobs"]
-    gaps = [b - a for a, b in zip(describe, describe[1:4])]
+    gaps = [b - a for a, b in zip(describe, describe[1:4], strict=False)]
     assert gaps[0] >= 0.35 and gaps[1] >= 0.75 and gaps[2] >= 1.5, gaps  # 0.2 s doubled per failure, to 1.6 s
     assert any("throttling submissions" in w for w in warnings), warnings
     assert len([w for w in warnings if "reading the status" in w]) == 1, warnings

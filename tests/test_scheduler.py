@@ -9,8 +9,21 @@ from workbench import events as ev
 from workbench.backends.base import TaskExit
 from workbench.datastore.records import AttemptRecord, RunStatus, TaskRecord, TaskStatus
 from workbench.graph import build_graph
-from workbench.scheduler import (Abort, Cancel, CancelRequested, Emit, FinishRun, RunStart, Scheduler, StopExpired,
-                                 Submit, TaskExited, Tick, WriteTask, summary)
+from workbench.scheduler import (
+    Abort,
+    Cancel,
+    CancelRequested,
+    Emit,
+    FinishRun,
+    RunStart,
+    Scheduler,
+    StopExpired,
+    Submit,
+    TaskExited,
+    Tick,
+    WriteTask,
+    summary,
+)
 from workbench.settings import StepSettings
 
 LINEAR = """
@@ -376,6 +389,7 @@ def test_exits_of_unknown_tasks_or_old_attempts_are_ignored(stale):
 
 def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
     import ast
+
     import workbench.scheduler as module
     tree = ast.parse(Path(module.__file__).read_text())
     names = set()

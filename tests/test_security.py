@@ -110,7 +110,7 @@ def test_a_damaged_blob_is_one_line_everywhere(viewed, damage):
     forget_verified()
     # the client
     with pytest.raises(CorruptBlob.__mro__[1]) as info:  # DatastoreError
-        run["start"].task.data.arr
+        _ = run["start"].task.data.arr
     assert str(info.value).startswith(f"corrupt artifact arr of {run.id}/start/1: ")
     # the CLI: one line on stderr, no traceback
     p = wb("artifacts", f"{run.id}/start", "arr", "--load", cwd=project)

@@ -3,8 +3,27 @@
 Write a flow with the public API below; run it with ``workbench run flows/my_flow.py``.
 """
 
-from .decorators import (batch, card, catch, conda, docker, environment, kubernetes, project, pypi, resources,
-                         parallel, retry, schedule, secrets, timeout, trigger, trigger_on_finish)
+from typing import Any
+
+from .decorators import (
+    batch,
+    card,
+    catch,
+    conda,
+    docker,
+    environment,
+    kubernetes,
+    parallel,
+    project,
+    pypi,
+    resources,
+    retry,
+    schedule,
+    secrets,
+    timeout,
+    trigger,
+    trigger_on_finish,
+)
 from .flowspec import FlowSpec, current, step
 from .parameters import IncludeFile, JSONType, Parameter
 
@@ -15,7 +34,7 @@ _CLIENT_NAMES = ("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "nam
                  "default_namespace", "metadata", "get_metadata")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # the client API, loaded lazily
     # the client API pulls in the datastore; load it only when asked for
     if name in _CLIENT_NAMES:
         from . import client

@@ -150,7 +150,7 @@ class Flow:
         return hash((type(self).__name__, self.pathspec))
 
     # a flow has no tags of its own (Metaflow's Flow.tags is empty)
-    tags = user_tags = system_tags = frozenset()
+    tags = user_tags = system_tags = frozenset[str]()
 
     def __repr__(self) -> str:
         return f"Flow('{self.name}')"
@@ -557,7 +557,7 @@ class Metaflow:
 
     @property
     def flows(self) -> list[Flow]:
-        from .datastore import open_storage
+        from .datastore.storage import open_storage
         storage = open_storage(_url())
         found = []
         for name in sorted(storage.list("")):

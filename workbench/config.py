@@ -41,7 +41,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -59,9 +59,9 @@ BACKENDS = BACKEND_NAMES  # the registry in workbench.backends is the only list
 BackendName = Literal[BACKENDS]  # type: ignore[valid-type]  # a step's or the project's backend: a registered name
 
 
-def _check(parse, what: str):
+def _check(parse: Callable[[object, str], Any], what: str) -> Callable[[object], Any]:
     """A pydantic validator from one of our unit parsers (pydantic reports ValueErrors with their location)."""
-    def validate(value):
+    def validate(value: object) -> Any:
         if value is None:
             return None
         try:
@@ -75,14 +75,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
-def _plain_text(value):
+def _plain_text(value: object) -> object:
     """Refuse control characters (a NUL cannot be in a path or name; the OS would refuse it later)."""
     if isinstance(value, str) and any(ord(c) < 32 and c not in "\t" for c in value):
         raise ValueError(f"{_short(value)} holds a control character")
     return value
 
 
-def _inside_project(value):
+def _inside_project(value: object) -> object:
     """``flows`` is a directory under the project: "/" would make `check` walk the whole disk."""
     _plain_text(value)
     if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~") or ".." in Path(value).parts):
@@ -90,7 +90,7 @@ def _inside_project(value):
     return value
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -324,7 +324,7 @@ def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
 _UNION_FIELDS = {"cpu", "memory", "gpu", "disk", "shared_memory", "timeout", "runnable_warning"}
 
 
-def _model_at(model, loc: list[str]):
+def _model_at(model: Optional[type[BaseModel]], loc: list[str]) -> Optional[type[BaseModel]]:
     for part in loc:
         if model is None:
             return None
@@ -383,6 +383,7 @@ def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remov
     is validated before it is written; nothing is written on error or with ``dry_run``.
     """
     import tomlkit
+    from tomlkit import TOMLDocument
     from tomlkit.items import Table
 
     path = Path(path)
@@ -392,7 +393,7 @@ def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remov
     if unknown:
         raise ConfigError(f"unknown step setting {unknown[0]} (allowed: {', '.join(STEP_KEYS)})", path=str(path))
 
-    def child(parent, key: str, super_table: bool) -> Table:
+    def child(parent: Union[TOMLDocument, Table], key: str, super_table: bool) -> Table:
         if key not in parent:
             parent.add(key, tomlkit.table(is_super_table=super_table))
         node = parent[key]
@@ -403,7 +404,7 @@ def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remov
     if remove:
         flows = doc.get("flows")
         steps = flows.get(flow, {}).get("steps") if flows is not None else None
-        if steps is None or step not in steps:
+        if flows is None or steps is None or step not in steps:
             return ""
         del steps[step]
         if not steps:

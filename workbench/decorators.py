@@ -44,8 +44,11 @@ HONOURED_FLOW_DECORATORS = {"pypi_base", "conda_base"}  # the flow's packages, r
 
 DECORATOR_ATTR = "_workbench_decorators"
 
+# a step function, a flow class or whatever else a decorator is put on
+Decorated = Callable[..., Any]
 
-def _attach(func: Callable, name: str, kwargs: dict) -> Callable:
+
+def _attach(func: Decorated, name: str, kwargs: dict[str, Any]) -> Decorated:
     spec = STEP_DECORATORS.get(name)
     if spec is not None:
         unknown = sorted(set(kwargs) - set(spec))
@@ -57,21 +60,21 @@ def _attach(func: Callable, name: str, kwargs: dict) -> Callable:
         setattr(func, DECORATOR_ATTR, decos)
     except AttributeError:  # e.g. a bound method; wrap it
         @functools.wraps(func)
-        def wrapper(*a, **kw):
+        def wrapper(*a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
         setattr(wrapper, DECORATOR_ATTR, decos)
         return wrapper
     return func
 
 
-def _make(name: str):
-    def decorator(func: Callable | None = None, **kwargs):
+def _make(name: str) -> Callable[..., Any]:
+    def decorator(func: Decorated | None = None, **kwargs: Any) -> Decorated:
         if name in IGNORED_STEP_DECORATORS or (name in FLOW_DECORATORS and name not in HONOURED_FLOW_DECORATORS):
             warnings.warn(f"@{name} is accepted but ignored by workbench for now", stacklevel=2)
         if func is not None and callable(func) and not kwargs:
             return _attach(func, name, {})
 
-        def apply(f: Callable) -> Callable:
+        def apply(f: Decorated) -> Decorated:
             return _attach(f, name, kwargs)
         return apply
 
@@ -102,5 +105,5 @@ pypi_base = _make("pypi_base")
 conda_base = _make("conda_base")
 
 
-def decorators_of(func: Callable) -> dict[str, dict]:
+def decorators_of(func: Decorated) -> dict[str, dict[str, Any]]:
     return {name: kwargs for name, kwargs in getattr(func, DECORATOR_ATTR, [])}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pickletools
 import sys
 from functools import lru_cache
-from typing import Mapping, Optional
+from typing import Mapping, Optional, cast
 
 from .errors import WorkbenchError
 
@@ -58,9 +58,9 @@ def pickle_modules(data: bytes) -> set[str]:
             elif name == "MEMOIZE":
                 memo[len(memo)] = recent[-1] if recent else None
             elif name in _PUT_OPS:
-                memo[int(arg)] = recent[-1] if recent else None
+                memo[cast(int, arg)] = recent[-1] if recent else None  # pickletools decodes PUT args as ints
             elif name in _GET_OPS:
-                recent.append(memo.get(int(arg)))
+                recent.append(memo.get(cast(int, arg)))
             elif name not in _SILENT_OPS:
                 recent.append(None)
             if len(recent) > 64:
@@ -73,7 +73,7 @@ def pickle_modules(data: bytes) -> set[str]:
 @lru_cache(maxsize=1)
 def _module_distributions() -> dict[str, list[str]]:
     from importlib.metadata import packages_distributions
-    return packages_distributions()
+    return dict(packages_distributions())
 
 
 def module_versions(modules: set[str]) -> dict[str, str]:

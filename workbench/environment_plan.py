@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .environment import EnvironmentSpec, PackageSet, project_package_set, step_environment
-from .environment_uv import (Environment, EnvironmentBuildError, Target, ensure_installed, ensure_locked,
-                             ensure_wheelhouse, environment_for)
+from .environment_uv import (
+    Environment,
+    EnvironmentBuildError,
+    Target,
+    ensure_installed,
+    ensure_locked,
+    ensure_wheelhouse,
+    environment_for,
+)
 from .errors import FlowError
 
 
@@ -81,7 +88,7 @@ def prepare_environments(plan: list[StepEnvironment], *, install: bool = True, w
     A resolution failure raises FlowError naming the flow file and line of the decorator at fault.
     """
     say = on_progress or (lambda _line: None)
-    first_where = {}
+    first_where: dict[str, str] = {}
     for item in plan:
         if item.environment is not None:
             first_where.setdefault(item.environment.key, item.where)

@@ -84,7 +84,10 @@ def install_offline(archive: Path, cache_dir: Path, python: str = sys.executable
             for member in _safe_members(tar):
                 target = home / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(target, "wb") as out:
+                src = tar.extractfile(member)
+                if src is None:  # not a regular file (_safe_members lets only files through)
+                    continue
+                with src, open(target, "wb") as out:
                     out.write(src.read())
                 os.chmod(target, member.mode & 0o755)
         env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}

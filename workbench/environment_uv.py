@@ -151,7 +151,8 @@ def index_arguments(*, resolving: bool = False) -> tuple[list[str], dict[str, st
     for constraint in conf.get("constraint", []) if resolving else []:  # installs are pinned already
         if os.path.isfile(constraint):
             args += ["--constraint", constraint]
-    cert = (conf.get("cert") or [None])[0]
+    certs = conf.get("cert") or []
+    cert = certs[0] if certs else None
     if cert and not os.environ.get("SSL_CERT_FILE") and os.path.isfile(cert):
         env["SSL_CERT_FILE"] = cert
     return args, env

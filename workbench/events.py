@@ -28,9 +28,9 @@ class Event:
 class RunStarted(Event):
     flow: str
     run_id: str
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     origin_run_id: Optional[str] = None
-    steps: tuple = ()
+    steps: tuple[str, ...] = ()
     ts: float = field(default_factory=_now)
 
 
@@ -104,7 +104,7 @@ class RunFinished(Event):
     run_id: str
     status: str
     duration: float
-    failed: tuple = ()  # pathspecs of failed tasks
+    failed: tuple[str, ...] = ()  # pathspecs of failed tasks
     message: str = ""
     ts: float = field(default_factory=_now)
 

@@ -118,8 +118,8 @@ def _start_run(args, backend: Optional[str], config, graph) -> str:
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from . import commands
     from .config import load_config
-    from .project import resolve_flow
     from .parameters import check_parameter_name
+    from .project import resolve_flow
     args, extra = _run_parser("run").parse_known_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
@@ -157,7 +157,7 @@ def _task_paths(ref: str, pathspec: str):
         parts = parts[1:]
     if len(parts) not in (2, 3):
         raise UsageError(f"{pathspec}: give RUN_ID/STEP or RUN_ID/STEP/TASK_ID")
-    step = Flow(graph.name, _namespace_check=False)[parts[0]][parts[1]]
+    step = Flow(graph.name or "", _namespace_check=False)[parts[0]][parts[1]]  # validated: it has a name
     return [step[parts[2]]] if len(parts) == 3 else list(step)
 
 
@@ -216,7 +216,7 @@ def _cmd_tag(ref: str, argv: list[str]) -> int:
     p.add_argument("--remove", action="append", default=[])
     args = p.parse_intermixed_args(argv)
     graph = resolve_flow(ref, load_config())
-    run = Flow(graph.name, _namespace_check=False)[args.run_id]
+    run = Flow(graph.name or "", _namespace_check=False)[args.run_id]  # validated: it has a name
     if args.action == "add":
         run.add_tags(args.tags)
     elif args.action == "remove":

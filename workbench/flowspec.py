@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import sys
 from collections import namedtuple
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, TypeVar
 
 from .decorators import DECORATOR_ATTR
 
+if TYPE_CHECKING:
+    from .client import Run, Task
 
-def step(func: Callable) -> Callable:
+StepFunction = TypeVar("StepFunction", bound=Callable[..., Any])
+
+
+def step(func: StepFunction) -> StepFunction:
     """Mark a method of a FlowSpec as a step."""
-    func.is_step = True
-    func.name = func.__name__
+    setattr(func, "is_step", True)  # noqa: B010  (a function's attributes are not declared on Callable)
+    setattr(func, "name", getattr(func, "__name__", ""))  # noqa: B010
     if not hasattr(func, DECORATOR_ATTR):
         setattr(func, DECORATOR_ATTR, [])
     return func
@@ -66,13 +71,13 @@ class Current:
         self._namespace = value
 
     @property
-    def tags(self) -> set:
+    def tags(self) -> set[str]:
         """The run's user tags (``--tag``, as Metaflow's ``current.tags``)."""
         run = self.run
         return set(run.user_tags) if run is not None else set()
 
     @property
-    def run(self):
+    def run(self) -> Optional[Run]:
         """The client's Run of the running task."""
         if not self.is_running_flow:
             return None
@@ -80,7 +85,7 @@ class Current:
         return Run(f"{self.flow_name}/{self.run_id}", _namespace_check=False)
 
     @property
-    def task(self):
+    def task(self) -> Optional[Task]:
         """The client's Task of the running task."""
         if not self.is_running_flow:
             return None
@@ -123,10 +128,11 @@ def vars_of_class(cls: type) -> dict[str, Any]:
     return found
 
 
-def project_of(flow_cls: type) -> Optional[dict]:
+def project_of(flow_cls: type) -> Optional[dict[str, str]]:
     """The flow's @project as Metaflow resolves it: name and branch (``prod`` with METAFLOW_PRODUCTION,
     ``test.<METAFLOW_BRANCH>`` with a branch, else ``user.<username>``)."""
     import os
+
     from .decorators import decorators_of
     project = decorators_of(flow_cls).get("project")
     if not project or not project.get("name"):
@@ -174,11 +180,11 @@ class CaughtException(Exception):
     def traceback(self) -> Optional[str]:
         return self.stacktrace
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[CaughtException], tuple[()], dict[str, Any]]:
         return CaughtException, (), self.__dict__
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+    def __setstate__(self, state: Optional[dict[str, Any]]) -> None:
+        self.__dict__.update(state or {})
 
     def __repr__(self) -> str:
         return str(self)
@@ -248,7 +254,7 @@ class FlowSpec:
         """The flow's name (its class name), as Metaflow's ``flow.name``."""
         return type(self).__name__
 
-    def __iter__(self) -> Iterator[Callable]:
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
         """The flow's steps, in the order they appear in the file (``step.name`` is each one's name)."""
         cls = type(self)
         steps = [getattr(cls, n) for n in dir(cls) if getattr(getattr(cls, n, None), "is_step", False)]
@@ -263,8 +269,9 @@ class FlowSpec:
     def _graph(self) -> "GraphView":
         """The flow's static graph, node fields named as Metaflow's: ``type``, ``in_funcs``, ``out_funcs``."""
         import inspect
+
         from .graph import build_graph
-        graph = build_graph(inspect.getsourcefile(type(self)), type(self).__name__)
+        graph = build_graph(inspect.getsourcefile(type(self)) or inspect.getfile(type(self)), type(self).__name__)
         return GraphView(graph)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -305,23 +312,24 @@ class FlowSpec:
     @property
     def input(self) -> Any:
         ctx = self.__dict__.get("_wb_ctx")
-        frames = ctx.foreach_stack if ctx else []
-        if not frames:
+        if ctx is None or not ctx.foreach_stack:
             return None
-        return ctx.foreach_value(self, frames[-1])
+        return ctx.foreach_value(self, ctx.foreach_stack[-1])
 
     @property
     def _foreach_stack(self) -> list["ForeachFrame"]:
         """Metaflow's ``self._foreach_stack``: the enclosing foreach frames, outermost first."""
         ctx = self.__dict__.get("_wb_ctx")
-        frames = ctx.foreach_stack if ctx else []
+        if ctx is None:
+            return []
         return [ForeachFrame(f.get("step"), f.get("var"), f.get("num_splits"), f.get("index"),
-                             ctx.foreach_value(self, f)) for f in frames]
+                             ctx.foreach_value(self, f)) for f in ctx.foreach_stack]
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         ctx = self.__dict__.get("_wb_ctx")
-        frames = ctx.foreach_stack if ctx else []
-        return [(f["index"], f["num_splits"], ctx.foreach_value(self, f)) for f in frames]
+        if ctx is None:
+            return []
+        return [(f["index"], f["num_splits"], ctx.foreach_value(self, f)) for f in ctx.foreach_stack]
 
     # ---------------------------------------------------------------- transitions
     def next(self, *steps: Any, foreach: Optional[str] = None, num_parallel: Optional[int] = None,
@@ -343,7 +351,7 @@ class FlowSpec:
                     raise ValueError(f"num_parallel must be a whole number of at least 1, not {num_parallel!r}")
                 ctx.num_parallel = num_parallel
 
-    def _next_switch(self, steps: tuple, condition: Optional[str]) -> None:
+    def _next_switch(self, steps: tuple[Any, ...], condition: Optional[str]) -> None:
         """A switch: the value of ``self.<condition>`` picks one case; only that step runs next."""
         if len(steps) != 1 or not isinstance(steps[0], dict) or not steps[0]:
             raise TypeError("self.next() with condition= takes one non-empty dict of cases")
@@ -373,20 +381,20 @@ class FlowSpec:
         if not isinstance(inputs, Inputs):
             from .exception import MetaflowException
             raise MetaflowException("merge_artifacts can only be called in a join step, with its inputs")
-        exclude = set(exclude or [])
-        include = set(include or [])
-        if include and exclude:
+        excluded = set(exclude or [])
+        included = set(include or [])
+        if included and excluded:
             from .exception import MetaflowException
             raise MetaflowException("merge_artifacts takes include or exclude, not both")
         hashes: dict[str, set[str]] = {}
         owners: dict[str, Any] = {}
         for inp in inputs:
             for name, digest in inp._wb_refs.items():
-                if name.startswith("_") or name in exclude or (include and name not in include):
+                if name.startswith("_") or name in excluded or (included and name not in included):
                     continue
                 hashes.setdefault(name, set()).add(digest)
                 owners[name] = inp
-        missing = include - set(hashes)
+        missing = included - set(hashes)
         if missing:
             raise _merge_error("missing", f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}",
                                sorted(missing))
@@ -404,7 +412,7 @@ class FlowSpec:
 class InputView:
     """One input of a join step: its artifacts, read lazily."""
 
-    def __init__(self, step: str, refs: dict[str, str], loader: Callable[[str], Any], foreach_stack: list):
+    def __init__(self, step: str, refs: dict[str, str], loader: Callable[[str], Any], foreach_stack: list[dict[str, Any]]):
         self._wb_step = step
         self._wb_refs = refs
         self._wb_loader = loader

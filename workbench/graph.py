@@ -33,7 +33,7 @@ class DecoratorSpec:
     name: str
     kwargs: dict[str, Any]
     lineno: int
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -143,7 +143,7 @@ class FlowGraph:
     def descendants(self, name: str) -> set[str]:
         return _descendants(self.steps, name)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "flow": self.name, "path": self.path, "line": self.lineno, "doc": self.doc,
             "parameters": [
@@ -309,7 +309,7 @@ class _Parser:
         for klass in self._mro(cls, classes):
             self._read_class_body(klass)
 
-    def _is_flow(self, cls: ast.ClassDef, classes: dict, seen: set) -> bool:
+    def _is_flow(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> bool:
         """Does ``cls`` derive from FlowSpec, directly or through classes in this file?"""
         todo = [cls]
         while todo:
@@ -321,7 +321,7 @@ class _Parser:
                     todo.append(classes[base])
         return False
 
-    def _mro(self, cls: ast.ClassDef, classes: dict) -> list[ast.ClassDef]:
+    def _mro(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> list[ast.ClassDef]:
         """Base classes defined in this file first, so a subclass's steps override its bases'.
 
         A post-order walk without recursion; the bases are acyclic (checked by ``_base_cycle``)."""
@@ -370,7 +370,7 @@ class _Parser:
         except (RecursionError, MemoryError):
             return Unresolved(f"<expression nested too deeply, line {getattr(node, 'lineno', '?')}>")
 
-    def _decorator(self, node: ast.AST) -> Optional[DecoratorSpec]:
+    def _decorator(self, node: ast.expr) -> Optional[DecoratorSpec]:
         if isinstance(node, ast.Call):
             name = _call_name(node.func)
             if not name:
@@ -445,7 +445,9 @@ class _Parser:
             self.error(f"{where} takes one dict of cases, then condition=", call.lineno)
             return
         cases: dict[str, str] = {}
-        for key, value in zip(call.args[0].keys, call.args[0].values, strict=True):
+        table = call.args[0]
+        assert isinstance(table, ast.Dict)  # the caller checked: a switch's cases are a dict literal
+        for key, value in zip(table.keys, table.values, strict=True):
             if isinstance(key, ast.Constant) and isinstance(key.value, (str, int, float, bool)):
                 case = str(key.value)
             else:

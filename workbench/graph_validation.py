@@ -5,13 +5,13 @@ Every walk here is iterative: a 1,000-step chain is a valid flow and must not ex
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import FlowError
 from .graph import FlowGraph, StepNode, Unresolved, _descendants
 
 
-def _no_cycle_from_start(steps: dict[str, StepNode], err) -> bool:
+def _no_cycle_from_start(steps: dict[str, StepNode], err: Callable[[str, Optional[int]], None]) -> bool:
     """Depth-first from start, iteratively; report the first transition back onto the current path."""
     state = {"start": 1}
     path = [("start", iter(steps["start"].out))]
@@ -70,9 +70,9 @@ def validate(graph: FlowGraph) -> None:
         if s.switch_cases and s.num_args == 2:
             err(f"step {s.name} is both a join (it takes inputs) and a switch; add a step so that the join and "
                 f"the switch are separate steps", s.lineno)
-        if s.switch_cases and s.decorator("catch"):
-            err(f"@catch is defined for step {s.name} but @catch is not supported in switch steps",
-                s.decorator("catch").lineno)
+        catch = s.decorator("catch") if s.switch_cases else None
+        if catch is not None:
+            err(f"@catch is defined for step {s.name} but @catch is not supported in switch steps", catch.lineno)
         if s.num_args > 2:
             err(f"step {s.name} takes {s.num_args - 1} arguments; a step takes none, a join takes inputs",
                 s.lineno)
@@ -122,8 +122,8 @@ def validate(graph: FlowGraph) -> None:
 
     # splits and joins: every step gets the stack of splits it is inside (and the branch it is on in each);
     # joins close the innermost one. A switch opens nothing: its cases carry its stack on.
-    branches: dict[str, tuple] = {}
-    end_inside: list[tuple] = []
+    branches: dict[str, tuple[tuple[str, str], ...]] = {}  # step -> ((split, branch taken), ...)
+    end_inside: list[tuple[str, Optional[int]]] = []  # (message, line) of the first end inside a split
     for name in graph.topological():
         s = steps[name]
         if name == "start":
@@ -192,13 +192,13 @@ def validate(graph: FlowGraph) -> None:
     for s in steps.values():
         if s.kind == "join" and s.closes:
             opener = steps[s.closes]
-            scope = opener.split_stack + (opener.name,)
+            scope = (opener.split_stack or ()) + (opener.name,)
             for branch in opener.out:
                 if s.name != branch and s.name not in graph.descendants(branch):
                     err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}",
                         s.lineno)
-            inside = [n for n in s.in_steps if steps[n].split_stack is not None
-                      and steps[n].split_stack[:len(scope)] != scope and n != opener.name]
+            inside = [n for n in s.in_steps if (enclosing := steps[n].split_stack) is not None
+                      and enclosing[:len(scope)] != scope and n != opener.name]
             if inside:
                 err(f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
                     f"{opener.name}", s.lineno)
@@ -206,7 +206,7 @@ def validate(graph: FlowGraph) -> None:
         _check_parallel(steps, err)
 
 
-def _check_parallel(steps: dict[str, StepNode], err) -> None:
+def _check_parallel(steps: dict[str, StepNode], err: Callable[[str, Optional[int]], None]) -> None:
     """Metaflow's @parallel rules: num_parallel goes to a @parallel step, which only num_parallel reaches,
     and which is followed by a join."""
     for s in steps.values():

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Optional
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
     from .config import ProjectConfig
     from .datastore.storage import Storage
 
@@ -142,8 +144,8 @@ class _Ignores:
         import pathspec
         self._pathspec = pathspec
         self.root = root
-        self.specs: list[tuple[str, object]] = [("", pathspec.GitIgnoreSpec.from_lines(BUILTIN_IGNORES))]
-        self.workbench = None
+        self.specs: list[tuple[str, GitIgnoreSpec]] = [("", pathspec.GitIgnoreSpec.from_lines(BUILTIN_IGNORES))]
+        self.workbench: Optional[GitIgnoreSpec] = None
         self.secrets = pathspec.GitIgnoreSpec.from_lines(SECRET_PATTERNS)
         wbi = root / IGNORE_FILE
         if wbi.is_file():

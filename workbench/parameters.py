@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .graph import ParameterSpec
 
 
 class JSONType:
@@ -32,15 +35,15 @@ class Parameter:
         self.kwargs = kwargs
         self._attr: Optional[str] = None
 
-    def __set_name__(self, owner, attr: str) -> None:
+    def __set_name__(self, owner: type, attr: str) -> None:
         self._attr = attr
 
-    def __get__(self, obj, objtype=None):
+    def __get__(self, obj: Any, objtype: Optional[type] = None) -> Any:
         if obj is None:
             return self
         return obj._wb_artifact(self._attr or self.name)
 
-    def __set__(self, obj, value) -> None:
+    def __set__(self, obj: Any, value: Any) -> None:
         raise AttributeError(f"parameter {self.name} cannot be assigned in a step")
 
     def __repr__(self) -> str:
@@ -59,7 +62,7 @@ class IncludeFile(Parameter):
         self.encoding = encoding
 
 
-_CONVERTERS = {"str": str, "int": int, "float": float, "JSONType": json.loads, "json": json.loads}
+_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "JSONType": json.loads, "json": json.loads}
 
 
 def _to_bool(raw: str) -> bool:
@@ -71,7 +74,7 @@ def _to_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def convert_parameter(spec, raw: Any) -> Any:
+def convert_parameter(spec: ParameterSpec, raw: Any) -> Any:
     """Convert a command-line string for the parameter described by ``spec`` (a ParameterSpec)."""
     if spec.kind == "include_file":
         path = Path(str(raw))
@@ -136,7 +139,7 @@ class ParameterContext:
         self.configs = None
 
 
-def resolve_default(flow_cls, attr: str) -> Any:
+def resolve_default(flow_cls: type, attr: str) -> Any:
     """A default that is not a literal, computed in the start task where the flow is imported: a callable
     is called with a :class:`ParameterContext`; an IncludeFile's default is a path, read; a JSONType
     default given as text is parsed."""
@@ -157,7 +160,7 @@ def resolve_default(flow_cls, attr: str) -> Any:
     return default
 
 
-def resolve_parameters(specs, given: dict[str, Any]) -> dict[str, Any]:
+def resolve_parameters(specs: Sequence[ParameterSpec], given: dict[str, Any]) -> dict[str, Any]:
     """Map each parameter's attribute to its value: the given value converted, else its default."""
     known = {p.name: p for p in specs}
     for name in given:

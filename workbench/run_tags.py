@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import platform
 import time
-from typing import Iterable, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Optional, TextIO
 
 from .exception import MetaflowTaggingError
+
+if TYPE_CHECKING:
+    from .datastore import FlowDatastore
 
 MAX_TAG_SIZE = 500
 
@@ -34,11 +38,11 @@ class tags_lock:
     A local datastore gets an flock; other stores are last-writer-wins."""
 
     def __init__(self, ds, run_id: str):
-        self._path = None
+        self._path: Optional[Path] = None
         root = getattr(ds.storage, "root", None)
         if root is not None:
             self._path = root / ds._run_key(run_id) / "tags.lock.json"
-        self._fh = None
+        self._fh: Optional[TextIO] = None
 
     def __enter__(self):
         if self._path is not None:
@@ -70,7 +74,7 @@ def validate_tag(tag) -> str:
 
 def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
     """The system tags a new run gets."""
-    tags = [f"runtime:dev", f"python_version:{platform.python_version()}",
+    tags = ["runtime:dev", f"python_version:{platform.python_version()}",
             f"date:{time.strftime('%Y-%m-%d')}", "metaflow_version:workbench"]
     if user:
         tags.append(f"user:{user}")
@@ -81,6 +85,9 @@ def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
 
 class RunTags:
     """The tag half of the client's Run (``self._ds`` and ``self.id`` are the run's)."""
+
+    _ds: FlowDatastore  # set by the client's Run
+    id: str
 
     def _tags_record(self, fresh: bool = False) -> dict:
         """The run's tags as this object knows them: read once, then what its own changes left (as a

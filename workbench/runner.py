@@ -101,7 +101,7 @@ class Runner:
         here = Path(self.cwd) if self.cwd else Path.cwd()
         metadata(load_config(here).datastore_url)
         graph = build_graph(Path(here, self.flow_file) if not Path(self.flow_file).is_absolute() else self.flow_file)
-        return Flow(graph.name, _namespace_check=False)[run_id]
+        return Flow(graph.name or "", _namespace_check=False)[run_id]  # no flow class: Flow says no such flow
 
     def run(self, **kwargs: Any) -> ExecutingRun:
         """Run the flow with these parameters (and run options such as ``tags=[...]``, ``max_workers=4``)."""

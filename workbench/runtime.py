@@ -74,7 +74,7 @@ class _Running:
     attempt: int
     staged: bool
     handle: Optional[TaskHandle] = None
-    log_buffer: list = field(default_factory=list)
+    log_buffer: list[tuple[float, str, str]] = field(default_factory=list)  # (ts, stream, text)
 
 
 @dataclass
@@ -95,7 +95,7 @@ class Runtime:
 
     def __init__(self, graph: FlowGraph, config: ProjectConfig, *, params: Optional[dict[str, Any]] = None,
                  sink: Optional[ev.EventSink] = None, max_workers: Optional[int] = None,
-                 backend: Optional[str] = None, step_overrides: Optional[dict[str, dict]] = None,
+                 backend: Optional[str] = None, step_overrides: Optional[dict[str, dict[str, Any]]] = None,
                  origin_run_id: Optional[str] = None, rerun_steps: Optional[set[str]] = None,
                  only_step: Optional[str] = None, only_task_index: Optional[int] = None,
                  run_id: Optional[str] = None, datastore: Optional[FlowDatastore] = None):
@@ -134,8 +134,8 @@ class Runtime:
         self._tasks: dict[str, _Running] = {}  # submitted attempts, by scheduler key
         self._stopping = False
         self._finished: Optional[sched.FinishRun] = None
-        self.scheduler: Optional[sched.Scheduler] = None
-        self._ctx: Optional[RunContext] = None
+        self.scheduler: sched.Scheduler  # both set when run() starts
+        self._ctx: RunContext
         self._stage: Optional[FlowDatastore] = None  # S3 staging for remote tasks when self.ds is local
         self._envs: Optional["RunEnvironments"] = None  # each step's prepared environment (set by run)
         self._hurry = threading.Event()
@@ -168,7 +168,7 @@ class Runtime:
         from .environment_run import RunEnvironments  # before anything runs: a missing package is one line
         self._envs = RunEnvironments(self.graph, self.config, self.settings, say=self._warn)
         param_refs, unresolved = self._save_parameters()
-        origin_tasks = self._load_origin() if self.origin_run_id else []
+        origin_tasks = self._load_origin(self.origin_run_id) if self.origin_run_id else []
         self.scheduler = sched.Scheduler(
             self.graph, run_id=self.run_id, settings=self.settings, max_workers=self.max_workers,
             remote_backends=frozenset(n for n, b in self._backends.items() if b.remote),
@@ -347,13 +347,14 @@ class Runtime:
     def _submit(self, sub: "sched.Submit") -> None:
         backend = self._backends[sub.backend]
         spec_record = sub.spec
-        staged = backend.remote and self._stage is not None
+        stage = self._stage if backend.remote else None
+        staged = stage is not None
         task = _Running(spec_record.pathspec, spec_record.step, spec_record.task_id, spec_record.attempt, staged)
         self._tasks[sub.key] = task
-        ds = self._stage if staged else self.ds
+        ds = stage or self.ds
         try:
-            if staged:
-                _copy_blobs(self.ds, self._stage, set(sub.input_shas))
+            if stage is not None:
+                _copy_blobs(self.ds, stage, set(sub.input_shas))
             ds.write_spec(spec_record)
         except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
             self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
@@ -387,13 +388,14 @@ class Runtime:
 
     def _report(self, task: "_Running") -> Optional[AttemptRecord]:
         """What the task reported about its attempt; a staged task's outputs are copied home first."""
-        ds = self._stage if task.staged else self.ds
+        stage = self._stage if task.staged else None
+        ds = stage or self.ds
         report = ds.read_attempt(self.run_id, task.step, task.task_id, task.attempt)
         if report is not None and self._envs is not None:
             self._envs.learn(report.artifacts)
-        if task.staged and report is not None:  # bring the outputs home, each blob checked against its hash
+        if stage is not None and report is not None:  # bring the outputs home, each blob checked against its hash
             try:
-                _import_blobs(self._stage, self.ds, {a["sha"] for a in report.artifacts.values()})
+                _import_blobs(stage, self.ds, {a["sha"] for a in report.artifacts.values()})
             except DatastoreError as exc:
                 report = AttemptRecord(status=TaskStatus.FAILED, attempt=task.attempt,
                                        reason=f"outputs refused: {exc}")
@@ -438,8 +440,7 @@ class Runtime:
             refs[attr], _ = self.ds.save_artifact(value)
         return refs, unresolved
 
-    def _load_origin(self) -> list[TaskRecord]:
-        origin = self.origin_run_id
+    def _load_origin(self, origin: str) -> list[TaskRecord]:
         if self.ds.read_run(origin) is None:
             raise UsageError(f"no run {origin} of flow {self.flow} in {self.ds.url}")
         records = []

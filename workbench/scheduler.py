@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from . import events as ev
 from . import scheduler_gang as gang
@@ -90,7 +90,7 @@ class Submit:
     backend: str
     spec: TaskSpecRecord
     settings: StepSettings
-    input_shas: frozenset = frozenset()
+    input_shas: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,11 @@ class Emit:
 class FinishRun:
     status: RunStatus
     message: str = ""
-    failed: tuple = ()  # pathspecs
+    failed: tuple[str, ...] = ()  # pathspecs
 
 
 Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
+StackKey = tuple[tuple[str, int], ...]  # a foreach index path: ((step, index), ...), outermost first
 
 
 # ------------------------------------------------------------------------------------------ task state
@@ -125,12 +126,12 @@ Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
 class _Task:
     step: str
     task_id: str
-    foreach_stack: list[dict]
+    foreach_stack: list[dict[str, Any]]  # frames {step, var, index, num_splits}
     parents: list["_Task"]
     settings: StepSettings
     attempt: int = 0
     status: TaskStatus = TaskStatus.PENDING
-    artifacts: dict[str, dict] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_splits: Optional[int] = None
     foreach_artifact: Optional[str] = None
     started: float = 0.0
@@ -139,11 +140,11 @@ class _Task:
     cloned_from: Optional[str] = None
     iteration: int = 0  # a recursive switch step: which pass of the loop
     switch_to: Optional[str] = None  # a switch step: the case it took
-    parallel: Optional[dict] = None  # a @parallel gang member: {gang, node_index, num_nodes}
+    parallel: Optional[dict[str, Any]] = None  # a @parallel gang member: {gang, node_index, num_nodes}
     catch_fallback: Optional[str] = None  # @catch of a task that never ran: why (its last attempt stores it)
 
     @property
-    def stack_key(self) -> tuple:
+    def stack_key(self) -> StackKey:
         return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 
 
@@ -152,7 +153,7 @@ class Scheduler(gang.GangMixin):
     origin run's task records), then feed it events through :meth:`handle`."""
 
     def __init__(self, graph: FlowGraph, *, run_id: str, settings: dict[str, StepSettings],
-                 remote_backends: frozenset = frozenset(), max_workers: int = 2,
+                 remote_backends: frozenset[str] = frozenset(), max_workers: int = 2,
                  max_remote: int = MAX_REMOTE_IN_FLIGHT, param_refs: Optional[dict[str, str]] = None,
                  unresolved_params: Optional[list[str]] = None, origin_run_id: Optional[str] = None,
                  origin_tasks: Optional[list[TaskRecord]] = None, rerun_steps: Optional[set[str]] = None,
@@ -180,12 +181,12 @@ class Scheduler(gang.GangMixin):
         self._ready: list[_Task] = []
         self._delayed: list[tuple[float, int, _Task]] = []
         self._running: dict[str, _Task] = {}
-        self._join_buckets: dict[tuple, list[_Task]] = {}
+        self._join_buckets: dict[tuple[str, StackKey], list[_Task]] = {}
         self._next_id = 1
         self._seq = 0
         self._failed: list[_Task] = []
         self._gangs: dict[str, gang._Gang] = {}
-        self._origin: dict[tuple, TaskRecord] = {}
+        self._origin: dict[tuple[str, StackKey, int], TaskRecord] = {}
         for record in origin_tasks or []:
             if record.status is TaskStatus.SUCCEEDED:
                 self._origin[(record.step, record.stack_key, record.iteration)] = record
@@ -333,7 +334,7 @@ class Scheduler(gang.GangMixin):
     def _pathspec(self, task: _Task) -> str:
         return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
 
-    def _new_task(self, step: str, stack: list[dict], parents: list[_Task]) -> _Task:
+    def _new_task(self, step: str, stack: list[dict[str, Any]], parents: list[_Task]) -> _Task:
         task = _Task(step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents,
                      settings=self.settings[step])
         self._next_id += 1
@@ -384,7 +385,7 @@ class Scheduler(gang.GangMixin):
         """The backend's word and the task's own report, made one status and reason."""
         status, reason = TaskStatus.parse(result.status), result.reason
         reported = report.status if report is not None else None
-        if status is TaskStatus.SUCCEEDED and reported is not TaskStatus.SUCCEEDED:
+        if status is TaskStatus.SUCCEEDED and (report is None or reported is not TaskStatus.SUCCEEDED):
             status = TaskStatus.FAILED
             reason = (report.reason if report else "") or "the task exited 0 but saved no result"
         elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED,
@@ -398,11 +399,12 @@ class Scheduler(gang.GangMixin):
         """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
         status, reason = self._reconcile(result, report)
         node = self.graph.steps[task.step]
-        if status is TaskStatus.SUCCEEDED and node.kind == "switch" and report.switch_to not in node.out:
+        if status is TaskStatus.SUCCEEDED and report is not None and node.kind == "switch" and (
+                report.switch_to is None or report.switch_to not in node.out):
             status = TaskStatus.FAILED
             reason = (f"switch step {task.step} took no case" if not report.switch_to else
                       f"switch step {task.step} went to {report.switch_to}, which is none of its cases")
-        if status is TaskStatus.SUCCEEDED:
+        if status is TaskStatus.SUCCEEDED and report is not None:  # (_reconcile: no report, no success)
             task.switch_to = report.switch_to
             task.artifacts = report.artifacts
             task.num_splits = report.foreach_num_splits
@@ -471,10 +473,11 @@ class Scheduler(gang.GangMixin):
             return
         if node.kind == "switch":
             target = task.switch_to
-            child = self._new_task(target, task.foreach_stack, [task])
+            assert target is not None  # a switch step succeeds only with a case taken (_finish)
+            case_task = self._new_task(target, task.foreach_stack, [task])
             if target == task.step:
-                child.iteration = task.iteration + 1  # a recursive switch: the next pass of the loop
-            self._enqueue(child, now, out)
+                case_task.iteration = task.iteration + 1  # a recursive switch: the next pass of the loop
+            self._enqueue(case_task, now, out)
             return
         if node.num_parallel is not None:
             self._start_gang(task, node, now, out)
@@ -492,7 +495,9 @@ class Scheduler(gang.GangMixin):
             if t.kind != "join":
                 self._enqueue(self._new_task(target, task.foreach_stack, [task]), now, out)
                 continue
+            assert t.closes is not None  # graph validation: every join closes a split
             opener = self.graph.steps[t.closes]
+            order: Callable[[_Task], int]
             if opener.kind == "foreach":
                 outer = task.foreach_stack[:-1]
                 expected = task.foreach_stack[-1]["num_splits"]
@@ -500,8 +505,8 @@ class Scheduler(gang.GangMixin):
             else:
                 outer = task.foreach_stack
                 expected = len(opener.out)  # one input per branch (a switch inside a branch picks one step)
-                order = lambda p, branches=opener.out: branches.index(  # noqa: E731
-                    self.graph.steps[p.step].split_branch)
+                order = lambda p: opener.out.index(  # noqa: E731, B023  (sorted below, in this iteration)
+                    self.graph.steps[p.step].split_branch or "")
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)
@@ -546,7 +551,7 @@ class Scheduler(gang.GangMixin):
         self._schedule_successors(task, now, out)
 
 
-def summary(instructions: list[Instruction]) -> list[tuple]:
+def summary(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
     """A compact, comparable form of an instruction list (for tests and debugging)."""
     rows: list[tuple[Any, ...]] = []
     for i in instructions:

@@ -54,6 +54,7 @@ class GangMixin:
                             out: list) -> None:
         """Hold a node's outcome until the whole gang has answered; a failure cancels the other nodes."""
         from .scheduler import Cancel
+        assert task.parallel is not None  # only gang members come here
         gang = self._gangs[task.parallel["gang"]]
         self._running.pop(task.task_id, None)
         gang.results[task.task_id] = (result, report)

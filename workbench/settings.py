@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import BACKENDS, ProjectConfig
 from .environment import step_packages
 from .errors import FlowError, ResourceError, UsageError
-from .graph import FlowGraph, StepNode, Unresolved
-from .units import (format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory)
+from .graph import DecoratorSpec, FlowGraph, StepNode, Unresolved
+from .units import format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory
 
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY = 4096  # MiB, as Metaflow's @resources
@@ -72,7 +72,7 @@ class StepSettings:
         return " ".join(parts)
 
 
-def _literal(step: StepNode, deco, key: str, graph: FlowGraph):
+def _literal(step: StepNode, deco: DecoratorSpec, key: str, graph: FlowGraph) -> Any:
     value = deco.kwargs.get(key)
     if isinstance(value, Unresolved):
         source = value.source if len(value.source) <= 60 else value.source[:57] + "..."
@@ -82,13 +82,14 @@ def _literal(step: StepNode, deco, key: str, graph: FlowGraph):
     return value
 
 
-def _bad_argument(graph: FlowGraph, step: StepNode, deco, key: str, value, wants: str) -> FlowError:
+def _bad_argument(graph: FlowGraph, step: StepNode, deco: DecoratorSpec, key: str, value: object,
+                  wants: str) -> FlowError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return FlowError(f"step {step.name}: @{deco.name}({key}={shown}) {wants}", path=graph.path, line=deco.lineno)
 
 
-def _number(step: StepNode, deco, key: str, graph: FlowGraph, *, whole: bool = False) -> Optional[float]:
+def _number(step: StepNode, deco: DecoratorSpec, key: str, graph: FlowGraph, *, whole: bool = False) -> Optional[float]:
     """A decorator argument that must be a finite number, 0 or more (a whole one with ``whole``)."""
     value = _literal(step, deco, key, graph)
     if value is None:
@@ -105,14 +106,14 @@ def _number(step: StepNode, deco, key: str, graph: FlowGraph, *, whole: bool = F
     return number
 
 
-def _text(step: StepNode, deco, key: str, graph: FlowGraph) -> Optional[str]:
+def _text(step: StepNode, deco: DecoratorSpec, key: str, graph: FlowGraph) -> Optional[str]:
     value = _literal(step, deco, key, graph)
     if value is not None and not isinstance(value, str):
         raise _bad_argument(graph, step, deco, key, value, "must be a string")
     return value
 
 
-def _resource_error(graph: FlowGraph, step: StepNode, deco, exc: ResourceError) -> FlowError:
+def _resource_error(graph: FlowGraph, step: StepNode, deco: DecoratorSpec, exc: ResourceError) -> FlowError:
     return FlowError(f"step {step.name}: @{deco.name}: {exc.message}", path=graph.path, line=deco.lineno)
 
 
@@ -226,10 +227,12 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
     for key, value in (cli or {}).items():
         if value is None:
             continue
-        parse = {"cpu": parse_cpu, "memory": parse_memory, "gpu": parse_gpu, "timeout": parse_duration,
-                 "shared_memory": parse_memory}.get(key)
+        flag_parsers: dict[str, Callable[[object, str], Any]] = {
+            "cpu": parse_cpu, "memory": parse_memory, "gpu": parse_gpu, "timeout": parse_duration,
+            "shared_memory": parse_memory}
+        flag_parser = flag_parsers.get(key)
         try:
-            setv(key, parse(value, key) if parse else value, f"--{key.replace('_', '-')}")
+            setv(key, flag_parser(value, key) if flag_parser else value, f"--{key.replace('_', '-')}")
         except ResourceError as exc:
             raise UsageError(f"--{key.replace('_', '-')}: {exc.message}") from None
     # the backend's default image, once the backend is final (a flag or toml may have changed it)

@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from .datastore import FlowDatastore
 from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
@@ -41,7 +41,7 @@ class StepTimeout(Exception):
 class TaskContext:
     """What a FlowSpec instance sees while one task runs: its inputs, foreach frames, transition."""
 
-    def __init__(self, ds: FlowDatastore, refs: dict[str, str], foreach_stack: list[dict]):
+    def __init__(self, ds: FlowDatastore, refs: dict[str, str], foreach_stack: list[dict[str, Any]]):
         self.ds = ds
         self.refs = refs  # inherited artifacts: name -> sha
         self.foreach_stack = foreach_stack
@@ -50,13 +50,14 @@ class TaskContext:
         self.num_parallel: Optional[int] = None  # self.next(..., num_parallel=N): the gang's size
         self.adopted: dict[str, str] = {}
         self.cache: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}  # artifact name -> RUN/STEP/TASK it came from (for corrupt-blob lines)
 
     def has_input_artifact(self, name: str) -> bool:
         return name in self.refs or name in self.adopted
 
     def load_input_artifact(self, name: str) -> Any:
         if name not in self.cache:
-            owner = getattr(self, "origins", {}).get(name, "an input")
+            owner = self.origins.get(name, "an input")
             self.cache[name] = self.ds.load_artifact(self.adopted.get(name) or self.refs[name], name=name, owner=owner)
         return self.cache[name]
 
@@ -67,7 +68,7 @@ class TaskContext:
         self.transition = (names, foreach)
         self.switched_to = names[0] if switch else None
 
-    def foreach_value(self, flow: FlowSpec, frame: dict) -> Any:
+    def foreach_value(self, flow: FlowSpec, frame: dict[str, Any]) -> Any:
         if frame["var"] is None:  # a @parallel gang: the input is the node's index
             return frame["index"]
         seq = flow._wb_artifact(frame["var"])
@@ -77,18 +78,19 @@ class TaskContext:
             return list(seq)[frame["index"]]
 
 
-def load_flow_class(root: str, flow_file: str, class_name: str):
+def load_flow_class(root: str, flow_file: str, class_name: str) -> type[FlowSpec]:
     path = Path(root, flow_file).resolve()
     for d in (str(path.parent), str(Path(root).resolve())):
         if d not in sys.path:
             sys.path.insert(0, d)
     module = importlib.import_module(path.stem)
-    return getattr(module, class_name)
+    flow_cls: type[FlowSpec] = getattr(module, class_name)
+    return flow_cls
 
 
-def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: bool) -> dict[str, dict]:
+def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: bool) -> dict[str, dict[str, Any]]:
     """Save every artifact the step set or touched; pass the untouched inherited ones on by reference."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     if not is_join:
         for name, sha in ctx.refs.items():
             out[name] = {"sha": sha, "inherited": True}
@@ -133,17 +135,17 @@ def _owner(pathspec: str) -> str:
     return pathspec.split("/", 1)[-1]
 
 
-def _input_loader(ds: FlowDatastore, parent: InputRef):
+def _input_loader(ds: FlowDatastore, parent: InputRef) -> Callable[[str], Any]:
     """A join input's loader that names the artifact and the parent task when a blob is corrupt."""
     names = {sha: name for name, sha in parent.artifacts.items()}
     return lambda sha: ds.load_artifact(sha, name=names.get(sha, sha[:12]), owner=_owner(parent.pathspec))
 
 
-def _alarm(signum, frame):
+def _alarm(signum: int, frame: object) -> NoReturn:
     raise StepTimeout("step timed out")
 
 
-def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> int:
+def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskSpecRecord) -> int:
     """Run one attempt of one task; return its exit code. ``spec`` is the runtime's task spec."""
     started = time.time()
     step_name, attempt = spec.step, spec.attempt

@@ -19,7 +19,7 @@ _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hr|d)?\s*$", 
 _DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
 
-def parse_memory(value, what: str = "memory") -> int:
+def parse_memory(value: object, what: str = "memory") -> int:
     """Return MiB. Accepts ints (MiB) and strings like ``16G``, ``512Mi``, ``1.5GiB``."""
     if isinstance(value, bool):
         raise ResourceError(f"{what} = {value!r} is not a size (write e.g. 16G or 4096)")
@@ -37,13 +37,13 @@ def parse_memory(value, what: str = "memory") -> int:
     return int(math.ceil(mib))
 
 
-def _show(value) -> str:
+def _show(value: object) -> str:
     """A value as it goes into a one-line message: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _finite(value, what: str, shown=None) -> float:
+def _finite(value: float, what: str, shown: object = None) -> float:
     """``value`` as a float, refusing what no machine can be asked for (inf, nan, 10**400)."""
     shown = value if shown is None else shown
     try:
@@ -55,7 +55,7 @@ def _finite(value, what: str, shown=None) -> float:
     return number
 
 
-def parse_cpu(value, what: str = "cpu") -> float:
+def parse_cpu(value: object, what: str = "cpu") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ResourceError(f"{what} = {_show(value)} is not a number of CPUs")
     try:
@@ -71,7 +71,7 @@ def parse_cpu(value, what: str = "cpu") -> float:
     return cpu
 
 
-def parse_gpu(value, what: str = "gpu") -> int:
+def parse_gpu(value: object, what: str = "gpu") -> int:
     if isinstance(value, bool):
         raise ResourceError(f"{what} = {_show(value)} is not a GPU count")
     number = value
@@ -88,7 +88,7 @@ def parse_gpu(value, what: str = "gpu") -> int:
     return int(count)
 
 
-def parse_duration(value, what: str = "timeout") -> int:
+def parse_duration(value: object, what: str = "timeout") -> int:
     """Return seconds. Accepts ints (seconds) and strings like ``90s``, ``30m``, ``2h``."""
     if isinstance(value, bool):
         raise ResourceError(f"{what} = {_show(value)} is not a duration")

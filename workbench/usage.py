@@ -4,23 +4,26 @@ and by `workbench promote` (to compare a new request with the measured peak)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .config import ProjectConfig
 from .datastore import FlowDatastore
 from .graph import FlowGraph
 
 
-def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict]:
+def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict[str, Any]]:
     """Peak memory and CPU per step from the latest run that measured them."""
+    if not graph.name:
+        return {}  # not a flow (nothing found in the file): no runs to measure
     ds = FlowDatastore(config.datastore_url, graph.name)
     for run_id in reversed(ds.list_runs()[-20:]):
-        usage: dict[str, dict] = {}
+        usage: dict[str, dict[str, Any]] = {}
         for step in ds.list_steps(run_id):
             for task_id in ds.list_tasks(run_id, step):
                 doc = ds.read_task(run_id, step, task_id)
-                u = doc.usage if doc is not None else {}
-                if not u.get("peak_memory_mib"):
+                if doc is None or not doc.usage.get("peak_memory_mib"):
                     continue
+                u = doc.usage
                 cur = usage.setdefault(step, {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0,
                                               "backend": doc.attempts[-1].backend if doc.attempts else None,
                                               "run_id": run_id, "wall_seconds": 0.0})

@@ -18,6 +18,7 @@ import selectors
 import signal
 import sys
 import time
+from typing import Any
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL when a task is cancelled
 DRAIN_AFTER_EXIT = 2.0  # a task has ended when its process exits; its pipes get this long to drain
@@ -39,12 +40,13 @@ def kill_group(pid: int, sig: int) -> None:
         pass
 
 
-def _emit(message: dict) -> None:
+def _emit(message: dict[str, Any]) -> None:
+    assert sys.__stdout__ is not None  # the worker talks to its parent over its stdout pipe
     sys.__stdout__.write(json.dumps(message) + "\n")
     sys.__stdout__.flush()
 
 
-def _first_line() -> tuple[dict, bytes]:
+def _first_line() -> tuple[dict[str, Any], bytes]:
     """The first message on stdin (read with os.read, as the loop below does), and what came after it."""
     buf = b""
     while b"\n" not in buf:
@@ -79,7 +81,7 @@ def serve_forever() -> int:
 
     sel = selectors.DefaultSelector()
     sel.register(sys.stdin.buffer, selectors.EVENT_READ, ("stdin", None))
-    children: dict[str, dict] = {}
+    children: dict[str, dict[str, Any]] = {}  # task -> pid, bufs, open, status, pidfd
     kill_at: dict[str, float] = {}
 
     def start(task_ref: str) -> None:
@@ -117,7 +119,7 @@ def serve_forever() -> int:
                     os._exit(code)
         os.close(out_w)
         os.close(err_w)
-        child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None,
+        child: dict[str, Any] = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None,
                  "fds": {out_r: "stdout", err_r: "stderr"}, "drain_until": None}
         children[task_ref] = child
         if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll

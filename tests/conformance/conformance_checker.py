@@ -15,8 +15,14 @@ import subprocess
 import sys
 import tempfile
 
-from metaflow_test import (AssertArtifactFailed, AssertLogFailed, MetaflowCheck, assert_equals, assert_exception,
-                           truncate)
+from metaflow_test import (
+    AssertArtifactFailed,
+    AssertLogFailed,
+    MetaflowCheck,
+    assert_equals,
+    assert_exception,
+    truncate,
+)
 
 
 def _flow_steps(flow) -> set:

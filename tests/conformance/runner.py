@@ -34,7 +34,7 @@ if str(HERE) not in sys.path:
 
 from metaflow_test import MetaflowTest  # noqa: E402  (vendored; needs HERE on sys.path)
 from metaflow_test.formatter import FlowFormatter  # noqa: E402
-from skips import SKIPPED, NOT_COUNTED  # noqa: E402
+from skips import NOT_COUNTED, SKIPPED  # noqa: E402
 
 # Metaflow's default local context (test/core/contexts.json, "python3-all-local")
 CONTEXT_ENV = {

@@ -13,7 +13,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 import runner
 from skips import SLOW_WHILE_FAILING
 

@@ -9,8 +9,17 @@ import threading
 import time
 
 from .objects import NODE_NAME, Recorder, condition, pod_is_terminal, set_condition
-from .runtime import (EMULATOR_LABEL, INSTANCE_LABEL, ConfigError, ContainerRun, MountError, build_env, docker_args,
-                      normalize_image, prepare_volumes)
+from .runtime import (
+    EMULATOR_LABEL,
+    INSTANCE_LABEL,
+    ConfigError,
+    ContainerRun,
+    MountError,
+    build_env,
+    docker_args,
+    normalize_image,
+    prepare_volumes,
+)
 from .store import ApiError, Store, not_found, now_iso, parse_iso
 
 log = logging.getLogger(__name__)

@@ -280,7 +280,7 @@ class Store:
             initial = []
             if resource_version in (None, "", "0"):
                 # "Get State and Start at Most Recent": synthetic ADDED for every matching object
-                for (r, ns, _), obj in sorted(self.objects.items()):
+                for (r, _ns, _), obj in sorted(self.objects.items()):
                     o = copy.deepcopy(obj)
                     o.setdefault("kind", RESOURCES[r][1])
                     o.setdefault("apiVersion", RESOURCES[r][2])

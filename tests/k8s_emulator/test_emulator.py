@@ -452,7 +452,7 @@ def test_pods_queue_for_cpu(kube):
     assert pending[0].involved_object.name == pods[2].metadata.name
     assert pending[0].message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
     for name in names:
-        wait_for(lambda: job_condition(kube, name, "Complete"), 30, what=f"{name} Complete")
+        wait_for(lambda name=name: job_condition(kube, name, "Complete"), 30, what=f"{name} Complete")
 
 
 def test_indexed_job_runs_each_index_once_and_fails_an_index_alone(kube):

@@ -96,6 +96,7 @@ def test_snapshot_promote_dialog(tui_project, snap_compare):
 
     async def run_before(pilot):
         from workbench.tui.screens.promote import PromoteScreen
+
         from .conftest import wait_for
         await before(pilot)
         await pilot.press("2")

@@ -189,9 +189,9 @@ def test_summary_of_10000_tasks_puts_failures_and_slowest_first():
 async def test_a_big_foreach_step_loads_without_freezing_the_ui(tui_project, clock):
     """3,000 tasks (above SYNC_TASKS: every read is in a worker) keep the suite quick; the 10,000-task
     figure is measured by benchmarks/tui_foreach.py."""
+    from workbench.config import load_config
     from workbench.datastore import FlowDatastore
     from workbench.datastore.records import RunRecord, TaskRecord
-    from workbench.config import load_config
     ds = FlowDatastore(load_config(tui_project).datastore_url, "FanoutFlow")
     run_id = "1000000000000009"
     ds.write_run(RunRecord.from_dict({"flow": "FanoutFlow", "run_id": run_id, "status": "failed", "started_at": 0.0}))
@@ -213,14 +213,14 @@ async def test_a_big_foreach_step_loads_without_freezing_the_ui(tui_project, clo
         deadline = time.monotonic() + 60
         while True:  # the UI answers keys while the records are read
             for key, tab in (("3", "tab-runs"), ("6", "tab-tasks")):
-                latencies.append(await key_latency(app, key, lambda: tabs.active == tab))
+                latencies.append(await key_latency(app, key, lambda tab=tab: tabs.active == tab))
             if pane.summary is not None and pane.summary.step == "square":
                 break
             assert time.monotonic() < deadline
         idle = []
         for _ in range(len(latencies) // 2 + 1):
             for key, tab in (("3", "tab-runs"), ("6", "tab-tasks")):
-                idle.append(await key_latency(app, key, lambda: tabs.active == tab))
+                idle.append(await key_latency(app, key, lambda tab=tab: tabs.active == tab))
         busy, calm = statistics.median(latencies), statistics.median(idle)
         # the same keys answer about as fast while 10,000 records are read as afterwards (the absolute
         # figure, under 100 ms on a quiet machine, is the benchmark's: this machine is shared)

@@ -139,7 +139,7 @@ class Backend(ABC):
                               f"image = \"...\" in workbench.toml, @{self.name}(image=...) or --image{self.image_hint}")
         return image
 
-    def check(self, settings: "StepSettings") -> None:
+    def check(self, settings: "StepSettings") -> None:  # noqa: B027  (optional hook: accepts everything)
         """Refuse a request this backend can never run (raise ResourceError). Called before the run starts."""
 
     def capacity(self) -> Optional["Capacity"]:
@@ -147,7 +147,7 @@ class Backend(ABC):
         ``workbench promote`` refuses a request above it and names the largest fit."""
         return None
 
-    def start_run(self, ctx: RunContext) -> None:
+    def start_run(self, ctx: RunContext) -> None:  # noqa: B027  (optional hook)
         """Called once per run, before the first submit."""
 
     @abstractmethod
@@ -156,7 +156,7 @@ class Backend(ABC):
         anything that goes wrong later (the API refuses the job, the container cannot start) is reported
         through ``on_exit``, exactly once, after ``on_log`` has delivered the task's last line."""
 
-    def end_run(self, ctx: RunContext) -> None:
+    def end_run(self, ctx: RunContext) -> None:  # noqa: B027  (optional hook)
         """Called once when the run ends (also when it is cancelled): stop every task still live, wait (bounded)
         until each has had its ``on_exit``, release everything."""
 

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ..datastore.records import TaskStatus
 from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
 from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from ..redact import redact_env
@@ -157,6 +158,8 @@ class _Job(RemoteJob):
 
 
 class _BatchHandle(RemoteHandle):
+    job: _Job  # the backend builds these handles over its own jobs only
+
     @property
     def job_id(self) -> str:
         return self.job.job_id
@@ -456,7 +459,7 @@ class BatchBackend(RemoteBackend):
         now = time.time()
         if status == "RUNNABLE":
             job.runnable_since = job.runnable_since or now
-            limit = self.config.model.batch.runnable_warning
+            limit = int(self.config.model.batch.runnable_warning)  # seconds (validated by parse_duration)
             if not job.warned and limit and now - job.runnable_since > limit and self._ctx is not None:
                 job.warned = True
                 self._ctx.warn(runnable_warning(job.spec.step, job.job_id, now - job.runnable_since, job.spec.settings,
@@ -538,7 +541,7 @@ class BatchBackend(RemoteBackend):
 
     def _requested_exit(self, job: RemoteJob, code: Optional[int] = None) -> TaskExit:
         reason = job.requested or "cancelled"
-        kind = "timeout" if job.requested_timeout else "cancelled"
+        kind = TaskStatus.TIMEOUT if job.requested_timeout else TaskStatus.CANCELLED
         return TaskExit(kind, code, reason, self.usage(job))
 
     def _exit_of(self, job: _Job, d: dict) -> TaskExit:
@@ -546,7 +549,7 @@ class BatchBackend(RemoteBackend):
         container = d.get("container") or {}
         usage = {"batch_job_id": job.job_id}
         if status == "SUCCEEDED" and not job.requested:
-            return TaskExit("succeeded", 0, "", usage)
+            return TaskExit(TaskStatus.SUCCEEDED, 0, "", usage)
         code = self._exit_code(job, d)
         if job.requested:
             return self._requested_exit(job, code)
@@ -556,10 +559,10 @@ class BatchBackend(RemoteBackend):
             reason += f" ({'; '.join(dict.fromkeys(words))})"
         text = " ".join(words).lower()
         if "outofmemory" in text.replace(" ", "") or "memory" in text and "killed" in text:
-            return TaskExit("oom", code, f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): "
+            return TaskExit(TaskStatus.OOM, code, f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): "
                                          f"{reason}", usage)
         if code == EXIT_TIMEOUT:
-            return TaskExit("timeout", code, "the step ran past its timeout", usage)
+            return TaskExit(TaskStatus.TIMEOUT, code, "the step ran past its timeout", usage)
         if "timeout" in text or "attempt duration" in text:
-            return TaskExit("timeout", code, reason, usage)
-        return TaskExit("failed", code, reason, usage)
+            return TaskExit(TaskStatus.TIMEOUT, code, reason, usage)
+        return TaskExit(TaskStatus.FAILED, code, reason, usage)

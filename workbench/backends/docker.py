@@ -33,13 +33,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
+from ..datastore.records import TaskStatus
 from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
+from ..exitcodes import exit_from_code
+from ..redact import looks_secret
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
-from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
-from ..redact import looks_secret
 from .docker_cache import BytecodeCaches
-from ..exitcodes import exit_from_code
 
 MIB = 1024 * 1024
 OWNER_LABEL = "workbench.owner"
@@ -158,7 +159,7 @@ def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage:
     if state.get("OOMKilled"):
         usage = dict(usage)
         usage.setdefault("peak_memory_mib", float(memory_mib))
-        return TaskExit("oom", code, f"killed: out of memory (limit {format_memory(memory_mib)})", usage)
+        return TaskExit(TaskStatus.OOM, code, f"killed: out of memory (limit {format_memory(memory_mib)})", usage)
     if isinstance(code, int) and 128 < code < 160:  # 128 + signal number, as sh reports it
         result = exit_from_code(-(code - 128), None, usage)
         result.exit_code = code
@@ -258,12 +259,12 @@ class _ContainerHandle(TaskHandle):
                     missing = isinstance(exc, de.ImageNotFound) or (
                         exc.status_code == 404 and "image" in str(exc.explanation or "").lower())
                     if not missing:
-                        result = TaskExit("failed", None,
+                        result = TaskExit(TaskStatus.FAILED, None,
                                           f"docker could not create the container: {exc.explanation or exc}")
                         return
                     pull_error = backend.pull(image) if first_try else "still missing after the pull"
                     if pull_error:
-                        result = TaskExit("failed", None, f"image {image} not found on the Docker engine and not "
+                        result = TaskExit(TaskStatus.FAILED, None, f"image {image} not found on the Docker engine and not "
                                                           f"pulled ({pull_error}): {IMAGE_HINT}")
                         return
             with self._lock:
@@ -280,7 +281,7 @@ class _ContainerHandle(TaskHandle):
                 if spec.settings.gpu:
                     reason += (f" (the step asks for gpu={spec.settings.gpu}: the engine needs GPUs and the "
                                f"NVIDIA container toolkit)")
-                result = TaskExit("failed", None, reason)
+                result = TaskExit(TaskStatus.FAILED, None, reason)
                 return
             if self.requested:  # cancelled while starting
                 backend._kill(cid)
@@ -295,15 +296,15 @@ class _ContainerHandle(TaskHandle):
             if self.requested:
                 result = exit_from_code(None, self.requested, self.usage, timeout=self.timeout)
             elif isinstance(exc, WorkbenchError):
-                result = TaskExit("failed", None, str(exc), self.usage)
+                result = TaskExit(TaskStatus.FAILED, None, str(exc), self.usage)
             else:
-                result = TaskExit("failed", None, f"docker: {type(exc).__name__}: {exc}", self.usage)
+                result = TaskExit(TaskStatus.FAILED, None, f"docker: {type(exc).__name__}: {exc}", self.usage)
         finally:
             if cid:
                 backend._remove_later(cid)
             if self.outbox:  # not ingested (the container may not have ended): dropped, never taken
                 shutil.rmtree(self.outbox, ignore_errors=True)
-            self.on_exit(result or TaskExit("failed", None, "docker: the task ended without a result"))
+            self.on_exit(result or TaskExit(TaskStatus.FAILED, None, "docker: the task ended without a result"))
 
     def _ingest(self) -> None:
         """Take the task's new blobs (each checked against its hash) and its attempt record into the store."""

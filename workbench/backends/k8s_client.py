@@ -142,6 +142,7 @@ class ThrottledByApi(BackendError):
 
 def _retry_after(exc) -> Optional[float]:
     try:
-        return float((exc.headers or {}).get("Retry-After"))
+        value = (exc.headers or {}).get("Retry-After")
+        return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None

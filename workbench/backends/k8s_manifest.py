@@ -105,6 +105,7 @@ def load_template(path: Optional[str] = None, base_dir: Optional[str] = None) ->
     """The Job template: the user's file (relative to ``base_dir``), else the packaged one, else built in."""
     import yaml  # PyYAML: a dependency of the kubernetes client
 
+    p: Optional[Path]
     if path:
         p = Path(path).expanduser()
         if not p.is_absolute() and base_dir:

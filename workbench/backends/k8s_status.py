@@ -11,12 +11,13 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
+from ..datastore.records import TaskStatus
+from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .base import TaskExit
 from .k8s_manifest import CONTAINER, resources
 
 IMAGE_WAITING = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -97,22 +98,22 @@ def exit_of(condition, pod, settings, gpu_vendor: str, usage: dict[str, Any], de
     term = cs.state.terminated if cs is not None and cs.state is not None else None
     code = term.exit_code if term is not None else None
     if condition is not None and condition.type in ("Complete", "SuccessCriteriaMet"):
-        return TaskExit("succeeded", code if code is not None else 0, "", usage)
+        return TaskExit(TaskStatus.SUCCEEDED, code if code is not None else 0, "", usage)
     if pod is not None and pod.status is not None and pod.status.reason == "Evicted":
-        return TaskExit("failed", code, f"evicted from node {usage.get('node', '?')}: "
+        return TaskExit(TaskStatus.FAILED, code, f"evicted from node {usage.get('node', '?')}: "
                                         f"{pod.status.message or 'the node ran short of resources'}", usage)
     why = condition.reason if condition is not None else ""
     if term is not None and term.reason == "OOMKilled":
         limit = resources(settings, gpu_vendor)["limits"]["memory"]
-        return TaskExit("oom", code, f"OOMKilled: the container went over its memory limit of {limit} "
+        return TaskExit(TaskStatus.OOM, code, f"OOMKilled: the container went over its memory limit of {limit} "
                                      f"(exit code {code}); ask for more memory", usage)
     if why == "DeadlineExceeded":
-        return TaskExit("timeout", code, f"DeadlineExceeded: the Job ran longer than its activeDeadlineSeconds "
+        return TaskExit(TaskStatus.TIMEOUT, code, f"DeadlineExceeded: the Job ran longer than its activeDeadlineSeconds "
                                          f"({settings.timeout}s timeout + {deadline_grace}s grace)", usage)
     if code == EXIT_TIMEOUT:
-        return TaskExit("timeout", code, f"timed out after {settings.timeout}s", usage)
-    if code is not None:
+        return TaskExit(TaskStatus.TIMEOUT, code, f"timed out after {settings.timeout}s", usage)
+    if term is not None and code is not None:
         detail = f" ({term.reason}{': ' + term.message if term.message else ''})" if term.reason else ""
-        return TaskExit("failed", code, f"exited with code {code}{detail}", usage)
+        return TaskExit(TaskStatus.FAILED, code, f"exited with code {code}{detail}", usage)
     message = condition.message if condition is not None else ""
-    return TaskExit("failed", None, f"the Job failed ({why}{': ' + message if message else ''})", usage)
+    return TaskExit(TaskStatus.FAILED, None, f"the Job failed ({why}{': ' + message if message else ''})", usage)

@@ -28,17 +28,25 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
 from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_indexed import IndexedJobs, pod_index
 from .k8s_logs import PodLog
-from .k8s_manifest import (JOB_LABEL, JobOptions, describe_request, gpu_key, job_manifest, job_name, label_value,
-                           load_template)
+from .k8s_manifest import (
+    JOB_LABEL,
+    JobOptions,
+    describe_request,
+    gpu_key,
+    job_manifest,
+    job_name,
+    label_value,
+    load_template,
+)
 from .k8s_nodes import NodeCapacity
-from .k8s_status import (EPOCH, container_started, exit_of, is_true, stuck_reason, terminated,
-                         unschedulable_reason)
+from .k8s_status import EPOCH, container_started, exit_of, is_true, stuck_reason, terminated, unschedulable_reason
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
 
 PENDING_TIMEOUT = 300.0  # seconds a pod may stay unschedulable / unable to start before the task fails
@@ -72,6 +80,8 @@ class _Task(RemoteJob):
 
 
 class _KubernetesHandle(RemoteHandle):
+    job: _Task  # the backend builds these handles over its own jobs only
+
     @property
     def job_name(self) -> str:
         return self.job.name
@@ -261,7 +271,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
 
     def _requested_exit(self, task: RemoteJob, note: str = "") -> TaskExit:
         reason = task.requested or "cancelled"
-        kind = "timeout" if task.requested_timeout else "cancelled"
+        kind = TaskStatus.TIMEOUT if task.requested_timeout else TaskStatus.CANCELLED
         return TaskExit(kind, None, reason + note, self.usage(task))
 
     # ------------------------------------------------------------------ status
@@ -314,7 +324,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             return
         if job is None:
             if task.seen_job or now - task.submitted > 30:
-                self.conclude(task, TaskExit("failed", None, f"the Job {task.name} disappeared (deleted outside "
+                self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"the Job {task.name} disappeared (deleted outside "
                                                               f"workbench?)", self._usage(task)))
             return
         task.seen_job = True
@@ -374,7 +384,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         except WorkbenchError as exc:
             if self._ctx is not None:
                 self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
-        self.conclude(task, TaskExit("failed", None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
+        self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
                                       self._usage(task)))
 
     def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:

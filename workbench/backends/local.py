@@ -162,6 +162,7 @@ class LocalBackend(Backend):
         worker, self._worker = self._worker, None
         if worker is None:
             return
+        assert worker.stdin is not None  # started with stdin=PIPE
         try:
             worker.stdin.close()
         except OSError:
@@ -204,6 +205,7 @@ class LocalBackend(Backend):
         worker = self._worker
         if worker is None:
             return False
+        assert worker.stdin is not None  # started with stdin=PIPE
         try:
             with self._lock:
                 worker.stdin.write((json.dumps(message) + "\n").encode())
@@ -214,6 +216,8 @@ class LocalBackend(Backend):
 
     def _read_worker(self) -> None:
         worker = self._worker
+        if worker is None or worker.stdout is None:
+            return
         for raw in iter(worker.stdout.readline, b""):
             try:
                 msg = json.loads(raw)
@@ -255,6 +259,8 @@ class LocalBackend(Backend):
 
     def _drain_worker_stderr(self) -> None:
         worker = self._worker
+        if worker is None or worker.stderr is None:
+            return
         for raw in iter(worker.stderr.readline, b""):
             if self._ctx is not None:
                 text = raw.decode("utf-8", "replace").rstrip()

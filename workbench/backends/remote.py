@@ -41,6 +41,7 @@ import time
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
+from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .submitter import Submitter, Throttled
@@ -329,7 +330,7 @@ class RemoteBackend(Backend):
         for job in unreported:
             with self._lock:
                 if job.outcome is None:
-                    job.outcome = TaskExit("cancelled", None, job.requested or "the run ended", self.usage(job))
+                    job.outcome = TaskExit(TaskStatus.CANCELLED, None, job.requested or "the run ended", self.usage(job))
                     job.outcome_at = time.time()
             self.settle(job, force=True)
         self.cleanup_run(ctx)
@@ -385,7 +386,7 @@ class RemoteBackend(Backend):
             self.conclude(job, self._requested_exit(job))
             return
         message = str(exc) if isinstance(exc, WorkbenchError) else f"{self.name}: submit: {exc}"
-        self.conclude(job, TaskExit("failed", None, message, self.usage(job)))
+        self.conclude(job, TaskExit(TaskStatus.FAILED, None, message, self.usage(job)))
 
     # ------------------------------------------------------------------ cancel
     def cancel_job(self, job: RemoteJob, reason: str, *, timeout: bool = False) -> None:

@@ -42,14 +42,27 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, cast
 
 from ..errors import DatastoreError
-from .blob import (MAP_THRESHOLD, TREE_CHUNK, TREE_MIN, ArtifactError, CorruptArtifact,  # noqa: F401
-                   CorruptBlob, aligned_bytearray_view, check_blob, content_hash, decode_artifact,
-                   encode_artifact)
+from .blob import (  # noqa: F401
+    MAP_THRESHOLD,
+    TREE_CHUNK,
+    TREE_MIN,
+    ArtifactError,
+    CorruptArtifact,
+    CorruptBlob,
+    aligned_bytearray_view,
+    check_blob,
+    content_hash,
+    decode_artifact,
+    encode_artifact,
+)
 from .records import AttemptRecord, RunRecord, TaskRecord, TaskSpecRecord
-from .storage import Storage, open_storage
+from .storage import Buffer, MappableStorage, Storage, open_storage
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # bytes, bytearray, memoryview, mmap (typing only)
 
 _content_hash = content_hash  # the name older callers used
 
@@ -89,8 +102,9 @@ class FlowDatastore:
         (RUN/STEP/TASK) when given, else :class:`CorruptBlob`.
         """
         key = self._blob_key(sha)
+        blob: ReadableBuffer
         try:
-            if hasattr(self.storage, "map") and self.storage.size(key) >= MAP_THRESHOLD:
+            if isinstance(self.storage, MappableStorage) and self.storage.size(key) >= MAP_THRESHOLD:
                 blob = self.storage.map(key)
             else:
                 blob = aligned_bytearray_view(self.storage.get(key))
@@ -103,7 +117,7 @@ class FlowDatastore:
                 raise CorruptArtifact(name or sha[:12], owner or self.flow, exc.detail) from None
             raise
 
-    def import_blob(self, sha: str, blob) -> bool:
+    def import_blob(self, sha: str, blob: Buffer) -> bool:
         """Store a blob that another party (a container, a remote task) wrote, after checking that its
         content hashes to ``sha``; never replaces a blob already stored. True when it was added."""
         if len(sha) < 3 or not all(c in "0123456789abcdeft" for c in sha):
@@ -122,12 +136,13 @@ class FlowDatastore:
         return self._blob_key(sha)
 
     # ------------------------------------------------------------------ json documents
-    def _put_json(self, key: str, data: dict) -> None:
+    def _put_json(self, key: str, data: dict[str, Any]) -> None:
         self.storage.put(key, [json.dumps(data, default=str, separators=(",", ":")).encode()])
 
-    def _get_json(self, key: str) -> Optional[dict]:
+    def _get_json(self, key: str) -> Optional[dict[str, Any]]:
         try:
-            return json.loads(bytes(self.storage.get(key)))
+            # the documents are JSON objects, written by _put_json from a record's to_dict()
+            return cast(dict[str, Any], json.loads(bytes(self.storage.get(key))))
         except KeyError:
             return None
 
@@ -214,7 +229,7 @@ def list_flows(storage: Storage) -> list[str]:
     return [n for n in storage.list("") if n.isidentifier() and storage.list(f"{n}/runs")]
 
 
-def _run_sort_key(name: str):
+def _run_sort_key(name: str) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 

@@ -25,9 +25,15 @@ import pickle
 import struct
 import threading
 import zlib
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from ..errors import DatastoreError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer  # bytes, bytearray, memoryview, mmap (typing only)
+
+# a piece of an encoded blob as written: the header and main pickle (bytes) or an out-of-band buffer (a view)
+Chunk = Union[bytes, memoryview]
 
 MAGIC_V1 = b"WBA1"
 MAGIC = b"WBA2"
@@ -66,7 +72,7 @@ def _pad(offset: int) -> int:
     return -offset % ALIGN
 
 
-def encode_artifact(value: Any) -> tuple[str, list, int]:
+def encode_artifact(value: Any) -> tuple[str, list[Chunk], int]:
     """Pickle ``value``; return (sha256 of its content, chunks to write, content size)."""
     buffers: list[pickle.PickleBuffer] = []
     main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
@@ -81,7 +87,7 @@ def encode_artifact(value: Any) -> tuple[str, list, int]:
             if len(packed) <= 0.9 * len(main):
                 main, flags = packed, FLAG_ZLIB
     head = _HEAD.pack(MAGIC, flags, len(raws), len(main)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
-    chunks: list = [head, b"\0" * _pad(len(head)), main]
+    chunks: list[Chunk] = [head, b"\0" * _pad(len(head)), main]
     offset = len(head) + _pad(len(head)) + len(main)
     for raw in raws:
         chunks.append(b"\0" * _pad(offset))
@@ -91,7 +97,7 @@ def encode_artifact(value: Any) -> tuple[str, list, int]:
     return digest, [c for c in chunks if len(c)], size
 
 
-def content_hash(segments: list, size: int) -> str:
+def content_hash(segments: Sequence[ReadableBuffer], size: int) -> str:
     """sha256 of the content; above TREE_MIN, sha256 over the sha256s of 8 MiB pieces, computed in
     parallel (hashlib releases the GIL), so a large array is hashed at several times one core's speed."""
     if size < TREE_MIN:
@@ -99,15 +105,15 @@ def content_hash(segments: list, size: int) -> str:
         for seg in segments:
             h.update(seg)
         return h.hexdigest()
-    segments = [memoryview(s).cast("B") for s in segments]
-    pieces = [seg[i:i + TREE_CHUNK] for seg in segments for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
+    views = [memoryview(s).cast("B") for s in segments]
+    pieces = [seg[i:i + TREE_CHUNK] for seg in views for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
         leaves = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
     return "t" + hashlib.sha256(b"".join(leaves)).hexdigest()[1:]
 
 
-def split_blob(blob) -> tuple[memoryview, list[memoryview]]:
+def split_blob(blob: ReadableBuffer) -> tuple[memoryview, list[memoryview]]:
     """The (decompressed) main pickle and the buffers of a blob, as views; CorruptBlob if it does not parse."""
     view = memoryview(blob).cast("B") if not isinstance(blob, memoryview) else blob.cast("B")
     if view.nbytes < _HEAD.size:
@@ -165,7 +171,7 @@ def forget_verified() -> None:
         _verified.clear()
 
 
-def decode_artifact(blob, sha: Optional[str] = None, where: str = "") -> Any:
+def decode_artifact(blob: ReadableBuffer, sha: Optional[str] = None, where: str = "") -> Any:
     """Unpickle a blob (a bytearray or a writable mmap); large buffers become views of it, not copies.
 
     With ``sha``, the content is first checked against it (once per process per ``where`` and sha).
@@ -181,7 +187,7 @@ def decode_artifact(blob, sha: Optional[str] = None, where: str = "") -> Any:
         raise CorruptBlob(f"does not unpickle ({type(exc).__name__}: {str(exc)[:120]})", sha or "") from None
 
 
-def check_blob(blob, sha: str) -> None:
+def check_blob(blob: ReadableBuffer, sha: str) -> None:
     """Raise CorruptBlob unless ``blob`` parses and its content hashes to ``sha`` (never unpickles)."""
     main, buffers = split_blob(blob)
     size = main.nbytes + sum(b.nbytes for b in buffers)
@@ -190,7 +196,7 @@ def check_blob(blob, sha: str) -> None:
         raise CorruptBlob(f"content hash {got[:12]} does not match its name {sha[:12]}", sha)
 
 
-def aligned_bytearray_view(data) -> Any:
+def aligned_bytearray_view(data: ReadableBuffer) -> ReadableBuffer:
     """``data`` itself when its first byte sits on a 64-byte boundary, else an aligned copy of it.
 
     A bytearray comes from malloc (16-byte aligned at best); the offsets inside a WBA2 blob are 64-byte
@@ -205,7 +211,7 @@ def aligned_bytearray_view(data) -> Any:
     return data
 
 
-def _address(buf) -> int:
+def _address(buf: bytes | bytearray) -> int:
     if isinstance(buf, bytes):
         return ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))

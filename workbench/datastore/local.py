@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from .storage import Buffer
 
 
 class LocalStorage:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
         self.url = str(self.root)
 
@@ -53,10 +54,9 @@ class LocalStorage:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a stray file is no parent
             raise KeyError(key) from None
 
-    def map(self, key: str):
+    def map(self, key: str) -> mmap.mmap:
         """A private copy-on-write mapping of the object: no read up front, writable, pages shared with
         the page cache until written. Used for large artifacts."""
-        import mmap
         try:
             with open(self._path(key), "rb") as f:
                 return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)

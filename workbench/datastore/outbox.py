@@ -16,16 +16,20 @@ warning. The outbox is then removed.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Union, cast
 
 from .blob import CorruptBlob, check_blob
 from .local import LocalStorage
-from .storage import Buffer, Storage
+from .storage import Buffer, MappableStorage, Storage
+
+if TYPE_CHECKING:
+    from . import FlowDatastore
 
 OUTBOX_DIR = ".outbox"
 ENV_OUTBOX = "WORKBENCH_OUTBOX"
@@ -46,13 +50,17 @@ class OutboxStorage:
     def get(self, key: str) -> bytearray:
         return self.out.get(key) if self.out.exists(key) else self.base.get(key)
 
-    def map(self, key: str):
+    def map(self, key: str) -> mmap.mmap:
         if self.out.exists(key):
             return self.out.map(key)
-        return self.base.map(key)  # type: ignore[attr-defined]
+        return self._local_base().map(key)
 
     def size(self, key: str) -> int:
-        return self.out.size(key) if self.out.exists(key) else self.base.size(key)  # type: ignore[attr-defined]
+        return self.out.size(key) if self.out.exists(key) else self._local_base().size(key)
+
+    def _local_base(self) -> MappableStorage:
+        """The store under an outbox is the local one (mounted read-only into the container)."""
+        return cast(MappableStorage, self.base)
 
     def exists(self, key: str) -> bool:
         return self.out.exists(key) or self.base.exists(key)
@@ -81,7 +89,7 @@ def new_outbox(store_dir: str, label: str) -> str:
     return str(path)
 
 
-def ingest(outbox: str, ds, run_id: str, step: str, task_id: str, attempt: int) -> list[str]:
+def ingest(outbox: str, ds: FlowDatastore, run_id: str, step: str, task_id: str, attempt: int) -> list[str]:
     """Move what the task legitimately wrote from ``outbox`` into ``ds``; return one line per refusal.
 
     ``ds`` is the host's FlowDatastore. The outbox is removed afterwards, whatever it held.
@@ -105,7 +113,7 @@ def ingest(outbox: str, ds, run_id: str, step: str, task_id: str, attempt: int) 
     return refused
 
 
-def _take(path: Path, key: str, record: str, ds) -> Optional[str]:
+def _take(path: Path, key: str, record: str, ds: FlowDatastore) -> Optional[str]:
     """Ingest one file of the outbox; None when it was taken (or already there), else why not."""
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
@@ -129,15 +137,14 @@ def _take(path: Path, key: str, record: str, ds) -> Optional[str]:
     return "outside the task's outputs (only new blobs and its own attempt record are taken)"
 
 
-def _take_blob(path: Path, sha: str, ds) -> Optional[str]:
+def _take_blob(path: Path, sha: str, ds: FlowDatastore) -> Optional[str]:
     """Check a new blob against its name; add it when the store lacks it (never replace one)."""
     if ds.has_artifact(sha):
         return None  # same name, same content by construction: the stored one stays
-    import mmap
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     try:
         size = os.fstat(fd).st_size
-        data = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b""
+        data: Union[mmap.mmap, bytes] = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else b""
     finally:
         os.close(fd)
     try:
@@ -145,8 +152,8 @@ def _take_blob(path: Path, sha: str, ds) -> Optional[str]:
     except CorruptBlob as exc:
         return f"blob refused: {exc.detail}"
     finally:
-        if hasattr(data, "close"):
-            data.close()  # type: ignore[union-attr]
+        if isinstance(data, mmap.mmap):
+            data.close()
     dest = ds.storage.local_path(ds.artifact_key(sha))
     if dest:
         os.makedirs(os.path.dirname(dest), exist_ok=True)

@@ -26,7 +26,7 @@ class TaskStatus(str, Enum):
     ERROR = "error"
 
     __str__ = str.__str__
-    __format__ = str.__format__
+    __format__ = str.__format__  # type: ignore[assignment]  # str and Enum spell the same signature differently
 
     @property
     def is_terminal(self) -> bool:
@@ -53,7 +53,7 @@ class RunStatus(str, Enum):
     CRASHED = "crashed"  # never written: what a reader sees of a running run whose runtime is gone
 
     __str__ = str.__str__
-    __format__ = str.__format__
+    __format__ = str.__format__  # type: ignore[assignment]  # str and Enum spell the same signature differently
 
     @property
     def is_terminal(self) -> bool:
@@ -187,7 +187,7 @@ class TaskRecord(_Record):
         return out
 
     @property
-    def stack_key(self) -> tuple:
+    def stack_key(self) -> tuple[tuple[str, int], ...]:
         """The foreach index path: ((step, index), ...) from the outermost foreach in."""
         return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 

@@ -16,7 +16,7 @@ import io
 import tempfile
 import threading
 import time
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ..errors import DatastoreError, WorkbenchError
 from .storage import Buffer
@@ -36,7 +36,7 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: Any) -> int:  # io hands a writable buffer (bytearray or memoryview)
         while not len(self._cur):
             try:
                 self._cur = memoryview(next(self._it)).cast("B")
@@ -59,7 +59,7 @@ def _file_chunks(f, size: int) -> Iterable[bytes]:
         yield chunk
 
 
-def _read_into(body, view: memoryview) -> None:
+def _read_into(body: Any, view: memoryview) -> None:  # body: botocore's StreamingBody (untyped)
     """Read a streaming body into ``view`` exactly."""
     got = 0
     try:
@@ -86,21 +86,21 @@ class S3Storage:
         env_endpoint, env_region = s3_settings()
         self.endpoint_url = endpoint_url or env_endpoint
         self.region = region or env_region
-        self._client = None
-        self._transfer = None
+        self._client: Any = None  # boto3 clients are untyped
+        self._transfer: Any = None
         self._lock = threading.Lock()
         self._conditional_puts: Optional[bool] = None  # PUT with If-None-Match: * (S3 since 2024)
-        self._logs: dict[str, dict] = {}  # key -> {"spool": file, "dirty": bool, "uploaded": float}
+        self._logs: dict[str, dict[str, Any]] = {}  # key -> {"spool": file, "dirty": bool, "uploaded": float}
 
     # ------------------------------------------------------------------ plumbing
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             from .. import aws
             self._client = aws.client("s3", region=self.region, endpoint_url=self.endpoint_url)
         return self._client
 
-    def _transfer_config(self):
+    def _transfer_config(self) -> Any:
         if self._transfer is None:
             from boto3.s3.transfer import TransferConfig
             self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
@@ -234,7 +234,7 @@ class S3Storage:
         full = self._key(key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=full)
-            batch: list[dict] = []
+            batch: list[dict[str, str]] = []
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full + "/"):
                 for o in page.get("Contents", []):
                     batch.append({"Key": o["Key"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from typing import Iterable, Optional, Protocol, Union, runtime_checkable
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -32,6 +33,16 @@ class Storage(Protocol):
 
     def local_path(self, key: str) -> Optional[str]:
         """A filesystem path for ``key`` when the storage is local (used to mount it into containers)."""
+
+
+@runtime_checkable
+class MappableStorage(Storage, Protocol):
+    """A storage whose objects are files (the local one): large artifacts are memory-mapped, not read."""
+
+    def map(self, key: str) -> mmap.mmap:
+        """A private copy-on-write mapping of the object. KeyError if absent."""
+
+    def size(self, key: str) -> int: ...
 
 
 def open_storage(url: str) -> Storage:
