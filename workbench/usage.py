@@ -1,36 +1,66 @@
-"""Measured resource usage of past tasks, and the request it suggests. Used by `workbench show --usage`
-and by `workbench promote` (to compare a new request with the measured peak)."""
+"""Measured resource usage of past tasks, and the request it suggests: one rule, used by `workbench show
+--usage`, by `workbench promote` (to compare a new request with the measured peak) and by the TUI's
+inspector, so all three show the same figures.
+
+The rule: a step's usage comes from the newest of the flow's last :data:`RUNS_LOOKED_AT` runs in which
+that step has tasks that measured something (cloned tasks are skipped: they did not run). Within that
+run the figures are the largest over the step's tasks (a foreach step's peak is its hungriest task's).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable, Optional
 
+from .client import PastRuns
 from .config import ProjectConfig
 from .datastore import FlowDatastore
+from .datastore.records import TaskRecord
 from .graph import FlowGraph
 
+RUNS_LOOKED_AT = 20
 
-def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict]:
-    """Peak memory and CPU per step from the latest run that measured them."""
-    ds = FlowDatastore(config.datastore_url, graph.name)
-    for run_id in reversed(ds.list_runs()[-20:]):
-        usage: dict[str, dict] = {}
-        for step in ds.list_steps(run_id):
-            for task_id in ds.list_tasks(run_id, step):
-                doc = ds.read_task(run_id, step, task_id)
-                u = doc.usage if doc is not None else {}
-                if not u.get("peak_memory_mib"):
-                    continue
-                cur = usage.setdefault(step, {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0,
-                                              "backend": doc.attempts[-1].backend if doc.attempts else None,
-                                              "run_id": run_id, "wall_seconds": 0.0})
-                cur["peak_memory_mib"] = max(cur["peak_memory_mib"], u["peak_memory_mib"])
-                cur["cpu_seconds"] = max(cur["cpu_seconds"], u.get("cpu_seconds", 0.0))
-                cur["wall_seconds"] = max(cur["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))
-                cur["tasks"] += 1
-        if usage:
-            return usage
-    return {}
+
+def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, Any]]:
+    """The usage of one step in one run, from its task records; None when none of them measured any.
+
+    Keys: peak_memory_mib, cpu_seconds, wall_seconds (each the largest over the tasks), tasks (how many
+    measured), backend (of the first measured task's last attempt), run_id."""
+    out: Optional[dict[str, Any]] = None
+    for doc in tasks:
+        u = doc.usage
+        if doc.cloned_from or not u.get("peak_memory_mib"):
+            continue
+        if out is None:
+            out = {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0, "run_id": run_id, "wall_seconds": 0.0,
+                   "backend": doc.attempts[-1].backend if doc.attempts else None}
+        out["peak_memory_mib"] = max(out["peak_memory_mib"], u["peak_memory_mib"])
+        out["cpu_seconds"] = max(out["cpu_seconds"], u.get("cpu_seconds", 0.0))
+        out["wall_seconds"] = max(out["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))
+        out["tasks"] += 1
+    return out
+
+
+def usage_by_step(ds: FlowDatastore, steps: Optional[Iterable[str]] = None) -> dict[str, dict[str, Any]]:
+    """Step -> its measured usage by the rule above (only ``steps``, when given)."""
+    history = PastRuns(ds)
+    wanted = set(steps) if steps is not None else None
+    usage: dict[str, dict[str, Any]] = {}
+    for run_id in reversed(history.runs()[-RUNS_LOOKED_AT:]):
+        for step in history.steps(run_id):
+            if step in usage or (wanted is not None and step not in wanted):
+                continue
+            measured = step_usage(history.tasks(run_id, step), run_id)
+            if measured is not None:
+                usage[step] = measured
+        if wanted is not None and wanted <= set(usage):
+            break
+    return usage
+
+
+def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict[str, Any]]:
+    """Peak memory and CPU per step of ``graph``'s flow (see the module's rule)."""
+    return usage_by_step(FlowDatastore(config.datastore_url, graph.name or ""))
 
 
 def suggest_request(peak_mib: float, cpu_seconds: float, wall_seconds: float) -> tuple[int, float]:

@@ -27,6 +27,7 @@ from ..config import ProjectConfig, load_config
 from ..errors import FlowError, WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
 from ..settings import effective_settings
+from ..progress import RunProgress
 from .actions import WorkbenchActions
 from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
 from .watcher import ChangeHandler, Debouncer, start_observer
@@ -87,8 +88,7 @@ class WorkbenchApp(WorkbenchActions, App):
         self.selected_step: Optional[str] = None
         self.statuses: dict[str, str] = {}
         self.task_counts: dict[str, int] = {}
-        self.live_tasks: dict[str, set] = {}  # step -> pathspecs seen in the live run
-        self.live_running: dict[str, set] = {}  # step -> pathspecs running now
+        self.live_progress = RunProgress()  # the live run's per-step progress, reduced from its events
         self.settings: dict = {}
         self.settings_errors: dict[str, str] = {}
         self.config_error: Optional[str] = None

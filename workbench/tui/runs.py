@@ -12,8 +12,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from ..client import PastRuns
 from ..datastore import FlowDatastore
-from ..datastore.records import RunRecord, TaskRecord
+from ..datastore.records import RunRecord
 from ..preview import summary_text
 from .widgets import PaneMounted
 
@@ -22,81 +23,26 @@ COLLAPSED_LINES = 12
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
 
 
-class RunStore:
-    """Read-only, failure-tolerant views of one flow's runs (a broken run dir never crashes the TUI)."""
+class RunStore(PastRuns):
+    """The TUI's view of one flow's past runs: the client's read side (failure-tolerant, never unpickles),
+    the newest :data:`MAX_RUNS` of them."""
 
     def __init__(self, config, flow: str):
-        self.ds = FlowDatastore(config.datastore_url, flow)
+        super().__init__(FlowDatastore(config.datastore_url, flow))
 
     def runs(self) -> list[str]:
-        try:
-            return self.ds.list_runs()[-MAX_RUNS:]
-        except Exception:  # noqa: BLE001
-            return []
-
-    def latest_run(self) -> Optional[str]:
-        runs = self.runs()
-        return runs[-1] if runs else None
+        return super().runs()[-MAX_RUNS:]
 
     def run_doc(self, run_id: str) -> Optional[RunRecord]:
-        try:
-            return self.ds.read_run(run_id)
-        except Exception:  # noqa: BLE001
-            return None
-
-    def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
-        out = []
-        try:
-            steps = [step] if step else self.ds.list_steps(run_id)
-            for name in steps:
-                for task_id in self.ds.list_tasks(run_id, name):
-                    doc = self.ds.read_task(run_id, name, task_id)
-                    if doc:
-                        out.append(doc)
-        except Exception:  # noqa: BLE001
-            pass
-        return out
+        return self.run_record(run_id)
 
     def step_statuses(self, run_id: Optional[str]) -> dict[str, str]:
-        if not run_id:
-            return {}
-        by_step: dict[str, list[str]] = {}
-        for doc in self.tasks(run_id):
-            status = "cloned" if doc.cloned_from else str(doc.status)
-            by_step.setdefault(doc.step or "?", []).append(status)
-        out = {}
-        for step, statuses in by_step.items():
-            bad = [s for s in statuses if s not in ("succeeded", "cloned")]
-            out[step] = bad[0] if bad else ("cloned" if all(s == "cloned" for s in statuses) else "succeeded")
-        return out
-
-    def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
-        if not run_id:
-            return {}
-        try:
-            return {step: len(self.ds.list_tasks(run_id, step)) for step in self.ds.list_steps(run_id)}
-        except Exception:  # noqa: BLE001
-            return {}
+        """Step -> status by the one rule of :mod:`workbench.progress` (as the live DAG shows it)."""
+        return self.progress(run_id).statuses()
 
     def latest_usage(self, step: str) -> Optional[dict]:
-        for run_id in reversed(self.runs()[-10:]):
-            for doc in self.tasks(run_id, step):
-                if doc.usage and not doc.cloned_from:
-                    return doc.usage
-        return None
-
-    def log_lines(self, run_id: str) -> list[tuple[str, str]]:
-        lines = []
-        for doc in self.tasks(run_id):
-            try:
-                for _ts, _stream, text in self.ds.read_log(run_id, doc.step, doc.task_id):
-                    lines.append((doc.pathspec, text))
-            except Exception:  # noqa: BLE001
-                continue
-        return lines
-
-    def load(self, sha: str) -> Any:
-        return self.ds.load_artifact(sha)
+        """The step's measured usage by the one rule of :mod:`workbench.usage` (as promote shows it)."""
+        return self.usage(step)
 
 
 def aggregate_statuses(store: Optional[RunStore], run_id: Optional[str]) -> dict[str, str]:
