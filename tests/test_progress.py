@@ -81,3 +81,21 @@ def test_a_past_run_reduces_to_the_same_statuses_as_it_did_live():
     assert past.statuses() == reduce_events(live).statuses() == {"start": "succeeded", "prep": "cloned",
                                                                   "fan": "failed"}
     assert past.counts() == {"start": 1, "prep": 1, "fan": 2}
+
+
+def test_the_cli_live_view_draws_its_bars_from_the_reducer():
+    """The rich renderer's per-step rows: total, completed and the note come from the reducer's state."""
+    import io
+
+    from rich.console import Console
+
+    from workbench.cli.render import LiveRenderer
+    renderer = LiveRenderer(console=Console(file=io.StringIO(), force_terminal=False, width=100))
+    for e in [ev.RunStarted("F", "1", steps=("start", "square")), started("square", 2), started("square", 3),
+              ev.TaskRetrying(f"{RUN}/square/3", "square", 0, "boom", 0.1), started("square", 3, attempt=1),
+              finished("square", 2), finished("square", 3, status="failed")]:
+        renderer(e)
+    row = renderer.progress.tasks[renderer.rows["square"]]
+    assert (row.total, row.completed, row.fields["note"]) == (2, 2, "[red]1 failed")
+    renderer(ev.RunFinished("F", "1", "failed", 1.0))
+    renderer.close()
