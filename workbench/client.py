@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from .datastore import FlowDatastore
 from .datastore.records import RunRecord, TaskRecord, TaskStatus
-from .errors import DatastoreError
+from .errors import DatastoreError, UsageError
 
 if TYPE_CHECKING:
     from .progress import RunProgress
@@ -319,7 +319,7 @@ class PastRuns:
 
     def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
         """The finished (or cloned) tasks' records, of one step or of the whole run."""
-        out = []
+        out: list[TaskRecord] = []
         for name in [step] if step else self.steps(run_id):
             for task_id in self.task_ids(run_id, name):
                 try:
@@ -332,7 +332,7 @@ class PastRuns:
 
     def steps_in_order(self, run_id: str) -> list[str]:
         """The run's steps in the order their first tasks were numbered (roughly the order they ran)."""
-        first = {}
+        first: dict[str, int] = {}
         for step in self.steps(run_id):
             tasks = self.task_ids(run_id, step)
             first[step] = int(tasks[0]) if tasks and tasks[0].isdigit() else 0
@@ -358,7 +358,7 @@ class PastRuns:
 
     def log_lines(self, run_id: str) -> list[tuple[str, str]]:
         """(pathspec, text) of every task's log in the run, task by task."""
-        lines = []
+        lines: list[tuple[str, str]] = []
         for doc in self.tasks(run_id):
             try:
                 for _ts, _stream, text in self.ds.read_log(run_id, doc.step, doc.task_id):
@@ -373,10 +373,9 @@ class PastRuns:
 
     def resolve_tasks(self, parts: list[str]) -> list[tuple[str, str, str]]:
         """(run, step, task) for RUN[/STEP[/TASK]] split into parts; a named step must have tasks."""
-        from .errors import UsageError
         run_id = parts[0]
         steps = [parts[1]] if len(parts) > 1 else self.steps_in_order(run_id)
-        out = []
+        out: list[tuple[str, str, str]] = []
         for step in steps:
             tasks = [parts[2]] if len(parts) > 2 else self.ds.list_tasks(run_id, step)
             if len(parts) > 1 and not tasks:
@@ -393,7 +392,7 @@ def run_records(datastore: str, flows: Optional[list[str]] = None) -> list[RunRe
     from .datastore import list_flows
     from .datastore.storage import open_storage
     storage = open_storage(datastore)
-    rows = []
+    rows: list[RunRecord] = []
     for flow in flows if flows is not None else list_flows(storage):
         ds = FlowDatastore(storage, flow)
         for run_id in ds.list_runs():

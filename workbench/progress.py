@@ -33,7 +33,7 @@ class StepProgress:
     tasks: set[str] = field(default_factory=set)  # pathspecs started or cloned
     running: set[str] = field(default_factory=set)  # pathspecs with an attempt in flight
     retrying: set[str] = field(default_factory=set)  # pathspecs between a failed attempt and the next
-    finished: Counter = field(default_factory=Counter)  # final status -> tasks
+    finished: Counter[str] = field(default_factory=Counter)  # final status -> tasks
     first_failure: Optional[str] = None
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
