@@ -1,9 +1,10 @@
-"""Time from starting the terminal workbench to its first full screen, with 50 flows in the directory.
+"""Time from starting the terminal workbench to its first full screen, with 50 flows in the directory
+and 1,000 past runs of the first one in the datastore (run and task records, as the runtime leaves them).
 
 Two figures:
   headless  create_app + App.run_test(): until the flows list holds 50 flows and the DAG is drawn
   terminal  the real `workbench tui` under tmux: until capture-pane shows "Flows (50)" and a DAG box
-Target: under 1 s.   Usage: python benchmarks/tui_startup.py [--flows 50] [--repeat 5]
+Target: under 1 s.   Usage: python benchmarks/tui_startup.py [--flows 50] [--runs 1000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -57,13 +58,34 @@ class Generated{n}Flow(FlowSpec):
 '''
 
 
-def make_project(count: int) -> Path:
+def make_project(count: int, runs: int = 0) -> Path:
     root = Path(tempfile.mkdtemp(prefix="wb-tui-bench-"))
     (root / "flows").mkdir()
     (root / "workbench.toml").write_text('[project]\nname = "bench"\nflows = "flows"\n')
     for n in range(count):
         (root / "flows" / f"flow_{n:02d}.py").write_text(FLOW.format(n=n))
+    if runs:
+        seed_runs(root, "Generated0Flow", runs)
     return root
+
+
+def seed_runs(root: Path, flow: str, runs: int) -> None:
+    """Past runs of one flow: a run record and one task record per step, with a log line each."""
+    from workbench.config import load_config
+    from workbench.datastore import FlowDatastore
+    from workbench.datastore.records import RunRecord, TaskRecord
+    ds = FlowDatastore(load_config(root).datastore_url, flow)
+    for r in range(runs):
+        run_id = str(1_700_000_000_000_000 + r)
+        started = 1_700_000_000.0 + r * 60
+        ds.write_run(RunRecord.from_dict({"flow": flow, "run_id": run_id, "status": "succeeded", "started_at": started,
+                              "finished_at": started + 5, "params": {"size": 0}}))
+        for t, step in enumerate(("start", "left", "right", "join", "end"), start=1):
+            ds.write_task(TaskRecord.from_dict({"flow": flow, "run_id": run_id, "step": step, "task_id": str(t),
+                                                 "pathspec": f"{flow}/{run_id}/{step}/{t}", "status": "succeeded",
+                                                 "attempt": 0, "started_at": started, "finished_at": started + 1,
+                                                 "usage": {"peak_memory_mib": 40.0, "cpu_seconds": 0.2}}))
+            ds.append_log(ds.log_key(run_id, step, str(t), 0), [(started, "stdout", f"{step} done")])
 
 
 async def headless_once(root: Path, count: int) -> float:
@@ -109,17 +131,18 @@ def terminal_once(root: Path, count: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flows", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    root = make_project(args.flows)
+    root = make_project(args.flows, args.runs)
     try:
         headless = [asyncio.run(headless_once(root, args.flows)) for _ in range(args.repeat)]
-        print(f"headless first full screen, {args.flows} flows: median {statistics.median(headless) * 1000:.0f} ms, "
+        print(f"headless first full screen, {args.flows} flows, {args.runs} past runs: median {statistics.median(headless) * 1000:.0f} ms, "
               f"max {max(headless) * 1000:.0f} ms over {args.repeat} runs (in-process, imports warm after the first)")
         if shutil.which("tmux"):
             tmux("new-session", "-d", "-s", "keepalive", "sleep 600", check=True)  # one server throughout
             term = [terminal_once(root, args.flows) for _ in range(args.repeat)]
-            print(f"`workbench tui` in tmux to first full screen, {args.flows} flows: median "
+            print(f"`workbench tui` in tmux to first full screen, {args.flows} flows, {args.runs} past runs: median "
                   f"{statistics.median(term) * 1000:.0f} ms, max {max(term) * 1000:.0f} ms over {args.repeat} runs "
                   f"(a fresh process each time, imports included)")
     finally:

@@ -123,7 +123,7 @@ def test_check_show_runs_logs_artifacts(hello):
 
     assert wb("run", "flows/hello.py", "--name", "logs", cwd=hello).returncode == 0
     runs = wb("runs", "--json", cwd=hello)
-    run_id = json.loads(runs.stdout)[-1]["run_id"]
+    run_id = json.loads(runs.stdout)[0]["run_id"]  # newest first
     assert "HelloFlow" in wb("runs", cwd=hello).stdout
     logs = wb("logs", f"{run_id}/start", cwd=hello)
     assert logs.returncode == 0 and logs.stdout.rstrip().endswith("hello, logs")

@@ -168,9 +168,10 @@ def test_loading_still_works_and_names_where_the_blob_came_from(viewed, monkeypa
     project, run = viewed
     task = run["start"].task
     assert (task.data.arr == np.arange(12.0).reshape(3, 4)).all()
+    from workbench.datastore.records import TaskRecord
     from workbench.preview import provenance_note
-    assert provenance_note("x", {"settings": {"backend": "local"}, "pathspec": "F/1/a/1"}) is None
-    note = provenance_note("x", {"settings": {"backend": "docker"}, "pathspec": "F/1/a/1"})
+    assert provenance_note("x", TaskRecord(settings={"backend": "local"}, pathspec="F/1/a/1")) is None
+    note = provenance_note("x", TaskRecord(settings={"backend": "docker"}, pathspec="F/1/a/1"))
     assert "in a container" in note and "unpickl" in note
 
 

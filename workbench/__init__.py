@@ -11,11 +11,18 @@ from .parameters import IncludeFile, JSONType, Parameter
 __version__ = "0.1.0"
 
 
+_CLIENT_NAMES = ("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace",
+                 "default_namespace", "metadata", "get_metadata")
+
+
 def __getattr__(name: str):
     # the client API pulls in the datastore; load it only when asked for
-    if name in ("Flow", "Run", "Step", "Task", "namespace", "get_namespace"):
+    if name in _CLIENT_NAMES:
         from . import client
         return getattr(client, name)
+    if name == "Runner":
+        from .runner import Runner
+        return Runner
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
 
 
@@ -23,5 +30,6 @@ __all__ = [
     "FlowSpec", "step", "current", "Parameter", "IncludeFile", "JSONType",
     "resources", "retry", "catch", "timeout", "environment", "batch", "kubernetes", "docker", "card",
     "conda", "pypi", "secrets", "project", "schedule", "trigger", "trigger_on_finish",
-    "Flow", "Run", "Step", "Task",
+    "Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace", "default_namespace",
+    "metadata", "get_metadata", "Runner",
 ]

@@ -13,26 +13,63 @@ with ``namespace(datastore=...)`` / the ``WORKBENCH_DATASTORE`` variable.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
+from .client_data import ArtifactData, DataArtifact
 from .datastore import FlowDatastore
-from .datastore.records import RunRecord, TaskRecord, TaskStatus
-from .errors import DatastoreError, UsageError
-
-if TYPE_CHECKING:
-    from .progress import RunProgress
+from .datastore.records import TaskRecord, TaskStatus
+from .errors import DatastoreError
+from .past_runs import Metaflow, PastRuns, run_records  # noqa: F401 - the read side (CLI, TUI, promote)
+from .run_tags import RunTags, username, write_run_tags  # noqa: F401 - part of the client API
 
 _datastore_url: Optional[str] = None
+_UNSET = object()
+_namespace: Any = _UNSET  # Metaflow's namespace ("user:NAME", "project:NAME", any tag) or None for all
 
 
-def namespace(datastore: Optional[str] = None) -> None:
-    """Point the client at a datastore (a directory or s3://...); None goes back to the project's."""
+def _looks_like_datastore(value: str) -> bool:
+    return "://" in value or "/" in value or "\\" in value
+
+
+def namespace(ns: Optional[str] = None, *, datastore: Optional[str] = None) -> Optional[str]:
+    """Metaflow's ``namespace(ns)``: only runs tagged ``ns`` are found; ``None`` finds every run.
+
+    For compatibility, a directory or s3:// URL (or ``datastore=``) points the client at a datastore, as
+    ``metadata()`` does; ``namespace(datastore=None)`` goes back to the project's datastore.
+    """
+    global _datastore_url, _namespace
+    if datastore is not None or (isinstance(ns, str) and _looks_like_datastore(ns)):
+        _datastore_url = datastore if datastore is not None else ns
+        return get_namespace()
+    _namespace = ns
+    return ns
+
+
+def get_namespace() -> Optional[str]:
+    """The current namespace: ``user:<username>`` unless ``namespace()`` changed it."""
+    if _namespace is _UNSET:
+        user = username()
+        return f"user:{user}" if user else None
+    return _namespace
+
+
+def default_namespace() -> Optional[str]:
+    """Back to the default namespace, ``user:<username>``; returns it."""
+    global _namespace
+    _namespace = _UNSET
+    return get_namespace()
+
+
+def metadata(ms: str) -> str:
+    """Metaflow's ``metadata(...)``: here, the datastore the client reads (``local@DIR``, a DIR or s3://...)."""
     global _datastore_url
-    _datastore_url = datastore
+    _datastore_url = ms.split("@", 1)[1] if ms.startswith(("local@", "service@")) else ms
+    return get_metadata()
 
 
-def get_namespace() -> str:
-    return _url()
+def get_metadata() -> str:
+    """Where the client reads runs from, as Metaflow spells it: ``local@<datastore>``."""
+    return f"local@{_url()}"
 
 
 def _url() -> str:
@@ -42,51 +79,91 @@ def _url() -> str:
     return load_config().datastore_url
 
 
+def _in_namespace(tags: frozenset) -> bool:
+    ns = get_namespace()
+    return ns is None or ns in tags
+
+
 def _when(ts: Optional[float]) -> Optional[datetime]:
     return datetime.fromtimestamp(ts, timezone.utc) if ts else None
 
 
-class Flow:
-    def __init__(self, name: str):
-        self.name = name
-        self._ds = FlowDatastore(_url(), name)
+def _split(pathspec: str, parts: int, what: str) -> list[str]:
+    from .exception import MetaflowInvalidPathspec
+    bits = [b for b in str(pathspec).strip("/").split("/") if b]
+    if len(bits) != parts:
+        raise MetaflowInvalidPathspec(f"{pathspec!r} is not a {what} pathspec")
+    return bits
 
-    def runs(self) -> list["Run"]:
-        """Every run, newest first."""
-        return [Run(f"{self.name}/{r}", _ds=self._ds) for r in reversed(self._ds.list_runs())]
+
+class Flow:
+    def __init__(self, name: str, _namespace_check: bool = True):
+        from .exception import MetaflowNotFound
+        self.name = self.id = self.pathspec = name
+        self._ds = FlowDatastore(_url(), name)
+        self._namespace_check = _namespace_check
+        if not self._ds.list_runs():
+            raise MetaflowNotFound(f"Flow('{name}') does not exist")
+
+    def _run(self, run_id: str) -> "Run":
+        return Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=self._namespace_check)
+
+    def runs(self, *tags: str) -> list["Run"]:
+        """Every run in the current namespace (with all of ``tags``), newest first."""
+        found = []
+        for run_id in reversed(self._ds.list_runs()):
+            run = Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=False)
+            if (not self._namespace_check or _in_namespace(run.tags)) and set(tags) <= run.tags:
+                found.append(run)
+        return found
 
     def __iter__(self) -> Iterator["Run"]:
         return iter(self.runs())
 
     def __getitem__(self, run_id: str) -> "Run":
-        return Run(f"{self.name}/{run_id}", _ds=self._ds)
+        return self._run(run_id)
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self._ds.list_runs()
 
     @property
     def latest_run(self) -> Optional["Run"]:
-        runs = self._ds.list_runs()
-        return Run(f"{self.name}/{runs[-1]}", _ds=self._ds) if runs else None
+        runs = self.runs()
+        return runs[0] if runs else None
 
     @property
     def latest_successful_run(self) -> Optional["Run"]:
-        return next((r for r in self.runs() if r.successful), None)
+        """The newest successful full run (a single-step re-run is never one)."""
+        return next((r for r in self.runs() if r.successful and not r._doc.only_step), None)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
+
+    # a flow has no tags of its own (Metaflow's Flow.tags is empty)
+    tags = user_tags = system_tags = frozenset()
 
     def __repr__(self) -> str:
         return f"Flow('{self.name}')"
 
 
-class Run:
-    def __init__(self, pathspec: str, _ds: Optional[FlowDatastore] = None):
-        flow, _, run_id = pathspec.partition("/")
-        if not run_id:
-            raise ValueError("a run's pathspec is FLOW/RUN_ID")
+class Run(RunTags):
+    def __init__(self, pathspec: str, _ds: Optional[FlowDatastore] = None, _namespace_check: bool = True):
+        from .exception import MetaflowNamespaceMismatch, MetaflowNotFound
+        flow, run_id = _split(pathspec, 2, "run")
         self.flow, self.id = flow, run_id
-        self.pathspec = pathspec
+        self.pathspec = f"{flow}/{run_id}"
         self._ds = _ds or FlowDatastore(_url(), flow)
         doc = self._ds.read_run(run_id)
         if doc is None:
-            raise DatastoreError(f"no run {pathspec} in {self._ds.url}")
+            raise MetaflowNotFound(f"no run {pathspec} in {self._ds.url}")
         self._doc = doc
+        if _namespace_check and not _in_namespace(self.tags):
+            raise MetaflowNamespaceMismatch(get_namespace())
 
+    # ---------------------------------------------------------------- status
     @property
     def status(self) -> str:
         return self._doc.status
@@ -115,7 +192,9 @@ class Run:
     def origin_run_id(self) -> Optional[str]:
         return self._doc.origin_run_id
 
-    def steps(self) -> list["Step"]:
+    def steps(self, *tags: str) -> list["Step"]:
+        if not set(tags) <= self.tags:
+            return []
         return [Step(self, name) for name in self._ds.list_steps(self.id)]
 
     def __iter__(self) -> Iterator["Step"]:
@@ -130,25 +209,99 @@ class Run:
         return step in self._ds.list_steps(self.id)
 
     @property
-    def data(self) -> "ArtifactData":
+    def parent(self) -> Flow:
+        return Flow(self.flow, _namespace_check=False)
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def origin_pathspec(self) -> Optional[str]:
+        """The run this one resumed, as FLOW/RUN_ID."""
+        return f"{self.flow}/{self.origin_run_id}" if self.origin_run_id else None
+
+    @property
+    def end_task(self) -> Optional["Task"]:
+        """The end step's task, once the run reached it."""
+        return self["end"].task if "end" in self else None
+
+    @property
+    def data(self) -> Optional["ArtifactData"]:
         """The end step's artifacts (as Metaflow's Run.data)."""
-        return self["end"].task.data
+        end = self.end_task
+        return end.data if end is not None else None
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
 
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
 
 
 class Step:
-    def __init__(self, run: Run, name: str):
+    def __init__(self, run, name: Optional[str] = None, _namespace_check: bool = True):
+        if name is None:  # Step("Flow/RUN/step"), as Metaflow
+            flow, run_id, name = _split(run, 3, "step")
+            run = Run(f"{flow}/{run_id}", _namespace_check=_namespace_check)
         self.run = run
-        self.name = name
+        self.name = self.id = name
         self.pathspec = f"{run.pathspec}/{name}"
 
-    def tasks(self) -> list["Task"]:
+    def tasks(self, *tags: str) -> list["Task"]:
+        if not set(tags) <= self.run.tags:
+            return []
         return [Task(self, t) for t in self.run._ds.list_tasks(self.run.id, self.name)]
 
     def __iter__(self) -> Iterator["Task"]:
         return iter(self.tasks())
+
+    def __getitem__(self, task_id: str) -> "Task":
+        if str(task_id) not in self.run._ds.list_tasks(self.run.id, self.name):
+            raise KeyError(f"step {self.pathspec} has no task {task_id}")
+        return Task(self, str(task_id))
+
+    @property
+    def parent(self) -> Run:
+        return self.run
+
+    @property
+    def tags(self) -> frozenset:
+        return self.run.tags
+
+    @property
+    def parent_steps(self) -> Iterator["Step"]:
+        """The steps whose tasks fed this step's tasks."""
+        names = sorted({p.split("/")[-2] for t in self for p in t._doc.parents})
+        return iter(Step(self.run, n) for n in names)
+
+    @property
+    def child_steps(self) -> Iterator["Step"]:
+        """The steps whose tasks took this step's tasks as inputs."""
+        names = [s.name for s in self.run if any(
+            p.split("/")[-2] == self.name for t in s for p in t._doc.parents)]
+        return iter(Step(self.run, n) for n in names)
+
+    @property
+    def user_tags(self) -> frozenset:
+        return self.run.user_tags
+
+    @property
+    def system_tags(self) -> frozenset:
+        return self.run.system_tags
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def origin_pathspec(self) -> Optional[str]:
+        """Where this step's task came from when it was cloned by a resume."""
+        origin = self.task.origin_pathspec
+        return origin.rsplit("/", 1)[0] if origin else None
 
     @property
     def task(self) -> "Task":
@@ -158,20 +311,40 @@ class Step:
             raise DatastoreError(f"step {self.pathspec} has no tasks")
         return tasks[0]
 
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
+
     def __repr__(self) -> str:
         return f"Step('{self.pathspec}')"
 
 
 class Task:
-    def __init__(self, step: Step, task_id: str):
+    def __init__(self, step, task_id: Optional[str] = None, _namespace_check: bool = True):
+        if task_id is None:  # Task("Flow/RUN/step/ID"), as Metaflow
+            flow, run_id, name, task_id = _split(step, 4, "task")
+            step = Step(f"{flow}/{run_id}/{name}", _namespace_check=_namespace_check)
         self.step = step
-        self.id = task_id
-        self.pathspec = f"{step.pathspec}/{task_id}"
+        self.id = str(task_id)
+        self.pathspec = f"{step.pathspec}/{self.id}"
         ds = step.run._ds
         # no task.json yet: the task is still running
-        self._doc = ds.read_task(step.run.id, step.name, task_id) or TaskRecord(status=TaskStatus.RUNNING)
+        self._doc = ds.read_task(step.run.id, step.name, self.id) or TaskRecord(status=TaskStatus.RUNNING)
         self._finished = self._doc.status is not TaskStatus.RUNNING
         self.data = ArtifactData(ds, self._doc.artifacts, self.pathspec)
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        if name not in self.data:
+            raise KeyError(f"task {self.pathspec} has no artifact {name}")
+        return DataArtifact(self, name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.data
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(DataArtifact(self, n) for n in sorted(self._doc.artifacts))
 
     @property
     def successful(self) -> bool:
@@ -195,8 +368,17 @@ class Task:
         return _when(self._doc.finished_at)
 
     @property
-    def exception(self) -> Optional[str]:
-        return self._doc.traceback or None
+    def exception(self):
+        """The exception the task failed with (type name, message, traceback), or None."""
+        doc = self._doc
+        if not doc.traceback and not (doc.status is TaskStatus.FAILED and doc.reason):
+            return None
+        from .exception import MetaflowExceptionWrapper
+        wrapper = MetaflowExceptionWrapper()
+        kind, sep, message = (doc.reason or "").partition(": ")
+        wrapper.type, wrapper.exception = (kind, message) if sep else ("", kind)
+        wrapper.stacktrace = doc.traceback or ""
+        return wrapper
 
     @property
     def usage(self) -> dict:
@@ -206,197 +388,111 @@ class Task:
     def artifacts(self) -> dict[str, dict]:
         return dict(self._doc.artifacts)
 
+    @property
+    def metadata_dict(self) -> dict[str, str]:
+        """Metaflow's task metadata, name -> value (as strings)."""
+        doc = self._doc
+        import platform
+        meta = {"attempt": str(doc.attempt), "python_version": platform.python_version()}
+        if self.step.run.origin_run_id:
+            meta["origin-run-id"] = str(self.step.run.origin_run_id)
+        if self.origin_pathspec:
+            meta["origin-task-id"] = self.origin_pathspec.rsplit("/", 1)[-1]
+        if doc.status:
+            meta["status"] = str(doc.status)
+        if doc.reason:
+            meta["reason"] = doc.reason
+        if doc.settings.get("backend"):
+            meta["backend"] = str(doc.settings["backend"])
+        if doc.finished_at:
+            meta["attempt_ok"] = str(doc.status is TaskStatus.SUCCEEDED)
+        return meta
+
+    @property
+    def parent(self) -> Step:
+        return self.step
+
+    @property
+    def tags(self) -> frozenset:
+        return self.step.run.tags
+
+    @property
+    def user_tags(self) -> frozenset:
+        return self.step.run.user_tags
+
+    @property
+    def system_tags(self) -> frozenset:
+        return self.step.run.system_tags
+
+    @property
+    def path_components(self) -> list[str]:
+        return self.pathspec.split("/")
+
+    @property
+    def origin_pathspec(self) -> Optional[str]:
+        """The task of the origin run this task was cloned from by a resume (None if it ran here)."""
+        cloned = self._doc.cloned_from
+        if not cloned:
+            return None
+        return cloned if str(cloned).count("/") == 3 else f"{self.step.run.flow}/{cloned}"
+
+    @property
+    def parent_task_pathspecs(self) -> Iterator[str]:
+        return iter(t.pathspec for t in self.parent_tasks)
+
+    @property
+    def child_task_pathspecs(self) -> Iterator[str]:
+        return iter(t.pathspec for t in self.child_tasks)
+
+    @property
+    def child_tasks(self) -> list["Task"]:
+        """The tasks that took this task's outputs as inputs."""
+        run = self.step.run
+        found = []
+        for step in run:
+            for task in step:
+                if self.pathspec in task._doc.parents:
+                    found.append(task)
+        return found
+
+    @property
+    def parent_tasks(self) -> list["Task"]:
+        """The tasks whose outputs this task took as inputs."""
+        run = self.step.run
+        found = []
+        for path in self._doc.parents:
+            bits = path.split("/")
+            found.append(Task(Step(run, bits[-2]), bits[-1]))
+        return found
+
     def logs(self) -> list[tuple[str, str, str]]:
         run = self.step.run
         return list(run._ds.read_log(run.id, self.step.name, self.id))
 
+    def loglines(self, stream: str = "stdout") -> Iterator[tuple[Optional[datetime], str]]:
+        """(timestamp, line) of each line the task wrote to ``stream``."""
+        for ts, s, text in self.logs():
+            if s == stream:
+                try:
+                    when = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+                except ValueError:
+                    when = None
+                yield when, text
+
     @property
     def stdout(self) -> str:
-        return "\n".join(t for _, s, t in self.logs() if s == "stdout")
+        """What the task wrote to stdout, each line with its newline (as Metaflow returns it)."""
+        return "".join(t + "\n" for _, s, t in self.logs() if s == "stdout")
 
     @property
     def stderr(self) -> str:
-        return "\n".join(t for _, s, t in self.logs() if s == "stderr")
+        return "".join(t + "\n" for _, s, t in self.logs() if s == "stderr")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.pathspec == self.pathspec
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.pathspec))
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"
-
-
-class ArtifactData:
-    """``task.data.<name>`` loads an artifact; ``'name' in task.data`` tests for one."""
-
-    def __init__(self, ds: FlowDatastore, refs: dict[str, dict], where: str):
-        self._ds = ds
-        self._refs = refs
-        self._where = where
-        self._cache: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._refs:
-            raise AttributeError(f"{self._where} has no artifact {name!r} "
-                                 f"(it has: {', '.join(sorted(self._refs)) or 'none'})")
-        if name not in self._cache:
-            self._cache[name] = self._load(name)
-        return self._cache[name]
-
-    def _load(self, name: str) -> Any:
-        """Unpickle one artifact, after a warning when a container or a remote task wrote it."""
-        import warnings
-
-        from .preview import artifact_origin, provenance_note
-        ref = self._refs[name]
-        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id)
-        _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, None)
-        note = provenance_note(name, maker) if maker or doc else None
-        if note:
-            warnings.warn(note, UserWarning, stacklevel=3)
-        owner = ((maker.pathspec if maker else "") or self._where).split("/", 1)[-1]
-        return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
-
-    def summary(self, name: str) -> str:
-        """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""
-        from .preview import artifact_origin, summary_text
-        if name not in self._refs:
-            raise AttributeError(f"{self._where} has no artifact {name!r}")
-        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id)
-        info, _maker = artifact_origin(self._ds, run_id, self._refs[name], doc) if doc else (self._refs[name], None)
-        return summary_text(info)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._refs
-
-    def __dir__(self):
-        return sorted(self._refs)
-
-
-# ----------------------------------------------------------------------------------- the read side
-# What the CLI commands (runs, logs, artifacts, show --usage), the TUI (runs, DAG statuses, inspector)
-# and promote read about past runs: records and summaries, never an unpickled value (except load()).
-
-class PastRuns:
-    """One flow's past runs as records. Failure-tolerant: a broken or half-written run directory reads as
-    absent (a viewer must never crash on one), and nothing here unpickles an artifact but :meth:`load`."""
-
-    def __init__(self, ds: FlowDatastore):
-        self.ds = ds
-
-    @classmethod
-    def of(cls, flow: str, datastore: Optional[str] = None) -> "PastRuns":
-        return cls(FlowDatastore(datastore or _url(), flow))
-
-    def runs(self) -> list[str]:
-        """Run ids, oldest first."""
-        try:
-            return self.ds.list_runs()
-        except Exception:  # noqa: BLE001 - unreadable store: nothing to show
-            return []
-
-    def latest_run(self) -> Optional[str]:
-        runs = self.runs()
-        return runs[-1] if runs else None
-
-    def run_record(self, run_id: str) -> Optional[RunRecord]:
-        try:
-            return self.ds.read_run(run_id)
-        except Exception:  # noqa: BLE001
-            return None
-
-    def steps(self, run_id: str) -> list[str]:
-        try:
-            return self.ds.list_steps(run_id)
-        except Exception:  # noqa: BLE001
-            return []
-
-    def task_ids(self, run_id: str, step: str) -> list[str]:
-        try:
-            return self.ds.list_tasks(run_id, step)
-        except Exception:  # noqa: BLE001
-            return []
-
-    def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
-        """The finished (or cloned) tasks' records, of one step or of the whole run."""
-        out: list[TaskRecord] = []
-        for name in [step] if step else self.steps(run_id):
-            for task_id in self.task_ids(run_id, name):
-                try:
-                    doc = self.ds.read_task(run_id, name, task_id)
-                except Exception:  # noqa: BLE001
-                    doc = None
-                if doc:
-                    out.append(doc)
-        return out
-
-    def steps_in_order(self, run_id: str) -> list[str]:
-        """The run's steps in the order their first tasks were numbered (roughly the order they ran)."""
-        first: dict[str, int] = {}
-        for step in self.steps(run_id):
-            tasks = self.task_ids(run_id, step)
-            first[step] = int(tasks[0]) if tasks and tasks[0].isdigit() else 0
-        return sorted(first, key=lambda s: first[s])
-
-    def progress(self, run_id: Optional[str]) -> "RunProgress":
-        """The run's per-step progress by the same rule as a live run's (:mod:`workbench.progress`)."""
-        from .progress import RunProgress, events_from_tasks, reduce_events
-        return reduce_events(events_from_tasks(self.tasks(run_id))) if run_id else RunProgress()
-
-    def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
-        """Step -> tasks the run has of it (running ones included)."""
-        return {step: len(self.task_ids(run_id, step)) for step in self.steps(run_id)} if run_id else {}
-
-    def usage(self, step: str) -> Optional[dict[str, Any]]:
-        """The step's measured usage by the one rule of :mod:`workbench.usage`."""
-        from .usage import usage_by_step
-        return usage_by_step(self.ds, [step]).get(step)
-
-    def logs(self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None) -> list[tuple[str, str, str]]:
-        """(timestamp, stream, text) lines of a task's attempt (the last one by default)."""
-        return list(self.ds.read_log(run_id, step, task_id, attempt))
-
-    def log_lines(self, run_id: str) -> list[tuple[str, str]]:
-        """(pathspec, text) of every task's log in the run, task by task."""
-        lines: list[tuple[str, str]] = []
-        for doc in self.tasks(run_id):
-            try:
-                for _ts, _stream, text in self.ds.read_log(run_id, doc.step, doc.task_id):
-                    lines.append((doc.pathspec, text))
-            except Exception:  # noqa: BLE001
-                continue
-        return lines
-
-    def load(self, sha: str) -> Any:
-        """Unpickle one blob: runs code a step stored. Only for explicit requests (``artifacts --load``)."""
-        return self.ds.load_artifact(sha)
-
-    def resolve_tasks(self, parts: list[str]) -> list[tuple[str, str, str]]:
-        """(run, step, task) for RUN[/STEP[/TASK]] split into parts; a named step must have tasks."""
-        run_id = parts[0]
-        steps = [parts[1]] if len(parts) > 1 else self.steps_in_order(run_id)
-        out: list[tuple[str, str, str]] = []
-        for step in steps:
-            tasks = [parts[2]] if len(parts) > 2 else self.ds.list_tasks(run_id, step)
-            if len(parts) > 1 and not tasks:
-                raise UsageError(f"run {run_id} has no tasks of step {step} "
-                                 f"(steps: {', '.join(self.ds.list_steps(run_id))})")
-            out.extend((run_id, step, t) for t in tasks)
-        return out
-
-
-def run_records(datastore: str, flows: Optional[list[str]] = None) -> list[RunRecord]:
-    """Every run of the given flows (default: every flow in the datastore), oldest first by start time."""
-    import dataclasses
-
-    from .datastore import list_flows
-    from .datastore.storage import open_storage
-    storage = open_storage(datastore)
-    rows: list[RunRecord] = []
-    for flow in flows if flows is not None else list_flows(storage):
-        ds = FlowDatastore(storage, flow)
-        for run_id in ds.list_runs():
-            doc = ds.read_run(run_id) or RunRecord()
-            rows.append(dataclasses.replace(doc, flow=flow, run_id=run_id))
-    rows.sort(key=lambda d: d.started_at or 0)
-    return rows

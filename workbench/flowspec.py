@@ -8,6 +8,7 @@ assigns to ``self`` is saved when it returns.
 from __future__ import annotations
 
 import sys
+from collections import namedtuple
 from typing import Any, Callable, Iterator, Optional
 
 from .decorators import DECORATOR_ATTR
@@ -16,6 +17,7 @@ from .decorators import DECORATOR_ATTR
 def step(func: Callable) -> Callable:
     """Mark a method of a FlowSpec as a step."""
     func.is_step = True
+    func.name = func.__name__
     if not hasattr(func, DECORATOR_ATTR):
         setattr(func, DECORATOR_ATTR, [])
     return func
@@ -34,9 +36,65 @@ class Current:
         self.task_id: Optional[str] = None
         self.retry_count: int = 0
         self.origin_run_id: Optional[str] = None
-        self.namespace: Optional[str] = None
-        self.username: Optional[str] = None
+        self._namespace: Optional[str] = None
+        self._username: Optional[str] = None
+        self.parameter_names: list[str] = []
+        self.project_name: Optional[str] = None
+        self.branch_name: Optional[str] = None
+        self.project_flow_name: Optional[str] = None
+        self.is_production: bool = False
         self.is_running_flow: bool = False
+
+    def _bind_flow_class(self, flow_cls: type) -> None:
+        """Learn what the flow class declares: its parameters' names and its @project."""
+        from .parameters import Parameter
+        self.parameter_names = [v.name for k, v in vars_of_class(flow_cls).items() if isinstance(v, Parameter)]
+        project = project_of(flow_cls)
+        self.project_name = project["name"] if project else None
+        self.branch_name = project["branch"] if project else None
+        self.is_production = bool(project and project["branch"] == "prod")
+        self.project_flow_name = f"{project['name']}.{project['branch']}.{flow_cls.__name__}" if project else None
+
+    @property
+    def namespace(self) -> Optional[str]:
+        from .client import get_namespace
+        return self._namespace or get_namespace()
+
+    @namespace.setter
+    def namespace(self, value: Optional[str]) -> None:
+        self._namespace = value
+
+    @property
+    def tags(self) -> set:
+        """The run's user tags (``--tag``, as Metaflow's ``current.tags``)."""
+        run = self.run
+        return set(run.user_tags) if run is not None else set()
+
+    @property
+    def run(self):
+        """The client's Run of the running task."""
+        if not self.is_running_flow:
+            return None
+        from .client import Run
+        return Run(f"{self.flow_name}/{self.run_id}", _namespace_check=False)
+
+    @property
+    def task(self):
+        """The client's Task of the running task."""
+        if not self.is_running_flow:
+            return None
+        from .client import Task
+        return Task(self.pathspec, _namespace_check=False)
+
+    @property
+    def username(self) -> Optional[str]:
+        """Who runs the flow, as Metaflow finds it (METAFLOW_USER first)."""
+        from .client import username
+        return username() or self._username
+
+    @username.setter
+    def username(self, value: Optional[str]) -> None:
+        self._username = value
 
     @property
     def pathspec(self) -> Optional[str]:
@@ -51,6 +109,37 @@ class Current:
 
 
 current = Current()
+
+# artifacts of these types that a step reads are kept on the instance, so in-place changes are saved
+_MUTABLE_CONTAINERS = (list, dict, set, bytearray)
+
+
+def vars_of_class(cls: type) -> dict[str, Any]:
+    """Class attributes, base classes first (as a flow's parameters are inherited)."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        found.update(vars(klass))
+    return found
+
+
+def project_of(flow_cls: type) -> Optional[dict]:
+    """The flow's @project as Metaflow resolves it: name and branch (``prod`` with METAFLOW_PRODUCTION,
+    ``test.<METAFLOW_BRANCH>`` with a branch, else ``user.<username>``)."""
+    import os
+    from .decorators import decorators_of
+    project = decorators_of(flow_cls).get("project")
+    if not project or not project.get("name"):
+        return None
+    production = os.environ.get("METAFLOW_PRODUCTION", "").lower() in ("1", "true", "yes")
+    branch = os.environ.get("METAFLOW_BRANCH")
+    if production:
+        branch_name = f"prod.{branch}" if branch else "prod"
+    elif branch:
+        branch_name = f"test.{branch}"
+    else:
+        from .client import username
+        branch_name = f"user.{username()}"
+    return {"name": project["name"], "branch": branch_name}
 
 
 class CaughtException:
@@ -68,8 +157,46 @@ class CaughtException:
         return f"{self.type}: {self.message}"
 
 
-class MergeArtifactsError(Exception):
-    """merge_artifacts found an artifact with different values in different inputs."""
+ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
+
+
+class GraphNodeView:
+    """One step of the static graph, with Metaflow's field names."""
+
+    def __init__(self, node: Any):
+        self.name = node.name
+        self.type = node.kind
+        self.in_funcs = list(node.in_steps)
+        self.out_funcs = list(node.out)
+        self.foreach_param = node.foreach_var
+        self.parallel_step = False
+        self.func_lineno = node.lineno
+
+
+class GraphView:
+    """``flow._graph``: steps by name, iterable in file order."""
+
+    def __init__(self, graph: Any):
+        self._nodes = {n.name: GraphNodeView(n) for n in graph}
+
+    def __getitem__(self, name: str) -> GraphNodeView:
+        return self._nodes[name]
+
+    def __iter__(self) -> Iterator[GraphNodeView]:
+        return iter(self._nodes.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._nodes
+
+
+def _merge_error(kind: str, message: str, names: list[str]) -> Exception:
+    """merge_artifacts' errors are Metaflow's exception types (so ``except`` clauses written for it work)."""
+    from . import exception
+    cls = exception.UnhandledInMergeArtifactsException if kind == "unhandled" \
+        else exception.MissingInMergeArtifactsException
+    return cls(message, names)
+
+
 
 
 class FlowSpec:
@@ -80,12 +207,43 @@ class FlowSpec:
 
     def __init__(self, use_cli: bool = True):
         if use_cli:
-            # `python flows/my_flow.py run --alpha 1` behaves like `workbench run flows/my_flow.py ...`
-            from .cli import main
+            # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.flow_cli)
+            from .flow_cli import main
             module = sys.modules[type(self).__module__]
             path = getattr(module, "__file__", None) or sys.argv[0]
-            argv = sys.argv[1:] or ["run"]
-            sys.exit(main([argv[0], f"{path}:{type(self).__name__}", *argv[1:]]))
+            sys.exit(main(path, type(self), sys.argv[1:]))
+
+    @property
+    def name(self) -> str:
+        """The flow's name (its class name), as Metaflow's ``flow.name``."""
+        return type(self).__name__
+
+    def __iter__(self) -> Iterator[Callable]:
+        """The flow's steps, in the order they appear in the file (``step.name`` is each one's name)."""
+        cls = type(self)
+        steps = [getattr(cls, n) for n in dir(cls) if getattr(getattr(cls, n, None), "is_step", False)]
+        return iter(sorted(steps, key=lambda f: getattr(getattr(f, "__code__", None), "co_firstlineno", 0)))
+
+    @property
+    def _current_step(self) -> Optional[str]:
+        """The running step's name (Metaflow's ``self._current_step``)."""
+        return current.step_name
+
+    @property
+    def _graph(self) -> "GraphView":
+        """The flow's static graph, node fields named as Metaflow's: ``type``, ``in_funcs``, ``out_funcs``."""
+        import inspect
+        from .graph import build_graph
+        graph = build_graph(inspect.getsourcefile(type(self)), type(self).__name__)
+        return GraphView(graph)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A class-level value that is not a step or parameter is a constant of the flow (as in Metaflow)."""
+        declared = getattr(type(self), name, None) if not name.startswith("_") else None
+        if declared is not None and name not in self.__dict__ and not callable(declared) \
+                and not hasattr(declared, "__set__") and not isinstance(declared, property):
+            raise AttributeError(f"{name} is a constant of {type(self).__name__} and cannot be assigned")
+        super().__setattr__(name, value)
 
     # ---------------------------------------------------------------- artifacts
     def __getattr__(self, name: str) -> Any:
@@ -93,9 +251,13 @@ class FlowSpec:
             raise AttributeError(name)
         ctx = self.__dict__.get("_wb_ctx")
         if ctx is not None and ctx.has_input_artifact(name):
-            # cached in the context, not on the instance: an artifact that is only read is passed on by
-            # reference, not saved again (as in Metaflow, mutate-in-place without assigning is not saved)
-            return ctx.load_input_artifact(name)
+            # other values are cached in the context, not on the instance: only read, they are passed on
+            # by reference, not saved again
+            value = ctx.load_input_artifact(name)
+            if isinstance(value, _MUTABLE_CONTAINERS):
+                # as in Metaflow, an artifact a step reads and changes in place is saved changed
+                self.__dict__[name] = value
+            return value
         raise AttributeError(f"{type(self).__name__} has no attribute or artifact {name!r}")
 
     def _wb_artifact(self, name: str) -> Any:
@@ -118,6 +280,14 @@ class FlowSpec:
             return None
         return ctx.foreach_value(self, frames[-1])
 
+    @property
+    def _foreach_stack(self) -> list["ForeachFrame"]:
+        """Metaflow's ``self._foreach_stack``: the enclosing foreach frames, outermost first."""
+        ctx = self.__dict__.get("_wb_ctx")
+        frames = ctx.foreach_stack if ctx else []
+        return [ForeachFrame(f.get("step"), f.get("var"), f.get("num_splits"), f.get("index"),
+                             ctx.foreach_value(self, f)) for f in frames]
+
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         ctx = self.__dict__.get("_wb_ctx")
         frames = ctx.foreach_stack if ctx else []
@@ -139,10 +309,14 @@ class FlowSpec:
     def merge_artifacts(self, inputs: "Inputs", exclude: Optional[list[str]] = None,
                         include: Optional[list[str]] = None) -> None:
         """Copy artifacts that every input agrees on; conflicting ones must be set or excluded first."""
+        if not isinstance(inputs, Inputs):
+            from .exception import MetaflowException
+            raise MetaflowException("merge_artifacts can only be called in a join step, with its inputs")
         exclude = set(exclude or [])
         include = set(include or [])
         if include and exclude:
-            raise ValueError("merge_artifacts takes include or exclude, not both")
+            from .exception import MetaflowException
+            raise MetaflowException("merge_artifacts takes include or exclude, not both")
         hashes: dict[str, set[str]] = {}
         owners: dict[str, Any] = {}
         for inp in inputs:
@@ -153,12 +327,12 @@ class FlowSpec:
                 owners[name] = inp
         missing = include - set(hashes)
         if missing:
-            raise MergeArtifactsError(f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}")
+            raise _merge_error("missing", f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}",
+                               sorted(missing))
         conflicts = sorted(n for n, hs in hashes.items() if len(hs) > 1 and n not in self.__dict__)
         if conflicts:
-            raise MergeArtifactsError(
-                "merge_artifacts: inputs disagree on " + ", ".join(conflicts)
-                + "; set them in the join step or pass exclude=[...]")
+            raise _merge_error("unhandled", "merge_artifacts: inputs disagree on " + ", ".join(conflicts)
+                               + "; set them in the join step or pass exclude=[...]", conflicts)
         ctx = self.__dict__["_wb_ctx"]
         for name, hs in hashes.items():
             if name in self.__dict__ or len(hs) > 1:

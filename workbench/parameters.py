@@ -97,6 +97,66 @@ def convert_parameter(spec, raw: Any) -> Any:
         raise UsageError(f"--{spec.name}: {raw!r} is not {want}") from None
 
 
+# Metaflow's reserved parameter names (its `run` options), dashed and underscored
+RESERVED_NAMES = frozenset(n for name in (
+    "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
+    "max-workers", "max-log-size", "user-namespace", "run-id", "task-id", "runner-attribute-file",
+) for n in (name, name.replace("-", "_")))
+
+
+def check_parameter_name(name: str) -> None:
+    """Metaflow's command line refuses parameter names its own options use, with this message. Checked
+    when a flow runs through that command line (``python flow.py run``), where the names would clash;
+    ``workbench run`` has none of those options."""
+    if name in RESERVED_NAMES:
+        from .exception import MetaflowException
+        raise MetaflowException(f"Parameter name '{name}' is a reserved word. Please use a different name "
+                                f"for your parameter.")
+
+
+def value_from_environment(name: str) -> Optional[str]:
+    """A parameter's value from METAFLOW_RUN_<NAME> or WORKBENCH_RUN_<NAME> (as Metaflow reads them)."""
+    import os
+    key = name.upper().replace("-", "_")
+    for prefix in ("WORKBENCH_RUN_", "METAFLOW_RUN_"):
+        if f"{prefix}{key}" in os.environ:
+            return os.environ[f"{prefix}{key}"]
+    return None
+
+
+class ParameterContext:
+    """What a callable default receives (Metaflow's ParameterContext)."""
+
+    def __init__(self, flow_name: str, user_name: Optional[str], parameter_name: str):
+        self.flow_name = flow_name
+        self.user_name = user_name
+        self.parameter_name = parameter_name
+        self.logger = print
+        self.ds_type = "local"
+        self.configs = None
+
+
+def resolve_default(flow_cls, attr: str) -> Any:
+    """A default that is not a literal, computed in the start task where the flow is imported: a callable
+    is called with a :class:`ParameterContext`; an IncludeFile's default is a path, read; a JSONType
+    default given as text is parsed."""
+    param = getattr(flow_cls, attr)
+    default = param.default
+    if callable(default):
+        from .client import username
+        default = default(ParameterContext(flow_cls.__name__, username(), param.name))
+    if isinstance(param, IncludeFile):
+        if default is None:
+            return None
+        path = Path(str(default))
+        return path.read_text(encoding=param.encoding) if param.is_text else path.read_bytes()
+    if param.type is JSONType and isinstance(default, str):
+        return json.loads(default)
+    if param.type is bool and isinstance(default, str):
+        return _to_bool(default)
+    return default
+
+
 def resolve_parameters(specs, given: dict[str, Any]) -> dict[str, Any]:
     """Map each parameter's attribute to its value: the given value converted, else its default."""
     known = {p.name: p for p in specs}
@@ -107,6 +167,8 @@ def resolve_parameters(specs, given: dict[str, Any]) -> dict[str, Any]:
     values = {}
     for p in specs:
         raw = given.get(p.name, given.get(p.name.replace("-", "_")))
+        if raw is None:
+            raw = value_from_environment(p.name)
         if raw is not None:
             values[p.attr] = convert_parameter(p, raw)
         elif p.required:
@@ -117,6 +179,8 @@ def resolve_parameters(specs, given: dict[str, Any]) -> dict[str, Any]:
                 values[p.attr] = p.default  # resolved inside the start task, where the flow is imported
             elif p.kind == "include_file" and p.default is not None:
                 values[p.attr] = convert_parameter(p, p.default)
+            elif p.type_name in ("JSONType", "json") and isinstance(p.default, str):
+                values[p.attr] = convert_parameter(p, p.default)  # Metaflow parses a JSON default written as text
             else:
                 values[p.attr] = p.default
         else:

@@ -29,6 +29,7 @@ from .exitcodes import TASK_FAILED as EXIT_FAILED
 from .exitcodes import TASK_OK as EXIT_OK
 from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
+from .parameters import resolve_default
 from .preview import describe
 
 
@@ -133,9 +134,12 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> in
     ctx.origins = {n: _owner(p.pathspec) for p in spec.inputs for n in p.artifacts}  # for corrupt-blob lines
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
+    current._bind_flow_class(flow_cls)
+    if is_join:  # parameters are artifacts of every task, joins included (as in Metaflow)
+        for name, sha in spec.params.items():
+            ctx.adopt_artifact(name, sha)
     for attr in spec.unresolved_params:
-        default = getattr(flow_cls, attr).default
-        flow.__dict__[attr] = default() if callable(default) else default
+        flow.__dict__[attr] = resolve_default(flow_cls, attr)
 
     result = AttemptRecord(status=TaskStatus.FAILED, started_at=started, attempt=attempt, pathspec=spec.pathspec)
     timeout = settings.get("timeout")

@@ -4,7 +4,10 @@ inspector, so all three show the same figures.
 
 The rule: a step's usage comes from the newest of the flow's last :data:`RUNS_LOOKED_AT` runs in which
 that step has tasks that measured something (cloned tasks are skipped: they did not run). Within that
-run the figures are the largest over the step's tasks (a foreach step's peak is its hungriest task's).
+run the figures are the largest over the step's tasks (a foreach step's peak is its hungriest task's),
+reading at most :data:`TASKS_LOOKED_AT` of them (and passing over a run whose first :data:`PROBE_TASKS`
+measured nothing), so that a 10,000-wide foreach costs the TUI's inspector a bounded number of reads;
+every caller uses the same bounds, so they always agree.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from .client import PastRuns
+from .past_runs import PastRuns
 from .config import ProjectConfig
 from .datastore import FlowDatastore
 from .datastore.records import TaskRecord
 from .graph import FlowGraph
 
 RUNS_LOOKED_AT = 20
+TASKS_LOOKED_AT = 200
+PROBE_TASKS = 20
 
 
 def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, Any]]:
@@ -50,12 +55,26 @@ def usage_by_step(ds: FlowDatastore, steps: Optional[Iterable[str]] = None) -> d
         for step in history.steps(run_id):
             if step in usage or (wanted is not None and step not in wanted):
                 continue
-            measured = step_usage(history.tasks(run_id, step), run_id)
+            measured = step_usage(_first_tasks(history, run_id, step), run_id)
             if measured is not None:
                 usage[step] = measured
         if wanted is not None and wanted <= set(usage):
             break
     return usage
+
+
+def _first_tasks(history: PastRuns, run_id: str, step: str) -> list[TaskRecord]:
+    out: list[TaskRecord] = []
+    for n, task_id in enumerate(history.task_ids(run_id, step)[:TASKS_LOOKED_AT]):
+        if n == PROBE_TASKS and not any(d.usage.get("peak_memory_mib") and not d.cloned_from for d in out):
+            return []  # this run did not measure the step
+        try:
+            doc = history.ds.read_task(run_id, step, task_id)
+        except Exception:  # noqa: BLE001 - a broken record reads as absent, as everywhere on the read side
+            doc = None
+        if doc is not None:
+            out.append(doc)
+    return out
 
 
 def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict[str, Any]]:

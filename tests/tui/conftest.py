@@ -36,11 +36,25 @@ def clock():
     return FakeClock()
 
 
+def unknown_capacity(backend, config):
+    """A capacity reader for tests that are not about clamping: every backend's limits unknown, so the
+    sliders keep their full ranges on any machine (tests of clamping pass the real reader)."""
+    from workbench.tui.capacity import Placement
+    return Placement(backend, None, None, None, f"{backend}: what it can place is unknown here")
+
+
+def fixed_capacity(backend, config):
+    """The same small machine for every backend (2 CPUs, 8G, no GPU): screens that match on any host."""
+    from workbench.tui.capacity import Placement
+    return Placement(backend, 2.0, 8192, 0, f"{backend}: at most cpu 2, memory 8G, gpu 0 (a test machine)")
+
+
 def make_app(project: Path, clock=None, **kwargs):
     from workbench.config import load_config
     from workbench.tui.app import create_app
     if clock is not None:
         kwargs["clock"] = clock
+    kwargs.setdefault("capacity_reader", unknown_capacity)
     return create_app(load_config(project), watch=False, **kwargs)
 
 
@@ -74,6 +88,11 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
             task.usage = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
             task.started_at, task.finished_at = 1767225600.0, 1767225601.0
             ds.write_task(task)
+            key = ds.log_key(run_id, step, task_id, task.attempt)
+            lines = [(1767225600.0 + n / 10, stream, text)
+                     for n, (_ts, stream, text) in enumerate(ds.read_log(run_id, step, task_id))]
+            ds.storage.put(key, [b""])
+            ds.append_log(key, lines)
     return run_id
 
 

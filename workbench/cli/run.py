@@ -113,7 +113,8 @@ def cmd_run(args, extra: list[str]) -> int:
     if overrides or args.task is not None or args.from_run:
         raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run go with --step")
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
-    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers)
+    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
+                      run_id=getattr(args, "run_id", None))
     return _execute(runtime, args.json, args.junit_xml)
 
 
@@ -128,5 +129,5 @@ def cmd_resume(args) -> int:
         raise UsageError(f"flow {graph.name} has no run to resume")
     rerun = resume_plan(graph, ds, origin, args.from_step)
     runtime = Runtime(graph, config, backend=args.backend, max_workers=args.max_workers, origin_run_id=origin,
-                      rerun_steps=rerun, datastore=ds)
+                      rerun_steps=rerun, datastore=ds, run_id=getattr(args, "new_run_id", None))
     return _execute(runtime, args.json, args.junit_xml)

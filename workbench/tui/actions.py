@@ -13,7 +13,7 @@ from .. import events as ev
 from ..errors import WorkbenchError
 from ..graph import FlowGraph
 from ..progress import RunProgress
-from .runs import RunsPane, aggregate_statuses
+from .runs import RunsPane, RunStore
 from .widgets.inspector import Inspector
 
 
@@ -32,6 +32,22 @@ class WorkbenchActions:
         except Exception as exc:  # noqa: BLE001 - show the reason, keep the sliders usable
             notes = [f"cannot promote: {exc}"]
         self.pane("#inspector").set_notes(notes)
+
+    def on_inspector_capacity_wanted(self, event: Inspector.CapacityWanted) -> None:
+        self._read_capacity(event.backend)
+
+    @work(thread=True, exclusive=True, group="capacity")
+    def _read_capacity(self, backend: str) -> None:
+        """Docker asks its engine, Batch its queue, Kubernetes its nodes: never on the UI thread."""
+        placement = self.capacity_reader(backend, self.config)
+        try:
+            self.call_from_thread(self._capacity_read, placement)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _capacity_read(self, placement) -> None:
+        if self.screen_stack:
+            self.pane("#inspector").set_capacity(placement)
 
     def on_inspector_promote_requested(self, event: Inspector.PromoteRequested) -> None:
         self.promote(event.changes)
@@ -144,13 +160,14 @@ class WorkbenchActions:
         if finished is not None:
             self.runtime = None
             self.live_run_id = None
-            severity = "information" if finished.status == "succeeded" else "error"
-            self.notify(f"run {finished.run_id} {finished.status}"
-                        f"{': ' + finished.message if finished.message else ''}", severity=severity)
+            store = RunStore(self.config, finished.flow) if finished.flow else None
+            self.notify(finished_message(store, finished),
+                        severity="information" if finished.status == "succeeded" else "error")
             if self.current == self.live_path:
                 store = self.run_store()
                 self.pane("#runs").show(store, self.graph)
-                self.pane("#artifacts").show(store, finished.run_id, self.selected_step)
+                self.show_artifacts(store, finished.run_id, self.selected_step)
+                self.pane("#tasks").show(store, finished.run_id, self.selected_step)
                 self._refresh_step()
             self.live_path = None
 
@@ -160,9 +177,40 @@ class WorkbenchActions:
         try:
             params = resolve_parameters(graph.parameters, {}) if graph is not None and graph.ok else {}
         except WorkbenchError as exc:
-            self.notify(f"{exc} (use `workbench run` to pass parameters)", severity="error")
+            self.notify(f"{exc} (a opens the run dialog)", severity="error")
             return
         self.start_runtime(params=params)
+
+    def action_run_dialog(self, focus: str = "param") -> None:
+        """Parameters, backend and max workers for one run, checked as `workbench run` checks them."""
+        from .screens.run_dialog import RunDialog
+        graph = self.graph
+        if graph is None or not graph.ok:
+            self.notify("this flow has errors; fix them first", severity="error")
+            return
+
+        def done(request) -> None:
+            if request is not None:
+                self.start_runtime(params=request.params, backend=request.backend, max_workers=request.max_workers)
+
+        self.push_screen(RunDialog(graph, focus), done)
+
+    def action_fix_step(self) -> None:
+        """After an out-of-memory kill or a timeout: re-run that step on its past inputs with a larger
+        request, on the same or another backend, once the price difference has been seen."""
+        from ..backends import REGISTRY
+        from .screens.rerun import RerunScreen
+        plan = getattr(self.pane("#tasks"), "plan", None)
+        if plan is None:
+            self.notify("no task of this step ran out of memory or time in the shown run", severity="warning")
+            return
+
+        def done(backend) -> None:
+            if backend:
+                self.start_runtime(origin_run_id=plan.run_id, rerun_steps={plan.step}, only_step=plan.step,
+                                   step_overrides={plan.step: plan.overrides(backend)})
+
+        self.push_screen(RerunScreen(plan, list(REGISTRY)), done)
 
     def action_cancel_run(self) -> None:
         if self.runtime is None:
@@ -198,13 +246,15 @@ class WorkbenchActions:
         if store is None:
             return
         if self.runtime is None:
-            self.statuses = aggregate_statuses(store, event.run_id)
-            self.task_counts = store.task_counts(event.run_id)
+            self.show_run_statuses(store, event.run_id)
             self.redraw_dag()
             logs = self.pane("#logs")
             logs.clear()
             logs.add(store.log_lines(event.run_id))
-        self.pane("#artifacts").show(store, event.run_id, self.selected_step)
+            self.action_tab(3)  # enter on a run means "show me its logs"
+        self.shown_run = event.run_id
+        self.show_artifacts(store, event.run_id, self.selected_step)
+        self.pane("#tasks").show(store, event.run_id, self.selected_step)
 
     # ------------------------------------------------------------------ logs
     def action_follow(self) -> None:
@@ -216,3 +266,13 @@ class WorkbenchActions:
         search = self.main_screen.query("#log-search")
         if search:
             search.first().focus()
+
+
+def finished_message(store, finished: ev.RunFinished) -> str:
+    """The notification for a finished run; it names the run only when the run has a record to find it by
+    (a run refused before it started, e.g. by a backend's check, exists nowhere)."""
+    reason = f": {finished.message}" if finished.message else ""
+    recorded = store is None or bool(store.run_doc(finished.run_id))
+    if not recorded:
+        return f"the run did not start{reason}"
+    return f"run {finished.run_id} {finished.status}{reason}"

@@ -26,26 +26,31 @@ from .. import events as ev
 from ..config import ProjectConfig, load_config
 from ..errors import FlowError, WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
-from ..settings import effective_settings
 from ..progress import RunProgress
+from ..settings import effective_settings
 from .actions import WorkbenchActions
-from .runs import ArtifactsPane, RunsPane, RunStore, aggregate_statuses
+from .live import LiveRuns
+from .capacity import read_capacity
+from .runs import ArtifactsPane, RunsPane, RunStore
 from .watcher import ChangeHandler, Debouncer, start_observer
 from .widgets import PaneMounted
 from .widgets.dag_view import DagView
 from .widgets.inspector import Inspector
 from .widgets.logs import LogPane
+from .widgets.tasks import TasksPane
 
-TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts"]
+DATASTORE_POLL_SECONDS = 0.5
+TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts", "tab-tasks"]
 
 
-class WorkbenchApp(WorkbenchActions, App):
+class WorkbenchApp(LiveRuns, WorkbenchActions, App):
     CSS_PATH = Path(__file__).with_name("workbench.tcss")
     TITLE = "workbench"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("r", "run", "Run"),
+        Binding("a", "run_dialog", "Run…"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume", "Resume"),
         Binding("o", "run_step", "Step"),
@@ -59,21 +64,28 @@ class WorkbenchApp(WorkbenchActions, App):
         Binding("3", "tab(2)", "Runs", show=False),
         Binding("4", "tab(3)", "Logs", show=False),
         Binding("5", "tab(4)", "Artifacts", show=False),
+        Binding("6", "tab(5)", "Tasks", show=False),
+        Binding("x", "fix_step", "Fix", show=False),
     ]
     # longer titles for the command palette, where every binding is listed too
     PALETTE_TITLES = {
-        "run": "Run the selected flow", "cancel_run": "Cancel the current run",
+        "run": "Run the selected flow",
+        "run_dialog": "Run with parameters, a backend, max workers…", "cancel_run": "Cancel the current run",
         "resume": "Resume the last run (or the run chosen in Runs)",
         "run_step": "Run the selected step alone with the last run's inputs",
         "next_step": "Select the next step", "prev_step": "Select the previous step",
         "promote": "Promote the selected step (write workbench.toml)", "follow": "Follow the log (toggle)",
         "search": "Search the log", "tab(0)": "Show the DAG", "tab(1)": "Show the step inspector",
         "tab(2)": "Show the runs", "tab(3)": "Show the logs", "tab(4)": "Show the artifacts",
+        "tab(5)": "Show the selected step's tasks (counts, durations, merged log)",
+        "fix_step": "Re-run a step killed for memory or time with a larger request",
     }
     COMMANDS = App.COMMANDS
 
     def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
-                 poll_interval: float = 0.03, polling_observer: bool = False) -> None:
+                 poll_interval: float = 0.03, polling_observer: bool = False,
+                 datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS,
+                 capacity_reader: Optional[Callable] = None) -> None:
         super().__init__()
         self.config = config
         self.watch_files = watch
@@ -82,8 +94,14 @@ class WorkbenchApp(WorkbenchActions, App):
         self.handler = ChangeHandler(self.debouncer, str(config.path) if config.path else None)
         self.poll_interval = poll_interval
         self.polling_observer = polling_observer
+        self.datastore_poll = datastore_poll  # seconds between looks at the datastore for runs started elsewhere
+        self.runs_snapshot: Optional[tuple] = None
+        # (backend name, config) -> Placement; snapshot tests pass a fixed one so screens match on any machine
+        self.capacity_reader = capacity_reader or read_capacity
         self.observer = None
         self.graphs: dict[str, FlowGraph] = {}
+        # per file, the last graph that had steps: a syntax error keeps the last good DAG on screen
+        self.last_drawable: dict[str, FlowGraph] = {}
         self.current: Optional[str] = None
         self.selected_step: Optional[str] = None
         self.statuses: dict[str, str] = {}
@@ -99,6 +117,8 @@ class WorkbenchApp(WorkbenchActions, App):
         self.live_statuses: dict[str, str] = {}
         self.live_counts: dict[str, int] = {}
         self.reload_count = 0  # for tests and the redraw benchmark
+        self.shown_run: Optional[str] = None  # the run chosen in Runs (None: the latest)
+        self.artifacts_wanted: Optional[tuple] = None  # a big run's artifacts, read when their tab is shown
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -114,7 +134,7 @@ class WorkbenchApp(WorkbenchActions, App):
                     with VerticalScroll(id="dag-scroll"):
                         yield DagView(id="dag")
                 # hidden at first: mounted just after the first paint, so the first screen comes sooner
-                with TabPane("Inspect 2", id="tab-inspect"):
+                with TabPane("Step 2", id="tab-inspect"):
                     yield Lazy(Inspector(id="inspector"))
                 with TabPane("Runs 3", id="tab-runs"):
                     yield Lazy(RunsPane(id="runs"))
@@ -122,6 +142,8 @@ class WorkbenchApp(WorkbenchActions, App):
                     yield Lazy(LogPane(id="logs"))
                 with TabPane("Artifacts 5", id="tab-artifacts"):
                     yield Lazy(ArtifactsPane(id="artifacts"))
+                with TabPane("Tasks 6", id="tab-tasks"):
+                    yield Lazy(TasksPane(id="tasks"))
         yield Footer(compact=True)
 
     def pane(self, selector: str):
@@ -136,7 +158,7 @@ class WorkbenchApp(WorkbenchActions, App):
 
     @property
     def panes_ready(self) -> bool:
-        return all(self.main_screen.query(f"#{name}") for name in ("inspector", "runs", "logs", "artifacts"))
+        return all(self.main_screen.query(f"#{name}") for name in ("inspector", "runs", "logs", "artifacts", "tasks"))
 
     def on_pane_mounted(self, message: PaneMounted) -> None:
         """A lazily mounted pane arrived: fill it from the current state."""
@@ -150,6 +172,8 @@ class WorkbenchApp(WorkbenchActions, App):
     def on_mount(self) -> None:
         self.reload()
         self.set_interval(self.poll_interval, self.pump)
+        if self.datastore_poll:
+            self.set_interval(self.datastore_poll, self.poll_datastore)
         if self.watch_files:
             self.start_watching()
 
@@ -158,6 +182,10 @@ class WorkbenchApp(WorkbenchActions, App):
             self.observer.stop()
         if self.runtime is not None:
             self.runtime.cancel("the TUI quit")
+
+    def notify(self, message: str, **kwargs) -> None:
+        """Every notification carries user text (paths, errors, `[datastore]` advice): never read as markup."""
+        super().notify(escape(message), **kwargs)
 
     def start_watching(self) -> None:
         handler = self.handler
@@ -176,6 +204,11 @@ class WorkbenchApp(WorkbenchActions, App):
             title = self.PALETTE_TITLES.get(binding.action, binding.description)
             yield SystemCommand(f"{title} ({key})", f"Key {key}",
                                 lambda action=binding.action: self.invoke_action(action))
+        # what people type in the palette when they look for the run dialog's parts
+        yield SystemCommand("Set parameters and run (param) (a)", "The run dialog, at the flow's parameters",
+                            lambda: self.action_run_dialog("param"))
+        yield SystemCommand("Choose a backend and run (backend) (a)", "The run dialog, at the backend",
+                            lambda: self.action_run_dialog("backend"))
 
     def invoke_action(self, action: str) -> None:
         """Run an action whatever the footer shows (the palette lists every binding on every tab)."""
@@ -203,6 +236,10 @@ class WorkbenchApp(WorkbenchActions, App):
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()
+        if event.pane.id == "tab-artifacts" and self.artifacts_wanted is not None:
+            store, run_id, step = self.artifacts_wanted
+            self.artifacts_wanted = None
+            self.pane("#artifacts").show(store, run_id, step)
 
     # ------------------------------------------------------------------ the flows and the graph
     def pump(self) -> None:
@@ -236,6 +273,9 @@ class WorkbenchApp(WorkbenchActions, App):
             else:
                 graphs[path] = self.graphs[path]
         appeared = set(graphs) - set(self.graphs)
+        for path, graph in graphs.items():
+            if graph.steps:
+                self.last_drawable[path] = graph
         self.graphs = graphs
         if self.current not in graphs:
             if len(appeared) == 1 and self.current is not None:  # a rename: follow the file
@@ -308,6 +348,8 @@ class WorkbenchApp(WorkbenchActions, App):
             problems.append(self.config_error)
         for err in graph.errors:
             problems.append(f"{rel}:{err.line}: {err.message}" if getattr(err, "line", None) else f"{rel}: {err.message}")
+        if not graph.steps and self.drawn_graph is not graph and self.drawn_graph is not None:
+            problems.append("the DAG below is the last version that parsed")
         error.update("\n".join(f"[$error]✘ {escape(p)}[/]" for p in problems))
         error.display = bool(problems)
         for name in graph.steps:
@@ -317,26 +359,43 @@ class WorkbenchApp(WorkbenchActions, App):
                 self.settings_errors[name] = str(exc)
             except Exception as exc:  # noqa: BLE001 - an odd literal in a decorator must not crash the app
                 self.settings_errors[name] = f"step {name}: {type(exc).__name__}: {exc}"
-        if self.selected_step not in graph.steps:
-            order = graph.topological() if graph.steps else []
+        drawn = self.drawn_graph or graph
+        if self.selected_step not in drawn.steps:
+            order = drawn.topological() if drawn.steps else []
             self.selected_step = order[0] if order else None
         store = self.run_store()
         if self.live_run_id is not None and self.current == self.live_path:
             self.statuses, self.task_counts = self.live_statuses, self.live_counts
         elif store is not None:
-            latest = store.latest_run()
-            self.statuses = aggregate_statuses(store, latest)
-            self.task_counts = store.task_counts(latest)
+            self.show_run_statuses(store, store.latest_run())
         elif store is None:
             self.statuses, self.task_counts = {}, {}
         self.redraw_dag()
         self._refresh_step()
         self.pane("#runs").show(store, graph)
-        self.pane("#artifacts").show(store, None, self.selected_step)
+        self.show_artifacts(store, None, self.selected_step)
+        self.shown_run = None
+        self.pane("#tasks").show(store, None, self.selected_step)
+
+    def show_artifacts(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
+        """The artifacts pane reads every task record of the run: for a big run, only once it is looked at."""
+        self.artifacts_wanted = (store, run_id, step)
+        on_tab = self.main_screen.query_one("#tabs", TabbedContent).active == "tab-artifacts"
+        if on_tab or store is None or store.small(run_id or store.latest_run()):
+            self.artifacts_wanted = None
+            self.pane("#artifacts").show(store, run_id, step)
+
+    @property
+    def drawn_graph(self) -> Optional[FlowGraph]:
+        """The selected flow's graph, or while it cannot be parsed, the last version that could."""
+        graph = self.graph
+        if graph is not None and not graph.steps and self.current in self.last_drawable:
+            return self.last_drawable[self.current]
+        return graph
 
     def redraw_dag(self) -> None:
-        self.main_screen.query_one("#dag", DagView).show(self.graph, self.statuses, self.settings, self.selected_step,
-                                                         self.task_counts)
+        self.main_screen.query_one("#dag", DagView).show(self.drawn_graph, self.statuses, self.settings,
+                                                         self.selected_step, self.task_counts)
 
     def _refresh_step(self) -> None:
         graph, step = self.graph, self.selected_step
@@ -351,7 +410,8 @@ class WorkbenchApp(WorkbenchActions, App):
         self.selected_step = name
         self.redraw_dag()
         self._refresh_step()
-        self.pane("#artifacts").show(self.run_store(), None, name)
+        self.show_artifacts(self.run_store(), None, name)
+        self.pane("#tasks").show(self.run_store(), self.shown_run, name)
 
     @on(DagView.StepClicked)
     def _step_clicked(self, event: DagView.StepClicked) -> None:
@@ -380,6 +440,7 @@ class _Absent:
 
     selected_run = None
     follow = True
+    plan = None
 
     def changes(self) -> dict:
         return {}

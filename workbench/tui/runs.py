@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from typing import Any, Optional
 
 from rich.markup import escape
-from textual import on
+from textual import on, work
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from .. import events as ev
 from ..client import PastRuns
 from ..datastore import FlowDatastore
-from ..datastore.records import RunRecord
+from ..datastore.records import RunRecord, TaskRecord
 from ..preview import summary_text
+from ..progress import events_from_tasks, reduce_events
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
+SYNC_TASKS = 2000  # a run with more tasks has its statuses read in a worker, never on the UI thread
+# step statuses of runs that have finished: they never change, so each is read once per session
+_settled: dict[tuple, dict] = {}
+_reading = threading.Lock()
+COMPACT_BELOW = 70  # columns of the Runs pane under which the table drops step names and seconds
 COLLAPSED_LINES = 12
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
 
@@ -36,22 +45,110 @@ class RunStore(PastRuns):
     def run_doc(self, run_id: str) -> Optional[RunRecord]:
         return self.run_record(run_id)
 
+    def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
+        """The client's reading, letting the UI thread breathe while a worker reads thousands of records."""
+        out = []
+        for name in [step] if step else self.steps(run_id):
+            for n, task_id in enumerate(self.task_ids(run_id, name)):
+                try:
+                    doc = self.ds.read_task(run_id, name, task_id)
+                except Exception:  # noqa: BLE001
+                    doc = None
+                if doc:
+                    out.append(doc)
+                if n % BREATHE_EVERY == BREATHE_EVERY - 1:
+                    breathe()
+        return out
+
+    def _key(self, run_id: str) -> tuple[str, str, str]:
+        return (self.ds.url, self.ds.flow, run_id)
+
+    def quick(self, run_id: Optional[str]) -> bool:
+        """Whether the run's statuses may be read on the UI thread: known already, or few tasks."""
+        return not run_id or self._key(run_id) in _settled or self.small(run_id)
+
+    def small(self, run_id: Optional[str]) -> bool:
+        """Whether every record of the run may be read on the UI thread (few tasks)."""
+        return not run_id or sum(self.task_counts(run_id).values()) <= SYNC_TASKS
+
     def step_statuses(self, run_id: Optional[str]) -> dict[str, str]:
         """Step -> status by the one rule of :mod:`workbench.progress` (as the live DAG shows it)."""
-        return self.progress(run_id).statuses()
+        if not run_id:
+            return {}
+        if self._key(run_id) in _settled:
+            return dict(_settled[self._key(run_id)])
+        if self.quick(run_id):
+            return self._read_statuses(run_id)
+        with _reading:  # two workers asking for the same big run: the second gets the first's answer
+            if self._key(run_id) in _settled:
+                return dict(_settled[self._key(run_id)])
+            return self._read_statuses(run_id)
+
+    def _read_statuses(self, run_id: str) -> dict[str, str]:
+        run = self.run_doc(run_id)
+        run_status = run.status if run is not None else None
+        events = events_from_tasks(self.tasks(run_id))
+        progress = reduce_events(events)
+        if run_status == "running":
+            # a task of a live run has a directory (its spec) before it has a record: it is running
+            for step, count in self.task_counts(run_id).items():
+                for n in range(count - progress.step(step).total):
+                    progress.apply(ev.TaskStarted(f"{self.ds.flow}/{run_id}/{step}/unrecorded-{n}", step, 0, ""))
+        out = progress.statuses()
+        if run_status not in (None, "running"):
+            _settled[self._key(run_id)] = dict(out)
+        return out
+
+    def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
+        if not run_id:
+            return {}
+        key = ("counts",) + self._key(run_id)
+        if key in _settled:
+            return dict(_settled[key])
+        try:
+            counts = {step: len(self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}"))
+                      for step in self.ds.list_steps(run_id)}
+        except Exception:  # noqa: BLE001
+            return {}
+        if self._key(run_id) in _settled:  # finished: its tasks are all there
+            _settled[key] = counts
+        return counts
+
+    def live_runs(self) -> list[str]:
+        """Runs whose record says running, wherever they were started (CLI, TUI, detached), newest first."""
+        return [run_id for run_id in reversed(self.runs()) if getattr(self.run_doc(run_id), "status", None) == "running"]
+
+    def snapshot(self) -> tuple:
+        """What the screen shows of this flow's runs, cheaply compared: the poller redraws when it changes."""
+        runs = self.runs()
+        latest = runs[-1] if runs else None
+        live = tuple((run_id, tuple(sorted(self.step_statuses(run_id).items())),
+                      tuple(sorted(self.task_counts(run_id).items()))) for run_id in self.live_runs())
+        latest_status = getattr(self.run_doc(latest), "status", None) if latest else None
+        return (tuple(runs), latest_status, live)
 
     def latest_usage(self, step: str) -> Optional[dict]:
         """The step's measured usage by the one rule of :mod:`workbench.usage` (as promote shows it)."""
         return self.usage(step)
 
 
+BREATHE_EVERY = 10
+
+
+def breathe() -> None:
+    """In a worker reading thousands of records, let the UI thread have the interpreter for a moment:
+    without it the UI waits for the GIL at every step of its event loop and a key takes seconds."""
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(0.002)
+
+
 def aggregate_statuses(store: Optional[RunStore], run_id: Optional[str]) -> dict[str, str]:
     return store.step_statuses(run_id) if store is not None else {}
 
 
-def _when(ts: Any) -> str:
+def _when(ts: Any, short: bool = False) -> str:
     try:
-        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M:%S")
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M" if short else "%m-%d %H:%M:%S")
     except (TypeError, ValueError, OverflowError):
         return "-"
 
@@ -80,32 +177,74 @@ class RunsPane(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.selected_run: Optional[str] = None
+        self.store: Optional[RunStore] = None
+        self.graph = None
+        self._was_compact = False
 
     def compose(self):
-        yield Static("r run · R resume · o re-run step · c cancel · enter: logs",
-                     classes="hint")
+        yield Static("r/a run · R resume · o step · c cancel · enter: logs", classes="hint")
         table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "status", "started (UTC)", "steps")
         yield table
 
+    @property
+    def compact(self) -> bool:
+        """Narrow (an 80-column terminal): steps as glyphs only and a short start time, so that all fits."""
+        return 0 < self.size.width < COMPACT_BELOW
+
     def show(self, store: Optional[RunStore], graph) -> None:
+        self.store, self.graph = store, graph
         table = self.query_one("#runs-table", DataTable)
-        table.clear()
+        keep = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
+        table.clear(columns=True)
+        compact = self.compact
+        self.columns = table.add_columns("run", "status", "started (UTC)", "steps")
         self.selected_run = None
         if store is None:
             return
         order = graph.topological() if graph is not None and graph.steps else []
-        for run_id in reversed(store.runs()):
+        slow = []
+        for run_id in reversed(store.runs()):  # newest first
             doc = store.run_doc(run_id)
-            statuses = store.step_statuses(run_id)
-            steps = " ".join(f"{s}{GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')}"
-                             for s in order if s in statuses)
+            if store.quick(run_id):
+                steps = self.steps_cell(store.step_statuses(run_id), order)
+            else:
+                steps = "…"  # a big run: read in a worker, filled in when known
+                slow.append(run_id)
             status = str(doc.status) if doc is not None else "?"
             if doc is not None and doc.only_step:
-                status += f" ({doc.only_step} only)"
+                status = f"{GLYPH.get(status, '')} {doc.only_step} only" if compact else f"{status} ({doc.only_step} only)"
             elif doc is not None and doc.origin_run_id:
-                status += " (resume)"
-            table.add_row(run_id, status, _when(doc.started_at if doc is not None else None), steps, key=run_id)
+                status = f"{GLYPH.get(status, '')} resume" if compact else f"{status} (resume)"
+            table.add_row(run_id, status, _when(doc.started_at if doc is not None else None, short=compact), steps,
+                          key=run_id)
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
+        if slow:
+            self._fill_slow(store, order, slow)
+
+    def steps_cell(self, statuses: dict[str, str], order: list[str]) -> str:
+        glyphs = [(s, GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')) for s in order if s in statuses]
+        return "".join(g for _, g in glyphs) if self.compact else " ".join(f"{s}{g}" for s, g in glyphs)
+
+    @work(thread=True, exclusive=True, group="runs-steps")
+    def _fill_slow(self, store: RunStore, order: list[str], run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            cell = self.steps_cell(store.step_statuses(run_id), order)
+            self.app.call_from_thread(self._set_steps, store, run_id, cell)
+
+    def _set_steps(self, store: RunStore, run_id: str, cell: str) -> None:
+        if store is not self.store or not self.is_mounted:
+            return
+        try:
+            self.query_one("#runs-table", DataTable).update_cell(run_id, self.columns[3], cell)
+        except Exception:  # noqa: BLE001 - the table was refilled meanwhile
+            pass
+
+    def on_resize(self, event) -> None:
+        if self.store is not None and self.compact != self._was_compact:
+            self.show(self.store, self.graph)
+        self._was_compact = self.compact
 
     @on(DataTable.RowSelected, "#runs-table")
     def _chosen(self, event: DataTable.RowSelected) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable, Optional
 
+from rich.highlighter import Highlighter
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Log, Select
 
@@ -20,7 +23,33 @@ MAX_LINES = 200_000
 ALL = "__all__"
 
 
+class MatchHighlighter(Highlighter):
+    """Marks every case-insensitive occurrence of the search text (the Log widget calls it per visible line)."""
+
+    def __init__(self) -> None:
+        self.needle = ""
+
+    def highlight(self, text: Text) -> None:
+        if not self.needle:
+            return
+        plain, needle, start = text.plain.lower(), self.needle, 0
+        while (i := plain.find(needle, start)) >= 0:
+            text.stylize("bold reverse", i, i + len(needle))
+            start = i + len(needle)
+
+
+class SearchBox(Input):
+    """The log search box: enter jumps to the first match, escape gives the keys back to the bindings."""
+
+    BINDINGS = [Binding("escape", "leave", "Leave search", show=False)]
+
+    def action_leave(self) -> None:
+        self.screen.query_one("#log", Log).focus()
+
+
 class LogPane(Vertical):
+    BINDINGS = [Binding("n", "next_match", "Next match", show=False),
+                Binding("N", "prev_match", "Previous match", show=False)]
     DEFAULT_CSS = """
     LogPane { height: 1fr; }
     LogPane > Horizontal { height: auto; }
@@ -40,13 +69,16 @@ class LogPane(Vertical):
         self.task_filter = ALL
         self.follow = True
         self._match = -1
+        self.highlighter = MatchHighlighter()
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Select([("all tasks", ALL)], value=ALL, allow_blank=False, id="log-task", compact=True)
-            yield Input(placeholder="search logs (/)", id="log-search", compact=True)
+            yield SearchBox(placeholder="search logs (/)", id="log-search", compact=True)
         yield Label("following", id="log-status")
-        yield Log(max_lines=MAX_LINES, auto_scroll=True, id="log")
+        log = Log(max_lines=MAX_LINES, auto_scroll=True, id="log", highlight=True)
+        log.highlighter = self.highlighter
+        yield log
 
     @property
     def log_widget(self) -> Log:
@@ -108,23 +140,42 @@ class LogPane(Vertical):
 
     @on(Input.Submitted, "#log-search")
     def _search(self, event: Input.Submitted) -> None:
+        event.stop()
         self.search(event.value)
+        self.log_widget.focus()  # n/N move between matches; the other keys are bindings again
 
-    def search(self, needle: str) -> Optional[int]:
-        """Jump to the next line containing ``needle`` (case-insensitive); stops following."""
+    def _set_needle(self, needle: str) -> None:
+        if needle != self.highlighter.needle:
+            self.highlighter.needle = needle
+            self._match = -1
+            self.log_widget._render_line_cache.clear()  # lines drawn before carry the old marks
+            self.log_widget.refresh()
+
+    def search(self, needle: str, direction: int = 1) -> Optional[int]:
+        """Jump to the next (direction 1) or previous (-1) line containing ``needle`` (case-insensitive),
+        mark every match on screen; stops following."""
+        self._set_needle(needle.lower())
         if not needle:
+            self._status()
             return None
         log = self.log_widget
         lines = log.lines
         needle = needle.lower()
         n = len(lines)
+        start = self._match if self._match >= 0 or direction > 0 else 0
         for k in range(1, n + 1):
-            i = (self._match + k) % n
+            i = (start + direction * k) % n
             if needle in lines[i].lower():
                 self._match = i
                 self.set_follow(False)
                 log.scroll_to(y=max(0, i - 2), animate=False)
-                self._status(f"match at line {i + 1}")
+                self._status(f"match at line {i + 1} of {n}  n/N: next/previous")
                 return i
         self._status(f"no match for {needle!r}")
         return None
+
+    def action_next_match(self) -> None:
+        self.search(self.query_one("#log-search", Input).value, 1)
+
+    def action_prev_match(self) -> None:
+        self.search(self.query_one("#log-search", Input).value, -1)

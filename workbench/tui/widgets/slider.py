@@ -72,6 +72,12 @@ class Slider(Widget, can_focus=True):
         self.set_reactive(Slider.index, self.nearest_index(value))
         self.refresh()
 
+    def set_values(self, values: Sequence[Any], value: Any) -> None:
+        """New notches (e.g. clamped to what a backend can place), keeping ``value``'s nearest one; silent."""
+        self.values = list(values)
+        self.set_reactive(Slider.index, self.nearest_index(value))
+        self.refresh()
+
     def validate_index(self, index: int) -> int:
         return max(0, min(len(self.values) - 1, index))
 
