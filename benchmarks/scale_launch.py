@@ -75,6 +75,7 @@ def _each_span(events) -> float:
 
 def launch_batch(n: int, image: str) -> dict:
     from moto.server import ThreadedMotoServer
+
     from tests.support.moto_server import DUMMY_ENV, AwsTestbed, reset
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
     os.environ.update(DUMMY_ENV)
@@ -116,6 +117,7 @@ def launch_batch(n: int, image: str) -> dict:
 def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
     import docker
     from moto.server import ThreadedMotoServer
+
     from tests.k8s_emulator.server import KubeEmulator
     from tests.support.moto_server import DUMMY_ENV, AwsTestbed
     os.environ.update(DUMMY_ENV)

@@ -134,6 +134,7 @@ def make_backend_class(task_seconds: float, jitter: float = 0.0):
 def run_one(width: int, task_seconds: float, jitter: float = 0.0, in_flight: int = 0) -> dict:
     """One run in this process; prints a JSON line with the figures."""
     import os
+
     from workbench import backends as registry
     from workbench import runtime as runtime_module
     from workbench.config import load_config

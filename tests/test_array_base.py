@@ -12,7 +12,7 @@ import pytest
 
 from workbench.arrays import array_index, manifest_name, task_ref_for, write_manifest
 from workbench.backends.base import TaskExit, TaskSpec
-from workbench.backends.remote import RemoteBackend, RemoteJob
+from workbench.backends.remote import RemoteBackend
 from workbench.config import ProjectConfig
 from workbench.datastore import FlowDatastore
 from workbench.settings import StepSettings

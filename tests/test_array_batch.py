@@ -18,7 +18,6 @@ if _REPO not in sys.path:
 
 from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-
 from workbench.config import load_config  # noqa: E402
 
 pytest.importorskip("boto3")

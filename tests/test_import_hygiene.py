@@ -10,8 +10,8 @@ import sys
 
 CORE = ["workbench", "workbench.flowspec", "workbench.decorators", "workbench.graph", "workbench.config",
         "workbench.settings", "workbench.events", "workbench.datastore", "workbench.runtime", "workbench.task",
-        "workbench.client", "workbench.cli", "workbench.commands", "workbench.promote", "workbench.project",
-        "workbench.backends", "workbench.backends.local", "workbench.render", "workbench.usage"]
+        "workbench.client", "workbench.cli", "workbench.cli.run", "workbench.cli.inspect", "workbench.cli.project", "workbench.promote", "workbench.project",
+        "workbench.backends", "workbench.backends.local", "workbench.cli.render", "workbench.usage"]
 HEAVY = ["textual", "docker", "boto3", "botocore", "kubernetes"]
 
 

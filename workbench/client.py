@@ -15,23 +15,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
+from .client_data import ArtifactData, DataArtifact
 from .datastore import FlowDatastore
 from .datastore.records import TaskRecord, TaskStatus
 from .errors import DatastoreError
-from .run_tags import RunTags
+from .past_runs import Metaflow, PastRuns, run_records  # noqa: F401 - the read side (CLI, TUI, promote)
+from .run_tags import RunTags, username, write_run_tags  # noqa: F401 - part of the client API
 
 _datastore_url: Optional[str] = None
 _UNSET = object()
 _namespace: Any = _UNSET  # Metaflow's namespace ("user:NAME", "project:NAME", any tag) or None for all
-
-
-def username() -> Optional[str]:
-    """Who runs flows, as Metaflow finds it: METAFLOW_USER, then SUDO_USER, USERNAME, USER."""
-    import os
-    for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
-        if os.environ.get(var):
-            return os.environ[var]
-    return None
 
 
 def _looks_like_datastore(value: str) -> bool:
@@ -328,45 +321,6 @@ class Step:
         return f"Step('{self.pathspec}')"
 
 
-class DataArtifact:
-    """``task["name"]``: one artifact; ``.data`` loads it."""
-
-    def __init__(self, task: "Task", name: str):
-        self.task = task
-        self.id = name
-        self.pathspec = f"{task.pathspec}/{name}"
-        self.sha = task._doc.artifacts.get(name, {}).get("sha")
-
-    @property
-    def data(self) -> Any:
-        return getattr(self.task.data, self.id)
-
-    @property
-    def summary(self) -> str:
-        """The artifact's summary as its task stored it (type, size, shape, head...), without unpickling:
-        ``task["name"].summary``. (Not on ``task.data``, where it would hide an artifact called summary.)"""
-        return self.task.data._summary(self.id)
-
-    @property
-    def parent(self) -> "Task":
-        return self.task
-
-    @property
-    def tags(self) -> frozenset:
-        return self.task.tags
-
-    @property
-    def user_tags(self) -> frozenset:
-        return self.task.user_tags
-
-    @property
-    def system_tags(self) -> frozenset:
-        return self.task.system_tags
-
-    def __repr__(self) -> str:
-        return f"DataArtifact('{self.pathspec}')"
-
-
 class Task:
     def __init__(self, step, task_id: Optional[str] = None, _namespace_check: bool = True):
         if task_id is None:  # Task("Flow/RUN/step/ID"), as Metaflow
@@ -550,79 +504,3 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"
-
-
-class Metaflow:
-    """Every flow in the datastore: ``Metaflow().flows``."""
-
-    @property
-    def flows(self) -> list[Flow]:
-        from .datastore.storage import open_storage
-        storage = open_storage(_url())
-        found = []
-        for name in sorted(storage.list("")):
-            try:
-                found.append(Flow(name))
-            except Exception:  # noqa: BLE001 - not a flow's directory
-                continue
-        return found
-
-    def __iter__(self) -> Iterator[Flow]:
-        return iter(self.flows)
-
-
-def write_run_tags(ds: FlowDatastore, run_id: str, project: Optional[dict], user_tags) -> None:
-    """Record a new run's tags (user tags validated) before it starts; the namespace check reads them."""
-    from .run_tags import system_tags_for, validate_tag, write_tags
-    write_tags(ds, run_id, [validate_tag(t) for t in user_tags], system_tags_for(username(), project))
-
-
-class ArtifactData:
-    """``task.data.<name>`` loads an artifact; ``'name' in task.data`` tests for one."""
-
-    def __init__(self, ds: FlowDatastore, refs: dict[str, dict], where: str):
-        self._ds = ds
-        self._refs = refs
-        self._where = where
-        self._cache: dict[str, Any] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._refs:
-            raise AttributeError(f"{self._where} has no artifact {name!r} "
-                                 f"(it has: {', '.join(sorted(self._refs)) or 'none'})")
-        if name not in self._cache:
-            self._cache[name] = self._load(name)
-        return self._cache[name]
-
-    def _load(self, name: str) -> Any:
-        """Unpickle one artifact, after a warning when a container or a remote task wrote it."""
-        import warnings
-
-        from .preview import artifact_origin, provenance_note
-        ref = self._refs[name]
-        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id)
-        _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, None)
-        note = provenance_note(name, maker) if maker or doc else None
-        if note:
-            warnings.warn(note, UserWarning, stacklevel=3)
-        owner = ((maker.pathspec if maker else "") or self._where).split("/", 1)[-1]
-        return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
-
-    def _summary(self, name: str) -> str:
-        """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""
-        from .preview import artifact_origin, summary_text
-        if name not in self._refs:
-            raise AttributeError(f"{self._where} has no artifact {name!r}")
-        run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
-        doc = self._ds.read_task(run_id, step, task_id)
-        info, _maker = artifact_origin(self._ds, run_id, self._refs[name], doc) if doc else (self._refs[name], None)
-        return summary_text(info)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._refs
-
-    def __dir__(self):
-        return sorted(self._refs)

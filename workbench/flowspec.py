@@ -243,8 +243,8 @@ class FlowSpec:
 
     def __init__(self, use_cli: bool = True):
         if use_cli:
-            # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.flow_cli)
-            from .flow_cli import main
+            # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.cli.flow)
+            from .cli.flow import main
             module = sys.modules[type(self).__module__]
             path = getattr(module, "__file__", None) or sys.argv[0]
             sys.exit(main(path, type(self), sys.argv[1:]))

@@ -17,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import BackendError, ConfigError, EngineUnreachable, UsageError
 
 INPUTS_LABEL = "workbench.inputs"
+
+
+def _quiet(line: str) -> None:
+    """The default progress callback: core modules never print; the CLI passes one that does."""
 
 
 def template_path() -> Path:
@@ -140,7 +143,7 @@ def base_image_id(client, base: str) -> str:
 
 
 def build_environment_image(client, base: str, spec, *, network: str, project: str, tag: Optional[str] = None,
-                            source: str = "", say=print) -> str:
+                            source: str = "", say: Callable[[str], None] = _quiet) -> str:
     """An image FROM ``base`` with ``spec`` (an EnvironmentSpec) installed offline; returns its tag.
 
     The docker backend's hook for a step's declared environment (wave 2) and `workbench image build`.
@@ -221,8 +224,12 @@ def image_versions(client, image: str) -> dict[str, str]:
     return versions
 
 
-def cmd_image_build(args, config) -> int:
-    base: Optional[str] = getattr(args, "base", None) or config.model.docker.image
+def build_project_image(config, *, base: Optional[str] = None, tag: Optional[str] = None,
+                        say: Callable[[str], None] = _quiet) -> str:
+    """`workbench image build`: the project's image FROM ``base`` (default ``[docker] image``); returns its tag.
+
+    ``say`` receives progress and the engine's build output, one line at a time (the CLI prints them)."""
+    base = base or config.model.docker.image
     if not base:
         raise UsageError("no base image: pass --base IMAGE or set [docker] image in workbench.toml "
                          "(scripts/build-base-image.sh builds workbench-base:bookworm)")
@@ -230,14 +237,6 @@ def cmd_image_build(args, config) -> int:
     client = docker_client()
     root = Path(config.root)
     project_env = project_package_set(root)
-    try:
-        build_environment_image(client, base, merge(project_env), network=config.model.docker.network,
-                                project=config.model.project.name or root.name, tag=getattr(args, "tag", None),
-                                source=project_env.source or "no requirements",
-                                say=lambda line: print(line, flush=True))
-    except BackendError as exc:
-        if not exc.message.startswith("image build failed"):
-            raise
-        print(f"workbench: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    return build_environment_image(client, base, merge(project_env), network=config.model.docker.network,
+                                   project=config.model.project.name or root.name, tag=tag,
+                                   source=project_env.source or "no requirements", say=say)

@@ -294,12 +294,35 @@ def bootstrap_command(package_url: str, task_command: list[str], python: str = "
     return [python, "-c", BOOTSTRAP, package_url, *task_command]
 
 
-# ---------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------ what ships
 
-def cmd_package_show(args, config: "ProjectConfig") -> int:
-    """``workbench package show FLOW``: every file that would ship, its size, the total, the package's hash."""
-    from .project import resolve_flow
-    graph = resolve_flow(args.flow, config)
+@dataclass
+class PackageListing:
+    """What `workbench package show` reports for a flow: the package, where it comes from and goes to."""
+    flow: str
+    root: Path
+    package: CodePackage
+    upload_url: Optional[str]  # where it would be uploaded (S3 datastores only)
+
+    @property
+    def project_files(self) -> list[PackageFile]:
+        return [f for f in self.package.files if f.arcname.startswith("project/")]
+
+    @property
+    def library_files(self) -> list[PackageFile]:
+        return [f for f in self.package.files if not f.arcname.startswith("project/")]
+
+    @property
+    def compressed_size(self) -> int:
+        return len(self.package.blob)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for w in (self.package.warning(), self.package.secrets_warning()) if w]
+
+
+def describe_package(graph, config: "ProjectConfig") -> PackageListing:
+    """The code package a remote task of ``graph`` would get; built in memory, never uploaded."""
     if not graph.ok:
         raise graph.errors[0]
     root = Path(config.root).resolve()
@@ -308,19 +331,8 @@ def cmd_package_show(args, config: "ProjectConfig") -> int:
     except ValueError:  # a flow outside the project ships its own directory, as the runtime runs it
         root = Path(graph.path).resolve().parent
     pkg = collect(root)
-    project_files = [f for f in pkg.files if f.arcname.startswith("project/")]
-    lib_files = [f for f in pkg.files if not f.arcname.startswith("project/")]
-    print(f"code package for {graph.name} (project {root}):")
-    for f in project_files:
-        print(f"  {_human(f.size):>10}  {f.arcname[len('project/'):]}")
-    print(f"  {_human(sum(f.size for f in lib_files)):>10}  workbench package ({len(lib_files)} files)")
-    blob = pkg.blob
-    print(f"{len(pkg.files)} files, {_human(pkg.size)} ({_human(len(blob))} compressed), sha256 {pkg.sha[:16]}")
-    if config.is_s3:
-        print(f"uploads to {config.datastore_url.rstrip('/')}/{package_key(graph.name or '', pkg.sha)}")
-    for name in pkg.left_out:
-        print(f"  {'left out':>10}  {name}  (looks like a secret)")
-    for warning in (pkg.warning(), pkg.secrets_warning()):
-        if warning:
-            print(f"warning: {warning}")
-    return 0
+    url = f"{config.datastore_url.rstrip('/')}/{package_key(graph.name or '', pkg.sha)}" if config.is_s3 else None
+    return PackageListing(graph.name or "", root, pkg, url)
+
+
+human_size = _human  # public name for the CLI's listing

@@ -4,7 +4,6 @@ flow's code. ``workbench promote`` and the TUI's Promote action both go through
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,42 +131,8 @@ def _usage_notes(config: ProjectConfig, graph: FlowGraph, step: str, s: StepSett
     return notes
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-def _config_for_edit():
-    from .config import load_config
-    return load_config()
-
-
-def promote(args) -> int:
-    from .project import find_step_flow
-    config = _config_for_edit()
-    graph = find_step_flow(args.step, config, args.flow)
-    changes = {k: getattr(args, k.replace("-", "_"), None)
-               for k in ("backend", "cpu", "memory", "gpu", "image", "timeout", "shared_memory")}
-    plan = plan_promotion(config, graph, args.step, changes)
-    diff = plan.diff if args.dry_run else apply_promotion(plan)
-    if not diff:
-        print(f"{graph.name}.{args.step}: already {plan.settings.summary()}; nothing to change")
-    else:
-        sys.stdout.write(diff)
-        verb = "would run" if args.dry_run else "now runs"
-        print(f"{graph.name}.{args.step} {verb} on {plan.settings.summary()}")
-    for note in plan.notes:
-        print(f"  {note}")
-    return 0
-
-
-def demote(args) -> int:
-    from .project import find_step_flow
-    config = _config_for_edit()
-    graph = find_step_flow(args.step, config, args.flow)
+def demote_step(config: ProjectConfig, graph: FlowGraph, step: str, *, dry_run: bool = False) -> str:
+    """Remove the step's table from workbench.toml; returns the diff ("" when it had no overrides)."""
     if config.path is None:
-        print(f"no {CONFIG_NAME}: {graph.name}.{args.step} has no overrides")
-        return 0
-    diff = edit_step(config.path, graph.name or "", args.step, {}, remove=True, dry_run=args.dry_run)
-    if not diff:
-        print(f"{graph.name}.{args.step} has no overrides in {config.path.name}")
-        return 0
-    sys.stdout.write(diff)
-    return 0
+        return ""
+    return edit_step(config.path, graph.name or "", step, {}, remove=True, dry_run=dry_run)

@@ -166,3 +166,17 @@ def _tag_list(tags) -> list:
 def _get_namespace():
     from .client import get_namespace
     return get_namespace()
+
+
+def username() -> Optional[str]:
+    """Who runs flows, as Metaflow finds it: METAFLOW_USER, then SUDO_USER, USERNAME, USER."""
+    import os
+    for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def write_run_tags(ds: "FlowDatastore", run_id: str, project: Optional[dict], user_tags) -> None:
+    """Record a new run's tags (user tags validated) before it starts; the namespace check reads them."""
+    write_tags(ds, run_id, [validate_tag(t) for t in user_tags], system_tags_for(username(), project))

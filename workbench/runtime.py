@@ -27,7 +27,7 @@ from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, 
 from .errors import DatastoreError, UsageError, WorkbenchError
 from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
 from .graph import FlowGraph
-from .liveness import HeldEntry, Heartbeat, append_held, stamp
+from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings

@@ -1,39 +1,85 @@
-"""Measured resource usage of past tasks, and the request it suggests. Used by `workbench show --usage`
-and by `workbench promote` (to compare a new request with the measured peak)."""
+"""Measured resource usage of past tasks, and the request it suggests: one rule, used by `workbench show
+--usage`, by `workbench promote` (to compare a new request with the measured peak) and by the TUI's
+inspector, so all three show the same figures.
+
+The rule: a step's usage comes from the newest of the flow's last :data:`RUNS_LOOKED_AT` runs in which
+that step has tasks that measured something (cloned tasks are skipped: they did not run). Within that
+run the figures are the largest over the step's tasks (a foreach step's peak is its hungriest task's),
+reading at most :data:`TASKS_LOOKED_AT` of them (and passing over a run whose first :data:`PROBE_TASKS`
+measured nothing), so that a 10,000-wide foreach costs the TUI's inspector a bounded number of reads;
+every caller uses the same bounds, so they always agree.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable, Optional
 
 from .config import ProjectConfig
 from .datastore import FlowDatastore
+from .datastore.records import TaskRecord
 from .graph import FlowGraph
+from .past_runs import PastRuns
+
+RUNS_LOOKED_AT = 20
+TASKS_LOOKED_AT = 200
+PROBE_TASKS = 20
+
+
+def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, Any]]:
+    """The usage of one step in one run, from its task records; None when none of them measured any.
+
+    Keys: peak_memory_mib, cpu_seconds, wall_seconds (each the largest over the tasks), tasks (how many
+    measured), backend (of the first measured task's last attempt), run_id."""
+    out: Optional[dict[str, Any]] = None
+    for doc in tasks:
+        u = doc.usage
+        if doc.cloned_from or not u.get("peak_memory_mib"):
+            continue
+        if out is None:
+            out = {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0, "run_id": run_id, "wall_seconds": 0.0,
+                   "backend": doc.attempts[-1].backend if doc.attempts else None}
+        out["peak_memory_mib"] = max(out["peak_memory_mib"], u["peak_memory_mib"])
+        out["cpu_seconds"] = max(out["cpu_seconds"], u.get("cpu_seconds", 0.0))
+        out["wall_seconds"] = max(out["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))
+        out["tasks"] += 1
+    return out
+
+
+def usage_by_step(ds: FlowDatastore, steps: Optional[Iterable[str]] = None) -> dict[str, dict[str, Any]]:
+    """Step -> its measured usage by the rule above (only ``steps``, when given)."""
+    history = PastRuns(ds)
+    wanted = set(steps) if steps is not None else None
+    usage: dict[str, dict[str, Any]] = {}
+    for run_id in reversed(history.runs()[-RUNS_LOOKED_AT:]):
+        for step in history.steps(run_id):
+            if step in usage or (wanted is not None and step not in wanted):
+                continue
+            measured = step_usage(_first_tasks(history, run_id, step), run_id)
+            if measured is not None:
+                usage[step] = measured
+        if wanted is not None and wanted <= set(usage):
+            break
+    return usage
+
+
+def _first_tasks(history: PastRuns, run_id: str, step: str) -> list[TaskRecord]:
+    out: list[TaskRecord] = []
+    for n, task_id in enumerate(history.task_ids(run_id, step)[:TASKS_LOOKED_AT]):
+        if n == PROBE_TASKS and not any(d.usage.get("peak_memory_mib") and not d.cloned_from for d in out):
+            return []  # this run did not measure the step
+        try:
+            doc = history.ds.read_task(run_id, step, task_id)
+        except Exception:  # noqa: BLE001 - a broken record reads as absent, as everywhere on the read side
+            doc = None
+        if doc is not None:
+            out.append(doc)
+    return out
 
 
 def measured_usage(config: ProjectConfig, graph: FlowGraph) -> dict[str, dict[str, Any]]:
-    """Peak memory and CPU per step from the latest run that measured them."""
-    if not graph.name:
-        return {}  # not a flow (nothing found in the file): no runs to measure
-    ds = FlowDatastore(config.datastore_url, graph.name)
-    for run_id in reversed(ds.list_runs()[-20:]):
-        usage: dict[str, dict[str, Any]] = {}
-        for step in ds.list_steps(run_id):
-            for task_id in ds.list_tasks(run_id, step):
-                doc = ds.read_task(run_id, step, task_id)
-                if doc is None or not doc.usage.get("peak_memory_mib"):
-                    continue
-                u = doc.usage
-                cur = usage.setdefault(step, {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0,
-                                              "backend": doc.attempts[-1].backend if doc.attempts else None,
-                                              "run_id": run_id, "wall_seconds": 0.0})
-                cur["peak_memory_mib"] = max(cur["peak_memory_mib"], u["peak_memory_mib"])
-                cur["cpu_seconds"] = max(cur["cpu_seconds"], u.get("cpu_seconds", 0.0))
-                cur["wall_seconds"] = max(cur["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))
-                cur["tasks"] += 1
-        if usage:
-            return usage
-    return {}
+    """Peak memory and CPU per step of ``graph``'s flow (see the module's rule)."""
+    return usage_by_step(FlowDatastore(config.datastore_url, graph.name or ""))
 
 
 def suggest_request(peak_mib: float, cpu_seconds: float, wall_seconds: float) -> tuple[int, float]:

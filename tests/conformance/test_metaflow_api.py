@@ -90,8 +90,8 @@ def test_a_reserved_parameter_name_is_refused_in_one_line(project):
 
 
 def test_with_names_a_backend_and_nothing_else():
+    from workbench.cli.flow import _backend_from_with
     from workbench.errors import UsageError
-    from workbench.flow_cli import _backend_from_with
     assert _backend_from_with(["batch"]) == "batch"
     assert _backend_from_with(["kubernetes:cpu=2"]) == "kubernetes"
     with pytest.raises(UsageError, match="--with retry"):

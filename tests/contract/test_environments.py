@@ -25,8 +25,8 @@ def _remove_environment_images(contract):
 
 
 def remove_project_images(project_name: str) -> None:
-    from workbench.image import default_tag
     from tests.support.engine import docker_client_or_skip
+    from workbench.image import default_tag
     client = docker_client_or_skip()
     repo = default_tag(project_name, "x").split(":", 1)[0]
     for image in client.images.list(name=repo):

@@ -10,8 +10,17 @@ import threading
 import time
 from decimal import Decimal
 
-from .objects import (COMPLETION_INDEX, NODE_NAME, Recorder, condition, pod_for_job, pod_is_terminal, pod_requests,
-                      prepare_pod, set_condition)
+from .objects import (
+    COMPLETION_INDEX,
+    NODE_NAME,
+    Recorder,
+    condition,
+    pod_for_job,
+    pod_is_terminal,
+    pod_requests,
+    prepare_pod,
+    set_condition,
+)
 from .quantity import parse_quantity
 from .store import ApiError, Store, not_found, now_iso, parse_iso
 

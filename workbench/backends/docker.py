@@ -41,27 +41,13 @@ from ..redact import looks_secret
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .docker_cache import BytecodeCaches
+from .docker_status import MIB, USAGE_MARK, USAGE_SCRIPT, classify_exit, parse_usage
 
-MIB = 1024 * 1024
 OWNER_LABEL = "workbench.owner"
 RUN_LABEL = "workbench.run"
-USAGE_MARK = "\x1eworkbench-usage "
 ENGINE_HINT = ("start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
                "or point DOCKER_HOST at a running engine")
 IMAGE_HINT = "build it with `workbench image build`, or scripts/build-base-image.sh for the base image"
-
-# "$@" is the task entrypoint. After it ends, report the cgroup's peak memory (bytes) and CPU time (ns):
-# cgroup v1 first, then v2. Errors of the reads go to /dev/null; the report goes to stderr.
-USAGE_SCRIPT = (
-    '"$@"; rc=$?; '
-    'if read m 2>/dev/null </sys/fs/cgroup/memory/memory.max_usage_in_bytes && '
-    'read c 2>/dev/null </sys/fs/cgroup/cpuacct/cpuacct.usage; then '
-    "printf '\\036workbench-usage %s %s\\n' \"$m\" \"$c\" >&2; "
-    'elif read m 2>/dev/null </sys/fs/cgroup/memory.peak && read k u 2>/dev/null </sys/fs/cgroup/cpu.stat; then '
-    "printf '\\036workbench-usage %s %s000\\n' \"$m\" \"$u\" >&2; "
-    'fi; exit $rc'
-)
-
 
 def package_dir() -> str:
     """The workbench package directory on this machine (mounted into every container)."""
@@ -148,31 +134,6 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
 def _container_name(spec: TaskSpec) -> str:
     raw = f"wb-{spec.flow}-{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}"
     return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in raw)[:200]
-
-
-def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict, *,
-                  timeout: bool = False) -> TaskExit:
-    """Words for how a container ended, from its inspected ``State``."""
-    code = state.get("ExitCode")
-    if requested:
-        return exit_from_code(code, requested, usage, timeout=timeout)
-    if state.get("OOMKilled"):
-        usage = dict(usage)
-        usage.setdefault("peak_memory_mib", float(memory_mib))
-        return TaskExit(TaskStatus.OOM, code, f"killed: out of memory (limit {format_memory(memory_mib)})", usage)
-    if isinstance(code, int) and 128 < code < 160:  # 128 + signal number, as sh reports it
-        result = exit_from_code(-(code - 128), None, usage)
-        result.exit_code = code
-        return result
-    return exit_from_code(code, None, usage)
-
-
-def parse_usage(line: str) -> dict[str, float]:
-    try:
-        mem, cpu = line.split(USAGE_MARK, 1)[1].split()[:2]
-        return {"peak_memory_mib": round(int(mem) / MIB, 1), "cpu_seconds": round(int(cpu) / 1e9, 3)}
-    except (ValueError, IndexError):
-        return {}
 
 
 def _process_start(pid: int) -> Optional[str]:

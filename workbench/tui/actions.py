@@ -12,6 +12,7 @@ from textual import work
 from .. import events as ev
 from ..errors import WorkbenchError
 from ..graph import FlowGraph
+from ..progress import RunProgress
 from .runs import RunsPane, RunStore
 from .widgets.inspector import Inspector
 
@@ -115,7 +116,7 @@ class WorkbenchActions:
         # the live run's state; the DAG shows it while its flow is the selected one
         self.live_path = self.current
         self.live_statuses = {name: "pending" for name in graph.steps}
-        self.live_counts, self.live_tasks, self.live_running = {}, {}, {}
+        self.live_counts, self.live_progress = {}, RunProgress()
         self.statuses, self.task_counts = self.live_statuses, self.live_counts
         self.live_run_id = self.runtime.run_id
         self.redraw_dag()
@@ -141,28 +142,12 @@ class WorkbenchActions:
                 break
             if isinstance(event, ev.LogLine):
                 lines.append((event.pathspec, event.text))
-            elif isinstance(event, ev.TaskStarted):
-                self.live_statuses[event.step] = "running"
-                seen = self.live_tasks.setdefault(event.step, set())
-                seen.add(event.pathspec)
-                self.live_running.setdefault(event.step, set()).add(event.pathspec)
-                self.live_counts[event.step] = len(seen)
-                redraw = True
-            elif isinstance(event, ev.TaskCloned):
-                # a resume's step counts its cloned tasks too (×N is every task of the step in this run)
-                seen = self.live_tasks.setdefault(event.step, set())
-                seen.add(event.pathspec)
-                self.live_counts[event.step] = len(seen)
-                if self.live_statuses.get(event.step) in (None, "pending"):
-                    self.live_statuses[event.step] = "cloned"
-                redraw = True
-            elif isinstance(event, ev.TaskFinished):
-                running = self.live_running.setdefault(event.step, set())
-                running.discard(event.pathspec)
-                if event.status != "succeeded":
-                    self.live_statuses[event.step] = event.status
-                elif self.live_statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
-                    self.live_statuses[event.step] = "running" if running else "succeeded"
+            elif isinstance(event, (ev.TaskStarted, ev.TaskCloned, ev.TaskRetrying, ev.TaskFinished)):
+                changed = self.live_progress.apply(event)  # the one status rule (workbench.progress)
+                if changed is not None:
+                    step = self.live_progress.steps[changed]
+                    self.live_statuses[changed] = step.status  # in place: self.statuses may be this dict
+                    self.live_counts[changed] = step.total
                 redraw = True
             elif isinstance(event, ev.RunWarning):
                 self.notify(event.message, severity="warning")

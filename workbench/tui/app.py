@@ -17,19 +17,20 @@ from textual import on
 from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, OptionList, Static, TabbedContent, TabPane
 from textual.css.query import NoMatches
 from textual.lazy import Lazy
+from textual.widgets import Footer, Header, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from .. import events as ev
 from ..config import ProjectConfig, load_config
 from ..errors import FlowError, WorkbenchError
 from ..graph import FlowGraph, build_graph, find_flow_files
+from ..progress import RunProgress
 from ..settings import effective_settings
 from .actions import WorkbenchActions
-from .live import LiveRuns
 from .capacity import read_capacity
+from .live import LiveRuns
 from .runs import ArtifactsPane, RunsPane, RunStore
 from .watcher import ChangeHandler, Debouncer, start_observer
 from .widgets import PaneMounted
@@ -105,8 +106,7 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         self.selected_step: Optional[str] = None
         self.statuses: dict[str, str] = {}
         self.task_counts: dict[str, int] = {}
-        self.live_tasks: dict[str, set] = {}  # step -> pathspecs seen in the live run
-        self.live_running: dict[str, set] = {}  # step -> pathspecs running now
+        self.live_progress = RunProgress()  # the live run's per-step progress, reduced from its events
         self.settings: dict = {}
         self.settings_errors: dict[str, str] = {}
         self.config_error: Optional[str] = None

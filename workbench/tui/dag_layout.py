@@ -188,10 +188,10 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
     for y in range(canvas_h):
         out, run_style, run_text = [], None, []
 
-        def flush():
-            if run_text:
-                text = escape("".join(run_text))
-                out.append(f"[{run_style}]{text}[/]" if run_style else text)
+        def flush():  # called within this row's loop: late binding of the row's variables is intended
+            if run_text:  # noqa: B023
+                text = escape("".join(run_text))  # noqa: B023
+                out.append(f"[{run_style}]{text}[/]" if run_style else text)  # noqa: B023
 
         for x in range(canvas_w):
             ch, st = chars[y][x], styles[y][x]

@@ -14,9 +14,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from .. import events as ev
+from ..client import PastRuns
 from ..datastore import FlowDatastore
 from ..datastore.records import RunRecord, TaskRecord
 from ..preview import summary_text
+from ..progress import events_from_tasks, reduce_events
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
@@ -24,47 +27,37 @@ SYNC_TASKS = 2000  # a run with more tasks has its statuses read in a worker, ne
 # step statuses of runs that have finished: they never change, so each is read once per session
 _settled: dict[tuple, dict] = {}
 _reading = threading.Lock()
-USAGE_SCAN = 20  # task records looked at per run for the inspector's measured usage
 COMPACT_BELOW = 70  # columns of the Runs pane under which the table drops step names and seconds
 COLLAPSED_LINES = 12
 GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
 
 
-class RunStore:
-    """Read-only, failure-tolerant views of one flow's runs (a broken run dir never crashes the TUI)."""
+class RunStore(PastRuns):
+    """The TUI's view of one flow's past runs: the client's read side (failure-tolerant, never unpickles),
+    the newest :data:`MAX_RUNS` of them."""
 
     def __init__(self, config, flow: str):
-        self.ds = FlowDatastore(config.datastore_url, flow)
+        super().__init__(FlowDatastore(config.datastore_url, flow))
 
     def runs(self) -> list[str]:
-        try:
-            return self.ds.list_runs()[-MAX_RUNS:]
-        except Exception:  # noqa: BLE001
-            return []
-
-    def latest_run(self) -> Optional[str]:
-        runs = self.runs()
-        return runs[-1] if runs else None
+        return super().runs()[-MAX_RUNS:]
 
     def run_doc(self, run_id: str) -> Optional[RunRecord]:
-        try:
-            return self.ds.read_run(run_id)
-        except Exception:  # noqa: BLE001
-            return None
+        return self.run_record(run_id)
 
     def tasks(self, run_id: str, step: Optional[str] = None) -> list[TaskRecord]:
+        """The client's reading, letting the UI thread breathe while a worker reads thousands of records."""
         out = []
-        try:
-            steps = [step] if step else self.ds.list_steps(run_id)
-            for name in steps:
-                for n, task_id in enumerate(self.ds.list_tasks(run_id, name)):
+        for name in [step] if step else self.steps(run_id):
+            for n, task_id in enumerate(self.task_ids(run_id, name)):
+                try:
                     doc = self.ds.read_task(run_id, name, task_id)
-                    if doc:
-                        out.append(doc)
-                    if n % BREATHE_EVERY == BREATHE_EVERY - 1:
-                        breathe()
-        except Exception:  # noqa: BLE001
-            pass
+                except Exception:  # noqa: BLE001
+                    doc = None
+                if doc:
+                    out.append(doc)
+                if n % BREATHE_EVERY == BREATHE_EVERY - 1:
+                    breathe()
         return out
 
     def _key(self, run_id: str) -> tuple[str, str, str]:
@@ -79,6 +72,7 @@ class RunStore:
         return not run_id or sum(self.task_counts(run_id).values()) <= SYNC_TASKS
 
     def step_statuses(self, run_id: Optional[str]) -> dict[str, str]:
+        """Step -> status by the one rule of :mod:`workbench.progress` (as the live DAG shows it)."""
         if not run_id:
             return {}
         if self._key(run_id) in _settled:
@@ -93,19 +87,14 @@ class RunStore:
     def _read_statuses(self, run_id: str) -> dict[str, str]:
         run = self.run_doc(run_id)
         run_status = run.status if run is not None else None
-        by_step: dict[str, list[str]] = {}
-        for doc in self.tasks(run_id):
-            status = "cloned" if doc.cloned_from else str(doc.status)
-            by_step.setdefault(doc.step or "?", []).append(status)
+        events = events_from_tasks(self.tasks(run_id))
+        progress = reduce_events(events)
         if run_status == "running":
             # a task of a live run has a directory (its spec) before it has a record: it is running
             for step, count in self.task_counts(run_id).items():
-                if count > len(by_step.get(step, [])):
-                    by_step.setdefault(step, []).insert(0, "running")
-        out = {}
-        for step, statuses in by_step.items():
-            bad = [s for s in statuses if s not in ("succeeded", "cloned")]
-            out[step] = bad[0] if bad else ("cloned" if all(s == "cloned" for s in statuses) else "succeeded")
+                for n in range(count - progress.step(step).total):
+                    progress.apply(ev.TaskStarted(f"{self.ds.flow}/{run_id}/{step}/unrecorded-{n}", step, 0, ""))
+        out = progress.statuses()
         if run_status not in (None, "running"):
             _settled[self._key(run_id)] = dict(out)
         return out
@@ -139,33 +128,8 @@ class RunStore:
         return (tuple(runs), latest_status, live)
 
     def latest_usage(self, step: str) -> Optional[dict]:
-        """The usage of a task of the step in a recent run; looks at a few tasks per run, not all of a foreach."""
-        for run_id in reversed(self.runs()[-10:]):
-            try:
-                task_ids = self.ds.list_tasks(run_id, step)[:USAGE_SCAN]
-            except Exception:  # noqa: BLE001
-                continue
-            for task_id in task_ids:
-                try:
-                    doc = self.ds.read_task(run_id, step, task_id)
-                except Exception:  # noqa: BLE001
-                    continue
-                if doc is not None and doc.usage and not doc.cloned_from:
-                    return doc.usage
-        return None
-
-    def log_lines(self, run_id: str) -> list[tuple[str, str]]:
-        lines = []
-        for doc in self.tasks(run_id):
-            try:
-                for _ts, _stream, text in self.ds.read_log(run_id, doc.step, doc.task_id):
-                    lines.append((doc.pathspec, text))
-            except Exception:  # noqa: BLE001
-                continue
-        return lines
-
-    def load(self, sha: str) -> Any:
-        return self.ds.load_artifact(sha)
+        """The step's measured usage by the one rule of :mod:`workbench.usage` (as promote shows it)."""
+        return self.usage(step)
 
 
 BREATHE_EVERY = 10

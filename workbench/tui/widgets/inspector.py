@@ -183,7 +183,7 @@ class Inspector(VerticalScroll):
         keep = (current.cpu, current.memory, current.gpu) if current is not None else (None, None, None)
         limits = (placement.cpu, placement.memory, placement.gpu) if placement else (None, None, None)
         for name, full, limit, kept, value in zip(("cpu", "memory", "gpu"), (cpu_values(), memory_values(), gpu_values()),
-                                                  limits, keep, values):
+                                                  limits, keep, values, strict=True):
             notches = clamp(full, limit, kept)
             if name == "cpu" and limit is not None and limit not in notches and limit >= 1:
                 notches = sorted(notches + [limit], key=float)  # a 2-CPU engine offers exactly 2

@@ -1,5 +1,9 @@
 """``workbench``: the command line. Thin: it parses arguments, calls the core, renders its events.
 
+The parser and :func:`main` live here; each command's body lives in a module of this package
+(:data:`COMMAND_MODULES`): ``run`` (run, resume, cancel, attach), ``inspect`` (show, runs, logs, artifacts), ``project``
+(init, check, promote, demote, image, env, package, tui), with ``render`` for the event renderers.
+
 Exit codes (:mod:`workbench.exitcodes`): 0 success, 1 a step failed (or `check` found errors), 2 bad
 usage or configuration, 130 cancelled.
 """
@@ -7,13 +11,21 @@ usage or configuration, 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Optional
 
-from .backends import BACKEND_NAMES
-from .exitcodes import CLI_CANCELLED, CLI_OK, CLI_USAGE
+from ..backends import BACKEND_NAMES
+from ..errors import WorkbenchError
+from ..exitcodes import CLI_CANCELLED, CLI_OK, CLI_USAGE
 
-from .errors import WorkbenchError
+# command -> the module of this package holding its ``cmd_<command>`` (imported only when that command runs)
+COMMAND_MODULES = {
+    "run": "run", "resume": "run", "cancel": "run", "attach": "run",
+    "show": "inspect", "runs": "inspect", "logs": "inspect", "artifacts": "inspect",
+    "init": "project", "check": "project", "promote": "project", "demote": "project", "image": "project",
+    "env": "project", "package": "project", "tui": "project",
+}
 
 
 def _add_flow_arg(p: argparse.ArgumentParser) -> None:
@@ -124,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__
 
 
@@ -143,7 +155,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"workbench {args.command}: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         return CLI_USAGE
     try:
-        from . import commands
+        commands = importlib.import_module(f"{__name__}.{COMMAND_MODULES[args.command]}")
         handler = getattr(commands, f"cmd_{args.command}")
         return handler(args, extra) if args.command == "run" else handler(args)
     except WorkbenchError as exc:
@@ -153,10 +165,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("cancelled", file=sys.stderr)
         return CLI_CANCELLED
     except BrokenPipeError:  # the reader of our output went away: not a success (runcontrol explains)
-        from .runcontrol import EXIT_BROKEN_PIPE, _silence_stdout
+        from ..runcontrol import EXIT_BROKEN_PIPE, _silence_stdout
         _silence_stdout()
         return EXIT_BROKEN_PIPE if args.command == "run" else CLI_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

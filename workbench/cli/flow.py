@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .errors import UsageError, WorkbenchError
+from ..errors import UsageError, WorkbenchError
 
 # Metaflow top-level options that take a value, and flags; accepted and not needed by workbench
 _TOP_VALUE = {"--metadata", "--datastore", "--environment", "--event-logger", "--monitor", "--datastore-root",
@@ -104,22 +104,22 @@ _FLOW_CLASS: Optional[type] = None
 
 def _start_run(args, backend: Optional[str], config, graph) -> str:
     """Pick the run's id, write it to --run-id-file and record the run's tags before anything runs."""
-    from .client import write_run_tags
-    from .datastore import FlowDatastore, new_run_id
+    from ..client import write_run_tags
+    from ..datastore import FlowDatastore, new_run_id
     run_id = new_run_id()
     if args.run_id_file:
         Path(args.run_id_file).write_text(run_id)
-    from .flowspec import project_of
+    from ..flowspec import project_of
     project = project_of(_FLOW_CLASS) if _FLOW_CLASS is not None else None
     write_run_tags(FlowDatastore(config.datastore_url, graph.name), run_id, project, args.tag)
     return run_id
 
 
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
-    from . import commands
-    from .config import load_config
-    from .parameters import check_parameter_name
-    from .project import resolve_flow
+    from ..config import load_config
+    from ..parameters import check_parameter_name
+    from ..project import resolve_flow
+    from . import run as commands  # the `workbench run`/`resume` bodies
     args, extra = _run_parser("run").parse_known_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
@@ -133,9 +133,9 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
 
 
 def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
-    from . import commands
-    from .config import load_config
-    from .project import resolve_flow
+    from ..config import load_config
+    from ..project import resolve_flow
+    from . import run as commands  # the `workbench run`/`resume` bodies
     args = _run_parser("resume").parse_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
@@ -148,9 +148,9 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
 
 def _task_paths(ref: str, pathspec: str):
     """The client's tasks for RUN/STEP or RUN/STEP/TASK of this flow."""
-    from .client import Flow
-    from .config import load_config
-    from .project import resolve_flow
+    from ..client import Flow
+    from ..config import load_config
+    from ..project import resolve_flow
     graph = resolve_flow(ref, load_config())
     parts = pathspec.strip("/").split("/")
     if parts[0] == graph.name:
@@ -203,9 +203,9 @@ def _cmd_dump(ref: str, argv: list[str]) -> int:
 
 
 def _cmd_tag(ref: str, argv: list[str]) -> int:
-    from .client import Flow
-    from .config import load_config
-    from .project import resolve_flow
+    from ..client import Flow
+    from ..config import load_config
+    from ..project import resolve_flow
     p = argparse.ArgumentParser(prog="flow.py tag")
     p.add_argument("action", choices=["list", "add", "remove", "replace"])
     p.add_argument("tags", nargs="*")
@@ -257,7 +257,7 @@ def main(flow_path: str, flow_cls: type, argv: list[str]) -> int:
         if command == "tag":
             return _cmd_tag(ref, args)
         if command in ("show", "check"):
-            from .cli import main as workbench_main
+            from . import main as workbench_main
             return workbench_main([command, ref if command == "show" else flow_path, *args])
         print(f"{prog}: no command {command!r} (commands: run, resume, show, check, logs, dump, tag; "
               f"--help for more)", file=sys.stderr)

@@ -7,10 +7,11 @@ import json
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections import Counter, defaultdict
+from collections import defaultdict
 from typing import IO, Optional
 
-from . import events as ev
+from .. import events as ev
+from ..progress import RunProgress
 
 
 def _clock(ts: float) -> str:
@@ -90,7 +91,7 @@ class LiveRenderer:
                                  console=self.console)
         self.live = Live(self.progress, console=self.console, refresh_per_second=8, transient=False)
         self.rows: dict[str, int] = {}
-        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.state = RunProgress()  # per-step counts, reduced from the events (workbench.progress)
         self.plain = PlainRenderer()
         self.started = False
 
@@ -100,46 +101,33 @@ class LiveRenderer:
         return self.rows[step]
 
     def _update(self, step: str) -> None:
-        c = self.counts[step]
-        total = c["started"]
-        done = c["succeeded"] + c["failed"]
-        icon = "[red]✗" if c["failed"] else ("[green]✓" if total and done == total else "[yellow]•")
-        note = f"[red]{c['failed']} failed" if c["failed"] else (f"{c['running']} running" if c["running"] else "")
+        s = self.state.step(step)
+        total, done, failed, running = s.total, s.done, s.failed, len(s.running)
+        icon = "[red]✗" if failed else ("[green]✓" if total and done == total else "[yellow]•")
+        note = f"[red]{failed} failed" if failed else (f"{running} running" if running else "")
         self.progress.update(self._row(step), total=max(total, 1), completed=done, icon=icon, note=note)
 
     def __call__(self, e: ev.Event) -> None:
         if not self.started:
             self.live.start()
             self.started = True
+        self.state.apply(e)
         if isinstance(e, ev.RunStarted):
             self.console.print(f"[bold]{e.flow}[/] run [cyan]{e.run_id}[/]"
                                + (f" (resuming {e.origin_run_id})" if e.origin_run_id else ""))
             for step in e.steps:
                 self._row(step)
         elif isinstance(e, (ev.TaskStarted, ev.TaskCloned)):
-            c = self.counts[e.step]
-            if isinstance(e, ev.TaskCloned):
-                c["started"] += 1
-                c["succeeded"] += 1
-            elif e.attempt == 0:
-                c["started"] += 1
-                c["running"] += 1
-            else:
-                c["running"] += 1
             self._update(e.step)
         elif isinstance(e, ev.LogLine):
             style = "red" if e.stream == "stderr" else ""
             self.console.print(f"[dim]{_short_path(e.pathspec)}[/] {_escape(e.text)}", style=style,
                                highlight=False, soft_wrap=True)
         elif isinstance(e, ev.TaskRetrying):
-            self.counts[e.step]["running"] -= 1
             self.console.print(f"[yellow]{_short_path(e.pathspec)} attempt {e.attempt + 1} failed: "
                                f"{_escape(e.reason)}; retrying in {e.delay:g}s")
             self._update(e.step)
         elif isinstance(e, ev.TaskFinished):
-            c = self.counts[e.step]
-            c["running"] -= 1
-            c["succeeded" if e.ok else "failed"] += 1
             if not e.ok:
                 self.console.print(f"[red]{_short_path(e.pathspec)} {e.status}: {_escape(e.reason)}")
             self._update(e.step)

@@ -6,11 +6,11 @@ import os
 import time
 from pathlib import Path
 
-from .environment import project_package_set
-from .environment_plan import distinct, plan_environments, prepare_environments
-from .environment_uv import directory_size
-from .errors import UsageError
-from .units import format_memory
+from ..environment import project_package_set
+from ..environment_plan import distinct, plan_environments, prepare_environments
+from ..environment_uv import directory_size
+from ..errors import UsageError
+from ..units import format_memory
 
 
 def _size(nbytes: int) -> str:
@@ -24,8 +24,8 @@ def _home(path: Path) -> str:
 
 
 def _plan(args, config):
-    from .project import resolve_flow
-    from .settings import all_settings
+    from ..project import resolve_flow
+    from ..settings import all_settings
     graph = resolve_flow(args.flow, config)
     step = getattr(args, "step", None)
     if step and step not in graph.steps:

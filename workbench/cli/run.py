@@ -1,0 +1,128 @@
+"""``workbench run`` and ``workbench resume``: start the runtime and render its events as they come."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from ..config import load_config
+from ..errors import UsageError
+from ..exitcodes import CLI_CANCELLED
+from ..graph import FlowGraph
+from ..project import resolve_flow, split_pathspec
+
+
+def _parse_flow_params(graph: FlowGraph, extra: list[str]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or arg == "--":
+            raise UsageError(f"unexpected argument {arg!r}")
+        name, eq, value = arg[2:].partition("=")
+        if not eq:
+            spec = next((p for p in graph.parameters if p.name in (name, name.replace("-", "_"))), None)
+            if spec is not None and spec.type_name == "bool" and (i + 1 >= len(extra) or extra[i + 1].startswith("--")):
+                value = "true"
+            elif i + 1 < len(extra):
+                i += 1
+                value = extra[i]
+            else:
+                raise UsageError(f"--{name} needs a value")
+        given[name] = value
+        i += 1
+    return given
+
+
+def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
+    """Run in the foreground; signals and a closed stdout are handled in :mod:`workbench.runcontrol`."""
+    from ..detach import adopt
+    from ..runcontrol import EXIT_BROKEN_PIPE, drive
+    from .render import JUnitWriter, Tee, pick_renderer
+    adopt(runtime)  # a `run --detach` background process runs under the id its launcher printed
+    renderer = pick_renderer(json_mode)
+    junit = JUnitWriter() if junit_path else None
+    res, code = drive(runtime, Tee(renderer, junit))
+    if res is None:
+        return code or CLI_CANCELLED
+    try:
+        renderer.close()
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    if junit is not None:
+        junit.write(junit_path)
+    if code == EXIT_BROKEN_PIPE or (code and res.status == "cancelled"):
+        return code
+    return res.exit_code
+
+
+def cmd_run(args, extra: list[str]) -> int:
+    if getattr(args, "detach", False):
+        from ..detach import launch
+        return launch(args.argv, args.flow)
+    if args.backend in (None, "local"):
+        from ..backends.local import prewarm
+        prewarm()  # the local worker's interpreter starts while we read the configuration
+    from ..parameters import resolve_parameters
+    from ..runtime import Runtime, latest_run_id
+    config = load_config()
+    graph = resolve_flow(args.flow, config)
+    overrides = {k: getattr(args, k) for k in ("cpu", "memory", "gpu", "image", "timeout") if getattr(args, k)}
+    if args.step:
+        if args.step not in graph.steps:
+            raise UsageError(f"flow {graph.name} has no step {args.step} (steps: {', '.join(graph.steps)})")
+        if extra:
+            raise UsageError("--step re-runs with the parameters of the earlier run; drop " + " ".join(extra))
+        from ..datastore import FlowDatastore
+        ds = FlowDatastore(config.datastore_url, graph.name)
+        origin = args.from_run or latest_run_id(ds, lambda d: not d.only_step)
+        if origin is None:
+            raise UsageError(f"flow {graph.name} has no earlier run to take the inputs of {args.step} from; "
+                             f"run the flow once first")
+        if args.backend:
+            overrides["backend"] = args.backend
+        runtime = Runtime(graph, config, max_workers=args.max_workers, step_overrides={args.step: overrides},
+                          origin_run_id=origin, rerun_steps={args.step}, only_step=args.step,
+                          only_task_index=args.task, datastore=ds)
+        return _execute(runtime, args.json, args.junit_xml)
+    if overrides or args.task is not None or args.from_run:
+        raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run go with --step")
+    params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
+    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
+                      run_id=getattr(args, "run_id", None))
+    return _execute(runtime, args.json, args.junit_xml)
+
+
+def cmd_resume(args) -> int:
+    from ..datastore import FlowDatastore
+    from ..runtime import Runtime, latest_run_id, resume_plan
+    config = load_config()
+    graph = resolve_flow(args.flow, config)
+    ds = FlowDatastore(config.datastore_url, graph.name)
+    origin = args.run_id or latest_run_id(ds, lambda d: not d.only_step)
+    if origin is None:
+        raise UsageError(f"flow {graph.name} has no run to resume")
+    rerun = resume_plan(graph, ds, origin, args.from_step)
+    runtime = Runtime(graph, config, backend=args.backend, max_workers=args.max_workers, origin_run_id=origin,
+                      rerun_steps=rerun, datastore=ds, run_id=getattr(args, "new_run_id", None))
+    return _execute(runtime, args.json, args.junit_xml)
+
+
+def cmd_cancel(args) -> int:
+    """Stop a run (its runtime, if alive here) and remove what any backend still holds for it."""
+    from ..cancel import cancel_run
+    config = load_config()
+    ds, parts = split_pathspec(args.run, config)
+    result = cancel_run(ds, config, parts[0], say=lambda text: print(text, file=sys.stderr, flush=True))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    print(f"run {result.run_id}: {result.status}; removed {len(result.removed)} thing(s) backends still held")
+    return 0
+
+
+def cmd_attach(args) -> int:
+    """Follow a (detached) run's events from the datastore until it ends."""
+    from ..detach import attach
+    config = load_config()
+    ds, parts = split_pathspec(args.run, config)
+    return attach(ds, parts[0])
