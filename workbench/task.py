@@ -146,6 +146,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls, spec: TaskSpecRecord) -> in
     code = EXIT_FAILED
     try:
         func = getattr(flow, step_name)
+        if settings.get("profile"):  # --profile: pyinstrument is imported only here (workbench.profiling)
+            from .profiling import profiled
+            func = profiled(func, ds, spec, result)
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)

@@ -109,6 +109,9 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
         env["USER"] = os.environ["USER"]
     if not user.startswith("0:"):
         env["HOME"] = "/tmp"
+    if getattr(s, "profile", False):  # --profile: this machine's pyinstrument, read-only (workbench.profiling)
+        from ..profiling import container_profiler_mount
+        env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
     env.update(extra_env or {})
     # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
     env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
