@@ -72,6 +72,8 @@ def serve_forever() -> int:
     sel.register(sys.stdin.buffer, selectors.EVENT_READ, ("stdin", None))
     children: dict[str, dict] = {}
     kill_at: dict[str, float] = {}
+    from .sampling import GroupSampler
+    sampler = GroupSampler()  # each task's CPU and memory over time (workbench.sampling)
 
     def start(task_ref: str) -> None:
         out_r, out_w = os.pipe()
@@ -108,6 +110,7 @@ def serve_forever() -> int:
         os.close(err_w)
         child = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None}
         children[task_ref] = child
+        sampler.watch(task_ref, pid)  # the child makes itself group leader: pgid == pid
         if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
             try:
                 child["pidfd"] = os.pidfd_open(pid)
@@ -142,6 +145,9 @@ def serve_forever() -> int:
                 child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
                                   "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
                 kill_group(child["pid"], signal.SIGKILL)  # leftovers of the step
+                timeline = sampler.finish(task_ref)
+                if timeline is not None and child["usage"]:
+                    child["usage"]["timeline"] = timeline
             if child["status"] is not None and child["pidfd"] is not None:
                 sel.unregister(child["pidfd"])
                 os.close(child["pidfd"])
@@ -165,6 +171,8 @@ def serve_forever() -> int:
         pending_msgs = []
         polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
         timeout = 0.005 if polling else (0.25 if kill_at else None)
+        due = sampler.seconds_to_next()
+        timeout = due if timeout is None else (timeout if due is None else min(timeout, due))
         for key, _ in sel.select(timeout):
             kind, data = key.data
             if kind == "exit":
@@ -192,6 +200,7 @@ def serve_forever() -> int:
             if now >= when and task_ref in children:
                 kill_group(children[task_ref]["pid"], signal.SIGKILL)
                 kill_at.pop(task_ref)
+        sampler.tick()
         reap()
 
 

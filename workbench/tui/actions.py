@@ -256,6 +256,18 @@ class WorkbenchActions:
             return
         self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step)
 
+    def action_profile_step(self) -> None:
+        """Re-run the selected step on its past inputs under the profiler (as `run --step S --profile`); when
+        it ends, the Tasks tab shows its hot path and where the HTML report is."""
+        origin, step = self._origin(), self.selected_step
+        if origin is None or step is None:
+            self.notify("run the flow once first: a profile re-runs a step on its past inputs", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step,
+                           step_overrides={step: {"profile": True}})
+        if self.runtime is not None:
+            self.notify(f"profiling {step}: its hot path shows in Tasks (6) when it ends")
+
     def on_runs_pane_run_chosen(self, event: RunsPane.RunChosen) -> None:
         store = self.run_store()
         if store is None:

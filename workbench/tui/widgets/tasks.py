@@ -29,6 +29,7 @@ class TasksPane(Vertical):
     TasksPane #tasks-title, TasksPane #tasks-counts { height: auto; }
     TasksPane #tasks-fix { height: auto; color: $warning; }
     TasksPane #tasks-hist { height: auto; color: $text-muted; }
+    TasksPane #tasks-profile { height: auto; max-height: 14; color: $text-accent; }
     TasksPane DataTable { height: 1fr; min-height: 4; }
     TasksPane Horizontal { height: auto; }
     TasksPane #tasks-filter { width: 1fr; }
@@ -39,6 +40,7 @@ class TasksPane(Vertical):
         super().__init__(**kwargs)
         self.summary: Optional[StepSummary] = None
         self.plan: Optional[RerunPlan] = None
+        self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
         self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
         self.loads = 0  # finished loads, for tests
 
@@ -50,6 +52,7 @@ class TasksPane(Vertical):
         yield Static("", id="tasks-counts")
         yield Static("", id="tasks-fix")
         yield Static("", id="tasks-hist")
+        yield Static("", id="tasks-profile")
         table = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "status", "time", "try", "why")
         yield table
@@ -78,12 +81,18 @@ class TasksPane(Vertical):
         summary = summarize(step, run_id, docs, running)
         plan = next((p for p in (plan_rerun(d, run_id) for d in docs) if p is not None), None)
         lines = merged_log(store, run_id, step, [d.task_id for d in docs])
-        self.app.call_from_thread(self._draw, summary, plan, lines)
+        profile = profile_lines(store, run, run_id, step)
+        self.app.call_from_thread(self._draw, summary, plan, lines, profile)
 
     # ------------------------------------------------------------------ drawing
-    def _draw(self, summary: Optional[StepSummary], plan: Optional[RerunPlan], lines: list) -> None:
+    def _draw(self, summary: Optional[StepSummary], plan: Optional[RerunPlan], lines: list,
+              profile: Optional[list[str]] = None) -> None:
         if not self.is_mounted:
             return
+        self.profile_lines = profile or []
+        shown = self.query_one("#tasks-profile", Static)
+        shown.update(escape("\n".join(self.profile_lines)))
+        shown.display = bool(self.profile_lines)
         self.summary, self.plan, self.log_lines = summary, plan, lines
         table = self.query_one("#tasks-table", DataTable)
         table.clear()
@@ -142,6 +151,19 @@ def _clock(ts: str) -> str:
         return dt.datetime.fromisoformat(ts).strftime("%H:%M:%S.%f")[:-3]
     except ValueError:
         return ts
+
+
+def profile_lines(store, run, run_id: str, step: str) -> list[str]:
+    """The hot path of each profiled task: only a single-step run of this step can hold one, so other
+    runs cost nothing here (a 10,000-task step is never read twice)."""
+    if run is None or run.only_step != step:
+        return []
+    from ...profiling import describe_profile, step_profiles
+    out: list[str] = []
+    for task_id, entry in step_profiles(store.ds, run_id, step)[:4]:
+        out.append(f"profile of {step}/{task_id} ({entry.get('profiler', 'pyinstrument')}):")
+        out.extend("  " + line for line in describe_profile(store.ds, entry))
+    return out
 
 
 def merged_log(store, run_id: str, step: str, task_ids: list[str]) -> list[tuple[str, str, str]]:
