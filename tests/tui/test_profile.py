@@ -66,3 +66,43 @@ async def test_p_without_a_past_run_says_so(tui_project, clock):
         await pilot.pause()
         assert app.runtime is None
         assert any("run the flow once first" in n.message for n in app._notifications)
+
+
+GROW = '''
+from workbench import FlowSpec, step
+
+
+class GrowFlow(FlowSpec):
+    @step
+    def start(self):
+        import time
+        hoard = []
+        for _ in range(8):
+            hoard.append(bytearray(16 << 20))
+            time.sleep(0.25)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+'''
+
+
+@async_test
+async def test_tasks_and_inspector_show_the_usage_timeline(tui_project, clock):
+    (tui_project / "flows" / "grow.py").write_text(GROW)
+    app = make_app(tui_project, clock)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        select_flow(app, "GrowFlow")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.runtime is None and app.statuses.get("end") == "succeeded", timeout=60)
+        pane = await on_tasks(app, pilot, "start")
+        text = str(pane.query_one("#tasks-usage").render())
+        assert pane.query_one("#tasks-usage").display and "over time" in text and "memory " in text
+        assert any(c in text for c in "▂▃▄▅▆▇█") and "peak" in text
+        app.select_step("end")
+        app.select_step("start")
+        await pilot.pause()
+        measured = str(app.query_one("#measured").render())
+        assert "memory " in measured and "cpu " in measured and "samples" in measured

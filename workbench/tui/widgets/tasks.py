@@ -29,6 +29,7 @@ class TasksPane(Vertical):
     TasksPane #tasks-title, TasksPane #tasks-counts { height: auto; }
     TasksPane #tasks-fix { height: auto; color: $warning; }
     TasksPane #tasks-hist { height: auto; color: $text-muted; }
+    TasksPane #tasks-usage { height: auto; color: $text-muted; }
     TasksPane #tasks-profile { height: auto; max-height: 14; color: $text-accent; }
     TasksPane DataTable { height: 1fr; min-height: 4; }
     TasksPane Horizontal { height: auto; }
@@ -40,6 +41,7 @@ class TasksPane(Vertical):
         super().__init__(**kwargs)
         self.summary: Optional[StepSummary] = None
         self.plan: Optional[RerunPlan] = None
+        self.usage_lines: list[str] = []  # the usage timeline of the step's hungriest task (workbench.sampling)
         self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
         self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
         self.loads = 0  # finished loads, for tests
@@ -52,6 +54,7 @@ class TasksPane(Vertical):
         yield Static("", id="tasks-counts")
         yield Static("", id="tasks-fix")
         yield Static("", id="tasks-hist")
+        yield Static("", id="tasks-usage")
         yield Static("", id="tasks-profile")
         table = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "status", "time", "try", "why")
@@ -82,6 +85,7 @@ class TasksPane(Vertical):
         plan = next((p for p in (plan_rerun(d, run_id) for d in docs) if p is not None), None)
         lines = merged_log(store, run_id, step, [d.task_id for d in docs])
         profile = profile_lines(store, run, run_id, step)
+        self.usage_lines = usage_lines(docs)
         self.app.call_from_thread(self._draw, summary, plan, lines, profile)
 
     # ------------------------------------------------------------------ drawing
@@ -90,6 +94,9 @@ class TasksPane(Vertical):
         if not self.is_mounted:
             return
         self.profile_lines = profile or []
+        usage = self.query_one("#tasks-usage", Static)
+        usage.update(escape("\n".join(self.usage_lines if summary is not None else [])))
+        usage.display = bool(self.usage_lines) and summary is not None
         shown = self.query_one("#tasks-profile", Static)
         shown.update(escape("\n".join(self.profile_lines)))
         shown.display = bool(self.profile_lines)
@@ -151,6 +158,19 @@ def _clock(ts: str) -> str:
         return dt.datetime.fromisoformat(ts).strftime("%H:%M:%S.%f")[:-3]
     except ValueError:
         return ts
+
+
+def usage_lines(docs) -> list[str]:
+    """The memory and CPU sparklines of the task with the highest sampled memory (a foreach's worst case),
+    or why none could be read on the step's backend."""
+    from ...sampling import describe_timeline, timeline_peak_mib
+    if not docs:
+        return []
+    doc = max(docs[:2000], key=lambda d: timeline_peak_mib(d.usage))
+    lines = describe_timeline(doc.usage, str(doc.settings.get("backend") or ""), width=40)
+    if not lines or not timeline_peak_mib(doc.usage):
+        return lines
+    return [f"usage of {doc.step}/{doc.task_id} over time:", *lines]
 
 
 def profile_lines(store, run, run_id: str, step: str) -> list[str]:
