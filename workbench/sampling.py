@@ -161,3 +161,58 @@ def describe_timeline(usage: dict[str, Any], backend: str = "", width: int = 40)
     span = len(mem) * float(t.get("interval") or 0)
     return [f"memory {sparkline(mem, width)} peak {max(mem, default=0):.0f}M",
             f"cpu    {sparkline(cpu, width)} peak {max(cpu, default=0):.1f} cores  ({len(mem)} samples, {span:.0f}s)"]
+
+
+def docker_stats_point(stats: dict[str, Any], previous: Optional[dict[str, Any]]) -> Optional[tuple[float, float]]:
+    """(CPU cores, memory MiB) from one reading of the engine's stats API. Memory is the cgroup's usage
+    less its page cache (what `docker stats` shows); CPU is the container's share of the host's CPU time
+    since ``previous`` (or the reading's own precpu part), times the host's CPUs."""
+    mem_stats = stats.get("memory_stats") or {}
+    usage = mem_stats.get("usage")
+    if usage is None:
+        return None  # the container has gone: the engine sends an empty reading
+    detail = mem_stats.get("stats") or {}
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", detail.get("cache", 0))) or 0
+    mem = max(0, int(usage) - int(cache)) / (1 << 20)
+    cpu, pre = stats.get("cpu_stats") or {}, (previous or {}).get("cpu_stats") or stats.get("precpu_stats") or {}
+    try:
+        d_cpu = cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"]
+        d_sys = cpu["system_cpu_usage"] - pre["system_cpu_usage"]
+        ncpu = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or []) or 1
+        cores = d_cpu / d_sys * ncpu if d_sys > 0 else 0.0
+    except (KeyError, TypeError):
+        cores = 0.0
+    return max(0.0, cores), mem
+
+
+class DockerStatsSampler:
+    """Follows a running container's stats stream (the engine sends a reading about every second) in a
+    thread, into a Timeline; :meth:`finish` returns ``{"timeline": ...}`` for the task's usage."""
+
+    def __init__(self, api, container_id: str):
+        import threading
+        self.timeline = Timeline(interval=1.0, source="docker-stats")
+        self._api, self._cid = api, container_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True, name=f"stats {container_id[:12]}")
+        self._thread.start()
+
+    def _follow(self) -> None:
+        previous = None
+        try:
+            for n, stats in enumerate(self._api.stats(self._cid, stream=True, decode=True)):
+                if self._stop.is_set():
+                    return
+                point = docker_stats_point(stats, previous)
+                if point is None:
+                    return
+                if n % max(1, int(self.timeline.interval)) == 0:  # readings come each second; keep the pace
+                    self.timeline.add(*point)
+                previous = stats
+        except Exception:  # noqa: BLE001 - a stats stream that breaks only costs the timeline
+            return
+
+    def finish(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return {"timeline": self.timeline.to_dict()} if self.timeline.mem else {}

@@ -287,8 +287,11 @@ class _ContainerHandle(TaskHandle):
                 return
             if self.requested:  # cancelled while starting
                 backend._kill(cid)
+            from ..sampling import DockerStatsSampler
+            sampler = DockerStatsSampler(backend.stream_api, cid)  # the usage timeline (workbench.sampling)
             self._pump(stream)
             backend.api.wait(cid)
+            self.usage = {**self.usage, **sampler.finish()}
             self._ingest()  # the container is gone: nothing can change the outbox while it is read
             state = backend.api.inspect_container(cid).get("State", {})
             result = classify_exit(state, self.requested, spec.settings.memory, self.usage, timeout=self.timeout)
