@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from ..errors import BackendError, WorkbenchError
 from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
+from .waiting import pod_pending_reason, say_waiting
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_logs import PodLog
 from .k8s_manifest import (JOB_LABEL, JobOptions, describe_request, gpu_key, job_manifest, job_name, label_value,
@@ -275,6 +276,8 @@ class KubernetesBackend(NodeCapacity, RemoteBackend):
             return
         task.seen_job = True
         pod = task.pod
+        if pod is not None:
+            say_waiting(self._ctx, task, "kubernetes", pod_pending_reason(pod, self._stuck_reason(task, pod)) or "")
         if pod is not None and task.log is None and container_started(pod):
             self._start_logs(task)
         conditions = job.status.conditions if job.status else None

@@ -159,6 +159,7 @@ class WorkbenchActions:
             elif isinstance(event, ev.TaskFinished):
                 running = self.live_running.setdefault(event.step, set())
                 running.discard(event.pathspec)
+                self.pane("#tasks").set_waiting(event.pathspec, "")
                 if event.status != "succeeded":
                     self.live_statuses[event.step] = event.status
                 elif self.live_statuses.get(event.step) not in ("failed", "oom", "timeout", "cancelled"):
@@ -166,8 +167,11 @@ class WorkbenchActions:
                 redraw = True
             elif isinstance(event, ev.RunWarning):
                 self.notify(event.message, severity="warning")
+            elif isinstance(event, ev.TaskWaiting):  # why a queued remote task is not running (Tasks tab)
+                self.pane("#tasks").set_waiting(event.pathspec, event.reason, event.backend)
             elif isinstance(event, ev.RunFinished):
                 finished = event
+                self.pane("#tasks").set_waiting(None, "")
         if lines:
             self.pane("#logs").add(lines)
         if redraw and self.current == self.live_path:

@@ -29,6 +29,7 @@ class TasksPane(Vertical):
     TasksPane #tasks-title, TasksPane #tasks-counts { height: auto; }
     TasksPane #tasks-fix { height: auto; color: $warning; }
     TasksPane #tasks-hist { height: auto; color: $text-muted; }
+    TasksPane #tasks-waiting { height: auto; max-height: 6; color: $warning; }
     TasksPane #tasks-usage { height: auto; color: $text-muted; }
     TasksPane #tasks-profile { height: auto; max-height: 14; color: $text-accent; }
     TasksPane DataTable { height: 1fr; min-height: 4; }
@@ -41,6 +42,7 @@ class TasksPane(Vertical):
         super().__init__(**kwargs)
         self.summary: Optional[StepSummary] = None
         self.plan: Optional[RerunPlan] = None
+        self.waiting: dict[str, str] = {}  # pathspec -> why the queued remote task is not running yet
         self.usage_lines: list[str] = []  # the usage timeline of the step's hungriest task (workbench.sampling)
         self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
         self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
@@ -54,8 +56,10 @@ class TasksPane(Vertical):
         yield Static("", id="tasks-counts")
         yield Static("", id="tasks-fix")
         yield Static("", id="tasks-hist")
-        yield Static("", id="tasks-usage")
-        yield Static("", id="tasks-profile")
+        for name in ("tasks-waiting", "tasks-usage", "tasks-profile"):  # shown when there is something to say
+            hidden = Static("", id=name)
+            hidden.display = False
+            yield hidden
         table = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "status", "time", "try", "why")
         yield table
@@ -130,6 +134,24 @@ class TasksPane(Vertical):
                           str(row.attempt), row.reason[:80], key=row.task_id)
         self._refill()
         self.loads += 1
+
+    def set_waiting(self, pathspec: Optional[str], reason: str, backend: str = "") -> None:
+        """A live TaskWaiting: why a queued remote task is not running ("" once it runs or ends; a
+        pathspec of None clears them all, at the end of a run)."""
+        if pathspec is None:
+            self.waiting.clear()
+        elif reason:
+            self.waiting[pathspec] = f"{backend}: {reason}" if backend else reason
+        elif self.waiting.pop(pathspec, None) is None:
+            return
+        if not self.is_mounted:
+            return
+        shown = self.query_one("#tasks-waiting", Static)
+        lines = [f"⏳ {p.split('/', 1)[-1]} waits: {why}" for p, why in list(self.waiting.items())[:5]]
+        if len(self.waiting) > 5:
+            lines.append(f"… and {len(self.waiting) - 5} more waiting")
+        shown.update(escape("\n".join(lines)))
+        shown.display = bool(lines)
 
     def _refill(self) -> None:
         needle = self.query_one("#tasks-filter", Input).value.strip().lower()
