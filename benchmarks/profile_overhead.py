@@ -92,6 +92,7 @@ def in_process(repeat: int) -> None:
     """The same two workloads in this process, interleaved, best of ``repeat``: no profiler, the task's
     CpuSampler, and pyinstrument's own Profiler (a hook on every call) for comparison."""
     import time
+
     from workbench.profiling import CpuSampler, _WallProfiler
     namespace_: dict = {}
     exec(FLOW.split("class Crunch")[0].replace("from workbench import FlowSpec, Parameter, step", ""), namespace_)

@@ -49,7 +49,7 @@ def _rising_timeline(project, backend, source, monkeypatch):
     top = mem.index(max(mem))
     assert mem[top] - mem[0] >= 100, mem  # 12 x 16 MiB were added while it ran (freed when the step ended)
     climb = mem[:top + 1]
-    assert len(climb) >= 4 and all(b >= a for a, b in zip(climb, climb[1:])), mem  # rising, not one jump
+    assert len(climb) >= 4 and all(b >= a for a, b in zip(climb, climb[1:], strict=False)), mem  # rising, not one jump
     assert timeline_peak_mib(usage) == max(mem) and len(timeline["cpu"]) == len(mem)
     lines = describe_timeline(usage, backend)
     assert lines[0].startswith("memory ") and "peak" in lines[0]

@@ -70,6 +70,7 @@ class CpuSampler:
     def start(self) -> None:
         import signal
         import sys
+
         from pyinstrument.stack_sampler import build_call_stack
         self._build = build_call_stack
         self.records: list[tuple[list[str], float]] = []
@@ -87,6 +88,7 @@ class CpuSampler:
     def stop(self):
         import signal
         import sys
+
         from pyinstrument.session import Session
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, self.previous)

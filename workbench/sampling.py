@@ -46,8 +46,8 @@ class Timeline:
 
     def _halve(self) -> None:
         """Merge neighbours (memory: the higher, CPU: the mean); the interval doubles."""
-        self.cpu = [round((a + b) / 2, 2) for a, b in zip(self.cpu[::2], self.cpu[1::2])]
-        self.mem = [max(a, b) for a, b in zip(self.mem[::2], self.mem[1::2])]
+        self.cpu = [round((a + b) / 2, 2) for a, b in zip(self.cpu[::2], self.cpu[1::2], strict=False)]
+        self.mem = [max(a, b) for a, b in zip(self.mem[::2], self.mem[1::2], strict=False)]
         self.interval *= 2
 
     def peak_mib(self) -> float:
