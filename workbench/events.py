@@ -72,6 +72,17 @@ class TaskRetrying(Event):
 
 
 @dataclass(frozen=True)
+class TaskWaiting(Event):
+    """A submitted remote task is not running yet, and why (Batch's status and statusReason, the Kubernetes
+    scheduler's words; workbench.backends.waiting); ``reason`` is "" once it runs."""
+    pathspec: str
+    step: str
+    backend: str
+    reason: str
+    ts: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
 class TaskFinished(Event):
     """A task ended. ``status`` is a :class:`~workbench.datastore.records.TaskStatus` (a str): succeeded,
     failed, timeout, cancelled or oom."""
@@ -111,5 +122,5 @@ class RunFinished(Event):
 
 EventSink = Callable[[Event], None]
 
-__all__ = ["Event", "RunStarted", "TaskStarted", "TaskCloned", "LogLine", "TaskRetrying",
+__all__ = ["Event", "RunStarted", "TaskStarted", "TaskCloned", "LogLine", "TaskRetrying", "TaskWaiting",
            "TaskFinished", "RunWarning", "RunFinished", "EventSink"]

@@ -160,7 +160,8 @@ class Runtime:
     def run(self) -> RunResult:
         started = time.time()
         self._ctx = RunContext(self.flow, self.run_id, self.graph, self.config, self.ds, self.project_root,
-                               self.flow_file, self.graph.name or "", warn=self._warn)
+                               self.flow_file, self.graph.name or "", warn=self._warn,
+                               waiting=lambda *why: self.sink(ev.TaskWaiting(*why)))
         for line in secret_env_warnings(self.settings):
             self._warn(line)
         used = {s.backend for s in self.settings.values()}

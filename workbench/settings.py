@@ -46,6 +46,7 @@ class StepSettings:
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific decorator arguments
     packages: list[str] = field(default_factory=list)  # @pypi_base/@pypi requirements (PEP 508 lines)
     python: Optional[str] = None  # the Python version @pypi(python=...) asks for
+    profile: bool = False  # run the step under pyinstrument (workbench run --step S --profile; workbench.profiling)
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where its value came from
 
     def to_dict(self) -> dict[str, Any]:

@@ -183,6 +183,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
         if settings.get("secrets") and not spec.catch_fallback:
             from .secret_sources import resolve
             os.environ.update(resolve(settings["secrets"]))  # the process's environment only
+        if settings.get("profile"):  # --profile: pyinstrument is imported only here (workbench.profiling)
+            from .profiling import profiled
+            func = profiled(func, ds, spec, result)
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)

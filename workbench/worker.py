@@ -83,6 +83,8 @@ def serve_forever() -> int:
     sel.register(sys.stdin.buffer, selectors.EVENT_READ, ("stdin", None))
     children: dict[str, dict[str, Any]] = {}  # task -> pid, bufs, open, status, pidfd
     kill_at: dict[str, float] = {}
+    from .sampling import GroupSampler
+    sampler = GroupSampler()  # each task's CPU and memory over time (workbench.sampling)
 
     def start(task_ref: str) -> None:
         out_r, out_w = os.pipe()
@@ -122,6 +124,7 @@ def serve_forever() -> int:
         child: dict[str, Any] = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None,
                  "fds": {out_r: "stdout", err_r: "stderr"}, "drain_until": None}
         children[task_ref] = child
+        sampler.watch(task_ref, pid)  # the child makes itself group leader: pgid == pid
         if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
             try:
                 child["pidfd"] = os.pidfd_open(pid)
@@ -165,6 +168,9 @@ def serve_forever() -> int:
                                   "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
                 end_leftovers(task_ref, child["pid"])  # leftovers of the step, in its group or not
                 child["drain_until"] = time.monotonic() + DRAIN_AFTER_EXIT
+                timeline = sampler.finish(task_ref)
+                if timeline is not None and child["usage"]:
+                    child["usage"]["timeline"] = timeline
             if child["status"] is not None and child["pidfd"] is not None:
                 sel.unregister(child["pidfd"])
                 os.close(child["pidfd"])
@@ -192,6 +198,8 @@ def serve_forever() -> int:
         polling = any(c["pidfd"] is None and c["status"] is None for c in children.values())
         draining = any(c["drain_until"] is not None for c in children.values())
         timeout = 0.005 if polling else (0.25 if kill_at or draining else None)
+        due = sampler.seconds_to_next()
+        timeout = due if timeout is None else (timeout if due is None else min(timeout, due))
         for key, _ in sel.select(timeout):
             kind, data = key.data
             if kind == "exit":
@@ -216,6 +224,7 @@ def serve_forever() -> int:
             if now >= when and task_ref in children:
                 end_leftovers(task_ref, children[task_ref]["pid"])
                 kill_at.pop(task_ref)
+        sampler.tick()
         reap()
 
 

@@ -104,6 +104,7 @@ class RunContext:
     flow_file: str  # relative to project_root
     class_name: str
     warn: Callable[[str], None] = lambda message: None
+    waiting: Callable[[str, str, str, str], None] = lambda pathspec, step, backend, reason: None  # why not running
 
 
 class TaskHandle(ABC):

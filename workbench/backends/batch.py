@@ -41,6 +41,7 @@ from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .remote import JobArray, RemoteBackend, RemoteHandle, RemoteJob
+from .waiting import BATCH_WAITING, batch_reason, say_waiting
 
 LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
@@ -457,6 +458,8 @@ class BatchBackend(RemoteBackend):
         changed = status != job.status
         job.status = status
         now = time.time()
+        say_waiting(self._ctx, job, "batch", batch_reason(status, d, job.spec.settings, job.queue)
+                    if status in BATCH_WAITING else "")
         if status == "RUNNABLE":
             job.runnable_since = job.runnable_since or now
             limit = int(self.config.model.batch.runnable_warning)  # seconds (validated by parse_duration)

@@ -96,6 +96,9 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
         env["USER"] = os.environ["USER"]
     if not user.startswith("0:"):
         env["HOME"] = "/tmp"
+    if getattr(s, "profile", False):  # --profile: this machine's pyinstrument, read-only (workbench.profiling)
+        from ..profiling import container_profiler_mount
+        env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
     env.update(extra_env or {})
     # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
     env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
@@ -246,8 +249,11 @@ class _ContainerHandle(TaskHandle):
                 return
             if self.requested:  # cancelled while starting
                 backend._kill(cid)
+            from ..sampling import DockerStatsSampler
+            sampler = DockerStatsSampler(backend.stream_api, cid)  # the usage timeline (workbench.sampling)
             self._pump(stream)
             backend.api.wait(cid)
+            self.usage = {**self.usage, **sampler.finish()}
             self._ingest()  # the container is gone: nothing can change the outbox while it is read
             state = backend.api.inspect_container(cid).get("State", {})
             result = classify_exit(state, self.requested, spec.settings.memory, self.usage, timeout=self.timeout)

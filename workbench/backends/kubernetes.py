@@ -48,6 +48,7 @@ from .k8s_manifest import (
 from .k8s_nodes import NodeCapacity
 from .k8s_status import EPOCH, container_started, exit_of, is_true, stuck_reason, terminated, unschedulable_reason
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
+from .waiting import pod_pending_reason, say_waiting
 
 PENDING_TIMEOUT = 300.0  # seconds a pod may stay unschedulable / unable to start before the task fails
 POLL = 1.0  # seconds between status rounds while pods change (WORKBENCH_K8S_POLL)
@@ -329,6 +330,8 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             return
         task.seen_job = True
         pod = task.pod
+        if pod is not None:
+            say_waiting(self._ctx, task, "kubernetes", pod_pending_reason(pod, self._stuck_reason(task, pod)) or "")
         if pod is not None and task.log is None and container_started(pod):
             self._start_logs(task)
         conditions = job.status.conditions if job.status else None

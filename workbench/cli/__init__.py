@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", help=f"with --step: {flag} for that step")
     p.add_argument("--detach", action="store_true", help="run in the background (closing the terminal does not "
                    "stop it); print the run id; follow it with `workbench attach RUN`")
+    p.add_argument("--profile", action="store_true",
+                   help="with --step: run the step under pyinstrument; print its hot path, keep the HTML report")
 
     p = sub.add_parser("resume", help="re-run a failed run, reusing every task that succeeded")
     _add_flow_arg(p)

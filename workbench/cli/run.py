@@ -81,12 +81,18 @@ def cmd_run(args, extra: list[str]) -> int:
                              f"run the flow once first")
         if args.backend:
             overrides["backend"] = args.backend
+        if getattr(args, "profile", False):
+            overrides["profile"] = True
         runtime = Runtime(graph, config, max_workers=args.max_workers, step_overrides={args.step: overrides},
                           origin_run_id=origin, rerun_steps={args.step}, only_step=args.step,
                           only_task_index=args.task, datastore=ds)
-        return _execute(runtime, args.json, args.junit_xml)
-    if overrides or args.task is not None or args.from_run:
-        raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run go with --step")
+        code = _execute(runtime, args.json, args.junit_xml)
+        if overrides.get("profile") and not args.json:
+            from ..profiling import print_step_profiles
+            print_step_profiles(ds, runtime.run_id, args.step)
+        return code
+    if overrides or args.task is not None or args.from_run or getattr(args, "profile", False):
+        raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run/--profile go with --step")
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
     runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
                       run_id=getattr(args, "run_id", None))

@@ -148,11 +148,16 @@ class WorkbenchActions:
                     step = self.live_progress.steps[changed]
                     self.live_statuses[changed] = step.status  # in place: self.statuses may be this dict
                     self.live_counts[changed] = step.total
+                if isinstance(event, ev.TaskFinished):  # a finished task no longer waits (Tasks tab)
+                    self.pane("#tasks").set_waiting(event.pathspec, "")
                 redraw = True
             elif isinstance(event, ev.RunWarning):
                 self.notify(event.message, severity="warning")
+            elif isinstance(event, ev.TaskWaiting):  # why a queued remote task is not running (Tasks tab)
+                self.pane("#tasks").set_waiting(event.pathspec, event.reason, event.backend)
             elif isinstance(event, ev.RunFinished):
                 finished = event
+                self.pane("#tasks").set_waiting(None, "")
         if lines:
             self.pane("#logs").add(lines)
         if redraw and self.current == self.live_path:
@@ -240,6 +245,18 @@ class WorkbenchActions:
             self.notify("run the flow once first: a step re-run takes its inputs from a past run", severity="warning")
             return
         self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step)
+
+    def action_profile_step(self) -> None:
+        """Re-run the selected step on its past inputs under the profiler (as `run --step S --profile`); when
+        it ends, the Tasks tab shows its hot path and where the HTML report is."""
+        origin, step = self._origin(), self.selected_step
+        if origin is None or step is None:
+            self.notify("run the flow once first: a profile re-runs a step on its past inputs", severity="warning")
+            return
+        self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step,
+                           step_overrides={step: {"profile": True}})
+        if self.runtime is not None:
+            self.notify(f"profiling {step}: its hot path shows in Tasks (6) when it ends")
 
     def on_runs_pane_run_chosen(self, event: RunsPane.RunChosen) -> None:
         store = self.run_store()

@@ -54,6 +54,7 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume", "Resume"),
         Binding("o", "run_step", "Step"),
+        Binding("P", "profile_step", "Profile", show=False),
         Binding("j", "next_step", "Move", key_display="j/k"),
         Binding("k", "prev_step", "Prev", show=False),
         Binding("p", "promote", "Promote"),

@@ -150,7 +150,8 @@ def plan_rerun(doc: TaskRecord, run_id: str) -> Optional[RerunPlan]:
     cpu = float(settings.get("cpu") or 1)
     memory = int(settings.get("memory") or 0) or 4096
     timeout = settings.get("timeout") or None
-    peak = float(usage.get("peak_memory_mib") or 0.0)
+    from ..sampling import timeline_peak_mib  # the timeline's peak: the whole process group, over time
+    peak = max(float(usage.get("peak_memory_mib") or 0.0), timeline_peak_mib(usage))
     wall = _seconds(doc) or 0.0
     suggested_memory, suggested_cpu = suggest_request(peak, float(usage.get("cpu_seconds") or 0.0), wall)
     new_cpu, new_memory, new_timeout = max(cpu, float(suggested_cpu)), max(memory, suggested_memory), timeout

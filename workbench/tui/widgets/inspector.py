@@ -62,7 +62,8 @@ def usage_text(usage: Optional[dict]) -> str:
         parts.append(f"peak memory {mem:g} MiB")
     if cpu is not None:
         parts.append(f"cpu {cpu:g} s")
-    return "measured (last run): " + (", ".join(parts) or "n/a")
+    from ...sampling import describe_timeline  # a sparkline of memory and CPU over time, where sampled
+    return "\n".join(["measured (last run): " + (", ".join(parts) or "n/a"), *describe_timeline(usage, width=30)])
 
 
 def current_price(settings) -> str:

@@ -29,6 +29,9 @@ class TasksPane(Vertical):
     TasksPane #tasks-title, TasksPane #tasks-counts { height: auto; }
     TasksPane #tasks-fix { height: auto; color: $warning; }
     TasksPane #tasks-hist { height: auto; color: $text-muted; }
+    TasksPane #tasks-waiting { height: auto; max-height: 6; color: $warning; }
+    TasksPane #tasks-usage { height: auto; color: $text-muted; }
+    TasksPane #tasks-profile { height: auto; max-height: 14; color: $text-accent; }
     TasksPane DataTable { height: 1fr; min-height: 4; }
     TasksPane Horizontal { height: auto; }
     TasksPane #tasks-filter { width: 1fr; }
@@ -39,6 +42,9 @@ class TasksPane(Vertical):
         super().__init__(**kwargs)
         self.summary: Optional[StepSummary] = None
         self.plan: Optional[RerunPlan] = None
+        self.waiting: dict[str, str] = {}  # pathspec -> why the queued remote task is not running yet
+        self.usage_lines: list[str] = []  # the usage timeline of the step's hungriest task (workbench.sampling)
+        self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
         self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
         self.loads = 0  # finished loads, for tests
 
@@ -50,6 +56,10 @@ class TasksPane(Vertical):
         yield Static("", id="tasks-counts")
         yield Static("", id="tasks-fix")
         yield Static("", id="tasks-hist")
+        for name in ("tasks-waiting", "tasks-usage", "tasks-profile"):  # shown when there is something to say
+            hidden = Static("", id=name)
+            hidden.display = False
+            yield hidden
         table = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "status", "time", "try", "why")
         yield table
@@ -78,12 +88,22 @@ class TasksPane(Vertical):
         summary = summarize(step, run_id, docs, running)
         plan = next((p for p in (plan_rerun(d, run_id) for d in docs) if p is not None), None)
         lines = merged_log(store, run_id, step, [d.task_id for d in docs])
-        self.app.call_from_thread(self._draw, summary, plan, lines)
+        profile = profile_lines(store, run, run_id, step)
+        self.usage_lines = usage_lines(docs)
+        self.app.call_from_thread(self._draw, summary, plan, lines, profile)
 
     # ------------------------------------------------------------------ drawing
-    def _draw(self, summary: Optional[StepSummary], plan: Optional[RerunPlan], lines: list) -> None:
+    def _draw(self, summary: Optional[StepSummary], plan: Optional[RerunPlan], lines: list,
+              profile: Optional[list[str]] = None) -> None:
         if not self.is_mounted:
             return
+        self.profile_lines = profile or []
+        usage = self.query_one("#tasks-usage", Static)
+        usage.update(escape("\n".join(self.usage_lines if summary is not None else [])))
+        usage.display = bool(self.usage_lines) and summary is not None
+        shown = self.query_one("#tasks-profile", Static)
+        shown.update(escape("\n".join(self.profile_lines)))
+        shown.display = bool(self.profile_lines)
         self.summary, self.plan, self.log_lines = summary, plan, lines
         table = self.query_one("#tasks-table", DataTable)
         table.clear()
@@ -115,6 +135,24 @@ class TasksPane(Vertical):
         self._refill()
         self.loads += 1
 
+    def set_waiting(self, pathspec: Optional[str], reason: str, backend: str = "") -> None:
+        """A live TaskWaiting: why a queued remote task is not running ("" once it runs or ends; a
+        pathspec of None clears them all, at the end of a run)."""
+        if pathspec is None:
+            self.waiting.clear()
+        elif reason:
+            self.waiting[pathspec] = f"{backend}: {reason}" if backend else reason
+        elif self.waiting.pop(pathspec, None) is None:
+            return
+        if not self.is_mounted:
+            return
+        shown = self.query_one("#tasks-waiting", Static)
+        lines = [f"⏳ {p.split('/', 1)[-1]} waits: {why}" for p, why in list(self.waiting.items())[:5]]
+        if len(self.waiting) > 5:
+            lines.append(f"… and {len(self.waiting) - 5} more waiting")
+        shown.update(escape("\n".join(lines)))
+        shown.display = bool(lines)
+
     def _refill(self) -> None:
         needle = self.query_one("#tasks-filter", Input).value.strip().lower()
         log = self.query_one("#tasks-log", Log)
@@ -142,6 +180,32 @@ def _clock(ts: str) -> str:
         return dt.datetime.fromisoformat(ts).strftime("%H:%M:%S.%f")[:-3]
     except ValueError:
         return ts
+
+
+def usage_lines(docs) -> list[str]:
+    """The memory and CPU sparklines of the task with the highest sampled memory (a foreach's worst case),
+    or why none could be read on the step's backend."""
+    from ...sampling import describe_timeline, timeline_peak_mib
+    if not docs:
+        return []
+    doc = max(docs[:2000], key=lambda d: timeline_peak_mib(d.usage))
+    lines = describe_timeline(doc.usage, str(doc.settings.get("backend") or ""), width=40)
+    if not lines or not timeline_peak_mib(doc.usage):
+        return lines
+    return [f"usage of {doc.step}/{doc.task_id} over time:", *lines]
+
+
+def profile_lines(store, run, run_id: str, step: str) -> list[str]:
+    """The hot path of each profiled task: only a single-step run of this step can hold one, so other
+    runs cost nothing here (a 10,000-task step is never read twice)."""
+    if run is None or run.only_step != step:
+        return []
+    from ...profiling import describe_profile, step_profiles
+    out: list[str] = []
+    for task_id, entry in step_profiles(store.ds, run_id, step)[:4]:
+        out.append(f"profile of {step}/{task_id} ({entry.get('profiler', 'pyinstrument')}):")
+        out.extend("  " + line for line in describe_profile(store.ds, entry))
+    return out
 
 
 def merged_log(store, run_id: str, step: str, task_ids: list[str]) -> list[tuple[str, str, str]]:
