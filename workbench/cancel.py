@@ -41,7 +41,7 @@ def cancel_run(ds: FlowDatastore, config, run_id: str, *, say: Callable[[str], N
         raise UsageError(f"no run {run_id} of flow {ds.flow} in {ds.url}")
     result = CancelResult(run_id, str(record.status))
     if record.status is RunStatus.RUNNING and runtime_gone(record) is None:
-        if record.runtime_host == this_host() and pid_alive(record.runtime_pid):
+        if record.runtime_pid is not None and record.runtime_host == this_host() and pid_alive(record.runtime_pid):
             say(f"run {run_id}: asking its runtime (pid {record.runtime_pid}) to cancel")
             os.kill(record.runtime_pid, signal.SIGTERM)
             result.signalled = record.runtime_pid

@@ -56,14 +56,15 @@ def launch(argv: list[str], flow_arg: str) -> int:
     if not graph.ok:
         raise graph.errors[0]
     run_id = new_run_id()
-    log = _log_path(config, graph.name, run_id)
+    flow = graph.name or ""  # a graph that is ok always has its class name
+    log = _log_path(config, flow, run_id)
     args = [a for a in argv if a != "--detach"]
     env = dict(os.environ, **{RUN_ID_VAR: run_id, LOG_VAR: str(log)})
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                 cwd=os.getcwd())
-    ds = FlowDatastore(config.datastore_url, graph.name)
+    ds = FlowDatastore(config.datastore_url, flow)
     deadline = time.time() + START_WAIT
     while time.time() < deadline:
         if ds.read_run(run_id) is not None:

@@ -244,10 +244,10 @@ class FlowSpec:
     def __init__(self, use_cli: bool = True):
         if use_cli:
             # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.cli.flow)
-            from .cli.flow import main
+            from .flow_entry import run_flow_command_line
             module = sys.modules[type(self).__module__]
             path = getattr(module, "__file__", None) or sys.argv[0]
-            sys.exit(main(path, type(self), sys.argv[1:]))
+            sys.exit(run_flow_command_line(path, type(self), sys.argv[1:]))
 
     @property
     def name(self) -> str:

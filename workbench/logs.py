@@ -51,7 +51,7 @@ class LogTail:
             except KeyError:
                 return None
         try:
-            resp = client.get_object(Bucket=storage.bucket, Key=storage._key(self.key),
+            resp = client.get_object(Bucket=storage.bucket, Key=storage._key(self.key),  # type: ignore[attr-defined]
                                      Range=f"bytes={self.offset}-{self.offset + CHUNK - 1}")
             return resp["Body"].read()
         except Exception as exc:  # noqa: BLE001

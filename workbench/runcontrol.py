@@ -57,7 +57,8 @@ def _silence_stdout() -> None:
         pass
 
 
-def drive(runtime, sink: Callable[[Any], None], *, say: Callable[[str], None] = None) -> tuple[Optional[Any], int]:
+def drive(runtime: Any, sink: Callable[[Any], None], *,
+          say: Optional[Callable[[str], None]] = None) -> tuple[Optional[Any], int]:
     """Run ``runtime`` on a thread, handling stop signals in this one. Returns (RunResult or None, exit code
     override or 0). Re-raises what the runtime raised."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))

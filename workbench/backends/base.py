@@ -37,10 +37,13 @@ LogCallback = Callable[[str, str, float], None]  # stream ("stdout"|"stderr"), t
 @dataclass
 class TaskExit:
     """How a task ended, in words. ``status``: succeeded, failed, timeout, oom, cancelled or error."""
-    status: TaskStatus
+    status: TaskStatus | str  # a word is turned into its TaskStatus (unknown words: ValueError)
     exit_code: Optional[int] = None
     reason: str = ""
     usage: dict[str, Any] = field(default_factory=dict)  # peak_memory_mib, cpu_seconds, ...
+
+    def __post_init__(self) -> None:
+        self.status = TaskStatus(self.status)
 
 
 @dataclass

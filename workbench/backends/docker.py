@@ -250,7 +250,7 @@ class _ContainerHandle(TaskHandle):
             if self.requested:  # cancelled while starting
                 backend._kill(cid)
             from ..sampling import DockerStatsSampler
-            sampler = DockerStatsSampler(backend.stream_api, cid)  # the usage timeline (workbench.sampling)
+            sampler = DockerStatsSampler(backend.stream_api, str(cid))  # the usage timeline (workbench.sampling)
             self._pump(stream)
             backend.api.wait(cid)
             self.usage = {**self.usage, **sampler.finish()}

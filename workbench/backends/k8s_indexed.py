@@ -102,9 +102,10 @@ class IndexedJobs:
 
     def _doomed_indexes(self) -> dict[tuple[str, str], set[int]]:
         """(namespace, Indexed Job) -> indexes cancelled before their pod existed: deleted when they show up."""
-        doomed = getattr(self, "_doomed", None)
+        doomed: Optional[dict[tuple[str, str], set[int]]] = getattr(self, "_doomed", None)
         if doomed is None:
-            doomed = self._doomed = {}
+            doomed = {}
+            self._doomed = doomed
         return doomed
 
     def _doomed_namespaces(self) -> set[str]:
@@ -144,7 +145,7 @@ class IndexedJobs:
             return
         if job is None:
             if task.seen_job or now - task.submitted > 30:
-                self.conclude(task, TaskExit("failed", None, f"the Job {task.array.name} disappeared (deleted "
+                self.conclude(task, TaskExit("failed", None, f"the Job {task.array.name} disappeared (deleted "  # type: ignore[attr-defined]
                                                               f"outside workbench?)", self._usage(task)))  # type: ignore[attr-defined]
             return
         task.seen_job = True
@@ -153,7 +154,7 @@ class IndexedJobs:
         if pod is not None and _pod_ended(pod):
             if task.log is None:
                 self._start_logs(task)  # type: ignore[attr-defined]
-            self.conclude(task, self._index_exit(task, pod))
+            self.conclude(task, self._index_exit(task, pod))  # type: ignore[attr-defined]
             return
         if pod is not None and pod.status is not None and pod.status.phase == "Pending":
             self.check_stuck(task, pod, now, lambda: self._delete_pod(pod.metadata.name, task.namespace))  # type: ignore[attr-defined]
@@ -162,10 +163,10 @@ class IndexedJobs:
         conditions = status.conditions if status is not None else None
         ended = is_true(conditions, "Failed") or is_true(conditions, "FailureTarget")
         if task.index in failed and pod is None:
-            self.conclude(task, TaskExit("failed", None, f"index {task.index} of Job {task.array.name} failed and "
+            self.conclude(task, TaskExit("failed", None, f"index {task.index} of Job {task.array.name} failed and "  # type: ignore[attr-defined]
                                                          f"its pod is gone", self._usage(task)))  # type: ignore[attr-defined]
         elif ended is not None and ended.reason not in ("FailedIndexes", "MaxFailedIndexesExceeded"):
-            self.conclude(task, exit_of(ended, pod, task.spec.settings, task.options.gpu_vendor,
+            self.conclude(task, exit_of(ended, pod, task.spec.settings, task.options.gpu_vendor,  # type: ignore[attr-defined]
                                         self._usage(task), 0))  # type: ignore[attr-defined]
 
     def _index_exit(self, task, pod) -> TaskExit:

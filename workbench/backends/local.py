@@ -198,6 +198,7 @@ class LocalBackend(Backend):
             backend = self._by_environment.get(environment.key)
             if backend is None:
                 backend = self._by_environment[environment.key] = LocalBackend(self.config, str(environment.python))
+                assert self._ctx is not None, "start_run comes before the first task"
                 backend.start_run(self._ctx)
         return backend
 

@@ -124,7 +124,9 @@ def _take(path: Path, key: str, record: str, ds: FlowDatastore) -> Optional[str]
     if len(parts) == 4 and parts[0] == ds.flow and parts[1] == "data" and parts[3][:2] == parts[2]:
         return _take_blob(path, parts[3], ds)
     if key == record.replace("/attempt-", "/profile-").replace(".json", ".html"):  # --profile's report
-        return None if st.st_size > MAX_RECORD_BYTES else ds.storage.put(key, [path.read_bytes()])
+        if st.st_size <= MAX_RECORD_BYTES:
+            ds.storage.put(key, [path.read_bytes()])
+        return None
     if key == record:
         if st.st_size > MAX_RECORD_BYTES:
             return f"record of {st.st_size:,} bytes is too large"

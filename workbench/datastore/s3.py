@@ -48,7 +48,7 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def _file_chunks(f, size: int) -> Iterable[bytes]:
+def _file_chunks(f: Any, size: int) -> Iterable[bytes]:
     """The first ``size`` bytes of ``f`` in chunks (a log spool that may grow meanwhile)."""
     left = size
     while left > 0:
