@@ -35,14 +35,20 @@ FLOWS = {
             def end(self):
                 pass
     """,
-    "chain10": "class Chain10(FlowSpec):\n" + "".join(
+    "chain10": "class Chain10(FlowSpec):\n"
+    + "".join(
         f"    @step\n    def {name}(self):\n        self.x = {i}\n        self.next(self.{nxt})\n\n"
-        for i, (name, nxt) in enumerate(zip(["start"] + [f"s{i}" for i in range(1, 9)],
-                                            [f"s{i}" for i in range(1, 9)] + ["end"], strict=True)))
+        for i, (name, nxt) in enumerate(
+            zip(["start"] + [f"s{i}" for i in range(1, 9)], [f"s{i}" for i in range(1, 9)] + ["end"], strict=True)
+        )
+    )
     + "    @step\n    def end(self):\n        pass\n",
     "branch8": "class Branch8(FlowSpec):\n    @step\n    def start(self):\n        self.next("
-    + ", ".join(f"self.b{i}" for i in range(8)) + ")\n\n"
-    + "".join(f"    @step\n    def b{i}(self):\n        self.v = {i}\n        self.next(self.join)\n\n" for i in range(8))
+    + ", ".join(f"self.b{i}" for i in range(8))
+    + ")\n\n"
+    + "".join(
+        f"    @step\n    def b{i}(self):\n        self.v = {i}\n        self.next(self.join)\n\n" for i in range(8)
+    )
     + "    @step\n    def join(self, inputs):\n        self.total = sum(i.v for i in inputs)\n        self.next(self.end)\n\n"
     + "    @step\n    def end(self):\n        pass\n",
     "foreach100": """
@@ -109,15 +115,22 @@ def command(tool: str, path: Path, workers: int) -> list[str]:
 
 
 def timed_run(tool: str, root: Path, path: Path, workers: int, sample_rss: bool = False) -> tuple[float, list]:
-    env = dict(os.environ, USER=os.environ.get("USER", "bench"), USERNAME="bench",
-               METAFLOW_DEFAULT_DATASTORE="local", METAFLOW_DEFAULT_METADATA="local",
-               METAFLOW_DATASTORE_SYSROOT_LOCAL=str(root))
+    env = dict(
+        os.environ,
+        USER=os.environ.get("USER", "bench"),
+        USERNAME="bench",
+        METAFLOW_DEFAULT_DATASTORE="local",
+        METAFLOW_DEFAULT_METADATA="local",
+        METAFLOW_DATASTORE_SYSROOT_LOCAL=str(root),
+    )
     samples: list[float] = []
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command(tool, path, workers), cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command(tool, path, workers), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     if sample_rss:
         import psutil
+
         p = psutil.Process(proc.pid)
 
         def sample():
@@ -129,6 +142,7 @@ def timed_run(tool: str, root: Path, path: Path, workers: int, sample_rss: bool 
                 except psutil.Error:
                     break
                 time.sleep(0.05)
+
         t = threading.Thread(target=sample, daemon=True)
         t.start()
     _, err = proc.communicate()
@@ -143,6 +157,7 @@ def throughput() -> tuple[float, float]:
     import numpy as np
 
     from workbench.datastore import FlowDatastore
+
     arr = np.random.default_rng(0).random(256 * 1024 * 1024 // 8)
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as d:
         best_np = best_wb = float("inf")
@@ -178,8 +193,13 @@ def main() -> int:
                 reps = 1 if name == "foreach1000" else args.repeat
                 times = []
                 for _ in range(reps):
-                    took, samples = timed_run(tool, root, paths[name], args.workers,
-                                              sample_rss=(tool == "workbench" and name == "foreach1000"))
+                    took, samples = timed_run(
+                        tool,
+                        root,
+                        paths[name],
+                        args.workers,
+                        sample_rss=(tool == "workbench" and name == "foreach1000"),
+                    )
                     times.append(took)
                     if samples:
                         rss = samples
@@ -192,21 +212,29 @@ def main() -> int:
         print(f"{name:<12} {wb:9.2f}s {mf:9.2f}s {mf / wb:7.1f}x")
     print()
     per_task = {t: (results["foreach100"][t] - results["start_end"][t]) / 100 for t in ("workbench", "metaflow")}
-    print(f"per-task overhead (foreach100 - start_end)/100: workbench {per_task['workbench'] * 1000:.1f} ms, "
-          f"metaflow {per_task['metaflow'] * 1000:.1f} ms -> workbench is {per_task['workbench'] / per_task['metaflow']:.3f} "
-          f"of metaflow (target <= 0.1)")
+    print(
+        f"per-task overhead (foreach100 - start_end)/100: workbench {per_task['workbench'] * 1000:.1f} ms, "
+        f"metaflow {per_task['metaflow'] * 1000:.1f} ms -> workbench is {per_task['workbench'] / per_task['metaflow']:.3f} "
+        f"of metaflow (target <= 0.1)"
+    )
     se = results["start_end"]
-    print(f"start->end: workbench {se['workbench']:.2f}s, metaflow {se['metaflow']:.2f}s -> "
-          f"{se['workbench'] / se['metaflow']:.2f} of metaflow (target < 0.5)")
+    print(
+        f"start->end: workbench {se['workbench']:.2f}s, metaflow {se['metaflow']:.2f}s -> "
+        f"{se['workbench'] / se['metaflow']:.2f} of metaflow (target < 0.5)"
+    )
     arr = results["array256"]
     print(f"256 MiB artifact flow: {arr['metaflow'] / arr['workbench']:.1f}x faster than metaflow (target >= 5x)")
     wb_io, np_io = throughput()
-    print(f"256 MiB write+read: workbench datastore {wb_io:.3f}s, numpy.save+load {np_io:.3f}s -> workbench "
-          f"throughput is {np_io / wb_io:.2f} of numpy's (target >= 0.5)")
+    print(
+        f"256 MiB write+read: workbench datastore {wb_io:.3f}s, numpy.save+load {np_io:.3f}s -> workbench "
+        f"throughput is {np_io / wb_io:.2f} of numpy's (target >= 0.5)"
+    )
     if rss:
         tenth = rss[: max(1, len(rss) // 10)]
-        print(f"runtime RSS through the 1,000-task foreach: first tenth max {max(tenth):.1f} MiB, overall max "
-              f"{max(rss):.1f} MiB, last {rss[-1]:.1f} MiB ({len(rss)} samples)")
+        print(
+            f"runtime RSS through the 1,000-task foreach: first tenth max {max(tenth):.1f} MiB, overall max "
+            f"{max(rss):.1f} MiB, last {rss[-1]:.1f} MiB ({len(rss)} samples)"
+        )
     return 0
 
 

@@ -72,10 +72,7 @@ def main(argv=None) -> int:
     )
     print(f"{'method':<24} {'median ms':>10} {'mean ms':>10} {'min ms':>10} {'max ms':>10}")
     for name, s in results.items():
-        print(
-            f"{name:<24} {statistics.median(s):>10.1f} {statistics.fmean(s):>10.1f} "
-            f"{min(s):>10.1f} {max(s):>10.1f}"
-        )
+        print(f"{name:<24} {statistics.median(s):>10.1f} {statistics.fmean(s):>10.1f} {min(s):>10.1f} {max(s):>10.1f}")
     client.close()
     return 0
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_IMAGE = os.environ.get("WORKBENCH_BASE_IMAGE") or "workbench-base:bookworm"
 
-FLOWS = '''
+FLOWS = """
 from workbench import FlowSpec, step
 
 
@@ -64,7 +64,7 @@ class PairFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 def run_flow(root: Path, cls: str, backend: str) -> float:
@@ -134,8 +134,11 @@ def main(argv=None) -> int:
         return 2
 
     def cli_run():
-        subprocess.run(["docker", "run", "--rm", "--network=host", args.image, "python3", "-c", "pass"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["docker", "run", "--rm", "--network=host", args.image, "python3", "-c", "pass"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def sdk_run():
         client.containers.run(args.image, ["python3", "-c", "pass"], remove=True, network_mode="host")
@@ -145,7 +148,8 @@ def main(argv=None) -> int:
         (root / "flows").mkdir()
         (root / "flows" / "bench.py").write_text(FLOWS.replace("range(N)", f"range({args.n})"))
         (root / "workbench.toml").write_text(
-            f'[project]\nname = "bench"\n\n[docker]\nimage = "{args.image}"\nnetwork = "host"\n')
+            f'[project]\nname = "bench"\n\n[docker]\nimage = "{args.image}"\nnetwork = "host"\n'
+        )
         cwd = os.getcwd()
         os.chdir(root)
         try:
@@ -159,18 +163,22 @@ def main(argv=None) -> int:
 
     med = {k: statistics.median(v) for k, v in m.items()}
     info = client.info()
-    print(f"engine {info.get('ServerVersion')}, cgroup v{info.get('CgroupVersion')}, {info.get('Driver')}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; image {args.image}; foreach of {args.n}, "
-          f"max_workers=1; {args.repeat} interleaved rounds, medians")
+    print(
+        f"engine {info.get('ServerVersion')}, cgroup v{info.get('CgroupVersion')}, {info.get('Driver')}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; image {args.image}; foreach of {args.n}, "
+        f"max_workers=1; {args.repeat} interleaved rounds, medians"
+    )
     print(f"{'':<46} {'ms/task':>8}   per round")
     print(f"{'docker backend (foreach - start->end) per task':<46} {med['docker']:>8.0f}   {fmt(m['docker'])}")
     print(f"{'bare docker run --rm ... python3 -c pass (CLI)':<46} {med['cli']:>8.0f}   {fmt(m['cli'])}")
     print(f"{'bare containers.run(remove=True) (SDK)':<46} {med['sdk']:>8.0f}   {fmt(m['sdk'])}")
     print(f"{'local backend, same flows (for scale)':<46} {local:>8.0f}")
     ratio = med["ratio"]
-    print(f"ratio docker backend / bare CLI = {ratio:.2f}x (per round: "
-          f"{', '.join(f'{r:.2f}' for r in m['ratio'])}; target <= 1.3x); "
-          f"vs bare SDK = {med['docker'] / med['sdk']:.2f}x")
+    print(
+        f"ratio docker backend / bare CLI = {ratio:.2f}x (per round: "
+        f"{', '.join(f'{r:.2f}' for r in m['ratio'])}; target <= 1.3x); "
+        f"vs bare SDK = {med['docker'] / med['sdk']:.2f}x"
+    )
     client.close()
     return 0 if ratio <= 1.3 else 1
 

@@ -49,6 +49,7 @@ def cold_workbench(tmp: Path) -> tuple[float, float, object]:
     os.environ["UV_CACHE_DIR"] = str(tmp / "uv-cache")
     from workbench.environment import EnvironmentSpec
     from workbench.environment_uv import ensure_installed, ensure_wheelhouse, environment_for
+
     env = environment_for(EnvironmentSpec(PACKAGES))
     install = _timed(lambda: ensure_installed(env, what="benchmark"))
     wheels = _timed(lambda: ensure_wheelhouse(env, what="benchmark"))
@@ -61,17 +62,35 @@ def cold_pip(tmp: Path) -> float:
     def run() -> None:
         # ensurepip reads pip.conf too and warns about file:// indexes: keep its noise out of the figures
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, stderr=subprocess.DEVNULL)
-        proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "--quiet",
-                               *PACKAGES], capture_output=True, text=True)
+        proc = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-cache-dir", "--quiet", *PACKAGES],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             sys.exit(f"pip install failed: {proc.stderr.strip().splitlines()[-1:]}")
+
     return _timed(run)
 
 
 def pip_versions(tmp: Path) -> str:
     """What pip installed, to check both sides resolved the same set."""
-    out = subprocess.run([str(tmp / "pip-venv" / "bin" / "python"), "-m", "pip", "list", "--format", "freeze",
-                          "--exclude", "pip", "--exclude", "setuptools"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            str(tmp / "pip-venv" / "bin" / "python"),
+            "-m",
+            "pip",
+            "list",
+            "--format",
+            "freeze",
+            "--exclude",
+            "pip",
+            "--exclude",
+            "setuptools",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     return ", ".join(ln.replace("==", " ") for ln in sorted(out.split(), key=str.lower))
 
 
@@ -80,6 +99,7 @@ def warm_overhead(env, repeat: int = 20) -> tuple[float, float, float]:
     from workbench.environment import EnvironmentSpec
     from workbench.environment_plan import StepEnvironment, prepare_environments
     from workbench.environment_uv import environment_for
+
     checks = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -94,6 +114,7 @@ def warm_overhead(env, repeat: int = 20) -> tuple[float, float, float]:
             subprocess.run([python, "-c", "pass"], check=True)
             runs.append((time.perf_counter() - started) * 1000)
         return statistics.median(runs)
+
     return statistics.median(checks), start(str(env.python)), start(sys.executable)
 
 
@@ -103,11 +124,13 @@ def docker_cached(tmp: Path, image: str) -> dict[str, float]:
 
     from workbench.cli import main
     from workbench.image import _build_context, template_path  # noqa: F401 - the same context as the CLI
+
     client = docker.from_env()
     project = tmp / "project"
     project.mkdir()
-    (project / "workbench.toml").write_text(f'[project]\nname = "envbench"\n\n[docker]\nimage = "{image}"\n'
-                                            f'network = "none"\n')
+    (project / "workbench.toml").write_text(
+        f'[project]\nname = "envbench"\n\n[docker]\nimage = "{image}"\nnetwork = "none"\n'
+    )
     (project / "requirements.txt").write_text("".join(p + "\n" for p in PACKAGES))
     cwd = os.getcwd()
     os.chdir(project)
@@ -116,6 +139,7 @@ def docker_cached(tmp: Path, image: str) -> dict[str, float]:
     try:
         import contextlib
         import io
+
         quiet = io.StringIO()
         with contextlib.redirect_stdout(quiet):
             out["first build"] = _timed(lambda: main(["image", "build", "--tag", tags[0]]))
@@ -125,6 +149,7 @@ def docker_cached(tmp: Path, image: str) -> dict[str, float]:
         from workbench.environment import merge, project_package_set
         from workbench.environment_uv import environment_for
         from workbench.image import image_target
+
         base_id = client.images.get(image).id
         env = environment_for(merge(project_package_set(project)), image_target(client, image, base_id))
         digest = client.images.get(tags[0]).labels["workbench.inputs"]
@@ -132,11 +157,18 @@ def docker_cached(tmp: Path, image: str) -> dict[str, float]:
         def forced() -> None:
             with tempfile.TemporaryDirectory() as ctx:
                 _build_context(Path(ctx), env)
-                for chunk in client.api.build(path=ctx, tag=tags[2], rm=True, pull=False, decode=True,
-                                              network_mode="none",
-                                              buildargs={"BASE_IMAGE": image, "WORKBENCH_INPUTS": digest}):
+                for chunk in client.api.build(
+                    path=ctx,
+                    tag=tags[2],
+                    rm=True,
+                    pull=False,
+                    decode=True,
+                    network_mode="none",
+                    buildargs={"BASE_IMAGE": image, "WORKBENCH_INPUTS": digest},
+                ):
                     if "error" in chunk:
                         raise RuntimeError(chunk["error"])
+
         out["forced docker build (layer cache)"] = _timed(forced)
     finally:
         os.chdir(cwd)
@@ -162,14 +194,18 @@ def main() -> int:
         print(f"workbench resolved: {names}")
         print(f"pip installed:      {pip_versions(tmp)}")
         print(f"cold resolve + install, pip into a fresh venv:      {pip_s:7.2f} s")
-        print(f"cold resolve + install, workbench (uv, empty cache): {wb_s:7.2f} s   ratio {pip_s / wb_s:.1f}x "
-              f"(target >= 5x)")
+        print(
+            f"cold resolve + install, workbench (uv, empty cache): {wb_s:7.2f} s   ratio {pip_s / wb_s:.1f}x "
+            f"(target >= 5x)"
+        )
         print(f"wheelhouse for offline installs (fetched once):      {wheels_s:7.2f} s")
         ok &= pip_s / wb_s >= 5
         check_ms, env_py, host_py = warm_overhead(env)
-        print(f"warm declared environment: plan + cache check {check_ms:.2f} ms (target < 20 ms); "
-              f"python start {env_py:.1f} ms in the env vs {host_py:.1f} ms workbench's own "
-              f"({env_py - host_py:+.1f} ms)")
+        print(
+            f"warm declared environment: plan + cache check {check_ms:.2f} ms (target < 20 ms); "
+            f"python start {env_py:.1f} ms in the env vs {host_py:.1f} ms workbench's own "
+            f"({env_py - host_py:+.1f} ms)"
+        )
         ok &= check_ms < 20
         if not args.skip_docker:
             for what, secs in docker_cached(tmp, args.image).items():

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FLOW = '''
+FLOW = """
 from workbench import FlowSpec, Parameter, pypi, step
 
 
@@ -47,7 +47,7 @@ class {name}(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 TARGET_MS = 20.0
 
 
@@ -56,7 +56,8 @@ def _project(root: Path) -> None:
     (root / "workbench.toml").write_text('[project]\nname = "env-overhead"\nbackend = "local"\n')
     (root / "flows" / "plain.py").write_text(FLOW.format(name="PlainFlow", decorator=""))
     (root / "flows" / "declared.py").write_text(
-        FLOW.format(name="DeclaredFlow", decorator='@pypi(packages={"tabulate": "0.9.0"})'))
+        FLOW.format(name="DeclaredFlow", decorator='@pypi(packages={"tabulate": "0.9.0"})')
+    )
 
 
 def _run(root: Path, flow_file: str, name: str, n: int, workers: int) -> float:
@@ -64,10 +65,12 @@ def _run(root: Path, flow_file: str, name: str, n: int, workers: int) -> float:
     from workbench.graph import load_graph
     from workbench.parameters import resolve_parameters
     from workbench.runtime import Runtime
+
     graph = load_graph(root / "flows" / flow_file, name)
     t0 = time.perf_counter()
-    result = Runtime(graph, load_config(root), params=resolve_parameters(graph.parameters, {"n": n}),
-                     max_workers=workers).run()
+    result = Runtime(
+        graph, load_config(root), params=resolve_parameters(graph.parameters, {"n": n}), max_workers=workers
+    ).run()
     took = time.perf_counter() - t0
     if result.status != "succeeded":
         raise SystemExit(f"{name} n={n}: {result.status} {result.message}")
@@ -85,6 +88,7 @@ def main() -> int:
         root = Path(tmp)
         _project(root)
         import os
+
         os.chdir(root)
         _run(root, "declared.py", "DeclaredFlow", 2, args.workers)  # prepare (resolve/install) once: warm after
         _run(root, "plain.py", "PlainFlow", 2, args.workers)
@@ -95,17 +99,24 @@ def main() -> int:
                     times.setdefault((name, n), []).append(_run(root, flow_file, name, n, args.workers))
         med = {k: statistics.median(v) for k, v in times.items()}
         span = args.large - args.small
-        slope = {name: (med[(name, args.large)] - med[(name, args.small)]) / span * 1000
-                 for name in ("PlainFlow", "DeclaredFlow")}
-        intercept = {name: med[(name, args.small)] * 1000 - slope[name] * args.small
-                     for name in ("PlainFlow", "DeclaredFlow")}
+        slope = {
+            name: (med[(name, args.large)] - med[(name, args.small)]) / span * 1000
+            for name in ("PlainFlow", "DeclaredFlow")
+        }
+        intercept = {
+            name: med[(name, args.small)] * 1000 - slope[name] * args.small for name in ("PlainFlow", "DeclaredFlow")
+        }
         for (name, n), value in sorted(med.items()):
             print(f"{name:13s} n={n:4d}: median run {value * 1000:8.1f} ms over {args.repeat} runs")
         per_task = slope["DeclaredFlow"] - slope["PlainFlow"]
-        print(f"per task: project default {slope['PlainFlow']:.1f} ms, declared environment "
-              f"{slope['DeclaredFlow']:.1f} ms -> overhead {per_task:+.1f} ms per task (target < {TARGET_MS:.0f} ms)")
-        print(f"per run: {intercept['DeclaredFlow'] - intercept['PlainFlow']:+.1f} ms (the environment's own warm "
-              f"worker, the cache check)")
+        print(
+            f"per task: project default {slope['PlainFlow']:.1f} ms, declared environment "
+            f"{slope['DeclaredFlow']:.1f} ms -> overhead {per_task:+.1f} ms per task (target < {TARGET_MS:.0f} ms)"
+        )
+        print(
+            f"per run: {intercept['DeclaredFlow'] - intercept['PlainFlow']:+.1f} ms (the environment's own warm "
+            f"worker, the cache check)"
+        )
         return 0 if per_task < TARGET_MS else 1
 
 

@@ -77,8 +77,14 @@ def main() -> int:
         (root / "flows" / "chatty.py").write_text(textwrap.dedent(FLOW.format(mb=args.mb)))
         t0 = time.time()
         with open(os.devnull, "w") as null:
-            run = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "flows/chatty.py"], cwd=root,
-                                   env=env, stdout=null, stderr=subprocess.PIPE, text=True)
+            run = subprocess.Popen(
+                [sys.executable, "-m", "workbench.cli", "run", "flows/chatty.py"],
+                cwd=root,
+                env=env,
+                stdout=null,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             err_lines: list[str] = []
             threading.Thread(target=lambda: err_lines.extend(run.stderr), daemon=True).start()
             run_peaks = peak_rss(run)
@@ -91,13 +97,20 @@ def main() -> int:
         size_mb = log.stat().st_size / 1e6
         t0 = time.time()
         with open(os.devnull, "w") as null:
-            logs = subprocess.Popen([sys.executable, "-m", "workbench.cli", "logs", f"{run_id}/start"], cwd=root,
-                                    env=env, stdout=null, stderr=subprocess.PIPE)
+            logs = subprocess.Popen(
+                [sys.executable, "-m", "workbench.cli", "logs", f"{run_id}/start"],
+                cwd=root,
+                env=env,
+                stdout=null,
+                stderr=subprocess.PIPE,
+            )
             logs_peaks = peak_rss(logs)
         logs_s = time.time() - t0
     print(f"step output: {args.mb} MB; stored log: {size_mb:.0f} MB")
-    print(f"workbench run:  runtime peak RSS {run_peaks['self']:.0f} MiB (worker + task processes "
-          f"{run_peaks['children']:.0f} MiB), {run_s:.1f}s")
+    print(
+        f"workbench run:  runtime peak RSS {run_peaks['self']:.0f} MiB (worker + task processes "
+        f"{run_peaks['children']:.0f} MiB), {run_s:.1f}s"
+    )
     print(f"workbench logs: peak RSS {logs_peaks['self']:.0f} MiB, {logs_s:.1f}s")
     ok = run_peaks["self"] < LIMIT_MB and logs_peaks["self"] < LIMIT_MB
     print("ok" if ok else f"over the {LIMIT_MB} MiB target")

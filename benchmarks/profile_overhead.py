@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FLOW = '''from workbench import FlowSpec, Parameter, step
+FLOW = """from workbench import FlowSpec, Parameter, step
 import time
 
 
@@ -56,18 +56,24 @@ class Crunch(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 def _wb(project: Path, *args: str) -> None:
-    p = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "flows/crunch.py", *args], cwd=project,
-                       capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/crunch.py", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
     if p.returncode != 0:
         raise SystemExit(p.stdout + p.stderr)
 
 
 def _step_seconds(project: Path) -> float:
     from workbench.client import Flow, namespace
+
     namespace(None, datastore=f"file://{project}/.workbench")
     return Flow("Crunch").latest_run["crunch"].task.data.seconds
 
@@ -94,6 +100,7 @@ def in_process(repeat: int) -> None:
     import time
 
     from workbench.profiling import CpuSampler, _WallProfiler
+
     namespace_: dict = {}
     exec(FLOW.split("class Crunch")[0].replace("from workbench import FlowSpec, Parameter, step", ""), namespace_)
     work = {"loops": lambda: namespace_["loops"](6_000_000), "calls": lambda: namespace_["fib"](29)}
@@ -110,9 +117,11 @@ def in_process(repeat: int) -> None:
                     prof.stop()
                 best[kind] = min(best[kind], time.perf_counter() - t)
         base = best["none"]
-        print(f"in-process {name:6s} none {base:.3f}s  cpu-sampler {best['cpu-sampler']:.3f}s "
-              f"({100 * (best['cpu-sampler'] / base - 1):+.1f}%)  pyinstrument Profiler {best['pyinstrument']:.3f}s "
-              f"({100 * (best['pyinstrument'] / base - 1):+.1f}%)  (best of {repeat})")
+        print(
+            f"in-process {name:6s} none {base:.3f}s  cpu-sampler {best['cpu-sampler']:.3f}s "
+            f"({100 * (best['cpu-sampler'] / base - 1):+.1f}%)  pyinstrument Profiler {best['pyinstrument']:.3f}s "
+            f"({100 * (best['pyinstrument'] / base - 1):+.1f}%)  (best of {repeat})"
+        )
 
 
 def main() -> None:
@@ -126,8 +135,10 @@ def main() -> None:
         return
     for workload in ("loops", "calls"):
         plain, prof = measure(workload, args.repeat, args.size)
-        print(f"{workload:6s} plain {plain:.3f}s  profiled {prof:.3f}s  overhead {100 * (prof / plain - 1):+.1f}%"
-              f"  (median of {args.repeat})")
+        print(
+            f"{workload:6s} plain {plain:.3f}s  profiled {prof:.3f}s  overhead {100 * (prof / plain - 1):+.1f}%"
+            f"  (median of {args.repeat})"
+        )
 
 
 if __name__ == "__main__":

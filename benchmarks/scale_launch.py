@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     from workbench import FlowSpec, step
 
@@ -53,7 +53,7 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 CREDS = 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }'
 
@@ -68,8 +68,11 @@ def _project(tmp: Path, toml: str) -> Path:
 
 def _each_span(events) -> float:
     """Seconds from the first ``each`` task handed to the backend to the last one reported (event arrival)."""
-    times = [t for t, e in events if getattr(e, "step", None) == "each"
-             and type(e).__name__ in ("TaskStarted", "TaskFinished")]
+    times = [
+        t
+        for t, e in events
+        if getattr(e, "step", None) == "each" and type(e).__name__ in ("TaskStarted", "TaskFinished")
+    ]
     return max(times) - min(times) if times else float("nan")
 
 
@@ -77,19 +80,27 @@ def launch_batch(n: int, image: str) -> dict:
     from moto.server import ThreadedMotoServer
 
     from tests.support.moto_server import DUMMY_ENV, AwsTestbed, reset
+
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
     os.environ.update(DUMMY_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, WORKBENCH_S3_ENDPOINT_URL=endpoint, WORKBENCH_S3_REGION="us-east-1",
-                      WORKBENCH_BATCH_POLL="0.5", WORKBENCH_BATCH_LOG_SETTLE="0.5")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        WORKBENCH_S3_ENDPOINT_URL=endpoint,
+        WORKBENCH_S3_REGION="us-east-1",
+        WORKBENCH_BATCH_POLL="0.5",
+        WORKBENCH_BATCH_LOG_SETTLE="0.5",
+    )
     try:
         bed = AwsTestbed(endpoint)
         bucket, queue = bed.bucket(), bed.batch_queue("scale-launch")
         with tempfile.TemporaryDirectory(prefix="scale-batch-") as tmp:
-            project = _project(Path(tmp), textwrap.dedent(f'''
+            project = _project(
+                Path(tmp),
+                textwrap.dedent(f'''
                 [datastore]
                 root = "s3://{bucket}/wb"
                 endpoint_url = "{endpoint}"
@@ -105,7 +116,8 @@ def launch_batch(n: int, image: str) -> dict:
                 cpu = 1
                 memory = "256M"
                 {CREDS}
-            '''))
+            '''),
+            )
             return _timed(project, n)
     finally:
         try:
@@ -120,21 +132,32 @@ def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
 
     from tests.k8s_emulator.server import KubeEmulator
     from tests.support.moto_server import DUMMY_ENV, AwsTestbed
+
     os.environ.update(DUMMY_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, WORKBENCH_S3_ENDPOINT_URL=endpoint, WORKBENCH_S3_REGION="us-east-1",
-                      WORKBENCH_K8S_POLL="0.5")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        WORKBENCH_S3_ENDPOINT_URL=endpoint,
+        WORKBENCH_S3_REGION="us-east-1",
+        WORKBENCH_K8S_POLL="0.5",
+    )
     os.environ.pop("KUBECONFIG", None)
-    emu = KubeEmulator(node_capacity={"cpu": "64", "memory": "64Gi", "nvidia.com/gpu": "0"},
-                       docker_client=docker.from_env(), grace_period_cap=2.0, backoff_seconds=0.5).start()
+    emu = KubeEmulator(
+        node_capacity={"cpu": "64", "memory": "64Gi", "nvidia.com/gpu": "0"},
+        docker_client=docker.from_env(),
+        grace_period_cap=2.0,
+        backoff_seconds=0.5,
+    ).start()
     try:
         bucket = AwsTestbed(endpoint).bucket()
         with tempfile.TemporaryDirectory(prefix="scale-k8s-") as tmp:
             emu.write_kubeconfig(Path(tmp) / "kubeconfig")
-            project = _project(Path(tmp), textwrap.dedent(f'''
+            project = _project(
+                Path(tmp),
+                textwrap.dedent(f'''
                 [datastore]
                 root = "s3://{bucket}/wb"
                 endpoint_url = "{endpoint}"
@@ -150,7 +173,8 @@ def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
                 cpu = 0.25
                 memory = "256M"
                 {CREDS}
-            '''))
+            '''),
+            )
             return _timed(project, n)
     finally:
         emu.stop()
@@ -162,27 +186,40 @@ def _timed(project: Path, n: int) -> dict:
     from workbench.config import load_config
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     os.environ["LAUNCH_N"] = str(n)
     os.chdir(project)
     stamped = []
-    rt = Runtime(load_graph(str(project / "flows" / "launch.py")), load_config(project),
-                 sink=lambda e: stamped.append((time.time(), e)))
+    rt = Runtime(
+        load_graph(str(project / "flows" / "launch.py")),
+        load_config(project),
+        sink=lambda e: stamped.append((time.time(), e)),
+    )
     t0 = time.time()
     result = rt.run()
     wall = time.time() - t0
     backend = next(b for b in rt._backends.values() if b.remote)
     finished = [e for _, e in stamped if type(e).__name__ == "TaskFinished" and e.step == "each"]
-    return {"status": result.status, "message": result.message, "wall": wall, "span": _each_span(stamped),
-            "calls": dict(backend.calls), "tasks": len(finished),
-            "succeeded": sum(1 for e in finished if e.status == "succeeded")}
+    return {
+        "status": result.status,
+        "message": result.message,
+        "wall": wall,
+        "span": _each_span(stamped),
+        "calls": dict(backend.calls),
+        "tasks": len(finished),
+        "succeeded": sum(1 for e in finished if e.status == "succeeded"),
+    }
 
 
 def bare_container(image: str, n: int) -> float:
     times = []
     for _ in range(n):
         t0 = time.time()
-        subprocess.run(["docker", "run", "--rm", "--network", "host", image, "python3", "-c", "pass"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["docker", "run", "--rm", "--network", "host", image, "python3", "-c", "pass"],
+            check=True,
+            capture_output=True,
+        )
         times.append(time.time() - t0)
     return statistics.median(times)
 
@@ -190,8 +227,10 @@ def bare_container(image: str, n: int) -> float:
 def _report(name: str, n: int, r: dict) -> None:
     calls = r["calls"]
     submits = calls.get("submit", 0)
-    print(f"{name}: {n}-wide foreach: {r['status']} ({r['succeeded']}/{r['tasks']} tasks), run {r['wall']:.1f}s, "
-          f"each span {r['span']:.1f}s")
+    print(
+        f"{name}: {n}-wide foreach: {r['status']} ({r['succeeded']}/{r['tasks']} tasks), run {r['wall']:.1f}s, "
+        f"each span {r['span']:.1f}s"
+    )
     print(f"  API calls: {', '.join(f'{k} {v}' for k, v in sorted(calls.items()))}")
     print(f"  submit calls per task: {submits / n:.4f} (target <= 0.01; one per task before arrays)")
     if r["status"] != "succeeded":
@@ -210,8 +249,11 @@ def main(argv=None) -> int:
     here = os.getcwd()
     for name in [b for b in args.backends.split(",") if b]:
         if args.n:
-            r = launch_batch(args.n, args.image) if name == "batch" else \
-                launch_kubernetes(args.n, args.image, args.parallelism)
+            r = (
+                launch_batch(args.n, args.image)
+                if name == "batch"
+                else launch_kubernetes(args.n, args.image, args.parallelism)
+            )
             os.chdir(here)
             _report(name, args.n, r)
             ok = ok and r["status"] == "succeeded" and r["calls"].get("submit", 0) / args.n <= 0.01
@@ -220,9 +262,11 @@ def main(argv=None) -> int:
         os.chdir(here)
         bare = bare_container(args.image, args.overhead)
         per_task = r["span"] / args.overhead
-        print(f"Indexed-Job task on the emulator (parallelism 1, {args.overhead} tasks): {per_task:.2f}s per task; "
-              f"bare `docker run --rm python3 -c pass`: {bare:.2f}s (median); overhead {per_task - bare:+.2f}s "
-              f"per task, {per_task / bare:.1f}x")
+        print(
+            f"Indexed-Job task on the emulator (parallelism 1, {args.overhead} tasks): {per_task:.2f}s per task; "
+            f"bare `docker run --rm python3 -c pass`: {bare:.2f}s (median); overhead {per_task - bare:+.2f}s "
+            f"per task, {per_task / bare:.1f}x"
+        )
         ok = ok and r["status"] == "succeeded"
     return 0 if ok else 1
 

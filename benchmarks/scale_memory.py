@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     from workbench import FlowSpec, step
 
@@ -52,7 +52,7 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 def _vm_hwm_mib() -> float:
@@ -76,6 +76,7 @@ def make_backend_class(task_seconds: float, jitter: float = 0.0):
 
     class SimulatedArrayBackend(RemoteBackend):
         """A remote backend whose API is in this process; runs nothing, ends each job after ``task_seconds``."""
+
         name = "batch"  # it stands in for the batch backend of the steps that ask for it
         remote = False  # no S3 here: the runtime hands it the local datastore
         poll_env = "SCALE_SIM_POLL"
@@ -115,8 +116,12 @@ def make_backend_class(task_seconds: float, jitter: float = 0.0):
             for job in active:
                 if self.ends.get(id(job), now + 1) <= now:
                     s = job.spec
-                    ds.write_attempt(s.run_id, s.step, s.task_id, AttemptRecord(
-                        status=TaskStatus.SUCCEEDED, attempt=s.attempt, pathspec=s.pathspec))
+                    ds.write_attempt(
+                        s.run_id,
+                        s.step,
+                        s.task_id,
+                        AttemptRecord(status=TaskStatus.SUCCEEDED, attempt=s.attempt, pathspec=s.pathspec),
+                    )
                     del self.ends[id(job)]
                     self.conclude(job, TaskExit("succeeded", 0))
                     changed = True
@@ -149,14 +154,16 @@ def run_one(width: int, task_seconds: float, jitter: float = 0.0, in_flight: int
             made["sim"] = sim_cls(config)
             return made["sim"]
         return original(name, config)
+
     runtime_module.create_backend = create_backend
     del registry
     with tempfile.TemporaryDirectory(prefix="scale-mem-") as tmp:
         root = Path(tmp)
         (root / "flows").mkdir()
         (root / "flows" / "wide.py").write_text(FLOW)
-        (root / "workbench.toml").write_text(f'[datastore]\nroot = "{root / "ds"}"\n\n'
-                                             '[flows.WideFlow.steps.each]\nbackend = "batch"\n')
+        (root / "workbench.toml").write_text(
+            f'[datastore]\nroot = "{root / "ds"}"\n\n[flows.WideFlow.steps.each]\nbackend = "batch"\n'
+        )
         os.environ["WIDE_N"] = str(width)
         os.environ.pop("WORKBENCH_DATASTORE", None)
         os.environ.pop("WORKBENCH_CONFIG", None)
@@ -171,6 +178,7 @@ def run_one(width: int, task_seconds: float, jitter: float = 0.0, in_flight: int
             while not stop.is_set():
                 samples.append(_vm_rss_mib())
                 time.sleep(0.2)
+
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.time()
@@ -182,11 +190,18 @@ def run_one(width: int, task_seconds: float, jitter: float = 0.0, in_flight: int
         stop.set()
         sampler.join(2)
         sim = made["sim"]
-        return {"width": width, "status": result.status, "seconds": round(took, 1),
-                "rss_before_run_mib": round(baseline, 1), "peak_rss_mib": round(_vm_hwm_mib(), 1),
-                "rss_at_end_mib": round(_vm_rss_mib(), 1), "submit_calls": sim.calls["submit"],
-                "poll_rounds": sim.calls["poll"], "submit_calls_per_task": sim.calls["submit"] / width,
-                "jobs_left_in_backend": len(sim._jobs)}
+        return {
+            "width": width,
+            "status": result.status,
+            "seconds": round(took, 1),
+            "rss_before_run_mib": round(baseline, 1),
+            "peak_rss_mib": round(_vm_hwm_mib(), 1),
+            "rss_at_end_mib": round(_vm_rss_mib(), 1),
+            "submit_calls": sim.calls["submit"],
+            "poll_rounds": sim.calls["poll"],
+            "submit_calls_per_task": sim.calls["submit"] / width,
+            "jobs_left_in_backend": len(sim._jobs),
+        }
 
 
 def main(argv=None) -> int:
@@ -202,23 +217,42 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for width in [int(w) for w in args.widths.split(",")]:
-        out = subprocess.run([sys.executable, __file__, "--one", str(width), "--task-seconds", str(args.task_seconds),
-                              "--jitter", str(args.jitter), "--in-flight", str(args.in_flight)],
-                             capture_output=True, text=True, cwd=str(ROOT),
-                             env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(width),
+                "--task-seconds",
+                str(args.task_seconds),
+                "--jitter",
+                str(args.jitter),
+                "--in-flight",
+                str(args.in_flight),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        )
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if out.returncode or not lines:
             print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
             return 2
         rows.append(json.loads(lines[-1]))
-    print(f"{'width':>7} {'status':>10} {'wall s':>7} {'RSS before':>10} {'peak RSS':>9} {'submits':>8} "
-          f"{'per task':>9} {'polls':>6}")
+    print(
+        f"{'width':>7} {'status':>10} {'wall s':>7} {'RSS before':>10} {'peak RSS':>9} {'submits':>8} "
+        f"{'per task':>9} {'polls':>6}"
+    )
     for r in rows:
-        print(f"{r['width']:>7} {r['status']:>10} {r['seconds']:>7} {r['rss_before_run_mib']:>8} MB "
-              f"{r['peak_rss_mib']:>6} MB {r['submit_calls']:>8} {r['submit_calls_per_task']:>9.4f} "
-              f"{r['poll_rounds']:>6}")
-    ok = all(r["status"] == "succeeded" and r["peak_rss_mib"] < 150 and r["submit_calls_per_task"] <= 0.01
-             for r in rows)
+        print(
+            f"{r['width']:>7} {r['status']:>10} {r['seconds']:>7} {r['rss_before_run_mib']:>8} MB "
+            f"{r['peak_rss_mib']:>6} MB {r['submit_calls']:>8} {r['submit_calls_per_task']:>9.4f} "
+            f"{r['poll_rounds']:>6}"
+        )
+    ok = all(
+        r["status"] == "succeeded" and r["peak_rss_mib"] < 150 and r["submit_calls_per_task"] <= 0.01 for r in rows
+    )
     print("target (peak RSS < 150 MB, <= 0.01 submit calls per task):", "met" if ok else "NOT met")
     return 0 if ok else 1
 

@@ -25,6 +25,7 @@ def make_project(tasks: int) -> Path:
     from workbench.config import load_config
     from workbench.datastore import FlowDatastore
     from workbench.datastore.records import RunRecord, TaskRecord
+
     root = Path(tempfile.mkdtemp(prefix="wb-tui-foreach-"))
     shutil.copytree(REPO / "flows", root / "flows")
     (root / "workbench.toml").write_text('[project]\nname = "bench"\nflows = "flows"\n')
@@ -33,15 +34,26 @@ def make_project(tasks: int) -> Path:
     ds.write_run(RunRecord.from_dict({"flow": "FanoutFlow", "run_id": run_id, "status": "failed", "started_at": 0.0}))
     for i in range(1, tasks + 1):
         tid = str(i)
-        ds.write_task(TaskRecord.from_dict({"run_id": run_id, "step": "square", "task_id": tid, "status": "failed" if i == 77 else "succeeded",
-                                             "started_at": 0.0, "finished_at": i / 1000,
-                                             "foreach_stack": [{"step": "start", "index": i - 1}]}))
+        ds.write_task(
+            TaskRecord.from_dict(
+                {
+                    "run_id": run_id,
+                    "step": "square",
+                    "task_id": tid,
+                    "status": "failed" if i == 77 else "succeeded",
+                    "started_at": 0.0,
+                    "finished_at": i / 1000,
+                    "foreach_stack": [{"step": "start", "index": i - 1}],
+                }
+            )
+        )
         ds.append_log(ds.log_key(run_id, "square", tid, 0), [(float(i), "stdout", f"task {i}")])
     return root
 
 
 async def key_latency(app, key: str, done) -> float:
     from textual import events
+
     started = time.perf_counter()
     app.post_message(events.Key(key, key))
     while not done():
@@ -52,6 +64,7 @@ async def key_latency(app, key: str, done) -> float:
 async def measure(root: Path) -> tuple[float, list[float], list[float]]:
     from workbench.config import load_config
     from workbench.tui.app import create_app
+
     app = create_app(load_config(root), watch=False, datastore_poll=None)
     async with app.run_test(size=(120, 40)) as pilot:
         while not app.panes_ready:
@@ -65,8 +78,11 @@ async def measure(root: Path) -> tuple[float, list[float], list[float]]:
             for key, tab in (("3", "tab-runs"), ("6", "tab-tasks")):
                 busy.append(await key_latency(app, key, lambda tab=tab: tabs.active == tab))
         loaded = time.perf_counter() - started
-        idle = [await key_latency(app, k, lambda t=t: tabs.active == t)
-                for _ in range(10) for k, t in (("3", "tab-runs"), ("6", "tab-tasks"))]
+        idle = [
+            await key_latency(app, k, lambda t=t: tabs.active == t)
+            for _ in range(10)
+            for k, t in (("3", "tab-runs"), ("6", "tab-tasks"))
+        ]
     return loaded, busy, idle
 
 
@@ -80,7 +96,9 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ms = lambda xs: f"median {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"  # noqa: E731
-    print(f"{args.tasks}-task step: summary, histogram, 200 rows and merged log drawn {loaded:.1f} s after selecting it")
+    print(
+        f"{args.tasks}-task step: summary, histogram, 200 rows and merged log drawn {loaded:.1f} s after selecting it"
+    )
     print(f"key while loading: {ms(busy)} over {len(busy)} keys; afterwards: {ms(idle)} over {len(idle)} keys")
     return 0
 

@@ -22,16 +22,17 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from tui_startup import make_project  # noqa: E402
 
-EXTRA = '''
+EXTRA = """
     @step
     def extra_{k}(self):
         self.next(self.end)
-'''
+"""
 
 
 async def measure(root: Path, rounds: int) -> list[float]:
     from workbench.config import load_config
     from workbench.tui.app import create_app
+
     app = create_app(load_config(root), watch=True)
     target = root / "flows" / "flow_00.py"
     original = target.read_text()
@@ -42,9 +43,13 @@ async def measure(root: Path, rounds: int) -> list[float]:
         dag = app.query_one("#dag")
         for k in range(rounds):
             # end -> extra_k -> end: rewrite join's transition to go through a new step
-            source = original.replace("self.total = inputs.left.a + inputs.right.b\n        self.next(self.end)",
-                                      f"self.total = inputs.left.a + inputs.right.b\n        self.next(self.extra_{k})")
-            source = source.replace("    @step\n    def end(self):", EXTRA.format(k=k).lstrip("\n") + "\n    @step\n    def end(self):")
+            source = original.replace(
+                "self.total = inputs.left.a + inputs.right.b\n        self.next(self.end)",
+                f"self.total = inputs.left.a + inputs.right.b\n        self.next(self.extra_{k})",
+            )
+            source = source.replace(
+                "    @step\n    def end(self):", EXTRA.format(k=k).lstrip("\n") + "\n    @step\n    def end(self):"
+            )
             started = time.perf_counter()
             target.write_text(source)
             deadline = started + 5
@@ -68,8 +73,10 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     ms = sorted(s * 1000 for s in samples)
-    print(f"save-to-redraw with a real watchdog observer, {args.flows} flows: median {statistics.median(ms):.0f} ms, "
-          f"p90 {ms[int(len(ms) * 0.9) - 1]:.0f} ms, max {ms[-1]:.0f} ms over {len(ms)} saves")
+    print(
+        f"save-to-redraw with a real watchdog observer, {args.flows} flows: median {statistics.median(ms):.0f} ms, "
+        f"p90 {ms[int(len(ms) * 0.9) - 1]:.0f} ms, max {ms[-1]:.0f} ms over {len(ms)} saves"
+    )
     return 0
 
 

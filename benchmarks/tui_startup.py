@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FLOW = '''from workbench import FlowSpec, Parameter, resources, step
+FLOW = """from workbench import FlowSpec, Parameter, resources, step
 
 
 class Generated{n}Flow(FlowSpec):
@@ -55,7 +55,7 @@ class Generated{n}Flow(FlowSpec):
     @step
     def end(self):
         print(self.total)
-'''
+"""
 
 
 def make_project(count: int, runs: int = 0) -> Path:
@@ -74,23 +74,47 @@ def seed_runs(root: Path, flow: str, runs: int) -> None:
     from workbench.config import load_config
     from workbench.datastore import FlowDatastore
     from workbench.datastore.records import RunRecord, TaskRecord
+
     ds = FlowDatastore(load_config(root).datastore_url, flow)
     for r in range(runs):
         run_id = str(1_700_000_000_000_000 + r)
         started = 1_700_000_000.0 + r * 60
-        ds.write_run(RunRecord.from_dict({"flow": flow, "run_id": run_id, "status": "succeeded", "started_at": started,
-                              "finished_at": started + 5, "params": {"size": 0}}))
+        ds.write_run(
+            RunRecord.from_dict(
+                {
+                    "flow": flow,
+                    "run_id": run_id,
+                    "status": "succeeded",
+                    "started_at": started,
+                    "finished_at": started + 5,
+                    "params": {"size": 0},
+                }
+            )
+        )
         for t, step in enumerate(("start", "left", "right", "join", "end"), start=1):
-            ds.write_task(TaskRecord.from_dict({"flow": flow, "run_id": run_id, "step": step, "task_id": str(t),
-                                                 "pathspec": f"{flow}/{run_id}/{step}/{t}", "status": "succeeded",
-                                                 "attempt": 0, "started_at": started, "finished_at": started + 1,
-                                                 "usage": {"peak_memory_mib": 40.0, "cpu_seconds": 0.2}}))
+            ds.write_task(
+                TaskRecord.from_dict(
+                    {
+                        "flow": flow,
+                        "run_id": run_id,
+                        "step": step,
+                        "task_id": str(t),
+                        "pathspec": f"{flow}/{run_id}/{step}/{t}",
+                        "status": "succeeded",
+                        "attempt": 0,
+                        "started_at": started,
+                        "finished_at": started + 1,
+                        "usage": {"peak_memory_mib": 40.0, "cpu_seconds": 0.2},
+                    }
+                )
+            )
             ds.append_log(ds.log_key(run_id, step, str(t), 0), [(started, "stdout", f"{step} done")])
 
 
 async def headless_once(root: Path, count: int) -> float:
     from workbench.config import load_config
     from workbench.tui.app import create_app
+
     started = time.perf_counter()
     app = create_app(load_config(root), watch=True)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -110,8 +134,10 @@ def tmux(*args: str, **kwargs):
 
 def terminal_once(root: Path, count: int) -> float:
     session = f"wbbench-{uuid.uuid4().hex[:8]}"
-    cmd = (f"cd {shlex.quote(str(root))} && env PYTHONPATH={shlex.quote(str(REPO))} "
-           f"{shlex.quote(sys.executable)} -m workbench.cli tui")
+    cmd = (
+        f"cd {shlex.quote(str(root))} && env PYTHONPATH={shlex.quote(str(REPO))} "
+        f"{shlex.quote(sys.executable)} -m workbench.cli tui"
+    )
     started = time.perf_counter()
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd, check=True)
     try:
@@ -137,14 +163,18 @@ def main() -> int:
     root = make_project(args.flows, args.runs)
     try:
         headless = [asyncio.run(headless_once(root, args.flows)) for _ in range(args.repeat)]
-        print(f"headless first full screen, {args.flows} flows, {args.runs} past runs: median {statistics.median(headless) * 1000:.0f} ms, "
-              f"max {max(headless) * 1000:.0f} ms over {args.repeat} runs (in-process, imports warm after the first)")
+        print(
+            f"headless first full screen, {args.flows} flows, {args.runs} past runs: median {statistics.median(headless) * 1000:.0f} ms, "
+            f"max {max(headless) * 1000:.0f} ms over {args.repeat} runs (in-process, imports warm after the first)"
+        )
         if shutil.which("tmux"):
             tmux("new-session", "-d", "-s", "keepalive", "sleep 600", check=True)  # one server throughout
             term = [terminal_once(root, args.flows) for _ in range(args.repeat)]
-            print(f"`workbench tui` in tmux to first full screen, {args.flows} flows, {args.runs} past runs: median "
-                  f"{statistics.median(term) * 1000:.0f} ms, max {max(term) * 1000:.0f} ms over {args.repeat} runs "
-                  f"(a fresh process each time, imports included)")
+            print(
+                f"`workbench tui` in tmux to first full screen, {args.flows} flows, {args.runs} past runs: median "
+                f"{statistics.median(term) * 1000:.0f} ms, max {max(term) * 1000:.0f} ms over {args.repeat} runs "
+                f"(a fresh process each time, imports included)"
+            )
     finally:
         if shutil.which("tmux"):
             tmux("kill-server", capture_output=True)

@@ -11,6 +11,7 @@ FLOWS = Path(__file__).resolve().parent / "flows"
 def _fresh_client_namespace():
     """workbench.client.namespace() is process-global: no test sees the datastore another pointed it at."""
     import workbench.client
+
     workbench.client._datastore_url = None
     yield
     workbench.client._datastore_url = None

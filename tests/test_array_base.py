@@ -22,8 +22,12 @@ def test_the_index_comes_from_kubernetes_or_batch_and_falls_back_to_the_moto_job
     assert array_index({"JOB_COMPLETION_INDEX": "7"}) == 7
     assert array_index({"AWS_BATCH_JOB_ARRAY_INDEX": "12", "AWS_BATCH_JOB_ID": "p:3"}) == 12
     assert array_index({"AWS_BATCH_JOB_ID": "4c1d-aa:41"}) == 41  # moto: only the job id says it
-    for env in ({}, {"AWS_BATCH_JOB_ID": "no-index"}, {"JOB_COMPLETION_INDEX": "x"},
-                {"AWS_BATCH_JOB_ARRAY_INDEX": "-1"}):
+    for env in (
+        {},
+        {"AWS_BATCH_JOB_ID": "no-index"},
+        {"JOB_COMPLETION_INDEX": "x"},
+        {"AWS_BATCH_JOB_ARRAY_INDEX": "-1"},
+    ):
         with pytest.raises(SystemExit) as err:
             array_index(env)
         assert "index" in str(err.value) and "\n" not in str(err.value)
@@ -45,12 +49,23 @@ def test_the_manifest_maps_each_index_to_its_task_and_stays_out_of_the_step_list
 
 
 def _spec(task_id: str, step: str = "work", attempt: int = 0) -> TaskSpec:
-    return TaskSpec(flow="F", run_id="1", step=step, task_id=task_id, attempt=attempt, settings=StepSettings(),
-                    datastore_url="s3://b/p", project_root="/p", flow_file="f.py", class_name="F")
+    return TaskSpec(
+        flow="F",
+        run_id="1",
+        step=step,
+        task_id=task_id,
+        attempt=attempt,
+        settings=StepSettings(),
+        datastore_url="s3://b/p",
+        project_root="/p",
+        flow_file="f.py",
+        class_name="F",
+    )
 
 
 class ArrayRemote(RemoteBackend):
     """A remote backend whose API is a list of calls; arrays of up to 4 jobs."""
+
     name = "arrays"
     poll_env = "WORKBENCH_TEST_NO_SUCH_VARIABLE"
     poll_default = 0.05
@@ -74,6 +89,7 @@ class ArrayRemote(RemoteBackend):
 
     def submit_array(self, jobs):
         from workbench.backends.remote import JobArray
+
         array = JobArray(list(jobs), name=f"array-{jobs[0].spec.task_id}")
         for i, job in enumerate(jobs):
             job.array, job.index = array, i
@@ -107,6 +123,7 @@ def arrays():
     def submit(task_id, step="work", attempt=0):
         exits[task_id] = []
         return backend.submit(_spec(task_id, step, attempt), lambda *a: None, exits[task_id].append)
+
     yield SimpleNamespace(backend=backend, submit=submit, exits=exits, ctx=ctx)
     backend.end_run(ctx)
 
@@ -127,8 +144,13 @@ def test_a_burst_goes_out_as_arrays_of_siblings_and_a_lone_task_as_a_single_job(
     arrays.submit("r", attempt=1)  # a retry of another task: not a sibling of attempt 0
     arrays.submit("j", step="join")
     assert _wait(lambda: len(arrays.backend.api) == 5)
-    assert arrays.backend.api == [("array", ("0", "1", "2", "3")), ("array", ("4", "5", "6", "7")),
-                                  ("array", ("8", "9")), ("submit", "r"), ("submit", "j")]
+    assert arrays.backend.api == [
+        ("array", ("0", "1", "2", "3")),
+        ("array", ("4", "5", "6", "7")),
+        ("array", ("8", "9")),
+        ("submit", "r"),
+        ("submit", "j"),
+    ]
     assert arrays.backend.calls["submit"] == 5
 
 

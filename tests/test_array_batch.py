@@ -24,7 +24,7 @@ pytest.importorskip("boto3")
 
 WIDTH = 20  # 50 containers at once are too many for this 2-core machine shared by other sessions; see README
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     import time
     from workbench import FlowSpec, current, step
@@ -52,7 +52,7 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 @pytest.fixture
@@ -66,9 +66,12 @@ def array_project(aws, tmp_path, monkeypatch):
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "array_flow.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\n")
-        env = (f'AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing", ARRAY_FAIL = "{fail}", '
-               f'ARRAY_SLEEP = "{sleep}"')
-        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+        env = (
+            f'AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing", ARRAY_FAIL = "{fail}", '
+            f'ARRAY_SLEEP = "{sleep}"'
+        )
+        (tmp_path / "workbench.toml").write_text(
+            textwrap.dedent(f'''
             [project]
             name = "arr"
 
@@ -88,7 +91,8 @@ def array_project(aws, tmp_path, monkeypatch):
             memory = "256M"
             retries = 1
             env = {{ {env} }}
-        ''').lstrip())
+        ''').lstrip()
+        )
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("ARRAY_WIDTH", str(width))
         for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
@@ -105,6 +109,7 @@ def array_project(aws, tmp_path, monkeypatch):
 def _runtime(config, events):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     return Runtime(load_graph(str(config.root / "flows" / "array_flow.py")), config, sink=events.append)
 
 
@@ -114,7 +119,7 @@ def _submissions(aws, queue: str, run_id: str) -> list[dict]:
     ids = [j["jobId"] for j in aws.jobs(queue) if run_id in j["jobName"] and ":" not in j["jobId"]]
     out = []
     for i in range(0, len(ids), 100):
-        out += batch.describe_jobs(jobs=ids[i:i + 100])["jobs"]
+        out += batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]
     return out
 
 
@@ -124,6 +129,7 @@ def _children(aws, parent: str) -> list[dict]:
 
 def test_foreach_is_one_array_job_and_a_failing_index_is_retried_alone(array_project, aws):
     from workbench import Flow
+
     config = array_project(width=WIDTH, fail=3)
     events = []
     rt = _runtime(config, events)
@@ -192,8 +198,7 @@ def test_cancel_mid_array_stops_the_whole_array_and_leaves_nothing(array_project
     assert terminated in (1, 1 + 6), terminated
     children = _children(aws, arrays[0]["jobId"])
     assert all(c["status"] == "FAILED" for c in children), children
-    containers = [c.name for c in array_project.docker.containers.list(all=True)
-                  if arrays[0]["jobId"] in c.name]
+    containers = [c.name for c in array_project.docker.containers.list(all=True) if arrays[0]["jobId"] in c.name]
     assert containers == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "work"]
     assert len(finished) == 6 and all(e.status == "cancelled" for e in finished)

@@ -28,7 +28,7 @@ pytest.importorskip("boto3")
 WIDTH = 20  # 50 pods at once are too many for this 2-core machine shared by other sessions; see the report
 PARALLELISM = 10
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     import time
     from workbench import FlowSpec, current, step
@@ -57,24 +57,31 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 @pytest.fixture
 def kube_array(aws, tmp_path, monkeypatch):
     from tests.k8s_emulator.server import KubeEmulator
+
     client = docker_client_or_skip()
     image = base_image(client)
-    emu = KubeEmulator(node_capacity={"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "0"}, docker_client=client,
-                       grace_period_cap=2.0, backoff_seconds=0.5).start()
+    emu = KubeEmulator(
+        node_capacity={"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "0"},
+        docker_client=client,
+        grace_period_cap=2.0,
+        backoff_seconds=0.5,
+    ).start()
     bucket = aws.bucket()
     monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.3")
     monkeypatch.delenv("KUBECONFIG", raising=False)
     import workbench.client
+
     monkeypatch.setattr(workbench.client, "_datastore_url", None)
     indexed = []
     kv = pytest.importorskip("kubernetes_validate")
     import workbench.backends.k8s_indexed as k8s_indexed
+
     original = k8s_indexed.indexed_job_manifest
 
     def checked(*args, **kwargs):  # every Indexed Job sent is valid batch/v1 (the official schema)
@@ -82,6 +89,7 @@ def kube_array(aws, tmp_path, monkeypatch):
         kv.validate(manifest, "1.31", strict=True)
         indexed.append(manifest)
         return manifest
+
     monkeypatch.setattr(k8s_indexed, "indexed_job_manifest", checked)
 
     def make(*, width: int, fail: int = -1, sleep: float = 0.0):
@@ -89,7 +97,8 @@ def kube_array(aws, tmp_path, monkeypatch):
         (tmp_path / "flows" / "indexed_flow.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
         emu.write_kubeconfig(tmp_path / "kubeconfig")
-        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+        (tmp_path / "workbench.toml").write_text(
+            textwrap.dedent(f'''
             [project]
             name = "ia"
 
@@ -110,7 +119,8 @@ def kube_array(aws, tmp_path, monkeypatch):
             memory = "256M"
             retries = 1
             env = {{ ARRAY_FAIL = "{fail}", ARRAY_SLEEP = "{sleep}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''').lstrip())
+        ''').lstrip()
+        )
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("ARRAY_WIDTH", str(width))
         for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
@@ -127,6 +137,7 @@ def kube_array(aws, tmp_path, monkeypatch):
 def _runtime(config, events):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     return Runtime(load_graph(str(config.root / "flows" / "indexed_flow.py")), config, sink=events.append)
 
 
@@ -142,6 +153,7 @@ def _pods(emu, run_id=None):
 
 def test_foreach_is_one_indexed_job_and_a_failing_index_is_retried_alone(kube_array):
     from workbench import Flow
+
     config = kube_array.make(width=WIDTH, fail=3)
     events = []
     rt = _runtime(config, events)
@@ -150,10 +162,15 @@ def test_foreach_is_one_indexed_job_and_a_failing_index_is_retried_alone(kube_ar
 
     def watch():  # the most pods of the run live at once: the Indexed Job's parallelism bounds it
         while not stop.is_set():
-            live = [p for p in _pods(kube_array.emu) if (p.get("status") or {}).get("phase") in ("Pending", "Running")
-                    and "batch.kubernetes.io/job-completion-index" in (p["metadata"].get("annotations") or {})]
+            live = [
+                p
+                for p in _pods(kube_array.emu)
+                if (p.get("status") or {}).get("phase") in ("Pending", "Running")
+                and "batch.kubernetes.io/job-completion-index" in (p["metadata"].get("annotations") or {})
+            ]
             peak["n"] = max(peak["n"], len(live))
             time.sleep(0.05)
+
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     t0 = time.time()
@@ -190,8 +207,9 @@ def test_foreach_is_one_indexed_job_and_a_failing_index_is_retried_alone(kube_ar
             assert any(line.startswith("index 3 completion None pod ") for line in lines), lines
         else:
             # its own log, from its own pod <job>-<index>-*, with JOB_COMPLETION_INDEX = its index
-            assert any(line.startswith(f"index {t.index} completion {t.index} pod {name}-{t.index}-")
-                       for line in lines), lines
+            assert any(
+                line.startswith(f"index {t.index} completion {t.index} pod {name}-{t.index}-") for line in lines
+            ), lines
             assert t.usage["job"] == name and t.usage["index"] == t.index
     assert _pods(kube_array.emu, rt.run_id) == [] and kube_array.emu.store.list("jobs")[0] == []
 

@@ -28,49 +28,87 @@ pytest.importorskip("boto3")
 
 
 def _spec(settings: StepSettings, **kw) -> TaskSpec:
-    base = dict(flow="TrainFlow", run_id="1700000000000000", step="train", task_id="2", attempt=0, settings=settings,
-                datastore_url="s3://bucket/prefix", project_root="/p", flow_file="flows/train.py",
-                class_name="TrainFlow")
+    base = dict(
+        flow="TrainFlow",
+        run_id="1700000000000000",
+        step="train",
+        task_id="2",
+        attempt=0,
+        settings=settings,
+        datastore_url="s3://bucket/prefix",
+        project_root="/p",
+        flow_file="flows/train.py",
+        class_name="TrainFlow",
+    )
     base.update(kw)
     return TaskSpec(**base)
 
 
 # ---------------------------------------------------------------------------------------- pure parts
 
+
 def test_job_definition_for_gpu1_cpu8_memory32g():
     from workbench.backends.batch import job_definition, task_command_template
-    s = StepSettings(backend="batch", cpu=8, memory=parse_memory("32G"), gpu=1, timeout=30,
-                     env={"MODE": "fast"})
+
+    s = StepSettings(backend="batch", cpu=8, memory=parse_memory("32G"), gpu=1, timeout=30, env={"MODE": "fast"})
     command = task_command_template(_spec(s))
-    body = job_definition(s, image="acct.dkr.ecr.us-east-1.amazonaws.com/train:1", command=command,
-                          environment={**s.env, "WORKBENCH_S3_ENDPOINT_URL": ""},
-                          job_role="arn:aws:iam::123456789012:role/wb-task")
+    body = job_definition(
+        s,
+        image="acct.dkr.ecr.us-east-1.amazonaws.com/train:1",
+        command=command,
+        environment={**s.env, "WORKBENCH_S3_ENDPOINT_URL": ""},
+        job_role="arn:aws:iam::123456789012:role/wb-task",
+    )
     assert body["type"] == "container"
     assert body["platformCapabilities"] == ["EC2"]
     props = body["containerProperties"]
     assert props["image"] == "acct.dkr.ecr.us-east-1.amazonaws.com/train:1"
-    assert props["resourceRequirements"] == [{"type": "VCPU", "value": "8"}, {"type": "MEMORY", "value": "32768"},
-                                             {"type": "GPU", "value": "1"}]
-    assert props["environment"] == [{"name": "MODE", "value": "fast"},
-                                    {"name": "WORKBENCH_S3_ENDPOINT_URL", "value": ""}]
+    assert props["resourceRequirements"] == [
+        {"type": "VCPU", "value": "8"},
+        {"type": "MEMORY", "value": "32768"},
+        {"type": "GPU", "value": "1"},
+    ]
+    assert props["environment"] == [
+        {"name": "MODE", "value": "fast"},
+        {"name": "WORKBENCH_S3_ENDPOINT_URL", "value": ""},
+    ]
     assert props["jobRoleArn"] == "arn:aws:iam::123456789012:role/wb-task"
     assert body["timeout"] == {"attemptDurationSeconds": 60}  # 30 s + 30 s grace, Batch's 60 s minimum
     assert body["retryStrategy"] == {"attempts": 1}
     # the command: the bootstrap, then the task entrypoint with the run-specific values as parameters
     assert props["command"][:2] == ["python3", "-c"]
-    assert props["command"][3:] == ["Ref::package", "python3", "-m", "workbench.task", "run", "--datastore",
-                                    "Ref::datastore", "--root", "@ROOT@", "Ref::task"]
+    assert props["command"][3:] == [
+        "Ref::package",
+        "python3",
+        "-m",
+        "workbench.task",
+        "run",
+        "--datastore",
+        "Ref::datastore",
+        "--root",
+        "@ROOT@",
+        "Ref::task",
+    ]
     assert body["jobDefinitionName"].startswith("workbench-")
-    assert body["tags"] == {"workbench.content": body["jobDefinitionName"][len("workbench-"):]}
-    assert set(body) == {"jobDefinitionName", "type", "platformCapabilities", "containerProperties",
-                         "retryStrategy", "timeout", "tags"}
+    assert body["tags"] == {"workbench.content": body["jobDefinitionName"][len("workbench-") :]}
+    assert set(body) == {
+        "jobDefinitionName",
+        "type",
+        "platformCapabilities",
+        "containerProperties",
+        "retryStrategy",
+        "timeout",
+        "tags",
+    }
     assert set(props) == {"image", "command", "environment", "resourceRequirements", "jobRoleArn"}
     # same content -> same name (registered once); any change -> another definition
-    again = job_definition(s, image=props["image"], command=command, environment=dict(env_pairs(props)),
-                           job_role=props["jobRoleArn"])
+    again = job_definition(
+        s, image=props["image"], command=command, environment=dict(env_pairs(props)), job_role=props["jobRoleArn"]
+    )
     assert again["jobDefinitionName"] == body["jobDefinitionName"]
-    other = job_definition(StepSettings(backend="batch", cpu=8, memory=32768, gpu=0), image=props["image"],
-                           command=command, environment={})
+    other = job_definition(
+        StepSettings(backend="batch", cpu=8, memory=32768, gpu=0), image=props["image"], command=command, environment={}
+    )
     assert other["jobDefinitionName"] != body["jobDefinitionName"]
     assert "GPU" not in str(other["containerProperties"]["resourceRequirements"]) and "timeout" not in other
     # fractional CPUs round up to whole vCPUs; long timeouts keep the grace
@@ -97,6 +135,7 @@ class _FakeBatch:
 
 def _backend_with_fake(statuses, runnable_warning=600):
     from workbench.backends.batch import BatchBackend, _Job
+
     config = ProjectConfig(root=Path("/tmp"))
     config.model.batch.runnable_warning = runnable_warning
     backend = BatchBackend(config)
@@ -135,7 +174,7 @@ def test_runnable_too_long_warns_once_with_the_request():
 
 # ---------------------------------------------------------------------------------------- against moto
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     import sys
     from workbench import FlowSpec, step
@@ -158,7 +197,7 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             self.z = self.y + 1
-''').lstrip()
+""").lstrip()
 
 
 @pytest.fixture
@@ -172,7 +211,8 @@ def batch_project(aws, tmp_path, monkeypatch):
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\n")
-        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+        (tmp_path / "workbench.toml").write_text(
+            textwrap.dedent(f'''
             [project]
             name = "bt"
 
@@ -191,7 +231,8 @@ def batch_project(aws, tmp_path, monkeypatch):
             cpu = 1
             memory = "512M"
             env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''').lstrip())
+        ''').lstrip()
+        )
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
         monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
@@ -208,6 +249,7 @@ def batch_project(aws, tmp_path, monkeypatch):
 def _run(config, events=None, runtime_hook=None):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     graph = load_graph(str(config.root / "flows" / "batch_demo.py"))
     rt = Runtime(graph, config, sink=(events.append if events is not None else None))
     if runtime_hook:
@@ -230,6 +272,7 @@ def test_end_to_end_local_batch_local(batch_project, aws):
     assert any(type(e).__name__ == "LogLine" and e.text == "hello from batch 21" for e in events)
     # results through the client API, read from S3
     from workbench import Flow
+
     run = Flow("BatchDemoFlow").latest_run
     assert run.successful
     assert run["end"].task.data.z == 43
@@ -249,6 +292,7 @@ def test_end_to_end_local_batch_local(batch_project, aws):
 def test_preflight_refuses_what_no_compute_environment_fits(aws, tmp_path):
     from workbench.backends.batch import BatchBackend
     from workbench.errors import ResourceError
+
     queue = aws.batch_queue("small-q", managed={"maxvCpus": 16, "instanceTypes": ["m5.xlarge"]})
     config = ProjectConfig(root=tmp_path)
     config.model.batch.job_queue = queue
@@ -266,6 +310,7 @@ def test_preflight_refuses_what_no_compute_environment_fits(aws, tmp_path):
 
 def test_batch_step_with_a_local_datastore_says_what_to_configure(tmp_path, monkeypatch):
     from workbench.errors import UsageError
+
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
     (tmp_path / "workbench.toml").write_text('[flows.BatchDemoFlow.steps.train]\nbackend = "batch"\n')
@@ -274,7 +319,7 @@ def test_batch_step_with_a_local_datastore_says_what_to_configure(tmp_path, monk
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
     with pytest.raises(UsageError) as err:
         _run(load_config(tmp_path))
-    assert "train" in str(err.value) and 's3://bucket/prefix' in str(err.value)
+    assert "train" in str(err.value) and "s3://bucket/prefix" in str(err.value)
 
 
 class _FakeLogs:
@@ -288,7 +333,7 @@ class _FakeLogs:
         assert logGroupName == "/aws/batch/job" and startFromHead
         self.calls += 1
         start = int(nextToken.split("/")[1]) if nextToken else 0
-        page = self.events[start:start + 2]
+        page = self.events[start : start + 2]
         return {"events": page, "nextForwardToken": f"f/{start + len(page)}"}
 
 
@@ -300,8 +345,9 @@ def test_logs_are_followed_while_running_and_drained_at_the_end(monkeypatch):
     seen = []
     job = jobs[0]
     job.on_log = lambda stream, text, ts: seen.append(text)
-    fake.describe_jobs = lambda jobs: {"jobs": [{"jobId": "job-0", "status": fake.statuses["job-0"],
-                                                 "container": {"logStreamName": "s/1"}}]}
+    fake.describe_jobs = lambda jobs: {
+        "jobs": [{"jobId": "job-0", "status": fake.statuses["job-0"], "container": {"logStreamName": "s/1"}}]
+    }
     logs.events += [{"message": f"line {i}", "timestamp": 1000 * i} for i in range(3)]
     backend.poll_once([job])
     assert seen == ["line 0", "line 1", "line 2"]
@@ -321,16 +367,20 @@ def test_single_step_rerun_on_batch_reproduces_the_full_runs_artifacts(batch_pro
     from workbench import Flow
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     config = batch_project()
     _, full = _run(config)
     assert full.status == "succeeded", full.message
     graph = load_graph(str(config.root / "flows" / "batch_demo.py"))
     events = []
-    single = Runtime(graph, config, origin_run_id=full.run_id, rerun_steps={"train"}, only_step="train",
-                     sink=events.append).run()
+    single = Runtime(
+        graph, config, origin_run_id=full.run_id, rerun_steps={"train"}, only_step="train", sink=events.append
+    ).run()
     assert single.status == "succeeded", single.message
-    assert sorted(type(e).__name__ for e in events if type(e).__name__ in ("TaskCloned", "TaskStarted")) == \
-        ["TaskCloned", "TaskStarted"]  # start reused, train run; end not run
+    assert sorted(type(e).__name__ for e in events if type(e).__name__ in ("TaskCloned", "TaskStarted")) == [
+        "TaskCloned",
+        "TaskStarted",
+    ]  # start reused, train run; end not run
     a, b = Flow("BatchDemoFlow")[full.run_id], Flow("BatchDemoFlow")[single.run_id]
     assert b["train"].task.artifacts["y"]["sha"] == a["train"].task.artifacts["y"]["sha"]
     assert b["train"].task.data.where_train != "local" and "end" not in b

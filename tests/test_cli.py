@@ -15,8 +15,14 @@ from .conftest import REPO, copy_test_flow, write_flow
 
 def wb(*args, cwd=None, env=None):
     """Run the real console entry point in a subprocess (not a TTY, so plain output)."""
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -55,13 +61,16 @@ def test_failed_step_exit_1_and_junit_traceback(project):
     assert "ValueError: item 2 is bad" in failure.get("message") and "Traceback" in failure.text
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run", "flows/hello.py", "--nope", "1"], "unknown parameter --nope (this flow takes: --name)"),
-    (["run", "flows/missing.py"], "no flow file flows/missing.py"),
-    (["run", "NoSuchFlow"], "no flow file or flow named NoSuchFlow"),
-    (["run", "flows/hello.py", "stray"], "unexpected argument 'stray'"),
-    (["run", "flows/hello.py", "--step", "bogus"], "flow HelloFlow has no step bogus"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["run", "flows/hello.py", "--nope", "1"], "unknown parameter --nope (this flow takes: --name)"),
+        (["run", "flows/missing.py"], "no flow file flows/missing.py"),
+        (["run", "NoSuchFlow"], "no flow file or flow named NoSuchFlow"),
+        (["run", "flows/hello.py", "stray"], "unexpected argument 'stray'"),
+        (["run", "flows/hello.py", "--step", "bogus"], "flow HelloFlow has no step bogus"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(hello, args, message):
     p = wb(*args, cwd=hello)
     assert p.returncode == 2, (p.stdout, p.stderr)
@@ -70,7 +79,10 @@ def test_usage_errors_exit_2_with_one_line(hello, args, message):
 
 
 def test_wrong_parameter_type_and_broken_flow_exit_2(project):
-    write_flow(project, "typed.py", """
+    write_flow(
+        project,
+        "typed.py",
+        """
         from workbench import FlowSpec, Parameter, step
         class T(FlowSpec):
             n = Parameter("n", default=1, type=int)
@@ -80,7 +92,8 @@ def test_wrong_parameter_type_and_broken_flow_exit_2(project):
             @step
             def end(self):
                 pass
-    """)
+    """,
+    )
     p = wb("run", "flows/typed.py", "--n", "abc", cwd=project)
     assert p.returncode == 2 and p.stderr.strip() == "error: --n: 'abc' is not an integer"
     write_flow(project, "broken.py", "from workbench import FlowSpec\nclass B(FlowSpec):\n    def x(self:\n")
@@ -97,7 +110,10 @@ def test_malformed_workbench_toml_exit_2(hello):
 
 def test_check_show_runs_logs_artifacts(hello):
     copy_test_flow(hello, "branchy.py")
-    write_flow(hello, "bad.py", """
+    write_flow(
+        hello,
+        "bad.py",
+        """
         from workbench import FlowSpec, step
         class Bad(FlowSpec):
             @step
@@ -106,7 +122,8 @@ def test_check_show_runs_logs_artifacts(hello):
             @step
             def end(self):
                 pass
-    """)
+    """,
+    )
     p = wb("check", cwd=hello)
     assert p.returncode == 1
     assert "error " in p.stdout and "bad.py:5: step start transitions to unknown step nowhere" in p.stdout
@@ -119,7 +136,9 @@ def test_check_show_runs_logs_artifacts(hello):
     data = json.loads(wb("show", "BranchyFlow", "--json", cwd=hello).stdout)
     assert {s["name"]: s["kind"] for s in data["steps"]}["cell_join"] == "join"
     assert data["steps"][0]["settings"]["backend"] == "local"
-    assert '"row" -> "cell" [label="foreach input", style=dashed];' in wb("show", "BranchyFlow", "--dot", cwd=hello).stdout
+    assert (
+        '"row" -> "cell" [label="foreach input", style=dashed];' in wb("show", "BranchyFlow", "--dot", cwd=hello).stdout
+    )
 
     assert wb("run", "flows/hello.py", "--name", "logs", cwd=hello).returncode == 0
     runs = wb("runs", "--json", cwd=hello)
@@ -166,8 +185,12 @@ def test_promote_and_demote_round_trip(hello):
     assert "+[flows.HelloFlow.steps.count]" in p.stdout and '+memory = "2G"' in p.stdout
     assert toml.read_text().startswith(original)
     assert "docker cpu=2 memory=2G" in wb("show", "HelloFlow", cwd=hello).stdout
-    for bad, msg in ((["--gpu", "-1"], "must be a whole number of GPUs"), (["--gpu", "0.5"], "whole number"),
-                     (["--memory", "12Q"], "is not a size"), (["--gpu", "64"], "no machine has more than 16")):
+    for bad, msg in (
+        (["--gpu", "-1"], "must be a whole number of GPUs"),
+        (["--gpu", "0.5"], "whole number"),
+        (["--memory", "12Q"], "is not a size"),
+        (["--gpu", "64"], "no machine has more than 16"),
+    ):
         r = wb("promote", "count", *bad, cwd=hello)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = wb("promote", "nostep", "--gpu", "1", cwd=hello)

@@ -44,15 +44,21 @@ if __name__ == "__main__":
 
 
 def wb(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_metaflow_style_file_runs_as_a_script(project):
     write_flow(project, "compat.py", METAFLOW_STYLE)
     (project / "conf.txt").write_text("alpha=1\n")
-    p = subprocess.run([sys.executable, "flows/compat.py", "run", "--config", "conf.txt", "--weights",
-                        '{"b": 2}', "--debug"], capture_output=True, text=True, cwd=project, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "flows/compat.py", "run", "--config", "conf.txt", "--weights", '{"b": 2}', "--debug"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "config: alpha=1 weights: {'b': 2} debug: True" in p.stdout
     namespace(load_config().datastore_url)
@@ -63,7 +69,10 @@ def test_metaflow_style_file_runs_as_a_script(project):
 
 
 def test_max_workers_bounds_concurrency(project):
-    write_flow(project, "wide.py", """
+    write_flow(
+        project,
+        "wide.py",
+        """
         import time
         from workbench import FlowSpec, step
         class Wide(FlowSpec):
@@ -81,7 +90,8 @@ def test_max_workers_bounds_concurrency(project):
             @step
             def end(self):
                 pass
-    """)
+    """,
+    )
     graph = load_graph(project / "flows" / "wide.py")
     events = []
     assert Runtime(graph, load_config(), sink=events.append, max_workers=3).run().status == "succeeded"
@@ -96,7 +106,10 @@ def test_max_workers_bounds_concurrency(project):
 
 
 def test_ctrl_c_exits_130_and_marks_the_run_cancelled(project):
-    write_flow(project, "sleepy.py", """
+    write_flow(
+        project,
+        "sleepy.py",
+        """
         import time
         from workbench import FlowSpec, step
         class Sleepy(FlowSpec):
@@ -112,9 +125,15 @@ def test_ctrl_c_exits_130_and_marks_the_run_cancelled(project):
             @step
             def end(self):
                 pass
-    """)
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "flows/sleepy.py"], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/sleepy.py"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 30
     for line in proc.stdout:
         if "napping" in line or time.time() > deadline:
@@ -133,7 +152,10 @@ def test_ctrl_c_exits_130_and_marks_the_run_cancelled(project):
 
 
 def test_logs_follow_streams_until_the_task_ends(project):
-    write_flow(project, "ticker.py", """
+    write_flow(
+        project,
+        "ticker.py",
+        """
         import time
         from workbench import FlowSpec, step
         class Ticker(FlowSpec):
@@ -146,9 +168,14 @@ def test_logs_follow_streams_until_the_task_ends(project):
             @step
             def end(self):
                 pass
-    """)
-    run = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "flows/ticker.py"], cwd=project,
-                           stdout=subprocess.PIPE, text=True)
+    """,
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/ticker.py"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     first = run.stdout.readline()
     run_id = first.split("Ticker/")[1].split()[0]
     time.sleep(0.3)
@@ -159,7 +186,10 @@ def test_logs_follow_streams_until_the_task_ends(project):
 
 def test_array_artifacts_round_trip_and_preview(project):
     pytest.importorskip("numpy")
-    write_flow(project, "arr.py", """
+    write_flow(
+        project,
+        "arr.py",
+        """
         import numpy as np
         from workbench import FlowSpec, step
         class Arr(FlowSpec):
@@ -170,7 +200,8 @@ def test_array_artifacts_round_trip_and_preview(project):
             @step
             def end(self):
                 self.total = float(self.arr.sum())
-    """)
+    """,
+    )
     p = wb("run", "flows/arr.py", cwd=project)
     assert p.returncode == 0, p.stderr
     run_id = p.stdout.splitlines()[0].split("Arr/")[1].split()[0]

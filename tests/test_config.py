@@ -1,6 +1,5 @@
 """workbench.toml: discovery, validation errors with key and line, effective settings, comment-keeping edits."""
 
-
 import pytest
 
 from workbench.config import edit_step, find_config, load_config, parse_config_text
@@ -59,16 +58,19 @@ def test_found_by_walking_up(tmp_path, monkeypatch):
     assert cfg.datastore_url == str(tmp_path / ".workbench")
 
 
-@pytest.mark.parametrize("text,message,line", [
-    ('[project]\nname = "x"\nbogus = 1\n', "unknown key project.bogus", 3),
-    ('[project]\nbackend = "cloud"\n', "project.backend", 2),
-    ('[flows.F.steps.s]\nmemory = "16Q"\n', "flows.F.steps.s.memory: memory = '16Q' is not a size", 2),
-    ('[flows.F.steps.s]\ngpu = 1.5\n', "must be a whole number of GPUs", 2),
-    ('[flows.F.steps.s]\ncpu = -1\n', "must be greater than zero", 2),
-    ('[project]\nname = "x"\n[docker\nimage = 1\n', "not valid TOML", 3),
-    ('[kubernetes]\nnamespace = 3\n', "kubernetes.namespace", 2),
-    ('[batch]\nregion = "x"\n\n[flows.F.steps.s]\ntimeout = "2 weeks"\n', "is not a duration", 5),
-])
+@pytest.mark.parametrize(
+    "text,message,line",
+    [
+        ('[project]\nname = "x"\nbogus = 1\n', "unknown key project.bogus", 3),
+        ('[project]\nbackend = "cloud"\n', "project.backend", 2),
+        ('[flows.F.steps.s]\nmemory = "16Q"\n', "flows.F.steps.s.memory: memory = '16Q' is not a size", 2),
+        ("[flows.F.steps.s]\ngpu = 1.5\n", "must be a whole number of GPUs", 2),
+        ("[flows.F.steps.s]\ncpu = -1\n", "must be greater than zero", 2),
+        ('[project]\nname = "x"\n[docker\nimage = 1\n', "not valid TOML", 3),
+        ("[kubernetes]\nnamespace = 3\n", "kubernetes.namespace", 2),
+        ('[batch]\nregion = "x"\n\n[flows.F.steps.s]\ntimeout = "2 weeks"\n', "is not a duration", 5),
+    ],
+)
 def test_errors_name_key_and_line(text, message, line):
     with pytest.raises(ConfigError) as info:
         parse_config_text(text, "workbench.toml")
@@ -87,14 +89,23 @@ def test_effective_settings_precedence(project):
     graph = load_graph(path)
     cfg = load_config()
     s = effective_settings(graph, "start", cfg)
-    assert (s.backend, s.cpu, s.memory, s.gpu, s.timeout, s.retries, s.retry_delay, s.env) == \
-        ("local", 2.0, 8000, 1, 300, 2, 0.0, {"A": "1"})
+    assert (s.backend, s.cpu, s.memory, s.gpu, s.timeout, s.retries, s.retry_delay, s.env) == (
+        "local",
+        2.0,
+        8000,
+        1,
+        300,
+        2,
+        0.0,
+        {"A": "1"},
+    )
     assert s.sources["memory"] == "@resources"
     t = effective_settings(graph, "train", cfg)
     assert (t.backend, t.cpu, t.memory, t.queue) == ("batch", 4.0, 4000, "gpu-queue")
     # workbench.toml beats the decorator, the command line beats both
-    (project / "workbench.toml").write_text('[project]\nname = "t"\n[flows.TrainFlow.steps.train]\n'
-                                            'backend = "kubernetes"\nmemory = "32G"\n')
+    (project / "workbench.toml").write_text(
+        '[project]\nname = "t"\n[flows.TrainFlow.steps.train]\nbackend = "kubernetes"\nmemory = "32G"\n'
+    )
     cfg = load_config()
     t = effective_settings(graph, "train", cfg)
     assert (t.backend, t.memory, t.cpu) == ("kubernetes", 32768, 4.0)

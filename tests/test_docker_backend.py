@@ -41,6 +41,7 @@ pytestmark = pytest.mark.docker
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
 def engine():
     client = docker_client_or_skip()
@@ -52,7 +53,8 @@ def _write_project(root: Path, name: str, image: str, extra: str = "") -> None:
     for src in FLOWS.glob("*.py"):
         shutil.copy(src, root / "flows" / src.name)
     (root / "workbench.toml").write_text(
-        f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n{extra}')
+        f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n{extra}'
+    )
 
 
 @pytest.fixture
@@ -108,12 +110,27 @@ def task_docs(root: Path, flow: str, run_id: str) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- pure parts
 
+
 def _spec(**settings) -> TaskSpec:
-    return TaskSpec(flow="F", run_id="123", step="train", task_id="7", attempt=0,
-                    settings=StepSettings(backend="docker", **settings), datastore_url="/data/store",
-                    project_root="/home/me/proj", flow_file="flows/f.py", class_name="F",
-                    labels={"workbench.flow": "F", "workbench.run": "123", "workbench.step": "train",
-                            "workbench.task": "7", "workbench.project": "proj"})
+    return TaskSpec(
+        flow="F",
+        run_id="123",
+        step="train",
+        task_id="7",
+        attempt=0,
+        settings=StepSettings(backend="docker", **settings),
+        datastore_url="/data/store",
+        project_root="/home/me/proj",
+        flow_file="flows/f.py",
+        class_name="F",
+        labels={
+            "workbench.flow": "F",
+            "workbench.run": "123",
+            "workbench.step": "train",
+            "workbench.task": "7",
+            "workbench.project": "proj",
+        },
+    )
 
 
 def test_create_kwargs_for_gpu_cpu_memory_shm():
@@ -121,8 +138,9 @@ def test_create_kwargs_for_gpu_cpu_memory_shm():
     from workbench.backends.docker import USAGE_SCRIPT, container_config
 
     spec = _spec(cpu=2.0, memory=8192, gpu=1, shared_memory=1024, env={"A": "1"})
-    cfg = container_config(spec, image="img:1", network="none", user="1000:1000", owner="h:1:2",
-                           pkg_dir="/opt/src/workbench")
+    cfg = container_config(
+        spec, image="img:1", network="none", user="1000:1000", owner="h:1:2", pkg_dir="/opt/src/workbench"
+    )
     hc = cfg["host_config"]
     assert hc["nano_cpus"] == 2_000_000_000
     assert hc["mem_limit"] == 8 * 1024 * MIB
@@ -132,9 +150,11 @@ def test_create_kwargs_for_gpu_cpu_memory_shm():
     assert isinstance(req, docker.types.DeviceRequest)
     assert req["Count"] == 1 and req["Capabilities"] == [["gpu"]]
     assert hc["network_mode"] == "none"
-    assert hc["binds"] == {"/home/me/proj": {"bind": "/home/me/proj", "mode": "ro"},
-                           "/opt/src/workbench": {"bind": "/opt/src/workbench", "mode": "ro"},
-                           "/data/store": {"bind": "/data/store", "mode": "ro"}}  # outputs: a per-task outbox
+    assert hc["binds"] == {
+        "/home/me/proj": {"bind": "/home/me/proj", "mode": "ro"},
+        "/opt/src/workbench": {"bind": "/opt/src/workbench", "mode": "ro"},
+        "/data/store": {"bind": "/data/store", "mode": "ro"},
+    }  # outputs: a per-task outbox
     assert cfg["image"] == "img:1"
     assert cfg["user"] == "1000:1000"
     assert cfg["working_dir"] == "/home/me/proj"
@@ -150,11 +170,15 @@ def test_create_kwargs_for_gpu_cpu_memory_shm():
     assert sent["NanoCpus"] == 2_000_000_000
     assert sent["Memory"] == sent["MemorySwap"] == 8 * 1024 * MIB
     assert sent["ShmSize"] == 1024 * MIB
-    assert sent["DeviceRequests"] == [{"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]],
-                                       "Options": {}}]
+    assert sent["DeviceRequests"] == [
+        {"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+    ]
     assert sent["NetworkMode"] == "none"
-    assert sorted(sent["Binds"]) == ["/data/store:/data/store:ro", "/home/me/proj:/home/me/proj:ro",
-                                     "/opt/src/workbench:/opt/src/workbench:ro"]
+    assert sorted(sent["Binds"]) == [
+        "/data/store:/data/store:ro",
+        "/home/me/proj:/home/me/proj:ro",
+        "/opt/src/workbench:/opt/src/workbench:ro",
+    ]
 
 
 def test_defaults_and_refusals():
@@ -217,6 +241,7 @@ def test_engine_unreachable_is_one_clear_line(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------------------------------------- real engine
 
+
 def test_parity_local_and_docker(project):
     params = {"alpha": "3", "name": "par"}
     local, *_ = run_flow(project, "flows/parity_flow.py", backend="local", params=params)
@@ -233,8 +258,10 @@ def test_parity_local_and_docker(project):
 
 def test_mixed_run_per_workbench_toml(project):
     toml = project / "workbench.toml"
-    toml.write_text(toml.read_text().replace('backend = "docker"', 'backend = "local"')
-                    + '\n[flows.MixedFlow.steps.boxed]\nbackend = "docker"\n')
+    toml.write_text(
+        toml.read_text().replace('backend = "docker"', 'backend = "local"')
+        + '\n[flows.MixedFlow.steps.boxed]\nbackend = "docker"\n'
+    )
     result, events, *_ = run_flow(project, "flows/behaviour_flow.py:MixedFlow")
     assert result.status == "succeeded", result.message
     started = {e.step: e.backend for e in events if isinstance(e, ev.TaskStarted)}
@@ -251,8 +278,9 @@ def test_logs_stream_live_and_usage_is_recorded(project, capsys):
     from workbench.cli import main
 
     seen: list = []
-    result, events, timed, _ = run_flow(project, "flows/behaviour_flow.py:LiveFlow",
-                                        on_event=lambda e: seen.append((time.time(), e)))
+    result, events, timed, _ = run_flow(
+        project, "flows/behaviour_flow.py:LiveFlow", on_event=lambda e: seen.append((time.time(), e))
+    )
     assert result.status == "succeeded", result.message
     logs = [(t, e) for t, e in seen if isinstance(e, ev.LogLine) and "/start/" in e.pathspec]
     done = next(t for t, e in seen if isinstance(e, ev.TaskFinished) and e.step == "start")
@@ -304,11 +332,17 @@ def test_hard_timeout_kills_the_container(project, monkeypatch):
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-               PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-c", "import sys; from workbench.cli import main; sys.exit(main())",
-                             *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), PYTHONUNBUFFERED="1"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from workbench.cli import main; sys.exit(main())", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(proc: subprocess.Popen, text: str, count: int, timeout: float = 60) -> list[str]:
@@ -321,6 +355,7 @@ def _wait_for(proc: subprocess.Popen, text: str, count: int, timeout: float = 60
             lines.append(line)
             if sum(text in x for x in lines) >= count:
                 seen.set()
+
     threading.Thread(target=reader, daemon=True).start()
     assert seen.wait(timeout), f"never saw {text!r} x{count}: {''.join(lines)[-2000:]}"
     return lines
@@ -375,7 +410,7 @@ def test_gpu_request_on_an_engine_without_gpus_fails_in_words(project, engine):
     if any("nvidia" in r for r in (client.info().get("Runtimes") or {})):
         pytest.skip("this engine may have GPUs")
     toml = project / "workbench.toml"
-    toml.write_text(toml.read_text() + '\n[flows.MixedFlow.steps.start]\ngpu = 1\n')
+    toml.write_text(toml.read_text() + "\n[flows.MixedFlow.steps.start]\ngpu = 1\n")
     result, events, *_ = run_flow(project, "flows/behaviour_flow.py:MixedFlow")
     start = finished(events, "start")
     assert result.status == "failed" and start.status == "failed"
@@ -403,10 +438,12 @@ def test_new_run_reaps_containers_of_a_dead_run_only(project, engine):
     name = load_config(project).model.project.name
     with open("/proc/1/stat") as f:
         live = f"{host}:1:{f.read().rsplit(')', 1)[1].split()[19]}"
-    dead = client.containers.create(image, ["sleep", "60"], network_mode="none",
-                                    labels={"workbench.owner": f"{host}:999999999:1", "wbtest": name})
-    alive = client.containers.create(image, ["sleep", "60"], network_mode="none",
-                                     labels={"workbench.owner": live, "wbtest": name})
+    dead = client.containers.create(
+        image, ["sleep", "60"], network_mode="none", labels={"workbench.owner": f"{host}:999999999:1", "wbtest": name}
+    )
+    alive = client.containers.create(
+        image, ["sleep", "60"], network_mode="none", labels={"workbench.owner": live, "wbtest": name}
+    )
     result, events, *_ = run_flow(project, "flows/behaviour_flow.py:MixedFlow")
     assert result.status == "succeeded", result.message
     ids = {c.id for c in client.containers.list(all=True, filters={"label": f"wbtest={name}"})}

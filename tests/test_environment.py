@@ -30,7 +30,7 @@ from workbench.settings import all_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
-TAB_FLOW = '''
+TAB_FLOW = """
 from workbench import FlowSpec, pypi, pypi_base, step
 
 
@@ -48,9 +48,9 @@ class TabFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
-MISSING_FLOW = '''
+MISSING_FLOW = """
 from workbench import FlowSpec, pypi, step
 
 
@@ -63,7 +63,7 @@ class MissingFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 @pytest.fixture
@@ -98,16 +98,28 @@ def _env_python(project: Path, step: str) -> Path:
 
 # ------------------------------------------------------------------------------------ resolve + cache
 
+
 def test_pypi_step_imports_exactly_that_version(project, capsys):
     assert main(["env", "build", "flows/tab.py"]) == 0
     python = _env_python(project, "show")
-    out = subprocess.run([str(python), "-c", "import tabulate, sys; print(tabulate.__version__, sys.prefix)"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [str(python), "-c", "import tabulate, sys; print(tabulate.__version__, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0] == "0.9.0"  # the step's @pypi wins over the flow's @pypi_base
     assert out[1].startswith(str(project / "cache" / "envs"))
     base = _env_python(project, "start")  # start and end share the @pypi_base environment
-    assert subprocess.run([str(base), "-c", "import tabulate; print(tabulate.__version__)"],
-                          capture_output=True, text=True, check=True).stdout.strip() == "0.8.10"
+    assert (
+        subprocess.run(
+            [str(base), "-c", "import tabulate; print(tabulate.__version__)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        == "0.8.10"
+    )
     assert main(["env", "show", "flows/tab.py", "show"]) == 0
     shown = capsys.readouterr().out
     assert "resolved: 1 package(s): tabulate 0.9.0" in shown and "wheelhouse" in shown
@@ -140,18 +152,24 @@ def test_cache_reused_across_processes_without_running_uv_again(project):
 def test_same_spec_same_key_and_python_or_platform_change_it():
     spec = EnvironmentSpec(("tabulate==0.9.0",))
     assert spec.key("3.11", "x86_64-manylinux_2_36") == EnvironmentSpec(("tabulate==0.9.0",)).key(
-        "3.11", "x86_64-manylinux_2_36")
-    keys = {spec.key("3.11", "x86_64-manylinux_2_36"), spec.key("3.12", "x86_64-manylinux_2_36"),
-            spec.key("3.11", "aarch64-manylinux_2_36"),
-            EnvironmentSpec(("tabulate==0.8.10",)).key("3.11", "x86_64-manylinux_2_36")}
+        "3.11", "x86_64-manylinux_2_36"
+    )
+    keys = {
+        spec.key("3.11", "x86_64-manylinux_2_36"),
+        spec.key("3.12", "x86_64-manylinux_2_36"),
+        spec.key("3.11", "aarch64-manylinux_2_36"),
+        EnvironmentSpec(("tabulate==0.8.10",)).key("3.11", "x86_64-manylinux_2_36"),
+    }
     assert len(keys) == 4
 
 
 # --------------------------------------------------------------------------------- decorators parsed
 
+
 def _graph(tmp_path: Path, body: str, base: str = ""):
     path = tmp_path / "f.py"
-    path.write_text(textwrap.dedent(f'''
+    path.write_text(
+        textwrap.dedent(f"""
         from workbench import FlowSpec, step, pypi, conda, pypi_base, conda_base
         {base}
         class F(FlowSpec):
@@ -163,13 +181,13 @@ def _graph(tmp_path: Path, body: str, base: str = ""):
             @step
             def end(self):
                 pass
-        '''))
+        """)
+    )
     return load_graph(path)
 
 
 def test_pypi_forms_and_settings(tmp_path):
-    g = _graph(tmp_path, "", '@pypi_base(packages={"pandas": ">=2,<3", "Rich": "", "numpy": "2.1.0"}, '
-                             'python="3.11")')
+    g = _graph(tmp_path, "", '@pypi_base(packages={"pandas": ">=2,<3", "Rich": "", "numpy": "2.1.0"}, python="3.11")')
     spec = step_packages(g, "start")
     assert spec.requirements == ("numpy==2.1.0", "pandas>=2,<3", "Rich")
     assert spec.python == "3.11"
@@ -193,11 +211,13 @@ def test_conda_maps_onto_pypi_or_refuses_in_one_line(tmp_path):
 
 
 def test_bad_decorator_values_name_the_line(tmp_path):
-    for base, words in (('@pypi_base(packages={"a b": "1"})', "is not a package name"),
-                        ('@pypi_base(packages=PKGS)', "must be a literal"),
-                        ('@pypi_base(python="three")', "is not a version"),
-                        ('@pypi_base(packages={"x": "1; rm"})', "not a version specifier"),
-                        ('@pypi_base(channels=["x"])', "has no argument")):
+    for base, words in (
+        ('@pypi_base(packages={"a b": "1"})', "is not a package name"),
+        ("@pypi_base(packages=PKGS)", "must be a literal"),
+        ('@pypi_base(python="three")', "is not a version"),
+        ('@pypi_base(packages={"x": "1; rm"})', "not a version specifier"),
+        ('@pypi_base(channels=["x"])', "has no argument"),
+    ):
         with pytest.raises(FlowError) as info:
             step_packages(_graph(tmp_path, "", base), "start")
         assert words in str(info.value) and ":3:" in str(info.value), base
@@ -207,7 +227,9 @@ def test_disabled_drops_the_base(tmp_path):
     g = _graph(tmp_path, "", '@pypi_base(packages={"tabulate": "0.9.0"})')
     assert step_packages(g, "start").requirements == ("tabulate==0.9.0",)
     path = tmp_path / "f.py"
-    path.write_text(path.read_text().replace("    @step\n    def end", "    @pypi(disabled=True)\n    @step\n    def end"))
+    path.write_text(
+        path.read_text().replace("    @step\n    def end", "    @pypi(disabled=True)\n    @step\n    def end")
+    )
     assert not step_packages(load_graph(path), "end").declared
 
 
@@ -218,17 +240,26 @@ def test_project_requirements_and_workbench_itself(tmp_path):
     assert project_requirements(REPO) == ([], "no requirements")
     project = PackageSet({"tabulate": "tabulate==0.9.0"}, None, "requirements.txt")
     assert merge(project, PackageSet({"tabulate": "tabulate==0.8.10"}, None, "@pypi")).requirements == (
-        "tabulate==0.8.10",)
+        "tabulate==0.8.10",
+    )
 
 
 # ------------------------------------------------------------------------------------- uv plumbing
+
 
 def test_uv_uses_the_index_pip_is_configured_with(monkeypatch, tmp_path):
     conf = tmp_path / "pip.conf"
     conf.write_text("[global]\nindex-url = https://mirror.example/simple\nextra-index-url = file:///x/simple\n")
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
-    for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX",
-                "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS"):
+    for var in (
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "UV_INDEX_URL",
+        "UV_DEFAULT_INDEX",
+        "UV_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS",
+    ):
         monkeypatch.delenv(var, raising=False)
     args, _ = index_arguments()
     assert args[args.index("--default-index") + 1] == "https://mirror.example/simple"
@@ -238,17 +269,22 @@ def test_uv_uses_the_index_pip_is_configured_with(monkeypatch, tmp_path):
 
 
 def test_uv_failure_is_one_sentence():
-    stderr = ("  × No solution found when resolving dependencies:\n"
-              "  ╰─▶ Because zz9 was not found in the package registry and you require zz9, we can\n"
-              "      conclude that your requirements are unsatisfiable.\n")
+    stderr = (
+        "  × No solution found when resolving dependencies:\n"
+        "  ╰─▶ Because zz9 was not found in the package registry and you require zz9, we can\n"
+        "      conclude that your requirements are unsatisfiable.\n"
+    )
     assert uv_failure_line(stderr) == "zz9 was not found in the package index"
 
 
 def test_wheel_choice_for_a_target():
     t = Target("3.11", "x86_64-manylinux_2_36")
     assert wheel_rank("a-1-py3-none-any.whl", t) is not None
-    assert wheel_rank("n-2-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl", t) > \
-        wheel_rank("n-2-cp311-cp311-manylinux2014_x86_64.whl", t) > wheel_rank("a-1-py3-none-any.whl", t)
+    assert (
+        wheel_rank("n-2-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl", t)
+        > wheel_rank("n-2-cp311-cp311-manylinux2014_x86_64.whl", t)
+        > wheel_rank("a-1-py3-none-any.whl", t)
+    )
     assert wheel_rank("n-2-cp312-cp312-manylinux_2_28_x86_64.whl", t) is None
     assert wheel_rank("n-2-cp311-cp311-manylinux_2_39_x86_64.whl", t) is None  # newer glibc than the target
     assert wheel_rank("n-2-cp311-cp311-manylinux_2_28_aarch64.whl", t) is None
@@ -256,6 +292,7 @@ def test_wheel_choice_for_a_target():
 
 
 # ----------------------------------------------------------------------------- version-mismatch guard
+
 
 class _Local:  # a class from a module that is not a distribution: never a requirement
     pass
@@ -265,8 +302,11 @@ class _Local:  # a class from a module that is not a distribution: never a requi
 def test_pickle_modules_without_unpickling(protocol):
     np = pytest.importorskip("numpy")
     import collections
-    data = pickle.dumps({"a": np.arange(3), "b": collections.OrderedDict(x=1), "c": np.float64(2),
-                         "d": [np.int32(1)] * 3}, protocol=protocol)
+
+    data = pickle.dumps(
+        {"a": np.arange(3), "b": collections.OrderedDict(x=1), "c": np.float64(2), "d": [np.int32(1)] * 3},
+        protocol=protocol,
+    )
     assert pickle_modules(data) == {"numpy"}
     assert pickle_modules(pickle.dumps([1, "numpy", {"x": 2.0}], protocol=protocol)) == set()
     evil = b"cos\nsystem\n(S'echo hacked'\ntR."  # would run a command if unpickled; here only read
@@ -277,6 +317,7 @@ def test_pickle_modules_without_unpickling(protocol):
 def test_artifact_requirements_record_versions():
     np = pytest.importorskip("numpy")
     from workbench.environment_guard import artifact_requirements
+
     assert artifact_requirements(pickle.dumps(np.zeros(2))) == {"numpy": np.__version__}
 
 
@@ -294,13 +335,16 @@ def test_mismatch_refused_in_one_line():
 
 # ---------------------------------------------------------------------------------------- images
 
+
 @pytest.mark.docker
 def test_image_build_installs_offline_on_a_base_without_pip(project, capsys):
     from tests.support.engine import base_image, docker_client_or_skip
+
     client = docker_client_or_skip()
     image = base_image(client)
     (project / "workbench.toml").write_text(
-        f'[project]\nname = "envtest-{uuid.uuid4().hex[:8]}"\n\n[docker]\nimage = "{image}"\nnetwork = "none"\n')
+        f'[project]\nname = "envtest-{uuid.uuid4().hex[:8]}"\n\n[docker]\nimage = "{image}"\nnetwork = "none"\n'
+    )
     (project / "requirements.txt").write_text("tabulate==0.9.0\n")
     tag = f"wbtest-env-{uuid.uuid4().hex[:8]}:1"
     for old in client.images.list():  # an interrupted run of this test leaves its image as a cache hit
@@ -311,8 +355,13 @@ def test_image_build_installs_offline_on_a_base_without_pip(project, capsys):
         out = capsys.readouterr().out
         assert "\x1b" not in out and "built " + tag in out and "tabulate==0.9.0" in out
         assert "textual" not in out and "kubernetes" not in out
-        version = client.containers.run(tag, ["python3", "-c", "import tabulate; print(tabulate.__version__)"],
-                                        remove=True, network_mode="none").decode().strip()
+        version = (
+            client.containers.run(
+                tag, ["python3", "-c", "import tabulate; print(tabulate.__version__)"], remove=True, network_mode="none"
+            )
+            .decode()
+            .strip()
+        )
         assert version == "0.9.0"
         assert main(["image", "build", "--tag", tag]) == 0
         assert f"{tag} is up to date" in capsys.readouterr().out
@@ -333,21 +382,34 @@ def test_image_build_with_requirements_on_a_base_without_pip_installs_them(proje
     """Moved from test_docker_backend.py, where it asserted the old failure ("the base image has no
     pip"): the same project now builds, offline, and the image has the numpy the lock chose."""
     from tests.support.engine import base_image, docker_client_or_skip
+
     client = docker_client_or_skip()
     image = base_image(client)
     name = f"envtest-{uuid.uuid4().hex[:8]}"
-    (project / "workbench.toml").write_text(f'[project]\nname = "{name}"\n\n[docker]\nimage = "{image}"\n'
-                                            f'network = "none"\n')
+    (project / "workbench.toml").write_text(
+        f'[project]\nname = "{name}"\n\n[docker]\nimage = "{image}"\nnetwork = "none"\n'
+    )
     (project / "requirements.txt").write_text("numpy\n")
-    assert client.containers.run(image, ["sh", "-c", "python3 -m pip --version || echo no-pip"], remove=True,
-                                 network_mode="none").decode().strip().endswith("no-pip")
+    assert (
+        client.containers.run(
+            image, ["sh", "-c", "python3 -m pip --version || echo no-pip"], remove=True, network_mode="none"
+        )
+        .decode()
+        .strip()
+        .endswith("no-pip")
+    )
     assert main(["image", "build"]) == 0
     out = capsys.readouterr().out
     tag = next(w for w in out.split() if w.startswith(f"workbench-{name}:"))
     try:
         locked = next(ln for ln in out.splitlines() if "+ numpy==" in ln).split("==")[1].strip()
-        got = client.containers.run(tag, ["python3", "-c", "import numpy; print(numpy.__version__)"],
-                                    remove=True, network_mode="none").decode().strip()
+        got = (
+            client.containers.run(
+                tag, ["python3", "-c", "import numpy; print(numpy.__version__)"], remove=True, network_mode="none"
+            )
+            .decode()
+            .strip()
+        )
         assert got == locked
     finally:
         client.images.remove(tag, force=True)
@@ -355,14 +417,17 @@ def test_image_build_with_requirements_on_a_base_without_pip_installs_them(proje
 
 # ------------------------------------------------------------- remote/container install and the guard
 
+
 def test_environment_archive_is_content_addressed(project):
     from workbench.environment_remote import pack_environment
     from workbench.environment_uv import ensure_wheelhouse, environment_for
+
     env = ensure_wheelhouse(environment_for(EnvironmentSpec(("tabulate==0.9.0",))))
     first = pack_environment(env, project / "packages")
     again = pack_environment(env, project / "other")
     assert first.name == again.name and first.read_bytes() == again.read_bytes()
     import tarfile
+
     with tarfile.open(first) as tar:
         assert sorted(tar.getnames()) == ["requirements.lock", "uv", "wheels/tabulate-0.9.0-py3-none-any.whl"]
 
@@ -378,6 +443,7 @@ def test_host_numpy_pickle_in_a_container_with_another_numpy(project):
     from workbench.environment_remote import pack_environment
     from workbench.environment_uv import environment_for
     from workbench.image import image_target, image_versions
+
     client = docker_client_or_skip()
     image = base_image(client)
     theirs = image_versions(client, image).get("numpy")
@@ -391,8 +457,9 @@ def test_host_numpy_pickle_in_a_container_with_another_numpy(project):
 
     read = "import pickle; a = pickle.load(open('/inputs/features.pkl', 'rb')); print(int(a.sum()))"
     mounts = {str(blob.parent): {"bind": "/inputs", "mode": "ro"}}
-    container = client.containers.run(image, ["python3", "-c", read], volumes=mounts, network_mode="none",
-                                      detach=True, labels={"wbtest": "env-guard"})
+    container = client.containers.run(
+        image, ["python3", "-c", read], volumes=mounts, network_mode="none", detach=True, labels={"wbtest": "env-guard"}
+    )
     try:
         assert container.wait()["StatusCode"] != 0
         assert "numpy._core" in container.logs().decode()  # the failure the guard exists for
@@ -406,11 +473,21 @@ def test_host_numpy_pickle_in_a_container_with_another_numpy(project):
     spec = EnvironmentSpec(host_version_requirements(recorded))
     env = environment_for(spec, image_target(client, image, client.images.get(image).id))
     archive = pack_environment(env, project / "packages")
-    script = ("import sys; sys.path.insert(0, '/workbench'); from pathlib import Path; "
-              "from workbench.environment_remote import install_offline, activate; "
-              f"activate(install_offline(Path('/packages/{archive.name}'), Path('/tmp/envs'), sys.executable)); "
-              + read.replace("print(", "import numpy; print(numpy.__version__, "))
-    out = client.containers.run(image, ["python3", "-c", script], network_mode="none", remove=True,
-                                volumes={**mounts, str(archive.parent): {"bind": "/packages", "mode": "ro"},
-                                         str(REPO / "workbench"): {"bind": "/workbench/workbench", "mode": "ro"}})
+    script = (
+        "import sys; sys.path.insert(0, '/workbench'); from pathlib import Path; "
+        "from workbench.environment_remote import install_offline, activate; "
+        f"activate(install_offline(Path('/packages/{archive.name}'), Path('/tmp/envs'), sys.executable)); "
+        + read.replace("print(", "import numpy; print(numpy.__version__, ")
+    )
+    out = client.containers.run(
+        image,
+        ["python3", "-c", script],
+        network_mode="none",
+        remove=True,
+        volumes={
+            **mounts,
+            str(archive.parent): {"bind": "/packages", "mode": "ro"},
+            str(REPO / "workbench"): {"bind": "/workbench/workbench", "mode": "ro"},
+        },
+    )
     assert out.decode().split() == [np.__version__, "15"]

@@ -16,7 +16,7 @@ import pytest
 from workbench.cli import main
 from workbench.config import load_config
 
-NUMPY_FLOW = '''
+NUMPY_FLOW = """
 from workbench import FlowSpec, step
 
 
@@ -37,9 +37,9 @@ class NumpyFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
-MISSING_FLOW = '''
+MISSING_FLOW = """
 from workbench import FlowSpec, pypi, step
 
 
@@ -52,29 +52,33 @@ class MissingFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     from tests.support.engine import base_image, docker_client_or_skip
+
     image = base_image(docker_client_or_skip())
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "numpy_flow.py").write_text(NUMPY_FLOW)
     (tmp_path / "flows" / "missing.py").write_text(MISSING_FLOW)
     name = f"envwire-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "workbench.toml").write_text(f'[project]\nname = "{name}"\n\n'
-                                             f'[docker]\nimage = "{image}"\nnetwork = "host"\n')
+    (tmp_path / "workbench.toml").write_text(
+        f'[project]\nname = "{name}"\n\n[docker]\nimage = "{image}"\nnetwork = "host"\n'
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
     yield tmp_path
     from tests.contract.test_environments import remove_project_images
+
     remove_project_images(name)  # no later test may find this test's images as a cache hit
 
 
 def _fit_read_with(project: Path) -> tuple[str, float, str]:
     """What the last run's fit task read its input with (its artifacts, loaded through the client API)."""
     from workbench import Flow
+
     run = Flow("NumpyFlow").latest_run
     task = run["fit"].task
     return task.data.read_with, task.data.total, run.id
@@ -84,6 +88,7 @@ def test_host_numpy_artifact_read_by_a_container_with_another_numpy(project, cap
     np = pytest.importorskip("numpy")
     from tests.support.engine import docker_client_or_skip
     from workbench.image import image_versions
+
     client = docker_client_or_skip()
     theirs = image_versions(client, "workbench-base:bookworm").get("numpy")
     if not theirs or theirs.split(".")[:2] == np.__version__.split(".")[:2]:
@@ -91,6 +96,7 @@ def test_host_numpy_artifact_read_by_a_container_with_another_numpy(project, cap
     assert main(["run", "flows/numpy_flow.py"]) == 0
     capsys.readouterr()
     from workbench import Flow
+
     start = Flow("NumpyFlow").latest_run["start"].task
     assert start.artifacts["features"]["requires"] == {"numpy": np.__version__}
 
@@ -121,10 +127,21 @@ def test_input_versions_that_cannot_be_installed_are_refused_in_one_line(project
     from workbench.backends.docker_env import EnvironmentImages
     from workbench.environment_guard import EnvironmentMismatch
     from workbench.settings import StepSettings
+
     images = EnvironmentImages("host", load_config(project).model.project.name, say=lambda line: None)
-    spec = TaskSpec(flow="F", run_id="1", step="fit", task_id="2", attempt=0, settings=StepSettings(),
-                    datastore_url=str(project / ".workbench"), project_root=str(project), flow_file="flows/x.py",
-                    class_name="F", input_pins=("numpy==0.0.1",))
+    spec = TaskSpec(
+        flow="F",
+        run_id="1",
+        step="fit",
+        task_id="2",
+        attempt=0,
+        settings=StepSettings(),
+        datastore_url=str(project / ".workbench"),
+        project_root=str(project),
+        flow_file="flows/x.py",
+        class_name="F",
+        input_pins=("numpy==0.0.1",),
+    )
     with pytest.raises(EnvironmentMismatch) as info:
         images.image_for_task("workbench-base:bookworm", spec)
     line = str(info.value)

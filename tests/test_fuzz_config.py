@@ -25,29 +25,70 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = (REPO / "workbench.toml").read_text(encoding="utf-8")
 HELLO = (REPO / "flows" / "hello.py").read_bytes()
 EXAMPLES = int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
-SECTION_KEYS = {name: list(field.annotation.model_fields) for name, field in ConfigModel.model_fields.items()
-                if hasattr(field.annotation, "model_fields")}
+SECTION_KEYS = {
+    name: list(field.annotation.model_fields)
+    for name, field in ConfigModel.model_fields.items()
+    if hasattr(field.annotation, "model_fields")
+}
 STEP_KEYS = list(StepSection.model_fields)
-ODD_STRINGS = ["/", "", ".", "..", "../..", "s3://", "s3://b/p", "16G", "16Q", "-1", "1e999", "inf", "nan",
-               "2h", "x" * 300, "\x00", "é", "local", "docker", "batch", "kubernetes", "flows", "~", "C:\\\\x"]
+ODD_STRINGS = [
+    "/",
+    "",
+    ".",
+    "..",
+    "../..",
+    "s3://",
+    "s3://b/p",
+    "16G",
+    "16Q",
+    "-1",
+    "1e999",
+    "inf",
+    "nan",
+    "2h",
+    "x" * 300,
+    "\x00",
+    "é",
+    "local",
+    "docker",
+    "batch",
+    "kubernetes",
+    "flows",
+    "~",
+    "C:\\\\x",
+]
 RAW = ["inf", "nan", "1e999", "-0", '"/"', "[[]]", "{}", "1979-05-27", "99999999999999999999", '"\\u0000"']
 values = st.recursive(
-    st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.sampled_from([0, 1, -1, 2**63 - 1]),
-              st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.sampled_from(ODD_STRINGS),
-              st.text(max_size=10), st.dates(), st.datetimes(timezones=st.just(datetime.timezone.utc))),
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.sampled_from(STEP_KEYS + ["x", "A"]), inner, max_size=3)),
-    max_leaves=8)
+    st.one_of(
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.sampled_from([0, 1, -1, 2**63 - 1]),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.sampled_from(ODD_STRINGS),
+        st.text(max_size=10),
+        st.dates(),
+        st.datetimes(timezones=st.just(datetime.timezone.utc)),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(STEP_KEYS + ["x", "A"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @st.composite
 def step_table(draw) -> dict:
     keys = st.one_of(st.sampled_from(STEP_KEYS), st.sampled_from(STEP_KEYS), st.sampled_from(["cpus", "mem", "x"]))
-    good = {"cpu": st.sampled_from([1, 2.5, "500m", "4"]), "memory": st.sampled_from([4096, "16G", "512Mi"]),
-            "gpu": st.sampled_from([0, 1, "2"]), "backend": st.sampled_from(["local", "docker", "batch"])}
+    good = {
+        "cpu": st.sampled_from([1, 2.5, "500m", "4"]),
+        "memory": st.sampled_from([4096, "16G", "512Mi"]),
+        "gpu": st.sampled_from([0, 1, "2"]),
+        "backend": st.sampled_from(["local", "docker", "batch"]),
+    }
     table = {}
     for key in draw(st.lists(keys, max_size=4, unique=True)):
         table[key] = draw(st.one_of(good.get(key, values), values))
@@ -58,12 +99,14 @@ def step_table(draw) -> dict:
 def config_document(draw) -> dict:
     """A workbench.toml as data: known sections mostly, with wrong types and unknown keys mixed in."""
     doc: dict = {}
-    for section in draw(st.lists(st.sampled_from(list(SECTION_KEYS) + ["flows", "nosuch"]), max_size=4,
-                                 unique=True)):
+    for section in draw(st.lists(st.sampled_from(list(SECTION_KEYS) + ["flows", "nosuch"]), max_size=4, unique=True)):
         if section == "flows":
             flow = draw(st.sampled_from(["HelloFlow", "HeloFlow", "TrainFlow", "x"]))
-            steps = draw(st.dictionaries(st.sampled_from(["start", "count", "end", "cout", "train", "x"]),
-                                         step_table(), max_size=3))
+            steps = draw(
+                st.dictionaries(
+                    st.sampled_from(["start", "count", "end", "cout", "train", "x"]), step_table(), max_size=3
+                )
+            )
             doc["flows"] = {flow: {"steps": steps}} if draw(st.integers(0, 5)) else {flow: draw(values)}
             continue
         keys = SECTION_KEYS.get(section, ["a", "b"]) + ["unknown_key"]
@@ -81,10 +124,12 @@ def _dump(doc: dict) -> bytes:
 
 
 def deep_nesting(kind: str, depth: int) -> bytes:
-    return {"arrays": f"[project]\nname = {'[' * depth}{']' * depth}\n",
-            "tables": "x = " + "{a = " * depth + "1" + "}" * depth + "\n",
-            "dotted": "[" + ".".join(["a"] * depth) + "]\nb = 1\n",
-            "step": "[flows.HelloFlow.steps.start]\nenv = " + "{a = " * depth + "'1'" + "}" * depth + "\n"}[kind].encode()
+    return {
+        "arrays": f"[project]\nname = {'[' * depth}{']' * depth}\n",
+        "tables": "x = " + "{a = " * depth + "1" + "}" * depth + "\n",
+        "dotted": "[" + ".".join(["a"] * depth) + "]\nb = 1\n",
+        "step": "[flows.HelloFlow.steps.start]\nenv = " + "{a = " * depth + "'1'" + "}" * depth + "\n",
+    }[kind].encode()
 
 
 @st.composite
@@ -114,8 +159,9 @@ def mutated_seed(draw) -> bytes:
 config_files = st.one_of(
     config_document().map(_dump),
     mutated_seed(),
-    st.builds(deep_nesting, st.sampled_from(["arrays", "tables", "dotted", "step"]),
-              st.sampled_from([10, 100, 1000, 10000])),
+    st.builds(
+        deep_nesting, st.sampled_from(["arrays", "tables", "dotted", "step"]), st.sampled_from([10, 100, 1000, 10000])
+    ),
     st.binary(max_size=100),
 )
 
@@ -142,11 +188,19 @@ def test_fuzzed_workbench_toml_never_shows_a_traceback(data):
 
 
 def test_known_config_crashers_are_one_line_errors():
-    cases = [b"[project]\nflows = \"/\"\n", b"[flows.HelloFlow.steps.start]\ngpu = inf\n",
-             b"[flows.HelloFlow.steps.start]\nmemory = 1e999\n", b"[flows.HelloFlow.steps.start]\ntimeout = nan\n",
-             b"[project]\nname = \"\xff\"\n", b"\xef\xbb\xbf[project]\nname = \"bom\"\n",
-             b"[flows.HelloFlow.steps.start]\ncpu = 99999999999999999999\n", b"[project]\nflows = \"\\u0000\"\n",
-             deep_nesting("arrays", 10000), deep_nesting("tables", 10000), deep_nesting("step", 1000)]
+    cases = [
+        b'[project]\nflows = "/"\n',
+        b"[flows.HelloFlow.steps.start]\ngpu = inf\n",
+        b"[flows.HelloFlow.steps.start]\nmemory = 1e999\n",
+        b"[flows.HelloFlow.steps.start]\ntimeout = nan\n",
+        b'[project]\nname = "\xff"\n',
+        b'\xef\xbb\xbf[project]\nname = "bom"\n',
+        b"[flows.HelloFlow.steps.start]\ncpu = 99999999999999999999\n",
+        b'[project]\nflows = "\\u0000"\n',
+        deep_nesting("arrays", 10000),
+        deep_nesting("tables", 10000),
+        deep_nesting("step", 1000),
+    ]
     for data in cases:
         _check_config(data)
 
@@ -154,8 +208,10 @@ def test_known_config_crashers_are_one_line_errors():
 def test_misspelled_step_and_flow_tables_are_errors_naming_the_nearest_match():
     config = b'[project]\nname = "t"\n\n[flows.HelloFlow.steps.cout]\ncpu = 2\n'
     with project(flow=HELLO, config=config, flow_name="hello.py") as root:
-        expected = (f"{root / 'workbench.toml'}:4: [flows.HelloFlow.steps.cout]: flow HelloFlow has no step cout "
-                    f"(did you mean count?)")
+        expected = (
+            f"{root / 'workbench.toml'}:4: [flows.HelloFlow.steps.cout]: flow HelloFlow has no step cout "
+            f"(did you mean count?)"
+        )
         checked = run_cli("check")
         assert checked.code == 1 and f"error {expected}" in checked.out.splitlines(), checked
         shown = run_cli("show", "flows/hello.py")
@@ -164,8 +220,10 @@ def test_misspelled_step_and_flow_tables_are_errors_naming_the_nearest_match():
     with project(flow=HELLO, config=config, flow_name="hello.py") as root:
         checked = run_cli("check")
         assert checked.code == 1, checked
-        assert (f"error {root / 'workbench.toml'}:4: [flows.HeloFlow]: no flow named HeloFlow in "
-                f"{root / 'flows'} (did you mean HelloFlow?)") in checked.out.splitlines()
+        assert (
+            f"error {root / 'workbench.toml'}:4: [flows.HeloFlow]: no flow named HeloFlow in "
+            f"{root / 'flows'} (did you mean HelloFlow?)"
+        ) in checked.out.splitlines()
         assert run_cli("show", "flows/hello.py").code == 0  # the table is for no flow of this file
     correct = b'[project]\nname = "t"\n\n[flows.HelloFlow.steps.count]\ncpu = 2\n'
     with project(flow=HELLO, config=correct, flow_name="hello.py"):

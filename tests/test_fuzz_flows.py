@@ -21,24 +21,125 @@ from workbench.graph import build_graph
 from .support.fuzz_cli import assert_user_facing, project, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "flows").glob("*.py"))] + \
-        [p.read_text(encoding="utf-8") for p in sorted((REPO / "tests" / "flows").glob("*.py"))]
+SEEDS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "flows").glob("*.py"))] + [
+    p.read_text(encoding="utf-8") for p in sorted((REPO / "tests" / "flows").glob("*.py"))
+]
 EXAMPLES = int(os.environ.get("WORKBENCH_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
-DECORATORS = ["resources", "batch", "kubernetes", "docker", "timeout", "retry", "catch", "environment",
-              "card", "project", "step", "nosuch"]
-ARG_NAMES = ["cpu", "memory", "gpu", "disk", "shared_memory", "image", "queue", "namespace", "seconds",
-             "minutes", "hours", "times", "minutes_between_retries", "var", "print_exception", "vars",
-             "tolerations", "node_selector", "bogus"]
-ODD_VALUES = ["1e999", "-1e999", "float('nan')", "1e308*10", "10**400", "-1", "0", "0.5", "True", "None",
-              "'x'", "''", "'16Q'", "'-5G'", "'1e999G'", "'nanG'", "'infm'", "'12'", "[]", "{}", "[1, 2]",
-              "{'A': 1}", "{1: None}", "(1,)", "1j", "b'x'", "...", "lambda: 1", "os.environ", "x.y.z",
-              "f'{x}'", "1", "16000", "'16G'", "'2h'", "{'A': {'B': 1}}", "'\\x00'", "3", "-0.0"]
-TOKENS = ["self", "(", ")", ":", ",", ".", "def", "class", "FlowSpec", "@step", "inputs", "next",
-          "self.next(self.end)", "foreach=", "'items'", "\n", "    ", "\t", "pass", "return", "=", "*",
-          "lambda", "start", "end", "import", "\\", "#", "'''", "@", "yield", "async", "(FlowSpec)"]
+DECORATORS = [
+    "resources",
+    "batch",
+    "kubernetes",
+    "docker",
+    "timeout",
+    "retry",
+    "catch",
+    "environment",
+    "card",
+    "project",
+    "step",
+    "nosuch",
+]
+ARG_NAMES = [
+    "cpu",
+    "memory",
+    "gpu",
+    "disk",
+    "shared_memory",
+    "image",
+    "queue",
+    "namespace",
+    "seconds",
+    "minutes",
+    "hours",
+    "times",
+    "minutes_between_retries",
+    "var",
+    "print_exception",
+    "vars",
+    "tolerations",
+    "node_selector",
+    "bogus",
+]
+ODD_VALUES = [
+    "1e999",
+    "-1e999",
+    "float('nan')",
+    "1e308*10",
+    "10**400",
+    "-1",
+    "0",
+    "0.5",
+    "True",
+    "None",
+    "'x'",
+    "''",
+    "'16Q'",
+    "'-5G'",
+    "'1e999G'",
+    "'nanG'",
+    "'infm'",
+    "'12'",
+    "[]",
+    "{}",
+    "[1, 2]",
+    "{'A': 1}",
+    "{1: None}",
+    "(1,)",
+    "1j",
+    "b'x'",
+    "...",
+    "lambda: 1",
+    "os.environ",
+    "x.y.z",
+    "f'{x}'",
+    "1",
+    "16000",
+    "'16G'",
+    "'2h'",
+    "{'A': {'B': 1}}",
+    "'\\x00'",
+    "3",
+    "-0.0",
+]
+TOKENS = [
+    "self",
+    "(",
+    ")",
+    ":",
+    ",",
+    ".",
+    "def",
+    "class",
+    "FlowSpec",
+    "@step",
+    "inputs",
+    "next",
+    "self.next(self.end)",
+    "foreach=",
+    "'items'",
+    "\n",
+    "    ",
+    "\t",
+    "pass",
+    "return",
+    "=",
+    "*",
+    "lambda",
+    "start",
+    "end",
+    "import",
+    "\\",
+    "#",
+    "'''",
+    "@",
+    "yield",
+    "async",
+    "(FlowSpec)",
+]
 
 
 @st.composite
@@ -66,7 +167,7 @@ def mutated_seed(draw) -> bytes:
         if kind == "decorate":
             steps = [n for n, ln in enumerate(lines) if ln.strip() == "@step"]
             at = draw(st.sampled_from(steps)) if steps else i
-            indent = lines[at][:len(lines[at]) - len(lines[at].lstrip())]
+            indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
             lines.insert(at, indent + draw(odd_decorator()))
         elif kind == "token":
             words = lines[i].split(" ")
@@ -85,6 +186,7 @@ def mutated_seed(draw) -> bytes:
 
 def _byte_damage(data: bytes) -> st.SearchStrategy[bytes]:
     """Mostly the bytes as they are; sometimes a BOM in front or bytes that are not UTF-8 inside."""
+
     def damage(kind: str, at: int, junk: bytes) -> bytes:
         at = at % (len(data) + 1)
         if kind == "bom":
@@ -94,15 +196,33 @@ def _byte_damage(data: bytes) -> st.SearchStrategy[bytes]:
         if kind == "nul":
             return data[:at] + b"\x00" + data[at:]
         return data
-    return st.builds(damage, st.sampled_from(["none"] * 9 + ["bom", "junk", "nul"]),
-                     st.integers(0, 10**6), st.sampled_from([b"\xff", b"\xc3\x28", b"\x80abc", b"\xed\xa0\x80"]))
+
+    return st.builds(
+        damage,
+        st.sampled_from(["none"] * 9 + ["bom", "junk", "nul"]),
+        st.integers(0, 10**6),
+        st.sampled_from([b"\xff", b"\xc3\x28", b"\x80abc", b"\xed\xa0\x80"]),
+    )
 
 
-PARAMETERS = ['Parameter(1)', 'Parameter("x", type=1)', 'Parameter()', 'Parameter(name=None)',
-              'Parameter("x", default=1e999, type=float)', 'Parameter("x", required=[], help={})',
-              'IncludeFile("f", default=b"x", is_text=lambda: 1)', 'Parameter("a b")', 'Parameter("start")',
-              'Parameter("x", default=float("nan"))', 'Parameter(*a)', 'Parameter(**k)', 'Parameter("")',
-              'Parameter("x", default={1: {2: set()}})', 'Parameter("x", default=b"\\xff")', 'Parameter("--x")']
+PARAMETERS = [
+    "Parameter(1)",
+    'Parameter("x", type=1)',
+    "Parameter()",
+    "Parameter(name=None)",
+    'Parameter("x", default=1e999, type=float)',
+    'Parameter("x", required=[], help={})',
+    'IncludeFile("f", default=b"x", is_text=lambda: 1)',
+    'Parameter("a b")',
+    'Parameter("start")',
+    'Parameter("x", default=float("nan"))',
+    "Parameter(*a)",
+    "Parameter(**k)",
+    'Parameter("")',
+    'Parameter("x", default={1: {2: set()}})',
+    'Parameter("x", default=b"\\xff")',
+    'Parameter("--x")',
+]
 
 
 def _step(name: str, body: str, decorators: tuple = (), args: str = "self") -> str:
@@ -141,12 +261,20 @@ def chain(length: int) -> bytes:
 
 
 def deep_expression(kind: str, depth: int) -> bytes:
-    expr = {"parens": "(" * depth + "1" + ")" * depth, "lists": "[" * depth + "]" * depth,
-            "sum": "+".join(["1"] * depth), "unary": "-" * depth + "1", "not": "not " * depth + "x",
-            "attr": "x" + ".a" * depth, "dict": "{'a': " * depth + "1" + "}" * depth}[kind]
-    return (f"from workbench import FlowSpec, step, resources\n\nX = {expr}\n\nclass DeepFlow(FlowSpec):\n"
-            + _step("start", "self.next(self.end)", (f"@resources(memory={expr})",))
-            + _step("end", "pass")).encode()
+    expr = {
+        "parens": "(" * depth + "1" + ")" * depth,
+        "lists": "[" * depth + "]" * depth,
+        "sum": "+".join(["1"] * depth),
+        "unary": "-" * depth + "1",
+        "not": "not " * depth + "x",
+        "attr": "x" + ".a" * depth,
+        "dict": "{'a': " * depth + "1" + "}" * depth,
+    }[kind]
+    return (
+        f"from workbench import FlowSpec, step, resources\n\nX = {expr}\n\nclass DeepFlow(FlowSpec):\n"
+        + _step("start", "self.next(self.end)", (f"@resources(memory={expr})",))
+        + _step("end", "pass")
+    ).encode()
 
 
 def cyclic_bases(shape: str) -> bytes:
@@ -155,7 +283,8 @@ def cyclic_bases(shape: str) -> bytes:
         "self": "class A(A, FlowSpec):\n    pass\n",
         "triangle": "class A(C):\n    pass\n\nclass B(A):\n    pass\n\nclass C(B, FlowSpec):\n    pass\n",
         "leaf": "class Base(Base2):\n    pass\n\nclass Base2(Base, FlowSpec):\n    pass\n\nclass Leaf(Base):\n"
-                + _step("start", "self.next(self.end)") + _step("end", "pass"),
+        + _step("start", "self.next(self.end)")
+        + _step("end", "pass"),
     }[shape]
     return f"from workbench import FlowSpec, step\n\n{classes}".encode()
 
@@ -163,8 +292,11 @@ def cyclic_bases(shape: str) -> bytes:
 generated = st.one_of(
     random_dag(),
     st.builds(chain, st.sampled_from([1, 2, 3, 1000, 1200])),
-    st.builds(deep_expression, st.sampled_from(["parens", "lists", "sum", "unary", "not", "attr", "dict"]),
-              st.sampled_from([5, 100, 300, 1000, 5000, 100000])),
+    st.builds(
+        deep_expression,
+        st.sampled_from(["parens", "lists", "sum", "unary", "not", "attr", "dict"]),
+        st.sampled_from([5, 100, 300, 1000, 5000, 100000]),
+    ),
     st.builds(cyclic_bases, st.sampled_from(["pair", "self", "triangle", "leaf"])),
     st.binary(max_size=200),
     st.lists(st.sampled_from(TOKENS), max_size=30).map(lambda t: " ".join(t).encode()),
@@ -201,14 +333,37 @@ def test_fuzzed_flow_files_never_show_a_traceback(data):
 
 def test_known_crashers_are_one_line_errors():
     """The inputs of issue 15, each checked once whatever hypothesis draws."""
-    cases = [chain(1000), chain(1200), deep_expression("parens", 100000), deep_expression("sum", 5000),
-             deep_expression("not", 1000), cyclic_bases("pair"), cyclic_bases("self"), cyclic_bases("leaf")]
-    for deco in ["@resources(memory=1e999)", "@timeout(seconds='x')", "@environment(vars=1)",
-                 "@resources(cpu=1e999)", "@retry(times='x')", "@timeout(hours=1e999)",
-                 "@retry(minutes_between_retries=float('nan'))", "@catch(var=1)", "@environment(vars={1: None})",
-                 "@batch(queue=1)", "@resources(gpu=1e999)", "@kubernetes(namespace=[])"]:
-        cases.append(("from workbench import *\n\nclass F(FlowSpec):\n"
-                      + _step("start", "self.next(self.end)", (deco,)) + _step("end", "pass")).encode())
+    cases = [
+        chain(1000),
+        chain(1200),
+        deep_expression("parens", 100000),
+        deep_expression("sum", 5000),
+        deep_expression("not", 1000),
+        cyclic_bases("pair"),
+        cyclic_bases("self"),
+        cyclic_bases("leaf"),
+    ]
+    for deco in [
+        "@resources(memory=1e999)",
+        "@timeout(seconds='x')",
+        "@environment(vars=1)",
+        "@resources(cpu=1e999)",
+        "@retry(times='x')",
+        "@timeout(hours=1e999)",
+        "@retry(minutes_between_retries=float('nan'))",
+        "@catch(var=1)",
+        "@environment(vars={1: None})",
+        "@batch(queue=1)",
+        "@resources(gpu=1e999)",
+        "@kubernetes(namespace=[])",
+    ]:
+        cases.append(
+            (
+                "from workbench import *\n\nclass F(FlowSpec):\n"
+                + _step("start", "self.next(self.end)", (deco,))
+                + _step("end", "pass")
+            ).encode()
+        )
     for data in cases:
         _check_flow(data)
 
@@ -225,15 +380,21 @@ def test_cyclic_class_bases_are_named_on_the_class_line():
     with project(flow=cyclic_bases("pair")) as root:
         graph = build_graph(root / "flows" / "fuzzed.py")
         assert [str(e) for e in graph.errors] == [
-            f"{root / 'flows' / 'fuzzed.py'}:3: class A derives from itself (A -> B -> A); Python cannot define it"]
+            f"{root / 'flows' / 'fuzzed.py'}:3: class A derives from itself (A -> B -> A); Python cannot define it"
+        ]
 
 
 def test_a_join_that_also_splits_gets_metaflows_verdict_on_that_step():
-    source = ("from workbench import FlowSpec, step\n\nclass J(FlowSpec):\n"
-              + _step("start", "self.next(self.a, self.b)") + _step("a", "self.next(self.join)")
-              + _step("b", "self.next(self.join)") + _step("join", "self.next(self.c, self.d)", args="self, inputs")
-              + _step("c", "self.next(self.end)") + _step("d", "self.next(self.end)")
-              + _step("end", "pass", args="self, inputs"))
+    source = (
+        "from workbench import FlowSpec, step\n\nclass J(FlowSpec):\n"
+        + _step("start", "self.next(self.a, self.b)")
+        + _step("a", "self.next(self.join)")
+        + _step("b", "self.next(self.join)")
+        + _step("join", "self.next(self.c, self.d)", args="self, inputs")
+        + _step("c", "self.next(self.end)")
+        + _step("d", "self.next(self.end)")
+        + _step("end", "pass", args="self, inputs")
+    )
     with project(flow=source.encode()) as root:
         errors = build_graph(root / "flows" / "fuzzed.py").errors
         assert len(errors) == 1 and errors[0].line == 17, errors  # the line of def join

@@ -24,7 +24,10 @@ HEADER = "from workbench import FlowSpec, step, resources, retry, Parameter\n"
 
 
 def test_every_node_kind_and_transition(tmp_path):
-    g = graph_of(tmp_path, HEADER + """
+    g = graph_of(
+        tmp_path,
+        HEADER
+        + """
 class K(FlowSpec):
     '''doc line'''
     alpha = Parameter("alpha", default=0.5, type=float, help="rate")
@@ -57,11 +60,19 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""")
+""",
+    )
     assert g.ok, g.errors
     kinds = {s.name: s.kind for s in g}
-    assert kinds == {"start": "split", "a": "foreach", "each": "linear", "inner_join": "join", "b": "linear",
-                     "j": "join", "end": "end"}
+    assert kinds == {
+        "start": "split",
+        "a": "foreach",
+        "each": "linear",
+        "inner_join": "join",
+        "b": "linear",
+        "j": "join",
+        "end": "end",
+    }
     assert g["a"].foreach_var == "items"
     assert g["inner_join"].closes == "a" and g["a"].joined_by == "inner_join"
     assert g["j"].closes == "start" and sorted(g["j"].in_steps) == ["b", "inner_join"]
@@ -74,7 +85,10 @@ class K(FlowSpec):
 
 
 def test_linear_start_and_decorators_with_literal_and_constant_args(tmp_path):
-    g = graph_of(tmp_path, HEADER + """
+    g = graph_of(
+        tmp_path,
+        HEADER
+        + """
 MEM = "16G"
 
 class K(FlowSpec):
@@ -87,7 +101,8 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""")
+""",
+    )
     assert g.ok
     assert g["start"].kind == "start"
     deco = g["start"].decorator("resources")
@@ -96,7 +111,10 @@ class K(FlowSpec):
 
 
 def test_nested_foreach_and_branch_inside_foreach(tmp_path):
-    g = graph_of(tmp_path, HEADER + """
+    g = graph_of(
+        tmp_path,
+        HEADER
+        + """
 class K(FlowSpec):
     @step
     def start(self):
@@ -135,7 +153,8 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""")
+""",
+    )
     assert g.ok, g.errors
     assert g["both"].closes == "inner"
     assert g["join_inner"].closes == "outer"
@@ -143,14 +162,21 @@ class K(FlowSpec):
     assert g["left"].split_stack == ("start", "outer", "inner")
 
 
-@pytest.mark.parametrize("body,message,line", [
-    ("""
+@pytest.mark.parametrize(
+    "body,message,line",
+    [
+        (
+            """
 class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "has no start step", 3),
-    ("""
+""",
+            "has no start step",
+            3,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -159,8 +185,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "transitions to unknown step nowhere", 6),
-    ("""
+""",
+            "transitions to unknown step nowhere",
+            6,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -173,8 +203,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "step orphan is not reachable from start", 9),
-    ("""
+""",
+            "step orphan is not reachable from start",
+            9,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -183,8 +217,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "step start has no self.next() transition", 5),
-    ("""
+""",
+            "step start has no self.next() transition",
+            5,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -193,8 +231,12 @@ class K(FlowSpec):
     @step
     def end(self):
         self.next(self.start)
-""", "step end must not call self.next()", 10),
-    ("""
+""",
+            "step end must not call self.next()",
+            10,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -215,8 +257,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "step end has 2 inputs (b, join) but is not a join", 21),
-    ("""
+""",
+            "step end has 2 inputs (b, join) but is not a join",
+            21,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -230,8 +276,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "goes to end inside the foreach at step start", 11),
-    ("""
+""",
+            "goes to end inside the foreach at step start",
+            11,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -248,8 +298,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "step b transitions back to step a, which makes a cycle", 14),
-    ("""
+""",
+            "step b transitions back to step a, which makes a cycle",
+            14,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -262,8 +316,12 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "is a join (it takes inputs) but no split or foreach comes before it", 9),
-    ("""
+""",
+            "is a join (it takes inputs) but no split or foreach comes before it",
+            9,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self):
@@ -274,14 +332,22 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""", "self.next() must be the last line of the step", 7),
-    ("""
+""",
+            "self.next() must be the last line of the step",
+            7,
+        ),
+        (
+            """
 class K(FlowSpec):
     @step
     def start(self)
         self.next(self.end)
-""", "syntax error", 5),
-])
+""",
+            "syntax error",
+            5,
+        ),
+    ],
+)
 def test_validation_errors_name_file_line_and_step(tmp_path, body, message, line):
     err = only_error(tmp_path, HEADER + body)
     assert message in str(err)
@@ -290,7 +356,10 @@ def test_validation_errors_name_file_line_and_step(tmp_path, body, message, line
 
 
 def test_join_not_joining_every_branch_is_an_error(tmp_path):
-    err = only_error(tmp_path, HEADER + """
+    err = only_error(
+        tmp_path,
+        HEADER
+        + """
 class K(FlowSpec):
     @step
     def start(self):
@@ -319,12 +388,15 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""")
+""",
+    )
     assert "is reached both inside and outside" in str(err) or "not a join" in str(err)
 
 
 def test_two_flow_classes_need_a_name(tmp_path):
-    source = HEADER + """
+    source = (
+        HEADER
+        + """
 class A(FlowSpec):
     @step
     def start(self):
@@ -340,11 +412,13 @@ class B(A):
     def end(self):
         print("B")
 """
+    )
     # B derives from A, so B is the flow; A is a base
     g = graph_of(tmp_path, source)
     assert g.ok and g.name == "B"
-    source2 = source.replace("class B(A):", "class B(FlowSpec):\n    @step\n    def start(self):\n        "
-                                           "self.next(self.end)\n")
+    source2 = source.replace(
+        "class B(A):", "class B(FlowSpec):\n    @step\n    def start(self):\n        self.next(self.end)\n"
+    )
     g2 = graph_of(tmp_path, source2, name="g.py")
     assert not g2.ok
     assert "2 FlowSpec classes: A (line 3), B (line 13)" in str(g2.errors[0])
@@ -355,7 +429,10 @@ class B(A):
 
 def test_no_user_code_runs(tmp_path):
     marker = tmp_path / "ran"
-    g = graph_of(tmp_path, HEADER + f"""
+    g = graph_of(
+        tmp_path,
+        HEADER
+        + f"""
 open({str(marker)!r}, "w").write("x")
 
 class K(FlowSpec):
@@ -366,7 +443,8 @@ class K(FlowSpec):
     @step
     def end(self):
         pass
-""")
+""",
+    )
     assert g.ok and not marker.exists()
 
 

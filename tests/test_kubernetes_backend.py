@@ -26,7 +26,7 @@ from workbench.settings import StepSettings  # noqa: E402
 pytest.importorskip("kubernetes")
 pytest.importorskip("boto3")
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     import os
     import sys
     import time
@@ -60,13 +60,15 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             self.z = self.y + 1
-''').lstrip()
+""").lstrip()
 
 
 def _kube_emulator(capacity: dict, docker_client):
     from tests.k8s_emulator.server import KubeEmulator
-    return KubeEmulator(node_capacity=capacity, docker_client=docker_client, grace_period_cap=2.0,
-                        backoff_seconds=0.5).start()
+
+    return KubeEmulator(
+        node_capacity=capacity, docker_client=docker_client, grace_period_cap=2.0, backoff_seconds=0.5
+    ).start()
 
 
 @pytest.fixture
@@ -78,14 +80,15 @@ def kube(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.2")
     monkeypatch.delenv("KUBECONFIG", raising=False)
     try:
-        yield SimpleNamespace(emu=emu, kubeconfig=emu.write_kubeconfig(tmp_path / "kubeconfig"), image=image,
-                              docker=client)
+        yield SimpleNamespace(
+            emu=emu, kubeconfig=emu.write_kubeconfig(tmp_path / "kubeconfig"), image=image, docker=client
+        )
     finally:
         emu.stop()
     assert emu.containers() == []
 
 
-TEMPLATE = textwrap.dedent('''
+TEMPLATE = textwrap.dedent("""
     # a user's Job template ([kubernetes] template): the base that workbench fills in
     apiVersion: batch/v1
     kind: Job
@@ -100,7 +103,7 @@ TEMPLATE = textwrap.dedent('''
               # like a secret is warned about and redacted); on a real cluster use IRSA or [kubernetes] secrets
               env: [{name: FROM_TEMPLATE, value: "yes"}, {name: AWS_ACCESS_KEY_ID, value: testing},
                     {name: AWS_SECRET_ACCESS_KEY, value: testing}]
-''').lstrip()
+""").lstrip()
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +111,7 @@ def validated_manifests(monkeypatch):
     """Every Job the backend submits in these tests is checked against the official schema first."""
     kv = pytest.importorskip("kubernetes_validate")
     from workbench.backends.kubernetes import KubernetesBackend
+
     made = []
     original = KubernetesBackend.manifest_for
 
@@ -126,14 +130,17 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
     bucket = aws.bucket()
     (tmp_path / "job-template.yaml").write_text(TEMPLATE)
     import workbench.client
+
     monkeypatch.setattr(workbench.client, "_datastore_url", None)  # another test may have pointed it elsewhere
 
-    def make(mode: str = "ok", memory: str = "512M", gpu: int = 0, image: str | None = None,
-             extra: str = "") -> ProjectConfig:
+    def make(
+        mode: str = "ok", memory: str = "512M", gpu: int = 0, image: str | None = None, extra: str = ""
+    ) -> ProjectConfig:
         (tmp_path / "flows").mkdir(exist_ok=True)
         (tmp_path / "flows" / "kube_demo.py").write_text(FLOW)
         (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
-        (tmp_path / "workbench.toml").write_text(textwrap.dedent(f'''
+        (tmp_path / "workbench.toml").write_text(
+            textwrap.dedent(f'''
             [project]
             name = "kt"
 
@@ -155,7 +162,8 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
             gpu = {gpu}
             {extra}
             env = {{ DEMO_MODE = "{mode}" }}
-        ''').lstrip())
+        ''').lstrip()
+        )
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
         monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
@@ -167,6 +175,7 @@ def kube_project(aws, kube, tmp_path, monkeypatch):
 def _run(config, events=None, runtime_hook=None):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     graph = load_graph(str(config.root / "flows" / "kube_demo.py"))
     rt = Runtime(graph, config, sink=(events.append if events is not None else None))
     if runtime_hook:
@@ -177,6 +186,7 @@ def _run(config, events=None, runtime_hook=None):
 def _left_over(kube, timeout: float = 20.0):
     """(jobs, pods, containers) still there after up to ``timeout`` seconds."""
     from kubernetes import client, config
+
     configuration = client.Configuration()
     config.load_kube_config(config_file=kube.kubeconfig, client_configuration=configuration)
     with client.ApiClient(configuration) as api:
@@ -213,6 +223,7 @@ def test_end_to_end_local_kubernetes_local(kube_project, kube, validated_manifes
     assert "to stderr" in lines  # Kubernetes merges stderr into the pod log
     assert any(type(e).__name__ == "LogLine" and e.text == "hello from kubernetes 21" for e in events)
     from workbench import Flow
+
     run = Flow("KubeDemoFlow").latest_run
     assert run.successful
     assert run["end"].task.data.z == 43
@@ -258,6 +269,7 @@ def test_missing_image_is_reported_with_its_name(kube_project, kube, monkeypatch
 def test_capacity_check_and_unreachable_api(tmp_path):
     from workbench.backends.kubernetes import KubernetesBackend
     from workbench.errors import ConfigError, EngineUnreachable
+
     client = docker_client_or_skip()
     emu = _kube_emulator({"cpu": "8", "memory": "30Gi", "nvidia.com/gpu": "2"}, client)
     try:
@@ -298,6 +310,7 @@ def test_capacity_check_and_unreachable_api(tmp_path):
 
 def test_deadline_exceeded_is_a_timeout(kube_project, kube, monkeypatch):
     import workbench.backends.kubernetes as k8s
+
     monkeypatch.setattr(k8s, "DEADLINE_GRACE", 1)
     config = kube_project(mode="deaf", extra="timeout = 1")
     t0 = time.time()
@@ -311,51 +324,79 @@ def test_deadline_exceeded_is_a_timeout(kube_project, kube, monkeypatch):
 
 # ---------------------------------------------------------------------------------------- faults, injected
 
+
 def _fake_task(settings=None):
     from workbench.backends.base import TaskSpec
     from workbench.backends.k8s_manifest import JobOptions
     from workbench.backends.kubernetes import _Task
+
     s = settings or StepSettings(backend="kubernetes", cpu=2, memory=1024, timeout=60)
-    spec = TaskSpec(flow="F", run_id="1", step="train", task_id="2", attempt=0, settings=s, datastore_url="s3://b",
-                    project_root="/p", flow_file="f.py", class_name="F")
+    spec = TaskSpec(
+        flow="F",
+        run_id="1",
+        step="train",
+        task_id="2",
+        attempt=0,
+        settings=s,
+        datastore_url="s3://b",
+        project_root="/p",
+        flow_file="f.py",
+        class_name="F",
+    )
     return _Task(spec, lambda *a: None, lambda e: None, "wb-f-train-2-0-x", "default", JobOptions())
 
 
 def _pod(phase="Failed", reason=None, message=None, terminated=None, waiting=None, node="node-1", conditions=None):
     from kubernetes import client as k
-    state = k.V1ContainerState(terminated=k.V1ContainerStateTerminated(**terminated) if terminated else None,
-                               waiting=k.V1ContainerStateWaiting(**waiting) if waiting else None)
+
+    state = k.V1ContainerState(
+        terminated=k.V1ContainerStateTerminated(**terminated) if terminated else None,
+        waiting=k.V1ContainerStateWaiting(**waiting) if waiting else None,
+    )
     cs = k.V1ContainerStatus(name="task", image="img:1", image_id="", ready=False, restart_count=0, state=state)
-    return k.V1Pod(metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x-abcde", namespace="default"),
-                   spec=k.V1PodSpec(containers=[], node_name=node),
-                   status=k.V1PodStatus(phase=phase, reason=reason, message=message, container_statuses=[cs],
-                                        conditions=conditions))
+    return k.V1Pod(
+        metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x-abcde", namespace="default"),
+        spec=k.V1PodSpec(containers=[], node_name=node),
+        status=k.V1PodStatus(
+            phase=phase, reason=reason, message=message, container_statuses=[cs], conditions=conditions
+        ),
+    )
 
 
 def _condition(ctype, reason="", message=""):
     from kubernetes import client as k
+
     return k.V1JobCondition(type=ctype, status="True", reason=reason, message=message)
 
 
 def test_reasons_in_words_from_job_and_pod_status():
     from workbench.backends.kubernetes import KubernetesBackend
+
     backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
     task = _fake_task()
     task.pod = _pod()
 
     evicted = backend._exit_of(task, None, _pod(reason="Evicted", message="The node was low on resource: memory."))
     assert evicted.status == "failed" and evicted.reason.startswith("evicted from node node-1: The node was low")
-    deadline = backend._exit_of(task, _condition("Failed", "DeadlineExceeded", "Job was active longer"),
-                                _pod(terminated={"exit_code": 143, "reason": "Error"}))
+    deadline = backend._exit_of(
+        task,
+        _condition("Failed", "DeadlineExceeded", "Job was active longer"),
+        _pod(terminated={"exit_code": 143, "reason": "Error"}),
+    )
     assert deadline.status == "timeout" and "DeadlineExceeded" in deadline.reason
-    oom = backend._exit_of(task, _condition("FailureTarget", "PodFailurePolicy"),
-                           _pod(terminated={"exit_code": 137, "reason": "OOMKilled"}))
+    oom = backend._exit_of(
+        task,
+        _condition("FailureTarget", "PodFailurePolicy"),
+        _pod(terminated={"exit_code": 137, "reason": "OOMKilled"}),
+    )
     assert oom.status == "oom" and "memory limit of 1Gi" in oom.reason
-    crash = backend._exit_of(task, _condition("Failed", "BackoffLimitExceeded"),
-                             _pod(terminated={"exit_code": 7, "reason": "Error"}))
+    crash = backend._exit_of(
+        task, _condition("Failed", "BackoffLimitExceeded"), _pod(terminated={"exit_code": 7, "reason": "Error"})
+    )
     assert (crash.status, crash.exit_code, crash.reason) == ("failed", 7, "exited with code 7 (Error)")
-    own_timer = backend._exit_of(task, _condition("Failed", "BackoffLimitExceeded"),
-                                 _pod(terminated={"exit_code": 3, "reason": "Error"}))
+    own_timer = backend._exit_of(
+        task, _condition("Failed", "BackoffLimitExceeded"), _pod(terminated={"exit_code": 3, "reason": "Error"})
+    )
     assert own_timer.status == "timeout"
     ok = backend._exit_of(task, _condition("Complete"), _pod("Succeeded", terminated={"exit_code": 0}))
     assert ok.status == "succeeded" and ok.usage["pod"] == "wb-f-train-2-0-x-abcde" and ok.usage["node"] == "node-1"
@@ -368,23 +409,30 @@ def test_reasons_in_words_from_job_and_pod_status():
 
 def test_stuck_pods_are_explained():
     from workbench.backends.kubernetes import KubernetesBackend, unschedulable_reason
+
     backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
     backend._event_message = lambda pod, reason, prefix="": None  # no API: the pod's own status is used
     task = _fake_task()
     pulling = _pod("Pending", waiting={"reason": "ImagePullBackOff", "message": 'Back-off pulling image "img:1"'})
     assert backend._stuck_reason(task, pulling).startswith("image img:1 cannot be pulled (ImagePullBackOff)")
     config = _pod("Pending", waiting={"reason": "CreateContainerConfigError", "message": 'secret "aws" not found'})
-    assert backend._stuck_reason(task, config) == ('the container cannot be created (CreateContainerConfigError): '
-                                                   'secret "aws" not found')
+    assert backend._stuck_reason(task, config) == (
+        'the container cannot be created (CreateContainerConfigError): secret "aws" not found'
+    )
     assert backend._stuck_reason(task, _pod("Pending", waiting={"reason": "ContainerCreating"})) is None
     s = StepSettings(backend="kubernetes", cpu=64, memory=512 * 1024, gpu=2)
-    msg = ("0/3 nodes are available: 1 Insufficient cpu, 2 Insufficient memory, 3 Insufficient nvidia.com/gpu. "
-           "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    msg = (
+        "0/3 nodes are available: 1 Insufficient cpu, 2 Insufficient memory, 3 Insufficient nvidia.com/gpu. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    )
     words = unschedulable_reason(msg, s, "nvidia", {})
-    assert words.startswith("unschedulable: insufficient cpu: requested 64; insufficient memory: requested 512Gi; "
-                            "insufficient nvidia.com/gpu: requested 2 (scheduler: 0/3 nodes")
-    sel = unschedulable_reason("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
-                               s, "nvidia", {"pool": "gpu"})
+    assert words.startswith(
+        "unschedulable: insufficient cpu: requested 64; insufficient memory: requested 512Gi; "
+        "insufficient nvidia.com/gpu: requested 2 (scheduler: 0/3 nodes"
+    )
+    sel = unschedulable_reason(
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.", s, "nvidia", {"pool": "gpu"}
+    )
     assert "no node matches the node selector pool=gpu" in sel
 
 
@@ -393,6 +441,7 @@ def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeyp
 
     from workbench.backends.k8s_manifest import JobOptions
     from workbench.backends.kubernetes import KubernetesBackend
+
     monkeypatch.setenv("WORKBENCH_K8S_PENDING_TIMEOUT", "0")
     backend = KubernetesBackend(ProjectConfig(root=Path("/tmp")))
     backend._event_message = lambda pod, reason, prefix="": None
@@ -405,8 +454,12 @@ def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeyp
     assert backend.fits_some_node(StepSettings(cpu=1, memory=1024), JobOptions(node_selector={"pool": "gpu"})) is False
 
     def unschedulable(what):
-        cond = k.V1PodCondition(type="PodScheduled", status="False", reason="Unschedulable",
-                                message=f"0/1 nodes are available: 1 Insufficient {what}.")
+        cond = k.V1PodCondition(
+            type="PodScheduled",
+            status="False",
+            reason="Unschedulable",
+            message=f"0/1 nodes are available: 1 Insufficient {what}.",
+        )
         return _pod("Pending", waiting={"reason": "ContainerCreating"}, conditions=[cond], node=None)
 
     job = k.V1Job(metadata=k.V1ObjectMeta(name="wb-f-train-2-0-x"), status=k.V1JobStatus())
@@ -422,7 +475,7 @@ def test_a_pod_that_fits_an_empty_node_waits_for_room_instead_of_failing(monkeyp
     assert len(warnings) == 2 and "cannot start" in warnings[1]
 
 
-FAN_FLOW = textwrap.dedent('''
+FAN_FLOW = textwrap.dedent("""
     import time
     from workbench import FlowSpec, step
 
@@ -447,7 +500,7 @@ FAN_FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 def test_a_foreach_wider_than_the_cluster_queues_instead_of_failing(kube_project, kube, tmp_path, monkeypatch):
@@ -457,19 +510,24 @@ def test_a_foreach_wider_than_the_cluster_queues_instead_of_failing(kube_project
     kube_project()
     (tmp_path / "flows" / "kube_fan.py").write_text(FAN_FLOW)
     with open(tmp_path / "workbench.toml", "a") as fh:
-        fh.write('\n[flows.KubeFanFlow.steps.work]\nbackend = "kubernetes"\ncpu = 1\nmemory = "256M"\n'
-                 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }\n')
+        fh.write(
+            '\n[flows.KubeFanFlow.steps.work]\nbackend = "kubernetes"\ncpu = 1\nmemory = "256M"\n'
+            'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }\n'
+        )
     config = load_config(tmp_path)
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     events = []
     rt = Runtime(load_graph(str(tmp_path / "flows" / "kube_fan.py")), config, sink=events.append)
     result = rt.run()
     assert result.status == "succeeded", (result.message, _warnings(events))
     from workbench import Flow
+
     assert Flow("KubeFanFlow").latest_run["join"].task.data.total == 60
-    assert any("waits for room on the cluster" in w and "insufficient cpu: requested 1" in w
-               for w in _warnings(events)), _warnings(events)
+    assert any(
+        "waits for room on the cluster" in w and "insufficient cpu: requested 1" in w for w in _warnings(events)
+    ), _warnings(events)
     assert _left_over(kube) == ([], [], [])
 
 
@@ -486,6 +544,7 @@ def test_ctrl_c_mid_run_deletes_the_runs_jobs(kube_project, kube):
 
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     rt = Runtime(load_graph(str(config.root / "flows" / "kube_demo.py")), config, sink=sink)
     result = rt.run()
     assert fired and result.status == "cancelled"
@@ -499,6 +558,7 @@ def test_single_step_rerun_on_kubernetes_reproduces_the_full_runs_artifacts(kube
     from workbench import Flow
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     config = kube_project()
     _, full = _run(config, [])
     assert full.status == "succeeded", full.message

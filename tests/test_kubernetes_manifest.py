@@ -31,8 +31,14 @@ from workbench.settings import StepSettings  # noqa: E402
 from workbench.units import parse_memory  # noqa: E402
 
 K8S_VERSION = "1.31"
-LABELS = {"workbench.project": "My Project!", "workbench.flow": "TrainFlow", "workbench.run": "1700000000000000",
-          "workbench.step": "train", "workbench.task": "7", "workbench.attempt": "0"}
+LABELS = {
+    "workbench.project": "My Project!",
+    "workbench.flow": "TrainFlow",
+    "workbench.run": "1700000000000000",
+    "workbench.step": "train",
+    "workbench.task": "7",
+    "workbench.attempt": "0",
+}
 
 
 def validate(manifest: dict) -> dict:
@@ -46,26 +52,62 @@ def _container(job: dict) -> dict:
 
 
 def test_gpu_cpu_memory_shm_tolerations_selector_secrets_field_by_field():
-    s = StepSettings(backend="kubernetes", cpu=4, memory=parse_memory("16G"), gpu=1,
-                     shared_memory=parse_memory("2G"), disk=parse_memory("50G"), timeout=600,
-                     env={"MODE": "fast"})
-    opts = JobOptions(namespace="ml", service_account="trainer", image_pull_secrets=["regcred"],
-                      node_selector={"node.kubernetes.io/instance-type": "g5.xlarge"},
-                      tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                      secrets=["aws-creds", "wandb"], labels={"team": "vision"}, annotations={"owner": "ana"},
-                      deadline_grace=30)
+    s = StepSettings(
+        backend="kubernetes",
+        cpu=4,
+        memory=parse_memory("16G"),
+        gpu=1,
+        shared_memory=parse_memory("2G"),
+        disk=parse_memory("50G"),
+        timeout=600,
+        env={"MODE": "fast"},
+    )
+    opts = JobOptions(
+        namespace="ml",
+        service_account="trainer",
+        image_pull_secrets=["regcred"],
+        node_selector={"node.kubernetes.io/instance-type": "g5.xlarge"},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        secrets=["aws-creds", "wandb"],
+        labels={"team": "vision"},
+        annotations={"owner": "ana"},
+        deadline_grace=30,
+    )
     command = ["python3", "-c", "BOOT", "s3://b/p/TrainFlow/packages/abc.tgz", "python3", "-m", "workbench.task"]
-    job = validate(job_manifest(name="wb-trainflow-train-7-0-abcdef12", settings=s, image="registry.example/train:1",
-                                command=command, env={**s.env, "WORKBENCH_S3_ENDPOINT_URL": "http://s3.local"},
-                                labels=LABELS, options=opts, template=load_template()))
+    job = validate(
+        job_manifest(
+            name="wb-trainflow-train-7-0-abcdef12",
+            settings=s,
+            image="registry.example/train:1",
+            command=command,
+            env={**s.env, "WORKBENCH_S3_ENDPOINT_URL": "http://s3.local"},
+            labels=LABELS,
+            options=opts,
+            template=load_template(),
+        )
+    )
     assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
     meta = job["metadata"]
     assert meta["name"] == "wb-trainflow-train-7-0-abcdef12" and meta["namespace"] == "ml"
     assert meta["labels"]["workbench.project"] == "My_Project"  # sanitised to a valid label value
-    assert {k: meta["labels"][k] for k in ("workbench.flow", "workbench.run", "workbench.step", "workbench.task",
-                                           "team", "app.kubernetes.io/managed-by")} == {
-        "workbench.flow": "TrainFlow", "workbench.run": "1700000000000000", "workbench.step": "train",
-        "workbench.task": "7", "team": "vision", "app.kubernetes.io/managed-by": "workbench"}
+    assert {
+        k: meta["labels"][k]
+        for k in (
+            "workbench.flow",
+            "workbench.run",
+            "workbench.step",
+            "workbench.task",
+            "team",
+            "app.kubernetes.io/managed-by",
+        )
+    } == {
+        "workbench.flow": "TrainFlow",
+        "workbench.run": "1700000000000000",
+        "workbench.step": "train",
+        "workbench.task": "7",
+        "team": "vision",
+        "app.kubernetes.io/managed-by": "workbench",
+    }
     assert meta["annotations"] == {"owner": "ana"}
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
@@ -87,7 +129,8 @@ def test_gpu_cpu_memory_shm_tolerations_selector_secrets_field_by_field():
     assert c["command"] == command and "args" not in c
     assert c["resources"] == {
         "requests": {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "50Gi"},
-        "limits": {"memory": "16Gi", "ephemeral-storage": "50Gi", "nvidia.com/gpu": "1"}}
+        "limits": {"memory": "16Gi", "ephemeral-storage": "50Gi", "nvidia.com/gpu": "1"},
+    }
     assert c["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
     assert c["envFrom"] == [{"secretRef": {"name": "aws-creds"}}, {"secretRef": {"name": "wandb"}}]
     env = {e["name"]: e for e in c["env"]}
@@ -100,19 +143,36 @@ def test_gpu_cpu_memory_shm_tolerations_selector_secrets_field_by_field():
 
 def test_small_cpu_only_step_and_other_gpu_vendors():
     s = StepSettings(backend="kubernetes", cpu=0.5, memory=300)
-    job = validate(job_manifest(name="wb-f-s-1-0-00000000", settings=s, image="img", command=["true"], env={},
-                                labels=LABELS))
+    job = validate(
+        job_manifest(name="wb-f-s-1-0-00000000", settings=s, image="img", command=["true"], env={}, labels=LABELS)
+    )
     c = _container(job)
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": "300Mi"}, "limits": {"memory": "300Mi"}}
     assert "activeDeadlineSeconds" not in job["spec"] and "volumes" not in job["spec"]["template"]["spec"]
     for vendor, key in (("amd", "amd.com/gpu"), ("nvidia.com/mig-1g.5gb", "nvidia.com/mig-1g.5gb")):
         s2 = StepSettings(backend="kubernetes", cpu=2, memory=2048, gpu=2)
-        j2 = validate(job_manifest(name="wb-f-s-1-0-00000000", settings=s2, image="img", command=["true"], env={},
-                                   labels=LABELS, options=JobOptions(gpu_vendor=vendor)))
+        j2 = validate(
+            job_manifest(
+                name="wb-f-s-1-0-00000000",
+                settings=s2,
+                image="img",
+                command=["true"],
+                env={},
+                labels=LABELS,
+                options=JobOptions(gpu_vendor=vendor),
+            )
+        )
         assert _container(j2)["resources"]["limits"][key] == "2"
     with pytest.raises(ConfigError, match="unknown gpu_vendor"):
-        job_manifest(name="x", settings=StepSettings(gpu=1), image="i", command=["true"], env={}, labels={},
-                     options=JobOptions(gpu_vendor="voodoo"))
+        job_manifest(
+            name="x",
+            settings=StepSettings(gpu=1),
+            image="i",
+            command=["true"],
+            env={},
+            labels={},
+            options=JobOptions(gpu_vendor="voodoo"),
+        )
 
 
 def test_quantities_names_and_label_values():
@@ -122,16 +182,19 @@ def test_quantities_names_and_label_values():
     long = label_value("x" * 100)
     assert len(long) <= 63 and long != label_value("x" * 99)
     rx = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    for args in (("TrainFlow", "train", "7", 0, "1700000000000000"),
-                 ("A_Very_Long_Flow_Name_That_Goes_On_And_On", "step_with_underscores_and_more", "123456", 3, "r"),
-                 ("9Flow", "_s", "1", 0, "r")):
+    for args in (
+        ("TrainFlow", "train", "7", 0, "1700000000000000"),
+        ("A_Very_Long_Flow_Name_That_Goes_On_And_On", "step_with_underscores_and_more", "123456", 3, "r"),
+        ("9Flow", "_s", "1", 0, "r"),
+    ):
         name = job_name(*args)
         assert rx.match(name) and len(name) <= 52, name
     assert job_name("F", "s", "1", 0, "r1") != job_name("F", "s", "1", 1, "r1") != job_name("F", "s", "1", 0, "r2")
 
 
 def test_user_template_is_the_base_and_cannot_turn_on_retries(tmp_path):
-    (tmp_path / "job.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "job.yaml").write_text(
+        textwrap.dedent("""
         apiVersion: batch/v1
         kind: Job
         metadata:
@@ -147,12 +210,22 @@ def test_user_template_is_the_base_and_cannot_turn_on_retries(tmp_path):
                 - name: task
                   securityContext: {allowPrivilegeEscalation: false}
                   env: [{name: FROM_TEMPLATE, value: "1"}]
-    """))
+    """)
+    )
     template = load_template("job.yaml", str(tmp_path))
     s = StepSettings(backend="kubernetes", cpu=1, memory=1024)
-    job = validate(job_manifest(name="wb-f-s-1-0-00000000", settings=s, image="img", command=["true"],
-                                env={"A": "b"}, labels=LABELS, template=template,
-                                options=JobOptions(tolerations=[{"key": "gpu", "operator": "Exists"}])))
+    job = validate(
+        job_manifest(
+            name="wb-f-s-1-0-00000000",
+            settings=s,
+            image="img",
+            command=["true"],
+            env={"A": "b"},
+            labels=LABELS,
+            template=template,
+            options=JobOptions(tolerations=[{"key": "gpu", "operator": "Exists"}]),
+        )
+    )
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["ttlSecondsAfterFinished"] == 60
     assert job["metadata"]["annotations"] == {"cost-center": "42"}
@@ -171,6 +244,7 @@ def test_user_template_is_the_base_and_cannot_turn_on_retries(tmp_path):
 
 def test_backend_manifest_from_config_and_decorator_arguments(tmp_path):
     from workbench.backends.kubernetes import KubernetesBackend
+
     config = ProjectConfig(root=tmp_path)
     k = config.model.kubernetes
     k.image, k.namespace, k.service_account = "wb:1", "team-a", "wb-runner"
@@ -179,14 +253,39 @@ def test_backend_manifest_from_config_and_decorator_arguments(tmp_path):
     backend = KubernetesBackend(config)
     backend._package_url = "s3://bucket/wb/TrainFlow/packages/abc.tgz"
     backend._task_env = {"WORKBENCH_S3_ENDPOINT_URL": "", "WORKBENCH_S3_REGION": "eu-west-1"}
-    s = StepSettings(backend="kubernetes", cpu=2, memory=4096, gpu=1, timeout=60,
-                     extra={"node_selector": {"pool": "gpu"}, "secrets": ["hf-token"], "gpu_vendor": "amd",
-                            "image_pull_policy": "Always", "labels": {"team": "nlp"}})
-    spec = TaskSpec(flow="TrainFlow", run_id="1700000000000000", step="train", task_id="2", attempt=1, settings=s,
-                    datastore_url="s3://bucket/wb", project_root="/p", flow_file="flows/train.py",
-                    class_name="TrainFlow", labels={"workbench.flow": "TrainFlow", "workbench.run": "1700000000000000",
-                                                    "workbench.step": "train", "workbench.task": "2",
-                                                    "workbench.project": "demo"})
+    s = StepSettings(
+        backend="kubernetes",
+        cpu=2,
+        memory=4096,
+        gpu=1,
+        timeout=60,
+        extra={
+            "node_selector": {"pool": "gpu"},
+            "secrets": ["hf-token"],
+            "gpu_vendor": "amd",
+            "image_pull_policy": "Always",
+            "labels": {"team": "nlp"},
+        },
+    )
+    spec = TaskSpec(
+        flow="TrainFlow",
+        run_id="1700000000000000",
+        step="train",
+        task_id="2",
+        attempt=1,
+        settings=s,
+        datastore_url="s3://bucket/wb",
+        project_root="/p",
+        flow_file="flows/train.py",
+        class_name="TrainFlow",
+        labels={
+            "workbench.flow": "TrainFlow",
+            "workbench.run": "1700000000000000",
+            "workbench.step": "train",
+            "workbench.task": "2",
+            "workbench.project": "demo",
+        },
+    )
     job = validate(backend.manifest_for(spec))
     assert job["metadata"]["namespace"] == "team-a"
     assert job["metadata"]["labels"]["workbench.attempt"] == "1" and job["metadata"]["labels"]["team"] == "nlp"
@@ -198,6 +297,16 @@ def test_backend_manifest_from_config_and_decorator_arguments(tmp_path):
     assert c["envFrom"] == [{"secretRef": {"name": "aws-creds"}}, {"secretRef": {"name": "hf-token"}}]
     assert c["resources"]["limits"]["amd.com/gpu"] == "1"
     assert c["command"][:2] == ["python3", "-c"]
-    assert c["command"][3:] == ["s3://bucket/wb/TrainFlow/packages/abc.tgz", "python3", "-m", "workbench.task", "run",
-                                "--datastore", "s3://bucket/wb", "--root", "@ROOT@", "TrainFlow/1700000000000000/train/2/1"]
+    assert c["command"][3:] == [
+        "s3://bucket/wb/TrainFlow/packages/abc.tgz",
+        "python3",
+        "-m",
+        "workbench.task",
+        "run",
+        "--datastore",
+        "s3://bucket/wb",
+        "--root",
+        "@ROOT@",
+        "TrainFlow/1700000000000000/train/2/1",
+    ]
     assert job["spec"]["activeDeadlineSeconds"] == 90

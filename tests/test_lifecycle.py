@@ -53,13 +53,20 @@ class HelperFlow(FlowSpec):
 
 
 def wb(*args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120, **kw
+    )
 
 
 def start_wb(*args, cwd, **kw):
-    return subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        **kw,
+    )
 
 
 def runs(cwd) -> list[dict]:
@@ -138,9 +145,15 @@ def test_second_signal_still_cleans_up(project):
 
 def test_closed_stdout_is_never_success(project):
     write_flow(project, "sleepy.py", SLEEPY)
-    p = subprocess.run(f"{sys.executable} -m workbench.cli run flows/sleepy.py | head -2; "
-                       f"echo \"status=${{PIPESTATUS[0]}}\"", shell=True, executable="/bin/bash",
-                       capture_output=True, text=True, cwd=project, timeout=120)
+    p = subprocess.run(
+        f'{sys.executable} -m workbench.cli run flows/sleepy.py | head -2; echo "status=${{PIPESTATUS[0]}}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+    )
     status = int(p.stdout.strip().splitlines()[-1].split("=")[1])
     assert status == 141, p.stderr
     [run] = runs(project)
@@ -157,6 +170,7 @@ def test_kill_9_shows_crashed_then_cancel_removes_everything(project):
     [run] = wait_for(lambda: [r for r in runs(project) if r["status"] == "crashed"], 10, "crashed status")
     assert "runtime" in run["message"]
     from workbench.client import Flow, namespace
+
     namespace(str(project / ".workbench"))
     assert Flow("SleepyFlow")[run["run_id"]].status == "crashed"
     p = wb("cancel", run["run_id"], cwd=project)

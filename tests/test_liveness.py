@@ -25,8 +25,9 @@ def test_fresh_heartbeat_on_another_host_is_running():
 
 
 def test_stale_heartbeat_is_crashed():
-    r = observed_status(_record(heartbeat_at=time.time() - HEARTBEAT_STALE - 5, runtime_pid=1,
-                                runtime_host="elsewhere"))
+    r = observed_status(
+        _record(heartbeat_at=time.time() - HEARTBEAT_STALE - 5, runtime_pid=1, runtime_host="elsewhere")
+    )
     assert r.status is RunStatus.CRASHED and "no heartbeat" in r.message
 
 
@@ -37,8 +38,14 @@ def test_dead_pid_on_this_host_is_crashed_at_once():
 
 def test_record_without_heartbeat_and_finished_runs_are_left_alone():
     assert observed_status(_record()).status is RunStatus.RUNNING  # written before heartbeats: cannot tell
-    done = RunRecord(flow="F", run_id="1", status=RunStatus.SUCCEEDED, heartbeat_at=0, runtime_pid=_dead_pid(),
-                     runtime_host=this_host())
+    done = RunRecord(
+        flow="F",
+        run_id="1",
+        status=RunStatus.SUCCEEDED,
+        heartbeat_at=0,
+        runtime_pid=_dead_pid(),
+        runtime_host=this_host(),
+    )
     assert observed_status(done).status is RunStatus.SUCCEEDED
 
 

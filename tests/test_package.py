@@ -19,7 +19,7 @@ if _REPO not in sys.path:
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
 from workbench import package as pkgmod  # noqa: E402
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     from workbench import FlowSpec, step
 
     class PackFlow(FlowSpec):
@@ -30,7 +30,7 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 def make_tree(root: Path) -> Path:
@@ -63,13 +63,22 @@ def make_tree(root: Path) -> Path:
 
 
 def project_names(pkg) -> list[str]:
-    return [f.arcname[len("project/"):] for f in pkg.files if f.arcname.startswith("project/")]
+    return [f.arcname[len("project/") :] for f in pkg.files if f.arcname.startswith("project/")]
 
 
 def test_ignore_rules(tmp_path):
     pkg = pkgmod.collect(make_tree(tmp_path / "p"))
-    assert project_names(pkg) == [".gitignore", ".workbenchignore", "data/.gitignore", "data/small.csv",
-                                  "flows/pack_flow.py", "keep.log", "lib/helpers.py", "run.sh", "workbench.toml"]
+    assert project_names(pkg) == [
+        ".gitignore",
+        ".workbenchignore",
+        "data/.gitignore",
+        "data/small.csv",
+        "flows/pack_flow.py",
+        "keep.log",
+        "lib/helpers.py",
+        "run.sh",
+        "workbench.toml",
+    ]
     lib = [f.arcname for f in pkg.files if f.arcname.startswith("lib/")]
     assert "lib/workbench/task.py" in lib and "lib/workbench/__init__.py" in lib
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in lib)
@@ -120,8 +129,14 @@ def test_package_show_cli(tmp_path, monkeypatch):
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
     monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
     env = dict(os.environ, PYTHONPATH=_REPO)
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "package", "show", "PackFlow"], cwd=root,
-                         capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "package", "show", "PackFlow"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "flows/pack_flow.py" in out.stdout and "data/small.csv" in out.stdout
     assert "data/big.csv" not in out.stdout and "app.log" not in out.stdout
@@ -131,6 +146,7 @@ def test_package_show_cli(tmp_path, monkeypatch):
 def test_bootstrap_downloads_unpacks_and_execs(tmp_path, aws):
     """The container bootstrap, run here: fetch the package from S3, unpack, exec with @ROOT@ filled in."""
     from workbench.datastore.s3 import S3Storage
+
     bucket = aws.bucket()
     storage = S3Storage(f"s3://{bucket}/ds")
     pkg = pkgmod.collect(make_tree(tmp_path / "p"))
@@ -139,8 +155,10 @@ def test_bootstrap_downloads_unpacks_and_execs(tmp_path, aws):
     took = time.perf_counter() - t0
     assert uploaded and url == f"s3://{bucket}/ds/PackFlow/packages/{pkg.sha}.tgz"
     assert pkgmod.upload(pkg, storage, "PackFlow") == (url, False)  # once per content
-    print(f"\npackage: {len(pkg.files)} files, {pkg.size / 1024:.0f} KiB -> {len(pkg.blob) / 1024:.0f} KiB "
-          f"compressed, built+uploaded in {took:.2f}s")
+    print(
+        f"\npackage: {len(pkg.files)} files, {pkg.size / 1024:.0f} KiB -> {len(pkg.blob) / 1024:.0f} KiB "
+        f"compressed, built+uploaded in {took:.2f}s"
+    )
     probe = "import os,sys,workbench; print(os.getcwd()); print(workbench.__file__); print(sys.argv[1])"
     cmd = pkgmod.bootstrap_command(url, [sys.executable, "-c", probe, "@ROOT@"], python=sys.executable)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

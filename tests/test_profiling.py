@@ -46,8 +46,13 @@ class Slow(FlowSpec):
 
 
 def _cli(project, *args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", "run", "flows/slow.py", *args],
-                          capture_output=True, text=True, cwd=project, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/slow.py", *args],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=240,
+    )
 
 
 def _profile_of_latest_run(project):
@@ -90,6 +95,7 @@ def test_profile_only_with_step(project):
 @pytest.mark.docker
 def test_profile_names_the_slow_function_in_docker(project):
     from tests.support.engine import base_image, docker_client_or_skip
+
     docker_client_or_skip()
     (project / "workbench.toml").write_text(f'[project]\nname = "prof"\n[docker]\nimage = "{base_image()}"\n')
     _check_profile(project, ("--backend", "docker"))

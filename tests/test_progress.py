@@ -69,17 +69,35 @@ def test_cloned_steps_and_events_that_change_no_step():
 
 
 def test_a_past_run_reduces_to_the_same_statuses_as_it_did_live():
-    live = [started("start", 1), finished("start", 1), ev.TaskCloned(f"{RUN}/prep/2", "prep", "F/0/prep/2"),
-            started("fan", 3), started("fan", 4), finished("fan", 3), finished("fan", 4, status="failed")]
-    records = [TaskRecord(flow="F", run_id="1", step="start", task_id="1", status=TaskStatus.SUCCEEDED,
-                          started_at=1.0, finished_at=2.0),
-               TaskRecord(flow="F", run_id="1", step="prep", task_id="2", status=TaskStatus.SUCCEEDED,
-                          cloned_from="F/0/prep/2"),
-               TaskRecord(flow="F", run_id="1", step="fan", task_id="3", status=TaskStatus.SUCCEEDED),
-               TaskRecord(flow="F", run_id="1", step="fan", task_id="4", status=TaskStatus.FAILED)]
+    live = [
+        started("start", 1),
+        finished("start", 1),
+        ev.TaskCloned(f"{RUN}/prep/2", "prep", "F/0/prep/2"),
+        started("fan", 3),
+        started("fan", 4),
+        finished("fan", 3),
+        finished("fan", 4, status="failed"),
+    ]
+    records = [
+        TaskRecord(
+            flow="F",
+            run_id="1",
+            step="start",
+            task_id="1",
+            status=TaskStatus.SUCCEEDED,
+            started_at=1.0,
+            finished_at=2.0,
+        ),
+        TaskRecord(
+            flow="F", run_id="1", step="prep", task_id="2", status=TaskStatus.SUCCEEDED, cloned_from="F/0/prep/2"
+        ),
+        TaskRecord(flow="F", run_id="1", step="fan", task_id="3", status=TaskStatus.SUCCEEDED),
+        TaskRecord(flow="F", run_id="1", step="fan", task_id="4", status=TaskStatus.FAILED),
+    ]
     past = reduce_events(events_from_tasks(records))
-    assert past.statuses() == reduce_events(live).statuses() == {"start": "succeeded", "prep": "cloned",
-                                                                  "fan": "failed"}
+    assert (
+        past.statuses() == reduce_events(live).statuses() == {"start": "succeeded", "prep": "cloned", "fan": "failed"}
+    )
     assert past.counts() == {"start": 1, "prep": 1, "fan": 2}
 
 
@@ -90,10 +108,17 @@ def test_the_cli_live_view_draws_its_bars_from_the_reducer():
     from rich.console import Console
 
     from workbench.cli.render import LiveRenderer
+
     renderer = LiveRenderer(console=Console(file=io.StringIO(), force_terminal=False, width=100))
-    for e in [ev.RunStarted("F", "1", steps=("start", "square")), started("square", 2), started("square", 3),
-              ev.TaskRetrying(f"{RUN}/square/3", "square", 0, "boom", 0.1), started("square", 3, attempt=1),
-              finished("square", 2), finished("square", 3, status="failed")]:
+    for e in [
+        ev.RunStarted("F", "1", steps=("start", "square")),
+        started("square", 2),
+        started("square", 3),
+        ev.TaskRetrying(f"{RUN}/square/3", "square", 0, "boom", 0.1),
+        started("square", 3, attempt=1),
+        finished("square", 2),
+        finished("square", 3, status="failed"),
+    ]:
         renderer(e)
     row = renderer.progress.tasks[renderer.rows["square"]]
     assert (row.total, row.completed, row.fields["note"]) == (2, 2, "[red]1 failed")

@@ -39,12 +39,23 @@ def _wait(predicate, timeout=5.0):
 
 
 def _spec(task_id: str) -> TaskSpec:
-    return TaskSpec(flow="F", run_id="1", step="s", task_id=task_id, attempt=0, settings=StepSettings(),
-                    datastore_url="s3://b/p", project_root="/p", flow_file="f.py", class_name="F")
+    return TaskSpec(
+        flow="F",
+        run_id="1",
+        step="s",
+        task_id=task_id,
+        attempt=0,
+        settings=StepSettings(),
+        datastore_url="s3://b/p",
+        project_root="/p",
+        flow_file="f.py",
+        class_name="F",
+    )
 
 
 class ScriptedRemote(RemoteBackend):
     """A remote backend whose API is a dict: ``ended[task_id]`` is what the next poll finds."""
+
     name = "scripted"
     poll_env = "WORKBENCH_TEST_NO_SUCH_VARIABLE"
     poll_default = 0.05
@@ -118,6 +129,7 @@ class Recorder:
         def on_exit(result):
             with self.lock:
                 self.events.append(("exit", task_id, result))
+
         return on_log, on_exit
 
     def exits(self, task_id=None):
@@ -139,6 +151,7 @@ def scripted():
 
 
 # ---------------------------------------------------------------------------------------- in process
+
 
 def test_submit_returns_before_the_api_call_and_each_task_is_reported_once(scripted):
     b = scripted.backend
@@ -301,7 +314,7 @@ def test_submitter_halves_its_rate_when_throttled_and_keeps_the_order():
 
 # ---------------------------------------------------------------------------------------- Batch on moto
 
-FLOW = textwrap.dedent('''
+FLOW = textwrap.dedent("""
     from workbench import FlowSpec, step
 
     class RemoteFaultFlow(FlowSpec):
@@ -320,11 +333,12 @@ FLOW = textwrap.dedent('''
         @step
         def end(self):
             pass
-''').lstrip()
+""").lstrip()
 
 
 def _client_error(code):
     from botocore.exceptions import ClientError
+
     return ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "Op")
 
 
@@ -348,6 +362,7 @@ class _Faulty:
                 self.faults[name] = (left - 1, make)
                 raise make()
             return fn(*args, **kwargs)
+
         return call
 
 
@@ -365,6 +380,7 @@ def _count_callbacks(monkeypatch, cls):
             if seen["exits"].get(spec.ref):
                 seen["late_logs"].append(text)
             on_log(stream, text, ts)
+
         return original(self, spec, checked_log, counted_exit)
 
     monkeypatch.setattr(cls, "submit", submit)
@@ -385,6 +401,7 @@ def _write_project(tmp_path, monkeypatch, body: str):
 def _run(config):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
+
     events = []
     rt = Runtime(load_graph(str(config.root / "flows" / "fault_flow.py")), config, sink=events.append)
     return rt, rt.run(), events
@@ -393,8 +410,12 @@ def _run(config):
 def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monkeypatch):
     pytest.importorskip("boto3")
     from workbench.backends.batch import BatchBackend
+
     image = base_image(docker_client_or_skip())
-    config = _write_project(tmp_path, monkeypatch, f'''
+    config = _write_project(
+        tmp_path,
+        monkeypatch,
+        f'''
         [datastore]
         root = "s3://{aws.bucket()}/wb"
         endpoint_url = "{aws.endpoint}"
@@ -409,7 +430,8 @@ def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monk
         backend = "batch"
         memory = "512M"
         env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-    ''')
+    ''',
+    )
     monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.2")
     monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
     monkeypatch.setattr(BatchBackend, "poll_max", 1.6)
@@ -421,8 +443,13 @@ def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monk
         if service != "batch":
             return real
         if "batch" not in faulty:  # the SubmitJob throttled twice (after botocore's own retries), DescribeJobs 3 times
-            faulty["batch"] = _Faulty(real, {"submit_job": (2, lambda: _client_error("TooManyRequestsException")),
-                                             "describe_jobs": (3, lambda: _client_error("ThrottlingException"))})
+            faulty["batch"] = _Faulty(
+                real,
+                {
+                    "submit_job": (2, lambda: _client_error("TooManyRequestsException")),
+                    "describe_jobs": (3, lambda: _client_error("ThrottlingException")),
+                },
+            )
         return faulty["batch"]
 
     monkeypatch.setattr(BatchBackend, "_client", client)
@@ -444,21 +471,27 @@ def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monk
 
 # ---------------------------------------------------------------------------------------- Kubernetes emulator
 
+
 def test_kubernetes_rides_out_a_429_on_create_and_failing_lists(aws, tmp_path, monkeypatch):
     pytest.importorskip("kubernetes")
     from kubernetes.client.exceptions import ApiException
 
     from tests.k8s_emulator.server import KubeEmulator
     from workbench.backends.kubernetes import KubernetesBackend
+
     docker = docker_client_or_skip()
     image = base_image(docker)
-    emu = KubeEmulator(node_capacity={"cpu": "2", "memory": "4Gi"}, docker_client=docker, grace_period_cap=2.0,
-                       backoff_seconds=0.5).start()
+    emu = KubeEmulator(
+        node_capacity={"cpu": "2", "memory": "4Gi"}, docker_client=docker, grace_period_cap=2.0, backoff_seconds=0.5
+    ).start()
     try:
         emu.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.delenv("KUBECONFIG", raising=False)
         monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.2")
-        config = _write_project(tmp_path, monkeypatch, f'''
+        config = _write_project(
+            tmp_path,
+            monkeypatch,
+            f'''
             [datastore]
             root = "s3://{aws.bucket()}/wb"
             endpoint_url = "{aws.endpoint}"
@@ -472,7 +505,8 @@ def test_kubernetes_rides_out_a_429_on_create_and_failing_lists(aws, tmp_path, m
             backend = "kubernetes"
             memory = "256M"
             env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''')
+        ''',
+        )
 
         def too_many():
             exc = ApiException(status=429, reason="Too Many Requests")
@@ -489,10 +523,13 @@ def test_kubernetes_rides_out_a_429_on_create_and_failing_lists(aws, tmp_path, m
 
             def client(kind):
                 if kind not in wrapped:
-                    faults = {"batch": {"create_namespaced_job": (1, too_many)},
-                              "core": {"list_namespaced_pod": (2, lambda: ConnectionResetError("reset by peer"))}}
+                    faults = {
+                        "batch": {"create_namespaced_job": (1, too_many)},
+                        "core": {"list_namespaced_pod": (2, lambda: ConnectionResetError("reset by peer"))},
+                    }
                     wrapped[kind] = _Faulty(real_client(kind), faults.get(kind, {}))
                 return wrapped[kind]
+
             self.api.client = client
             made.append(self)
 

@@ -27,8 +27,7 @@ def run(project, flow_file, params=None, **kw):
     graph = load_graph(project / "flows" / flow_file)
     config = load_config()
     events = []
-    rt = Runtime(graph, config, params=resolve_parameters(graph.parameters, params or {}),
-                 sink=events.append, **kw)
+    rt = Runtime(graph, config, params=resolve_parameters(graph.parameters, params or {}), sink=events.append, **kw)
     result = rt.run()
     return result, events, FlowDatastore(config.datastore_url, graph.name)
 
@@ -126,8 +125,9 @@ def test_resume_reuses_completed_tasks(project, mode):
     assert first.status == "failed"
     marker.touch()
     graph = load_graph(project / "flows" / "behaviours.py")
-    result, events, _ = run(project, "behaviours.py", origin_run_id=first.run_id,
-                            rerun_steps=resume_plan(graph, ds, first.run_id, None))
+    result, events, _ = run(
+        project, "behaviours.py", origin_run_id=first.run_id, rerun_steps=resume_plan(graph, ds, first.run_id, None)
+    )
     assert result.status == "succeeded", result.message
     cloned = sorted(e.step for e in events if isinstance(e, ev.TaskCloned))
     ran = sorted(e.step for e in events if isinstance(e, ev.TaskStarted))
@@ -139,13 +139,21 @@ def test_resume_reuses_completed_tasks(project, mode):
     assert resumed["gather"].task.data.squares == [0, 1, 4, 9]
     assert resumed["start"].task.data.mode == "resume"  # parameters come from the origin's start task
     # --from re-runs that step and everything after it
-    result2, events2, _ = run(project, "behaviours.py", origin_run_id=result.run_id,
-                              rerun_steps=resume_plan(graph, ds, result.run_id, "risky"))
+    result2, events2, _ = run(
+        project,
+        "behaviours.py",
+        origin_run_id=result.run_id,
+        rerun_steps=resume_plan(graph, ds, result.run_id, "risky"),
+    )
     assert result2.status == "succeeded"
     assert sorted(e.step for e in events2 if isinstance(e, ev.TaskStarted)) == ["end", "risky", "slow"]
     # resuming from start re-runs everything, with the origin's parameter values
-    result3, events3, _ = run(project, "behaviours.py", origin_run_id=result.run_id,
-                              rerun_steps=resume_plan(graph, ds, result.run_id, "start"))
+    result3, events3, _ = run(
+        project,
+        "behaviours.py",
+        origin_run_id=result.run_id,
+        rerun_steps=resume_plan(graph, ds, result.run_id, "start"),
+    )
     assert result3.status == "succeeded" and not any(isinstance(e, ev.TaskCloned) for e in events3)
     assert Flow("BehaviourFlow")[result3.run_id]["start"].task.data.mode == "resume"
 
@@ -154,8 +162,9 @@ def test_cancel_stops_tasks_and_keeps_completed_artifacts(project, mode):
     copy_test_flow(project, "behaviours.py")
     graph = load_graph(project / "flows" / "behaviours.py")
     events = []
-    rt = Runtime(graph, load_config(), params=resolve_parameters(graph.parameters, {"mode": "hang"}),
-                 sink=events.append)
+    rt = Runtime(
+        graph, load_config(), params=resolve_parameters(graph.parameters, {"mode": "hang"}), sink=events.append
+    )
 
     def cancel_when_hanging(e):
         events.append(e)
@@ -179,7 +188,7 @@ def test_cancel_stops_tasks_and_keeps_completed_artifacts(project, mode):
 
 
 def test_tasks_are_isolated_from_each_other(project, mode):
-    (project / "flows" / "iso.py").write_text('''
+    (project / "flows" / "iso.py").write_text("""
 from workbench import FlowSpec, step
 import random
 
@@ -208,7 +217,7 @@ class IsoFlow(FlowSpec):
     @step
     def end(self):
         pass
-''')
+""")
     result, _, ds = run(project, "iso.py", max_workers=2)
     assert result.status == "succeeded"
     namespace(ds.url)
@@ -221,6 +230,7 @@ def test_a_datastore_error_while_submitting_fails_the_run_at_once(project, monke
     """The driver turns an error it cannot carry on after into Abort: running tasks stop, the run fails
     with the error's one line, and it does not wait for a task that never started."""
     from workbench.errors import DatastoreError
+
     copy_test_flow(project, "branchy.py")
     real = FlowDatastore.write_spec
 

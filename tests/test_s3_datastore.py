@@ -21,6 +21,7 @@ pytest.importorskip("boto3")
 @pytest.fixture
 def store(aws):
     from workbench.datastore.s3 import S3Storage
+
     bucket = aws.bucket()
     return S3Storage(f"s3://{bucket}/some/prefix")
 
@@ -53,6 +54,7 @@ def test_round_trip_list_delete(store, aws):
 def test_large_artifact_is_multipart_and_round_trips(store, aws):
     np = pytest.importorskip("numpy")
     from workbench.datastore import FlowDatastore
+
     ds = FlowDatastore(store, "F")
     value = np.random.default_rng(0).random(12 * 1024 * 1024 // 8)  # 12 MiB: above the 8 MiB threshold
     t0 = time.perf_counter()
@@ -81,6 +83,7 @@ def test_logs_buffer_until_flush(store):
 
 def test_flow_datastore_logs_on_s3(store):
     from workbench.datastore import FlowDatastore
+
     ds = FlowDatastore(store, "F")
     key = ds.log_key("1", "s", "1", 0)
     ds.append_log(key, [(time.time(), "stdout", "hello")])
@@ -92,8 +95,10 @@ def test_throttling_and_5xx_are_retried(store, aws):
     """Fault injection: the first answers are 503 SlowDown / 500; botocore's retry handler backs off and retries."""
     from botocore.awsrequest import AWSResponse
 
-    faults = [(503, b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"),
-              (500, b"<Error><Code>InternalError</Code><Message>oops</Message></Error>")]
+    faults = [
+        (503, b"<Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"),
+        (500, b"<Error><Code>InternalError</Code><Message>oops</Message></Error>"),
+    ]
     sent = []
 
     class _Raw:
@@ -124,6 +129,7 @@ def test_missing_credentials_is_one_line(monkeypatch, tmp_path):
     from workbench import aws as wb_aws
     from workbench.datastore.s3 import S3Storage
     from workbench.errors import CredentialsError
+
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -142,11 +148,13 @@ def test_missing_credentials_is_one_line(monkeypatch, tmp_path):
 
 def test_endpoint_from_workbench_toml(tmp_path, monkeypatch):
     from workbench import aws as wb_aws
+
     monkeypatch.delenv("WORKBENCH_S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("WORKBENCH_S3_REGION", raising=False)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
-    (tmp_path / "workbench.toml").write_text('[datastore]\nroot = "s3://b/p"\nendpoint_url = "http://127.0.0.1:9"\n'
-                                            'region = "eu-west-1"\n')
+    (tmp_path / "workbench.toml").write_text(
+        '[datastore]\nroot = "s3://b/p"\nendpoint_url = "http://127.0.0.1:9"\nregion = "eu-west-1"\n'
+    )
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path / "sub")
     assert wb_aws.s3_settings() == ("http://127.0.0.1:9", "eu-west-1")
@@ -156,10 +164,14 @@ def test_endpoint_from_workbench_toml(tmp_path, monkeypatch):
 
 def test_modules_import_boto3_lazily():
     import subprocess
-    code = ("import sys, workbench.aws, workbench.datastore.s3, workbench.package, workbench.backends.batch; "
-            "print(sorted(m for m in ('boto3', 'botocore', 'pathspec') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=_REPO))
+
+    code = (
+        "import sys, workbench.aws, workbench.datastore.s3, workbench.package, workbench.backends.batch; "
+        "print(sorted(m for m in ('boto3', 'botocore', 'pathspec') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=_REPO)
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -38,6 +38,7 @@ def s3_project(project, moto_server, monkeypatch):  # noqa: F811 - the fixture i
     monkeypatch.setenv("WORKBENCH_S3_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("WORKBENCH_S3_REGION", REGION)
     from workbench import aws as wb_aws
+
     wb_aws._sessions.clear()
     bucket = AwsTestbed(moto_server).bucket()
     (project / "workbench.toml").write_text(f'[project]\nname = "t"\n\n[datastore]\nroot = "s3://{bucket}/wb"\n')
@@ -46,14 +47,24 @@ def s3_project(project, moto_server, monkeypatch):  # noqa: F811 - the fixture i
 
 def test_follow_a_running_task_on_s3(s3_project):
     write_flow(s3_project, "slow.py", FLOW)
-    run = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "flows/slow.py"], cwd=s3_project,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/slow.py"],
+        cwd=s3_project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = run.stdout.readline()
         run_id = first.split("SlowPrintFlow/")[1].split()[0]
         began = time.time()
-        follow = subprocess.Popen([sys.executable, "-m", "workbench.cli", "logs", f"{run_id}/start/1", "--follow"],
-                                  cwd=s3_project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "logs", f"{run_id}/start/1", "--follow"],
+            cwd=s3_project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for line in follow.stdout:
             if line.rstrip().endswith("line 3"):
                 break
@@ -71,6 +82,7 @@ def test_large_log_is_spooled_not_held(s3_project):
     from workbench.datastore import FlowDatastore
     from workbench.datastore.storage import open_storage
     from workbench.logs import iter_log
+
     storage = open_storage(f"s3://{(s3_project / 'workbench.toml').read_text().split('s3://')[1].split(chr(34))[0]}")
     ds = FlowDatastore(storage, "Big")
     key = "Big/runs/1/start/1/0.log"

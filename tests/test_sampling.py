@@ -40,6 +40,7 @@ def _rising_timeline(project, backend, source, monkeypatch):
     result = Runtime(load_graph(project / "flows" / "grow.py"), load_config(), backend=backend).run()
     assert result.status == "succeeded", result.message
     from workbench.datastore import FlowDatastore
+
     ds = FlowDatastore(load_config().datastore_url, "Grow")
     (task_id,) = ds.list_tasks(result.run_id, "start")
     usage = ds.read_task(result.run_id, "start", task_id).usage
@@ -48,7 +49,7 @@ def _rising_timeline(project, backend, source, monkeypatch):
     assert timeline["source"] == source and len(mem) >= 4, timeline
     top = mem.index(max(mem))
     assert mem[top] - mem[0] >= 100, mem  # 12 x 16 MiB were added while it ran (freed when the step ended)
-    climb = mem[:top + 1]
+    climb = mem[: top + 1]
     assert len(climb) >= 4 and all(b >= a for a, b in zip(climb, climb[1:], strict=False)), mem  # rising, not one jump
     assert timeline_peak_mib(usage) == max(mem) and len(timeline["cpu"]) == len(mem)
     lines = describe_timeline(usage, backend)
@@ -62,9 +63,11 @@ def test_a_task_that_allocates_gradually_has_a_rising_timeline(project, monkeypa
 @pytest.mark.docker
 def test_a_docker_task_that_allocates_gradually_has_a_rising_timeline(project, monkeypatch):
     from tests.support.engine import base_image, docker_client_or_skip
+
     docker_client_or_skip()
-    (project / "workbench.toml").write_text(f'[project]\nname = "grow"\n[docker]\nimage = "{base_image()}"\n'
-                                            f'env = {{ GROW_PAUSE = "0.6" }}\n')
+    (project / "workbench.toml").write_text(
+        f'[project]\nname = "grow"\n[docker]\nimage = "{base_image()}"\nenv = {{ GROW_PAUSE = "0.6" }}\n'
+    )
     _rising_timeline(project, "docker", "docker-stats", monkeypatch)
 
 

@@ -115,8 +115,13 @@ class Sim:
     def __init__(self, source, settings=None, **kw):
         self.graph = graph_of(source)
         settings = settings or {}
-        self.s = Scheduler(self.graph, run_id="9", flow_file="flow.py",
-                           settings={n: settings.get(n, StepSettings()) for n in self.graph.steps}, **kw)
+        self.s = Scheduler(
+            self.graph,
+            run_id="9",
+            flow_file="flow.py",
+            settings={n: settings.get(n, StepSettings()) for n in self.graph.steps},
+            **kw,
+        )
         self.now = 0.0
         self.submitted: dict[str, Submit] = {}  # key -> the latest Submit
 
@@ -133,14 +138,20 @@ class Sim:
     def ok(self, key, artifacts=None, splits=None, var=None):
         sub = self.submitted[key]
         arts = {n: {"sha": f"sha-{n}-{key}"} for n in (artifacts or ["x"])}
-        report = AttemptRecord(status=TaskStatus.SUCCEEDED, attempt=sub.spec.attempt, artifacts=arts,
-                               foreach_num_splits=splits, foreach_artifact=var)
+        report = AttemptRecord(
+            status=TaskStatus.SUCCEEDED,
+            attempt=sub.spec.attempt,
+            artifacts=arts,
+            foreach_num_splits=splits,
+            foreach_artifact=var,
+        )
         return self.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.SUCCEEDED, 0), report, self.now))
 
     def fail(self, key, status=TaskStatus.FAILED, reason="ValueError: bad", report_status=None, code=1):
         sub = self.submitted[key]
-        report = AttemptRecord(status=report_status or status, attempt=sub.spec.attempt, reason=reason,
-                               traceback="Traceback ...")
+        report = AttemptRecord(
+            status=report_status or status, attempt=sub.spec.attempt, reason=reason, traceback="Traceback ..."
+        )
         return self.feed(TaskExited(key, sub.spec.attempt, TaskExit(status, code, reason), report, self.now))
 
     def key_of(self, step, index_path=()):
@@ -153,8 +164,12 @@ class Sim:
 def test_linear_run_instruction_by_instruction():
     sim = Sim(LINEAR)
     assert summary(sim.start()) == [("emit", "TaskStarted", "Linear/9/start/1"), ("submit", "start", "1", 0)]
-    assert summary(sim.ok("1")) == [("write", "start", "1", "succeeded"), ("emit", "TaskFinished", "Linear/9/start/1"),
-                                    ("emit", "TaskStarted", "Linear/9/a/2"), ("submit", "a", "2", 0)]
+    assert summary(sim.ok("1")) == [
+        ("write", "start", "1", "succeeded"),
+        ("emit", "TaskFinished", "Linear/9/start/1"),
+        ("emit", "TaskStarted", "Linear/9/a/2"),
+        ("submit", "a", "2", 0),
+    ]
     spec = sim.submitted["2"].spec
     assert spec.kind == "linear" and spec.next == ["end"] and spec.inputs[0].pathspec == "Linear/9/start/1"
     assert spec.inputs[0].artifacts == {"x": "sha-x-1"}
@@ -199,7 +214,11 @@ def test_nested_foreach_fans_out_and_joins_match_by_index_path():
             assert joins[0].spec.foreach_stack == [{"step": "start", "var": "rows", "index": 0, "num_splits": 2}]
     assert [j.spec.step for j in joins] == ["row_join", "row_join"]
     second = joins[1].spec
-    assert [(i.foreach_stack[0]["index"], i.foreach_stack[1]["index"]) for i in second.inputs] == [(1, 0), (1, 1), (1, 2)]
+    assert [(i.foreach_stack[0]["index"], i.foreach_stack[1]["index"]) for i in second.inputs] == [
+        (1, 0),
+        (1, 1),
+        (1, 2),
+    ]
     out = sim.ok(joins[1].key)
     assert not [i for i in out if isinstance(i, Submit)]  # all_join waits for row 0's join too
     out = sim.ok(joins[0].key)
@@ -244,8 +263,11 @@ def test_retries_run_out_and_the_run_fails_with_the_tasks_reason():
     sim.fail("2")
     sim.feed(Tick(0.0))
     out = sim.fail("2", reason="ValueError: again")
-    assert summary(out) == [("write", "a", "2", "failed"), ("emit", "TaskFinished", "Linear/9/a/2"),
-                            ("finish", "failed", "step a failed")]
+    assert summary(out) == [
+        ("write", "a", "2", "failed"),
+        ("emit", "TaskFinished", "Linear/9/a/2"),
+        ("finish", "failed", "step a failed"),
+    ]
     assert out[0].record.traceback == "Traceback ..." and out[-1].failed == ("Linear/9/a/2",)
 
 
@@ -292,8 +314,11 @@ def test_cancel_mid_foreach_cancels_what_runs_and_starts_nothing():
     out = sim.ok("2")  # it finished before the cancel reached it: its work is kept
     assert summary(out) == [("write", "work", "2", "succeeded"), ("emit", "TaskFinished", "Fan/9/work/2")]
     out = sim.fail("3", status=TaskStatus.CANCELLED, reason="stopped by the test")
-    assert summary(out) == [("write", "work", "3", "cancelled"), ("emit", "TaskFinished", "Fan/9/work/3"),
-                            ("finish", "cancelled", "stopped by the test")]
+    assert summary(out) == [
+        ("write", "work", "3", "cancelled"),
+        ("emit", "TaskFinished", "Fan/9/work/3"),
+        ("finish", "cancelled", "stopped by the test"),
+    ]
     assert out[-1].failed == ()
 
 
@@ -326,26 +351,42 @@ def test_abort_stops_the_run_as_failed_with_the_message():
 
 
 def origin_record(step, task_id, status="succeeded", stack=(), artifacts=None, splits=None, var=None):
-    return TaskRecord.from_dict({
-        "flow": "Fan", "run_id": "5", "step": step, "task_id": task_id, "pathspec": f"Fan/5/{step}/{task_id}",
-        "status": status, "artifacts": artifacts or {"x": {"sha": f"old-{step}-{task_id}"}},
-        "foreach_stack": [{"step": "start", "var": "items", "index": i, "num_splits": 3} for i in stack],
-        "foreach_num_splits": splits, "foreach_artifact": var, "attempts": [{"attempt": 0, "status": status}]})
+    return TaskRecord.from_dict(
+        {
+            "flow": "Fan",
+            "run_id": "5",
+            "step": step,
+            "task_id": task_id,
+            "pathspec": f"Fan/5/{step}/{task_id}",
+            "status": status,
+            "artifacts": artifacts or {"x": {"sha": f"old-{step}-{task_id}"}},
+            "foreach_stack": [{"step": "start", "var": "items", "index": i, "num_splits": 3} for i in stack],
+            "foreach_num_splits": splits,
+            "foreach_artifact": var,
+            "attempts": [{"attempt": 0, "status": status}],
+        }
+    )
 
 
 def test_resume_clones_what_succeeded_and_reruns_the_rest():
-    origin = [origin_record("start", "1", splits=3, var="items",
-                            artifacts={"items": {"sha": "old-items"}, "n": {"sha": "old-n"}}),
-              origin_record("work", "2", stack=(0,)), origin_record("work", "3", status="failed", stack=(1,)),
-              origin_record("work", "4", stack=(2,))]
+    origin = [
+        origin_record(
+            "start", "1", splits=3, var="items", artifacts={"items": {"sha": "old-items"}, "n": {"sha": "old-n"}}
+        ),
+        origin_record("work", "2", stack=(0,)),
+        origin_record("work", "3", status="failed", stack=(1,)),
+        origin_record("work", "4", stack=(2,)),
+    ]
     graph_params = {"n": "new-n"}
     sim = Sim(FOREACH, origin_run_id="5", origin_tasks=origin, param_refs=graph_params, max_workers=4)
     out = sim.start()
     rows = summary(out)
     assert rows[:2] == [("write", "start", "1", "succeeded"), ("emit", "TaskCloned", "Fan/9/start/1")]
     assert [r for r in rows if r[0] == "emit" and r[1] == "TaskCloned"] == [
-        ("emit", "TaskCloned", "Fan/9/start/1"), ("emit", "TaskCloned", "Fan/9/work/2"),
-        ("emit", "TaskCloned", "Fan/9/work/4")]
+        ("emit", "TaskCloned", "Fan/9/start/1"),
+        ("emit", "TaskCloned", "Fan/9/work/2"),
+        ("emit", "TaskCloned", "Fan/9/work/4"),
+    ]
     assert [r for r in rows if r[0] == "submit"] == [("submit", "work", "3", 0)]
     clone = out[0].record
     assert clone.cloned_from == "Fan/5/start/1" and clone.artifacts["items"] == {"sha": "old-items"}
@@ -375,8 +416,11 @@ def test_single_step_runs_one_foreach_task_with_cloned_inputs_and_nothing_after(
 def test_single_step_without_its_inputs_in_the_origin_fails_in_one_line():
     sim = Sim(FOREACH, origin_run_id="5", origin_tasks=[], only_step="work")
     out = sim.start()
-    assert out == [FinishRun(RunStatus.FAILED, "run 5 has no successful task of step start to take the inputs "
-                                               "of step work from", ())]
+    assert out == [
+        FinishRun(
+            RunStatus.FAILED, "run 5 has no successful task of step start to take the inputs of step work from", ()
+        )
+    ]
 
 
 @pytest.mark.parametrize("stale", [("9", 0), ("2", 5)])
@@ -391,6 +435,7 @@ def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
     import ast
 
     import workbench.scheduler as module
+
     tree = ast.parse(Path(module.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
@@ -398,5 +443,15 @@ def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             names.add(("." * node.level) + (node.module or ""))
-    assert names == {"__future__", "heapq", "dataclasses", "typing", ".", ".backends.base", ".datastore.records",
-                     ".errors", ".graph", ".settings"}, names
+    assert names == {
+        "__future__",
+        "heapq",
+        "dataclasses",
+        "typing",
+        ".",
+        ".backends.base",
+        ".datastore.records",
+        ".errors",
+        ".graph",
+        ".settings",
+    }, names

@@ -23,7 +23,7 @@ from .conftest import write_flow
 
 np = pytest.importorskip("numpy")
 
-FLOW = '''
+FLOW = """
 from workbench import FlowSpec, step
 import numpy as np
 
@@ -40,12 +40,13 @@ class ViewFlow(FlowSpec):
     @step
     def end(self):
         self.total = float(self.arr.sum()) + float(self.big.sum())
-'''
+"""
 
 
 def wb(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=180
+    )
 
 
 @pytest.fixture
@@ -64,6 +65,7 @@ def _blob_path(project: Path, run, step: str, name: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- the blob format
+
 
 def test_buffers_are_64_byte_aligned_and_a_256_mib_array_sums_the_same(tmp_path):
     ds = FlowDatastore(str(tmp_path), "F")
@@ -87,7 +89,9 @@ def test_old_unpadded_blobs_stay_readable(tmp_path):
     main = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
     sha = content_hash([memoryview(main), *raws], len(main) + sum(r.nbytes for r in raws))
-    head = struct.pack("<4sBIQ", b"WBA1", 0, len(raws), len(main)) + struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
+    head = struct.pack("<4sBIQ", b"WBA1", 0, len(raws), len(main)) + struct.pack(
+        f"<{len(raws)}Q", *(r.nbytes for r in raws)
+    )
     ds.storage.put(ds.artifact_key(sha), [head, main, *raws])
     assert (ds.load_artifact(sha) == value).all()
 
@@ -129,21 +133,26 @@ def test_a_damaged_blob_is_one_line_everywhere(viewed, damage):
 
 # ---------------------------------------------------------------------------------------- viewing
 
+
 @pytest.fixture
 def no_unpickling(monkeypatch):
     """Any unpickling in this process fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("the viewing side unpickled a blob")
+
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     import workbench.datastore.blob as blob
+
     monkeypatch.setattr(blob.pickle, "loads", refuse)
 
 
 def test_viewing_never_unpickles(viewed, no_unpickling, capsys, monkeypatch):
     project, run = viewed
     from workbench.cli import main
+
     monkeypatch.chdir(project)
     assert main(["artifacts", f"{run.id}/start"]) == 0
     listing = capsys.readouterr().out
@@ -170,6 +179,7 @@ def test_loading_still_works_and_names_where_the_blob_came_from(viewed, monkeypa
     assert (task.data.arr == np.arange(12.0).reshape(3, 4)).all()
     from workbench.datastore.records import TaskRecord
     from workbench.preview import provenance_note
+
     assert provenance_note("x", TaskRecord(settings={"backend": "local"}, pathspec="F/1/a/1")) is None
     note = provenance_note("x", TaskRecord(settings={"backend": "docker"}, pathspec="F/1/a/1"))
     assert "in a container" in note and "unpickl" in note
@@ -177,12 +187,23 @@ def test_loading_still_works_and_names_where_the_blob_came_from(viewed, monkeypa
 
 # ---------------------------------------------------------------------------------------- the code package
 
+
 def _secret_project(root: Path) -> None:
     (root / "flows").mkdir(parents=True)
     (root / "flows" / "f.py").write_text("x = 1\n")
-    files = {".env": "A=1", "config/.env.production": "B=2", "certs/server.pem": "-----BEGIN", "certs/tls.key": "k",
-             ".aws/credentials": "[default]", ".ssh/id_ed25519": "k", "keys/id_rsa": "k", "keys/id_rsa.pub": "p",
-             "deploy/sa-service-account.json": "{}", ".netrc": "machine x", "notes.txt": "fine"}
+    files = {
+        ".env": "A=1",
+        "config/.env.production": "B=2",
+        "certs/server.pem": "-----BEGIN",
+        "certs/tls.key": "k",
+        ".aws/credentials": "[default]",
+        ".ssh/id_ed25519": "k",
+        "keys/id_rsa": "k",
+        "keys/id_rsa.pub": "p",
+        "deploy/sa-service-account.json": "{}",
+        ".netrc": "machine x",
+        "notes.txt": "fine",
+    }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -190,13 +211,23 @@ def _secret_project(root: Path) -> None:
 
 def test_package_leaves_secrets_out_and_says_so(tmp_path):
     from workbench.package import collect
+
     _secret_project(tmp_path)
     pkg = collect(tmp_path, include_workbench=False)
-    shipped = {f.arcname[len("project/"):] for f in pkg.files}
+    shipped = {f.arcname[len("project/") :] for f in pkg.files}
     assert shipped == {"flows/f.py", "notes.txt"}
-    assert set(pkg.left_out) == {".env", "config/.env.production", "certs/server.pem", "certs/tls.key",
-                                 ".aws/credentials", ".ssh/id_ed25519", "keys/id_rsa", "keys/id_rsa.pub",
-                                 "deploy/sa-service-account.json", ".netrc"}
+    assert set(pkg.left_out) == {
+        ".env",
+        "config/.env.production",
+        "certs/server.pem",
+        "certs/tls.key",
+        ".aws/credentials",
+        ".ssh/id_ed25519",
+        "keys/id_rsa",
+        "keys/id_rsa.pub",
+        "deploy/sa-service-account.json",
+        ".netrc",
+    }
     assert "@secrets" in pkg.secrets_warning() and "!path" in pkg.secrets_warning()
     # deliberately re-included by name
     (tmp_path / ".workbenchignore").write_text("!certs/server.pem\n")
@@ -207,6 +238,7 @@ def test_package_leaves_secrets_out_and_says_so(tmp_path):
 
 def test_package_refuses_a_symlink_out_of_the_project(tmp_path):
     from workbench.package import collect
+
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "token.txt").write_text("secret")
@@ -227,10 +259,12 @@ def test_package_show_lists_what_it_left_out(tmp_path, monkeypatch, capsys):
     _secret_project(tmp_path)
     (tmp_path / "flows" / "f.py").write_text(
         "from workbench import FlowSpec, step\nclass F(FlowSpec):\n    @step\n    def start(self):\n"
-        "        self.next(self.end)\n    @step\n    def end(self):\n        pass\n")
+        "        self.next(self.end)\n    @step\n    def end(self):\n        pass\n"
+    )
     (tmp_path / "workbench.toml").write_text('[project]\nname = "p"\n')
     monkeypatch.chdir(tmp_path)
     from workbench.cli import main
+
     assert main(["package", "show", "flows/f.py"]) == 0
     out = capsys.readouterr().out
     assert "left out" in out and ".aws/credentials" in out and "warning: left out 10 file(s)" in out
@@ -239,15 +273,18 @@ def test_package_show_lists_what_it_left_out(tmp_path, monkeypatch, capsys):
 def test_secret_looking_env_is_recognised_and_redacted_in_the_package(tmp_path):
     from workbench.package import build_archive, collect
     from workbench.redact import looks_secret, redact_env
+
     assert looks_secret("DB_PASSWORD", "x") and looks_secret("GITHUB_TOKEN", "x") and looks_secret("API_KEY", "x")
     assert looks_secret("ANY", "AKIAABCDEFGHIJKLMNOP")
     assert looks_secret("ANY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
     assert not looks_secret("MODE", "fast") and not looks_secret("COMMIT", "0123456789abcdef0123456789abcdef01234567")
     assert redact_env({"SECRET": "s", "N": "1"}) == {"SECRET": "<redacted>", "N": "1"}
-    (tmp_path / "workbench.toml").write_text('[project]\nname = "p"\n[flows.F.steps.train]\n'
-                                              'env = { DB_PASSWORD = "hunter2", MODE = "fast" }\n')
+    (tmp_path / "workbench.toml").write_text(
+        '[project]\nname = "p"\n[flows.F.steps.train]\nenv = { DB_PASSWORD = "hunter2", MODE = "fast" }\n'
+    )
     import io
     import tarfile
+
     blob = build_archive(collect(tmp_path, include_workbench=False).files)
     with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
         shipped = tar.extractfile("project/workbench.toml").read().decode()

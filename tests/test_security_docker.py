@@ -21,7 +21,7 @@ from .test_docker_backend import engine, run_flow  # noqa: F401 - fixtures and h
 
 pytestmark = pytest.mark.docker
 
-HOSTILE = '''
+HOSTILE = """
 import os, sys
 from workbench import FlowSpec, Parameter, step
 
@@ -73,7 +73,7 @@ class HostileFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 @pytest.fixture
@@ -83,7 +83,8 @@ def hostile_project(tmp_path, engine, monkeypatch):  # noqa: F811
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "hostile.py").write_text(HOSTILE)
     (tmp_path / "workbench.toml").write_text(
-        f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n')
+        f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n'
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
@@ -132,12 +133,13 @@ def test_a_hostile_step_cannot_rewrite_blobs_plant_bytecode_or_smuggle_files(hos
 
 def test_pycache_is_per_project_and_image():
     from workbench.backends.docker_cache import cache_dir_for
+
     a = cache_dir_for("/p/one", "sha256:" + "1" * 64)
     assert a != cache_dir_for("/p/two", "sha256:" + "1" * 64)
     assert a != cache_dir_for("/p/one", "sha256:" + "2" * 64)
 
 
-CREDS_FLOW = '''
+CREDS_FLOW = """
 import os, stat, time
 from workbench import FlowSpec, step
 
@@ -156,7 +158,7 @@ class CredsFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 SECRET = "wbSecret" + "x" * 32
 TOKEN = "wbToken" + "y" * 40
@@ -173,13 +175,15 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     (tmp_path / "workbench.toml").write_text(
         f'[project]\nname = "{name}"\nbackend = "docker"\n\n[docker]\nimage = "{image}"\n\n'
         f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{aws.endpoint}"\n\n'
-        f'[flows.CredsFlow.steps.start]\nenv = {{ API_TOKEN = "{STEP_TOKEN}", MODE = "fast" }}\n')
+        f'[flows.CredsFlow.steps.start]\nenv = {{ API_TOKEN = "{STEP_TOKEN}", MODE = "fast" }}\n'
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
     import workbench.aws
+
     monkeypatch.setattr(workbench.aws, "_sessions", {})
     inspected: list[dict] = []
 
@@ -210,8 +214,9 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     assert info["mode"] == "0o600" and not info["key_in_env"]
     # a step env value that looks like a secret: delivered, warned about, and redacted in the task record
     assert info["step_token"] == STEP_TOKEN
-    assert any("API_TOKEN" in str(getattr(e, "message", "")) and "@secrets" in str(getattr(e, "message", ""))
-               for e in events)
+    assert any(
+        "API_TOKEN" in str(getattr(e, "message", "")) and "@secrets" in str(getattr(e, "message", "")) for e in events
+    )
     record = ds.read_task(result.run_id, "start", "1")
     assert record["settings"]["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
     assert info["path"].startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent"))

@@ -19,7 +19,9 @@ async def test_artifacts_tab_never_unpickles(tui_project, clock, monkeypatch):  
 
     def refuse(*args, **kwargs):
         raise AssertionError("the TUI unpickled a blob")
+
     import workbench.datastore.blob as blob
+
     for target in (pickle, blob.pickle):
         monkeypatch.setattr(target, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)

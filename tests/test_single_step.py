@@ -52,8 +52,7 @@ def _full_then_step(project, **step_kw):
     config = load_config()
     full = Runtime(graph, config, params={"base": 5}, backend="local").run()
     assert full.status == "succeeded"
-    single = Runtime(graph, config, origin_run_id=full.run_id, rerun_steps={"work"}, only_step="work",
-                     **step_kw).run()
+    single = Runtime(graph, config, origin_run_id=full.run_id, rerun_steps={"work"}, only_step="work", **step_kw).run()
     assert single.status == "succeeded", single.message
     namespace(config.datastore_url)
     return Flow("Repeat")[full.run_id], Flow("Repeat")[single.run_id]
@@ -68,8 +67,13 @@ def test_single_step_local_same_artifacts(project):
 
 def test_single_step_one_foreach_task_from_the_cli(project):
     (project / "flows" / "repeat.py").write_text(textwrap.dedent(FLOW))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "workbench.cli", "run", "flows/repeat.py", *a],  # noqa: E731
-                                    capture_output=True, text=True, cwd=project, timeout=120)
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "workbench.cli", "run", "flows/repeat.py", *a],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+    )
     assert run().returncode == 0
     p = run("--step", "work", "--task", "1")
     assert p.returncode == 0, p.stderr
@@ -79,6 +83,7 @@ def test_single_step_one_foreach_task_from_the_cli(project):
 @pytest.mark.docker
 def test_single_step_docker_same_artifacts(project):
     from tests.support.engine import base_image, count_containers, docker_client_or_skip
+
     client = docker_client_or_skip()
     image = base_image()
     name = f"single-{uuid.uuid4().hex[:6]}"
@@ -92,11 +97,17 @@ def test_single_step_docker_same_artifacts(project):
 @pytest.mark.docker
 def test_promote_refuses_more_than_the_docker_engine_has(project):
     from tests.support.engine import docker_client_or_skip
+
     client = docker_client_or_skip()
     ncpu = client.info()["NCPU"]
     (project / "flows" / "repeat.py").write_text(textwrap.dedent(FLOW))
-    wb = lambda *a: subprocess.run([sys.executable, "-m", "workbench.cli", *a], capture_output=True,  # noqa: E731
-                                   text=True, cwd=project, timeout=60)
+    wb = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "workbench.cli", *a],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=60,
+    )
     p = wb("promote", "work", "--to", "docker", "--cpu", str(ncpu * 4))
     assert p.returncode == 2
     assert f"docker cannot schedule cpu {ncpu * 4}: the largest fit is cpu {ncpu}" in p.stderr

@@ -46,6 +46,7 @@ class StageFlow(FlowSpec):
 
 class RemoteProcesses(LocalBackend):
     """Remote as far as the runtime is concerned: needs S3, gets its own datastore URL."""
+
     name = "batch"
     remote = True
 
@@ -54,7 +55,8 @@ class RemoteProcesses(LocalBackend):
 def staged_project(project, aws, monkeypatch):  # noqa: F811
     bucket = aws.bucket()
     (project / "flows" / "stage.py").write_text(textwrap.dedent(FLOW))
-    (project / "workbench.toml").write_text(textwrap.dedent(f'''
+    (project / "workbench.toml").write_text(
+        textwrap.dedent(f"""
         [project]
         name = "staged"
         [datastore]
@@ -62,7 +64,8 @@ def staged_project(project, aws, monkeypatch):  # noqa: F811
         remote = "s3://{bucket}/stage"
         [flows.StageFlow.steps.remote]
         backend = "batch"
-    '''))
+    """)
+    )
     monkeypatch.setitem(backends.REGISTRY, "batch", "tests.test_staging:RemoteProcesses")
     return project, bucket
 
@@ -108,6 +111,9 @@ def test_remote_step_without_s3_says_what_to_configure(project, monkeypatch):
     (project / "workbench.toml").write_text('[flows.StageFlow.steps.remote]\nbackend = "batch"\n')
     monkeypatch.setitem(backends.REGISTRY, "batch", "tests.test_staging:RemoteProcesses")
     graph = load_graph(project / "flows" / "stage.py")
-    with pytest.raises(UsageError, match=r'step\(s\) remote run on batch, which needs an S3 datastore: .*'
-                                         r'\[datastore\] remote = "s3://bucket/prefix"'):
+    with pytest.raises(
+        UsageError,
+        match=r"step\(s\) remote run on batch, which needs an S3 datastore: .*"
+        r'\[datastore\] remote = "s3://bucket/prefix"',
+    ):
         Runtime(graph, load_config()).run()

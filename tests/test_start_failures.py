@@ -26,17 +26,29 @@ def test_missing_image_reason_in_record_log_and_client(project):
     base_image(client)
     write_flow(project, "missing.py", FLOW)
     (project / "workbench.toml").write_text(
-        '[project]\nname = "t"\n\n[docker]\nimage = "workbench-no-such-image:nope"\n')
-    p = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "flows/missing.py", "--backend", "docker"],
-                       capture_output=True, text=True, cwd=project, timeout=120)
+        '[project]\nname = "t"\n\n[docker]\nimage = "workbench-no-such-image:nope"\n'
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", "flows/missing.py", "--backend", "docker"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     from workbench.client import Flow, namespace
+
     namespace(str(project / ".workbench"))
     task = Flow("MissingImageFlow").latest_run["start"].task
     assert task.status == "failed"
     assert "workbench-no-such-image:nope" in task.reason
     assert task.exception is not None and "workbench-no-such-image:nope" in str(task.exception)
-    logs = subprocess.run([sys.executable, "-m", "workbench.cli", "logs", f"{task.pathspec.split('/')[1]}/start"],
-                          capture_output=True, text=True, cwd=project, timeout=60)
+    logs = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "logs", f"{task.pathspec.split('/')[1]}/start"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=60,
+    )
     assert "workbench-no-such-image:nope" in logs.stdout + logs.stderr
     assert task.reason in logs.stderr

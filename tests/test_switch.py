@@ -116,8 +116,12 @@ def test_a_switch_is_parsed_with_its_cases_and_condition():
     graph = build_graph("flow.py", source=flow(SWITCH))
     assert graph.ok, graph.errors
     start = graph["start"]
-    assert (start.kind, start.out, start.switch_cases, start.condition) == \
-        ("switch", ["a", "b"], {"x": "a", "y": "b"}, "pick")
+    assert (start.kind, start.out, start.switch_cases, start.condition) == (
+        "switch",
+        ["a", "b"],
+        {"x": "a", "y": "b"},
+        "pick",
+    )
     assert graph["end"].kind == "end" and sorted(graph["end"].in_steps) == ["a", "b"]  # not a join
     assert graph.to_dict()["steps"][0]["switch"] == {"x": "a", "y": "b"}
 
@@ -130,25 +134,33 @@ def test_a_recursive_switch_is_a_loop_metaflow_allows():
     assert build_graph("flow.py", source=flow(SWITCH_IN_BRANCH)).ok
 
 
-@pytest.mark.parametrize("body, message", [
-    (SWITCH.replace('"y": self.b', '"y": self.a'), "step start is a switch but defines 1 transition"),
-    (SWITCH.replace('condition="pick"', "condition=1"), "needs condition="),
-    (SWITCH.replace('"x": self.a', 'X: self.a'), "keys must be string or number literals, not X"),
-    (SWITCH.replace('"x": self.a', '"x": a'), "goes to steps as self.<step>, not a"),
-    # a loop back to an earlier step: Metaflow's lint refuses it too (only a switch onto itself loops)
-    (LOOP.replace('"again": self.loop', '"again": self.start'), "makes a cycle"),
-    (LOOP.replace("def loop(self):", "def loop(self, inputs):"), "both a join (it takes inputs) and a switch"),
-    (SWITCH_IN_BRANCH.replace('"d": self.d', '"d": self.join').replace(
-        "def b(self):\n    self.next(self.join)", "def b(self):\n    self.next(self.d)"),
-     "a conditional path cannot lead directly to a join"),
-    (SWITCH.replace("@step\ndef start", "@catch\n@step\ndef start"), "@catch is not supported in switch steps"),
-    (GANG.replace("@parallel\n", ""), "has no @parallel decorator"),
-    (GANG.replace("num_parallel=3", "num_parallel=0"), "num_parallel must be a whole number"),
-    # Metaflow's lint reports the unjoined split first here too
-    (GANG.replace("def join(self, inputs):", "def join(self):"), "join it first with a step that takes inputs"),
-    (GANG.replace("self.next(self.train, num_parallel=3)", "self.next(self.train, foreach=\"xs\")"),
-     "calls it without self.next(num_parallel=...)"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (SWITCH.replace('"y": self.b', '"y": self.a'), "step start is a switch but defines 1 transition"),
+        (SWITCH.replace('condition="pick"', "condition=1"), "needs condition="),
+        (SWITCH.replace('"x": self.a', "X: self.a"), "keys must be string or number literals, not X"),
+        (SWITCH.replace('"x": self.a', '"x": a'), "goes to steps as self.<step>, not a"),
+        # a loop back to an earlier step: Metaflow's lint refuses it too (only a switch onto itself loops)
+        (LOOP.replace('"again": self.loop', '"again": self.start'), "makes a cycle"),
+        (LOOP.replace("def loop(self):", "def loop(self, inputs):"), "both a join (it takes inputs) and a switch"),
+        (
+            SWITCH_IN_BRANCH.replace('"d": self.d', '"d": self.join').replace(
+                "def b(self):\n    self.next(self.join)", "def b(self):\n    self.next(self.d)"
+            ),
+            "a conditional path cannot lead directly to a join",
+        ),
+        (SWITCH.replace("@step\ndef start", "@catch\n@step\ndef start"), "@catch is not supported in switch steps"),
+        (GANG.replace("@parallel\n", ""), "has no @parallel decorator"),
+        (GANG.replace("num_parallel=3", "num_parallel=0"), "num_parallel must be a whole number"),
+        # Metaflow's lint reports the unjoined split first here too
+        (GANG.replace("def join(self, inputs):", "def join(self):"), "join it first with a step that takes inputs"),
+        (
+            GANG.replace("self.next(self.train, num_parallel=3)", 'self.next(self.train, foreach="xs")'),
+            "calls it without self.next(num_parallel=...)",
+        ),
+    ],
+)
 def test_switch_and_parallel_rules_name_the_step(body, message):
     found = errors(body)
     assert found and any(message in e for e in found), found
@@ -163,8 +175,9 @@ def test_split_branches_meeting_in_a_plain_step_are_still_refused():
 # ------------------------------------------------------------------------------------------ scheduler
 def switched(sim, key, case, artifacts=None):
     sub = sim.submitted[key]
-    report = AttemptRecord(status=TaskStatus.SUCCEEDED, attempt=sub.spec.attempt,
-                           artifacts={"x": {"sha": f"sha-{key}"}}, switch_to=case)
+    report = AttemptRecord(
+        status=TaskStatus.SUCCEEDED, attempt=sub.spec.attempt, artifacts={"x": {"sha": f"sha-{key}"}}, switch_to=case
+    )
     return sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.SUCCEEDED, 0), report, sim.now))
 
 
@@ -226,27 +239,36 @@ def test_loops_inside_a_foreach_run_per_item_and_join_by_index():
     sim.start()
     sim.ok("1", ["items"], splits=2, var="items")
     b0, b1 = sim.key_of("body", (0,)), sim.key_of("body", (1,))
-    (_, b0_next), = submits(switched(sim, b0, "body"))
+    ((_, b0_next),) = submits(switched(sim, b0, "body"))
     assert sim.submitted[b0_next].spec.foreach_stack[-1]["index"] == 0
-    (_, d1), = submits(switched(sim, b1, "done"))
-    (_, d0), = submits(switched(sim, b0_next, "done"))
+    ((_, d1),) = submits(switched(sim, b1, "done"))
+    ((_, d0),) = submits(switched(sim, b0_next, "done"))
     assert submits(sim.ok(d1)) == []
     out = sim.ok(d0)
-    (_, join), = submits(out)
+    ((_, join),) = submits(out)
     assert [i.foreach_stack[-1]["index"] for i in sim.submitted[join].spec.inputs] == [0, 1]
 
 
 def test_resume_clones_the_good_passes_and_runs_from_the_failed_one():
     def origin(step, task_id, iteration, switch_to=None):
-        return TaskRecord(flow="F", run_id="1", step=step, task_id=task_id, pathspec=f"F/1/{step}/{task_id}",
-                          status=TaskStatus.SUCCEEDED, artifacts={"count": {"sha": f"c{task_id}"}},
-                          iteration=iteration, switch_to=switch_to)
+        return TaskRecord(
+            flow="F",
+            run_id="1",
+            step=step,
+            task_id=task_id,
+            pathspec=f"F/1/{step}/{task_id}",
+            status=TaskStatus.SUCCEEDED,
+            artifacts={"count": {"sha": f"c{task_id}"}},
+            iteration=iteration,
+            switch_to=switch_to,
+        )
+
     tasks = [origin("start", "1", 0), origin("loop", "2", 0, "loop"), origin("loop", "3", 1, "loop")]
     sim = Sim(flow(LOOP), origin_run_id="1", origin_tasks=tasks)
     out = sim.start()
     cloned = [(i.record.step, i.record.iteration, i.record.cloned_from) for i in out if isinstance(i, WriteTask)]
     assert cloned == [("start", 0, "F/1/start/1"), ("loop", 0, "F/1/loop/2"), ("loop", 1, "F/1/loop/3")]
-    (step, key), = submits(out)
+    ((step, key),) = submits(out)
     assert step == "loop" and sim.submitted[key].spec.inputs[0].pathspec == "F/9/loop/3"
     out = switched(sim, key, "end")
     assert [i.record.iteration for i in out if isinstance(i, WriteTask)] == [2]
@@ -258,14 +280,17 @@ def test_a_gang_starts_together_even_past_max_workers_and_joins_all_nodes():
     out = sim.ok("1")
     assert submits(out) == [("train", "2"), ("train", "3"), ("train", "4")]
     infos = [sim.submitted[k].spec.parallel for k in ("2", "3", "4")]
-    assert [(p["node_index"], p["num_nodes"], p["control_task_id"]) for p in infos] == \
-        [(0, 3, "2"), (1, 3, "2"), (2, 3, "2")]
+    assert [(p["node_index"], p["num_nodes"], p["control_task_id"]) for p in infos] == [
+        (0, 3, "2"),
+        (1, 3, "2"),
+        (2, 3, "2"),
+    ]
     assert len({p["gang"] for p in infos}) == 1
     assert [i for i in sim.ok("3") if isinstance(i, WriteTask)] == []  # held until the gang has answered
     sim.ok("2")
     out = sim.ok("4")
     assert [i.record.task_id for i in out if isinstance(i, WriteTask)] == ["2", "3", "4"]
-    (step, key), = submits(out)
+    ((step, key),) = submits(out)
     assert step == "join" and [i.foreach_stack[-1]["index"] for i in sim.submitted[key].spec.inputs] == [0, 1, 2]
 
 
@@ -275,7 +300,9 @@ def test_one_node_failing_cancels_the_others_and_fails_the_gang():
     sim.ok("1")
     out = sim.fail("3")
     assert [(i.key, i.reason) for i in out if isinstance(i, Cancel)] == [
-        ("2", "node 1 of the gang failed: ValueError: bad"), ("4", "node 1 of the gang failed: ValueError: bad")]
+        ("2", "node 1 of the gang failed: ValueError: bad"),
+        ("4", "node 1 of the gang failed: ValueError: bad"),
+    ]
     assert [i for i in out if isinstance(i, WriteTask)] == []
     out = sim.feed(TaskExited("2", 0, TaskExit(TaskStatus.CANCELLED, None, "cancelled"), None, 0.0))
     out += sim.ok("4")  # a node that finished anyway is half a gang's result: it fails with the gang
@@ -298,9 +325,14 @@ def test_a_failed_gang_is_retried_whole():
 
 
 def test_catch_of_a_task_that_never_started_runs_a_local_fallback_attempt():
-    sim = Sim(flow(LOOP.replace('self.next({"again": self.loop, "done": self.end}, condition="go")', "self.next(self.end)")
-                   .replace("def loop", "def a").replace("self.next(self.loop)", "self.next(self.a)")),
-              settings={"a": StepSettings(backend="docker", image="nope:1", gpu=1, catch=True, catch_var="err")})
+    sim = Sim(
+        flow(
+            LOOP.replace('self.next({"again": self.loop, "done": self.end}, condition="go")', "self.next(self.end)")
+            .replace("def loop", "def a")
+            .replace("self.next(self.loop)", "self.next(self.a)")
+        ),
+        settings={"a": StepSettings(backend="docker", image="nope:1", gpu=1, catch=True, catch_var="err")},
+    )
     sim.start()
     sim.ok("1")
     out = sim.feed(TaskExited("2", 0, TaskExit(TaskStatus.FAILED, 125, "image nope:1 not found"), None, 0.0))
@@ -321,6 +353,7 @@ def test_the_tui_dag_marks_the_case_taken_and_the_loop():
     from pathlib import Path
 
     from workbench.tui.dag_layout import layout
+
     graph = build_graph(Path(__file__).parent / "flows" / "switches.py")
     picture = layout(graph, {"start": "succeeded", "skip_path": "succeeded", "loop": "running"}, counts={"loop": 4})
     text = "\n".join(picture.lines)
@@ -335,6 +368,7 @@ def test_the_tui_dag_marks_the_case_taken_and_the_loop():
 def test_retry_goes_again_at_once_unless_minutes_between_retries_is_given(project):
     from workbench.config import load_config
     from workbench.settings import effective_settings
+
     body = LOOP.replace('self.next({"again": self.loop, "done": self.end}, condition="go")', "self.next(self.end)")
     at_once = body.replace("@step\ndef loop", "@retry(times=2)\n@step\ndef loop")
     later = body.replace("@step\ndef loop", "@retry(times=2, minutes_between_retries=1)\n@step\ndef loop")
@@ -358,6 +392,7 @@ def test_retry_goes_again_at_once_unless_minutes_between_retries_is_given(projec
 
 def test_a_cancel_while_a_gang_runs_finishes_the_run():
     from workbench.scheduler import CancelRequested
+
     sim = Sim(flow(GANG))
     sim.start()
     sim.ok("1")

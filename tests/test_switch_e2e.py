@@ -13,8 +13,14 @@ from .support.moto_server import aws, moto_server  # noqa: F401  (fixtures)
 
 
 def wb(project, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          cwd=project, env={**os.environ, **(env or {})}, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env={**os.environ, **(env or {})},
+        timeout=180,
+    )
 
 
 def latest(flow_name):
@@ -80,6 +86,7 @@ def test_one_failing_node_fails_the_gang_at_once(project):
 
 def test_catch_covers_a_task_whose_image_does_not_exist(project):
     from .support.engine import docker_client_or_skip
+
     docker_client_or_skip()
     copy_test_flow(project, "unstartable.py")
     p = wb(project, "run", "flows/unstartable.py")
@@ -95,8 +102,9 @@ def test_secrets_from_a_local_file_and_aws_reach_the_step_and_no_record(project,
     folder = tmp_path / "secrets"
     folder.mkdir()
     (folder / "db.env").write_text("DB_PASSWORD=hunter2\n")
-    aws.client("secretsmanager").create_secret(Name="prod/api",
-                                               SecretString=json.dumps({"API_TOKEN": "tok-123", "api-user": "bob"}))
+    aws.client("secretsmanager").create_secret(
+        Name="prod/api", SecretString=json.dumps({"API_TOKEN": "tok-123", "api-user": "bob"})
+    )
     copy_test_flow(project, "secretive.py")
     p = wb(project, "run", "flows/secretive.py", env={"WORKBENCH_SECRETS_DIR": str(folder)})
     assert p.returncode == 0, p.stdout + p.stderr

@@ -37,19 +37,29 @@ def test_batch_status_reason_is_reported_once_per_change_and_cleared_when_runnin
     """describe_jobs is replaced to inject a RUNNABLE job with AWS's statusReason (moto passes the states
     between SUBMITTED and RUNNING instantly, so it cannot show one)."""
     from tests.test_batch_backend import _backend_with_fake
+
     backend, fake, jobs, warnings, _ = _backend_with_fake({})
     said = []
     backend._ctx = SimpleNamespace(warn=warnings.append, waiting=lambda *a: said.append(a))
     reason = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet"
-    fake.describe_jobs = lambda jobs: {"jobs": [{"jobId": j, "status": fake.statuses.get(j, "RUNNABLE"),
-                                                 "statusReason": reason, "container": {}} for j in jobs]}
+    fake.describe_jobs = lambda jobs: {
+        "jobs": [
+            {"jobId": j, "status": fake.statuses.get(j, "RUNNABLE"), "statusReason": reason, "container": {}}
+            for j in jobs
+        ]
+    }
     backend.poll_once(jobs[:1])
     backend.poll_once(jobs[:1])
     assert len(said) == 1
     pathspec, step, name, words = said[0]
     assert name == "batch" and pathspec == jobs[0].spec.pathspec
-    assert words.startswith("RUNNABLE: queued: waiting for a compute environment with room (queue gpu-queue, "
-                            "asking cpu=4 memory=16384M gpu=2)") and reason in words
+    assert (
+        words.startswith(
+            "RUNNABLE: queued: waiting for a compute environment with room (queue gpu-queue, "
+            "asking cpu=4 memory=16384M gpu=2)"
+        )
+        and reason in words
+    )
     fake.statuses["job-0"] = "RUNNING"
     backend.poll_once(jobs[:1])
     assert said[-1][3] == "" and len(said) == 2

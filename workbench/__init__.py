@@ -30,25 +30,68 @@ from .parameters import IncludeFile, JSONType, Parameter
 __version__ = "0.1.0"
 
 
-_CLIENT_NAMES = ("Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace",
-                 "default_namespace", "metadata", "get_metadata")
+_CLIENT_NAMES = (
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "Metaflow",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "metadata",
+    "get_metadata",
+)
 
 
 def __getattr__(name: str) -> Any:  # the client API, loaded lazily
     # the client API pulls in the datastore; load it only when asked for
     if name in _CLIENT_NAMES:
         from . import client
+
         return getattr(client, name)
     if name == "Runner":
         from .runner import Runner
+
         return Runner
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
 
 
 __all__ = [
-    "FlowSpec", "step", "current", "Parameter", "IncludeFile", "JSONType",
-    "resources", "retry", "catch", "timeout", "environment", "batch", "kubernetes", "docker", "card",
-    "conda", "pypi", "secrets", "parallel", "project", "schedule", "trigger", "trigger_on_finish",
-    "Flow", "Run", "Step", "Task", "DataArtifact", "Metaflow", "namespace", "get_namespace", "default_namespace",
-    "metadata", "get_metadata", "Runner",
+    "FlowSpec",
+    "step",
+    "current",
+    "Parameter",
+    "IncludeFile",
+    "JSONType",
+    "resources",
+    "retry",
+    "catch",
+    "timeout",
+    "environment",
+    "batch",
+    "kubernetes",
+    "docker",
+    "card",
+    "conda",
+    "pypi",
+    "secrets",
+    "parallel",
+    "project",
+    "schedule",
+    "trigger",
+    "trigger_on_finish",
+    "Flow",
+    "Run",
+    "Step",
+    "Task",
+    "DataArtifact",
+    "Metaflow",
+    "namespace",
+    "get_namespace",
+    "default_namespace",
+    "metadata",
+    "get_metadata",
+    "Runner",
 ]

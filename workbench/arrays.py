@@ -57,8 +57,10 @@ def array_index(environ: Optional[Mapping[str, str]] = None) -> int:
     job_id = env.get("AWS_BATCH_JOB_ID", "")
     if ":" in job_id:
         return _int(job_id.rsplit(":", 1)[1], "AWS_BATCH_JOB_ID")
-    raise SystemExit("workbench.task: --array needs the array index: none of "
-                     f"{', '.join(INDEX_VARIABLES)} is set and AWS_BATCH_JOB_ID has no ':<index>'")
+    raise SystemExit(
+        "workbench.task: --array needs the array index: none of "
+        f"{', '.join(INDEX_VARIABLES)} is set and AWS_BATCH_JOB_ID has no ':<index>'"
+    )
 
 
 def _int(value: str, name: str) -> int:
@@ -74,6 +76,7 @@ def _int(value: str, name: str) -> int:
 def task_ref_for(datastore_url: str, array_ref: str, environ: Optional[Mapping[str, str]] = None) -> str:
     """The ref (FLOW/RUN/STEP/TASK/ATTEMPT) this container runs: its index's entry in the manifest."""
     from .datastore import FlowDatastore
+
     parts = array_ref.split("/")
     if len(parts) != 3 or not all(parts):
         raise SystemExit(f"workbench.task: --array {array_ref!r} is not FLOW/RUN/NAME")

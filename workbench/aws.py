@@ -36,13 +36,20 @@ _sessions: dict[Optional[str], Any] = {}
 def retry_config(max_pool_connections: int = 32, **extra: Any):
     """The botocore Config every client here uses: library retries with backoff, a connection pool."""
     from botocore.config import Config
-    return Config(retries={"mode": RETRY_MODE, "max_attempts": MAX_ATTEMPTS},
-                  max_pool_connections=max_pool_connections, connect_timeout=10, read_timeout=120, **extra)
+
+    return Config(
+        retries={"mode": RETRY_MODE, "max_attempts": MAX_ATTEMPTS},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=120,
+        **extra,
+    )
 
 
 def session(region: Optional[str] = None):
     """One boto3 Session per region (sessions are not thread-safe to create, clients are to use)."""
     import boto3
+
     with _lock:
         s = _sessions.get(region)
         if s is None:
@@ -54,13 +61,14 @@ def _env_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
 
 
-def client(service: str, *, region: Optional[str] = None, endpoint_url: Optional[str] = None,
-           config: Any = None):
+def client(service: str, *, region: Optional[str] = None, endpoint_url: Optional[str] = None, config: Any = None):
     """A boto3 client with the shared retry config; CredentialsError (one line) when there are none."""
     s = session(region)
     if s.get_credentials() is None:
-        raise CredentialsError(f"no AWS credentials found for {service} (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                               f"AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available)")
+        raise CredentialsError(
+            f"no AWS credentials found for {service} (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+            f"AWS_SECRET_ACCESS_KEY, or run where an instance/task role is available)"
+        )
     return s.client(service, endpoint_url=endpoint_url or None, config=config or retry_config())
 
 
@@ -78,14 +86,23 @@ def translate(exc: BaseException, what: str) -> BaseException:
         err = exc.response.get("Error", {})
         code = err.get("Code", "")
         msg = err.get("Message", "")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException",
-                    "InvalidClientTokenId", "AccessDenied", "AccessDeniedException", "ExpiredTokenException"):
+        if code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "AccessDenied",
+            "AccessDeniedException",
+            "ExpiredTokenException",
+        ):
             return CredentialsError(f"{what}: AWS refused the credentials ({code}: {msg})")
         return BackendError(f"{what}: {code}: {msg}")
     return exc
 
 
 # ---------------------------------------------------------------------------------------- S3 settings
+
 
 def s3_settings() -> tuple[Optional[str], Optional[str]]:
     """(endpoint_url, region) for the S3 datastore.
@@ -137,10 +154,23 @@ def task_environment(endpoint_url: Optional[str], region: Optional[str]) -> dict
 
 # ---------------------------------------------------------------------------------- credentials for containers
 
-SECRET_ENV = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                        "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
-                        "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN"})
+SECRET_ENV = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    }
+)
 SESSION_SECONDS = 12 * 3600
 
 
@@ -154,6 +184,7 @@ def secret_dir() -> str:
     """A private directory for a run's credentials, on a tmpfs when there is one (/dev/shm, then
     $XDG_RUNTIME_DIR), so the secret never reaches a disk; mode 0700."""
     import tempfile
+
     for base in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR") or ""):
         if base and os.path.isdir(base) and os.access(base, os.W_OK):
             return tempfile.mkdtemp(prefix="workbench-creds-", dir=base)
@@ -165,8 +196,10 @@ def short_lived_credentials(endpoint_url: Optional[str] = None) -> tuple[Any, st
     token; long-lived keys are exchanged for a session token (STS GetSessionToken) when STS allows it."""
     creds = session().get_credentials()
     if creds is None:
-        raise CredentialsError("no AWS credentials found to hand to the run's containers (set AWS_PROFILE or "
-                               "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+        raise CredentialsError(
+            "no AWS credentials found to hand to the run's containers (set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+        )
     frozen = creds.get_frozen_credentials()
     if frozen.token:
         return frozen, "the caller's session credentials"
@@ -174,6 +207,7 @@ def short_lived_credentials(endpoint_url: Optional[str] = None) -> tuple[Any, st
         sts = session().client("sts", endpoint_url=endpoint_url or None, config=retry_config())
         c = sts.get_session_token(DurationSeconds=SESSION_SECONDS)["Credentials"]
         from botocore.credentials import ReadOnlyCredentials
+
         return ReadOnlyCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]), "an STS session token"
     except Exception:  # noqa: BLE001 - STS may be unreachable or refused; fall back to the caller's keys
         return frozen, "the caller's long-lived keys (STS GetSessionToken was refused)"
@@ -199,4 +233,5 @@ def remove_credentials_file(path: Optional[str]) -> None:
     if not path:
         return
     import shutil
+
     shutil.rmtree(os.path.dirname(path), ignore_errors=True)

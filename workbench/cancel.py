@@ -33,8 +33,14 @@ class CancelResult:
     notes: list[str] = field(default_factory=list)
 
 
-def cancel_run(ds: FlowDatastore, config, run_id: str, *, say: Callable[[str], None] = lambda s: None,
-               wait: float = RUNTIME_STOP_WAIT) -> CancelResult:
+def cancel_run(
+    ds: FlowDatastore,
+    config,
+    run_id: str,
+    *,
+    say: Callable[[str], None] = lambda s: None,
+    wait: float = RUNTIME_STOP_WAIT,
+) -> CancelResult:
     """Stop run ``run_id`` of ``ds``'s flow and remove what it left (see the module docstring)."""
     record = ds.read_run(run_id, observed=False)
     if record is None:
@@ -47,8 +53,9 @@ def cancel_run(ds: FlowDatastore, config, run_id: str, *, say: Callable[[str], N
             result.signalled = record.runtime_pid
             record = _wait_final(ds, run_id, wait) or record
         elif record.runtime_host and record.runtime_host != this_host():
-            result.notes.append(f"its runtime runs on {record.runtime_host} (pid {record.runtime_pid}): only "
-                                f"cleaned up from here")
+            result.notes.append(
+                f"its runtime runs on {record.runtime_host} (pid {record.runtime_pid}): only cleaned up from here"
+            )
     result.removed = release_all(ds, config, record, say)
     if record.status is RunStatus.RUNNING:
         latest = ds.read_run(run_id, observed=False) or record
@@ -75,6 +82,7 @@ def _wait_final(ds: FlowDatastore, run_id: str, wait: float) -> Optional[RunReco
 def release_all(ds: FlowDatastore, config, record: RunRecord, say: Callable[[str], None]) -> list[str]:
     """Ask each backend the run used (its record, its held entries) to remove what it still holds."""
     from .backends import create_backend
+
     held = read_held(ds, record.run_id)
     names = sorted({h.backend for h in held} | set(record.backends))
     removed: list[str] = []

@@ -76,6 +76,7 @@ def _url() -> str:
     if _datastore_url:
         return _datastore_url
     from .config import load_config
+
     return load_config().datastore_url
 
 
@@ -90,6 +91,7 @@ def _when(ts: Optional[float]) -> Optional[datetime]:
 
 def _split(pathspec: str, parts: int, what: str) -> list[str]:
     from .exception import MetaflowInvalidPathspec
+
     bits = [b for b in str(pathspec).strip("/").split("/") if b]
     if len(bits) != parts:
         raise MetaflowInvalidPathspec(f"{pathspec!r} is not a {what} pathspec")
@@ -99,6 +101,7 @@ def _split(pathspec: str, parts: int, what: str) -> list[str]:
 class Flow:
     def __init__(self, name: str, _namespace_check: bool = True):
         from .exception import MetaflowNotFound
+
         self.name = self.id = self.pathspec = name
         self._ds = FlowDatastore(_url(), name)
         self._namespace_check = _namespace_check
@@ -152,6 +155,7 @@ class Flow:
 class Run(RunTags):
     def __init__(self, pathspec: str, _ds: Optional[FlowDatastore] = None, _namespace_check: bool = True):
         from .exception import MetaflowNamespaceMismatch, MetaflowNotFound
+
         flow, run_id = _split(pathspec, 2, "run")
         self.flow, self.id = flow, run_id
         self.pathspec = f"{flow}/{run_id}"
@@ -281,8 +285,7 @@ class Step:
     @property
     def child_steps(self) -> Iterator["Step"]:
         """The steps whose tasks took this step's tasks as inputs."""
-        names = [s.name for s in self.run if any(
-            p.split("/")[-2] == self.name for t in s for p in t._doc.parents)]
+        names = [s.name for s in self.run if any(p.split("/")[-2] == self.name for t in s for p in t._doc.parents)]
         return iter(Step(self.run, n) for n in names)
 
     @property
@@ -377,6 +380,7 @@ class Task:
         if not doc.traceback and not (failed and doc.reason):
             return None
         from .exception import MetaflowExceptionWrapper
+
         wrapper = MetaflowExceptionWrapper()
         kind, sep, message = (doc.reason or "").partition(": ")
         wrapper.type, wrapper.exception = (kind, message) if sep else ("", kind)
@@ -401,6 +405,7 @@ class Task:
         """Metaflow's task metadata, name -> value (as strings)."""
         doc = self._doc
         import platform
+
         meta = {"attempt": str(doc.attempt), "python_version": platform.python_version()}
         if self.step.run.origin_run_id:
             meta["origin-run-id"] = str(self.step.run.origin_run_id)

@@ -66,8 +66,9 @@ class ArtifactData:
         if name.startswith("_"):
             raise AttributeError(name)
         if name not in self._refs:
-            raise AttributeError(f"{self._where} has no artifact {name!r} "
-                                 f"(it has: {', '.join(sorted(self._refs)) or 'none'})")
+            raise AttributeError(
+                f"{self._where} has no artifact {name!r} (it has: {', '.join(sorted(self._refs)) or 'none'})"
+            )
         if name not in self._cache:
             self._cache[name] = self._load(name)
         return self._cache[name]
@@ -77,6 +78,7 @@ class ArtifactData:
         import warnings
 
         from .preview import artifact_origin, provenance_note
+
         ref = self._refs[name]
         run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]
         doc = self._ds.read_task(run_id, step, task_id)
@@ -90,6 +92,7 @@ class ArtifactData:
     def _summary(self, name: str) -> str:
         """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""
         from .preview import artifact_origin, summary_text
+
         if name not in self._refs:
             raise AttributeError(f"{self._where} has no artifact {name!r}")
         run_id, step, task_id = (self._where.split("/") + ["", "", "", ""])[1:4]

@@ -61,6 +61,7 @@ BackendName = Literal[BACKENDS]  # type: ignore[valid-type]  # a step's or the p
 
 def _check(parse: Callable[[object, str], Any], what: str) -> Callable[[object], Any]:
     """A pydantic validator from one of our unit parsers (pydantic reports ValueErrors with their location)."""
+
     def validate(value: object) -> Any:
         if value is None:
             return None
@@ -68,6 +69,7 @@ def _check(parse: Callable[[object, str], Any], what: str) -> Callable[[object],
             return parse(value, what)
         except ResourceError as exc:
             raise ValueError(exc.message) from None
+
     return validate
 
 
@@ -184,6 +186,7 @@ class ConfigModel(_Strict):
 @dataclass
 class ProjectConfig:
     """A project: its root directory, its workbench.toml (if any) and the validated settings."""
+
     root: Path
     path: Optional[Path] = None
     model: ConfigModel = field(default_factory=ConfigModel)
@@ -220,17 +223,25 @@ class ProjectConfig:
         A misspelled table would otherwise be ignored in silence and the step run with the wrong settings.
         """
         table = self.model.flows.get(flow)
-        for name in (table.steps if table else ()):
+        for name in table.steps if table else ():
             if name not in steps:
-                raise ConfigError(f"[flows.{flow}.steps.{name}]: flow {flow} has no step {name}"
-                                  f"{_nearest(name, steps)}", path=str(self.path) if self.path else CONFIG_NAME,
-                                  line=self._line(["flows", flow, "steps", name]))
+                raise ConfigError(
+                    f"[flows.{flow}.steps.{name}]: flow {flow} has no step {name}{_nearest(name, steps)}",
+                    path=str(self.path) if self.path else CONFIG_NAME,
+                    line=self._line(["flows", flow, "steps", name]),
+                )
 
     def unknown_flow_tables(self, flows: list[str]) -> list[ConfigError]:
         """A ``[flows.<name>]`` table per flow name that no flow file in the project defines."""
-        return [ConfigError(f"[flows.{name}]: no flow named {name} in {self.flows_dir}{_nearest(name, flows)}",
-                            path=str(self.path) if self.path else CONFIG_NAME, line=self._line(["flows", name]))
-                for name in self.model.flows if name not in flows]
+        return [
+            ConfigError(
+                f"[flows.{name}]: no flow named {name} in {self.flows_dir}{_nearest(name, flows)}",
+                path=str(self.path) if self.path else CONFIG_NAME,
+                line=self._line(["flows", name]),
+            )
+            for name in self.model.flows
+            if name not in flows
+        ]
 
     def _line(self, loc: list[str]) -> Optional[int]:
         """The line of ``loc``, or of the first table header under it (``[flows.F.steps.s]`` for flows.F)."""
@@ -241,7 +252,7 @@ class ProjectConfig:
         line = _line_of(text, loc)
         for n, row in enumerate(text.splitlines(), 1):
             h = _HEADER.match(row)
-            if line is None and h and _split_key(h.group(1))[:len(loc)] == loc:
+            if line is None and h and _split_key(h.group(1))[: len(loc)] == loc:
                 return n
         return line
 
@@ -274,8 +285,9 @@ def load_config(start: Optional[Path] = None, path: Optional[Path] = None) -> Pr
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from None
-    return ProjectConfig(root=path.parent, path=path, model=parse_config_text(decode_config(data, str(path)),
-                                                                              str(path)))
+    return ProjectConfig(
+        root=path.parent, path=path, model=parse_config_text(decode_config(data, str(path)), str(path))
+    )
 
 
 def decode_config(data: bytes, path: str = CONFIG_NAME) -> str:
@@ -284,8 +296,9 @@ def decode_config(data: bytes, path: str = CONFIG_NAME) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded (TOML files are UTF-8)",
-                          path=path, line=line) from None
+        raise ConfigError(
+            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded (TOML files are UTF-8)", path=path, line=line
+        ) from None
 
 
 def parse_config_text(text: str, path: str = CONFIG_NAME) -> ConfigModel:
@@ -358,13 +371,13 @@ def _line_of(text: str, loc: list[str]) -> Optional[int]:
         h = _HEADER.match(line)
         if h:
             table = _split_key(h.group(1))
-            if table == loc[:len(table)] and (best is None or len(table) >= best[0]):
+            if table == loc[: len(table)] and (best is None or len(table) >= best[0]):
                 best = (len(table), n)
             continue
         k = _KEY.match(line)
         if k:
             full = table + _split_key(k.group(1))
-            if full == loc[:len(full)] and (best is None or len(full) >= best[0]):
+            if full == loc[: len(full)] and (best is None or len(full) >= best[0]):
                 best = (len(full), n)
     return best[1] if best else None
 
@@ -374,8 +387,9 @@ def _line_of(text: str, loc: list[str]) -> Optional[int]:
 STEP_KEYS = tuple(StepSection.model_fields)
 
 
-def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remove: bool = False,
-              dry_run: bool = False) -> str:
+def edit_step(
+    path: Path, flow: str, step: str, values: dict[str, Any], *, remove: bool = False, dry_run: bool = False
+) -> str:
     """Set (or with ``remove=True`` delete) ``[flows.<flow>.steps.<step>]`` keys in workbench.toml.
 
     ``values`` maps keys to new values; a value of None deletes that key. Returns a unified diff ("" if
@@ -432,8 +446,14 @@ def edit_step(path: Path, flow: str, step: str, values: dict[str, Any], *, remov
     if remove:  # drop the blank line that separated the removed table
         new = new.rstrip("\n") + "\n" if new.strip() else ""
     parse_config_text(new, str(path))  # refuse to write a file we could not read back
-    diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"a/{path.name}", tofile=f"b/{path.name}"))
+    diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{path.name}",
+            tofile=f"b/{path.name}",
+        )
+    )
     if diff and not dry_run:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(new, encoding="utf-8")

@@ -17,19 +17,61 @@ STEP_DECORATORS: dict[str, dict[str, Any]] = {
     "catch": {"var": None, "print_exception": True},
     "timeout": {"seconds": 0, "minutes": 0, "hours": 0},
     "environment": {"vars": {}},
-    "batch": {"cpu": None, "gpu": None, "memory": None, "image": None, "queue": None, "iam_role": None,
-              "execution_role": None, "shared_memory": None, "max_swap": None, "swappiness": None,
-              "inferentia": None, "trainium": None, "efa": None, "host_volumes": None, "efs_volumes": None,
-              "use_tmpfs": None, "tmpfs_tempdir": None, "tmpfs_size": None, "tmpfs_path": None,
-              "ephemeral_storage": None, "log_driver": None, "log_options": None, "aws_batch_tags": None,
-              "privileged": None, "disk": None},
-    "kubernetes": {"cpu": None, "memory": None, "disk": None, "gpu": None, "gpu_vendor": None, "image": None,
-                   "image_pull_policy": None, "image_pull_secrets": None, "service_account": None,
-                   "secrets": None, "node_selector": None, "namespace": None, "tolerations": None,
-                   "use_tmpfs": None, "tmpfs_tempdir": None, "tmpfs_size": None, "tmpfs_path": None,
-                   "persistent_volume_claims": None, "shared_memory": None, "port": None,
-                   "compute_pool": None, "labels": None, "annotations": None, "qos": None,
-                   "hostname_resolution_timeout": None, "security_context": None},
+    "batch": {
+        "cpu": None,
+        "gpu": None,
+        "memory": None,
+        "image": None,
+        "queue": None,
+        "iam_role": None,
+        "execution_role": None,
+        "shared_memory": None,
+        "max_swap": None,
+        "swappiness": None,
+        "inferentia": None,
+        "trainium": None,
+        "efa": None,
+        "host_volumes": None,
+        "efs_volumes": None,
+        "use_tmpfs": None,
+        "tmpfs_tempdir": None,
+        "tmpfs_size": None,
+        "tmpfs_path": None,
+        "ephemeral_storage": None,
+        "log_driver": None,
+        "log_options": None,
+        "aws_batch_tags": None,
+        "privileged": None,
+        "disk": None,
+    },
+    "kubernetes": {
+        "cpu": None,
+        "memory": None,
+        "disk": None,
+        "gpu": None,
+        "gpu_vendor": None,
+        "image": None,
+        "image_pull_policy": None,
+        "image_pull_secrets": None,
+        "service_account": None,
+        "secrets": None,
+        "node_selector": None,
+        "namespace": None,
+        "tolerations": None,
+        "use_tmpfs": None,
+        "tmpfs_tempdir": None,
+        "tmpfs_size": None,
+        "tmpfs_path": None,
+        "persistent_volume_claims": None,
+        "shared_memory": None,
+        "port": None,
+        "compute_pool": None,
+        "labels": None,
+        "annotations": None,
+        "qos": None,
+        "hostname_resolution_timeout": None,
+        "security_context": None,
+    },
     "docker": {"image": None, "cpu": None, "memory": None, "gpu": None, "shared_memory": None},
     # the step's Python packages (workbench.environment resolves them with uv)
     "pypi": {"packages": {}, "python": None, "disabled": None, "extra_indices": None},
@@ -59,9 +101,11 @@ def _attach(func: Decorated, name: str, kwargs: dict[str, Any]) -> Decorated:
     try:
         setattr(func, DECORATOR_ATTR, decos)
     except AttributeError:  # e.g. a bound method; wrap it
+
         @functools.wraps(func)
         def wrapper(*a: Any, **kw: Any) -> Any:
             return func(*a, **kw)
+
         setattr(wrapper, DECORATOR_ATTR, decos)
         return wrapper
     return func
@@ -76,6 +120,7 @@ def _make(name: str) -> Callable[..., Any]:
 
         def apply(f: Decorated) -> Decorated:
             return _attach(f, name, kwargs)
+
         return apply
 
     decorator.__name__ = name

@@ -40,6 +40,7 @@ def adopt(runtime) -> None:
 
 def _log_path(config, flow: str, run_id: str) -> Path:
     from .datastore.storage import open_storage
+
     storage = open_storage(config.datastore_url)
     local = storage.local_path(f"{flow}/runs/{run_id}/runtime.log")
     path = Path(local) if local else Path(config.root) / ".workbench" / "detached" / f"{run_id}.log"
@@ -51,6 +52,7 @@ def launch(argv: list[str], flow_arg: str) -> int:
     """Start ``workbench run ...`` (``argv`` without --detach) in the background; print its run id."""
     from .config import load_config
     from .project import resolve_flow
+
     config = load_config()
     graph = resolve_flow(flow_arg, config)
     if not graph.ok:
@@ -61,16 +63,25 @@ def launch(argv: list[str], flow_arg: str) -> int:
     args = [a for a in argv if a != "--detach"]
     env = dict(os.environ, **{RUN_ID_VAR: run_id, LOG_VAR: str(log)})
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *args], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                cwd=os.getcwd())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
     ds = FlowDatastore(config.datastore_url, flow)
     deadline = time.time() + START_WAIT
     while time.time() < deadline:
         if ds.read_run(run_id) is not None:
             print(run_id)
-            print(f"running in the background (pid {proc.pid}, log {log}); follow it with `workbench attach "
-                  f"{run_id}`, stop it with `workbench cancel {run_id}`", file=sys.stderr)
+            print(
+                f"running in the background (pid {proc.pid}, log {log}); follow it with `workbench attach "
+                f"{run_id}`, stop it with `workbench cancel {run_id}`",
+                file=sys.stderr,
+            )
             return CLI_OK
         code = proc.poll()
         if code is not None:
@@ -78,8 +89,9 @@ def launch(argv: list[str], flow_arg: str) -> int:
             print(_tail(log), file=sys.stderr)
             return code or CLI_FAILED
         time.sleep(0.1)
-    print(f"error: the background run (pid {proc.pid}) wrote no record in {START_WAIT:.0f}s; see {log}",
-          file=sys.stderr)
+    print(
+        f"error: the background run (pid {proc.pid}) wrote no record in {START_WAIT:.0f}s; see {log}", file=sys.stderr
+    )
     return CLI_FAILED
 
 
@@ -92,15 +104,16 @@ def _tail(path: Path, size: int = 4000) -> str:
 def attach(ds: FlowDatastore, run_id: str, *, poll: float = 0.5, out=None) -> int:
     """Print a run's live events from the datastore until it ends; the exit code says how it ended."""
     from .logs import LogTail, attempts_with_logs
+
     out = out or sys.stdout
     tails: dict[tuple[str, str, int], LogTail] = {}
     ended: set[tuple[str, str]] = set()
     record = ds.read_run(run_id)
     if record is None:
         from .errors import UsageError
+
         raise UsageError(f"no run {run_id} of flow {ds.flow} in {ds.url}")
-    print(f"attached to {ds.flow}/{run_id} ({record.status}); Ctrl-C leaves attach, not the run", file=out,
-          flush=True)
+    print(f"attached to {ds.flow}/{run_id} ({record.status}); Ctrl-C leaves attach, not the run", file=out, flush=True)
     try:
         while True:
             record = ds.read_run(run_id) or record
@@ -110,8 +123,9 @@ def attach(ds: FlowDatastore, run_id: str, *, poll: float = 0.5, out=None) -> in
                     if (step, task_id) in ended:
                         continue
                     for attempt in attempts_with_logs(ds, run_id, step, task_id):
-                        tail = tails.setdefault((step, task_id, attempt),
-                                                LogTail(ds, ds.log_key(run_id, step, task_id, attempt)))
+                        tail = tails.setdefault(
+                            (step, task_id, attempt), LogTail(ds, ds.log_key(run_id, step, task_id, attempt))
+                        )
                         for _ts, _stream, text in tail.read_new():
                             print(f"{step}/{task_id} {text}", file=out, flush=True)
                     task = ds.read_task(run_id, step, task_id)
@@ -131,6 +145,3 @@ def attach(ds: FlowDatastore, run_id: str, *, poll: float = 0.5, out=None) -> in
     except KeyboardInterrupt:
         print(f"\nleft attach; run {run_id} goes on (`workbench cancel {run_id}` stops it)", file=sys.stderr)
         return CLI_OK
-
-
-

@@ -29,21 +29,35 @@ _OPERATORS = ("<", ">", "=", "!", "~")
 
 # conda names whose PyPI distribution is called something else
 CONDA_TO_PYPI = {
-    "pytorch": "torch", "pytorch-cpu": "torch", "pytorch-gpu": "torch", "py-xgboost": "xgboost",
-    "py-xgboost-cpu": "xgboost", "py-opencv": "opencv-python", "opencv": "opencv-python",
-    "matplotlib-base": "matplotlib", "tensorflow-base": "tensorflow", "pytables": "tables",
-    "python-graphviz": "graphviz", "msgpack-python": "msgpack", "py-lightgbm": "lightgbm",
-    "pyqt": "PyQt5", "libarrow": "", "arrow-cpp": "",
+    "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "pytorch-gpu": "torch",
+    "py-xgboost": "xgboost",
+    "py-xgboost-cpu": "xgboost",
+    "py-opencv": "opencv-python",
+    "opencv": "opencv-python",
+    "matplotlib-base": "matplotlib",
+    "tensorflow-base": "tensorflow",
+    "pytables": "tables",
+    "python-graphviz": "graphviz",
+    "msgpack-python": "msgpack",
+    "py-lightgbm": "lightgbm",
+    "pyqt": "PyQt5",
+    "libarrow": "",
+    "arrow-cpp": "",
 }
 # conda packages that are libraries or toolchains, not Python distributions: nothing on PyPI matches
-_CONDA_ONLY = re.compile(r"^(lib.*|_.*|r-.*|r|cuda.*|cudatoolkit|cudnn|nccl|mkl.*|openblas|blas|"
-                         r"ffmpeg|gcc.*|gxx.*|gfortran.*|compilers|openssl|zlib|xz|tk|ca-certificates|"
-                         r"nodejs|openjdk|git|curl|make|cmake|arrow-cpp|libarrow|python|pip)$")
+_CONDA_ONLY = re.compile(
+    r"^(lib.*|_.*|r-.*|r|cuda.*|cudatoolkit|cudnn|nccl|mkl.*|openblas|blas|"
+    r"ffmpeg|gcc.*|gxx.*|gfortran.*|compilers|openssl|zlib|xz|tk|ca-certificates|"
+    r"nodejs|openjdk|git|curl|make|cmake|arrow-cpp|libarrow|python|pip)$"
+)
 
 
 @dataclass(frozen=True)
 class PackageSet:
     """Packages one decorator (or the project) asks for: name -> PEP 508 requirement."""
+
     requirements: dict[str, str] = field(default_factory=dict)
     python: Optional[str] = None
     source: str = ""
@@ -52,6 +66,7 @@ class PackageSet:
 @dataclass(frozen=True)
 class EnvironmentSpec:
     """What an environment must contain. ``requirements`` are sorted PEP 508 lines."""
+
     requirements: tuple[str, ...] = ()
     python: Optional[str] = None  # "3.11"; None = the target's own Python
     sources: tuple[str, ...] = ()  # where the requirements came from, for `workbench env show`
@@ -62,8 +77,12 @@ class EnvironmentSpec:
 
     def key(self, python_version: str, platform: str) -> str:
         """Content hash of (spec, python version, platform): the environment's cache directory name."""
-        doc = {"format": SPEC_FORMAT, "requirements": list(self.requirements),
-               "python": python_version, "platform": platform}
+        doc = {
+            "format": SPEC_FORMAT,
+            "requirements": list(self.requirements),
+            "python": python_version,
+            "platform": platform,
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +103,7 @@ def host_python() -> str:
 
 
 # ------------------------------------------------------------------------------------------ project
+
 
 def _read_toml(path: Path) -> dict:
     if sys.version_info >= (3, 11):
@@ -110,8 +130,10 @@ def read_requirements_file(path: Path) -> list[str]:
         line = raw.split(" #", 1)[0].strip()
         if line and not line.startswith("#"):
             if line.startswith("-"):
-                raise ConfigError(f"pip option {line.split()[0]!r} is not supported in requirements; "
-                                  f"list packages only", path=str(path))
+                raise ConfigError(
+                    f"pip option {line.split()[0]!r} is not supported in requirements; list packages only",
+                    path=str(path),
+                )
             lines.append(line)
     return lines
 
@@ -140,6 +162,7 @@ def project_package_set(root: Path) -> PackageSet:
     """The project's environment as a PackageSet (uv.lock first, when there is one)."""
     if (root / "uv.lock").is_file() and not _is_workbench_itself(root):
         from .environment_uv import export_uv_lock
+
         lines, source = export_uv_lock(root), "uv.lock"
     else:
         lines, source = project_requirements(root)
@@ -147,6 +170,7 @@ def project_package_set(root: Path) -> PackageSet:
 
 
 # --------------------------------------------------------------------------------------- decorators
+
 
 def _pin(name: str, version: Any, where: str) -> str:
     """Metaflow's ``{"pandas": "2.1.0"}`` means ``pandas==2.1.0``; an operator or empty string stands."""
@@ -179,8 +203,10 @@ def conda_to_pypi(name: str, version: Any, where: str) -> tuple[str, str]:
         name = name.split("::", 1)[1]
     pypi = CONDA_TO_PYPI.get(name.lower(), name)
     if not pypi or _CONDA_ONLY.match(name.lower()):
-        raise ValueError(f"{where}: {name!r} is a conda-only package (not a Python distribution on PyPI); "
-                         f"workbench installs from PyPI: drop it or use @pypi with PyPI names")
+        raise ValueError(
+            f"{where}: {name!r} is a conda-only package (not a Python distribution on PyPI); "
+            f"workbench installs from PyPI: drop it or use @pypi with PyPI names"
+        )
     return pypi, _conda_version("" if version is None else str(version))
 
 
@@ -190,17 +216,25 @@ def decorator_packages(deco, owner: str, path: str) -> Optional[PackageSet]:
     ``deco`` is a :class:`workbench.graph.DecoratorSpec`; ``owner`` names the step or flow for messages.
     """
     from .graph import Unresolved
+
     where = f"{owner}: @{deco.name}"
     for key, value in deco.kwargs.items():
         if isinstance(value, Unresolved):
-            raise FlowError(f"{where}({key}={value.source}) must be a literal value to be read without "
-                            f"running the flow", path=path, line=deco.lineno)
-    allowed = {"packages", "python", "disabled"} | ({"libraries", "channels", "pip"} if "conda" in deco.name
-                                                    else {"extra_indices"})
+            raise FlowError(
+                f"{where}({key}={value.source}) must be a literal value to be read without running the flow",
+                path=path,
+                line=deco.lineno,
+            )
+    allowed = {"packages", "python", "disabled"} | (
+        {"libraries", "channels", "pip"} if "conda" in deco.name else {"extra_indices"}
+    )
     unknown = sorted(set(deco.kwargs) - allowed)
     if unknown:
-        raise FlowError(f"{where} has no argument {unknown[0]!r} (it takes {', '.join(sorted(allowed))})",
-                        path=path, line=deco.lineno)
+        raise FlowError(
+            f"{where} has no argument {unknown[0]!r} (it takes {', '.join(sorted(allowed))})",
+            path=path,
+            line=deco.lineno,
+        )
     if deco.kwargs.get("disabled"):
         return None
     packages = dict(deco.kwargs.get("packages") or {})
@@ -242,8 +276,9 @@ def flow_package_set(graph) -> Optional[PackageSet]:
     """The flow's @pypi_base/@conda_base (at most one of them), or None."""
     bases = [d for d in graph.flow_decorators if d.name in ("pypi_base", "conda_base")]
     if len(bases) > 1:
-        raise FlowError(f"flow {graph.name}: use one of @pypi_base and @conda_base, not both",
-                        path=graph.path, line=bases[1].lineno)
+        raise FlowError(
+            f"flow {graph.name}: use one of @pypi_base and @conda_base, not both", path=graph.path, line=bases[1].lineno
+        )
     return decorator_packages(bases[0], f"flow {graph.name}", graph.path) if bases else None
 
 
@@ -252,8 +287,9 @@ def step_package_set(graph, step_name: str) -> Optional[PackageSet]:
     step = graph.steps[step_name]
     decos = [d for d in step.decorators if d.name in ("pypi", "conda")]
     if len(decos) > 1:
-        raise FlowError(f"step {step_name}: use one of @pypi and @conda, not both",
-                        path=graph.path, line=decos[1].lineno)
+        raise FlowError(
+            f"step {step_name}: use one of @pypi and @conda, not both", path=graph.path, line=decos[1].lineno
+        )
     return decorator_packages(decos[0], f"step {step_name}", graph.path) if decos else None
 
 
@@ -266,8 +302,9 @@ def step_packages(graph, step_name: str) -> EnvironmentSpec:
     return merge(base or PackageSet(), own or PackageSet())
 
 
-def step_environment(project: PackageSet, packages: list[str], python: Optional[str],
-                     source: str = "") -> EnvironmentSpec:
+def step_environment(
+    project: PackageSet, packages: list[str], python: Optional[str], source: str = ""
+) -> EnvironmentSpec:
     """A step's whole environment: the project's requirements < the step's settings.packages."""
     own = PackageSet({requirement_name(r): r for r in packages}, python, source)
     return merge(project, own)

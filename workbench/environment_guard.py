@@ -20,8 +20,7 @@ from typing import Mapping, Optional, cast
 
 from .errors import WorkbenchError
 
-_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
-               "SHORT_BINSTRING"}
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING", "SHORT_BINSTRING"}
 _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _SILENT_OPS = {"FRAME", "PROTO", "MEMOIZE", "STOP"} | _PUT_OPS
@@ -53,8 +52,9 @@ def pickle_modules(data: bytes) -> set[str]:
                     modules.add(recent[-2].split(".", 1)[0])
                 recent[-2:] = [None]
             elif name in _STRING_OPS:
-                recent.append(arg if isinstance(arg, str) else
-                              arg.decode("latin-1") if isinstance(arg, bytes) else None)
+                recent.append(
+                    arg if isinstance(arg, str) else arg.decode("latin-1") if isinstance(arg, bytes) else None
+                )
             elif name == "MEMOIZE":
                 memo[len(memo)] = recent[-1] if recent else None
             elif name in _PUT_OPS:
@@ -73,12 +73,14 @@ def pickle_modules(data: bytes) -> set[str]:
 @lru_cache(maxsize=1)
 def _module_distributions() -> dict[str, list[str]]:
     from importlib.metadata import packages_distributions
+
     return dict(packages_distributions())
 
 
 def module_versions(modules: set[str]) -> dict[str, str]:
     """Distribution name -> installed version for the modules given (here, in this interpreter)."""
     from importlib.metadata import PackageNotFoundError, version
+
     out: dict[str, str] = {}
     for module in sorted(modules):
         for dist in _module_distributions().get(module, []):
@@ -103,8 +105,9 @@ def compatible(made_with: str, target: Optional[str]) -> bool:
     return target is not None and _major_minor(made_with) == _major_minor(target)
 
 
-def check_inputs(recorded: Mapping[str, Mapping[str, str]], target_versions: Mapping[str, str], *,
-                 step: str, target: str) -> None:
+def check_inputs(
+    recorded: Mapping[str, Mapping[str, str]], target_versions: Mapping[str, str], *, step: str, target: str
+) -> None:
     """Refuse, before a task starts, an input artifact its target environment cannot unpickle.
 
     ``recorded`` maps artifact name -> {distribution: version it was pickled with};
@@ -121,7 +124,8 @@ def check_inputs(recorded: Mapping[str, Mapping[str, str]], target_versions: Map
             raise EnvironmentMismatch(
                 f"step {step}: input {artifact!r} was pickled with {dist} {made_with} but {target} {found}; "
                 f"declare it: @pypi(packages={{{dist!r}: {made_with!r}}}) on the step, or {dist}=={made_with} "
-                f"in requirements.txt and `workbench image build`")
+                f"in requirements.txt and `workbench image build`"
+            )
 
 
 def host_version_requirements(recorded: Mapping[str, Mapping[str, str]]) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from .errors import FlowError
 @dataclass
 class StepEnvironment:
     """One step's environment: the spec it declares and, when it declares one, the cached env."""
+
     step: str
     spec: EnvironmentSpec
     environment: Optional[Environment]
@@ -46,8 +47,9 @@ def _where(graph, step_name: str, project: PackageSet, root: Path) -> str:
     return f"{root / project.source.split(' ')[0]}: step {step_name}" if project.source else f"step {step_name}"
 
 
-def plan_environments(graph, config, settings: dict, *, target: Optional[Target] = None,
-                      project: Optional[PackageSet] = None) -> list[StepEnvironment]:
+def plan_environments(
+    graph, config, settings: dict, *, target: Optional[Target] = None, project: Optional[PackageSet] = None
+) -> list[StepEnvironment]:
     """Each step's environment spec (project < @pypi_base < @pypi) and its cache entry, in graph order.
 
     ``settings`` maps step name -> StepSettings (from :func:`workbench.settings.all_settings`);
@@ -60,8 +62,9 @@ def plan_environments(graph, config, settings: dict, *, target: Optional[Target]
         s = settings.get(name)
         if s is None:
             continue
-        spec = step_environment(project, list(getattr(s, "packages", []) or []), getattr(s, "python", None),
-                                s.sources.get("packages", ""))
+        spec = step_environment(
+            project, list(getattr(s, "packages", []) or []), getattr(s, "python", None), s.sources.get("packages", "")
+        )
         env = None
         if spec.declared:
             step_target = target if target is not None else None
@@ -81,8 +84,13 @@ def distinct(plan: list[StepEnvironment]) -> dict[str, tuple[Environment, list[s
     return envs
 
 
-def prepare_environments(plan: list[StepEnvironment], *, install: bool = True, wheelhouse: bool = False,
-                         on_progress: Optional[Callable[[str], None]] = None) -> None:
+def prepare_environments(
+    plan: list[StepEnvironment],
+    *,
+    install: bool = True,
+    wheelhouse: bool = False,
+    on_progress: Optional[Callable[[str], None]] = None,
+) -> None:
     """Resolve (and install, and fetch the wheelhouse of) every environment the plan needs, once each.
 
     A resolution failure raises FlowError naming the flow file and line of the decorator at fault.

@@ -38,6 +38,7 @@ def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
 def pack_environment(env, dest_dir: Path) -> Path:
     """``dest_dir/env-<sha256>.tar`` holding requirements.lock, uv and wheels/ (made once per content)."""
     from .environment_uv import ensure_wheelhouse, uv_binary
+
     ensure_wheelhouse(env)
     files = [(env.requirements_lock, "requirements.lock"), (Path(uv_binary()), "uv")]
     files += [(env.wheels / p["wheel"], f"wheels/{p['wheel']}") for p in env.packages()]
@@ -60,7 +61,7 @@ def _safe_members(tar: tarfile.TarFile):
     """Only the archive's own layout: no absolute paths, no '..', no links."""
     for member in tar.getmembers():
         name = member.name
-        ok = (name in _MEMBERS or (name.startswith("wheels/") and name.count("/") == 1 and name.endswith(".whl")))
+        ok = name in _MEMBERS or (name.startswith("wheels/") and name.count("/") == 1 and name.endswith(".whl"))
         if not ok or not member.isfile() or ".." in name:
             raise ValueError(f"environment archive: unexpected member {name!r}")
         yield member
@@ -91,10 +92,31 @@ def install_offline(archive: Path, cache_dir: Path, python: str = sys.executable
                     out.write(src.read())
                 os.chmod(target, member.mode & 0o755)
         env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
-        proc = subprocess.run([str(home / "uv"), "pip", "install", "--offline", "--no-index", "--find-links",
-                               str(home / "wheels"), "--require-hashes", "--no-cache", "--color", "never",
-                               "--python", python, "--target", str(site), "--quiet",
-                               "-r", str(home / "requirements.lock")], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                str(home / "uv"),
+                "pip",
+                "install",
+                "--offline",
+                "--no-index",
+                "--find-links",
+                str(home / "wheels"),
+                "--require-hashes",
+                "--no-cache",
+                "--color",
+                "never",
+                "--python",
+                python,
+                "--target",
+                str(site),
+                "--quiet",
+                "-r",
+                str(home / "requirements.lock"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             last = [ln.strip() for ln in io.StringIO(proc.stderr).read().splitlines() if ln.strip()][-1:]
             raise RuntimeError(f"installing the step's environment failed: {' '.join(last)}")

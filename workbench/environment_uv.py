@@ -49,6 +49,7 @@ class EnvironmentBuildError(BackendError):
 @dataclass(frozen=True)
 class Target:
     """Where an environment will run: a CPython version and a uv platform (``x86_64-manylinux_2_36``)."""
+
     python: str
     platform: str
 
@@ -88,6 +89,7 @@ def cache_root() -> Path:
 
 # ---------------------------------------------------------------------------------------- uv itself
 
+
 def uv_binary() -> str:
     """The uv executable: $WORKBENCH_UV, else the one the `uv` PyPI package ships."""
     explicit = os.environ.get("WORKBENCH_UV")
@@ -95,6 +97,7 @@ def uv_binary() -> str:
         return explicit
     try:
         import uv
+
         return uv.find_uv_bin()
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
@@ -105,8 +108,12 @@ def uv_binary() -> str:
 
 def _pip_config() -> dict[str, list[str]]:
     """index-url, extra-index-url, find-links, constraint and cert as pip would read them here."""
-    files = ["/etc/xdg/pip/pip.conf", "/etc/pip.conf", os.path.expanduser("~/.pip/pip.conf"),
-             os.path.expanduser("~/.config/pip/pip.conf")]
+    files = [
+        "/etc/xdg/pip/pip.conf",
+        "/etc/pip.conf",
+        os.path.expanduser("~/.pip/pip.conf"),
+        os.path.expanduser("~/.config/pip/pip.conf"),
+    ]
     if os.environ.get("PIP_CONFIG_FILE"):
         files.append(os.environ["PIP_CONFIG_FILE"])
     parser = configparser.ConfigParser(interpolation=None)
@@ -136,8 +143,10 @@ def index_arguments(*, resolving: bool = False) -> tuple[list[str], dict[str, st
     conf = _pip_config()
     args: list[str] = ["--index-strategy", "unsafe-best-match"]
     env: dict[str, str] = {}
-    uv_has_index = any(os.environ.get(k) for k in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX",
-                                                   "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS"))
+    uv_has_index = any(
+        os.environ.get(k)
+        for k in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+    )
     if not uv_has_index:
         for url in conf.get("index-url", [])[:1]:
             args += ["--default-index", url]
@@ -158,14 +167,18 @@ def index_arguments(*, resolving: bool = False) -> tuple[list[str], dict[str, st
     return args, env
 
 
-def run_uv(args: list[str], *, what: str, cwd: Optional[Path] = None, extra_env: Optional[dict] = None,
-           quiet_errors: bool = False) -> subprocess.CompletedProcess:
+def run_uv(
+    args: list[str],
+    *,
+    what: str,
+    cwd: Optional[Path] = None,
+    extra_env: Optional[dict] = None,
+    quiet_errors: bool = False,
+) -> subprocess.CompletedProcess:
     """Run uv with plain output; a failure raises one line built from uv's own explanation."""
-    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",
-           **(extra_env or {})}
+    env = {**os.environ, "NO_COLOR": "1", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", **(extra_env or {})}
     env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.run([uv_binary(), *args, "--color", "never"], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([uv_binary(), *args, "--color", "never"], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 and not quiet_errors:
         raise EnvironmentBuildError(f"{what}: {uv_failure_line(proc.stderr)}")
     return proc
@@ -178,13 +191,14 @@ def uv_failure_line(stderr: str) -> str:
     joined = " ".join(lines)
     m = re.search(r"(Because .*?)(?:, we can conclude.*|$)", joined)
     if m:
-        text = m.group(1)[len("Because "):]
+        text = m.group(1)[len("Because ") :]
         text = re.sub(r" and you require .*", "", text).replace("package registry", "package index")
         return text.strip()[:400]
     return (joined or "uv failed without saying why")[:400]
 
 
 # ------------------------------------------------------------------------------------------- cache
+
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
@@ -201,6 +215,7 @@ def _locked(path: Path) -> Iterator[None]:
 @dataclass
 class Environment:
     """One cached environment: a spec resolved for a target, in its own directory."""
+
     spec: EnvironmentSpec
     target: Target
     key: str
@@ -253,6 +268,7 @@ def environment_for(spec: EnvironmentSpec, target: Optional[Target] = None) -> E
 
 # --------------------------------------------------------------------------------------------- lock
 
+
 def ensure_locked(env: Environment, *, what: str = "environment") -> Environment:
     """Resolve the spec with uv into pylock.toml + requirements.lock, once."""
     if env.locked:
@@ -261,15 +277,35 @@ def ensure_locked(env: Environment, *, what: str = "environment") -> Environment
         if env.locked:
             return env
         env.path.mkdir(parents=True, exist_ok=True)
-        (env.path / "spec.json").write_text(json.dumps(
-            {**env.spec.to_dict(), "target": {"python": env.target.python, "platform": env.target.platform}},
-            indent=2))
+        (env.path / "spec.json").write_text(
+            json.dumps(
+                {**env.spec.to_dict(), "target": {"python": env.target.python, "platform": env.target.platform}},
+                indent=2,
+            )
+        )
         src = env.path / "requirements.in"
         src.write_text("".join(r + "\n" for r in env.spec.requirements))
         index, extra_env = index_arguments(resolving=True)
-        run_uv(["pip", "compile", str(src), "--format", "pylock.toml", "-o", str(env.lock_file),
-                "--python-version", env.target.python, "--python-platform", env.target.platform,
-                "--no-header", "--quiet", *index], what=what, extra_env=extra_env)
+        run_uv(
+            [
+                "pip",
+                "compile",
+                str(src),
+                "--format",
+                "pylock.toml",
+                "-o",
+                str(env.lock_file),
+                "--python-version",
+                env.target.python,
+                "--python-platform",
+                env.target.platform,
+                "--no-header",
+                "--quiet",
+                *index,
+            ],
+            what=what,
+            extra_env=extra_env,
+        )
         chosen = choose_wheels(env.lock_file, env.target, what=what)
         (env.path / "packages.json").write_text(json.dumps(chosen, indent=1))
         lines = [f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}\n" for p in chosen]
@@ -329,17 +365,27 @@ def choose_wheels(lock_file: Path, target: Target, *, what: str) -> list[dict]:
             if rank is not None:
                 ranked.append((rank, name, wheel))
         if not ranked:
-            raise EnvironmentBuildError(f"{what}: {pkg['name']} {pkg.get('version')} has no wheel for Python "
-                                    f"{target.python} on {target.platform} (only a source distribution); "
-                                    f"pick a version that ships one")
+            raise EnvironmentBuildError(
+                f"{what}: {pkg['name']} {pkg.get('version')} has no wheel for Python "
+                f"{target.python} on {target.platform} (only a source distribution); "
+                f"pick a version that ships one"
+            )
         _, name, wheel = max(ranked, key=lambda r: r[0])
-        chosen.append({"name": pkg["name"], "version": str(pkg.get("version")), "wheel": name,
-                       "url": wheel["url"], "sha256": wheel.get("hashes", {}).get("sha256", ""),
-                       "size": wheel.get("size") or 0})
+        chosen.append(
+            {
+                "name": pkg["name"],
+                "version": str(pkg.get("version")),
+                "wheel": name,
+                "url": wheel["url"],
+                "sha256": wheel.get("hashes", {}).get("sha256", ""),
+                "size": wheel.get("size") or 0,
+            }
+        )
     return chosen
 
 
 # ------------------------------------------------------------------------------------------ install
+
 
 def ensure_installed(env: Environment, *, what: str = "environment") -> Environment:
     """Create the environment's venv with uv (host targets only), once."""
@@ -350,15 +396,29 @@ def ensure_installed(env: Environment, *, what: str = "environment") -> Environm
         if env.installed:
             return env
         if env.target.platform != host_target().platform:
-            raise EnvironmentBuildError(f"{what}: built for {env.target.platform}, cannot be installed on this "
-                                    f"machine ({host_target().platform})")
+            raise EnvironmentBuildError(
+                f"{what}: built for {env.target.platform}, cannot be installed on this "
+                f"machine ({host_target().platform})"
+            )
         shutil.rmtree(env.venv, ignore_errors=True)
         python = sys.executable if env.target.python == host_python() else env.target.python
         run_uv(["venv", str(env.venv), "--python", python, "--no-project", "--quiet"], what=what)
         index, extra_env = index_arguments()
         source = ["--offline", "--no-index", "--find-links", str(env.wheels)] if env.has_wheelhouse else index
-        run_uv(["pip", "sync", str(env.requirements_lock), "--python", str(env.python), "--quiet",
-                "--require-hashes", *source], what=what, extra_env=extra_env)
+        run_uv(
+            [
+                "pip",
+                "sync",
+                str(env.requirements_lock),
+                "--python",
+                str(env.python),
+                "--quiet",
+                "--require-hashes",
+                *source,
+            ],
+            what=what,
+            extra_env=extra_env,
+        )
         (env.path / "venv.done").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return env
 
@@ -370,6 +430,7 @@ def _fetch(url: str, dest: Path, sha256: str) -> None:
         shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(url).path), tmp)
     else:
         import ssl
+
         cert = os.environ.get("SSL_CERT_FILE") or os.environ.get("PIP_CERT")
         ctx = ssl.create_default_context(cafile=cert if cert and os.path.isfile(cert) else None)
         with urllib.request.urlopen(url, timeout=180, context=ctx) as resp, open(tmp, "wb") as out:
@@ -406,10 +467,24 @@ def ensure_wheelhouse(env: Environment, *, what: str = "environment") -> Environ
 
 def export_uv_lock(root: Path) -> list[str]:
     """A project's uv.lock as pinned requirement lines (its own package and dev groups left out)."""
-    proc = run_uv(["export", "--frozen", "--format", "requirements-txt", "--no-hashes", "--no-emit-project",
-                   "--no-dev", "--no-header", "--quiet"], what=f"{root / 'uv.lock'}", cwd=root)
-    return [ln.strip() for ln in proc.stdout.splitlines()
-            if ln.strip() and not ln.lstrip().startswith(("#", "-e", "."))]
+    proc = run_uv(
+        [
+            "export",
+            "--frozen",
+            "--format",
+            "requirements-txt",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-dev",
+            "--no-header",
+            "--quiet",
+        ],
+        what=f"{root / 'uv.lock'}",
+        cwd=root,
+    )
+    return [
+        ln.strip() for ln in proc.stdout.splitlines() if ln.strip() and not ln.lstrip().startswith(("#", "-e", "."))
+    ]
 
 
 def directory_size(path: Path) -> int:

@@ -27,8 +27,7 @@ class WorkbenchError(Exception):
 
     exit_code = CLI_USAGE
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 hint: str | None = None):
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, hint: str | None = None):
         self.message = message
         self.path = path
         self.line = line

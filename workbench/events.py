@@ -46,6 +46,7 @@ class TaskStarted(Event):
 @dataclass(frozen=True)
 class TaskCloned(Event):
     """A task reused from the origin run of a resume (or single-step re-run)."""
+
     pathspec: str
     step: str
     origin_pathspec: str
@@ -75,6 +76,7 @@ class TaskRetrying(Event):
 class TaskWaiting(Event):
     """A submitted remote task is not running yet, and why (Batch's status and statusReason, the Kubernetes
     scheduler's words; workbench.backends.waiting); ``reason`` is "" once it runs."""
+
     pathspec: str
     step: str
     backend: str
@@ -86,6 +88,7 @@ class TaskWaiting(Event):
 class TaskFinished(Event):
     """A task ended. ``status`` is a :class:`~workbench.datastore.records.TaskStatus` (a str): succeeded,
     failed, timeout, cancelled or oom."""
+
     pathspec: str
     step: str
     status: str
@@ -111,6 +114,7 @@ class RunWarning(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     """The run ended. ``status`` is succeeded, failed or cancelled."""
+
     flow: str
     run_id: str
     status: str
@@ -122,5 +126,16 @@ class RunFinished(Event):
 
 EventSink = Callable[[Event], None]
 
-__all__ = ["Event", "RunStarted", "TaskStarted", "TaskCloned", "LogLine", "TaskRetrying", "TaskWaiting",
-           "TaskFinished", "RunWarning", "RunFinished", "EventSink"]
+__all__ = [
+    "Event",
+    "RunStarted",
+    "TaskStarted",
+    "TaskCloned",
+    "LogLine",
+    "TaskRetrying",
+    "TaskWaiting",
+    "TaskFinished",
+    "RunWarning",
+    "RunFinished",
+    "EventSink",
+]

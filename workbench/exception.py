@@ -22,6 +22,7 @@ class MetaflowExceptionWrapper(Exception):
             self.type = f"{exc.__class__.__module__}.{exc.__class__.__name__}"
             self.exception = str(exc)
             import traceback
+
             self.stacktrace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         else:
             self.type = self.exception = self.stacktrace = ""
@@ -87,8 +88,7 @@ class MetaflowUnknownUser(MetaflowException):
     headline = "Unknown user"
 
     def __init__(self):
-        super().__init__("Metaflow could not determine your user name based on environment variables "
-                         "($USERNAME etc.)")
+        super().__init__("Metaflow could not determine your user name based on environment variables ($USERNAME etc.)")
 
 
 class InvalidDecoratorAttribute(MetaflowException):

@@ -29,12 +29,14 @@ CLI_USAGE = 2
 CLI_CANCELLED = 130
 
 
-def exit_from_code(code: Optional[int], requested: Optional[str], usage: dict[str, Any], *,
-                   timeout: bool = False) -> "TaskExit":
+def exit_from_code(
+    code: Optional[int], requested: Optional[str], usage: dict[str, Any], *, timeout: bool = False
+) -> "TaskExit":
     """Words for how a task process ended. ``code`` < 0 means killed by signal -code; ``requested`` is
     the reason the runtime gave when it cancelled the task (``timeout``: it was its hard deadline)."""
     from .backends.base import TaskExit
     from .datastore.records import TaskStatus
+
     if requested:
         return TaskExit(TaskStatus.TIMEOUT if timeout else TaskStatus.CANCELLED, code, requested, usage)
     if code == TASK_OK:

@@ -13,4 +13,5 @@ from typing import Any
 
 def run_flow_command_line(path: str, flow_cls: type, argv: list[str]) -> Any:
     from .cli.flow import main  # lazily: importing a flow must not load the CLI
+
     return main(path, flow_cls, argv)

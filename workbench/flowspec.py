@@ -54,6 +54,7 @@ class Current:
     def _bind_flow_class(self, flow_cls: type) -> None:
         """Learn what the flow class declares: its parameters' names and its @project."""
         from .parameters import Parameter
+
         self.parameter_names = [v.name for k, v in vars_of_class(flow_cls).items() if isinstance(v, Parameter)]
         project = project_of(flow_cls)
         self.project_name = project["name"] if project else None
@@ -64,6 +65,7 @@ class Current:
     @property
     def namespace(self) -> Optional[str]:
         from .client import get_namespace
+
         return self._namespace or get_namespace()
 
     @namespace.setter
@@ -82,6 +84,7 @@ class Current:
         if not self.is_running_flow:
             return None
         from .client import Run
+
         return Run(f"{self.flow_name}/{self.run_id}", _namespace_check=False)
 
     @property
@@ -90,12 +93,14 @@ class Current:
         if not self.is_running_flow:
             return None
         from .client import Task
+
         return Task(self.pathspec, _namespace_check=False)
 
     @property
     def username(self) -> Optional[str]:
         """Who runs the flow, as Metaflow finds it (METAFLOW_USER first)."""
         from .client import username
+
         return username() or self._username
 
     @username.setter
@@ -134,6 +139,7 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
     import os
 
     from .decorators import decorators_of
+
     project = decorators_of(flow_cls).get("project")
     if not project or not project.get("name"):
         return None
@@ -145,12 +151,14 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
         branch_name = f"test.{branch}"
     else:
         from .client import username
+
         branch_name = f"user.{username()}"
     return {"name": project["name"], "branch": branch_name}
 
 
 class Parallel(NamedTuple):
     """``current.parallel`` of a @parallel task (Metaflow's fields)."""
+
     main_ip: str
     num_nodes: int
     node_index: int
@@ -228,11 +236,13 @@ class GraphView:
 def _merge_error(kind: str, message: str, names: list[str]) -> Exception:
     """merge_artifacts' errors are Metaflow's exception types (so ``except`` clauses written for it work)."""
     from . import exception
-    cls = exception.UnhandledInMergeArtifactsException if kind == "unhandled" \
+
+    cls = (
+        exception.UnhandledInMergeArtifactsException
+        if kind == "unhandled"
         else exception.MissingInMergeArtifactsException
+    )
     return cls(message, names)
-
-
 
 
 class FlowSpec:
@@ -245,6 +255,7 @@ class FlowSpec:
         if use_cli:
             # `python flows/my_flow.py run --alpha 1`: Metaflow's command line (see workbench.cli.flow)
             from .flow_entry import run_flow_command_line
+
             module = sys.modules[type(self).__module__]
             path = getattr(module, "__file__", None) or sys.argv[0]
             sys.exit(run_flow_command_line(path, type(self), sys.argv[1:]))
@@ -271,14 +282,20 @@ class FlowSpec:
         import inspect
 
         from .graph import build_graph
+
         graph = build_graph(inspect.getsourcefile(type(self)) or inspect.getfile(type(self)), type(self).__name__)
         return GraphView(graph)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A class-level value that is not a step or parameter is a constant of the flow (as in Metaflow)."""
         declared = getattr(type(self), name, None) if not name.startswith("_") else None
-        if declared is not None and name not in self.__dict__ and not callable(declared) \
-                and not hasattr(declared, "__set__") and not isinstance(declared, property):
+        if (
+            declared is not None
+            and name not in self.__dict__
+            and not callable(declared)
+            and not hasattr(declared, "__set__")
+            and not isinstance(declared, property)
+        ):
             raise AttributeError(f"{name} is a constant of {type(self).__name__} and cannot be assigned")
         super().__setattr__(name, value)
 
@@ -322,8 +339,10 @@ class FlowSpec:
         ctx = self.__dict__.get("_wb_ctx")
         if ctx is None:
             return []
-        return [ForeachFrame(f.get("step"), f.get("var"), f.get("num_splits"), f.get("index"),
-                             ctx.foreach_value(self, f)) for f in ctx.foreach_stack]
+        return [
+            ForeachFrame(f.get("step"), f.get("var"), f.get("num_splits"), f.get("index"), ctx.foreach_value(self, f))
+            for f in ctx.foreach_stack
+        ]
 
     def foreach_stack(self) -> list[tuple[int, int, Any]]:
         ctx = self.__dict__.get("_wb_ctx")
@@ -332,8 +351,13 @@ class FlowSpec:
         return [(f["index"], f["num_splits"], ctx.foreach_value(self, f)) for f in ctx.foreach_stack]
 
     # ---------------------------------------------------------------- transitions
-    def next(self, *steps: Any, foreach: Optional[str] = None, num_parallel: Optional[int] = None,
-             condition: Optional[str] = None) -> None:
+    def next(
+        self,
+        *steps: Any,
+        foreach: Optional[str] = None,
+        num_parallel: Optional[int] = None,
+        condition: Optional[str] = None,
+    ) -> None:
         if condition is not None or (len(steps) == 1 and isinstance(steps[0], dict)):
             self._next_switch(steps, condition)
             return
@@ -356,7 +380,7 @@ class FlowSpec:
         if len(steps) != 1 or not isinstance(steps[0], dict) or not steps[0]:
             raise TypeError("self.next() with condition= takes one non-empty dict of cases")
         if not isinstance(condition, str):
-            raise TypeError("self.next() with a dict of cases needs condition=\"<artifact name>\"")
+            raise TypeError('self.next() with a dict of cases needs condition="<artifact name>"')
         cases = steps[0]
         try:
             value = self._wb_artifact(condition)
@@ -365,8 +389,9 @@ class FlowSpec:
         try:
             chosen = cases[value]
         except (KeyError, TypeError):
-            raise ValueError(f"switch condition self.{condition} has value {value!r}, which is none of the "
-                             f"cases {list(cases)}") from None
+            raise ValueError(
+                f"switch condition self.{condition} has value {value!r}, which is none of the cases {list(cases)}"
+            ) from None
         name = getattr(chosen, "__name__", None)
         if name is None or not getattr(chosen, "is_step", False):
             raise TypeError(f"switch case {value!r} must go to a step (self.<step>), got {chosen!r}")
@@ -375,16 +400,19 @@ class FlowSpec:
             ctx.record_transition([name], None, switch=True)
 
     # ---------------------------------------------------------------- joins
-    def merge_artifacts(self, inputs: "Inputs", exclude: Optional[list[str]] = None,
-                        include: Optional[list[str]] = None) -> None:
+    def merge_artifacts(
+        self, inputs: "Inputs", exclude: Optional[list[str]] = None, include: Optional[list[str]] = None
+    ) -> None:
         """Copy artifacts that every input agrees on; conflicting ones must be set or excluded first."""
         if not isinstance(inputs, Inputs):
             from .exception import MetaflowException
+
             raise MetaflowException("merge_artifacts can only be called in a join step, with its inputs")
         excluded = set(exclude or [])
         included = set(include or [])
         if included and excluded:
             from .exception import MetaflowException
+
             raise MetaflowException("merge_artifacts takes include or exclude, not both")
         hashes: dict[str, set[str]] = {}
         owners: dict[str, Any] = {}
@@ -396,12 +424,18 @@ class FlowSpec:
                 owners[name] = inp
         missing = included - set(hashes)
         if missing:
-            raise _merge_error("missing", f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}",
-                               sorted(missing))
+            raise _merge_error(
+                "missing", f"merge_artifacts: no input has artifact(s) {', '.join(sorted(missing))}", sorted(missing)
+            )
         conflicts = sorted(n for n, hs in hashes.items() if len(hs) > 1 and n not in self.__dict__)
         if conflicts:
-            raise _merge_error("unhandled", "merge_artifacts: inputs disagree on " + ", ".join(conflicts)
-                               + "; set them in the join step or pass exclude=[...]", conflicts)
+            raise _merge_error(
+                "unhandled",
+                "merge_artifacts: inputs disagree on "
+                + ", ".join(conflicts)
+                + "; set them in the join step or pass exclude=[...]",
+                conflicts,
+            )
         ctx = self.__dict__["_wb_ctx"]
         for name, hs in hashes.items():
             if name in self.__dict__ or len(hs) > 1:
@@ -412,7 +446,9 @@ class FlowSpec:
 class InputView:
     """One input of a join step: its artifacts, read lazily."""
 
-    def __init__(self, step: str, refs: dict[str, str], loader: Callable[[str], Any], foreach_stack: list[dict[str, Any]]):
+    def __init__(
+        self, step: str, refs: dict[str, str], loader: Callable[[str], Any], foreach_stack: list[dict[str, Any]]
+    ):
         self._wb_step = step
         self._wb_refs = refs
         self._wb_loader = loader

@@ -22,6 +22,7 @@ PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file"}
 @dataclass(frozen=True)
 class Unresolved:
     """A decorator or Parameter argument that is not a literal; its source text is kept for messages."""
+
     source: str
 
     def __repr__(self) -> str:
@@ -145,19 +146,43 @@ class FlowGraph:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "flow": self.name, "path": self.path, "line": self.lineno, "doc": self.doc,
+            "flow": self.name,
+            "path": self.path,
+            "line": self.lineno,
+            "doc": self.doc,
             "parameters": [
-                {"name": p.name, "attr": p.attr, "kind": p.kind, "type": p.type_name,
-                 "default": _jsonable(p.default), "required": p.required, "help": p.help, "line": p.lineno}
-                for p in self.parameters],
+                {
+                    "name": p.name,
+                    "attr": p.attr,
+                    "kind": p.kind,
+                    "type": p.type_name,
+                    "default": _jsonable(p.default),
+                    "required": p.required,
+                    "help": p.help,
+                    "line": p.lineno,
+                }
+                for p in self.parameters
+            ],
             "steps": [
-                {"name": s.name, "kind": s.kind, "line": s.lineno, "next": s.out, "foreach": s.foreach_var,
-                 "inputs": s.in_steps, "closes": s.closes, "joined_by": s.joined_by, "doc": s.doc,
-                 "switch": dict(s.switch_cases) or None, "condition": s.condition,
-                 "num_parallel": _jsonable(s.num_parallel),
-                 "decorators": [{"name": d.name, "args": _jsonable(d.kwargs), "line": d.lineno}
-                                for d in s.decorators]}
-                for s in self.steps.values()],
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "line": s.lineno,
+                    "next": s.out,
+                    "foreach": s.foreach_var,
+                    "inputs": s.in_steps,
+                    "closes": s.closes,
+                    "joined_by": s.joined_by,
+                    "doc": s.doc,
+                    "switch": dict(s.switch_cases) or None,
+                    "condition": s.condition,
+                    "num_parallel": _jsonable(s.num_parallel),
+                    "decorators": [
+                        {"name": d.name, "args": _jsonable(d.kwargs), "line": d.lineno} for d in s.decorators
+                    ],
+                }
+                for s in self.steps.values()
+            ],
             "errors": [str(e) for e in self.errors],
         }
 
@@ -175,6 +200,7 @@ def _jsonable(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- parsing
+
 
 def split_flow_ref(ref: str) -> tuple[str, Optional[str]]:
     """``flows/x.py:MyFlow`` -> (``flows/x.py``, ``MyFlow``)."""
@@ -204,8 +230,10 @@ def build_graph(path: str | Path, class_name: Optional[str] = None, source: Opti
     except SyntaxError as exc:
         message = f"syntax error: {_one_line(exc.msg)}"
         if "codec can't decode" in message:  # Python's own wording is about positions in a buffer
-            message = ("not UTF-8: a byte cannot be decoded (save the file as UTF-8, or declare its encoding "
-                       "with a '# -*- coding: ... -*-' line)")
+            message = (
+                "not UTF-8: a byte cannot be decoded (save the file as UTF-8, or declare its encoding "
+                "with a '# -*- coding: ... -*-' line)"
+            )
         graph.errors.append(FlowError(message, path=path, line=exc.lineno))
         return graph
     except ValueError as exc:  # null bytes (Python 3.11 raises ValueError, later versions SyntaxError)
@@ -218,6 +246,7 @@ def build_graph(path: str | Path, class_name: Optional[str] = None, source: Opti
         _Parser(graph, tree).parse(class_name)
         if not graph.errors:
             from .graph_validation import validate
+
             validate(graph)
     except RecursionError:  # a last resort: the walks above are iterative, the stdlib's ast helpers are not
         graph.errors.append(FlowError("the flow file nests too deeply to read", path=path, line=graph.lineno or None))
@@ -251,9 +280,11 @@ def find_flow_files(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.rglob("*.py")
-                  if not any(part.startswith((".", "__")) for part in p.relative_to(directory).parts)
-                  and is_flow_file(p))
+    return sorted(
+        p
+        for p in directory.rglob("*.py")
+        if not any(part.startswith((".", "__")) for part in p.relative_to(directory).parts) and is_flow_file(p)
+    )
 
 
 class _Parser:
@@ -278,8 +309,7 @@ class _Parser:
         cycle = _base_cycle(classes)
         if cycle:
             chain = " -> ".join(c.name for c in cycle)
-            self.error(f"class {cycle[0].name} derives from itself ({chain}); Python cannot define it",
-                       cycle[0].lineno)
+            self.error(f"class {cycle[0].name} derives from itself ({chain}); Python cannot define it", cycle[0].lineno)
             return
         flows = [c for c in classes.values() if self._is_flow(c, classes, set())]
         if class_name:
@@ -298,8 +328,10 @@ class _Parser:
                 return
             if len(leaves) > 1:
                 listed = ", ".join(f"{c.name} (line {c.lineno})" for c in leaves)
-                self.error(f"{len(leaves)} FlowSpec classes: {listed}; pick one with "
-                           f"{self.graph.path}:{leaves[0].name}", leaves[1].lineno)
+                self.error(
+                    f"{len(leaves)} FlowSpec classes: {listed}; pick one with {self.graph.path}:{leaves[0].name}",
+                    leaves[1].lineno,
+                )
                 return
             cls = leaves[0]
         self.graph.name = cls.name
@@ -344,10 +376,13 @@ class _Parser:
                 decos = [self._decorator(d) for d in node.decorator_list]
                 if not any(d and d.name == "step" for d in decos):
                     continue
-                step = StepNode(name=node.name, lineno=node.lineno,
-                                num_args=len(node.args.args) + len(node.args.posonlyargs),
-                                decorators=[d for d in decos if d and d.name != "step"],
-                                doc=ast.get_docstring(node) or "")
+                step = StepNode(
+                    name=node.name,
+                    lineno=node.lineno,
+                    num_args=len(node.args.args) + len(node.args.posonlyargs),
+                    decorators=[d for d in decos if d and d.name != "step"],
+                    doc=ast.get_docstring(node) or "",
+                )
                 self._read_transition(step, node)
                 self.graph.steps.pop(node.name, None)
                 self.graph.steps[node.name] = step
@@ -420,14 +455,17 @@ class _Parser:
             if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self":
                 step.out.append(arg.attr)
             else:
-                self.error(f"step {step.name}: self.next() takes steps as self.<step>, not {ast.unparse(arg)}",
-                           call.lineno)
+                self.error(
+                    f"step {step.name}: self.next() takes steps as self.<step>, not {ast.unparse(arg)}", call.lineno
+                )
         for kw in call.keywords:
             if kw.arg == "foreach":
                 value = self._literal(kw.value)
                 if not isinstance(value, str):
-                    self.error(f"step {step.name}: foreach= must name an artifact as a string, "
-                               f"e.g. foreach=\"items\"", call.lineno)
+                    self.error(
+                        f'step {step.name}: foreach= must name an artifact as a string, e.g. foreach="items"',
+                        call.lineno,
+                    )
                 else:
                     step.foreach_var = value
             elif kw.arg == "num_parallel":
@@ -454,8 +492,9 @@ class _Parser:
                 shown = "**" if key is None else ast.unparse(key)
                 self.error(f"{where}'s keys must be string or number literals, not {shown}", call.lineno)
                 return
-            if not (isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name)
-                    and value.value.id == "self"):
+            if not (
+                isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "self"
+            ):
                 self.error(f"{where} goes to steps as self.<step>, not {ast.unparse(value)}", call.lineno)
                 return
             if case in cases:
@@ -470,8 +509,9 @@ class _Parser:
                 self.error(f"{where} takes condition= only, not {kw.arg}=", call.lineno)
                 return
         if not isinstance(condition, str) or not condition.isidentifier():
-            self.error(f"{where} needs condition=\"<artifact name>\" naming the artifact that picks the case",
-                       call.lineno)
+            self.error(
+                f'{where} needs condition="<artifact name>" naming the artifact that picks the case', call.lineno
+            )
             return
         step.switch_cases, step.condition = cases, condition
         step.out = list(dict.fromkeys(cases.values()))
@@ -505,7 +545,7 @@ def _base_cycle(classes: dict[str, ast.ClassDef]) -> Optional[list[ast.ClassDef]
                 state[path.pop()] = 2
                 stack.pop()
             elif base in classes and state.get(base) == 1:
-                cycle = path[path.index(base):]
+                cycle = path[path.index(base) :]
                 return [classes[n] for n in cycle + [base]]
             elif base in classes and base not in state:
                 state[base] = 1

@@ -24,8 +24,11 @@ def _no_cycle_from_start(steps: dict[str, StepNode], err: Callable[[str, Optiona
         elif target == name and steps[name].kind == "switch":
             continue  # a recursive switch: the one loop Metaflow allows
         elif state.get(target) == 1:
-            err(f"step {name} transitions back to step {target}, which makes a cycle (only a switch may go back, "
-                f"and only to itself)", steps[name].next_lineno)
+            err(
+                f"step {name} transitions back to step {target}, which makes a cycle (only a switch may go back, "
+                f"and only to itself)",
+                steps[name].next_lineno,
+            )
             return False
         elif target not in state:
             state[target] = 1
@@ -55,8 +58,7 @@ def validate(graph: FlowGraph) -> None:
             if s.out:
                 err("step end must not call self.next(): the flow finishes there", s.next_lineno)
         elif s.next_lineno is None:
-            err(f"step {s.name} has no self.next() transition (add self.next(self.<step>) as its last line)",
-                s.lineno)
+            err(f"step {s.name} has no self.next() transition (add self.next(self.<step>) as its last line)", s.lineno)
         for target in s.out:
             if target not in steps:
                 err(f"step {s.name} transitions to unknown step {target}", line)
@@ -65,24 +67,32 @@ def validate(graph: FlowGraph) -> None:
         if s.num_parallel is not None and len(s.out) != 1:
             err(f"step {s.name}: a num_parallel transition takes exactly one step, got {len(s.out)}", line)
         if s.switch_cases and len(s.out) < 2:
-            err(f"step {s.name} is a switch but defines {len(s.out)} transition; a switch must define at least 2 "
-                f"(use self.next(self.{s.out[0] if s.out else '<step>'}) for one)", line)
+            err(
+                f"step {s.name} is a switch but defines {len(s.out)} transition; a switch must define at least 2 "
+                f"(use self.next(self.{s.out[0] if s.out else '<step>'}) for one)",
+                line,
+            )
         if s.switch_cases and s.num_args == 2:
-            err(f"step {s.name} is both a join (it takes inputs) and a switch; add a step so that the join and "
-                f"the switch are separate steps", s.lineno)
+            err(
+                f"step {s.name} is both a join (it takes inputs) and a switch; add a step so that the join and "
+                f"the switch are separate steps",
+                s.lineno,
+            )
         catch = s.decorator("catch") if s.switch_cases else None
         if catch is not None:
             err(f"@catch is defined for step {s.name} but @catch is not supported in switch steps", catch.lineno)
         if s.num_args > 2:
-            err(f"step {s.name} takes {s.num_args - 1} arguments; a step takes none, a join takes inputs",
-                s.lineno)
+            err(f"step {s.name} takes {s.num_args - 1} arguments; a step takes none, a join takes inputs", s.lineno)
         if s.name == "start" and s.num_args > 1:
             err("step start cannot be a join (it takes no inputs argument)", s.lineno)
         elif s.num_args == 2 and (len(s.out) > 1 or s.foreach_var):
             what = "foreach" if s.foreach_var else "split"
-            err(f"step {s.name} is both a join (it takes inputs) and a {what} (it transitions to "
+            err(
+                f"step {s.name} is both a join (it takes inputs) and a {what} (it transitions to "
                 f"{'a foreach' if s.foreach_var else 'several steps'}); add a step so that the join and the "
-                f"{what} are separate steps", s.lineno)
+                f"{what} are separate steps",
+                s.lineno,
+            )
     for p in graph.parameters:
         if p.name in steps or p.attr in steps:
             err(f"parameter {p.name} has the same name as a step", p.lineno)
@@ -140,12 +150,18 @@ def validate(graph: FlowGraph) -> None:
             path = branches[name] + (((name, target),) if opens else ())
             if t.kind == "join":
                 if not child_stack:
-                    err(f"step {target} is a join (it takes inputs) but no split or foreach comes before it; "
-                        f"drop the inputs argument", t.lineno)
+                    err(
+                        f"step {target} is a join (it takes inputs) but no split or foreach comes before it; "
+                        f"drop the inputs argument",
+                        t.lineno,
+                    )
                     return
                 if s.kind == "switch":
-                    err(f"a conditional path cannot lead directly to a join step: switch {name} goes to join "
-                        f"{target}; add an unconditional step on that path before the join", line)
+                    err(
+                        f"a conditional path cannot lead directly to a join step: switch {name} goes to join "
+                        f"{target}; add an unconditional step on that path before the join",
+                        line,
+                    )
                     return
                 closes, stack = child_stack[-1], child_stack[:-1]
                 if t.closes is None:
@@ -158,8 +174,11 @@ def validate(graph: FlowGraph) -> None:
             else:
                 if target in branches and branches[target] != path:
                     if len(t.in_steps) > 1:
-                        err(f"step {target} has {len(t.in_steps)} inputs ({', '.join(t.in_steps)}) but is not a "
-                            f"join; give it an inputs argument: def {target}(self, inputs)", t.lineno)
+                        err(
+                            f"step {target} has {len(t.in_steps)} inputs ({', '.join(t.in_steps)}) but is not a "
+                            f"join; give it an inputs argument: def {target}(self, inputs)",
+                            t.lineno,
+                        )
                         return
                 if t.split_stack is not None and t.split_stack != child_stack:
                     err(f"step {target} is reached both inside and outside split {child_stack[-1]}", t.lineno)
@@ -172,8 +191,13 @@ def validate(graph: FlowGraph) -> None:
                     # reported after the walk: a step with several inputs that is not a join says more
                     opener = steps[child_stack[-1]]
                     what = "foreach" if opener.kind == "foreach" else "split"
-                    end_inside.append((f"step {name} goes to end inside the {what} at step {opener.name}; "
-                                       f"join it first with a step that takes inputs", line))
+                    end_inside.append(
+                        (
+                            f"step {name} goes to end inside the {what} at step {opener.name}; "
+                            f"join it first with a step that takes inputs",
+                            line,
+                        )
+                    )
     if end_inside:
         err(*end_inside[0])
         return
@@ -195,13 +219,20 @@ def validate(graph: FlowGraph) -> None:
             scope = (opener.split_stack or ()) + (opener.name,)
             for branch in opener.out:
                 if s.name != branch and s.name not in graph.descendants(branch):
-                    err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}",
-                        s.lineno)
-            inside = [n for n in s.in_steps if (enclosing := steps[n].split_stack) is not None
-                      and enclosing[:len(scope)] != scope and n != opener.name]
+                    err(f"join {s.name} does not join branch {branch} of the split at step {opener.name}", s.lineno)
+            inside = [
+                n
+                for n in s.in_steps
+                if (enclosing := steps[n].split_stack) is not None
+                and enclosing[: len(scope)] != scope
+                and n != opener.name
+            ]
             if inside:
-                err(f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
-                    f"{opener.name}", s.lineno)
+                err(
+                    f"join {s.name} takes input from {', '.join(inside)}, which is outside the split at step "
+                    f"{opener.name}",
+                    s.lineno,
+                )
     if not errors:
         _check_parallel(steps, err)
 
@@ -213,8 +244,11 @@ def _check_parallel(steps: dict[str, StepNode], err: Callable[[str, Optional[int
         if s.num_parallel is not None:
             target = steps[s.out[0]]
             if not target.is_parallel:
-                err(f"step {s.name} calls step {target.name} with self.next(num_parallel=...) but step "
-                    f"{target.name} has no @parallel decorator", s.next_lineno)
+                err(
+                    f"step {s.name} calls step {target.name} with self.next(num_parallel=...) but step "
+                    f"{target.name} has no @parallel decorator",
+                    s.next_lineno,
+                )
                 return
             n = s.num_parallel
             if not isinstance(n, Unresolved) and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
@@ -223,10 +257,16 @@ def _check_parallel(steps: dict[str, StepNode], err: Callable[[str, Optional[int
         if s.is_parallel:
             callers = [p for p in s.in_steps if steps[p].num_parallel is None]
             if callers:
-                err(f"step {s.name} has a @parallel decorator but step {callers[0]} calls it without "
-                    f"self.next(num_parallel=...)", s.lineno)
+                err(
+                    f"step {s.name} has a @parallel decorator but step {callers[0]} calls it without "
+                    f"self.next(num_parallel=...)",
+                    s.lineno,
+                )
                 return
             if len(s.out) != 1 or steps[s.out[0]].kind != "join":
-                err(f"a @parallel step must be followed by a join step: step {s.out[0] if s.out else 'end'} "
-                    f"comes after @parallel step {s.name}; give it an inputs argument", s.lineno)
+                err(
+                    f"a @parallel step must be followed by a join step: step {s.out[0] if s.out else 'end'} "
+                    f"comes after @parallel step {s.name}; give it an inputs argument",
+                    s.lineno,
+                )
                 return

@@ -43,6 +43,7 @@ def template_path() -> Path:
 def project_requirements(root: Path) -> tuple[list[str], str]:
     """The project's requirements (normalised) and where they came from (see workbench.environment)."""
     from .environment import project_requirements as read
+
     return read(root)
 
 
@@ -59,8 +60,10 @@ def default_tag(project: str, digest: str) -> str:
     return f"workbench-{name}:{digest[:12]}"
 
 
-_PROBE = ("import platform, sys; libc = platform.libc_ver(); "
-          "print(f'{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()} {libc[0]} {libc[1]}')")
+_PROBE = (
+    "import platform, sys; libc = platform.libc_ver(); "
+    "print(f'{sys.version_info[0]}.{sys.version_info[1]} {platform.machine()} {libc[0]} {libc[1]}')"
+)
 
 
 def image_target(client, image: str, image_id: str):
@@ -68,6 +71,7 @@ def image_target(client, image: str, image_id: str):
     import json
 
     from .environment_uv import Target, cache_root
+
     cached = cache_root() / "images" / f"{image_id.replace(':', '-')}.json"
     if cached.is_file():
         data = json.loads(cached.read_text())
@@ -75,8 +79,14 @@ def image_target(client, image: str, image_id: str):
     out = None
     for python in ("python3", "python"):
         try:
-            out = client.containers.run(image, [python, "-c", _PROBE], entrypoint=[], remove=True,
-                                        network_mode="none", labels={"workbench.probe": "python"})
+            out = client.containers.run(
+                image,
+                [python, "-c", _PROBE],
+                entrypoint=[],
+                remove=True,
+                network_mode="none",
+                labels={"workbench.probe": "python"},
+            )
             break
         except Exception:  # noqa: BLE001 - no such interpreter in the image: try the next name
             continue
@@ -104,6 +114,7 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 def _build_context(tmp: Path, env) -> None:
     """Dockerfile + environment/: uv's binary, requirements.lock and the wheels (installed offline)."""
     from .environment_uv import uv_binary
+
     shutil.copyfile(template_path(), tmp / "Dockerfile")
     ctx = tmp / "environment"
     (ctx / "wheels").mkdir(parents=True)
@@ -118,32 +129,47 @@ def _build_context(tmp: Path, env) -> None:
 
 def _plain(text: str) -> str:
     from .environment_uv import ANSI
+
     return ANSI.sub("", text).replace("\r", "")
 
 
 def docker_client():
     """The engine, or one line saying how to start one."""
     import docker
+
     try:
         client = docker.from_env(timeout=600)
         client.ping()
     except Exception as exc:  # noqa: BLE001
-        raise EngineUnreachable(f"no Docker engine answers: {str(exc).splitlines()[0][:200]}",
-                                hint="start one with scripts/start-docker.sh") from None
+        raise EngineUnreachable(
+            f"no Docker engine answers: {str(exc).splitlines()[0][:200]}", hint="start one with scripts/start-docker.sh"
+        ) from None
     return client
 
 
 def base_image_id(client, base: str) -> str:
     import docker.errors as de
+
     try:
         return client.images.get(base).id
     except de.ImageNotFound:
-        raise UsageError(f"base image {base} not found on the Docker engine (build it with "
-                         f"scripts/build-base-image.sh; no registry is pulled from)") from None
+        raise UsageError(
+            f"base image {base} not found on the Docker engine (build it with "
+            f"scripts/build-base-image.sh; no registry is pulled from)"
+        ) from None
 
 
-def build_environment_image(client, base: str, spec, *, network: str, project: str, tag: Optional[str] = None,
-                            source: str = "", say: Callable[[str], None] = _quiet) -> str:
+def build_environment_image(
+    client,
+    base: str,
+    spec,
+    *,
+    network: str,
+    project: str,
+    tag: Optional[str] = None,
+    source: str = "",
+    say: Callable[[str], None] = _quiet,
+) -> str:
     """An image FROM ``base`` with ``spec`` (an EnvironmentSpec) installed offline; returns its tag.
 
     The docker backend's hook for a step's declared environment (wave 2) and `workbench image build`.
@@ -154,14 +180,17 @@ def build_environment_image(client, base: str, spec, *, network: str, project: s
     import docker.errors as de
 
     from .environment_uv import ensure_wheelhouse, environment_for
+
     base_id = base_image_id(client, base)
     env = None
     if spec.requirements:
         target = image_target(client, base, base_id)
         env = environment_for(spec, target)
         if not env.has_wheelhouse:
-            say(f"resolving {len(spec.requirements)} requirement(s) from {source or 'the spec'} for Python "
-                f"{target.python} on {target.platform}")
+            say(
+                f"resolving {len(spec.requirements)} requirement(s) from {source or 'the spec'} for Python "
+                f"{target.python} on {target.platform}"
+            )
         ensure_wheelhouse(env, what=source or "image environment")
     locked = [ln for ln in (env.requirements_lock.read_text().splitlines() if env else []) if ln]
     digest = inputs_hash(template_path().read_text(encoding="utf-8"), base_id, locked)
@@ -178,16 +207,25 @@ def build_environment_image(client, base: str, spec, *, network: str, project: s
     if cached:  # the same inputs were built before under another name: tag that image
         repo, _, version = tag.rpartition(":")
         cached[0].tag(repo or tag, version if repo else None)
-        say(f"built {tag} from the cache in {time.time() - started:.1f}s ({summary}); "
-            f"use it with [docker] image = \"{tag}\" in workbench.toml")
+        say(
+            f"built {tag} from the cache in {time.time() - started:.1f}s ({summary}); "
+            f'use it with [docker] image = "{tag}" in workbench.toml'
+        )
         return tag
     say(f"building {tag} {summary}")
     with tempfile.TemporaryDirectory(prefix="workbench-image-") as tmp:
         _build_context(Path(tmp), env)
         error, pending = None, ""
-        for chunk in client.api.build(path=tmp, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
-                                      network_mode=network,
-                                      buildargs={"BASE_IMAGE": base, "WORKBENCH_INPUTS": digest}):
+        for chunk in client.api.build(
+            path=tmp,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            network_mode=network,
+            buildargs={"BASE_IMAGE": base, "WORKBENCH_INPUTS": digest},
+        ):
             if "stream" in chunk:  # chunks split lines anywhere: print whole lines only
                 *lines, pending = (pending + _plain(chunk["stream"])).split("\n")
                 for text in lines:
@@ -199,12 +237,14 @@ def build_environment_image(client, base: str, spec, *, network: str, project: s
             say(f"  {pending}")
         if error:
             raise BackendError(f"image build failed: {error}")
-    say(f"built {tag} in {time.time() - started:.1f}s; use it with [docker] image = \"{tag}\" in workbench.toml")
+    say(f'built {tag} in {time.time() - started:.1f}s; use it with [docker] image = "{tag}" in workbench.toml')
     return tag
 
 
-_VERSIONS_PROBE = ("import importlib.metadata as m, json; print(json.dumps({(d.metadata['Name'] or '').lower(): "
-                   "d.version for d in m.distributions()}))")
+_VERSIONS_PROBE = (
+    "import importlib.metadata as m, json; print(json.dumps({(d.metadata['Name'] or '').lower(): "
+    "d.version for d in m.distributions()}))"
+)
 
 
 def image_versions(client, image: str) -> dict[str, str]:
@@ -212,31 +252,49 @@ def image_versions(client, image: str) -> dict[str, str]:
     import json
 
     from .environment_uv import cache_root
+
     image_id = base_image_id(client, image)
     cached = cache_root() / "images" / f"{image_id.replace(':', '-')}.versions.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    out = client.containers.run(image, ["python3", "-c", _VERSIONS_PROBE], entrypoint=[], remove=True,
-                                network_mode="none", labels={"workbench.probe": "versions"})
+    out = client.containers.run(
+        image,
+        ["python3", "-c", _VERSIONS_PROBE],
+        entrypoint=[],
+        remove=True,
+        network_mode="none",
+        labels={"workbench.probe": "versions"},
+    )
     versions = json.loads(out.decode().strip().splitlines()[-1])
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(versions))
     return versions
 
 
-def build_project_image(config, *, base: Optional[str] = None, tag: Optional[str] = None,
-                        say: Callable[[str], None] = _quiet) -> str:
+def build_project_image(
+    config, *, base: Optional[str] = None, tag: Optional[str] = None, say: Callable[[str], None] = _quiet
+) -> str:
     """`workbench image build`: the project's image FROM ``base`` (default ``[docker] image``); returns its tag.
 
     ``say`` receives progress and the engine's build output, one line at a time (the CLI prints them)."""
     base = base or config.model.docker.image
     if not base:
-        raise UsageError("no base image: pass --base IMAGE or set [docker] image in workbench.toml "
-                         "(scripts/build-base-image.sh builds workbench-base:bookworm)")
+        raise UsageError(
+            "no base image: pass --base IMAGE or set [docker] image in workbench.toml "
+            "(scripts/build-base-image.sh builds workbench-base:bookworm)"
+        )
     from .environment import merge, project_package_set
+
     client = docker_client()
     root = Path(config.root)
     project_env = project_package_set(root)
-    return build_environment_image(client, base, merge(project_env), network=config.model.docker.network,
-                                   project=config.model.project.name or root.name, tag=tag,
-                                   source=project_env.source or "no requirements", say=say)
+    return build_environment_image(
+        client,
+        base,
+        merge(project_env),
+        network=config.model.docker.network,
+        project=config.model.project.name or root.name,
+        tag=tag,
+        source=project_env.source or "no requirements",
+        say=say,
+    )

@@ -85,8 +85,13 @@ class Heartbeat:
     """Rewrites the run's record every ``interval`` seconds from its own thread, until :meth:`stop`.
     ``write`` is serialised with the runtime's own writes of the record by ``lock``."""
 
-    def __init__(self, record: RunRecord, write: Callable[[RunRecord], None], lock: threading.Lock,
-                 interval: float = HEARTBEAT_INTERVAL):
+    def __init__(
+        self,
+        record: RunRecord,
+        write: Callable[[RunRecord], None],
+        lock: threading.Lock,
+        interval: float = HEARTBEAT_INTERVAL,
+    ):
         self.record, self.write, self.lock, self.interval = record, write, lock, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="workbench-heartbeat", daemon=True)
@@ -115,6 +120,7 @@ class Heartbeat:
 @dataclass
 class HeldEntry:
     """What one backend will hold for one task attempt, recorded before it is submitted."""
+
     backend: str
     pathspec: str
     attempt: int
@@ -123,9 +129,13 @@ class HeldEntry:
 
     @classmethod
     def from_dict(cls, data: dict) -> "HeldEntry":
-        return cls(backend=str(data.get("backend", "")), pathspec=str(data.get("pathspec", "")),
-                   attempt=int(data.get("attempt") or 0), ref=dict(data.get("ref") or {}),
-                   at=float(data.get("at") or 0))
+        return cls(
+            backend=str(data.get("backend", "")),
+            pathspec=str(data.get("pathspec", "")),
+            attempt=int(data.get("attempt") or 0),
+            ref=dict(data.get("ref") or {}),
+            at=float(data.get("at") or 0),
+        )
 
 
 def held_key(ds: "FlowDatastore", run_id: str) -> str:

@@ -47,12 +47,15 @@ class LogTail:
         client = getattr(storage, "client", None)
         if client is None:  # a storage without ranged reads: whole object, then slice
             try:
-                return bytes(storage.get(self.key)[self.offset:self.offset + CHUNK])
+                return bytes(storage.get(self.key)[self.offset : self.offset + CHUNK])
             except KeyError:
                 return None
         try:
-            resp = client.get_object(Bucket=storage.bucket, Key=storage._key(self.key),  # type: ignore[attr-defined]
-                                     Range=f"bytes={self.offset}-{self.offset + CHUNK - 1}")
+            resp = client.get_object(
+                Bucket=storage.bucket,
+                Key=storage._key(self.key),  # type: ignore[attr-defined]
+                Range=f"bytes={self.offset}-{self.offset + CHUNK - 1}",
+            )
             return resp["Body"].read()
         except Exception as exc:  # noqa: BLE001
             code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code", "")

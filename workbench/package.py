@@ -38,17 +38,62 @@ if TYPE_CHECKING:
 WARN_BYTES = 50 * 1024 * 1024  # a package above this gets a warning naming its largest files
 FIXED_MTIME = 315532800  # 1980-01-01, as wheels use
 IGNORE_FILE = ".workbenchignore"
-BUILTIN_IGNORES = [".git/", ".hg/", ".svn/", "__pycache__/", "*.py[co]", ".workbench/", ".pytest_cache/",
-                   ".mypy_cache/", ".ruff_cache/", ".tox/", ".venv/", ".DS_Store", "*.egg-info/"]
+BUILTIN_IGNORES = [
+    ".git/",
+    ".hg/",
+    ".svn/",
+    "__pycache__/",
+    "*.py[co]",
+    ".workbench/",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".venv/",
+    ".DS_Store",
+    "*.egg-info/",
+]
 ROOT_PLACEHOLDER = "@ROOT@"
 # Files that look like secrets never ship unless .workbenchignore re-includes them by name (``!path``).
 SECRET_PATTERNS = [
-    ".env", ".env.*", "*.env", ".envrc",                                     # dotenv files
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.crt", "*.cer", "*.der", "*.jks", "*.keystore", "*.gpg", "*.asc",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".ssh/**", "authorized_keys", "known_hosts",  # ssh
-    ".aws/**", ".azure/**", ".config/gcloud/**", "application_default_credentials.json",
-    "*service-account*.json", ".kube/**", "*.kubeconfig", ".docker/config.json",   # cloud credentials
-    ".netrc", ".pgpass", ".git-credentials", ".npmrc", ".pypirc", ".htpasswd", "*.tfvars", ".gnupg/**",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",  # dotenv files
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.crt",
+    "*.cer",
+    "*.der",
+    "*.jks",
+    "*.keystore",
+    "*.gpg",
+    "*.asc",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".ssh/**",
+    "authorized_keys",
+    "known_hosts",  # ssh
+    ".aws/**",
+    ".azure/**",
+    ".config/gcloud/**",
+    "application_default_credentials.json",
+    "*service-account*.json",
+    ".kube/**",
+    "*.kubeconfig",
+    ".docker/config.json",  # cloud credentials
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    ".htpasswd",
+    "*.tfvars",
+    ".gnupg/**",
 ]
 
 # Runs in the task's container: needs python3 and boto3 only. Must not contain "Ref::" (Batch parameters).
@@ -103,18 +148,24 @@ class CodePackage:
     def warning(self, threshold: int = WARN_BYTES) -> Optional[str]:
         if self.size <= threshold:
             return None
-        big = ", ".join(f"{f.arcname[len('project/'):] if f.arcname.startswith('project/') else f.arcname} "
-                        f"({_human(f.size)})" for f in self.largest(3))
-        return (f"the code package is {_human(self.size)} (over {_human(threshold)}); largest files: {big}. "
-                f"Keep data out of the package: list it in {IGNORE_FILE} and read it from S3 instead")
+        big = ", ".join(
+            f"{f.arcname[len('project/') :] if f.arcname.startswith('project/') else f.arcname} ({_human(f.size)})"
+            for f in self.largest(3)
+        )
+        return (
+            f"the code package is {_human(self.size)} (over {_human(threshold)}); largest files: {big}. "
+            f"Keep data out of the package: list it in {IGNORE_FILE} and read it from S3 instead"
+        )
 
     def secrets_warning(self) -> Optional[str]:
         """One line naming the files left out because they look like secrets, or None."""
         if not self.left_out:
             return None
         names = ", ".join(self.left_out[:8]) + (f" and {len(self.left_out) - 8} more" if len(self.left_out) > 8 else "")
-        return (f"left out {len(self.left_out)} file(s) that look like secrets: {names}. Pass secrets with "
-                f"@secrets; to ship one anyway, re-include it with a `!path` line in {IGNORE_FILE}")
+        return (
+            f"left out {len(self.left_out)} file(s) that look like secrets: {names}. Pass secrets with "
+            f"@secrets; to ship one anyway, re-include it with a `!path` line in {IGNORE_FILE}"
+        )
 
     @property
     def blob(self) -> bytes:
@@ -137,11 +188,13 @@ def _human(n: float) -> str:
 
 # ---------------------------------------------------------------------------------------- choosing files
 
+
 class _Ignores:
     """.gitignore files met while walking (nearest last) + .workbenchignore, with git's "last match wins"."""
 
     def __init__(self, root: Path):
         import pathspec
+
         self._pathspec = pathspec
         self.root = root
         self.specs: list[tuple[str, GitIgnoreSpec]] = [("", pathspec.GitIgnoreSpec.from_lines(BUILTIN_IGNORES))]
@@ -164,7 +217,7 @@ class _Ignores:
         if self.workbench is not None:
             candidates.append(("", self.workbench))
         for d, spec in candidates:
-            sub = rel[len(d) + 1:] if d else rel
+            sub = rel[len(d) + 1 :] if d else rel
             result = spec.check_file(sub + "/" if is_dir else sub)
             if result.include is not None:
                 decision = result.include
@@ -187,12 +240,15 @@ def _check_link(path: Path, rel: str, root: Path) -> Optional[str]:
     try:
         return target.relative_to(root).as_posix()
     except ValueError:
-        raise OutsideSymlink(f"{rel} is a symlink to {target}, outside the project {root}: the package refuses it "
-                             f"(copy the file in, or list {rel} in {IGNORE_FILE})") from None
+        raise OutsideSymlink(
+            f"{rel} is a symlink to {target}, outside the project {root}: the package refuses it "
+            f"(copy the file in, or list {rel} in {IGNORE_FILE})"
+        ) from None
 
 
-def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores],
-          left_out: Optional[list[str]] = None) -> list[PackageFile]:
+def _walk(
+    root: Path, arc_prefix: str, ignores: Optional[_Ignores], left_out: Optional[list[str]] = None
+) -> list[PackageFile]:
     out: list[PackageFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
@@ -233,8 +289,9 @@ def _walk(root: Path, arc_prefix: str, ignores: Optional[_Ignores],
     return out
 
 
-def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = (),
-            include_workbench: bool = True) -> CodePackage:
+def collect(
+    project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = (), include_workbench: bool = True
+) -> CodePackage:
     """What would ship for a project: its files (ignore rules applied) and the workbench package."""
     root = Path(project_root).resolve()
     if not root.is_dir():
@@ -242,6 +299,7 @@ def collect(project_root: str | os.PathLike, extra_ignores: tuple[str, ...] = ()
     ignores = _Ignores(root)
     if extra_ignores:
         import pathspec
+
         ignores.specs.append(("", pathspec.GitIgnoreSpec.from_lines(list(extra_ignores))))
     left_out: list[str] = []
     files = _walk(root, "project", ignores, left_out)
@@ -262,6 +320,7 @@ def build_archive(files: list[PackageFile]) -> bytes:
                     data = fh.read()
                 if f.arcname == "project/workbench.toml":  # step env secrets are not shipped as written
                     from .redact import redact_toml
+
                     data = redact_toml(data.decode("utf-8", "replace")).encode()
                 info.size = len(data)
                 info.mtime = FIXED_MTIME
@@ -273,6 +332,7 @@ def build_archive(files: list[PackageFile]) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------- shipping
+
 
 def package_key(flow: str, sha: str) -> str:
     return f"{flow}/packages/{sha}.tgz"
@@ -296,9 +356,11 @@ def bootstrap_command(package_url: str, task_command: list[str], python: str = "
 
 # ------------------------------------------------------------------------------------ what ships
 
+
 @dataclass
 class PackageListing:
     """What `workbench package show` reports for a flow: the package, where it comes from and goes to."""
+
     flow: str
     root: Path
     package: CodePackage

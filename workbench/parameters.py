@@ -25,8 +25,16 @@ class Parameter:
 
     kind = "parameter"
 
-    def __init__(self, name: str, default: Any = None, type: Any = None, help: str = "",
-                 required: bool = False, show_default: bool = True, **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        default: Any = None,
+        type: Any = None,
+        help: str = "",
+        required: bool = False,
+        show_default: bool = True,
+        **kwargs: Any,
+    ):
         self.name = name
         self.default = default
         self.type = type
@@ -55,14 +63,28 @@ class IncludeFile(Parameter):
 
     kind = "include_file"
 
-    def __init__(self, name: str, required: bool = False, help: str = "", is_text: bool = True,
-                 encoding: str = "utf-8", default: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        name: str,
+        required: bool = False,
+        help: str = "",
+        is_text: bool = True,
+        encoding: str = "utf-8",
+        default: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(name, default=default, help=help, required=required, **kwargs)
         self.is_text = is_text
         self.encoding = encoding
 
 
-_CONVERTERS: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "JSONType": json.loads, "json": json.loads}
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "JSONType": json.loads,
+    "json": json.loads,
+}
 
 
 def _to_bool(raw: str) -> bool:
@@ -95,16 +117,38 @@ def convert_parameter(spec: ParameterSpec, raw: Any) -> Any:
             raise UsageError(f"--{spec.name}: parameters of type {type_name} cannot be set from the command line")
         return conv(raw)
     except (ValueError, json.JSONDecodeError):
-        want = {"int": "an integer", "float": "a number", "bool": "true or false",
-                "JSONType": "JSON", "json": "JSON"}.get(type_name or "str", type_name)
+        want = {
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "JSONType": "JSON",
+            "json": "JSON",
+        }.get(type_name or "str", type_name)
         raise UsageError(f"--{spec.name}: {raw!r} is not {want}") from None
 
 
 # Metaflow's reserved parameter names (its `run` options), dashed and underscored
-RESERVED_NAMES = frozenset(n for name in (
-    "params", "with", "tag", "namespace", "obj", "tags", "decospecs", "run-id-file", "max-num-splits",
-    "max-workers", "max-log-size", "user-namespace", "run-id", "task-id", "runner-attribute-file",
-) for n in (name, name.replace("-", "_")))
+RESERVED_NAMES = frozenset(
+    n
+    for name in (
+        "params",
+        "with",
+        "tag",
+        "namespace",
+        "obj",
+        "tags",
+        "decospecs",
+        "run-id-file",
+        "max-num-splits",
+        "max-workers",
+        "max-log-size",
+        "user-namespace",
+        "run-id",
+        "task-id",
+        "runner-attribute-file",
+    )
+    for n in (name, name.replace("-", "_"))
+)
 
 
 def check_parameter_name(name: str) -> None:
@@ -113,13 +157,16 @@ def check_parameter_name(name: str) -> None:
     ``workbench run`` has none of those options."""
     if name in RESERVED_NAMES:
         from .exception import MetaflowException
-        raise MetaflowException(f"Parameter name '{name}' is a reserved word. Please use a different name "
-                                f"for your parameter.")
+
+        raise MetaflowException(
+            f"Parameter name '{name}' is a reserved word. Please use a different name for your parameter."
+        )
 
 
 def value_from_environment(name: str) -> Optional[str]:
     """A parameter's value from METAFLOW_RUN_<NAME> or WORKBENCH_RUN_<NAME> (as Metaflow reads them)."""
     import os
+
     key = name.upper().replace("-", "_")
     for prefix in ("WORKBENCH_RUN_", "METAFLOW_RUN_"):
         if f"{prefix}{key}" in os.environ:
@@ -147,6 +194,7 @@ def resolve_default(flow_cls: type, attr: str) -> Any:
     default = param.default
     if callable(default):
         from .client import username
+
         default = default(ParameterContext(flow_cls.__name__, username(), param.name))
     if isinstance(param, IncludeFile):
         if default is None:
@@ -178,6 +226,7 @@ def resolve_parameters(specs: Sequence[ParameterSpec], given: dict[str, Any]) ->
             raise UsageError(f"parameter --{p.name} is required")
         elif p.has_default:
             from .graph import Unresolved
+
             if isinstance(p.default, Unresolved):
                 values[p.attr] = p.default  # resolved inside the start task, where the flow is imported
             elif p.kind == "include_file" and p.default is not None:

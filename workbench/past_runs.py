@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 # What the CLI commands (runs, logs, artifacts, show --usage), the TUI (runs, DAG statuses, inspector)
 # and promote read about past runs: records and summaries, never an unpickled value (except load()).
 
+
 class PastRuns:
     """One flow's past runs as records. Failure-tolerant: a broken or half-written run directory reads as
     absent (a viewer must never crash on one), and nothing here unpickles an artifact but :meth:`load`."""
@@ -28,6 +29,7 @@ class PastRuns:
     @classmethod
     def of(cls, flow: str, datastore: Optional[str] = None) -> "PastRuns":
         from .client import _url
+
         return cls(FlowDatastore(datastore or _url(), flow))
 
     def runs(self) -> list[str]:
@@ -83,6 +85,7 @@ class PastRuns:
     def progress(self, run_id: Optional[str]) -> "RunProgress":
         """The run's per-step progress by the same rule as a live run's (:mod:`workbench.progress`)."""
         from .progress import RunProgress, events_from_tasks, reduce_events
+
         return reduce_events(events_from_tasks(self.tasks(run_id))) if run_id else RunProgress()
 
     def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
@@ -92,6 +95,7 @@ class PastRuns:
     def usage(self, step: str) -> Optional[dict[str, Any]]:
         """The step's measured usage by the one rule of :mod:`workbench.usage`."""
         from .usage import usage_by_step
+
         return usage_by_step(self.ds, [step]).get(step)
 
     def logs(self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None) -> list[tuple[str, str, str]]:
@@ -121,8 +125,9 @@ class PastRuns:
         for step in steps:
             tasks = [parts[2]] if len(parts) > 2 else self.ds.list_tasks(run_id, step)
             if len(parts) > 1 and not tasks:
-                raise UsageError(f"run {run_id} has no tasks of step {step} "
-                                 f"(steps: {', '.join(self.ds.list_steps(run_id))})")
+                raise UsageError(
+                    f"run {run_id} has no tasks of step {step} (steps: {', '.join(self.ds.list_steps(run_id))})"
+                )
             out.extend((run_id, step, t) for t in tasks)
         return out
 
@@ -133,6 +138,7 @@ def run_records(datastore: str, flows: Optional[list[str]] = None) -> list[RunRe
 
     from .datastore import list_flows
     from .datastore.storage import open_storage
+
     storage = open_storage(datastore)
     rows: list[RunRecord] = []
     for flow in flows if flows is not None else list_flows(storage):
@@ -151,6 +157,7 @@ class Metaflow:
     def flows(self) -> list["Flow"]:
         from .client import Flow, _url
         from .datastore.storage import open_storage
+
         storage = open_storage(_url())
         found = []
         for name in sorted(storage.list("")):

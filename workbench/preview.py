@@ -69,12 +69,12 @@ def preview(value: Any, width: int = 100, max_lines: int = 40, stats: Optional[d
     mod = type(value).__module__.split(".")[0]
     if mod == "numpy" and hasattr(value, "shape"):
         import numpy as np
+
         lines = [f"numpy.ndarray shape={tuple(value.shape)} dtype={value.dtype} size={value.nbytes:,} bytes"]
         if stats:
             lines.append(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
         elif stats is None and value.size and np.issubdtype(value.dtype, np.number):
-            lines.append(f"min={value.min():.6g} max={value.max():.6g} mean={value.mean():.6g} "
-                         f"std={value.std():.6g}")
+            lines.append(f"min={value.min():.6g} max={value.max():.6g} mean={value.mean():.6g} std={value.std():.6g}")
         with np.printoptions(threshold=50, edgeitems=3, linewidth=width):
             lines.extend(str(value).splitlines()[: max_lines - len(lines)])
         return "\n".join(lines)
@@ -82,6 +82,7 @@ def preview(value: Any, width: int = 100, max_lines: int = 40, stats: Optional[d
         head = value.head(max_lines - 2).to_string(max_cols=12, line_width=width)
         return f"{type(value).__name__} shape={getattr(value, 'shape', '?')}\n{head}"
     import pprint
+
     text = pprint.pformat(value, width=width, compact=True, sort_dicts=False)
     lines = text.splitlines()
     if len(lines) > max_lines:
@@ -95,6 +96,7 @@ def _array_stats(value: Any) -> dict[str, Any]:
         return {}
     try:
         import numpy as np
+
         if not value.size or not np.issubdtype(value.dtype, np.number) or np.iscomplexobj(value):
             return {}
         stats = {"min": float(value.min()), "max": float(value.max()), "mean": float(value.mean())}
@@ -153,5 +155,7 @@ def provenance_note(name: str, maker: Optional["TaskRecord"]) -> Optional[str]:
     where = REMOTE_BACKENDS.get(str(backend)) if backend else "by a task whose record is not found"
     if backend == "local":
         return None
-    return (f"loading {name} unpickles a blob written {where} ({(maker.pathspec or '?') if maker else '?'}); "
-            f"unpickling runs code: load only runs whose steps you trust")
+    return (
+        f"loading {name} unpickles a blob written {where} ({(maker.pathspec or '?') if maker else '?'}); "
+        f"unpickling runs code: load only runs whose steps you trust"
+    )

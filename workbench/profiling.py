@@ -33,7 +33,9 @@ def profiled(func: Callable[..., Any], ds, spec, result) -> Callable[..., Any]:
     try:
         import pyinstrument  # noqa: F401
     except ImportError:
-        raise RuntimeError("--profile needs pyinstrument in the task's environment (pip install pyinstrument)") from None
+        raise RuntimeError(
+            "--profile needs pyinstrument in the task's environment (pip install pyinstrument)"
+        ) from None
 
     def call(*args: Any) -> Any:
         profiler = CpuSampler() if CpuSampler.usable() else _WallProfiler()
@@ -65,6 +67,7 @@ class CpuSampler:
     def usable() -> bool:
         import signal
         import threading
+
         return hasattr(signal, "SIGPROF") and threading.current_thread() is threading.main_thread()
 
     def start(self) -> None:
@@ -72,6 +75,7 @@ class CpuSampler:
         import sys
 
         from pyinstrument.stack_sampler import build_call_stack
+
         self._build = build_call_stack
         self.records: list[tuple[list[str], float]] = []
         self.start_stack = build_call_stack(sys._getframe(1), "initial", None)
@@ -90,14 +94,23 @@ class CpuSampler:
         import sys
 
         from pyinstrument.session import Session
+
         signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGPROF, self.previous)
         cpu = time.process_time() - self.cpu0
-        return Session(frame_records=self.records, start_time=self.wall0,
-                       duration=time.perf_counter() - self.perf0, min_interval=PROFILE_INTERVAL,
-                       max_interval=PROFILE_INTERVAL, sample_count=len(self.records),
-                       start_call_stack=self.start_stack, target_description="workbench step (CPU time)",
-                       cpu_time=cpu, sys_path=list(sys.path), sys_prefixes=[sys.prefix, sys.base_prefix])
+        return Session(
+            frame_records=self.records,
+            start_time=self.wall0,
+            duration=time.perf_counter() - self.perf0,
+            min_interval=PROFILE_INTERVAL,
+            max_interval=PROFILE_INTERVAL,
+            sample_count=len(self.records),
+            start_call_stack=self.start_stack,
+            target_description="workbench step (CPU time)",
+            cpu_time=cpu,
+            sys_path=list(sys.path),
+            sys_prefixes=[sys.prefix, sys.base_prefix],
+        )
 
 
 class _WallProfiler:
@@ -107,6 +120,7 @@ class _WallProfiler:
 
     def start(self) -> None:
         from pyinstrument import Profiler
+
         self.profiler = Profiler(interval=PROFILE_INTERVAL)
         self.profiler.start()
 
@@ -117,9 +131,16 @@ class _WallProfiler:
 def _save(session, ds, spec, elapsed: float, kind: str) -> dict[str, Any]:
     """Write the HTML report; return the record entry (hot path, text summary, report key)."""
     from pyinstrument.renderers import HTMLRenderer
+
     path = hot_path(session.root_frame()) if session.sample_count else []
-    entry: dict[str, Any] = {"seconds": round(elapsed, 3), "samples": session.sample_count, "profiler": kind,
-                             "interval": PROFILE_INTERVAL, "hot_path": path, "text": format_hot_path(path)}
+    entry: dict[str, Any] = {
+        "seconds": round(elapsed, 3),
+        "samples": session.sample_count,
+        "profiler": kind,
+        "interval": PROFILE_INTERVAL,
+        "hot_path": path,
+        "text": format_hot_path(path),
+    }
     try:
         html = HTMLRenderer().render(session).encode()
         if len(html) <= MAX_HTML_BYTES:
@@ -142,11 +163,17 @@ def hot_path(root) -> list[dict[str, Any]]:
     total = (root.time if root is not None else 0.0) or 0.0
     while frame is not None and len(out) < HOT_PATH_MAX_FRAMES:
         if not frame.is_synthetic:
-            out.append({"function": frame.function or "?", "file": frame.file_path_short or frame.file_path or "",
-                        "line": frame.line_no, "seconds": round(frame.time, 4),
-                        "self_seconds": round(_self_time(frame), 4),
-                        "share": round(frame.time / total, 3) if total else 0.0,
-                        "app": bool(frame.is_application_code)})
+            out.append(
+                {
+                    "function": frame.function or "?",
+                    "file": frame.file_path_short or frame.file_path or "",
+                    "line": frame.line_no,
+                    "seconds": round(frame.time, 4),
+                    "self_seconds": round(_self_time(frame), 4),
+                    "share": round(frame.time / total, 3) if total else 0.0,
+                    "app": bool(frame.is_application_code),
+                }
+            )
         children = [c for c in frame.children if not c.is_synthetic]
         frame = max(children, key=lambda c: c.time, default=None)
         if frame is not None and total and frame.time / total < HOT_PATH_MIN_SHARE:
@@ -168,7 +195,9 @@ def format_hot_path(path: list[dict[str, Any]], width: int = 100) -> str:
     lines = []
     for depth, f in enumerate(path):
         where = f"{f['file']}:{f['line']}" if f.get("line") else f["file"]
-        lines.append(f"{f['share'] * 100:5.1f}% {f['seconds']:8.3f}s {'  ' * min(depth, 12)}{f['function']}  {where}"[:width])
+        lines.append(
+            f"{f['share'] * 100:5.1f}% {f['seconds']:8.3f}s {'  ' * min(depth, 12)}{f['function']}  {where}"[:width]
+        )
     return "\n".join(lines)
 
 
@@ -206,8 +235,10 @@ def describe_profile(ds, entry: dict[str, Any]) -> list[str]:
     lines = []
     top = hottest_function(entry.get("hot_path") or [])
     if top is not None:
-        lines.append(f"hottest: {top['function']} ({top['file']}:{top['line']}) "
-                     f"{top['self_seconds']:.3f}s of {entry.get('seconds', 0):.3f}s")
+        lines.append(
+            f"hottest: {top['function']} ({top['file']}:{top['line']}) "
+            f"{top['self_seconds']:.3f}s of {entry.get('seconds', 0):.3f}s"
+        )
     lines.append("hot path:")
     lines.extend("  " + line for line in (entry.get("text") or "(no samples)").splitlines())
     where = report_location(ds, entry)
@@ -236,6 +267,7 @@ def container_profiler_mount(binds: dict[str, dict[str, str]], pythonpath: str) 
     otherwise the task says pyinstrument is missing. Without pyinstrument here, nothing is mounted."""
     import importlib.util
     from pathlib import Path
+
     found = importlib.util.find_spec("pyinstrument")
     if found is None or not found.submodule_search_locations:
         return pythonpath

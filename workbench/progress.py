@@ -159,6 +159,7 @@ def events_from_tasks(records: Iterable[TaskRecord]) -> list[ev.Event]:
             out.append(ev.TaskStarted(pathspec, step, 0, "", ts=doc.started_at or 0.0))
         else:
             duration = (doc.finished_at or 0.0) - (doc.started_at or 0.0)
-            out.append(ev.TaskFinished(pathspec, step, str(doc.status), 0, max(0.0, duration),
-                                       ts=doc.finished_at or 0.0))
+            out.append(
+                ev.TaskFinished(pathspec, step, str(doc.status), 0, max(0.0, duration), ts=doc.finished_at or 0.0)
+            )
     return out

@@ -26,8 +26,9 @@ def resolve_flow(ref: str, config: ProjectConfig) -> FlowGraph:
             found.append(candidate)
     if not found:
         names = sorted(filter(None, (build_graph(p).name for p in find_flow_files(config.flows_dir))))
-        raise UsageError(f"no flow file or flow named {ref} (flows in {config.flows_dir}: "
-                         f"{', '.join(names) or 'none'})")
+        raise UsageError(
+            f"no flow file or flow named {ref} (flows in {config.flows_dir}: {', '.join(names) or 'none'})"
+        )
     return load_graph(found[0])
 
 
@@ -46,8 +47,9 @@ def find_step_flow(step: str, config: ProjectConfig, flow: Optional[str] = None)
     if not graphs:
         raise UsageError(f"no flow in {config.flows_dir} has a step named {step}")
     if len(graphs) > 1:
-        raise UsageError(f"step {step} is in {len(graphs)} flows ({', '.join(str(g.name) for g in graphs)}); "
-                         f"pick one with --flow")
+        raise UsageError(
+            f"step {step} is in {len(graphs)} flows ({', '.join(str(g.name) for g in graphs)}); pick one with --flow"
+        )
     return graphs[0]
 
 

@@ -55,24 +55,28 @@ def _normalise(changes: dict[str, Any]) -> dict[str, Any]:
         elif key in ("backend", "image"):
             out[key] = str(raw)
         else:
-            raise UsageError(f"cannot promote {key} (settable: backend, cpu, memory, gpu, shared_memory, "
-                             f"image, timeout)")
+            raise UsageError(
+                f"cannot promote {key} (settable: backend, cpu, memory, gpu, shared_memory, image, timeout)"
+            )
     return out
 
 
-def plan_promotion(config: ProjectConfig, graph: FlowGraph, step: str, changes: dict[str, Any],
-                   *, check_capacity: bool = True) -> Promotion:
+def plan_promotion(
+    config: ProjectConfig, graph: FlowGraph, step: str, changes: dict[str, Any], *, check_capacity: bool = True
+) -> Promotion:
     if step not in graph.steps:
         raise UsageError(f"flow {graph.name} has no step {step} (steps: {', '.join(graph.steps)})")
     values = _normalise(changes)
     if "backend" not in values:
         current = config.step_section(graph.name or "", step)
-        values["backend"] = (current.backend if current and current.backend else None) \
-            or config.model.project.remote_backend
+        values["backend"] = (
+            current.backend if current and current.backend else None
+        ) or config.model.project.remote_backend
     values = {"backend": values.pop("backend"), **values}
     new = effective_settings(graph, step, config, cli=values)
     notes: list[str] = []
     from .preflight import image_warning, refuse_impossible, summary_line
+
     refuse_impossible(new)
     if check_capacity:
         _check_capacity(config, new, notes)
@@ -84,10 +88,10 @@ def plan_promotion(config: ProjectConfig, graph: FlowGraph, step: str, changes: 
         notes.append(f"warning: {image_note}")
     notes.extend(_usage_notes(config, graph, step, new))
     from .pricing import estimate
+
     price = estimate(new.cpu, new.memory, new.gpu)
     if is_remote(new.backend):
-        notes.append(f"price: {price.describe()}" if price else
-                     "price: no common EC2 instance type fits this request")
+        notes.append(f"price: {price.describe()}" if price else "price: no common EC2 instance type fits this request")
     diff = edit_step(config.path or config.root / CONFIG_NAME, graph.name or "", step, values, dry_run=True)
     return Promotion(config, graph, step, values, diff, new, notes)
 
@@ -98,6 +102,7 @@ def apply_promotion(promotion: Promotion) -> str:
 
 def _check_capacity(config: ProjectConfig, s: StepSettings, notes: list[str]) -> None:
     from .backends import backend_class
+
     try:
         cap = backend_class(s.backend)(config).capacity()
     except WorkbenchError as exc:
@@ -108,26 +113,37 @@ def _check_capacity(config: ProjectConfig, s: StepSettings, notes: list[str]) ->
         return
     if cap is None:
         return
-    too_big = [f"{name} {want}" for name, want, have in
-               (("cpu", f"{s.cpu:g}", s.cpu > cap.cpu), ("memory", format_memory(s.memory), s.memory > cap.memory),
-                ("gpu", str(s.gpu), s.gpu > cap.gpu)) if have]
+    too_big = [
+        f"{name} {want}"
+        for name, want, have in (
+            ("cpu", f"{s.cpu:g}", s.cpu > cap.cpu),
+            ("memory", format_memory(s.memory), s.memory > cap.memory),
+            ("gpu", str(s.gpu), s.gpu > cap.gpu),
+        )
+        if have
+    ]
     if too_big:
-        raise ResourceError(f"{s.backend} cannot schedule {', '.join(too_big)}: the largest fit is cpu "
-                            f"{cap.cpu:g}, memory {format_memory(cap.memory)}, gpu {cap.gpu}"
-                            + (f" ({cap.source})" if cap.source else ""))
+        raise ResourceError(
+            f"{s.backend} cannot schedule {', '.join(too_big)}: the largest fit is cpu "
+            f"{cap.cpu:g}, memory {format_memory(cap.memory)}, gpu {cap.gpu}"
+            + (f" ({cap.source})" if cap.source else "")
+        )
 
 
 def _usage_notes(config: ProjectConfig, graph: FlowGraph, step: str, s: StepSettings) -> list[str]:
     from .usage import measured_usage
+
     u = measured_usage(config, graph).get(step)
     if not u:
         return []
     peak = u["peak_memory_mib"]
-    notes = [f"memory {format_memory(s.memory)}; measured peak {format_memory(peak)} "
-             f"(run {u['run_id']} on {u['backend']})"]
+    notes = [
+        f"memory {format_memory(s.memory)}; measured peak {format_memory(peak)} (run {u['run_id']} on {u['backend']})"
+    ]
     if s.memory < peak:
-        notes.append(f"warning: memory {format_memory(s.memory)} is below the measured peak; the step may be "
-                     f"killed for memory")
+        notes.append(
+            f"warning: memory {format_memory(s.memory)} is below the measured peak; the step may be killed for memory"
+        )
     return notes
 
 

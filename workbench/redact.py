@@ -12,8 +12,11 @@ import re
 from typing import Any, Mapping
 
 REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|(^|_)KEY($|_)|"
-                          r"ACCESS_KEY", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|(^|_)KEY($|_)|"
+    r"ACCESS_KEY",
+    re.IGNORECASE,
+)
 _AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA|AROA|AIDA)[0-9A-Z]{16}\b")
 _AWS_SECRET = re.compile(r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9/+])[A-Za-z0-9/+]{40}$")  # mixed case: not a hex sha
 
@@ -45,8 +48,10 @@ def secret_env_warnings(settings_by_step: Mapping[str, Any]) -> list[str]:
         env = getattr(s, "env", None) or {}
         names = sorted(k for k, v in env.items() if looks_secret(k, v))
         if names:
-            out.append(f"step {step}: env {', '.join(names)} look(s) like secrets; pass secrets with @secrets "
-                       f"instead (records, job definitions and the code package show {REDACTED} for them)")
+            out.append(
+                f"step {step}: env {', '.join(names)} look(s) like secrets; pass secrets with @secrets "
+                f"instead (records, job definitions and the code package show {REDACTED} for them)"
+            )
     return out
 
 
@@ -57,8 +62,10 @@ def redact_toml(text: str) -> str:
     """workbench.toml with secret-looking string values replaced (line by line, formatting kept)."""
     out = []
     for line in text.splitlines(keepends=True):
+
         def swap(m: "re.Match[str]") -> str:
             name, value = m.group(1).strip('"'), m.group(3)[1:-1]
-            return f"{m.group(1)}{m.group(2)}\"{REDACTED}\"" if looks_secret(name, value) else m.group(0)
+            return f'{m.group(1)}{m.group(2)}"{REDACTED}"' if looks_secret(name, value) else m.group(0)
+
         out.append(_INLINE_PAIR.sub(swap, line))
     return "".join(out)

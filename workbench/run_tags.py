@@ -47,6 +47,7 @@ class tags_lock:
     def __enter__(self):
         if self._path is not None:
             import fcntl
+
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self._path, "a")
             fcntl.flock(self._fh, fcntl.LOCK_EX)
@@ -74,8 +75,12 @@ def validate_tag(tag) -> str:
 
 def system_tags_for(user: Optional[str], project: Optional[dict]) -> list[str]:
     """The system tags a new run gets."""
-    tags = ["runtime:dev", f"python_version:{platform.python_version()}",
-            f"date:{time.strftime('%Y-%m-%d')}", "metaflow_version:workbench"]
+    tags = [
+        "runtime:dev",
+        f"python_version:{platform.python_version()}",
+        f"date:{time.strftime('%Y-%m-%d')}",
+        "metaflow_version:workbench",
+    ]
     if user:
         tags.append(f"user:{user}")
     if project:
@@ -153,8 +158,10 @@ class RunTags:
         self.replace_tags(_tag_list(tags), [])
 
     def replace_tag(self, tag_to_remove, tag_to_add) -> None:
-        self.replace_tags(tag_to_remove if isinstance(tag_to_remove, (list, tuple)) else [tag_to_remove],
-                          tag_to_add if isinstance(tag_to_add, (list, tuple)) else [tag_to_add])
+        self.replace_tags(
+            tag_to_remove if isinstance(tag_to_remove, (list, tuple)) else [tag_to_remove],
+            tag_to_add if isinstance(tag_to_add, (list, tuple)) else [tag_to_add],
+        )
 
 
 def _tag_list(tags) -> list:
@@ -165,12 +172,14 @@ def _tag_list(tags) -> list:
 
 def _get_namespace():
     from .client import get_namespace
+
     return get_namespace()
 
 
 def username() -> Optional[str]:
     """Who runs flows, as Metaflow finds it: METAFLOW_USER, then SUDO_USER, USERNAME, USER."""
     import os
+
     for var in ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER"):
         if os.environ.get(var):
             return os.environ[var]

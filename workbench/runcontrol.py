@@ -21,8 +21,9 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
-                     if s is not None)
+STOP_SIGNALS = tuple(
+    s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+)
 EXIT_BROKEN_PIPE = 128 + getattr(signal, "SIGPIPE", 13)
 
 
@@ -57,8 +58,9 @@ def _silence_stdout() -> None:
         pass
 
 
-def drive(runtime: Any, sink: Callable[[Any], None], *,
-          say: Optional[Callable[[str], None]] = None) -> tuple[Optional[Any], int]:
+def drive(
+    runtime: Any, sink: Callable[[Any], None], *, say: Optional[Callable[[str], None]] = None
+) -> tuple[Optional[Any], int]:
     """Run ``runtime`` on a thread, handling stop signals in this one. Returns (RunResult or None, exit code
     override or 0). Re-raises what the runtime raised."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -95,8 +97,10 @@ def drive(runtime: Any, sink: Callable[[Any], None], *,
                     say(f"\n{name}: cancelling: stopping running tasks ({_again(received[0])} to stop waiting)")
                     runtime.cancel("cancelled" if received[0] == signal.SIGINT else f"cancelled ({name})")
                 elif handled == 2:
-                    say(f"{name}: not waiting for tasks to confirm they stopped; removing what the run started "
-                        f"(containers, jobs, processes)... ({_again(received[0])} again to leave at once)")
+                    say(
+                        f"{name}: not waiting for tasks to confirm they stopped; removing what the run started "
+                        f"(containers, jobs, processes)... ({_again(received[0])} again to leave at once)"
+                    )
                     runtime.hurry()
                 else:
                     say(f"{name}: leaving now; `workbench cancel {runtime.run_id}` removes whatever is left")

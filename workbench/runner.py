@@ -65,8 +65,14 @@ class ExecutingRun:
 class Runner:
     """Run (and resume) one flow file from Python."""
 
-    def __init__(self, flow_file: str, show_output: bool = True, env: Optional[dict] = None,
-                 cwd: Optional[str] = None, **top_level: Any):
+    def __init__(
+        self,
+        flow_file: str,
+        show_output: bool = True,
+        env: Optional[dict] = None,
+        cwd: Optional[str] = None,
+        **top_level: Any,
+    ):
         self.flow_file = str(flow_file)
         self.show_output = show_output
         self.env = {**os.environ, **(env or {})}
@@ -83,8 +89,16 @@ class Runner:
     def _call(self, command: str, positional: list[str], kwargs: dict[str, Any]) -> ExecutingRun:
         with tempfile.TemporaryDirectory(prefix="wb_runner_") as tmp:
             id_file = Path(tmp, "run-id")
-            cmd = [sys.executable, self.flow_file, *self.top_level, command, *positional, *_options(kwargs),
-                   "--run-id-file", str(id_file)]
+            cmd = [
+                sys.executable,
+                self.flow_file,
+                *self.top_level,
+                command,
+                *positional,
+                *_options(kwargs),
+                "--run-id-file",
+                str(id_file),
+            ]
             out = None if self.show_output else subprocess.PIPE
             proc = subprocess.run(cmd, cwd=self.cwd, env=self.env, stdout=out, stderr=out, text=True, check=False)
             run_id = id_file.read_text().strip() if id_file.exists() else None
@@ -98,6 +112,7 @@ class Runner:
         from .client import Flow, metadata
         from .config import load_config
         from .graph import build_graph
+
         here = Path(self.cwd) if self.cwd else Path.cwd()
         metadata(load_config(here).datastore_url)
         graph = build_graph(Path(here, self.flow_file) if not Path(self.flow_file).is_absolute() else self.flow_file)
@@ -107,8 +122,9 @@ class Runner:
         """Run the flow with these parameters (and run options such as ``tags=[...]``, ``max_workers=4``)."""
         return self._call("run", [], kwargs)
 
-    def resume(self, step_to_rerun: Optional[str] = None, origin_run_id: Optional[str] = None,
-               **kwargs: Any) -> ExecutingRun:
+    def resume(
+        self, step_to_rerun: Optional[str] = None, origin_run_id: Optional[str] = None, **kwargs: Any
+    ) -> ExecutingRun:
         """Resume the last run of this Runner (or ``origin_run_id``), re-running from ``step_to_rerun``."""
         origin = origin_run_id or self._last_run_id
         if origin:

@@ -43,6 +43,7 @@ LOG_FLUSH_INTERVAL = 2.0  # running tasks' buffered log text reaches object stor
 @dataclass(frozen=True)
 class LogMessage:
     """One output line of a task, put on the queue by a backend's thread."""
+
     key: str
     stream: str
     text: str
@@ -52,6 +53,7 @@ class LogMessage:
 @dataclass(frozen=True)
 class ExitMessage:
     """A backend's on_exit for one attempt."""
+
     key: str
     attempt: int
     result: TaskExit
@@ -68,6 +70,7 @@ Message = Union[LogMessage, ExitMessage, Wake]
 @dataclass
 class _Running:
     """What the driver keeps about a submitted attempt: where it reads and writes, its handle, its logs."""
+
     pathspec: str
     step: str
     task_id: str
@@ -93,12 +96,23 @@ class RunResult:
 class Runtime:
     """One run of one flow. Build it, then call :meth:`run` (blocking); :meth:`cancel` from anywhere."""
 
-    def __init__(self, graph: FlowGraph, config: ProjectConfig, *, params: Optional[dict[str, Any]] = None,
-                 sink: Optional[ev.EventSink] = None, max_workers: Optional[int] = None,
-                 backend: Optional[str] = None, step_overrides: Optional[dict[str, dict[str, Any]]] = None,
-                 origin_run_id: Optional[str] = None, rerun_steps: Optional[set[str]] = None,
-                 only_step: Optional[str] = None, only_task_index: Optional[int] = None,
-                 run_id: Optional[str] = None, datastore: Optional[FlowDatastore] = None):
+    def __init__(
+        self,
+        graph: FlowGraph,
+        config: ProjectConfig,
+        *,
+        params: Optional[dict[str, Any]] = None,
+        sink: Optional[ev.EventSink] = None,
+        max_workers: Optional[int] = None,
+        backend: Optional[str] = None,
+        step_overrides: Optional[dict[str, dict[str, Any]]] = None,
+        origin_run_id: Optional[str] = None,
+        rerun_steps: Optional[set[str]] = None,
+        only_step: Optional[str] = None,
+        only_task_index: Optional[int] = None,
+        run_id: Optional[str] = None,
+        datastore: Optional[FlowDatastore] = None,
+    ):
         if not graph.ok:
             raise graph.errors[0]
         self.graph = graph
@@ -114,6 +128,7 @@ class Runtime:
         self.only_task_index = only_task_index
         if params is None:
             from .parameters import resolve_parameters
+
             params = resolve_parameters(graph.parameters, {})  # defaults (a resume takes the origin's)
         self.params = params
         root = Path(config.root).resolve()
@@ -125,8 +140,9 @@ class Runtime:
             self.flow_file, self.project_root = flow_path.name, str(flow_path.parent)
         overrides = step_overrides or {}
         cli = {"backend": backend} if backend else {}
-        self.settings = {name: effective_settings(graph, name, config, {**cli, **overrides.get(name, {})})
-                         for name in graph.steps}
+        self.settings = {
+            name: effective_settings(graph, name, config, {**cli, **overrides.get(name, {})}) for name in graph.steps
+        }
         self._queue: "queue.Queue[Message]" = queue.Queue()
         self._cancel = threading.Event()
         self._cancel_reason = "cancelled"
@@ -159,34 +175,63 @@ class Runtime:
 
     def run(self) -> RunResult:
         started = time.time()
-        self._ctx = RunContext(self.flow, self.run_id, self.graph, self.config, self.ds, self.project_root,
-                               self.flow_file, self.graph.name or "", warn=self._warn,
-                               waiting=lambda *why: self.sink(ev.TaskWaiting(*why)))
+        self._ctx = RunContext(
+            self.flow,
+            self.run_id,
+            self.graph,
+            self.config,
+            self.ds,
+            self.project_root,
+            self.flow_file,
+            self.graph.name or "",
+            warn=self._warn,
+            waiting=lambda *why: self.sink(ev.TaskWaiting(*why)),
+        )
         for line in secret_env_warnings(self.settings):
             self._warn(line)
         used = {s.backend for s in self.settings.values()}
         self._open_backends(used)
         from .environment_run import RunEnvironments  # before anything runs: a missing package is one line
+
         self._envs = RunEnvironments(self.graph, self.config, self.settings, say=self._warn)
         param_refs, unresolved = self._save_parameters()
         origin_tasks = self._load_origin(self.origin_run_id) if self.origin_run_id else []
         self.scheduler = sched.Scheduler(
-            self.graph, run_id=self.run_id, settings=self.settings, max_workers=self.max_workers,
+            self.graph,
+            run_id=self.run_id,
+            settings=self.settings,
+            max_workers=self.max_workers,
             remote_backends=frozenset(n for n, b in self._backends.items() if b.remote),
-            param_refs=param_refs, unresolved_params=unresolved, origin_run_id=self.origin_run_id,
-            origin_tasks=origin_tasks, rerun_steps=self.rerun_steps, only_step=self.only_step,
-            only_task_index=self.only_task_index, flow_file=self.flow_file,
-            max_remote=MAX_REMOTE_IN_FLIGHT, hard_timeout_grace=HARD_TIMEOUT_GRACE)
-        record = RunRecord(flow=self.flow, run_id=self.run_id, status=RunStatus.RUNNING, started_at=started,
-                           params={k: _short(v) for k, v in self.params.items()}, origin_run_id=self.origin_run_id,
-                           flow_file=self.flow_file, only_step=self.only_step,
-                           user=os.environ.get("USER") or os.environ.get("USERNAME"), backends=sorted(used),
-                           runtime_log=self.runtime_log)
+            param_refs=param_refs,
+            unresolved_params=unresolved,
+            origin_run_id=self.origin_run_id,
+            origin_tasks=origin_tasks,
+            rerun_steps=self.rerun_steps,
+            only_step=self.only_step,
+            only_task_index=self.only_task_index,
+            flow_file=self.flow_file,
+            max_remote=MAX_REMOTE_IN_FLIGHT,
+            hard_timeout_grace=HARD_TIMEOUT_GRACE,
+        )
+        record = RunRecord(
+            flow=self.flow,
+            run_id=self.run_id,
+            status=RunStatus.RUNNING,
+            started_at=started,
+            params={k: _short(v) for k, v in self.params.items()},
+            origin_run_id=self.origin_run_id,
+            flow_file=self.flow_file,
+            only_step=self.only_step,
+            user=os.environ.get("USER") or os.environ.get("USERNAME"),
+            backends=sorted(used),
+            runtime_log=self.runtime_log,
+        )
         stamp(record, detached=self.detached)
         self.ds.write_run(record)
         heartbeat = Heartbeat(record, self.ds.write_run, self._record_lock).start()
-        self.sink(ev.RunStarted(self.flow, self.run_id, record.params, self.origin_run_id,
-                                tuple(self.graph.topological())))
+        self.sink(
+            ev.RunStarted(self.flow, self.run_id, record.params, self.origin_run_id, tuple(self.graph.topological()))
+        )
         started_backends: list[Backend] = []
         try:
             try:
@@ -217,8 +262,7 @@ class Runtime:
             record.status, record.finished_at = end.status, finished
             record.failed, record.message = list(end.failed), end.message
             self.ds.write_run(record)
-        self.sink(ev.RunFinished(self.flow, self.run_id, str(end.status), finished - started, end.failed,
-                                 end.message))
+        self.sink(ev.RunFinished(self.flow, self.run_id, str(end.status), finished - started, end.failed, end.message))
         return RunResult(self.flow, self.run_id, str(end.status), list(end.failed), end.message)
 
     def _open_backends(self, used: set[str]) -> None:
@@ -232,9 +276,10 @@ class Runtime:
                     steps = ", ".join(n for n, s in self.settings.items() if s.backend == name)
                     raise UsageError(
                         f"step(s) {steps} run on {name}, which needs an S3 datastore: in workbench.toml set "
-                        f"[datastore] root = \"s3://bucket/prefix\" (keep everything in S3) or "
-                        f"[datastore] remote = \"s3://bucket/prefix\" (remote steps exchange their inputs and "
-                        f"outputs there)")
+                        f'[datastore] root = "s3://bucket/prefix" (keep everything in S3) or '
+                        f'[datastore] remote = "s3://bucket/prefix" (remote steps exchange their inputs and '
+                        f"outputs there)"
+                    )
             for step_name, s in self.settings.items():
                 if s.backend == name:
                     try:
@@ -283,8 +328,9 @@ class Runtime:
                     if self._cancel.is_set() and self.scheduler.phase == "running":
                         self._feed(sched.CancelRequested(self._cancel_reason, time.time()))
                     if not TaskStatus.parse(m.result.status).ok and m.result.reason:
-                        task.log_buffer.append((time.time(), "stderr", f"[workbench] {m.result.status}: "
-                                                                       f"{m.result.reason}"))
+                        task.log_buffer.append(
+                            (time.time(), "stderr", f"[workbench] {m.result.status}: {m.result.reason}")
+                        )
                     self._flush_logs(task, final=True)
                     self._tasks.pop(m.key)
                     self._feed(sched.TaskExited(m.key, m.attempt, m.result, self._report(task), time.time()))
@@ -360,19 +406,34 @@ class Runtime:
         except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
             self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
             raise
-        spec = TaskSpec(flow=self.flow, run_id=self.run_id, step=spec_record.step, task_id=spec_record.task_id,
-                        attempt=spec_record.attempt, settings=sub.settings, datastore_url=ds.url,
-                        project_root=self.project_root, flow_file=self.flow_file, class_name=self.graph.name or "",
-                        labels={"workbench.flow": self.flow, "workbench.run": self.run_id,
-                                "workbench.step": spec_record.step, "workbench.task": spec_record.task_id,
-                                "workbench.project": self.config.model.project.name or Path(self.project_root).name},
-                        environment=self._envs.environment(spec_record.step) if self._envs else None,
-                        input_pins=(self._envs.input_pins(spec_record.step, spec_record)
-                                    if self._envs and sub.backend != "local" else ()))
+        spec = TaskSpec(
+            flow=self.flow,
+            run_id=self.run_id,
+            step=spec_record.step,
+            task_id=spec_record.task_id,
+            attempt=spec_record.attempt,
+            settings=sub.settings,
+            datastore_url=ds.url,
+            project_root=self.project_root,
+            flow_file=self.flow_file,
+            class_name=self.graph.name or "",
+            labels={
+                "workbench.flow": self.flow,
+                "workbench.run": self.run_id,
+                "workbench.step": spec_record.step,
+                "workbench.task": spec_record.task_id,
+                "workbench.project": self.config.model.project.name or Path(self.project_root).name,
+            },
+            environment=self._envs.environment(spec_record.step) if self._envs else None,
+            input_pins=(
+                self._envs.input_pins(spec_record.step, spec_record) if self._envs and sub.backend != "local" else ()
+            ),
+        )
         key, attempt, q = sub.key, spec_record.attempt, self._queue
         try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
-            append_held(self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt,
-                                                        backend.held_ref(spec)))
+            append_held(
+                self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
+            )
         except WorkbenchError as exc:
             self._warn(f"could not record {spec.pathspec} before submitting it: {exc}")
 
@@ -398,8 +459,7 @@ class Runtime:
             try:
                 _import_blobs(stage, self.ds, {a["sha"] for a in report.artifacts.values()})
             except DatastoreError as exc:
-                report = AttemptRecord(status=TaskStatus.FAILED, attempt=task.attempt,
-                                       reason=f"outputs refused: {exc}")
+                report = AttemptRecord(status=TaskStatus.FAILED, attempt=task.attempt, reason=f"outputs refused: {exc}")
             self.ds.write_attempt(self.run_id, task.step, task.task_id, report)
         return report
 
@@ -432,6 +492,7 @@ class Runtime:
     def _save_parameters(self) -> tuple[dict[str, str], list[str]]:
         """Store each parameter value as an artifact; those computed in start stay unresolved."""
         from .graph import Unresolved
+
         refs: dict[str, str] = {}
         unresolved: list[str] = []
         for attr, value in self.params.items():
@@ -456,6 +517,7 @@ class Runtime:
 
     def _warn(self, message: str) -> None:
         self.sink(ev.RunWarning(message))
+
 
 def _copy_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
     for sha in shas:
@@ -483,8 +545,7 @@ def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str, from_st
     if from_step is None:
         return set()
     if from_step not in graph.steps:
-        raise UsageError(f"--from {from_step}: flow {graph.name} has no such step "
-                         f"(steps: {', '.join(graph.steps)})")
+        raise UsageError(f"--from {from_step}: flow {graph.name} has no such step (steps: {', '.join(graph.steps)})")
     return {from_step} | graph.descendants(from_step)
 
 

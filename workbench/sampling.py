@@ -22,8 +22,10 @@ from typing import Any, Optional
 
 SAMPLE_INTERVAL = 0.5  # seconds between samples at the start (doubles as the timeline fills)
 MAX_SAMPLES = 120
-NOT_READ = {"batch": "AWS Batch exposes no per-job CPU/memory series to workbench (moto: none at all)",
-            "kubernetes": "no metrics API is read for pods (the emulator has none)"}
+NOT_READ = {
+    "batch": "AWS Batch exposes no per-job CPU/memory series to workbench (moto: none at all)",
+    "kubernetes": "no metrics API is read for pods (the emulator has none)",
+}
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -69,13 +71,15 @@ def read_groups(pgids: set[int]) -> dict[int, tuple[float, float]]:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read()
-            fields = stat[stat.rindex(b")") + 2:].split()
+            fields = stat[stat.rindex(b")") + 2 :].split()
             pgid = int(fields[2])  # field 5 of stat: the process group
             if pgid not in pgids:
                 continue
             cpu, mem = out.get(pgid, (0.0, 0.0))
-            out[pgid] = (cpu + (int(fields[11]) + int(fields[12])) / _TICKS,  # utime + stime
-                         mem + int(fields[21]) * _PAGE / (1 << 20))  # rss pages
+            out[pgid] = (
+                cpu + (int(fields[11]) + int(fields[12])) / _TICKS,  # utime + stime
+                mem + int(fields[21]) * _PAGE / (1 << 20),
+            )  # rss pages
         except (OSError, ValueError, IndexError):
             continue
     return out
@@ -89,8 +93,7 @@ class GroupSampler:
         self.groups: dict[str, dict[str, Any]] = {}  # task ref -> {pgid, timeline, last: (t, cpu), due}
 
     def watch(self, ref: str, pgid: int) -> None:
-        self.groups[ref] = {"pgid": pgid, "timeline": Timeline(self.interval), "last": None,
-                            "due": time.monotonic()}
+        self.groups[ref] = {"pgid": pgid, "timeline": Timeline(self.interval), "last": None, "due": time.monotonic()}
 
     def seconds_to_next(self) -> Optional[float]:
         if not self.groups:
@@ -144,7 +147,7 @@ def sparkline(values: list[float], width: int = 40, top: Optional[float] = None)
         return ""
     if len(vals) > width:
         step = len(vals) / width
-        vals = [max(vals[int(i * step):max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+        vals = [max(vals[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
     hi = top if top else max(vals)
     if hi <= 0:
         return BARS[0] * len(vals)
@@ -159,8 +162,10 @@ def describe_timeline(usage: dict[str, Any], backend: str = "", width: int = 40)
         return [f"usage over time: not read on {backend} ({why})"] if why else []
     mem, cpu = t.get("mem_mib") or [], t.get("cpu") or []
     span = len(mem) * float(t.get("interval") or 0)
-    return [f"memory {sparkline(mem, width)} peak {max(mem, default=0):.0f}M",
-            f"cpu    {sparkline(cpu, width)} peak {max(cpu, default=0):.1f} cores  ({len(mem)} samples, {span:.0f}s)"]
+    return [
+        f"memory {sparkline(mem, width)} peak {max(mem, default=0):.0f}M",
+        f"cpu    {sparkline(cpu, width)} peak {max(cpu, default=0):.1f} cores  ({len(mem)} samples, {span:.0f}s)",
+    ]
 
 
 def docker_stats_point(stats: dict[str, Any], previous: Optional[dict[str, Any]]) -> Optional[tuple[float, float]]:
@@ -191,6 +196,7 @@ class DockerStatsSampler:
 
     def __init__(self, api, container_id: str):
         import threading
+
         self.timeline = Timeline(interval=1.0, source="docker-stats")
         self._api, self._cid = api, container_id
         self._stop = threading.Event()

@@ -46,6 +46,7 @@ class RunStart:
 @dataclass(frozen=True)
 class TaskExited:
     """A backend reported the end of ``attempt`` of task ``key``; ``report`` is its attempt-<n>.json."""
+
     key: str
     attempt: int
     exit: TaskExit
@@ -62,6 +63,7 @@ class CancelRequested:
 @dataclass(frozen=True)
 class Abort:
     """The driver hit an error it cannot carry on after (a WorkbenchError): stop, the run fails."""
+
     message: str
     now: float
 
@@ -69,12 +71,14 @@ class Abort:
 @dataclass(frozen=True)
 class Tick:
     """Time passed: release retries whose delay is over, cancel tasks past their hard deadline."""
+
     now: float
 
 
 @dataclass(frozen=True)
 class StopExpired:
     """The tasks cancelled while stopping did not answer in time: count them cancelled and finish."""
+
     now: float
 
 
@@ -86,6 +90,7 @@ SchedulerEvent = Union[RunStart, TaskExited, CancelRequested, Abort, Tick, StopE
 class Submit:
     """Write ``spec`` (spec-<attempt>.json) and hand the attempt to backend ``backend``.
     ``input_shas``: the artifacts it reads (what a remote task needs staged)."""
+
     key: str
     backend: str
     spec: TaskSpecRecord
@@ -152,13 +157,25 @@ class Scheduler(gang.GangMixin):
     """The decisions of one run. Build it with what the driver read (settings, parameter artifacts, the
     origin run's task records), then feed it events through :meth:`handle`."""
 
-    def __init__(self, graph: FlowGraph, *, run_id: str, settings: dict[str, StepSettings],
-                 remote_backends: frozenset[str] = frozenset(), max_workers: int = 2,
-                 max_remote: int = MAX_REMOTE_IN_FLIGHT, param_refs: Optional[dict[str, str]] = None,
-                 unresolved_params: Optional[list[str]] = None, origin_run_id: Optional[str] = None,
-                 origin_tasks: Optional[list[TaskRecord]] = None, rerun_steps: Optional[set[str]] = None,
-                 only_step: Optional[str] = None, only_task_index: Optional[int] = None, flow_file: str = "",
-                 hard_timeout_grace: float = HARD_TIMEOUT_GRACE):
+    def __init__(
+        self,
+        graph: FlowGraph,
+        *,
+        run_id: str,
+        settings: dict[str, StepSettings],
+        remote_backends: frozenset[str] = frozenset(),
+        max_workers: int = 2,
+        max_remote: int = MAX_REMOTE_IN_FLIGHT,
+        param_refs: Optional[dict[str, str]] = None,
+        unresolved_params: Optional[list[str]] = None,
+        origin_run_id: Optional[str] = None,
+        origin_tasks: Optional[list[TaskRecord]] = None,
+        rerun_steps: Optional[set[str]] = None,
+        only_step: Optional[str] = None,
+        only_task_index: Optional[int] = None,
+        flow_file: str = "",
+        hard_timeout_grace: float = HARD_TIMEOUT_GRACE,
+    ):
         self.graph = graph
         self.flow = graph.name or ""
         self.run_id = run_id
@@ -231,9 +248,14 @@ class Scheduler(gang.GangMixin):
                 return
             status = TaskStatus.parse(event.exit.status)
             if self.phase == "stopping" and status is not TaskStatus.SUCCEEDED:
-                self._record(task, TaskStatus.CANCELLED, TaskExit(TaskStatus.CANCELLED, event.exit.exit_code,
-                                                                  self.cancel_reason, event.exit.usage),
-                             None, event.now, out)
+                self._record(
+                    task,
+                    TaskStatus.CANCELLED,
+                    TaskExit(TaskStatus.CANCELLED, event.exit.exit_code, self.cancel_reason, event.exit.usage),
+                    None,
+                    event.now,
+                    out,
+                )
             elif task.parallel is not None and self.phase == "running":
                 self._gang_member_exited(task, event.exit, event.report, event.now, out)
             else:
@@ -246,9 +268,14 @@ class Scheduler(gang.GangMixin):
                 self._stop(self.cancel_reason, event.now, out, RunStatus.FAILED, event.message)
         elif isinstance(event, StopExpired):
             for task in list(self._running.values()):
-                self._record(task, TaskStatus.CANCELLED,
-                             TaskExit(TaskStatus.CANCELLED, None, f"{self.cancel_reason} (no answer)"),
-                             None, event.now, out)
+                self._record(
+                    task,
+                    TaskStatus.CANCELLED,
+                    TaskExit(TaskStatus.CANCELLED, None, f"{self.cancel_reason} (no answer)"),
+                    None,
+                    event.now,
+                    out,
+                )
 
     # ------------------------------------------------------------------ time, limits, the end
     def _tick(self, now: float, out: list[Instruction]) -> None:
@@ -335,8 +362,9 @@ class Scheduler(gang.GangMixin):
         return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
 
     def _new_task(self, step: str, stack: list[dict[str, Any]], parents: list[_Task]) -> _Task:
-        task = _Task(step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents,
-                     settings=self.settings[step])
+        task = _Task(
+            step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents, settings=self.settings[step]
+        )
         self._next_id += 1
         return task
 
@@ -348,8 +376,10 @@ class Scheduler(gang.GangMixin):
                 self._clone(task, origin, now, out)
                 return
             if self.only_step:
-                raise UsageError(f"run {self.origin_run_id} has no successful task of step {task.step} "
-                                 f"to take the inputs of step {self.only_step} from")
+                raise UsageError(
+                    f"run {self.origin_run_id} has no successful task of step {task.step} "
+                    f"to take the inputs of step {self.only_step} from"
+                )
         if self.only_step and task.step == self.only_step and self.only_task_index is not None:
             if not task.foreach_stack or task.foreach_stack[-1]["index"] != self.only_task_index:
                 return
@@ -358,14 +388,33 @@ class Scheduler(gang.GangMixin):
     def _spec(self, task: _Task) -> TaskSpecRecord:
         node = self.graph.steps[task.step]
         return TaskSpecRecord(
-            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
-            kind=node.kind, next=list(node.out), foreach_var=node.foreach_var, flow_file=self.flow_file,
-            parallel=task.parallel, catch_fallback=task.catch_fallback,
-            class_name=self.graph.name or "", origin_run_id=self.origin_run_id, settings=task.settings.to_dict(),
-            foreach_stack=task.foreach_stack, params=dict(self.param_refs),
+            flow=self.flow,
+            run_id=self.run_id,
+            step=task.step,
+            task_id=task.task_id,
+            attempt=task.attempt,
+            kind=node.kind,
+            next=list(node.out),
+            foreach_var=node.foreach_var,
+            flow_file=self.flow_file,
+            parallel=task.parallel,
+            catch_fallback=task.catch_fallback,
+            class_name=self.graph.name or "",
+            origin_run_id=self.origin_run_id,
+            settings=task.settings.to_dict(),
+            foreach_stack=task.foreach_stack,
+            params=dict(self.param_refs),
             unresolved_params=list(self.unresolved) if task.step == "start" else [],
-            inputs=[InputRef(pathspec=self._pathspec(p), step=p.step, foreach_stack=p.foreach_stack,
-                             artifacts={n: a["sha"] for n, a in p.artifacts.items()}) for p in task.parents])
+            inputs=[
+                InputRef(
+                    pathspec=self._pathspec(p),
+                    step=p.step,
+                    foreach_stack=p.foreach_stack,
+                    artifacts={n: a["sha"] for n, a in p.artifacts.items()},
+                )
+                for p in task.parents
+            ],
+        )
 
     def _submit(self, task: _Task, now: float, out: list[Instruction]) -> None:
         shas = set(self.param_refs.values())
@@ -376,8 +425,7 @@ class Scheduler(gang.GangMixin):
         timeout = task.settings.timeout
         task.deadline = now + timeout + self.hard_timeout_grace if timeout else None
         self._running[task.task_id] = task
-        out.append(Emit(ev.TaskStarted(self._pathspec(task), task.step, task.attempt, task.settings.backend,
-                                       ts=now)))
+        out.append(Emit(ev.TaskStarted(self._pathspec(task), task.step, task.attempt, task.settings.backend, ts=now)))
         out.append(Submit(task.task_id, task.settings.backend, self._spec(task), task.settings, frozenset(shas)))
 
     @staticmethod
@@ -388,22 +436,29 @@ class Scheduler(gang.GangMixin):
         if status is TaskStatus.SUCCEEDED and (report is None or reported is not TaskStatus.SUCCEEDED):
             status = TaskStatus.FAILED
             reason = (report.reason if report else "") or "the task exited 0 but saved no result"
-        elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED,
-                                                                               TaskStatus.TIMEOUT):
+        elif status in (TaskStatus.FAILED, TaskStatus.TIMEOUT) and reported in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
             status = reported  # the task's own account is the most precise
             reason = (report.reason if report else "") or reason
         return status, reason
 
-    def _finish(self, task: _Task, result: TaskExit, report: Optional[AttemptRecord], now: float,
-                out: list[Instruction]) -> None:
+    def _finish(
+        self, task: _Task, result: TaskExit, report: Optional[AttemptRecord], now: float, out: list[Instruction]
+    ) -> None:
         """Reconcile the backend's word with the task's own report; then succeed, retry or fail."""
         status, reason = self._reconcile(result, report)
         node = self.graph.steps[task.step]
-        if status is TaskStatus.SUCCEEDED and report is not None and node.kind == "switch" and (
-                report.switch_to is None or report.switch_to not in node.out):
+        if (
+            status is TaskStatus.SUCCEEDED
+            and report is not None
+            and node.kind == "switch"
+            and (report.switch_to is None or report.switch_to not in node.out)
+        ):
             status = TaskStatus.FAILED
-            reason = (f"switch step {task.step} took no case" if not report.switch_to else
-                      f"switch step {task.step} went to {report.switch_to}, which is none of its cases")
+            reason = (
+                f"switch step {task.step} took no case"
+                if not report.switch_to
+                else f"switch step {task.step} went to {report.switch_to}, which is none of its cases"
+            )
         if status is TaskStatus.SUCCEEDED and report is not None:  # (_reconcile: no report, no success)
             task.switch_to = report.switch_to
             task.artifacts = report.artifacts
@@ -426,8 +481,13 @@ class Scheduler(gang.GangMixin):
             self._seq += 1
             heapq.heappush(self._delayed, (now + delay, self._seq, task))
             return
-        if (settings.catch and report is None and status is not TaskStatus.CANCELLED and self.phase == "running"
-                and task.catch_fallback is None):
+        if (
+            settings.catch
+            and report is None
+            and status is not TaskStatus.CANCELLED
+            and self.phase == "running"
+            and task.catch_fallback is None
+        ):
             # @catch of a task that never ran its step (it could not start, or was killed: OOM, lost node):
             # one more attempt, on the local backend, stores the failure and lets the flow go on, as
             # Metaflow's fallback attempt does
@@ -441,26 +501,77 @@ class Scheduler(gang.GangMixin):
         if status is not TaskStatus.CANCELLED:
             self._failed.append(task)
 
-    def _record(self, task: _Task, status: TaskStatus, result: TaskExit, report: Optional[AttemptRecord],
-                now: float, out: list[Instruction], final: bool = True) -> None:
-        task.attempts.append(AttemptSummary(attempt=task.attempt, status=status, started_at=task.started,
-                                            finished_at=now, exit_code=result.exit_code, reason=result.reason,
-                                            backend=task.settings.backend, usage=result.usage))
+    def _record(
+        self,
+        task: _Task,
+        status: TaskStatus,
+        result: TaskExit,
+        report: Optional[AttemptRecord],
+        now: float,
+        out: list[Instruction],
+        final: bool = True,
+    ) -> None:
+        task.attempts.append(
+            AttemptSummary(
+                attempt=task.attempt,
+                status=status,
+                started_at=task.started,
+                finished_at=now,
+                exit_code=result.exit_code,
+                reason=result.reason,
+                backend=task.settings.backend,
+                usage=result.usage,
+            )
+        )
         self._running.pop(task.task_id, None)
         if not final:
             return
         task.status = status if status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED) else TaskStatus.FAILED
         traceback = report.traceback if report is not None else ""
-        out.append(WriteTask(TaskRecord(
-            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
-            pathspec=self._pathspec(task), status=status, attempt=task.attempt, attempts=task.attempts,
-            artifacts=task.artifacts, foreach_stack=task.foreach_stack, foreach_num_splits=task.num_splits,
-            foreach_artifact=task.foreach_artifact, parents=[self._pathspec(p) for p in task.parents],
-            settings=task.settings.to_dict(), started_at=task.started, finished_at=now, reason=result.reason,
-            traceback=traceback, usage=result.usage, cloned_from=task.cloned_from, switch_to=task.switch_to,
-            iteration=task.iteration, parallel=task.parallel)))
-        out.append(Emit(ev.TaskFinished(self._pathspec(task), task.step, status, task.attempt, now - task.started,
-                                        result.reason, result.exit_code, traceback, ts=now)))
+        out.append(
+            WriteTask(
+                TaskRecord(
+                    flow=self.flow,
+                    run_id=self.run_id,
+                    step=task.step,
+                    task_id=task.task_id,
+                    pathspec=self._pathspec(task),
+                    status=status,
+                    attempt=task.attempt,
+                    attempts=task.attempts,
+                    artifacts=task.artifacts,
+                    foreach_stack=task.foreach_stack,
+                    foreach_num_splits=task.num_splits,
+                    foreach_artifact=task.foreach_artifact,
+                    parents=[self._pathspec(p) for p in task.parents],
+                    settings=task.settings.to_dict(),
+                    started_at=task.started,
+                    finished_at=now,
+                    reason=result.reason,
+                    traceback=traceback,
+                    usage=result.usage,
+                    cloned_from=task.cloned_from,
+                    switch_to=task.switch_to,
+                    iteration=task.iteration,
+                    parallel=task.parallel,
+                )
+            )
+        )
+        out.append(
+            Emit(
+                ev.TaskFinished(
+                    self._pathspec(task),
+                    task.step,
+                    status,
+                    task.attempt,
+                    now - task.started,
+                    result.reason,
+                    result.exit_code,
+                    traceback,
+                    ts=now,
+                )
+            )
+        )
         # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach)
         task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
         task.attempts = []
@@ -486,8 +597,12 @@ class Scheduler(gang.GangMixin):
             child = node.out[0]
             n = task.num_splits or 0
             for i in range(n):
-                frame = {"step": task.step, "var": task.foreach_artifact or node.foreach_var, "index": i,
-                         "num_splits": n}
+                frame = {
+                    "step": task.step,
+                    "var": task.foreach_artifact or node.foreach_var,
+                    "index": i,
+                    "num_splits": n,
+                }
                 self._enqueue(self._new_task(child, task.foreach_stack + [frame], [task]), now, out)
             return
         for target in node.out:
@@ -506,7 +621,8 @@ class Scheduler(gang.GangMixin):
                 outer = task.foreach_stack
                 expected = len(opener.out)  # one input per branch (a switch inside a branch picks one step)
                 order = lambda p: opener.out.index(  # noqa: E731, B023  (sorted below, in this iteration)
-                    self.graph.steps[p.step].split_branch or "")
+                    self.graph.steps[p.step].split_branch or ""
+                )
             bucket_key = (target, tuple((f["step"], f["index"]) for f in outer))
             bucket = self._join_buckets.setdefault(bucket_key, [])
             bucket.append(task)
@@ -538,15 +654,34 @@ class Scheduler(gang.GangMixin):
             for p in self.graph.parameters:
                 if p.attr in task.artifacts:
                     self.param_refs[p.attr] = task.artifacts[p.attr]["sha"]
-        out.append(WriteTask(TaskRecord(
-            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
-            pathspec=self._pathspec(task), status=TaskStatus.SUCCEEDED, attempt=origin.attempt,
-            attempts=origin.attempts, artifacts=task.artifacts, foreach_stack=task.foreach_stack,
-            foreach_num_splits=task.num_splits, foreach_artifact=task.foreach_artifact,
-            parents=[self._pathspec(p) for p in task.parents], settings=origin.settings,
-            started_at=origin.started_at, finished_at=origin.finished_at, reason="", usage=origin.usage,
-            cloned_from=task.cloned_from, switch_to=task.switch_to, iteration=task.iteration,
-            parallel=origin.parallel)))
+        out.append(
+            WriteTask(
+                TaskRecord(
+                    flow=self.flow,
+                    run_id=self.run_id,
+                    step=task.step,
+                    task_id=task.task_id,
+                    pathspec=self._pathspec(task),
+                    status=TaskStatus.SUCCEEDED,
+                    attempt=origin.attempt,
+                    attempts=origin.attempts,
+                    artifacts=task.artifacts,
+                    foreach_stack=task.foreach_stack,
+                    foreach_num_splits=task.num_splits,
+                    foreach_artifact=task.foreach_artifact,
+                    parents=[self._pathspec(p) for p in task.parents],
+                    settings=origin.settings,
+                    started_at=origin.started_at,
+                    finished_at=origin.finished_at,
+                    reason="",
+                    usage=origin.usage,
+                    cloned_from=task.cloned_from,
+                    switch_to=task.switch_to,
+                    iteration=task.iteration,
+                    parallel=origin.parallel,
+                )
+            )
+        )
         out.append(Emit(ev.TaskCloned(self._pathspec(task), task.step, origin.pathspec, ts=now)))
         self._schedule_successors(task, now, out)
 

@@ -45,15 +45,21 @@ class GangMixin:
             member = self._new_task(node.out[0], parent.foreach_stack + [frame], [parent])  # type: ignore[attr-defined]
             gang.members.append(member)
         for i, member in enumerate(gang.members):
-            member.parallel = {"gang": gang_id, "node_index": i, "num_nodes": n,
-                               "control_task_id": gang.members[0].task_id}
+            member.parallel = {
+                "gang": gang_id,
+                "node_index": i,
+                "num_nodes": n,
+                "control_task_id": gang.members[0].task_id,
+            }
         for member in gang.members:
             self._enqueue(member, now, out)  # type: ignore[attr-defined]
 
-    def _gang_member_exited(self, task: "_Task", result: TaskExit, report: Optional[AttemptRecord], now: float,
-                            out: list) -> None:
+    def _gang_member_exited(
+        self, task: "_Task", result: TaskExit, report: Optional[AttemptRecord], now: float, out: list
+    ) -> None:
         """Hold a node's outcome until the whole gang has answered; a failure cancels the other nodes."""
         from .scheduler import Cancel
+
         assert task.parallel is not None  # only gang members come here
         gang = self._gangs[task.parallel["gang"]]
         self._running.pop(task.task_id, None)

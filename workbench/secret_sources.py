@@ -37,22 +37,32 @@ def _sanitize(key: str) -> str:
 
 
 def _spec(source: Any, role: Optional[str]) -> tuple[str, str, dict, Optional[str]]:
-    default = (os.environ.get("WORKBENCH_DEFAULT_SECRETS_BACKEND_TYPE")
-               or os.environ.get("METAFLOW_DEFAULT_SECRETS_BACKEND_TYPE"))
+    default = os.environ.get("WORKBENCH_DEFAULT_SECRETS_BACKEND_TYPE") or os.environ.get(
+        "METAFLOW_DEFAULT_SECRETS_BACKEND_TYPE"
+    )
     if isinstance(source, str):
         kind, sep, secret_id = source.partition(".")
         if not sep:
             kind, secret_id = default or "", source
         return kind, secret_id, {}, role
-    return source.get("type") or default or "", source["id"], dict(source.get("options") or {}), \
-        source.get("role") or role
+    return (
+        source.get("type") or default or "",
+        source["id"],
+        dict(source.get("options") or {}),
+        source.get("role") or role,
+    )
 
 
 def _aws(secret_id: str, options: dict, role: Optional[str]) -> dict[str, str]:
     from . import aws
+
     m = re.match(r"arn:aws:secretsmanager:([^:]+):", secret_id)
-    region = (m.group(1) if m else None) or options.get("region") or \
-        os.environ.get("AWS_SECRETS_MANAGER_DEFAULT_REGION") or os.environ.get("METAFLOW_AWS_SECRETS_MANAGER_DEFAULT_REGION")
+    region = (
+        (m.group(1) if m else None)
+        or options.get("region")
+        or os.environ.get("AWS_SECRETS_MANAGER_DEFAULT_REGION")
+        or os.environ.get("METAFLOW_AWS_SECRETS_MANAGER_DEFAULT_REGION")
+    )
     client = aws.client("secretsmanager", region=region)
     response = client.get_secret_value(SecretId=secret_id)
     name = response.get("Name") or secret_id
@@ -63,7 +73,7 @@ def _aws(secret_id: str, options: dict, role: Optional[str]) -> dict[str, str]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError:
-            raise SecretsError("the secret string is not JSON (pass options={\"json\": False})") from None
+            raise SecretsError('the secret string is not JSON (pass options={"json": False})') from None
         if not isinstance(obj, dict):
             raise SecretsError(f"the secret string is JSON but not an object ({type(obj).__name__})")
         return {_sanitize(str(k)): str(v) for k, v in obj.items()}
@@ -82,8 +92,9 @@ def _local_file(secret_id: str) -> dict[str, str]:
                 if not isinstance(obj, dict):
                     raise SecretsError(f"{path} must hold a JSON object")
                 return {_sanitize(str(k)): str(v) for k, v in obj.items()}
-            pairs = [line.split("=", 1) for line in text.splitlines()
-                     if line.strip() and not line.lstrip().startswith("#")]
+            pairs = [
+                line.split("=", 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+            ]
             if any(len(p) != 2 for p in pairs):
                 raise SecretsError(f"{path}: every line must be KEY=VALUE")
             return {k.strip(): v.strip() for k, v in pairs}
@@ -104,21 +115,26 @@ def resolve(config: dict[str, Any]) -> dict[str, str]:
             elif kind == "inline":
                 values = {str(k): str(v) for k, v in (options.get("env_vars") or {}).items()}
             else:
-                raise SecretsError(f"unknown secrets type {kind!r} (aws-secrets-manager, local-file or inline; "
-                                   f"or set WORKBENCH_DEFAULT_SECRETS_BACKEND_TYPE)")
+                raise SecretsError(
+                    f"unknown secrets type {kind!r} (aws-secrets-manager, local-file or inline; "
+                    f"or set WORKBENCH_DEFAULT_SECRETS_BACKEND_TYPE)"
+                )
         except SecretsError as exc:
             raise SecretsError(f"@secrets: cannot read secret {secret_id!r} ({kind or 'no type'}): {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a provider's error, reduced to its type and first line
             first = str(exc).splitlines()[0] if str(exc) else ""
-            raise SecretsError(f"@secrets: cannot read secret {secret_id!r} ({kind}): {type(exc).__name__}: "
-                               f"{first}") from None
+            raise SecretsError(
+                f"@secrets: cannot read secret {secret_id!r} ({kind}): {type(exc).__name__}: {first}"
+            ) from None
         for name in values:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise SecretsError(f"@secrets: secret {secret_id!r} gives {name!r}, not a valid variable name")
             if name in env:
                 raise SecretsError(f"@secrets: variable {name} comes from more than one secret")
             if name in os.environ and not config.get("allow_override"):
-                raise SecretsError(f"@secrets: secret {secret_id!r} would replace variable {name}, which is "
-                                   f"already set (pass allow_override=True)")
+                raise SecretsError(
+                    f"@secrets: secret {secret_id!r} would replace variable {name}, which is "
+                    f"already set (pass allow_override=True)"
+                )
         env.update(values)
     return env

@@ -77,14 +77,18 @@ def _literal(step: StepNode, deco: DecoratorSpec, key: str, graph: FlowGraph) ->
     value = deco.kwargs.get(key)
     if isinstance(value, Unresolved):
         source = value.source if len(value.source) <= 60 else value.source[:57] + "..."
-        raise FlowError(f"step {step.name}: @{deco.name}({key}={source}) must be a literal value "
-                        f"to be read without running the flow (or set it in workbench.toml)",
-                        path=graph.path, line=deco.lineno)
+        raise FlowError(
+            f"step {step.name}: @{deco.name}({key}={source}) must be a literal value "
+            f"to be read without running the flow (or set it in workbench.toml)",
+            path=graph.path,
+            line=deco.lineno,
+        )
     return value
 
 
-def _bad_argument(graph: FlowGraph, step: StepNode, deco: DecoratorSpec, key: str, value: object,
-                  wants: str) -> FlowError:
+def _bad_argument(
+    graph: FlowGraph, step: StepNode, deco: DecoratorSpec, key: str, value: object, wants: str
+) -> FlowError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return FlowError(f"step {step.name}: @{deco.name}({key}={shown}) {wants}", path=graph.path, line=deco.lineno)
@@ -118,14 +122,19 @@ def _resource_error(graph: FlowGraph, step: StepNode, deco: DecoratorSpec, exc: 
     return FlowError(f"step {step.name}: @{deco.name}: {exc.message}", path=graph.path, line=deco.lineno)
 
 
-def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
-                       cli: Optional[dict[str, Any]] = None) -> StepSettings:
+def effective_settings(
+    graph: FlowGraph, step_name: str, config: ProjectConfig, cli: Optional[dict[str, Any]] = None
+) -> StepSettings:
     """Compute what a step runs with. ``cli`` holds flag values (backend, cpu, memory, gpu, image, timeout)."""
     step = graph.steps[step_name]
     config.check_step_tables(graph.name or "", list(graph.steps))
     s = StepSettings(backend=config.model.project.backend)
-    s.sources = {"backend": "[project] backend" if config.path else "default",
-                 "cpu": "default", "memory": "default", "gpu": "default"}
+    s.sources = {
+        "backend": "[project] backend" if config.path else "default",
+        "cpu": "default",
+        "memory": "default",
+        "gpu": "default",
+    }
 
     def setv(key: str, value: Any, source: str) -> None:
         setattr(s, key, value)
@@ -145,11 +154,18 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                         if _text(step, deco, key, graph):
                             setv(key, deco.kwargs[key], src)
                     for key, value in deco.kwargs.items():
-                        if key not in ("cpu", "memory", "gpu", "disk", "shared_memory", "image", "queue",
-                                       "namespace") and value is not None:
+                        if (
+                            key not in ("cpu", "memory", "gpu", "disk", "shared_memory", "image", "queue", "namespace")
+                            and value is not None
+                        ):
                             s.extra[key] = _literal(step, deco, key, graph)
-                for key, parse in (("cpu", parse_cpu), ("memory", parse_memory), ("gpu", parse_gpu),
-                                   ("disk", parse_memory), ("shared_memory", parse_memory)):
+                for key, parse in (
+                    ("cpu", parse_cpu),
+                    ("memory", parse_memory),
+                    ("gpu", parse_gpu),
+                    ("disk", parse_memory),
+                    ("shared_memory", parse_memory),
+                ):
                     raw = _literal(step, deco, key, graph)
                     if raw is None:
                         continue
@@ -158,8 +174,10 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                     if s.sources.get(key, "default") == "default" or current is None or value > current:
                         setv(key, value, src)
             elif deco.name == "timeout":
-                secs = sum((_number(step, deco, k, graph) or 0) * m
-                           for k, m in (("seconds", 1), ("minutes", 60), ("hours", 3600)))
+                secs = sum(
+                    (_number(step, deco, k, graph) or 0) * m
+                    for k, m in (("seconds", 1), ("minutes", 60), ("hours", 3600))
+                )
                 if not math.isfinite(secs):
                     raise _bad_argument(graph, step, deco, "hours", deco.kwargs.get("hours"), "is too long")
                 if secs > 0:
@@ -168,8 +186,9 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
                 times = _number(step, deco, "times", graph, whole=True)
                 minutes = _number(step, deco, "minutes_between_retries", graph)
                 if times is not None and times > MAX_RETRIES:
-                    raise _bad_argument(graph, step, deco, "times", deco.kwargs["times"],
-                                        f"is more than {MAX_RETRIES} retries")
+                    raise _bad_argument(
+                        graph, step, deco, "times", deco.kwargs["times"], f"is more than {MAX_RETRIES} retries"
+                    )
                 setv("retries", 3 if times is None else int(times), src)
                 # as Metaflow's local runtime: again at once, unless minutes_between_retries is given
                 setv("retry_delay", 0.0 if minutes is None else minutes * 60, src)
@@ -183,11 +202,21 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
             elif deco.name == "secrets":
                 sources = _literal(step, deco, "sources", graph) or []
                 if not isinstance(sources, list) or not all(
-                        isinstance(x, str) or (isinstance(x, dict) and isinstance(x.get("id"), str)) for x in sources):
-                    raise _bad_argument(graph, step, deco, "sources", sources,
-                                        "must be a list of \"type.id\" strings or {\"type\": ..., \"id\": ...} dicts")
-                s.secrets = {"sources": sources, "role": _text(step, deco, "role", graph),
-                             "allow_override": bool(_literal(step, deco, "allow_override", graph))}
+                    isinstance(x, str) or (isinstance(x, dict) and isinstance(x.get("id"), str)) for x in sources
+                ):
+                    raise _bad_argument(
+                        graph,
+                        step,
+                        deco,
+                        "sources",
+                        sources,
+                        'must be a list of "type.id" strings or {"type": ..., "id": ...} dicts',
+                    )
+                s.secrets = {
+                    "sources": sources,
+                    "role": _text(step, deco, "role", graph),
+                    "allow_override": bool(_literal(step, deco, "allow_override", graph)),
+                }
                 s.sources["secrets"] = src
             elif deco.name == "environment":
                 env = _literal(step, deco, "vars", graph) or {}
@@ -213,8 +242,18 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
     section = config.step_section(graph.name or "", step_name)
     if section is not None:
         src = f"workbench.toml [flows.{graph.name}.steps.{step_name}]"
-        for key in ("backend", "cpu", "memory", "gpu", "disk", "shared_memory", "image", "timeout", "queue",
-                    "namespace"):
+        for key in (
+            "backend",
+            "cpu",
+            "memory",
+            "gpu",
+            "disk",
+            "shared_memory",
+            "image",
+            "timeout",
+            "queue",
+            "namespace",
+        ):
             value = getattr(section, key)
             if value is not None:
                 setv(key, value, src)
@@ -229,8 +268,12 @@ def effective_settings(graph: FlowGraph, step_name: str, config: ProjectConfig,
         if value is None:
             continue
         flag_parsers: dict[str, Callable[[object, str], Any]] = {
-            "cpu": parse_cpu, "memory": parse_memory, "gpu": parse_gpu, "timeout": parse_duration,
-            "shared_memory": parse_memory}
+            "cpu": parse_cpu,
+            "memory": parse_memory,
+            "gpu": parse_gpu,
+            "timeout": parse_duration,
+            "shared_memory": parse_memory,
+        }
         flag_parser = flag_parsers.get(key)
         try:
             setv(key, flag_parser(value, key) if flag_parser else value, f"--{key.replace('_', '-')}")
@@ -259,7 +302,7 @@ def default_image(backend: str, config: ProjectConfig) -> Optional[str]:
     return section.image or config.model.docker.image
 
 
-def all_settings(graph: FlowGraph, config: ProjectConfig, cli: Optional[dict[str, Any]] = None,
-                 only: Optional[set[str]] = None) -> dict[str, StepSettings]:
-    return {name: effective_settings(graph, name, config, cli) for name in graph.steps
-            if only is None or name in only}
+def all_settings(
+    graph: FlowGraph, config: ProjectConfig, cli: Optional[dict[str, Any]] = None, only: Optional[set[str]] = None
+) -> dict[str, StepSettings]:
+    return {name: effective_settings(graph, name, config, cli) for name in graph.steps if only is None or name in only}

@@ -124,6 +124,7 @@ def _pickle_requirements(value: Any) -> dict[str, str]:
     import pickle
 
     from .environment_guard import artifact_requirements
+
     try:
         return artifact_requirements(pickle.dumps(value, protocol=5, buffer_callback=lambda _b: None))
     except Exception:  # noqa: BLE001 - it was just saved; a second pickle failing only loses the record
@@ -151,9 +152,15 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     step_name, attempt = spec.step, spec.attempt
     settings = spec.settings
     os.environ.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
-    current._bind(flow_name=spec.flow, run_id=spec.run_id, step_name=step_name, task_id=spec.task_id,
-                  retry_count=attempt, origin_run_id=spec.origin_run_id,
-                  username=os.environ.get("USER") or os.environ.get("USERNAME"))
+    current._bind(
+        flow_name=spec.flow,
+        run_id=spec.run_id,
+        step_name=step_name,
+        task_id=spec.task_id,
+        retry_count=attempt,
+        origin_run_id=spec.origin_run_id,
+        username=os.environ.get("USER") or os.environ.get("USERNAME"),
+    )
     _bind_parallel(spec)
     is_join = spec.kind == "join"
     refs = dict(spec.params)
@@ -179,20 +186,22 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
         if spec.catch_fallback:  # @catch: the step's task never ran; store that instead of running it
             raise FailureHandledByCatch(
                 f"Task execution kept failing over {attempt} attempts. Your code did not raise an exception. "
-                f"Something in the execution environment caused the failure: {spec.catch_fallback}")
+                f"Something in the execution environment caused the failure: {spec.catch_fallback}"
+            )
         if settings.get("secrets") and not spec.catch_fallback:
             from .secret_sources import resolve
+
             os.environ.update(resolve(settings["secrets"]))  # the process's environment only
         if settings.get("profile"):  # --profile: pyinstrument is imported only here (workbench.profiling)
             from .profiling import profiled
+
             func = profiled(func, ds, spec, result)
         if timeout:
             signal.signal(signal.SIGALRM, _alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if is_join:
-                views = [InputView(p.step, p.artifacts, _input_loader(ds, p), p.foreach_stack)
-                         for p in spec.inputs]
+                views = [InputView(p.step, p.artifacts, _input_loader(ds, p), p.foreach_stack) for p in spec.inputs]
                 func(Inputs(views))
             else:
                 func()
@@ -207,8 +216,11 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
         one_line = isinstance(exc, (DatastoreError, SecretsError))
         tb = str(exc) + "\n" if one_line else traceback.format_exc()  # one line, no trace
         status = TaskStatus.TIMEOUT if isinstance(exc, StepTimeout) else TaskStatus.FAILED
-        reason = f"timed out after {timeout}s" if status is TaskStatus.TIMEOUT else (
-            str(exc) if one_line else f"{type(exc).__name__}: {exc}")
+        reason = (
+            f"timed out after {timeout}s"
+            if status is TaskStatus.TIMEOUT
+            else (str(exc) if one_line else f"{type(exc).__name__}: {exc}")
+        )
         catch_var = settings.get("catch_var")
         last_attempt = attempt >= int(settings.get("retries") or 0)
         if settings.get("catch") and last_attempt:
@@ -241,8 +253,9 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
                 try:
                     n = len(seq)
                 except TypeError:
-                    raise TypeError(f"foreach over self.{var}, which has no length "
-                                    f"({type(seq).__name__}); use a list") from None
+                    raise TypeError(
+                        f"foreach over self.{var}, which has no length ({type(seq).__name__}); use a list"
+                    ) from None
                 if n == 0:
                     raise ValueError(f"foreach over self.{var}, which is empty")
                 result.foreach_num_splits = n
@@ -272,16 +285,26 @@ def _bind_parallel(spec: TaskSpecRecord) -> None:
     """``current.parallel`` (and Metaflow's MF_PARALLEL_* variables) for a node of a @parallel gang.
     ``main_ip`` is node 0's address: 127.0.0.1 locally; a multi-node backend sets MF_PARALLEL_MAIN_IP."""
     from .flowspec import Parallel
+
     info = spec.parallel
     if not info:
         current.parallel = Parallel(main_ip="127.0.0.1", num_nodes=1, node_index=0, control_task_id=None)
         return
     main_ip = os.environ.get("MF_PARALLEL_MAIN_IP") or "127.0.0.1"
-    current.parallel = Parallel(main_ip=main_ip, num_nodes=int(info["num_nodes"]),
-                                node_index=int(info["node_index"]), control_task_id=info.get("control_task_id"))
-    os.environ.update({"MF_PARALLEL_MAIN_IP": main_ip, "MF_PARALLEL_NUM_NODES": str(info["num_nodes"]),
-                       "MF_PARALLEL_NODE_INDEX": str(info["node_index"]),
-                       "MF_PARALLEL_CONTROL_TASK_ID": str(info.get("control_task_id"))})
+    current.parallel = Parallel(
+        main_ip=main_ip,
+        num_nodes=int(info["num_nodes"]),
+        node_index=int(info["node_index"]),
+        control_task_id=info.get("control_task_id"),
+    )
+    os.environ.update(
+        {
+            "MF_PARALLEL_MAIN_IP": main_ip,
+            "MF_PARALLEL_NUM_NODES": str(info["num_nodes"]),
+            "MF_PARALLEL_NODE_INDEX": str(info["node_index"]),
+            "MF_PARALLEL_CONTROL_TASK_ID": str(info.get("control_task_id")),
+        }
+    )
 
 
 def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
@@ -293,15 +316,19 @@ def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
     if spec.kind == "switch":
         if ctx.switched_to is None or ctx.switched_to not in spec.next:
             want = ", ".join(spec.next)
-            raise RuntimeError(f"step {spec.step} is a switch in the flow file (cases: {want}) but called "
-                               f"self.next({', '.join('self.' + n for n in names)})")
+            raise RuntimeError(
+                f"step {spec.step} is a switch in the flow file (cases: {want}) but called "
+                f"self.next({', '.join('self.' + n for n in names)})"
+            )
         return
     if names != spec.next or foreach != spec.foreach_var:
         want = ", ".join(f"self.{n}" for n in spec.next)
         if spec.foreach_var:
             want += f", foreach={spec.foreach_var!r}"
-        raise RuntimeError(f"step {spec.step} called self.next({', '.join('self.' + n for n in names)}"
-                           f"{', foreach=' + repr(foreach) if foreach else ''}) but the flow file says self.next({want})")
+        raise RuntimeError(
+            f"step {spec.step} called self.next({', '.join('self.' + n for n in names)}"
+            f"{', foreach=' + repr(foreach) if foreach else ''}) but the flow file says self.next({want})"
+        )
 
 
 def read_spec(ds: FlowDatastore, ref: str) -> TaskSpecRecord:
@@ -319,6 +346,7 @@ def _activate_shipped_environment(ds: FlowDatastore) -> None:
     if not key:
         return
     from .environment_remote import activate, install_offline
+
     cache = Path(os.environ.get("WORKBENCH_ENVIRONMENT_CACHE") or "/tmp/workbench-environments")
     archive = cache / key.rsplit("/", 1)[-1]
     if not archive.is_file() and not (cache / archive.name.removesuffix(".tar") / "done").is_file():
@@ -336,15 +364,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     run.add_argument("--datastore", required=True)
     run.add_argument("--root", default=os.getcwd())
     run.add_argument("ref", nargs="?", help="FLOW/RUN/STEP/TASK/ATTEMPT")
-    run.add_argument("--array", metavar="FLOW/RUN/NAME",
-                     help="one index of an array job: the task is this index's entry in the manifest")
+    run.add_argument(
+        "--array",
+        metavar="FLOW/RUN/NAME",
+        help="one index of an array job: the task is this index's entry in the manifest",
+    )
     sub.add_parser("serve", help="warm worker for the local backend (reads the flow to load from stdin)")
     args = parser.parse_args(argv)
     if args.cmd == "serve":
         from .worker import serve_forever
+
         return serve_forever()
     if args.array:  # an array job's index: find its task in the manifest (workbench.arrays)
         from .arrays import task_ref_for
+
         args.ref = task_ref_for(args.datastore, args.array)
     elif not args.ref:
         parser.error("run needs FLOW/RUN/STEP/TASK/ATTEMPT or --array")
@@ -352,6 +385,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ds = FlowDatastore(args.datastore, flow)
     if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
         from .datastore.outbox import OutboxStorage
+
         ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
     spec = read_spec(ds, args.ref)
     _activate_shipped_environment(ds)

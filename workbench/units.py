@@ -9,10 +9,22 @@ from .errors import ResourceError
 
 _MEMORY_UNITS = {
     "": 1,  # bare numbers are MiB, as in Metaflow's @resources(memory=16000)
-    "m": 1, "mb": 1, "mi": 1, "mib": 1,
-    "g": 1024, "gb": 1024, "gi": 1024, "gib": 1024,
-    "t": 1024 * 1024, "tb": 1024 * 1024, "ti": 1024 * 1024, "tib": 1024 * 1024,
-    "k": 1 / 1024, "kb": 1 / 1024, "ki": 1 / 1024, "kib": 1 / 1024,
+    "m": 1,
+    "mb": 1,
+    "mi": 1,
+    "mib": 1,
+    "g": 1024,
+    "gb": 1024,
+    "gi": 1024,
+    "gib": 1024,
+    "t": 1024 * 1024,
+    "tb": 1024 * 1024,
+    "ti": 1024 * 1024,
+    "tib": 1024 * 1024,
+    "k": 1 / 1024,
+    "kb": 1 / 1024,
+    "ki": 1 / 1024,
+    "kib": 1 / 1024,
 }
 _MEM_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
 _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)

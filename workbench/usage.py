@@ -37,8 +37,14 @@ def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, A
         if doc.cloned_from or not u.get("peak_memory_mib"):
             continue
         if out is None:
-            out = {"peak_memory_mib": 0.0, "cpu_seconds": 0.0, "tasks": 0, "run_id": run_id, "wall_seconds": 0.0,
-                   "backend": doc.attempts[-1].backend if doc.attempts else None}
+            out = {
+                "peak_memory_mib": 0.0,
+                "cpu_seconds": 0.0,
+                "tasks": 0,
+                "run_id": run_id,
+                "wall_seconds": 0.0,
+                "backend": doc.attempts[-1].backend if doc.attempts else None,
+            }
         out["peak_memory_mib"] = max(out["peak_memory_mib"], u["peak_memory_mib"])
         out["cpu_seconds"] = max(out["cpu_seconds"], u.get("cpu_seconds", 0.0))
         out["wall_seconds"] = max(out["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))

@@ -28,6 +28,7 @@ def end_leftovers(task_ref: str, pgid: int, sig: int = signal.SIGKILL) -> None:
     """Signal everything a task started: its process group and, by their mark, processes that left the
     group (a ``start_new_session=True`` helper)."""
     from .proctree import kill_marked
+
     kill_group(pgid, sig)
     kill_marked(task_ref, sig)
 
@@ -84,6 +85,7 @@ def serve_forever() -> int:
     children: dict[str, dict[str, Any]] = {}  # task -> pid, bufs, open, status, pidfd
     kill_at: dict[str, float] = {}
     from .sampling import GroupSampler
+
     sampler = GroupSampler()  # each task's CPU and memory over time (workbench.sampling)
 
     def start(task_ref: str) -> None:
@@ -95,6 +97,7 @@ def serve_forever() -> int:
             try:
                 os.setpgid(0, 0)
                 from .proctree import MARK_VAR
+
                 os.environ[MARK_VAR] = task_ref  # inherited by whatever the step starts (see proctree)
                 proto.close()  # only the worker speaks the protocol
                 os.dup2(out_w, 1)
@@ -112,6 +115,7 @@ def serve_forever() -> int:
                 ds.storage.flush()
             except BaseException:  # noqa: BLE001
                 import traceback
+
                 traceback.print_exc()
             finally:
                 try:
@@ -121,8 +125,15 @@ def serve_forever() -> int:
                     os._exit(code)
         os.close(out_w)
         os.close(err_w)
-        child: dict[str, Any] = {"pid": pid, "bufs": {"stdout": b"", "stderr": b""}, "open": 2, "status": None, "pidfd": None,
-                 "fds": {out_r: "stdout", err_r: "stderr"}, "drain_until": None}
+        child: dict[str, Any] = {
+            "pid": pid,
+            "bufs": {"stdout": b"", "stderr": b""},
+            "open": 2,
+            "status": None,
+            "pidfd": None,
+            "fds": {out_r: "stdout", err_r: "stderr"},
+            "drain_until": None,
+        }
         children[task_ref] = child
         sampler.watch(task_ref, pid)  # the child makes itself group leader: pgid == pid
         if hasattr(os, "pidfd_open"):  # wake up the moment the task exits, not on the next poll
@@ -164,8 +175,14 @@ def serve_forever() -> int:
                 if pid == 0:
                     continue
                 child["status"] = os.waitstatus_to_exitcode(status)
-                child["usage"] = {"peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
-                                  "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3)} if ru else {}
+                child["usage"] = (
+                    {
+                        "peak_memory_mib": round(ru.ru_maxrss / 1024, 1),
+                        "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 3),
+                    }
+                    if ru
+                    else {}
+                )
                 end_leftovers(task_ref, child["pid"])  # leftovers of the step, in its group or not
                 child["drain_until"] = time.monotonic() + DRAIN_AFTER_EXIT
                 timeline = sampler.finish(task_ref)
@@ -231,6 +248,7 @@ def serve_forever() -> int:
 def _reseed() -> None:
     """A forked child inherits its parent's random state; give each task its own, as a new process has."""
     import random
+
     random.seed()
     np = sys.modules.get("numpy")
     if np is not None:

@@ -33,24 +33,28 @@ def _compare(task: str, name: str, artifact, value, fields) -> None:
     """Metaflow's comparison: the value itself, or some fields of a dict (or of a JSON string)."""
     if not fields:
         if artifact != value:
-            raise AssertArtifactFailed("Task '%s' expected %s=%r but got %s=%s"
-                                       % (task, name, truncate(value), name, truncate(artifact)))
+            raise AssertArtifactFailed(
+                "Task '%s' expected %s=%r but got %s=%s" % (task, name, truncate(value), name, truncate(artifact))
+            )
         return
     data = json.loads(artifact) if isinstance(artifact, str) else artifact
     if not isinstance(data, dict):
         raise AssertArtifactFailed("Task '%s' expected %s to be a dictionary (got %s)" % (task, name, type(data)))
     for field, v in fields.items():
         if data.get(field, None) != v:
-            raise AssertArtifactFailed("Task '%s' expected %s[%s]=%r but got %s[%s]=%s"
-                                       % (task, name, field, truncate(v), name, field, truncate(data.get(field))))
+            raise AssertArtifactFailed(
+                "Task '%s' expected %s[%s]=%r but got %s[%s]=%s"
+                % (task, name, field, truncate(v), name, field, truncate(data.get(field)))
+            )
 
 
 class _Base(MetaflowCheck):
     def assert_artifact(self, step, name, value, fields=None):
         for task, artifacts in self.artifact_dict(step, name).items():
             if name not in artifacts:
-                raise AssertArtifactFailed("Task '%s' expected %s=%s but the key was not found"
-                                           % (task, name, truncate(value)))
+                raise AssertArtifactFailed(
+                    "Task '%s' expected %s=%s but the key was not found" % (task, name, truncate(value))
+                )
             _compare(task, name, artifacts[name], value, fields)
         return True
 
@@ -58,8 +62,9 @@ class _Base(MetaflowCheck):
         log = self.get_log(step, logtype)
         if log == value or (not exact_match and value in log):
             return True
-        raise AssertLogFailed("Step '%s' expected task.%s='%s' but got task.%s='%s'"
-                              % (step, logtype, repr(value), logtype, repr(log)))
+        raise AssertLogFailed(
+            "Step '%s' expected task.%s='%s' but got task.%s='%s'" % (step, logtype, repr(value), logtype, repr(log))
+        )
 
     # cards are outside the conformance suite
     def assert_card(self, step, task, card_type, value, card_hash=None, card_id=None, exact_match=True):
@@ -80,6 +85,7 @@ class MetadataCheck(_Base):
 
     def __init__(self, flow):
         from workbench.client import Flow
+
         self.flow = flow
         self.run = Flow(flow.name)[self.run_id]
         expected = _flow_steps(flow)
@@ -90,6 +96,7 @@ class MetadataCheck(_Base):
     def _test_namespace(self):
         from workbench.client import Flow, default_namespace, get_namespace, namespace
         from workbench.exception import MetaflowNamespaceMismatch
+
         assert_equals("user:%s" % os.environ.get("METAFLOW_USER"), get_namespace())
         assert_equals(True, self.run_id in [run.id for run in Flow(self.flow.name)])
         namespace("user:nobody")

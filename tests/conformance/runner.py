@@ -43,10 +43,20 @@ CONTEXT_ENV = {
     "METAFLOW_RUN_NO_DEFAULT_PARAM": "test_str",
     "METAFLOW_DEFAULT_METADATA": "local",
 }
-TOP_OPTIONS = ["--metadata=local", "--datastore=local", "--environment=local",
-               "--event-logger=nullSidecarLogger", "--no-pylint", "--quiet"]
-RUN_OPTIONS = ["--max-workers=50", "--max-num-splits=10000",
-               "--tag=\u523a\u8eab means sashimi", "--tag=multiple tags should be ok"]
+TOP_OPTIONS = [
+    "--metadata=local",
+    "--datastore=local",
+    "--environment=local",
+    "--event-logger=nullSidecarLogger",
+    "--no-pylint",
+    "--quiet",
+]
+RUN_OPTIONS = [
+    "--max-workers=50",
+    "--max-num-splits=10000",
+    "--tag=\u523a\u8eab means sashimi",
+    "--tag=multiple tags should be ok",
+]
 DISABLED_TESTS = {"LargeArtifactTest", "S3FailureTest", "CardComponentRefreshTest", "CardWithRefreshTest"}
 CHECKS = ["MetadataCheck", "CliCheck"]
 PAIR_TIMEOUT = 300
@@ -57,7 +67,7 @@ class PairResult:
     test: str
     graph: str
     passed: bool
-    stage: str          # where it stopped: "run", "resume", "should-fail", a checker name, or "ok"
+    stage: str  # where it stopped: "run", "resume", "should-fail", a checker name, or "ok"
     seconds: float
     output: str = ""
 
@@ -81,8 +91,12 @@ def iter_tests() -> Iterator[MetaflowTest]:
         spec.loader.exec_module(mod)
         for attr in dir(mod):
             obj = getattr(mod, attr)
-            if attr != "MetaflowTest" and isinstance(obj, type) and issubclass(obj, MetaflowTest) \
-                    and obj.__module__ == name:
+            if (
+                attr != "MetaflowTest"
+                and isinstance(obj, type)
+                and issubclass(obj, MetaflowTest)
+                and obj.__module__ == name
+            ):
                 yield obj()
 
 
@@ -109,27 +123,44 @@ def swap_imports(code: str) -> str:
 
 
 def _env(workdir: str) -> dict[str, str]:
-    pythonpath = os.pathsep.join([str(HERE), str(REPO)] + ([os.environ["PYTHONPATH"]]
-                                                          if os.environ.get("PYTHONPATH") else []))
-    env = {"USER": os.environ.get("USER", "tester"), "HOME": os.environ.get("HOME", workdir),
-           "PATH": os.environ.get("PATH", "."), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "PYTHONIOENCODING": "utf_8", "PYTHONPATH": pythonpath}
+    pythonpath = os.pathsep.join(
+        [str(HERE), str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    )
+    env = {
+        "USER": os.environ.get("USER", "tester"),
+        "HOME": os.environ.get("HOME", workdir),
+        "PATH": os.environ.get("PATH", "."),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf_8",
+        "PYTHONPATH": pythonpath,
+    }
     env.update(CONTEXT_ENV)
     return env
 
 
 def _proc(cmd: list[str], cwd: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(cmd, -9, exc.stdout or b"", (exc.stderr or b"") + b"\n[timed out]")
 
 
 def _flow_cmd(mode: str, args: Optional[list[str]] = None) -> list[str]:
     """The command line run_tests.py builds: top options, the mode, its args, --run-id-file, run options."""
-    return [sys.executable, "-B", "test_flow.py", *TOP_OPTIONS, mode, *(args or []),
-            "--run-id-file", "run-id", *RUN_OPTIONS]
+    return [
+        sys.executable,
+        "-B",
+        "test_flow.py",
+        *TOP_OPTIONS,
+        mode,
+        *(args or []),
+        "--run-id-file",
+        "run-id",
+        *RUN_OPTIONS,
+    ]
 
 
 def run_pair(test: MetaflowTest, graph: dict, keep: bool = False) -> PairResult:
@@ -148,8 +179,10 @@ def run_pair(test: MetaflowTest, graph: dict, keep: bool = False) -> PairResult:
         return PairResult(name, gname, passed, stage, time.time() - started, "\n".join(log))
 
     def record(proc: subprocess.CompletedProcess, what: str) -> None:
-        log.append(f"--- {what}: exit {proc.returncode}\n{proc.stdout.decode(errors='replace')}"
-                   f"{proc.stderr.decode(errors='replace')}")
+        log.append(
+            f"--- {what}: exit {proc.returncode}\n{proc.stdout.decode(errors='replace')}"
+            f"{proc.stderr.decode(errors='replace')}"
+        )
 
     try:
         Path(workdir, "test_flow.py").write_text(swap_imports(formatter.flow_code), encoding="utf-8")
@@ -205,8 +238,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     want_tests = {t for t in args.tests.split(",") if t}
     want_graphs = {g for g in args.graphs.split(",") if g}
-    pairs = [(t, g) for t, g in all_pairs()
-             if (not want_tests or type(t).__name__ in want_tests) and (not want_graphs or g["name"] in want_graphs)]
+    pairs = [
+        (t, g)
+        for t, g in all_pairs()
+        if (not want_tests or type(t).__name__ in want_tests) and (not want_graphs or g["name"] in want_graphs)
+    ]
     skipped = [] if args.ignore_skips else [(t, g) for t, g in pairs if skip_reason(type(t).__name__, g["name"])]
     to_run = [p for p in pairs if p not in skipped]
     started = time.time()
@@ -218,13 +254,26 @@ def main(argv: Optional[list[str]] = None) -> int:
             if args.verbose and not res.passed:
                 print(res.output[-6000:])
     passed = sum(r.passed for r in results)
-    print(f"\n{len(pairs)} pairs: {passed} passed, {len(results) - passed} failed, {len(skipped)} skipped "
-          f"({time.time() - started:.0f}s)")
+    print(
+        f"\n{len(pairs)} pairs: {passed} passed, {len(results) - passed} failed, {len(skipped)} skipped "
+        f"({time.time() - started:.0f}s)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "pairs": len(pairs), "passed": passed, "failed": len(results) - passed, "skipped": len(skipped),
-            "results": [{"pair": r.key, "passed": r.passed, "stage": r.stage, "seconds": round(r.seconds, 1)}
-                        for r in results]}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "pairs": len(pairs),
+                    "passed": passed,
+                    "failed": len(results) - passed,
+                    "skipped": len(skipped),
+                    "results": [
+                        {"pair": r.key, "passed": r.passed, "stage": r.stage, "seconds": round(r.seconds, 1)}
+                        for r in results
+                    ],
+                },
+                indent=1,
+            )
+        )
     return 0 if passed == len(results) else 1
 
 

@@ -14,21 +14,33 @@ entry must be removed.
 """
 
 CARD_TESTS = {
-    "CardDecoratorBasicTest", "CardErrorTest", "CardExtensionsImportTest", "CardImportTest", "CardResumeTest",
-    "CardTimeoutTest", "CardsWithIdTest", "DefaultEditableCardTest", "DefaultEditableCardWithCustomizeTest",
-    "DefaultEditableCardWithIdTest", "MultipleCardDecoratorTest", "CardComponentRefreshTest", "CardWithRefreshTest",
+    "CardDecoratorBasicTest",
+    "CardErrorTest",
+    "CardExtensionsImportTest",
+    "CardImportTest",
+    "CardResumeTest",
+    "CardTimeoutTest",
+    "CardsWithIdTest",
+    "DefaultEditableCardTest",
+    "DefaultEditableCardWithCustomizeTest",
+    "DefaultEditableCardWithIdTest",
+    "MultipleCardDecoratorTest",
+    "CardComponentRefreshTest",
+    "CardWithRefreshTest",
 }
 EXTENSION_ONLY_TESTS = {
-    "ExtensionsTest",                    # test_step_decorator, tl_value, nondecoplugin from the test extension
-    "FlowOptionsTest",                   # test_flow_decorator from the test extension
-    "BasicUnboundedForeachTest",         # InternalTestUnboundedForeachInput from the test extension
-    "NestedUnboundedForeachTest",        # same
-    "BasicUnboundedForeachResumeTest",   # same
+    "ExtensionsTest",  # test_step_decorator, tl_value, nondecoplugin from the test extension
+    "FlowOptionsTest",  # test_flow_decorator from the test extension
+    "BasicUnboundedForeachTest",  # InternalTestUnboundedForeachInput from the test extension
+    "NestedUnboundedForeachTest",  # same
+    "BasicUnboundedForeachResumeTest",  # same
 }
 NOT_COUNTED = CARD_TESTS | EXTENSION_ONLY_TESTS
 
-_UNDIAGNOSED = ("runs, but fails Metaflow's MetadataCheck since switch/@parallel/@catch landed; "
-                "not diagnosed yet (run: python tests/conformance/runner.py --ignore-skips -v --tests NAME)")
+_UNDIAGNOSED = (
+    "runs, but fails Metaflow's MetadataCheck since switch/@parallel/@catch landed; "
+    "not diagnosed yet (run: python tests/conformance/runner.py --ignore-skips -v --tests NAME)"
+)
 
 SKIPPED: dict[tuple[str, str], str] = {
     ("BasicParallelTest", "*"): "@parallel runs as a local gang, but " + _UNDIAGNOSED,
@@ -39,7 +51,7 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("BasicConfigTest", "*"): "needs Config / config_expr (the Config item of the conformance issue)",
     ("ConstantsTest", "*"): "needs class-level constants saved as artifacts of every task (task output saving)",
     ("BasicParameterTest", "*"): "needs Parameter(separator=...) to split the value into a list (the static "
-                                 "parameter spec does not carry separator yet)",
+    "parameter spec does not carry separator yet)",
 }
 
 # skipped pairs too slow to run as expected failures in the CI subset (each waits out @retry's 2-minute

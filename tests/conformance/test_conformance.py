@@ -20,13 +20,30 @@ MODE = os.environ.get("WORKBENCH_CONFORMANCE", "ci").lower()
 JOBS = int(os.environ.get("WORKBENCH_CONFORMANCE_JOBS", "2"))
 
 # graphs from cheapest to dearest: the CI subset runs each test on the first of these it supports
-_CHEAP_GRAPHS = ["single-linear-step", "single-and-branch", "small-foreach", "simple-foreach", "nested-branches",
-                 "nested-foreach", "small-parallel", "simple_switch", "nested_switch", "branch_in_switch",
-                 "foreach_in_switch", "switch_in_branch", "switch_in_foreach", "recursive_switch",
-                 "recursive_switch_inside_foreach"]
+_CHEAP_GRAPHS = [
+    "single-linear-step",
+    "single-and-branch",
+    "small-foreach",
+    "simple-foreach",
+    "nested-branches",
+    "nested-foreach",
+    "small-parallel",
+    "simple_switch",
+    "nested_switch",
+    "branch_in_switch",
+    "foreach_in_switch",
+    "switch_in_branch",
+    "switch_in_foreach",
+    "recursive_switch",
+    "recursive_switch_inside_foreach",
+]
 # more pairs CI runs because they cover a path the cheapest graph does not
-CI_EXTRA = {("MergeArtifactsTest", "nested-branches"), ("BasicForeachTest", "small-foreach"),
-            ("ResumeForeachJoinTest", "simple-foreach"), ("BasicParameterTest", "small-foreach")}
+CI_EXTRA = {
+    ("MergeArtifactsTest", "nested-branches"),
+    ("BasicForeachTest", "small-foreach"),
+    ("ResumeForeachJoinTest", "simple-foreach"),
+    ("BasicParameterTest", "small-foreach"),
+}
 
 
 def _selected() -> list[tuple]:
@@ -77,6 +94,9 @@ def test_every_skip_names_a_counted_pair_and_a_reason():
     counted_tests = {t for t, _ in counted}
     for (test, graph), reason in runner.SKIPPED.items():
         counted_graphs = {g for _, g in counted}
-        assert (test, graph) in counted or (graph == "*" and test in counted_tests) \
-            or (test == "*" and graph in counted_graphs), (test, graph)
+        assert (
+            (test, graph) in counted
+            or (graph == "*" and test in counted_tests)
+            or (test == "*" and graph in counted_graphs)
+        ), (test, graph)
         assert len(reason) > 20, (test, graph)

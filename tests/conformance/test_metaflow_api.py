@@ -41,8 +41,15 @@ def tiny(project, monkeypatch):
 
 def flow_cli(project, *args, env=None):
     import os
-    return subprocess.run([sys.executable, "flows/tiny.py", *args], capture_output=True, text=True, cwd=project,
-                          timeout=120, env={**os.environ, **(env or {})})
+
+    return subprocess.run(
+        [sys.executable, "flows/tiny.py", *args],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_the_flow_file_alone_prints_help(tiny):
@@ -52,8 +59,20 @@ def test_the_flow_file_alone_prints_help(tiny):
 
 def test_run_takes_metaflow_options_and_env_parameters(tiny):
     from workbench.client import Flow
-    p = flow_cli(tiny, "--metadata=local", "--quiet", "run", "--run-id-file", "rid", "--tag", "exp 1",
-                 "--max-num-splits", "5", env={"METAFLOW_RUN_ALPHA": "7"})
+
+    p = flow_cli(
+        tiny,
+        "--metadata=local",
+        "--quiet",
+        "run",
+        "--run-id-file",
+        "rid",
+        "--tag",
+        "exp 1",
+        "--max-num-splits",
+        "5",
+        env={"METAFLOW_RUN_ALPHA": "7"},
+    )
     assert p.returncode == 0, p.stderr
     run_id = (tiny / "rid").read_text()
     run = Flow("TinyFlow")[run_id]
@@ -67,6 +86,7 @@ def test_run_takes_metaflow_options_and_env_parameters(tiny):
 def test_namespaces_decide_what_the_client_finds(tiny):
     from workbench.client import Flow, default_namespace, get_namespace, namespace
     from workbench.exception import MetaflowNamespaceMismatch
+
     assert flow_cli(tiny, "run", "--run-id-file", "rid").returncode == 0
     run_id = (tiny / "rid").read_text()
     assert get_namespace() == "user:alice"
@@ -83,8 +103,7 @@ def test_namespaces_decide_what_the_client_finds(tiny):
 
 def test_a_reserved_parameter_name_is_refused_in_one_line(project):
     (project / "flows" / "bad.py").write_text(FLOW.replace('Parameter("alpha"', 'Parameter("params"'))
-    p = subprocess.run([sys.executable, "flows/bad.py", "run"], capture_output=True, text=True, cwd=project,
-                       timeout=60)
+    p = subprocess.run([sys.executable, "flows/bad.py", "run"], capture_output=True, text=True, cwd=project, timeout=60)
     assert p.returncode != 0
     assert "Parameter name 'params' is a reserved word" in p.stderr
 
@@ -92,6 +111,7 @@ def test_a_reserved_parameter_name_is_refused_in_one_line(project):
 def test_with_names_a_backend_and_nothing_else():
     from workbench.cli.flow import _backend_from_with
     from workbench.errors import UsageError
+
     assert _backend_from_with(["batch"]) == "batch"
     assert _backend_from_with(["kubernetes:cpu=2"]) == "kubernetes"
     with pytest.raises(UsageError, match="--with retry"):
@@ -100,6 +120,7 @@ def test_with_names_a_backend_and_nothing_else():
 
 def test_runner_returns_the_run(tiny):
     from workbench import Runner
+
     result = Runner("flows/tiny.py", show_output=False, cwd=str(tiny)).run(alpha=3)
     assert result.returncode == 0 and result.status == "successful"
     assert result.run["start"].task.data.seen[0] == 3

@@ -71,8 +71,13 @@ class LocalContract(ContractBackend):
     def leftovers(self, run_id, events):
         """Processes started by the run: the marked children, anything in a task's process group, and any child
         process of this test process (the warm worker)."""
-        task_pids = {int(w[4:]) for e in events if type(e).__name__ == "LogLine" and run_id in e.pathspec
-                     for w in e.text.split() if w.startswith("pid=")}
+        task_pids = {
+            int(w[4:])
+            for e in events
+            if type(e).__name__ == "LogLine" and run_id in e.pathspec
+            for w in e.text.split()
+            if w.startswith("pid=")
+        }
         marked = _marked_processes(run_id)
         out = []
         for pid, info in read_proc().items():
@@ -105,12 +110,15 @@ class DockerContract(ContractBackend):
         return f'[docker]\nimage = "{self.image}"\n'
 
     def running(self, run_id, step):
-        return len(self.client.containers.list(filters={"label": [f"workbench.run={run_id}",
-                                                                  f"workbench.step={step}"]}))
+        return len(
+            self.client.containers.list(filters={"label": [f"workbench.run={run_id}", f"workbench.step={step}"]})
+        )
 
     def leftovers(self, run_id, events):
-        return [f"container {c.name} ({c.status})"
-                for c in self.client.containers.list(all=True, filters={"label": f"workbench.run={run_id}"})]
+        return [
+            f"container {c.name} ({c.status})"
+            for c in self.client.containers.list(all=True, filters={"label": f"workbench.run={run_id}"})
+        ]
 
 
 def _aws_environment(env: pytest.MonkeyPatch, endpoint: str) -> None:
@@ -122,6 +130,7 @@ def _aws_environment(env: pytest.MonkeyPatch, endpoint: str) -> None:
     env.setenv("WORKBENCH_S3_REGION", REGION)
     env.delenv("AWS_PROFILE", raising=False)
     from workbench import aws as wb_aws
+
     wb_aws._sessions.clear()  # sessions cache credentials: start from this environment
 
 
@@ -148,8 +157,10 @@ class BatchContract(ContractBackend):
         self.queue = self.aws.batch_queue(f"wbc-{uuid.uuid4().hex[:8]}")
 
     def toml(self):
-        return (_s3_datastore(self.bucket, self.endpoint)
-                + f'\n[batch]\njob_queue = "{self.queue}"\nimage = "{self.image}"\nendpoint_url = "{self.endpoint}"\n')
+        return (
+            _s3_datastore(self.bucket, self.endpoint)
+            + f'\n[batch]\njob_queue = "{self.queue}"\nimage = "{self.image}"\nendpoint_url = "{self.endpoint}"\n'
+        )
 
     def step_table(self):
         return DUMMY_CREDENTIALS
@@ -171,10 +182,14 @@ class BatchContract(ContractBackend):
         return bool(children) and all(c["status"] in ("SUCCEEDED", "FAILED") for c in children)
 
     def leftovers(self, run_id, events):
-        jobs = [f"job {j['jobName']} {j['status']}" for j in self._jobs(run_id)
-                if j["status"] not in ("SUCCEEDED", "FAILED") and not self._ended_array(j["jobId"])]
-        containers = [f"container {c.name} ({c.status})" for c in self.docker.containers.list(all=True)
-                      if run_id in c.name]
+        jobs = [
+            f"job {j['jobName']} {j['status']}"
+            for j in self._jobs(run_id)
+            if j["status"] not in ("SUCCEEDED", "FAILED") and not self._ended_array(j["jobId"])
+        ]
+        containers = [
+            f"container {c.name} ({c.status})" for c in self.docker.containers.list(all=True) if run_id in c.name
+        ]
         return jobs + containers
 
 
@@ -194,12 +209,18 @@ class KubernetesContract(ContractBackend):
         env.delenv("KUBECONFIG", raising=False)
         self.bucket = AwsTestbed(self.endpoint).bucket()
         from tests.k8s_emulator.server import KubeEmulator
-        self.emu = KubeEmulator(node_capacity={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "0"},
-                                docker_client=self.docker, grace_period_cap=2.0, backoff_seconds=0.5).start()
+
+        self.emu = KubeEmulator(
+            node_capacity={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "0"},
+            docker_client=self.docker,
+            grace_period_cap=2.0,
+            backoff_seconds=0.5,
+        ).start()
         stack.callback(self._stop)
         self.kubeconfig = self.emu.write_kubeconfig(project / "kubeconfig")
         self._validate_manifests(env)
         from kubernetes import client, config
+
         configuration = client.Configuration()
         config.load_kube_config(config_file=self.kubeconfig, client_configuration=configuration)
         api = stack.enter_context(client.ApiClient(configuration))
@@ -214,6 +235,7 @@ class KubernetesContract(ContractBackend):
         """Every Job the backend submits is checked against the official batch/v1 schema first."""
         kv = pytest.importorskip("kubernetes_validate")
         from workbench.backends.kubernetes import KubernetesBackend
+
         original = KubernetesBackend.manifest_for
 
         def manifest_for(self, spec):
@@ -224,14 +246,17 @@ class KubernetesContract(ContractBackend):
         env.setattr(KubernetesBackend, "manifest_for", manifest_for)
 
     def toml(self):
-        return (_s3_datastore(self.bucket, self.endpoint)
-                + f'\n[kubernetes]\nkubeconfig = "kubeconfig"\nimage = "{self.image}"\nnamespace = "default"\n')
+        return (
+            _s3_datastore(self.bucket, self.endpoint)
+            + f'\n[kubernetes]\nkubeconfig = "kubeconfig"\nimage = "{self.image}"\nnamespace = "default"\n'
+        )
 
     def step_table(self):
         return DUMMY_CREDENTIALS
 
     def _selector(self, run_id: str, step: Optional[str] = None) -> str:
         from workbench.backends.k8s_manifest import label_value
+
         return f"workbench.run={label_value(run_id)}" + (f",workbench.step={label_value(step)}" if step else "")
 
     def running(self, run_id, step):
@@ -240,10 +265,13 @@ class KubernetesContract(ContractBackend):
 
     def leftovers(self, run_id, events):
         selector = self._selector(run_id)
-        jobs = [f"job {j.metadata.name}"
-                for j in self.batch.list_namespaced_job("default", label_selector=selector).items]
-        pods = [f"pod {p.metadata.name} ({p.status.phase})"
-                for p in self.core.list_namespaced_pod("default", label_selector=selector).items]
+        jobs = [
+            f"job {j.metadata.name}" for j in self.batch.list_namespaced_job("default", label_selector=selector).items
+        ]
+        pods = [
+            f"pod {p.metadata.name} ({p.status.phase})"
+            for p in self.core.list_namespaced_pod("default", label_selector=selector).items
+        ]
         containers = [f"container {c.name} ({c.status})" for c in self.emu.containers()]
         return jobs + pods + containers
 

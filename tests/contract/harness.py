@@ -53,15 +53,20 @@ def backend_steps(path: Path) -> dict[str, list[str]]:
     out = {}
     for cls in tree.body:
         if isinstance(cls, ast.ClassDef):
-            out[cls.name] = [f.name for f in cls.body if isinstance(f, ast.FunctionDef)
-                             and any(getattr(d, "id", None) == "step" for d in f.decorator_list)
-                             and f.name not in LOCAL_STEPS]
+            out[cls.name] = [
+                f.name
+                for f in cls.body
+                if isinstance(f, ast.FunctionDef)
+                and any(getattr(d, "id", None) == "step" for d in f.decorator_list)
+                and f.name not in LOCAL_STEPS
+            ]
     return out
 
 
 @dataclass
 class Attempt:
     """The callbacks one submitted attempt received, in order."""
+
     ref: str
     calls: list[tuple[str, Any]] = field(default_factory=list)
     submit_raised: bool = False
@@ -77,8 +82,8 @@ class Attempt:
         if len(self.exits) != 1:
             out.append(f"{self.ref}: on_exit called {len(self.exits)} times")
         kinds = [kind for kind, _ in self.calls]
-        if "exit" in kinds and "log" in kinds[kinds.index("exit"):]:
-            late = [p for k, p in self.calls[kinds.index("exit"):] if k == "log"]
+        if "exit" in kinds and "log" in kinds[kinds.index("exit") :]:
+            late = [p for k, p in self.calls[kinds.index("exit") :] if k == "log"]
             out.append(f"{self.ref}: on_log after on_exit: {late[:3]}")
         return out
 
@@ -126,6 +131,7 @@ class CallbackLedger:
 @dataclass
 class Outcome:
     """One run: its result, the events in order with the wall-clock time each reached the sink."""
+
     result: Any
     timed: list[tuple[float, Any]]
     took: float
@@ -143,8 +149,12 @@ class Outcome:
         return [e for _, e in self.timed]
 
     def of(self, kind: str, step: Optional[str] = None) -> list:
-        return [e for e in self.events if type(e).__name__ == kind
-                and (step is None or getattr(e, "step", None) == step or f"/{step}/" in getattr(e, "pathspec", ""))]
+        return [
+            e
+            for e in self.events
+            if type(e).__name__ == kind
+            and (step is None or getattr(e, "step", None) == step or f"/{step}/" in getattr(e, "pathspec", ""))
+        ]
 
     def finished(self, step: str):
         (event,) = self.of("TaskFinished", step)
@@ -164,10 +174,14 @@ class Harness:
         for src in FLOWS.glob("*.py"):
             shutil.copy(src, project / "flows" / src.name)
         (project / ".gitignore").write_text(".workbench/\nkubeconfig\n")
-        tables = "".join(f'\n[flows.{flow}.steps.{s}]\nbackend = "{self.name}"\n{backend.step_table()}\n'
-                         for flow, steps in backend_steps(project / FLOW_FILE).items() for s in steps)
+        tables = "".join(
+            f'\n[flows.{flow}.steps.{s}]\nbackend = "{self.name}"\n{backend.step_table()}\n'
+            for flow, steps in backend_steps(project / FLOW_FILE).items()
+            for s in steps
+        )
         (project / "workbench.toml").write_text(
-            f'[project]\nname = "{backend.project_name}"\nbackend = "local"\n\n{backend.toml()}{tables}')
+            f'[project]\nname = "{backend.project_name}"\nbackend = "local"\n\n{backend.toml()}{tables}'
+        )
         self.ledger = CallbackLedger()
         cls = backend_class(self.name)
         env.setattr(cls, "submit", self.ledger.wrap(cls.submit))
@@ -175,14 +189,23 @@ class Harness:
     @property
     def config(self):
         from workbench.config import load_config
+
         return load_config(self.root)
 
     def graph(self, flow: str):
         from workbench.graph import load_graph
+
         return load_graph(self.root / FLOW_FILE, flow)
 
-    def run(self, flow: str, *, params: Optional[dict] = None, on_event: Optional[Callable] = None,
-            during: Optional[Callable] = None, **runtime_kwargs) -> Outcome:
+    def run(
+        self,
+        flow: str,
+        *,
+        params: Optional[dict] = None,
+        on_event: Optional[Callable] = None,
+        during: Optional[Callable] = None,
+        **runtime_kwargs,
+    ) -> Outcome:
         """Run ``flow`` to its end through the public Runtime; ``during(runtime, outcome_so_far)`` runs in a thread
         meanwhile (to cancel it). Afterwards: each attempt got on_exit exactly once and nothing is left."""
         from workbench.parameters import resolve_parameters
@@ -196,8 +219,9 @@ class Harness:
             if on_event is not None:
                 on_event(event)
 
-        rt = Runtime(graph, self.config, params=resolve_parameters(graph.parameters, params or {}), sink=sink,
-                     **runtime_kwargs)
+        rt = Runtime(
+            graph, self.config, params=resolve_parameters(graph.parameters, params or {}), sink=sink, **runtime_kwargs
+        )
         helper = None
         if during is not None:
             helper = threading.Thread(target=during, args=(rt, timed), daemon=True)
@@ -237,12 +261,14 @@ class Harness:
         """The stored task of ``step`` (the first one, in a foreach), through the client API."""
         import workbench.client
         from workbench import Flow
+
         workbench.client.namespace(self.config.datastore_url)
         return Flow(flow)[run_id][step].task
 
     def stored(self, flow: str, run_id: str):
         import workbench.client
         from workbench import Flow
+
         workbench.client.namespace(self.config.datastore_url)
         return Flow(flow)[run_id]
 

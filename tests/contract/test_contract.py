@@ -36,8 +36,12 @@ def test_success(contract, hello):
     work = hello.finished("work")
     assert (word(work.status), work.exit_code) == ("succeeded", 0)
     # the step's own output (remote backends add a line of their own: "workbench: code package ... unpacked")
-    assert [e.text for e in hello.of("LogLine", "work") if not e.text.startswith("workbench: ")] == \
-        ["hello from work 21", "tick 0", "tick 1", "tick 2"]
+    assert [e.text for e in hello.of("LogLine", "work") if not e.text.startswith("workbench: ")] == [
+        "hello from work 21",
+        "tick 0",
+        "tick 1",
+        "tick 2",
+    ]
     run = contract.stored("HelloFlow", hello.run_id)
     assert run.successful
     assert run["work"].task.data.y == 42 and run["end"].task.data.z == 43
@@ -129,8 +133,11 @@ def test_logs_arrive_before_the_task_ends(contract, hello):
 
 def _artifacts(contract, flow: str, run_id: str) -> dict:
     """(step, foreach index) -> {artifact: sha256} for every task of the run, read through the client API."""
-    return {(step.name, task.index): {name: a["sha"] for name, a in task.artifacts.items()}
-            for step in contract.stored(flow, run_id) for task in step}
+    return {
+        (step.name, task.index): {name: a["sha"] for name, a in task.artifacts.items()}
+        for step in contract.stored(flow, run_id)
+        for task in step
+    }
 
 
 _REFERENCE: dict = {}  # ShapeFlow's artifacts from the first local run of the session
@@ -174,8 +181,16 @@ def test_on_exit_exactly_once_when_submit_is_driven_directly(contract):
     run_id = new_run_id()
     ds = FlowDatastore(config.datastore_url, "HelloFlow")
     root = str(contract.root.resolve())
-    ctx = RunContext(flow="HelloFlow", run_id=run_id, graph=graph, config=config, datastore=ds, project_root=root,
-                     flow_file=FLOW_FILE, class_name="HelloFlow")
+    ctx = RunContext(
+        flow="HelloFlow",
+        run_id=run_id,
+        graph=graph,
+        config=config,
+        datastore=ds,
+        project_root=root,
+        flow_file=FLOW_FILE,
+        class_name="HelloFlow",
+    )
     backend = create_backend(contract.name, config)
     settings = effective_settings(graph, "work", config)
     calls: dict[str, list] = {"1": [], "2": []}
@@ -189,16 +204,32 @@ def test_on_exit_exactly_once_when_submit_is_driven_directly(contract):
             calls[task_id].append(("exit", result))
             if all(any(k == "exit" for k, _ in c) for c in calls.values()):
                 both.set()
+
         return on_log, on_exit
 
     backend.start_run(ctx)
     try:
         for task_id in calls:
-            labels = {"workbench.flow": "HelloFlow", "workbench.run": run_id, "workbench.step": "work",
-                      "workbench.task": task_id, "workbench.project": contract.backend.project_name}
-            spec = TaskSpec(flow="HelloFlow", run_id=run_id, step="work", task_id=task_id, attempt=0,
-                            settings=settings, datastore_url=ds.url, project_root=root, flow_file=FLOW_FILE,
-                            class_name="HelloFlow", labels=labels)
+            labels = {
+                "workbench.flow": "HelloFlow",
+                "workbench.run": run_id,
+                "workbench.step": "work",
+                "workbench.task": task_id,
+                "workbench.project": contract.backend.project_name,
+            }
+            spec = TaskSpec(
+                flow="HelloFlow",
+                run_id=run_id,
+                step="work",
+                task_id=task_id,
+                attempt=0,
+                settings=settings,
+                datastore_url=ds.url,
+                project_root=root,
+                flow_file=FLOW_FILE,
+                class_name="HelloFlow",
+                labels=labels,
+            )
             backend.submit(spec, *callbacks(task_id))
         assert both.wait(90), f"not every attempt ended: {calls}"
         time.sleep(1.0)  # room for a second on_exit, were there one

@@ -11,8 +11,10 @@ import pytest
 
 from .harness import word
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tabulate") is not None,
-                                reason="workbench's own interpreter has tabulate: the test could not tell")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tabulate") is not None,
+    reason="workbench's own interpreter has tabulate: the test could not tell",
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,6 +29,7 @@ def _remove_environment_images(contract):
 def remove_project_images(project_name: str) -> None:
     from tests.support.engine import docker_client_or_skip
     from workbench.image import default_tag
+
     client = docker_client_or_skip()
     repo = default_tag(project_name, "x").split(":", 1)[0]
     for image in client.images.list(name=repo):
@@ -45,6 +48,7 @@ def test_pypi_step_imports_exactly_its_version(contract):
 def test_environment_reused_across_runs(contract, monkeypatch):
     """The second run resolves nothing: no uv is run before its tasks (the lock and install are cached)."""
     from workbench import environment_uv
+
     calls = []
     real = environment_uv.run_uv
     monkeypatch.setattr(environment_uv, "run_uv", lambda args, **kw: calls.append(args) or real(args, **kw))

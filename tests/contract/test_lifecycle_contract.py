@@ -13,8 +13,13 @@ FLOW = "flows/contract_flows.py:CancelFlow"
 
 
 def _start(contract):
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", FLOW, "--max-workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=contract.root)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", FLOW, "--max-workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=contract.root,
+    )
     try:
         first = ""
         for first in proc.stdout:  # warnings may come first
@@ -31,8 +36,13 @@ def _start(contract):
 
 
 def _runs(contract) -> dict:
-    p = subprocess.run([sys.executable, "-m", "workbench.cli", "runs", "--json"], capture_output=True, text=True,
-                       cwd=contract.root, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "runs", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=contract.root,
+        timeout=60,
+    )
     return {r["run_id"]: r for r in json.loads(p.stdout)}
 
 
@@ -69,11 +79,18 @@ def test_kill_9_then_cancel_leaves_nothing(contract):
     assert record["status"] == "crashed", record
     still = contract.backend.leftovers(run_id, [])
     began = time.time()
-    p = subprocess.run([sys.executable, "-m", "workbench.cli", "cancel", run_id], capture_output=True, text=True,
-                       cwd=contract.root, timeout=180)
+    p = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "cancel", run_id],
+        capture_output=True,
+        text=True,
+        cwd=contract.root,
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     assert _runs(contract)[run_id]["status"] == "cancelled"
     left = _nothing_left(contract, run_id)
-    print(f"\n[lifecycle] {contract.name}: kill -9 left {len(still)} thing(s) ({still[:3]}); "
-          f"cancel took {time.time() - began:.1f}s; left after cancel: {left}; cancel said: {p.stderr.strip()!r}")
+    print(
+        f"\n[lifecycle] {contract.name}: kill -9 left {len(still)} thing(s) ({still[:3]}); "
+        f"cancel took {time.time() - began:.1f}s; left after cancel: {left}; cancel said: {p.stderr.strip()!r}"
+    )
     assert left == [], left

@@ -30,7 +30,7 @@ class BehaviourFlow(FlowSpec):
             raise ValueError("item 2 fails until the marker exists")
         if self.mode == "unpicklable" and self.input == 0:
             self.lock = threading.Lock()
-        self.square = self.input ** 2
+        self.square = self.input**2
         self.next(self.gather)
 
     @step

@@ -1,4 +1,5 @@
 """@parallel: a gang of num_parallel tasks started together and joined; one node can be made to fail."""
+
 import os
 import time
 

@@ -1,4 +1,5 @@
 """@secrets: values in the task's environment from a local file and from AWS Secrets Manager."""
+
 import os
 
 from workbench import FlowSpec, Parameter, secrets, step

@@ -1,5 +1,6 @@
 """Switches (Metaflow's split-switch): a switch around a split, a recursive switch (a loop) with a
 failure on one pass for resume, and a recursive switch inside a foreach."""
+
 import os
 
 from workbench import FlowSpec, Parameter, step

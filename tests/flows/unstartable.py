@@ -1,4 +1,5 @@
 """@catch of a task that never starts (its image does not exist): the flow goes on, as under Metaflow."""
+
 from workbench import FlowSpec, catch, docker, step
 
 

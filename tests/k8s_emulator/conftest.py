@@ -3,6 +3,7 @@
 ``docker_engine`` skips the test when no Docker engine (or no base image) is reachable, unless
 WORKBENCH_REQUIRE_DOCKER=1, in which case it waits a while for the engine and then fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -76,6 +77,7 @@ class _NoDockerEngine:
         @staticmethod
         def get(name):
             import docker.errors
+
             raise docker.errors.ImageNotFound(f"No such image: {name}")
 
 
@@ -95,8 +97,16 @@ def _clients(emulator, tmp_path):
     configuration = client.Configuration()
     config.load_kube_config(config_file=path, client_configuration=configuration)
     api = client.ApiClient(configuration)
-    yield SimpleNamespace(api=api, batch=client.BatchV1Api(api), core=client.CoreV1Api(api), namespace="default",
-                          kubeconfig=path, emulator=emulator, docker=emulator.docker_client, image=BASE_IMAGE)
+    yield SimpleNamespace(
+        api=api,
+        batch=client.BatchV1Api(api),
+        core=client.CoreV1Api(api),
+        namespace="default",
+        kubeconfig=path,
+        emulator=emulator,
+        docker=emulator.docker_client,
+        image=BASE_IMAGE,
+    )
     api.close()
 
 

@@ -3,6 +3,7 @@
 One background thread re-syncs everything whenever the store changes (and at least every 0.2 s,
 for deadlines and TTLs). The per-pod work with Docker is done by the kubelet (kubelet.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,8 +69,9 @@ def owned_by(pod: dict, uid: str) -> bool:
 
 
 class Controller:
-    def __init__(self, store: Store, recorder: Recorder, kubelet, capacity: dict[str, str],
-                 backoff_seconds: float = 1.0):
+    def __init__(
+        self, store: Store, recorder: Recorder, kubelet, capacity: dict[str, str], backoff_seconds: float = 1.0
+    ):
         self.store, self.recorder, self.kubelet = store, recorder, kubelet
         self.capacity = {k: parse_quantity(v) for k, v in capacity.items()}
         self.backoff_seconds = backoff_seconds
@@ -128,6 +130,7 @@ class Controller:
         def mark(p):
             p["metadata"]["deletionTimestamp"] = now_iso(time.time() + grace)
             p["metadata"]["deletionGracePeriodSeconds"] = grace
+
         return self.store.update("pods", namespace, name, mark, uid=pod["metadata"]["uid"]) or pod
 
     def delete_job(self, namespace: str, name: str, policy: str | None, uid: str | None = None):
@@ -136,19 +139,30 @@ class Controller:
         if job is None:
             raise not_found("jobs", name)
         if uid and job["metadata"]["uid"] != uid:
-            raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {uid}, "
-                           f"UID in object meta: {job['metadata']['uid']}",
-                           {"name": name, "group": "batch", "kind": "jobs"})
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: UID in precondition: {uid}, UID in object meta: {job['metadata']['uid']}",
+                {"name": name, "group": "batch", "kind": "jobs"},
+            )
         policy = policy or "Orphan"  # batch/v1 Jobs orphan their pods by default
         if policy not in ("Orphan", "Background", "Foreground"):
-            raise ApiError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
-                           f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"')
+            raise ApiError(
+                422,
+                "Invalid",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
+                f'Unsupported value: "{policy}": supported values: "Foreground", "Background", "Orphan", "nil"',
+            )
         if policy == "Background":
             removed = self.store.remove("jobs", namespace, name) or job
             self.wake.set()
-            return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                         "details": {"name": name, "group": "batch", "kind": "jobs",
-                                     "uid": removed["metadata"]["uid"]}}
+            return 200, {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name, "group": "batch", "kind": "jobs", "uid": removed["metadata"]["uid"]},
+            }
         finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
 
         def mark(j):
@@ -157,6 +171,7 @@ class Controller:
             fins = j["metadata"].setdefault("finalizers", [])
             if finalizer not in fins:
                 fins.append(finalizer)
+
         updated = self.store.update("jobs", namespace, name, mark)
         self.wake.set()
         return 200, updated or job
@@ -171,11 +186,14 @@ class Controller:
         pods = self._job_pods(job)
         if "orphan" in (meta.get("finalizers") or []):
             for pod in pods:
+
                 def strip(p, uid=meta["uid"]):
-                    p["metadata"]["ownerReferences"] = [r for r in p["metadata"].get("ownerReferences") or []
-                                                        if r.get("uid") != uid]
+                    p["metadata"]["ownerReferences"] = [
+                        r for r in p["metadata"].get("ownerReferences") or [] if r.get("uid") != uid
+                    ]
                     if not p["metadata"]["ownerReferences"]:
                         del p["metadata"]["ownerReferences"]
+
                 self.store.update("pods", meta["namespace"], pod["metadata"]["name"], strip)
             pods = []
         for pod in pods:
@@ -251,8 +269,9 @@ class Controller:
                 failed_idx = {i for i, n in failures.items() if n > per_index and i not in done_idx}
             busy_idx |= {pod_index(p) for p in active}
             succeeded = len(done_idx)
-        restarts = sum(cs.get("restartCount", 0) for p in active
-                       for cs in (p.get("status") or {}).get("containerStatuses") or [])
+        restarts = sum(
+            cs.get("restartCount", 0) for p in active for cs in (p.get("status") or {}).get("containerStatuses") or []
+        )
         conditions = list(status.get("conditions") or [])
         now = time.time()
         start = status.get("startTime") or now_iso()
@@ -262,19 +281,33 @@ class Controller:
             deadline = spec.get("activeDeadlineSeconds")
             if deadline is not None and now >= parse_iso(start) + deadline:
                 target = condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline")
-                self.recorder.event(job, "Warning", "DeadlineExceeded", "Job was active longer than specified deadline",
-                                    "job-controller")
+                self.recorder.event(
+                    job,
+                    "Warning",
+                    "DeadlineExceeded",
+                    "Job was active longer than specified deadline",
+                    "job-controller",
+                )
             elif failed + restarts > spec.get("backoffLimit", 6):
-                target = condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-                self.recorder.event(job, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit",
-                                    "job-controller")
+                target = condition(
+                    "FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+                )
+                self.recorder.event(
+                    job,
+                    "Warning",
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                    "job-controller",
+                )
             elif indexed and spec.get("maxFailedIndexes") is not None and len(failed_idx) > spec["maxFailedIndexes"]:
                 target = condition("FailureTarget", "MaxFailedIndexesExceeded", "Job has exceeded maxFailedIndexes")
             elif indexed and failed_idx and len(done_idx | failed_idx) >= spec.get("completions", 1):
                 target = condition("FailureTarget", "FailedIndexes", "Job has failed indexes")
                 self.recorder.event(job, "Warning", "FailedIndexes", "Job has failed indexes", "job-controller")
             elif succeeded >= spec.get("completions", 1):
-                target = condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods")
+                target = condition(
+                    "SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"
+                )
             if target:
                 set_condition(conditions, target)
         if target:
@@ -295,12 +328,16 @@ class Controller:
             if indexed:
                 # one pod per index not done, not failed for good and not running; an index that failed before
                 # waits out the back-off, the others start at once
-                todo = [i for i in range(spec.get("completions", 1))
-                        if i not in done_idx and i not in failed_idx and i not in busy_idx]
-                retrying = {self.indexes[uid][p] for p, v in counted.items()
-                            if v == "Failed" and p in self.indexes.get(uid, {})}
+                todo = [
+                    i
+                    for i in range(spec.get("completions", 1))
+                    if i not in done_idx and i not in failed_idx and i not in busy_idx
+                ]
+                retrying = {
+                    self.indexes[uid][p] for p, v in counted.items() if v == "Failed" and p in self.indexes.get(uid, {})
+                }
                 todo = [i for i in todo if i not in retrying or now >= last + delay]
-                for i in todo[:max(0, spec.get("parallelism", 1) - len(active))]:
+                for i in todo[: max(0, spec.get("parallelism", 1) - len(active))]:
                     pod = self._create_pod(job, i)
                     counted[pod["metadata"]["uid"]] = "Active"
                     self.indexes[uid][pod["metadata"]["uid"]] = i
@@ -322,8 +359,10 @@ class Controller:
         new_status["terminating"] = len(terminating)
         new_status["uncountedTerminatedPods"] = {}
         if indexed:
-            for field, val in (("completedIndexes", index_ranges(done_idx)),
-                               ("failedIndexes", index_ranges(failed_idx) if per_index is not None else None)):
+            for field, val in (
+                ("completedIndexes", index_ranges(done_idx)),
+                ("failedIndexes", index_ranges(failed_idx) if per_index is not None else None),
+            ):
                 if val or (field == "failedIndexes" and per_index is not None):
                     new_status[field] = val or ""
                 else:
@@ -342,6 +381,7 @@ class Controller:
 
         def put(j):
             j["status"] = new_status
+
         self.store.update("jobs", ns, name, put, uid=uid)
 
     def _create_pod(self, job: dict, index: int | None = None) -> dict:
@@ -355,8 +395,9 @@ class Controller:
                     continue  # generated name collided: retry with another suffix
                 self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {exc.message}", "job-controller")
                 raise
-            self.recorder.event(job, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}",
-                                "job-controller")
+            self.recorder.event(
+                job, "Normal", "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}", "job-controller"
+            )
             return pod
         raise RuntimeError("could not generate a unique pod name")
 
@@ -366,7 +407,11 @@ class Controller:
         for pod in self.store.list("pods")[0]:
             refs = pod["metadata"].get("ownerReferences") or []
             job_refs = [r for r in refs if r.get("kind") == "Job"]
-            if job_refs and not any(r["uid"] in jobs for r in job_refs) and not pod["metadata"].get("deletionTimestamp"):
+            if (
+                job_refs
+                and not any(r["uid"] in jobs for r in job_refs)
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
                 self.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
         for uid in list(self.counted):
             if uid not in jobs:
@@ -412,8 +457,12 @@ class Controller:
         return reasons, helpful
 
     def node_labels(self) -> dict:
-        return {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "node-role.kubernetes.io/emulator": ""}
+        return {
+            "kubernetes.io/hostname": NODE_NAME,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "node-role.kubernetes.io/emulator": "",
+        }
 
     def _bind(self, pod: dict):
         meta = pod["metadata"]
@@ -422,22 +471,31 @@ class Controller:
             p["spec"]["nodeName"] = NODE_NAME
             conds = p.setdefault("status", {}).setdefault("conditions", [])
             set_condition(conds, condition("PodScheduled", probe=False))
+
         if self.store.update("pods", meta["namespace"], meta["name"], bind, uid=meta["uid"]):
-            self.recorder.event(pod, "Normal", "Scheduled",
-                                f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
-                                "default-scheduler")
+            self.recorder.event(
+                pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {meta['namespace']}/{meta['name']} to {NODE_NAME}",
+                "default-scheduler",
+            )
 
     def _unschedulable(self, pod: dict, reasons: list[str], helpful: bool):
         counts = ", ".join(f"1 {r}" for r in sorted(reasons))
-        victims = "No preemption victims found for incoming pod" if helpful else "Preemption is not helpful for scheduling"
+        victims = (
+            "No preemption victims found for incoming pod" if helpful else "Preemption is not helpful for scheduling"
+        )
         message = f"0/1 nodes are available: {counts}. preemption: 0/1 nodes are available: 1 {victims}."
         meta = pod["metadata"]
 
         def mark(p):
             conds = p.setdefault("status", {}).setdefault("conditions", [])
             set_condition(conds, condition("PodScheduled", "Unschedulable", message, status="False"))
-        before = next((c for c in (pod.get("status") or {}).get("conditions") or []
-                       if c["type"] == "PodScheduled"), None)
+
+        before = next(
+            (c for c in (pod.get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"), None
+        )
         if before and before.get("message") == message:
             return  # already reported; the real scheduler only re-reports on a new attempt
         self.store.update("pods", meta["namespace"], meta["name"], mark, uid=meta["uid"])

@@ -1,5 +1,6 @@
 """The emulator's kubelet: one worker thread per bound pod runs its containers on the local Docker
 engine and writes pod status the way a kubelet does (phase, conditions, containerStatuses, events)."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,17 @@ UID_LABEL = "io.kubernetes.pod.uid"
 
 
 class Kubelet:
-    def __init__(self, store: Store, recorder: Recorder, docker_client, instance: str, node_capacity: dict,
-                 grace_cap: float, backoff_seconds: float, workdir: str):
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder,
+        docker_client,
+        instance: str,
+        node_capacity: dict,
+        grace_cap: float,
+        backoff_seconds: float,
+        workdir: str,
+    ):
         self.store, self.recorder, self.docker = store, recorder, docker_client
         self.instance, self.node_capacity = instance, node_capacity
         self.grace_cap, self.backoff_seconds, self.workdir = grace_cap, backoff_seconds, workdir
@@ -107,6 +117,7 @@ class Kubelet:
 
     def image_id(self, image: str) -> str | None:
         import docker.errors
+
         try:
             return self.docker.images.get(image).id
         except docker.errors.ImageNotFound:
@@ -120,8 +131,11 @@ class Kubelet:
         names = [c["name"] for c in pod["spec"]["containers"]]
         if container is None:
             if len(names) != 1:
-                raise ApiError(400, "BadRequest", f"a container name must be specified for pod {name}, "
-                               f"choose one of: [{' '.join(names)}]")
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]",
+                )
             container = names[0]
         if container not in names:
             raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
@@ -129,7 +143,9 @@ class Kubelet:
             runs = list(self.runs.get((pod["metadata"]["uid"], container), []))
         if previous:
             if len(runs) < 2:
-                raise ApiError(400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found')
+                raise ApiError(
+                    400, "BadRequest", f'previous terminated container "{container}" in pod "{name}" not found'
+                )
             return runs[-2]
         if runs:
             return runs[-1]
@@ -195,8 +211,18 @@ class PodWorker(threading.Thread):
 
     def _status(self, name: str, **fields):
         image = next(c["image"] for c in self.containers if c["name"] == name)
-        cs = self.statuses.setdefault(name, {"name": name, "image": image, "imageID": "", "ready": False,
-                                             "restartCount": 0, "started": False, "lastState": {}})
+        cs = self.statuses.setdefault(
+            name,
+            {
+                "name": name,
+                "image": image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "lastState": {},
+            },
+        )
         cs.update(fields)
         return cs
 
@@ -213,28 +239,49 @@ class PodWorker(threading.Thread):
                 st["phase"] = phase
             if reason:
                 st["reason"], st["message"] = reason, message
-            st.update({"hostIP": "127.0.0.1", "hostIPs": [{"ip": "127.0.0.1"}], "podIP": "127.0.0.1",
-                       "podIPs": [{"ip": "127.0.0.1"}]})
+            st.update(
+                {
+                    "hostIP": "127.0.0.1",
+                    "hostIPs": [{"ip": "127.0.0.1"}],
+                    "podIP": "127.0.0.1",
+                    "podIPs": [{"ip": "127.0.0.1"}],
+                }
+            )
             st.setdefault("startTime", now_iso())
             st["containerStatuses"] = [self.statuses[c["name"]] for c in self.containers if c["name"] in self.statuses]
             conds = st.setdefault("conditions", [])
             terminal = st.get("phase") in ("Succeeded", "Failed")
             unready = [c["name"] for c in self.containers if not self.statuses.get(c["name"], {}).get("ready")]
-            started = any("running" in (cs.get("state") or {}) or "terminated" in (cs.get("state") or {})
-                          for cs in st["containerStatuses"])
-            set_condition(conds, condition("PodReadyToStartContainers", probe=False,
-                                           status="True" if started and not terminal else "False"))
+            started = any(
+                "running" in (cs.get("state") or {}) or "terminated" in (cs.get("state") or {})
+                for cs in st["containerStatuses"]
+            )
+            set_condition(
+                conds,
+                condition(
+                    "PodReadyToStartContainers", probe=False, status="True" if started and not terminal else "False"
+                ),
+            )
             set_condition(conds, condition("Initialized", probe=False))
             for ctype in ("Ready", "ContainersReady"):
                 if terminal:
                     set_condition(conds, condition(ctype, "PodCompleted", status="False", probe=False))
                 elif unready:
-                    set_condition(conds, condition(ctype, "ContainersNotReady", probe=False, status="False",
-                                                   message=f"containers with unready status: [{' '.join(unready)}]"))
+                    set_condition(
+                        conds,
+                        condition(
+                            ctype,
+                            "ContainersNotReady",
+                            probe=False,
+                            status="False",
+                            message=f"containers with unready status: [{' '.join(unready)}]",
+                        ),
+                    )
                 else:
                     set_condition(conds, condition(ctype, probe=False))
             order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
             conds.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+
         self.k.store.update("pods", self.ns, self.name, mutate, uid=self.uid)
 
     # ------------------------------------------------------------------ the pod's life
@@ -274,9 +321,11 @@ class PodWorker(threading.Thread):
                     self.event("Warning", "ErrImageNeverPull", msg, name)
                     continue
                 ref = normalize_image(image)
-                err = (f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to resolve '
-                       f'reference "{ref}": {ref}: not found (the k8s emulator cannot pull; image is not on the local '
-                       f'docker engine)')
+                err = (
+                    f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": failed to resolve '
+                    f'reference "{ref}": {ref}: not found (the k8s emulator cannot pull; image is not on the local '
+                    f"docker engine)"
+                )
                 self._waiting(name, "ErrImagePull", err)
                 self.event("Normal", "Pulling", f'Pulling image "{image}"', name)
                 self.event("Warning", "Failed", f'Failed to pull image "{image}": {err}', name)
@@ -291,7 +340,7 @@ class PodWorker(threading.Thread):
                     self.event("Normal", "BackOff", f'Back-off pulling image "{c["image"]}"', c["name"])
                     self.event("Warning", "Failed", "Error: ImagePullBackOff", c["name"])
             self._publish()
-            why = self._sleep(min(self.k.backoff_seconds * 2 ** attempt, 10 * self.k.backoff_seconds))
+            why = self._sleep(min(self.k.backoff_seconds * 2**attempt, 10 * self.k.backoff_seconds))
             attempt += 1
             if why:
                 return self._terminate(why)
@@ -339,17 +388,25 @@ class PodWorker(threading.Thread):
 
     def _start(self, name: str, due: dict):
         import docker.errors
+
         pod = self.current()
         if pod is None:
             return
         restarts = self.statuses[name].get("restartCount", 0) + (1 if name in self.runs else 0)
-        labels = {EMULATOR_LABEL: "1", INSTANCE_LABEL: self.k.instance, "io.kubernetes.pod.name": self.name,
-                  "io.kubernetes.pod.namespace": self.ns, UID_LABEL: self.uid,
-                  "io.kubernetes.container.name": name, "io.kubernetes.container.restartCount": str(restarts)}
+        labels = {
+            EMULATOR_LABEL: "1",
+            INSTANCE_LABEL: self.k.instance,
+            "io.kubernetes.pod.name": self.name,
+            "io.kubernetes.pod.namespace": self.ns,
+            UID_LABEL: self.uid,
+            "io.kubernetes.container.name": name,
+            "io.kubernetes.container.restartCount": str(restarts),
+        }
         config = dict(self.configs[name], labels=labels)
         try:
             container = self.k.docker.containers.create(
-                name=f"k8s_{name}_{self.name}_{self.ns}_{self.uid}_{restarts}", **config)
+                name=f"k8s_{name}_{self.name}_{self.ns}_{self.uid}_{restarts}", **config
+            )
         except docker.errors.APIError as exc:
             msg = getattr(exc, "explanation", None) or str(exc)
             self._waiting(name, "CreateContainerError", msg)
@@ -374,8 +431,13 @@ class PodWorker(threading.Thread):
             run.fail_start(msg)
             self.event("Warning", "Failed", f"Error: {msg}", name)
             return
-        self._status(name, containerID=f"docker://{container.id}", state={"running": {"startedAt": run.started_at}},
-                     ready=True, started=True)
+        self._status(
+            name,
+            containerID=f"docker://{container.id}",
+            state={"running": {"startedAt": run.started_at}},
+            ready=True,
+            started=True,
+        )
         self.event("Normal", "Started", f"Started container {name}", name)
 
     def _exited(self, name: str, run: ContainerRun, due: dict):
@@ -383,11 +445,18 @@ class PodWorker(threading.Thread):
         self._status(name, state={"terminated": run.terminated_state()}, ready=False, started=False)
         policy = self.spec.get("restartPolicy", "Always")
         if policy == "Always" or (policy == "OnFailure" and run.exit_code != 0):
-            delay = min(self.k.backoff_seconds * 2 ** run.restart_count, 10 * self.k.backoff_seconds)
+            delay = min(self.k.backoff_seconds * 2**run.restart_count, 10 * self.k.backoff_seconds)
             pod_id = f"{self.name}_{self.ns}({self.uid})"
-            self._status(name, lastState={"terminated": run.terminated_state()},
-                         state={"waiting": {"reason": "CrashLoopBackOff", "message":
-                                            f"back-off {delay:g}s restarting failed container={name} pod={pod_id}"}})
+            self._status(
+                name,
+                lastState={"terminated": run.terminated_state()},
+                state={
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {delay:g}s restarting failed container={name} pod={pod_id}",
+                    }
+                },
+            )
             self.event("Warning", "BackOff", f"Back-off restarting failed container {name} in pod {pod_id}", name)
             due[name] = time.time() + delay
 

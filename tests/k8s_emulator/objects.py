@@ -1,4 +1,5 @@
 """Defaulting and validation of Jobs and Pods as kube-apiserver does it, plus Event recording."""
+
 from __future__ import annotations
 
 import copy
@@ -64,8 +65,12 @@ def _check_name(inv: Invalid, name: str, max_len: int, label: bool):
         inv.invalid("metadata.name", name, f"must be no more than {max_len} characters")
     elif not pattern.match(name):
         what = "RFC 1123 label" if label else "RFC 1123 subdomain"
-        inv.invalid("metadata.name", name, f"a lowercase {what} must consist of lower case alphanumeric characters, "
-                    "'-' or '.', and must start and end with an alphanumeric character")
+        inv.invalid(
+            "metadata.name",
+            name,
+            f"a lowercase {what} must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character",
+        )
 
 
 def assign_name(meta: dict, inv: Invalid):
@@ -123,8 +128,11 @@ def validate_pod_spec(spec: dict, inv: Invalid, path: str):
         if not name:
             inv.required(f"{cpath}.name")
         elif not _DNS1123_LABEL.match(name):
-            inv.invalid(f"{cpath}.name", name, "a lowercase RFC 1123 label must consist of lower case "
-                        "alphanumeric characters or '-'")
+            inv.invalid(
+                f"{cpath}.name",
+                name,
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'",
+            )
         elif name in seen:
             inv.add(f"{cpath}.name", "FieldValueDuplicate", f'Duplicate value: "{name}"')
         seen.add(name)
@@ -132,8 +140,12 @@ def validate_pod_spec(spec: dict, inv: Invalid, path: str):
             inv.required(f"{cpath}.image")
         for j, env in enumerate(c.get("env") or []):
             if not env.get("name") or not _ENV_NAME.match(env["name"]):
-                inv.invalid(f"{cpath}.env[{j}].name", env.get("name", ""), "a valid environment variable name must "
-                            "consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit")
+                inv.invalid(
+                    f"{cpath}.env[{j}].name",
+                    env.get("name", ""),
+                    "a valid environment variable name must "
+                    "consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit",
+                )
         res = c.get("resources") or {}
         for key in ("limits", "requests"):
             for rname, val in (res.get(key) or {}).items():
@@ -148,7 +160,9 @@ def validate_pod_spec(spec: dict, inv: Invalid, path: str):
             lim = (res.get("limits") or {}).get(rname)
             try:
                 if lim is not None and parse_quantity(req) > parse_quantity(lim):
-                    inv.invalid(f"{cpath}.resources.requests", req, f"must be less than or equal to {rname} limit of {lim}")
+                    inv.invalid(
+                        f"{cpath}.resources.requests", req, f"must be less than or equal to {rname} limit of {lim}"
+                    )
             except QuantityError:
                 pass
         for j, m in enumerate(c.get("volumeMounts") or []):
@@ -175,9 +189,13 @@ def prepare_pod(body: dict, namespace: str) -> dict:
     spec.setdefault("enableServiceLinks", True)
     spec.setdefault("priority", 0)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    spec.setdefault("tolerations", [
-        {"key": f"node.kubernetes.io/{t}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-        for t in ("not-ready", "unreachable")])
+    spec.setdefault(
+        "tolerations",
+        [
+            {"key": f"node.kubernetes.io/{t}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            for t in ("not-ready", "unreachable")
+        ],
+    )
     validate_pod_spec(spec, inv, "spec")
     inv.raise_if_any()
     meta["uid"] = str(uuid.uuid4())
@@ -238,16 +256,16 @@ def prepare_job(body: dict, namespace: str) -> dict:
         inv.not_supported("spec.completionMode", spec.get("completionMode"), ["NonIndexed", "Indexed"])
     if spec.get("backoffLimitPerIndex") is not None:
         if not indexed:
-            inv.invalid("spec.backoffLimitPerIndex", spec["backoffLimitPerIndex"],
-                        "requires indexed completion mode")
+            inv.invalid("spec.backoffLimitPerIndex", spec["backoffLimitPerIndex"], "requires indexed completion mode")
         spec.setdefault("backoffLimit", 2147483647)  # per-index limits replace the job-wide one
     if spec.get("maxFailedIndexes") is not None and spec.get("backoffLimitPerIndex") is None:
         inv.required("spec.backoffLimitPerIndex", "when maxFailedIndexes is specified")
     if indexed:
         for field in ("completions", "parallelism"):
             if isinstance(spec.get(field), int) and spec[field] > 100000:
-                inv.invalid(f"spec.{field}", spec[field], "must be less than or equal to 100000 when completion "
-                                                           "mode is Indexed")
+                inv.invalid(
+                    f"spec.{field}", spec[field], "must be less than or equal to 100000 when completion mode is Indexed"
+                )
     spec.setdefault("parallelism", 1)
     spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
@@ -255,8 +273,15 @@ def prepare_job(body: dict, namespace: str) -> dict:
     spec.setdefault("suspend", False)
     spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
     default_pod_spec(tspec)
-    for field in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished",
-                  "backoffLimitPerIndex", "maxFailedIndexes"):
+    for field in (
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+    ):
         val = spec.get(field)
         if val is not None and (not isinstance(val, int) or val < 0):
             inv.invalid(f"spec.{field}", val, "must be greater than or equal to 0")
@@ -271,8 +296,14 @@ def prepare_job(body: dict, namespace: str) -> dict:
     if not spec.get("manualSelector"):
         spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
         labels = tmeta.setdefault("labels", {})
-        labels.update({"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": meta["name"],
-                       "controller-uid": uid, "job-name": meta["name"]})
+        labels.update(
+            {
+                "batch.kubernetes.io/controller-uid": uid,
+                "batch.kubernetes.io/job-name": meta["name"],
+                "controller-uid": uid,
+                "job-name": meta["name"],
+            }
+        )
     job["status"] = {}
     return job
 
@@ -286,12 +317,21 @@ def pod_for_job(job: dict, index: int | None = None) -> dict:
     ``<job>-<index>`` and JOB_COMPLETION_INDEX in every container (from the annotation, as the controller does)."""
     meta, template = job["metadata"], job["spec"]["template"]
     pod = {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {
             "generateName": meta["name"] + "-" + (f"{index}-" if index is not None else ""),
             "labels": dict(template.get("metadata", {}).get("labels") or {}),
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
-                                 "controller": True, "blockOwnerDeletion": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": copy.deepcopy(template["spec"]),
     }
@@ -301,8 +341,10 @@ def pod_for_job(job: dict, index: int | None = None) -> dict:
         pod["metadata"].setdefault("annotations", {})[COMPLETION_INDEX] = str(index)
         pod["metadata"]["labels"][COMPLETION_INDEX] = str(index)
         pod["spec"].setdefault("hostname", f"{meta['name']}-{index}")
-        env = {"name": "JOB_COMPLETION_INDEX",
-               "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}}
+        env = {
+            "name": "JOB_COMPLETION_INDEX",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}},
+        }
         for c in pod["spec"].get("containers") or []:
             c["env"] = [e for e in c.get("env") or [] if e.get("name") != "JOB_COMPLETION_INDEX"] + [env]
     return pod
@@ -339,30 +381,50 @@ class Recorder:
     def __init__(self, store: Store):
         self.store = store
 
-    def event(self, obj: dict, etype: str, reason: str, message: str, component: str,
-              host: str = "", field_path: str = ""):
+    def event(
+        self, obj: dict, etype: str, reason: str, message: str, component: str, host: str = "", field_path: str = ""
+    ):
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         with self.store.lock:
             for ev in self.store.list("events", ns)[0]:
                 io = ev["involvedObject"]
                 if io.get("uid") == meta.get("uid") and ev["reason"] == reason and ev["message"] == message:
+
                     def bump(e):
                         e["count"] = e.get("count", 1) + 1
                         e["lastTimestamp"] = now_iso()
+
                     self.store.update("events", ns, ev["metadata"]["name"], bump)
                     return
-            involved = {"kind": obj.get("kind"), "namespace": ns, "name": meta["name"], "uid": meta.get("uid"),
-                        "apiVersion": obj.get("apiVersion"), "resourceVersion": meta.get("resourceVersion")}
+            involved = {
+                "kind": obj.get("kind"),
+                "namespace": ns,
+                "name": meta["name"],
+                "uid": meta.get("uid"),
+                "apiVersion": obj.get("apiVersion"),
+                "resourceVersion": meta.get("resourceVersion"),
+            }
             if field_path:
                 involved["fieldPath"] = field_path
             source = {"component": component}
             if host:
                 source["host"] = host
             ts = now_iso()
-            self.store.create("events", {
-                "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": ns},
-                "involvedObject": involved, "reason": reason, "message": message, "source": source,
-                "firstTimestamp": ts, "lastTimestamp": ts, "count": 1, "type": etype, "eventTime": None,
-                "reportingComponent": component, "reportingInstance": host,
-            })
+            self.store.create(
+                "events",
+                {
+                    "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": ns},
+                    "involvedObject": involved,
+                    "reason": reason,
+                    "message": message,
+                    "source": source,
+                    "firstTimestamp": ts,
+                    "lastTimestamp": ts,
+                    "count": 1,
+                    "type": etype,
+                    "eventTime": None,
+                    "reportingComponent": component,
+                    "reportingInstance": host,
+                },
+            )

@@ -1,4 +1,5 @@
 """Kubernetes resource.Quantity parsing (``500m``, ``2``, ``16Gi``, ``512M``, ``1e3``)."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,16 @@ from decimal import Decimal, InvalidOperation
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-    "P": Decimal("1e15"), "E": Decimal("1e18"),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
 }
 # Same grammar as k8s.io/apimachinery/pkg/api/resource: <signedNumber><suffix>, where the
 # suffix is a binary SI suffix, a decimal SI suffix or a decimal exponent (e/E followed by digits).

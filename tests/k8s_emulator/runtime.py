@@ -1,5 +1,6 @@
 """Docker side of the kubelet: turn a pod's container spec into docker create() arguments, run it,
 capture its log stream, and report how it ended."""
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,12 @@ class MountError(Exception):
 
 def expand(value: str, env: dict) -> str:
     """Kubernetes $(VAR) expansion (``$$`` escapes; unknown references stay as written)."""
+
     def sub(m):
         if m.group(0) == "$$":
             return "$"
         return env.get(m.group(1), m.group(0))
+
     return _VAR_RE.sub(sub, value)
 
 
@@ -143,7 +146,7 @@ class ContainerRun:
     def _add(self, frame: bytes):
         m = _TS_RE.match(frame)
         if m:
-            self.logs.append(m.group(1).decode(), frame[m.end():])
+            self.logs.append(m.group(1).decode(), frame[m.end() :])
         elif self.logs.entries:
             self.logs.append(self.logs.entries[-1][0], frame)
         else:
@@ -151,10 +154,22 @@ class ContainerRun:
 
     def terminated_state(self) -> dict:
         code = self.exit_code if self.exit_code is not None else 137
-        reason = ("StartError" if self.start_error else "OOMKilled" if self.oom_killed
-                  else "Completed" if code == 0 else "Error")
-        state = {"exitCode": code, "reason": reason, "startedAt": self.started_at, "finishedAt": self.finished_at,
-                 "containerID": f"docker://{self.container.id}"}
+        reason = (
+            "StartError"
+            if self.start_error
+            else "OOMKilled"
+            if self.oom_killed
+            else "Completed"
+            if code == 0
+            else "Error"
+        )
+        state = {
+            "exitCode": code,
+            "reason": reason,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "containerID": f"docker://{self.container.id}",
+        }
         if self.error:
             state["message"] = self.error
         return state
@@ -166,10 +181,17 @@ def field_ref(pod: dict, path: str) -> str:
     m = re.match(r"^metadata\.(labels|annotations)\['(.+)'\]$", path)
     if m:
         return (meta.get(m.group(1)) or {}).get(m.group(2), "")
-    simple = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
-              "metadata.uid": meta.get("uid"), "spec.nodeName": spec.get("nodeName"),
-              "spec.serviceAccountName": spec.get("serviceAccountName"), "status.hostIP": "127.0.0.1",
-              "status.hostIPs": "127.0.0.1", "status.podIP": "127.0.0.1", "status.podIPs": "127.0.0.1"}
+    simple = {
+        "metadata.name": meta.get("name"),
+        "metadata.namespace": meta.get("namespace"),
+        "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"),
+        "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.hostIP": "127.0.0.1",
+        "status.hostIPs": "127.0.0.1",
+        "status.podIP": "127.0.0.1",
+        "status.podIPs": "127.0.0.1",
+    }
     if path not in simple:
         raise ConfigError(f'unsupported fieldRef fieldPath "{path}"')
     return simple[path] or ""
@@ -231,10 +253,13 @@ def prepare_volumes(pod: dict, base: str) -> dict:
                 os.makedirs(path, exist_ok=True)
             elif htype == "FileOrCreate" and not os.path.exists(path):
                 open(path, "a").close()
-            checks = {"Directory": os.path.isdir, "File": os.path.isfile,
-                      "Socket": lambda p: os.path.exists(p) and stat.S_ISSOCK(os.stat(p).st_mode),
-                      "CharDevice": lambda p: os.path.exists(p) and stat.S_ISCHR(os.stat(p).st_mode),
-                      "BlockDevice": lambda p: os.path.exists(p) and stat.S_ISBLK(os.stat(p).st_mode)}
+            checks = {
+                "Directory": os.path.isdir,
+                "File": os.path.isfile,
+                "Socket": lambda p: os.path.exists(p) and stat.S_ISSOCK(os.stat(p).st_mode),
+                "CharDevice": lambda p: os.path.exists(p) and stat.S_ISCHR(os.stat(p).st_mode),
+                "BlockDevice": lambda p: os.path.exists(p) and stat.S_ISBLK(os.stat(p).st_mode),
+            }
             if htype in checks and not checks[htype](path):
                 raise MountError(fail + f"hostPath type check failed: {path} is not a {htype.lower()}")
             vols[name] = ("bind", path)
@@ -267,8 +292,13 @@ def docker_args(pod: dict, c: dict, vols: dict, env: dict, labels: dict, node_ca
     import docker.types
 
     spec = pod["spec"]
-    args: dict = {"image": c["image"], "detach": True, "network_mode": "host", "labels": labels,
-                  "environment": [f"{k}={v}" for k, v in env.items()]}
+    args: dict = {
+        "image": c["image"],
+        "detach": True,
+        "network_mode": "host",
+        "labels": labels,
+        "environment": [f"{k}={v}" for k, v in env.items()],
+    }
     if c.get("command"):
         args["entrypoint"] = [expand(a, env) for a in c["command"]]
     if c.get("args"):
@@ -296,8 +326,10 @@ def docker_args(pod: dict, c: dict, vols: dict, env: dict, labels: dict, node_ca
     gid = csc.get("runAsGroup", psc.get("runAsGroup"))
     if csc.get("runAsNonRoot", psc.get("runAsNonRoot")) and not uid:
         meta = pod["metadata"]
-        raise ConfigError(f'container has runAsNonRoot and image will run as root (pod: "{meta["name"]}_'
-                          f'{meta["namespace"]}({meta["uid"]})", container: {c["name"]})')
+        raise ConfigError(
+            f'container has runAsNonRoot and image will run as root (pod: "{meta["name"]}_'
+            f'{meta["namespace"]}({meta["uid"]})", container: {c["name"]})'
+        )
     if uid is not None or gid is not None:
         args["user"] = f"{uid if uid is not None else 0}" + (f":{gid}" if gid is not None else "")
     groups = [str(g) for g in psc.get("supplementalGroups") or []]

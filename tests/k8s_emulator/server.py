@@ -7,6 +7,7 @@ containers run on the local Docker engine (network_mode=host).
     ...
     emu.stop()   # stops serving, removes every container it started
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,8 +50,15 @@ def _merge_patch(target, patch):
 
 
 class KubeEmulator:
-    def __init__(self, node_capacity: dict | None = None, docker_client=None, host: str = "127.0.0.1",
-                 port: int = 0, grace_period_cap: float = 5.0, backoff_seconds: float = 1.0):
+    def __init__(
+        self,
+        node_capacity: dict | None = None,
+        docker_client=None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        grace_period_cap: float = 5.0,
+        backoff_seconds: float = 1.0,
+    ):
         self.node_capacity = dict(node_capacity if node_capacity is not None else DEFAULT_CAPACITY)
         self.node_capacity.setdefault("pods", "110")
         self.docker_client, self.host, self.port = docker_client, host, port
@@ -73,10 +81,19 @@ class KubeEmulator:
     def start(self) -> "KubeEmulator":
         if self.docker_client is None:
             import docker
+
             self.docker_client = docker.from_env(timeout=120)
         workdir = tempfile.mkdtemp(prefix=f"k8s-emulator-{self.instance}-")
-        self.kubelet = Kubelet(self.store, self.recorder, self.docker_client, self.instance, self.node_capacity,
-                               self.grace_period_cap, self.backoff_seconds, workdir)
+        self.kubelet = Kubelet(
+            self.store,
+            self.recorder,
+            self.docker_client,
+            self.instance,
+            self.node_capacity,
+            self.grace_period_cap,
+            self.backoff_seconds,
+            workdir,
+        )
         self.controller = Controller(self.store, self.recorder, self.kubelet, self.node_capacity, self.backoff_seconds)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.ensure_namespace(ns)
@@ -84,8 +101,9 @@ class KubeEmulator:
         handler = type("KubeEmulatorHandler", (_Handler,), {"emu": self})
         self.httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                         name="k8s-emulator-http", daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="k8s-emulator-http", daemon=True
+        ).start()
         self.controller.start()
         return self
 
@@ -109,17 +127,25 @@ class KubeEmulator:
 
     def ensure_namespace(self, name: str):
         if self.store.find("namespaces", "", name) is None:
-            self.store.create("namespaces", {"metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
-                                             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
+            self.store.create(
+                "namespaces",
+                {
+                    "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                },
+            )
 
     def write_kubeconfig(self, path, namespace: str = "default") -> str:
         """Write a kubeconfig (plain http, dummy bearer token) whose current context targets this emulator."""
         self.ensure_namespace(namespace)
         path = os.fspath(path)
-        text = (f"apiVersion: v1\nkind: Config\nclusters:\n- name: k8s-emulator\n  cluster:\n    server: {self.url}\n"
-                f"contexts:\n- name: k8s-emulator\n  context:\n    cluster: k8s-emulator\n    user: k8s-emulator\n"
-                f"    namespace: {namespace}\ncurrent-context: k8s-emulator\npreferences: {{}}\n"
-                f"users:\n- name: k8s-emulator\n  user:\n    token: k8s-emulator-dummy-token\n")
+        text = (
+            f"apiVersion: v1\nkind: Config\nclusters:\n- name: k8s-emulator\n  cluster:\n    server: {self.url}\n"
+            f"contexts:\n- name: k8s-emulator\n  context:\n    cluster: k8s-emulator\n    user: k8s-emulator\n"
+            f"    namespace: {namespace}\ncurrent-context: k8s-emulator\npreferences: {{}}\n"
+            f"users:\n- name: k8s-emulator\n  user:\n    token: k8s-emulator-dummy-token\n"
+        )
         with open(path, "w") as fh:
             fh.write(text)
         return path
@@ -127,47 +153,98 @@ class KubeEmulator:
     def containers(self, all: bool = True) -> list:
         """Docker containers this emulator started and has not removed yet."""
         from .runtime import INSTANCE_LABEL
+
         return self.docker_client.containers.list(all=all, filters={"label": f"{INSTANCE_LABEL}={self.instance}"})
 
     def _node(self) -> dict:
         cap = dict(self.node_capacity)
         ts = now_iso()
-        return {"metadata": {"name": NODE_NAME, "labels": self.controller.node_labels()},
-                "spec": {},
-                "status": {"capacity": cap, "allocatable": cap,
-                           "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                           "message": "kubelet is posting ready status", "lastHeartbeatTime": ts,
-                                           "lastTransitionTime": ts}],
-                           "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                                         {"type": "Hostname", "address": NODE_NAME}],
-                           "nodeInfo": {"architecture": "amd64", "bootID": "", "containerRuntimeVersion": "docker://",
-                                        "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": K8S_VERSION[2],
-                                        "machineID": "", "operatingSystem": "linux", "osImage": "k8s-emulator",
-                                        "systemUUID": ""}}}
+        return {
+            "metadata": {"name": NODE_NAME, "labels": self.controller.node_labels()},
+            "spec": {},
+            "status": {
+                "capacity": cap,
+                "allocatable": cap,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "kubelet is posting ready status",
+                        "lastHeartbeatTime": ts,
+                        "lastTransitionTime": ts,
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": NODE_NAME},
+                ],
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "bootID": "",
+                    "containerRuntimeVersion": "docker://",
+                    "kernelVersion": "",
+                    "kubeProxyVersion": "",
+                    "kubeletVersion": K8S_VERSION[2],
+                    "machineID": "",
+                    "operatingSystem": "linux",
+                    "osImage": "k8s-emulator",
+                    "systemUUID": "",
+                },
+            },
+        }
 
     # ------------------------------------------------------------------ discovery
     def discovery(self, path: str):
-        version = {"major": K8S_VERSION[0], "minor": K8S_VERSION[1], "gitVersion": K8S_VERSION[2],
-                   "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2024-08-13T07:28:49Z",
-                   "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64"}
+        version = {
+            "major": K8S_VERSION[0],
+            "minor": K8S_VERSION[1],
+            "gitVersion": K8S_VERSION[2],
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-13T07:28:49Z",
+            "goVersion": "go1.22.5",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
         batch_v1 = {"groupVersion": "batch/v1", "version": "v1"}
-        batch = {"kind": "APIGroup", "apiVersion": "v1", "name": "batch", "versions": [batch_v1],
-                 "preferredVersion": batch_v1}
+        batch = {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": "batch",
+            "versions": [batch_v1],
+            "preferredVersion": batch_v1,
+        }
 
         def resources(group_version, names):
             out = []
             for name in names:
                 _, kind, _ = RESOURCES[name.split("/")[0]]
-                out.append({"name": name, "singularName": "" if "/" in name else kind.lower(),
-                            "namespaced": name.split("/")[0] in NAMESPACED, "kind": kind,
-                            "verbs": ["get"] if "/" in name else VERBS})
+                out.append(
+                    {
+                        "name": name,
+                        "singularName": "" if "/" in name else kind.lower(),
+                        "namespaced": name.split("/")[0] in NAMESPACED,
+                        "kind": kind,
+                        "verbs": ["get"] if "/" in name else VERBS,
+                    }
+                )
             return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": out}
+
         return {
             "/version": version,
-            "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
-                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.httpd.server_address[1]}"}]},
-            "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [{k: v for k, v in batch.items()
-                                                                               if k not in ("kind", "apiVersion")}]},
+            "/api": {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.httpd.server_address[1]}"}
+                ],
+            },
+            "/apis": {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [{k: v for k, v in batch.items() if k not in ("kind", "apiVersion")}],
+            },
             "/apis/batch": batch,
             "/api/v1": resources("v1", ["events", "namespaces", "nodes", "pods", "pods/log", "pods/status"]),
             "/apis/batch/v1": resources("batch/v1", ["jobs", "jobs/status"]),
@@ -268,15 +345,22 @@ class _Handler(BaseHTTPRequestHandler):
         ns = None
         if len(rest) >= 3 and rest[0] == "namespaces":
             ns, rest = rest[1], rest[2:]
-        if not rest or len(rest) > 3 or rest[0] not in RESOURCES or RESOURCES[rest[0]][0] != group \
-                or (ns is not None and rest[0] not in NAMESPACED) \
-                or (ns is None and rest[0] in NAMESPACED and len(rest) > 1):
+        if (
+            not rest
+            or len(rest) > 3
+            or rest[0] not in RESOURCES
+            or RESOURCES[rest[0]][0] != group
+            or (ns is not None and rest[0] not in NAMESPACED)
+            or (ns is None and rest[0] in NAMESPACED and len(rest) > 1)
+        ):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resource, name = rest[0], rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if watch or q.get("watch") in ("true", "1"):
             if method != "GET" or sub:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+                raise ApiError(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
             if name:
                 q["fieldSelector"] = ",".join(filter(None, [q.get("fieldSelector"), f"metadata.name={name}"]))
             return self.watch(resource, ns, q)
@@ -318,7 +402,7 @@ class _Handler(BaseHTTPRequestHandler):
             if start + limit < len(items):
                 meta["continue"] = json.dumps({"start": start + limit}).encode().hex()
                 meta["remainingItemCount"] = len(items) - start - limit
-            items = items[start:start + limit]
+            items = items[start : start + limit]
         self.send_json(200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items})
 
     def create(self, resource: str, ns: str | None, q: dict, body):
@@ -327,12 +411,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "BadRequest", "the body of the request was in an unknown format")
         _, kind, api_version = RESOURCES[resource]
         if body.get("kind") not in (None, kind) or body.get("apiVersion") not in (None, api_version):
-            raise ApiError(400, "BadRequest", f"the API version in the data ({body.get('apiVersion')}) does not match "
-                           f"the expected API version ({api_version})")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version in the data ({body.get('apiVersion')}) does not match "
+                f"the expected API version ({api_version})",
+            )
         body_ns = (body.get("metadata") or {}).get("namespace")
         if ns is not None and body_ns not in (None, "", ns):
-            raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace "
-                           "sent on the request")
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         if ns is not None and emu.store.find("namespaces", "", ns) is None:
             raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"})
         if resource == "jobs":
@@ -351,8 +442,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if not (obj.get("metadata") or {}).get("name"):
-            raise ApiError(422, "Invalid", f'{kind} "" is invalid: metadata.name: Required value: name or '
-                           "generateName is required")
+            raise ApiError(
+                422, "Invalid", f'{kind} "" is invalid: metadata.name: Required value: name or generateName is required'
+            )
         if q.get("dryRun") == "All":
             obj["metadata"].setdefault("creationTimestamp", now_iso())
             return self.send_json(201, obj)
@@ -368,9 +460,11 @@ class _Handler(BaseHTTPRequestHandler):
                 policy = "Orphan" if orphan else "Background"
             headers = {}
             if policy is None:
-                headers["Warning"] = ('299 - "child pods are preserved by default when jobs are deleted; set '
-                                      'propagationPolicy=Background to remove them or set propagationPolicy=Orphan '
-                                      'to suppress this warning"')
+                headers["Warning"] = (
+                    '299 - "child pods are preserved by default when jobs are deleted; set '
+                    "propagationPolicy=Background to remove them or set propagationPolicy=Orphan "
+                    'to suppress this warning"'
+                )
             code, out = emu.controller.delete_job(ns, name, policy, uid=uid)
             return self.send_json(code, out, headers)
         if resource == "pods":
@@ -381,25 +475,40 @@ class _Handler(BaseHTTPRequestHandler):
             obj = emu.store.remove(resource, ns, name)
             if obj is None:
                 raise ApiError(404, "NotFound", f'events "{name}" not found', {"name": name, "kind": "events"})
-            return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                        "details": {"name": name, "kind": "events", "uid": obj["metadata"]["uid"]}})
+            return self.send_json(
+                200,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {"name": name, "kind": "events", "uid": obj["metadata"]["uid"]},
+                },
+            )
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def patch(self, resource: str, ns: str | None, name: str, q: dict, body):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         if ctype not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
-                           f"media types include: application/merge-patch+json, "
-                           f"application/strategic-merge-patch+json (k8s emulator); got {ctype}")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted "
+                f"media types include: application/merge-patch+json, "
+                f"application/strategic-merge-patch+json (k8s emulator); got {ctype}",
+            )
         if resource not in ("jobs", "pods"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         self.emu.store.get(resource, ns, name)
 
         def mutate(obj):
             patched = _merge_patch(obj, body or {})
-            patched["metadata"].update({k: obj["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")})
+            patched["metadata"].update(
+                {k: obj["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")}
+            )
             obj.clear()
             obj.update(patched)
+
         self.send_json(200, self.emu.store.update(resource, ns, name, mutate))
 
     def watch(self, resource: str, ns: str | None, q: dict):
@@ -407,8 +516,9 @@ class _Handler(BaseHTTPRequestHandler):
         timeout = int(q.get("timeoutSeconds") or WATCH_DEFAULT_TIMEOUT)
         deadline = time.time() + timeout
         try:
-            watcher, initial = store.watch(resource, ns, q.get("labelSelector"), q.get("fieldSelector"),
-                                           q.get("resourceVersion"))
+            watcher, initial = store.watch(
+                resource, ns, q.get("labelSelector"), q.get("fieldSelector"), q.get("resourceVersion")
+            )
         except ApiError as exc:
             if exc.code != 410:
                 raise
@@ -421,10 +531,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.chunk(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
             if q.get("sendInitialEvents") == "true":
                 _, kind, api_version = RESOURCES[resource]
-                self.chunk(json.dumps({"type": "BOOKMARK", "object": {
-                    "kind": kind, "apiVersion": api_version, "metadata": {
-                        "resourceVersion": str(store.rv), "annotations": {"k8s.io/initial-events-end": "true"}}}}
-                ).encode() + b"\n")
+                self.chunk(
+                    json.dumps(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": kind,
+                                "apiVersion": api_version,
+                                "metadata": {
+                                    "resourceVersion": str(store.rv),
+                                    "annotations": {"k8s.io/initial-events-end": "true"},
+                                },
+                            },
+                        }
+                    ).encode()
+                    + b"\n"
+                )
             while not self.emu.stopping.is_set():
                 left = deadline - time.time()
                 if left <= 0 or self.client_gone():
@@ -450,11 +572,13 @@ class _Handler(BaseHTTPRequestHandler):
             since = time.time() - int(q["sinceSeconds"])
         elif q.get("sinceTime"):
             from .store import parse_iso
+
             since = parse_iso(q["sinceTime"])
         entries, done = run.logs.wait_for(0, 0)
         index = len(entries)
         if since is not None:
             from .store import parse_iso
+
             entries = [e for e in entries if parse_iso(e[0]) >= since]
         if q.get("tailLines") is not None:
             n = int(q["tailLines"])
@@ -465,11 +589,16 @@ class _Handler(BaseHTTPRequestHandler):
             for ts, data in entries:
                 out = (ts.encode() + b" " + data) if stamps else data
                 if limit is not None:
-                    out = out[:max(0, limit - sent)]
+                    out = out[: max(0, limit - sent)]
                 self.chunk(out)
                 sent += len(out)
-            if not follow or (done and not entries) or (limit is not None and sent >= limit) \
-                    or self.emu.stopping.is_set() or self.client_gone():
+            if (
+                not follow
+                or (done and not entries)
+                or (limit is not None and sent >= limit)
+                or self.emu.stopping.is_set()
+                or self.client_gone()
+            ):
                 break
             entries, done = run.logs.wait_for(index, 0.5)
             index += len(entries)

@@ -4,6 +4,7 @@ Mirrors what kube-apiserver + etcd give a client: one global, increasing resourc
 keyed by (resource, namespace, name), and a bounded event history so a watch can resume from a
 resourceVersion (or get a 410 Expired ERROR event when it is too old).
 """
+
 from __future__ import annotations
 
 import collections
@@ -44,8 +45,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict:
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -172,9 +180,12 @@ class Watcher:
 
     def wants(self, resource, obj) -> bool:
         meta = obj["metadata"]
-        return (resource == self.resource
-                and (self.namespace is None or meta.get("namespace") == self.namespace)
-                and self.label_match(meta.get("labels")) and self.field_match(obj))
+        return (
+            resource == self.resource
+            and (self.namespace is None or meta.get("namespace") == self.namespace)
+            and self.label_match(meta.get("labels"))
+            and self.field_match(obj)
+        )
 
 
 class Store:
@@ -222,9 +233,14 @@ class Store:
     def list(self, resource: str, namespace: str | None = None, label_selector=None, field_selector=None):
         lmatch, fmatch = parse_label_selector(label_selector), parse_field_selector(field_selector)
         with self.lock:
-            items = [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
-                     if r == resource and (namespace is None or ns == namespace)
-                     and lmatch(o["metadata"].get("labels")) and fmatch(o)]
+            items = [
+                copy.deepcopy(o)
+                for (r, ns, _), o in sorted(self.objects.items())
+                if r == resource
+                and (namespace is None or ns == namespace)
+                and lmatch(o["metadata"].get("labels"))
+                and fmatch(o)
+            ]
             return items, str(self.rv)
 
     def create(self, resource: str, obj: dict) -> dict:

@@ -3,6 +3,7 @@
 Every container runs on the local Docker engine (image workbench-base:bookworm, network_mode=host).
 Every wait is bounded.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,19 @@ def job_manifest(name: str, command: list[str], image: str, validate: bool = Tru
     container.update(extra.pop("container", {}))
     pod_spec = {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [container]}
     pod_spec.update(extra.pop("pod", {}))
-    manifest = {"apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": name, "labels": {"app": "k8s-emulator-test"}},
-                "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "k8s-emulator-test"}},
-                                                         "spec": pod_spec}}}
+    manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"app": "k8s-emulator-test"}},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": {"app": "k8s-emulator-test"}}, "spec": pod_spec},
+        },
+    }
     manifest["spec"].update(extra)
     if validate:
         import kubernetes_validate
+
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     return manifest
 
@@ -70,24 +77,47 @@ def only_pod(kube, name: str):
 
 
 def containers_of(kube, pod_name: str):
-    return kube.docker.containers.list(all=True, filters={"label": [
-        "k8s-emulator=1", f"io.kubernetes.pod.name={pod_name}"]})
+    return kube.docker.containers.list(
+        all=True, filters={"label": ["k8s-emulator=1", f"io.kubernetes.pod.name={pod_name}"]}
+    )
 
 
 # ----------------------------------------------------------------------------- no docker needed
-@pytest.mark.parametrize("text,value", [
-    ("500m", Decimal("0.5")), ("2", Decimal(2)), ("16Gi", Decimal(16 * 2**30)), ("512M", Decimal(512 * 10**6)),
-    ("1e3", Decimal(1000)), ("1.5", Decimal("1.5")), ("100Ki", Decimal(102400)), ("1E", Decimal(10**18)),
-    ("250u", Decimal("0.00025")), ("3k", Decimal(3000)), ("2E-3", Decimal("0.002")),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("16Gi", Decimal(16 * 2**30)),
+        ("512M", Decimal(512 * 10**6)),
+        ("1e3", Decimal(1000)),
+        ("1.5", Decimal("1.5")),
+        ("100Ki", Decimal(102400)),
+        ("1E", Decimal(10**18)),
+        ("250u", Decimal("0.00025")),
+        ("3k", Decimal(3000)),
+        ("2E-3", Decimal("0.002")),
+    ],
+)
 def test_parse_quantity(text, value):
     assert parse_quantity(text) == value
 
 
-@pytest.mark.parametrize("given,served", [
-    ("0.5", "500m"), ("1000m", "1"), ("1500m", "1500m"), ("2000", "2k"), ("1024Mi", "1Gi"), ("0.5Gi", "512Mi"),
-    ("512M", "512M"), ("1e3", "1e3"), (2, "2"), ("16Gi", "16Gi"),
-])
+@pytest.mark.parametrize(
+    "given,served",
+    [
+        ("0.5", "500m"),
+        ("1000m", "1"),
+        ("1500m", "1500m"),
+        ("2000", "2k"),
+        ("1024Mi", "1Gi"),
+        ("0.5Gi", "512Mi"),
+        ("512M", "512M"),
+        ("1e3", "1e3"),
+        (2, "2"),
+        ("16Gi", "16Gi"),
+    ],
+)
 def test_quantities_are_served_canonical(given, served):
     assert canonical(given) == served
 
@@ -100,6 +130,7 @@ def test_parse_quantity_rejects(text):
 
 def test_manifest_schema_check_catches_typos():
     import kubernetes_validate
+
     manifest = job_manifest("x", ["true"], "img")
     manifest["spec"]["template"]["spec"]["containers"][0]["comand"] = ["typo"]
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -204,15 +235,20 @@ def test_job_completes_logs_follow_live(kube):
     assert pod.metadata.owner_references[0].kind == "Job" and pod.metadata.owner_references[0].controller
     assert pod.metadata.name.startswith(name + "-") and len(pod.metadata.name) == len(name) + 6
     for selector in (f"batch.kubernetes.io/job-name={name}", f"controller-uid={created.metadata.uid}"):
-        assert [p.metadata.name for p in kube.core.list_namespaced_pod(kube.namespace, label_selector=selector).items] \
-            == [pod.metadata.name]
+        assert [
+            p.metadata.name for p in kube.core.list_namespaced_pod(kube.namespace, label_selector=selector).items
+        ] == [pod.metadata.name]
 
     pod_name = pod.metadata.name
-    wait_for(lambda: kube.core.read_namespaced_pod(pod_name, kube.namespace).status.phase == "Running", 30,
-             what="pod Running")
+    wait_for(
+        lambda: kube.core.read_namespaced_pod(pod_name, kube.namespace).status.phase == "Running",
+        30,
+        what="pod Running",
+    )
     t0 = time.monotonic()
-    resp = kube.core.read_namespaced_pod_log(pod_name, kube.namespace, follow=True, _preload_content=False,
-                                             _request_timeout=30)
+    resp = kube.core.read_namespaced_pod_log(
+        pod_name, kube.namespace, follow=True, _preload_content=False, _request_timeout=30
+    )
     seen = b""
     first_line_at = None
     for chunk in resp.stream(amt=None, decode_content=False):
@@ -228,8 +264,9 @@ def test_job_completes_logs_follow_live(kube):
 
     events = []
     w = watch.Watch()
-    for ev in w.stream(kube.batch.list_namespaced_job, kube.namespace, field_selector=f"metadata.name={name}",
-                       timeout_seconds=30):
+    for ev in w.stream(
+        kube.batch.list_namespaced_job, kube.namespace, field_selector=f"metadata.name={name}", timeout_seconds=30
+    ):
         events.append(ev["type"])
         if any(c.type == "Complete" for c in ev["object"].status.conditions or []):
             w.stop()
@@ -245,8 +282,10 @@ def test_job_completes_logs_follow_live(kube):
     assert kube.core.read_namespaced_pod_log(pod_name, kube.namespace, tail_lines=1) == "line-3\n"
     stamped = kube.core.read_namespaced_pod_log(pod_name, kube.namespace, timestamps=True, container="main")
     assert stamped.splitlines()[0].split(" ", 1)[1] == "line-1" and stamped.startswith("20")
-    reasons = [e.reason for e in kube.core.list_namespaced_event(
-        kube.namespace, field_selector=f"involvedObject.name={pod_name}").items]
+    reasons = [
+        e.reason
+        for e in kube.core.list_namespaced_event(kube.namespace, field_selector=f"involvedObject.name={pod_name}").items
+    ]
     assert {"Scheduled", "Pulled", "Created", "Started"} <= set(reasons)
     lines = list(watch.Watch().stream(kube.core.read_namespaced_pod_log, pod_name, kube.namespace, follow=True))
     assert lines == ["line-1", "to-stderr", "line-2", "line-3"]
@@ -268,8 +307,12 @@ def test_failing_command_fails_job(kube):
 
 def test_memory_hog_is_oom_killed(kube):
     name = unique("oom")
-    manifest = job_manifest(name, ["python3", "-c", "x = b'a' * (512 * 1024 * 1024); print(len(x))"], kube.image,
-                            container={"resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}})
+    manifest = job_manifest(
+        name,
+        ["python3", "-c", "x = b'a' * (512 * 1024 * 1024); print(len(x))"],
+        kube.image,
+        container={"resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}},
+    )
     kube.batch.create_namespaced_job(kube.namespace, manifest)
     wait_for(lambda: job_condition(kube, name, "Failed"), 60, what="job Failed")
     pod = only_pod(kube, name)
@@ -282,13 +325,20 @@ def test_memory_hog_is_oom_killed(kube):
 
 def test_gpu_request_stays_pending(kube):
     name = unique("gpu")
-    manifest = job_manifest(name, ["nvidia-smi"], kube.image,
-                            container={"resources": {"limits": {"nvidia.com/gpu": "1"}}})
+    manifest = job_manifest(
+        name, ["nvidia-smi"], kube.image, container={"resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    )
     kube.batch.create_namespaced_job(kube.namespace, manifest)
     pod = only_pod(kube, name)
-    events = wait_for(lambda: kube.core.list_namespaced_event(
-        kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name},reason=FailedScheduling").items,
-        20, what="FailedScheduling event")
+    events = wait_for(
+        lambda: (
+            kube.core.list_namespaced_event(
+                kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name},reason=FailedScheduling"
+            ).items
+        ),
+        20,
+        what="FailedScheduling event",
+    )
     assert events[0].type == "Warning" and events[0].source.component == "default-scheduler"
     assert events[0].message.startswith("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
     pod = kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace)
@@ -309,6 +359,7 @@ def test_missing_image_image_pull_backoff(kube):
         p = kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace)
         cs = (p.status.container_statuses or [None])[0]
         return cs.state.waiting if cs is not None and cs.state.waiting else None
+
     seen = set()
 
     def backoff():
@@ -316,16 +367,26 @@ def test_missing_image_image_pull_backoff(kube):
         if state:
             seen.add(state.reason)
         return state if state and state.reason == "ImagePullBackOff" else None
+
     state = wait_for(backoff, 20, 0.05, what="ImagePullBackOff")
     assert image in state.message
-    assert "ErrImagePull" in seen or any(e.message == "Error: ErrImagePull" for e in kube.core.list_namespaced_event(
-        kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items)
-    messages = [e.message for e in kube.core.list_namespaced_event(
-        kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items]
+    assert "ErrImagePull" in seen or any(
+        e.message == "Error: ErrImagePull"
+        for e in kube.core.list_namespaced_event(
+            kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+        ).items
+    )
+    messages = [
+        e.message
+        for e in kube.core.list_namespaced_event(
+            kube.namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+        ).items
+    ]
     assert any(m.startswith(f'Failed to pull image "{image}"') for m in messages)
     assert "Error: ImagePullBackOff" in messages
     assert kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace).status.phase == "Pending"
     from kubernetes.client.rest import ApiException
+
     with pytest.raises(ApiException) as err:
         kube.core.read_namespaced_pod_log(pod.metadata.name, kube.namespace)
     assert err.value.status == 400 and "is waiting to start" in json.loads(err.value.body)["message"]
@@ -333,8 +394,9 @@ def test_missing_image_image_pull_backoff(kube):
 
 def test_active_deadline_exceeded(kube):
     name = unique("deadline")
-    kube.batch.create_namespaced_job(kube.namespace, job_manifest(name, ["sleep", "60"], kube.image,
-                                                                  activeDeadlineSeconds=2))
+    kube.batch.create_namespaced_job(
+        kube.namespace, job_manifest(name, ["sleep", "60"], kube.image, activeDeadlineSeconds=2)
+    )
     pod = only_pod(kube, name)
     t0 = time.monotonic()
     cond = wait_for(lambda: job_condition(kube, name, "Failed"), 30, what="job Failed")
@@ -348,11 +410,17 @@ def test_active_deadline_exceeded(kube):
 
 def test_pod_level_deadline_sets_status_reason(kube):
     name = unique("poddl")
-    kube.batch.create_namespaced_job(kube.namespace, job_manifest(name, ["sleep", "60"], kube.image,
-                                                                  pod={"activeDeadlineSeconds": 2}))
+    kube.batch.create_namespaced_job(
+        kube.namespace, job_manifest(name, ["sleep", "60"], kube.image, pod={"activeDeadlineSeconds": 2})
+    )
     pod = only_pod(kube, name)
-    pod = wait_for(lambda: (lambda p: p if p.status.phase == "Failed" else None)(
-        kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace)), 30, what="pod Failed")
+    pod = wait_for(
+        lambda: (lambda p: p if p.status.phase == "Failed" else None)(
+            kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace)
+        ),
+        30,
+        what="pod Failed",
+    )
     assert pod.status.reason == "DeadlineExceeded"
     assert pod.status.container_statuses[0].state.terminated.exit_code in (137, 143)
     wait_for(lambda: job_condition(kube, name, "Failed"), 20, what="job Failed")
@@ -365,8 +433,11 @@ def test_delete_job_with_propagation_removes_pods_and_containers(kube, policy):
     name = unique("del")
     kube.batch.create_namespaced_job(kube.namespace, job_manifest(name, ["sleep", "300"], kube.image))
     pod = only_pod(kube, name)
-    wait_for(lambda: kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace).status.phase == "Running",
-             30, what="pod Running")
+    wait_for(
+        lambda: kube.core.read_namespaced_pod(pod.metadata.name, kube.namespace).status.phase == "Running",
+        30,
+        what="pod Running",
+    )
     assert len(containers_of(kube, pod.metadata.name)) == 1
     kube.batch.delete_namespaced_job(name, kube.namespace, propagation_policy=policy)
     wait_for(lambda: not job_pods(kube, name), 20, what="pods deleted")
@@ -378,9 +449,14 @@ def test_delete_job_with_propagation_removes_pods_and_containers(kube, policy):
             return False
         except ApiException as exc:
             return exc.status == 404
+
     wait_for(job_gone, 20, what="job deleted")
-    assert kube.docker.containers.list(all=True, filters={"label": [
-        "k8s-emulator=1", f"k8s-emulator.instance={kube.emulator.instance}"]}) == []
+    assert (
+        kube.docker.containers.list(
+            all=True, filters={"label": ["k8s-emulator=1", f"k8s-emulator.instance={kube.emulator.instance}"]}
+        )
+        == []
+    )
 
 
 def test_watch_resumes_from_resource_version(kube):
@@ -388,12 +464,19 @@ def test_watch_resumes_from_resource_version(kube):
 
     rv = kube.core.list_namespaced_pod(kube.namespace).metadata.resource_version
     name = unique("watch")
-    kube.batch.create_namespaced_job(kube.namespace, job_manifest(name, ["true"], kube.image, ttlSecondsAfterFinished=1))
+    kube.batch.create_namespaced_job(
+        kube.namespace, job_manifest(name, ["true"], kube.image, ttlSecondsAfterFinished=1)
+    )
     phases = []
     w = watch.Watch()
     t0 = time.monotonic()
-    for ev in w.stream(kube.core.list_namespaced_pod, kube.namespace, label_selector=f"job-name={name}",
-                       resource_version=rv, timeout_seconds=30):
+    for ev in w.stream(
+        kube.core.list_namespaced_pod,
+        kube.namespace,
+        label_selector=f"job-name={name}",
+        resource_version=rv,
+        timeout_seconds=30,
+    ):
         phases.append((ev["type"], ev["object"].status.phase))
         if ev["type"] == "DELETED":  # ttlSecondsAfterFinished removes the job and its pods
             w.stop()
@@ -402,8 +485,14 @@ def test_watch_resumes_from_resource_version(kube):
     assert ("MODIFIED", "Running") in phases or ("MODIFIED", "Succeeded") in phases
     assert phases[-1][0] == "DELETED"
     t1 = time.monotonic()  # an idle watch ends at timeoutSeconds
-    assert list(watch.Watch().stream(kube.batch.list_namespaced_job, kube.namespace,
-                                     label_selector="nothing=here", timeout_seconds=1)) == []
+    assert (
+        list(
+            watch.Watch().stream(
+                kube.batch.list_namespaced_job, kube.namespace, label_selector="nothing=here", timeout_seconds=1
+            )
+        )
+        == []
+    )
     assert time.monotonic() - t1 < 5
 
 
@@ -412,23 +501,40 @@ def test_pod_runtime_settings(kube, tmp_path):
     host_dir = tmp_path / "host"
     host_dir.mkdir()
     os.chmod(host_dir, 0o777)
-    script = ("id -u; id -g; pwd; echo $GREETING $POD; df -k /dev/shm | tail -1 | awk '{print $2}'; "
-              "echo hi > /out/result.txt; echo scratch > /scratch/f && cat /scratch/f")
+    script = (
+        "id -u; id -g; pwd; echo $GREETING $POD; df -k /dev/shm | tail -1 | awk '{print $2}'; "
+        "echo hi > /out/result.txt; echo scratch > /scratch/f && cat /scratch/f"
+    )
     manifest = job_manifest(
-        name, ["sh", "-c", script], kube.image,
-        container={"workingDir": "/tmp", "env": [
-            {"name": "GREETING", "value": "hello"},
-            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        name,
+        ["sh", "-c", script],
+        kube.image,
+        container={
+            "workingDir": "/tmp",
+            "env": [
+                {"name": "GREETING", "value": "hello"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            ],
             "resources": {"limits": {"cpu": "1500m", "memory": "256Mi"}},
             "securityContext": {"runAsUser": 1234, "runAsGroup": 2345},
-            "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "out", "mountPath": "/out"},
-                             {"name": "scratch", "mountPath": "/scratch"}]},
-        pod={"volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "128Mi"}},
-                         {"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}},
-                         {"name": "scratch", "emptyDir": {}}]})
+            "volumeMounts": [
+                {"name": "shm", "mountPath": "/dev/shm"},
+                {"name": "out", "mountPath": "/out"},
+                {"name": "scratch", "mountPath": "/scratch"},
+            ],
+        },
+        pod={
+            "volumes": [
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "128Mi"}},
+                {"name": "out", "hostPath": {"path": str(host_dir), "type": "Directory"}},
+                {"name": "scratch", "emptyDir": {}},
+            ]
+        },
+    )
     kube.batch.create_namespaced_job(kube.namespace, manifest)
-    wait_for(lambda: job_condition(kube, name, "Complete") or job_condition(kube, name, "Failed"), 30,
-             what="job finished")
+    wait_for(
+        lambda: job_condition(kube, name, "Complete") or job_condition(kube, name, "Failed"), 30, what="job finished"
+    )
     pod = only_pod(kube, name)
     out = kube.core.read_namespaced_pod_log(pod.metadata.name, kube.namespace).splitlines()
     assert out == ["1234", "2345", "/tmp", f"hello {pod.metadata.name}", str(128 * 1024), "scratch"], out
@@ -444,11 +550,16 @@ def test_pod_runtime_settings(kube, tmp_path):
 def test_pods_queue_for_cpu(kube):
     names = [unique(f"cpu{i}") for i in range(3)]
     for name in names:  # node has 2 CPUs: the third pod waits for one of the first two
-        kube.batch.create_namespaced_job(kube.namespace, job_manifest(
-            name, ["sleep", "2"], kube.image, container={"resources": {"requests": {"cpu": "1"}}}))
+        kube.batch.create_namespaced_job(
+            kube.namespace,
+            job_manifest(name, ["sleep", "2"], kube.image, container={"resources": {"requests": {"cpu": "1"}}}),
+        )
     pods = [only_pod(kube, n) for n in names]
-    pending = wait_for(lambda: kube.core.list_namespaced_event(kube.namespace, field_selector="reason=FailedScheduling")
-                       .items, 20, what="FailedScheduling")
+    pending = wait_for(
+        lambda: kube.core.list_namespaced_event(kube.namespace, field_selector="reason=FailedScheduling").items,
+        20,
+        what="FailedScheduling",
+    )
     assert pending[0].involved_object.name == pods[2].metadata.name
     assert pending[0].message.startswith("0/1 nodes are available: 1 Insufficient cpu.")
     for name in names:
@@ -461,10 +572,19 @@ def test_indexed_job_runs_each_index_once_and_fails_an_index_alone(kube):
     the others run to the end, then the Job fails with reason FailedIndexes and lists it in failedIndexes."""
     name = unique("idx")
     script = 'echo "index=$JOB_COMPLETION_INDEX host=$HOSTNAME"; [ "$JOB_COMPLETION_INDEX" != 2 ]'
-    manifest = job_manifest(name, ["sh", "-c", script], kube.image, validate=False, completionMode="Indexed",
-                            completions=5, parallelism=2, backoffLimitPerIndex=0)
+    manifest = job_manifest(
+        name,
+        ["sh", "-c", script],
+        kube.image,
+        validate=False,
+        completionMode="Indexed",
+        completions=5,
+        parallelism=2,
+        backoffLimitPerIndex=0,
+    )
     del manifest["spec"]["backoffLimit"]  # defaults to the most an int32 holds when backoffLimitPerIndex is set
     import kubernetes_validate
+
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     kube.batch.create_namespaced_job(kube.namespace, manifest)
     peak = 0
@@ -474,6 +594,7 @@ def test_indexed_job_runs_each_index_once_and_fails_an_index_alone(kube):
         pods = job_pods(kube, name)
         peak = max(peak, sum(1 for p in pods if p.status.phase in ("Pending", "Running")))
         return job_condition(kube, name, "Failed")
+
     cond = wait_for(finished, 90, interval=0.05, what="indexed job Failed")
     assert cond.reason == "FailedIndexes"
     job = kube.batch.read_namespaced_job(name, kube.namespace)
@@ -495,8 +616,15 @@ def test_indexed_job_runs_each_index_once_and_fails_an_index_alone(kube):
 
 def test_indexed_job_deleting_one_index_pod_fails_that_index_only(kube):
     name = unique("idxdel")
-    manifest = job_manifest(name, ["sh", "-c", "sleep 2"], kube.image, completionMode="Indexed", completions=3,
-                            parallelism=3, backoffLimitPerIndex=0)
+    manifest = job_manifest(
+        name,
+        ["sh", "-c", "sleep 2"],
+        kube.image,
+        completionMode="Indexed",
+        completions=3,
+        parallelism=3,
+        backoffLimitPerIndex=0,
+    )
     manifest["spec"]["backoffLimit"] = 3
     kube.batch.create_namespaced_job(kube.namespace, manifest)
     pods = wait_for(lambda: len(job_pods(kube, name)) == 3 and job_pods(kube, name), 20, what="3 pods")
@@ -513,6 +641,7 @@ def test_indexed_job_deleting_one_index_pod_fails_that_index_only(kube):
 
 def test_indexed_job_validation(kube_api):
     from kubernetes.client.rest import ApiException
+
     bad = job_manifest(unique("bad"), ["true"], "img", validate=False, completionMode="Indexed")
     bad["spec"].pop("completions", None)
     with pytest.raises(ApiException) as err:

@@ -39,10 +39,7 @@ def docker_client_or_skip():
         client = docker.from_env(timeout=30)
         client.ping()
     except Exception as exc:  # DockerException, requests errors, FileNotFoundError...
-        _skip_or_fail(
-            f"no Docker engine: {type(exc).__name__}: {exc} "
-            "(start one with scripts/start-docker.sh)"
-        )
+        _skip_or_fail(f"no Docker engine: {type(exc).__name__}: {exc} (start one with scripts/start-docker.sh)")
     return client
 
 
@@ -56,9 +53,7 @@ def base_image(client=None) -> str:
     try:
         client.images.get(name)
     except docker.errors.ImageNotFound:
-        _skip_or_fail(
-            f"no Docker base image {name!r}: build it with scripts/build-base-image.sh"
-        )
+        _skip_or_fail(f"no Docker base image {name!r}: build it with scripts/build-base-image.sh")
     except docker.errors.APIError as exc:
         _skip_or_fail(f"no Docker base image {name!r}: {exc}")
     return name

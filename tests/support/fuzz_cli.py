@@ -32,8 +32,9 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def project(flow: Optional[bytes] = None, config: Optional[bytes] = DEFAULT_CONFIG.encode(),
-            flow_name: str = "fuzzed.py") -> Iterator[Path]:
+def project(
+    flow: Optional[bytes] = None, config: Optional[bytes] = DEFAULT_CONFIG.encode(), flow_name: str = "fuzzed.py"
+) -> Iterator[Path]:
     """A throw-away project directory with cwd inside it: workbench.toml and flows/<flow_name>."""
     old_cwd = os.getcwd()
     saved = {k: os.environ.pop(k, None) for k in ("WORKBENCH_CONFIG", "WORKBENCH_DATASTORE")}
@@ -57,6 +58,7 @@ def project(flow: Optional[bytes] = None, config: Optional[bytes] = DEFAULT_CONF
 def run_cli(*argv: str) -> Outcome:
     """``workbench ARGV`` in this process; exceptions other than SystemExit propagate (= a traceback)."""
     from workbench import cli
+
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(list(argv))

@@ -70,8 +70,14 @@ class AwsTestbed:
 
     def client(self, service: str):
         import boto3
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def bucket(self, name: Optional[str] = None) -> str:
         name = name or f"wb-test-{uuid.uuid4().hex[:8]}"
@@ -82,25 +88,41 @@ class AwsTestbed:
         """An IAM role, a compute environment (UNMANAGED, or MANAGED with ``managed`` computeResources) and a
         job queue on it; returns the queue's name."""
         iam = self.client("iam")
-        role = iam.create_role(RoleName=f"wb-batch-{uuid.uuid4().hex[:6]}",
-                               AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}')["Role"]["Arn"]
+        role = iam.create_role(
+            RoleName=f"wb-batch-{uuid.uuid4().hex[:6]}",
+            AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
+        )["Role"]["Arn"]
         batch = self.client("batch")
         kwargs = {"type": "UNMANAGED"}
         if managed is not None:
             ec2 = self.client("ec2")
             vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
             subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-            sg = ec2.create_security_group(GroupName=f"wb-{uuid.uuid4().hex[:6]}", Description="wb",
-                                           VpcId=vpc)["GroupId"]
-            profile = iam.create_instance_profile(
-                InstanceProfileName=f"wb-ip-{uuid.uuid4().hex[:6]}")["InstanceProfile"]["Arn"]
-            resources = {"type": "EC2", "minvCpus": 0, "desiredvCpus": 0, "instanceRole": profile,
-                         "subnets": [subnet], "securityGroupIds": [sg], **managed}
+            sg = ec2.create_security_group(GroupName=f"wb-{uuid.uuid4().hex[:6]}", Description="wb", VpcId=vpc)[
+                "GroupId"
+            ]
+            profile = iam.create_instance_profile(InstanceProfileName=f"wb-ip-{uuid.uuid4().hex[:6]}")[
+                "InstanceProfile"
+            ]["Arn"]
+            resources = {
+                "type": "EC2",
+                "minvCpus": 0,
+                "desiredvCpus": 0,
+                "instanceRole": profile,
+                "subnets": [subnet],
+                "securityGroupIds": [sg],
+                **managed,
+            }
             kwargs = {"type": "MANAGED", "computeResources": resources}
-        ce = batch.create_compute_environment(computeEnvironmentName=f"{name}-ce", state="ENABLED",
-                                              serviceRole=role, **kwargs)["computeEnvironmentArn"]
-        batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
-                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+        ce = batch.create_compute_environment(
+            computeEnvironmentName=f"{name}-ce", state="ENABLED", serviceRole=role, **kwargs
+        )["computeEnvironmentArn"]
+        batch.create_job_queue(
+            jobQueueName=name,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )
         self.created["role"] = role
         return name
 
@@ -130,6 +152,7 @@ def aws(moto_server, monkeypatch):
     monkeypatch.setenv("WORKBENCH_S3_REGION", REGION)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     from workbench import aws as wb_aws
+
     wb_aws._sessions.clear()  # sessions cache credentials: start from this test's environment
     reset(moto_server)
     yield AwsTestbed(moto_server)

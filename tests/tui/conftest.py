@@ -40,18 +40,21 @@ def unknown_capacity(backend, config):
     """A capacity reader for tests that are not about clamping: every backend's limits unknown, so the
     sliders keep their full ranges on any machine (tests of clamping pass the real reader)."""
     from workbench.tui.capacity import Placement
+
     return Placement(backend, None, None, None, f"{backend}: what it can place is unknown here")
 
 
 def fixed_capacity(backend, config):
     """The same small machine for every backend (2 CPUs, 8G, no GPU): screens that match on any host."""
     from workbench.tui.capacity import Placement
+
     return Placement(backend, 2.0, 8192, 0, f"{backend}: at most cpu 2, memory 8G, gpu 0 (a test machine)")
 
 
 def make_app(project: Path, clock=None, **kwargs):
     from workbench.config import load_config
     from workbench.tui.app import create_app
+
     if clock is not None:
         kwargs["clock"] = clock
     kwargs.setdefault("capacity_reader", unknown_capacity)
@@ -73,6 +76,7 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
     from workbench.graph import build_graph
     from workbench.parameters import resolve_parameters
     from workbench.runtime import Runtime
+
     config = load_config(project)
     graph = build_graph(project / flow_file)
     runtime = Runtime(graph, config, params=resolve_parameters(graph.parameters, {}), run_id=run_id)
@@ -89,8 +93,10 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
             task.started_at, task.finished_at = 1767225600.0, 1767225601.0
             ds.write_task(task)
             key = ds.log_key(run_id, step, task_id, task.attempt)
-            lines = [(1767225600.0 + n / 10, stream, text)
-                     for n, (_ts, stream, text) in enumerate(ds.read_log(run_id, step, task_id))]
+            lines = [
+                (1767225600.0 + n / 10, stream, text)
+                for n, (_ts, stream, text) in enumerate(ds.read_log(run_id, step, task_id))
+            ]
             ds.storage.put(key, [b""])
             ds.append_log(key, lines)
     return run_id
@@ -98,9 +104,11 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
 
 def async_test(fn):
     """Run an async test with asyncio.run (no async pytest plugin is a dependency)."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
+
     return wrapper
 
 

@@ -50,9 +50,9 @@ def select_flow(app, name):
 async def saved(app, pilot, clock, path):
     """What the watchdog handler does on a save, then let the debounce period pass on the fake clock."""
     from types import SimpleNamespace
+
     before = app.reload_count
-    app.handler.dispatch(SimpleNamespace(event_type="modified", src_path=str(path),
-                                                          dest_path="", is_directory=False))
+    app.handler.dispatch(SimpleNamespace(event_type="modified", src_path=str(path), dest_path="", is_directory=False))
     await pilot.pause(0.1)
     assert app.reload_count == before, "reloaded before the debounce period passed"
     clock.advance(1.0)
@@ -137,6 +137,7 @@ async def test_memory_slider_and_promote_write_workbench_toml(tui_project, clock
         assert "memory=16G" in notes
         await pilot.press("p")
         from workbench.tui.screens.promote import PromoteScreen
+
         await wait_for(pilot, lambda: isinstance(app.screen, PromoteScreen))
         diff = str(app.screen.query_one("#diff-text").render())
         assert '+memory = "16G"' in diff
@@ -204,7 +205,7 @@ async def test_running_a_flow_shows_logs_and_artifacts(tui_project, clock):
 
 @async_test
 async def test_cancel_a_run(tui_project, clock):
-    (tui_project / "flows" / "slow.py").write_text('''
+    (tui_project / "flows" / "slow.py").write_text("""
 from workbench import FlowSpec, step
 class SlowFlow(FlowSpec):
     @step
@@ -216,7 +217,7 @@ class SlowFlow(FlowSpec):
     @step
     def end(self):
         pass
-''')
+""")
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(app, pilot)
@@ -300,7 +301,7 @@ async def test_clicking_a_step_in_the_dag_selects_it(tui_project, clock):
 
 @async_test
 async def test_long_artifact_preview_collapses_and_expands(tui_project, clock):
-    (tui_project / "flows" / "big.py").write_text('''
+    (tui_project / "flows" / "big.py").write_text("""
 from workbench import FlowSpec, step
 class BigFlow(FlowSpec):
     @step
@@ -310,7 +311,7 @@ class BigFlow(FlowSpec):
     @step
     def end(self):
         pass
-''')
+""")
     app = make_app(tui_project, clock)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(app, pilot)

@@ -69,6 +69,7 @@ async def test_live_price_follows_the_sliders_on_a_cloud_backend(tui_project, cl
 @async_test
 async def test_docker_sliders_use_the_engines_capacity(tui_project, clock):
     from tests.support.engine import docker_client_or_skip
+
     info = docker_client_or_skip().info()
     app = make_app(tui_project, clock, capacity_reader=read_capacity)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -82,5 +83,6 @@ async def test_docker_sliders_use_the_engines_capacity(tui_project, clock):
 
 def test_local_capacity_is_this_machine():
     import os
+
     placement = read_capacity("local", None)
     assert placement.cpu == os.cpu_count() and placement.memory > 0 and placement.gpu == 0

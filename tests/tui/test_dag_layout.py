@@ -8,6 +8,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def plain(lines):
     import re
+
     return [re.sub(r"\[/?[^\]]*\]", "", line) for line in lines]
 
 
@@ -28,7 +29,7 @@ def test_branches_side_by_side_with_connectors():
 
 def test_long_edges_pass_through_layers(tmp_path):
     flow = tmp_path / "skip.py"
-    flow.write_text('''
+    flow.write_text("""
 from workbench import FlowSpec, step
 class SkipFlow(FlowSpec):
     @step
@@ -49,7 +50,7 @@ class SkipFlow(FlowSpec):
     @step
     def end(self):
         pass
-''')
+""")
     graph = build_graph(flow)
     assert graph.ok, graph.errors
     pic = layout(graph)

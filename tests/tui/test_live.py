@@ -12,7 +12,7 @@ from workbench.tui.widgets.logs import LogPane
 from .conftest import async_test, make_app, ready, seed_run, wait_for
 from .test_app import saved, select_flow
 
-SLOW = '''
+SLOW = """
 from workbench import FlowSpec, step
 
 
@@ -27,12 +27,13 @@ class SlowFlow(FlowSpec):
     @step
     def end(self):
         print("done")
-'''
+"""
 
 
 def toasts(app) -> str:
     """The text of the notifications on screen, as drawn (markup already applied)."""
     from textual.widgets._toast import Toast
+
     return "\n".join(str(t.render()) for t in app.screen.query(Toast))
 
 
@@ -46,8 +47,12 @@ async def test_a_run_started_from_the_cli_appears_within_2_seconds(tui_project, 
         await pilot.press("3")
         table = app.query_one("#runs-table")
         assert table.row_count == 0
-        cli = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", "flows/slow.py"], cwd=tui_project,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "run", "flows/slow.py"],
+            cwd=tui_project,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             runs = tui_project / ".workbench"
             deadline = time.monotonic() + 30
@@ -220,6 +225,12 @@ def test_cli_runs_are_newest_first(tui_project):
     seed_run(tui_project, run_id="1000000000000001")
     seed_run(tui_project, run_id="1000000000000002")
     env = {**os.environ}
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "runs"], cwd=tui_project, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "runs"],
+        cwd=tui_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.index("1000000000000002") < out.index("1000000000000001")

@@ -5,7 +5,7 @@ from .conftest import async_test, make_app, ready, wait_for
 from .test_app import select_flow
 from .test_tasks import on_tasks
 
-SLOW = '''
+SLOW = """
 from workbench import FlowSpec, step
 
 
@@ -30,7 +30,7 @@ class SlowFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 @async_test
@@ -68,7 +68,7 @@ async def test_p_without_a_past_run_says_so(tui_project, clock):
         assert any("run the flow once first" in n.message for n in app._notifications)
 
 
-GROW = '''
+GROW = """
 from workbench import FlowSpec, step
 
 
@@ -85,7 +85,7 @@ class GrowFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 @async_test

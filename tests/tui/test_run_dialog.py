@@ -76,5 +76,6 @@ async def test_palette_finds_param_and_backend(tui_project, clock):
         await pilot.pause()
         assert app.screen.query_one("#run-backend").has_focus
         from workbench.backends import REGISTRY
+
         options = [str(o[0]) for o in app.screen.query_one("#run-backend")._options if o[1] in REGISTRY]
         assert options == list(REGISTRY)

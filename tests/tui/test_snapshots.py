@@ -98,6 +98,7 @@ def test_snapshot_promote_dialog(tui_project, snap_compare):
         from workbench.tui.screens.promote import PromoteScreen
 
         from .conftest import wait_for
+
         await before(pilot)
         await pilot.press("2")
         app.query_one("#memory").focus()
@@ -139,13 +140,18 @@ async def _tasks(app, pilot):
 
 async def _run_dialog(app, pilot):
     from workbench.tui.screens.run_dialog import RunDialog
+
     await pilot.press("a")
     await wait_for(pilot, lambda: isinstance(app.screen, RunDialog))
 
 
-SCREENS = {"dag": ("TrainFlow", "train_big", None), "inspector": ("TrainFlow", "train_big", _inspector),
-           "runs": ("HelloFlow", "count", _runs), "tasks": ("HelloFlow", "count", _tasks),
-           "run_dialog": ("FanoutFlow", None, _run_dialog)}
+SCREENS = {
+    "dag": ("TrainFlow", "train_big", None),
+    "inspector": ("TrainFlow", "train_big", _inspector),
+    "runs": ("HelloFlow", "count", _runs),
+    "tasks": ("HelloFlow", "count", _tasks),
+    "run_dialog": ("FanoutFlow", None, _run_dialog),
+}
 
 
 @pytest.mark.parametrize("theme", list(THEMES))

@@ -14,7 +14,7 @@ from .test_app import select_flow
 
 TASKS = 3000
 
-OOM = '''
+OOM = """
 from workbench import FlowSpec, resources, step
 
 
@@ -30,9 +30,9 @@ class OomFlow(FlowSpec):
     @step
     def end(self):
         print(self.size)
-'''
+"""
 
-SLOW = '''
+SLOW = """
 from workbench import FlowSpec, step, timeout
 
 
@@ -47,7 +47,7 @@ class NapFlow(FlowSpec):
     @step
     def end(self):
         pass
-'''
+"""
 
 
 async def key_latency(app, key: str, done) -> float:
@@ -56,6 +56,7 @@ async def key_latency(app, key: str, done) -> float:
     import asyncio
 
     from textual import events
+
     started = time.perf_counter()
     app.post_message(events.Key(key, key))
     while not done():
@@ -75,6 +76,7 @@ async def on_tasks(app, pilot, step, before=None):
 @async_test
 async def test_oom_says_why_and_x_reruns_with_the_measured_peak_plus_margin(tui_project, clock):
     from tests.support.engine import base_image, docker_client_or_skip
+
     image = base_image(docker_client_or_skip())
     (tui_project / "flows" / "oom.py").write_text(OOM)
     toml = tui_project / "workbench.toml"
@@ -171,8 +173,11 @@ async def test_foreach_step_counts_histogram_and_merged_log_with_filter(tui_proj
 
 def test_summary_of_10000_tasks_puts_failures_and_slowest_first():
     from workbench.datastore.records import TaskRecord, TaskStatus
-    docs = [TaskRecord(task_id=str(i), status=TaskStatus.SUCCEEDED, started_at=0.0, finished_at=(i % 97) / 10)
-            for i in range(10_000)]
+
+    docs = [
+        TaskRecord(task_id=str(i), status=TaskStatus.SUCCEEDED, started_at=0.0, finished_at=(i % 97) / 10)
+        for i in range(10_000)
+    ]
     docs[5000].status, docs[5000].reason = TaskStatus.OOM, "killed: out of memory (limit 64M)"
     started = time.perf_counter()
     summary = summarize("square", "1", docs, running=3)
@@ -192,14 +197,26 @@ async def test_a_big_foreach_step_loads_without_freezing_the_ui(tui_project, clo
     from workbench.config import load_config
     from workbench.datastore import FlowDatastore
     from workbench.datastore.records import RunRecord, TaskRecord
+
     ds = FlowDatastore(load_config(tui_project).datastore_url, "FanoutFlow")
     run_id = "1000000000000009"
     ds.write_run(RunRecord.from_dict({"flow": "FanoutFlow", "run_id": run_id, "status": "failed", "started_at": 0.0}))
     for i in range(1, TASKS + 1):  # the records a 10,000-task foreach leaves, as the runtime writes them
         tid = str(i)
-        ds.write_task(TaskRecord.from_dict({"run_id": run_id, "step": "square", "task_id": tid, "status": "failed" if i == 77 else "succeeded",
-                                             "pathspec": f"FanoutFlow/{run_id}/square/{tid}", "started_at": 0.0,
-                                             "finished_at": i / 1000, "foreach_stack": [{"step": "start", "index": i - 1}]}))
+        ds.write_task(
+            TaskRecord.from_dict(
+                {
+                    "run_id": run_id,
+                    "step": "square",
+                    "task_id": tid,
+                    "status": "failed" if i == 77 else "succeeded",
+                    "pathspec": f"FanoutFlow/{run_id}/square/{tid}",
+                    "started_at": 0.0,
+                    "finished_at": i / 1000,
+                    "foreach_stack": [{"step": "start", "index": i - 1}],
+                }
+            )
+        )
         ds.append_log(ds.log_key(run_id, "square", tid, 0), [(float(i), "stdout", f"task {i}")])
     app = make_app(tui_project, clock, datastore_poll=None)
     async with app.run_test(size=(120, 40)) as pilot:

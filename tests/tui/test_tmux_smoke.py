@@ -38,8 +38,10 @@ def test_workbench_tui_under_tmux(tui_project):
     session = f"wbtui-{uuid.uuid4().hex[:8]}"
     status_file = tui_project / "exit-status"
     env = f"PYTHONPATH={shlex.quote(str(REPO))}{os.pathsep}${{PYTHONPATH:-}} TERM=xterm-256color"
-    command = (f"cd {shlex.quote(str(tui_project))} && env {env} {shlex.quote(sys.executable)} -m workbench.cli tui; "
-               f"echo $? > {shlex.quote(str(status_file))}; sleep 5")
+    command = (
+        f"cd {shlex.quote(str(tui_project))} && env {env} {shlex.quote(sys.executable)} -m workbench.cli tui; "
+        f"echo $? > {shlex.quote(str(status_file))}; sleep 5"
+    )
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
     try:
         screen = wait_screen(session, "TrainFlow")

@@ -19,8 +19,9 @@ def seed_foreach_run(project) -> str:
     """Run FanoutFlow for real with three squares, then give each square task its own measured peak."""
     config = load_config(project)
     graph = build_graph(project / "flows" / "fanout.py")
-    runtime = Runtime(graph, config, params=resolve_parameters(graph.parameters, {"count": "3"}),
-                      run_id="1000000000000002")
+    runtime = Runtime(
+        graph, config, params=resolve_parameters(graph.parameters, {"count": "3"}), run_id="1000000000000002"
+    )
     result = runtime.run()
     assert result.status == "succeeded", result.message
     ds = runtime.ds

@@ -48,8 +48,9 @@ def test_handler_filters_and_follows_renames():
 def test_real_observer_sees_a_save(tmp_path):
     (tmp_path / "flows").mkdir()
     d = Debouncer(delay=0.05)
-    observer = start_observer(ChangeHandler(d, str(tmp_path / "workbench.toml")),
-                              [(tmp_path / "flows", True), (tmp_path, False)])
+    observer = start_observer(
+        ChangeHandler(d, str(tmp_path / "workbench.toml")), [(tmp_path / "flows", True), (tmp_path, False)]
+    )
     try:
         time.sleep(0.1)
         (tmp_path / "flows" / "x.py").write_text("# new flow\n")

@@ -54,5 +54,15 @@ def is_remote(name: str) -> bool:
         return False
 
 
-__all__ = ["Backend", "RunContext", "TaskExit", "TaskHandle", "TaskSpec", "REGISTRY", "BACKEND_NAMES",
-           "backend_class", "create_backend", "is_remote"]
+__all__ = [
+    "Backend",
+    "RunContext",
+    "TaskExit",
+    "TaskHandle",
+    "TaskSpec",
+    "REGISTRY",
+    "BACKEND_NAMES",
+    "backend_class",
+    "create_backend",
+    "is_remote",
+]

@@ -37,6 +37,7 @@ LogCallback = Callable[[str, str, float], None]  # stream ("stdout"|"stderr"), t
 @dataclass
 class TaskExit:
     """How a task ended, in words. ``status``: succeeded, failed, timeout, oom, cancelled or error."""
+
     status: TaskStatus | str  # a word is turned into its TaskStatus (unknown words: ValueError)
     exit_code: Optional[int] = None
     reason: str = ""
@@ -49,6 +50,7 @@ class TaskExit:
 @dataclass
 class Capacity:
     """The largest single task a backend can place: CPUs, memory in MiB, GPUs, and where that was read."""
+
     cpu: float
     memory: int
     gpu: int
@@ -58,6 +60,7 @@ class Capacity:
 @dataclass
 class TaskSpec:
     """One attempt of one task, as the runtime hands it to a backend."""
+
     flow: str
     run_id: str
     step: str
@@ -84,11 +87,21 @@ class TaskSpec:
     def ref(self) -> str:
         return f"{self.pathspec}/{self.attempt}"
 
-    def command(self, python: str = "python3", datastore_url: Optional[str] = None,
-                root: Optional[str] = None) -> list[str]:
+    def command(
+        self, python: str = "python3", datastore_url: Optional[str] = None, root: Optional[str] = None
+    ) -> list[str]:
         """The task entrypoint, the same for every backend."""
-        return [python, "-m", "workbench.task", "run", "--datastore", datastore_url or self.datastore_url,
-                "--root", root or self.project_root, self.ref]
+        return [
+            python,
+            "-m",
+            "workbench.task",
+            "run",
+            "--datastore",
+            datastore_url or self.datastore_url,
+            "--root",
+            root or self.project_root,
+            self.ref,
+        ]
 
     def local_command(self) -> list[str]:
         """The entrypoint on this machine: the environment's interpreter when the step declares one."""
@@ -98,6 +111,7 @@ class TaskSpec:
 @dataclass
 class RunContext:
     """What a backend may need to know about the run it serves."""
+
     flow: str
     run_id: str
     graph: "FlowGraph"
@@ -122,6 +136,7 @@ class TaskHandle(ABC):
 
 class Backend(ABC):
     """One place tasks can run; registered by name in :data:`workbench.backends.REGISTRY`."""
+
     name: ClassVar[str]
     #: True when tasks run elsewhere and need a shared (S3) datastore and a code package
     remote: ClassVar[bool] = False
@@ -137,10 +152,13 @@ class Backend(ABC):
         one rule in :func:`workbench.settings.default_image`); a ConfigError that says where to set it."""
         from ..errors import ConfigError
         from ..settings import default_image
+
         image = settings.image or default_image(self.name, self.config)
         if not image:
-            raise ConfigError(f"the {self.name} backend needs an image{self.image_requirement}: set [{self.name}] "
-                              f"image = \"...\" in workbench.toml, @{self.name}(image=...) or --image{self.image_hint}")
+            raise ConfigError(
+                f"the {self.name} backend needs an image{self.image_requirement}: set [{self.name}] "
+                f'image = "..." in workbench.toml, @{self.name}(image=...) or --image{self.image_hint}'
+            )
         return image
 
     def check(self, settings: "StepSettings") -> None:  # noqa: B027  (optional hook: accepts everything)

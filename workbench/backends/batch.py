@@ -61,10 +61,13 @@ ARRAY_STOP_FALLBACK = 5.0
 
 # ---------------------------------------------------------------------------------------- job definitions
 
+
 def resource_requirements(settings) -> list[dict[str, str]]:
     """VCPU (whole vCPUs on EC2: rounded up), MEMORY in MiB, GPU when > 0."""
-    reqs = [{"type": "VCPU", "value": str(max(1, math.ceil(settings.cpu)))},
-            {"type": "MEMORY", "value": str(int(settings.memory))}]
+    reqs = [
+        {"type": "VCPU", "value": str(max(1, math.ceil(settings.cpu)))},
+        {"type": "MEMORY", "value": str(int(settings.memory))},
+    ]
     if settings.gpu:
         reqs.append({"type": "GPU", "value": str(int(settings.gpu))})
     return reqs
@@ -74,14 +77,22 @@ def task_command_template(spec: TaskSpec, array: bool = False) -> list[str]:
     """The container command with the run-specific values as Batch parameters. An array job's children all run
     the same command: ``--array Ref::array`` names the manifest where each finds its task by its index."""
     from ..package import ROOT_PLACEHOLDER, bootstrap_command
+
     cmd = spec.command(python="python3", datastore_url="Ref::datastore", root=ROOT_PLACEHOLDER)
     assert cmd[-1] == spec.ref
     cmd[-1:] = ["--array", "Ref::array"] if array else ["Ref::task"]
     return bootstrap_command("Ref::package", cmd)
 
 
-def job_definition(settings, *, image: str, command: list[str], environment: dict[str, str],
-                   job_role: Optional[str] = None, name_prefix: str = "workbench") -> dict[str, Any]:
+def job_definition(
+    settings,
+    *,
+    image: str,
+    command: list[str],
+    environment: dict[str, str],
+    job_role: Optional[str] = None,
+    name_prefix: str = "workbench",
+) -> dict[str, Any]:
     """The ``register_job_definition`` arguments for a step's settings; the name ends with a hash of the rest,
     so equal content gives the same name (registered once, then reused)."""
     props: dict[str, Any] = {
@@ -94,8 +105,12 @@ def job_definition(settings, *, image: str, command: list[str], environment: dic
         props["jobRoleArn"] = job_role
     if settings.shared_memory:
         props["linuxParameters"] = {"sharedMemorySize": int(settings.shared_memory)}
-    body: dict[str, Any] = {"type": "container", "platformCapabilities": ["EC2"], "containerProperties": props,
-                            "retryStrategy": {"attempts": 1}}  # the runtime retries, with its own bookkeeping
+    body: dict[str, Any] = {
+        "type": "container",
+        "platformCapabilities": ["EC2"],
+        "containerProperties": props,
+        "retryStrategy": {"attempts": 1},
+    }  # the runtime retries, with its own bookkeeping
     if settings.timeout:
         body["timeout"] = {"attemptDurationSeconds": max(MIN_ATTEMPT_SECONDS, int(settings.timeout) + TIMEOUT_GRACE)}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
@@ -116,13 +131,16 @@ def describe_request(settings, queue: str) -> str:
 
 
 def runnable_warning(step: str, job_id: str, seconds: float, settings, queue: str) -> str:
-    return (f"batch: step {step} (job {job_id}) has been RUNNABLE for {seconds:.0f}s, asking for "
-            f"{describe_request(settings, queue)}. That usually means no compute environment of the queue can "
-            f"fit the request (instance types too small, maxvCpus reached, GPUs not allowed) or it is still "
-            f"scaling up; check the queue's compute environments")
+    return (
+        f"batch: step {step} (job {job_id}) has been RUNNABLE for {seconds:.0f}s, asking for "
+        f"{describe_request(settings, queue)}. That usually means no compute environment of the queue can "
+        f"fit the request (instance types too small, maxvCpus reached, GPUs not allowed) or it is still "
+        f"scaling up; check the queue's compute environments"
+    )
 
 
 # ---------------------------------------------------------------------------------------- capacity
+
 
 @dataclass
 class _Fit:
@@ -142,6 +160,7 @@ def _fmt(value: float, kind: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- jobs
+
 
 @dataclass(eq=False)
 class _Job(RemoteJob):
@@ -194,6 +213,7 @@ class BatchBackend(RemoteBackend):
             c = self._clients.get(service)
             if c is None:
                 from .. import aws
+
                 b = self.config.model.batch
                 region = b.region or self.config.model.datastore.region
                 endpoint = b.endpoint_url if service in ("batch", "logs", "ec2") else None
@@ -209,6 +229,7 @@ class BatchBackend(RemoteBackend):
             if self.is_throttling(exc):
                 raise  # the submitter and the poller back off on it
             from ..aws import translate
+
             err = translate(exc, f"batch: {what}")
             raise err if isinstance(err, WorkbenchError) else BackendError(f"batch: {what}: {exc}") from None
 
@@ -219,8 +240,10 @@ class BatchBackend(RemoteBackend):
     def queue_for(self, settings) -> str:
         queue = settings.queue or self.config.model.batch.job_queue
         if not queue:
-            raise ConfigError("the batch backend needs a job queue: set [batch] job_queue = \"...\" in "
-                              "workbench.toml or @batch(queue=...)")
+            raise ConfigError(
+                'the batch backend needs a job queue: set [batch] job_queue = "..." in '
+                "workbench.toml or @batch(queue=...)"
+            )
         return queue
 
     def role_for(self, settings) -> Optional[str]:
@@ -236,8 +259,13 @@ class BatchBackend(RemoteBackend):
         if not queues:
             raise ConfigError(f"batch: job queue {queue!r} does not exist (in the configured region)")
         arns = [ce["computeEnvironment"] for ce in queues[0].get("computeEnvironmentOrder", [])]
-        ces = self._call("describe compute environments", batch.describe_compute_environments,
-                         computeEnvironments=arns)["computeEnvironments"] if arns else []
+        ces = (
+            self._call("describe compute environments", batch.describe_compute_environments, computeEnvironments=arns)[
+                "computeEnvironments"
+            ]
+            if arns
+            else []
+        )
         fits = []
         for ce in ces:
             res = ce.get("computeResources")
@@ -284,13 +312,16 @@ class BatchBackend(RemoteBackend):
         if any(f.fits(settings) for f in fits):
             return
         best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
-        raise ResourceError(f"asks for {describe_request(settings, queue)}, more than any of its compute "
-                            f"environments can place in one job (largest: cpu {_fmt(best.cpu, 'cpu')}, memory "
-                            f"{_fmt(best.memory, 'memory')}, gpu {_fmt(best.gpu, 'gpu')}; {best.source})")
+        raise ResourceError(
+            f"asks for {describe_request(settings, queue)}, more than any of its compute "
+            f"environments can place in one job (largest: cpu {_fmt(best.cpu, 'cpu')}, memory "
+            f"{_fmt(best.memory, 'memory')}, gpu {_fmt(best.gpu, 'gpu')}; {best.source})"
+        )
 
     def capacity(self):
         """The largest request the default job queue can schedule, where the API says (for `workbench promote`)."""
         from .base import Capacity
+
         queue = self.config.model.batch.job_queue
         if not queue:
             return None
@@ -303,18 +334,27 @@ class BatchBackend(RemoteBackend):
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec, array: bool = False) -> str:
         s = spec.settings
-        env = {**redact_env(s.env), **self._task_env,  # the task sets its env from its spec; no secret here
-               **self.environment_env(spec)}  # siblings of an array share a step, so its environment
-        body = job_definition(s, image=self.image_for(s), command=task_command_template(spec, array),
-                              environment=env, job_role=self.role_for(s))
+        env = {
+            **redact_env(s.env),
+            **self._task_env,  # the task sets its env from its spec; no secret here
+            **self.environment_env(spec),
+        }  # siblings of an array share a step, so its environment
+        body = job_definition(
+            s,
+            image=self.image_for(s),
+            command=task_command_template(spec, array),
+            environment=env,
+            job_role=self.role_for(s),
+        )
         name = body["jobDefinitionName"]
         with self._lock:
             arn = self._definitions.get(name)
         if arn:
             return arn
         batch = self._client("batch")
-        found = self._call("describe job definitions", batch.describe_job_definitions, jobDefinitionName=name,
-                           status="ACTIVE").get("jobDefinitions", [])
+        found = self._call(
+            "describe job definitions", batch.describe_job_definitions, jobDefinitionName=name, status="ACTIVE"
+        ).get("jobDefinitions", [])
         if found:
             arn = max(found, key=lambda d: d.get("revision", 0))["jobDefinitionArn"]
         else:
@@ -338,10 +378,15 @@ class BatchBackend(RemoteBackend):
         arn = self._definition_arn(spec)
         tags = {k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v}
         self.calls["submit_job"] += 1
-        resp = self._call("submit job", self._client("batch").submit_job, jobName=job_name(spec), jobQueue=job.queue,
-                          jobDefinition=arn, parameters={"package": self._package_url,
-                                                         "datastore": spec.datastore_url, "task": spec.ref},
-                          tags=tags)
+        resp = self._call(
+            "submit job",
+            self._client("batch").submit_job,
+            jobName=job_name(spec),
+            jobQueue=job.queue,
+            jobDefinition=arn,
+            parameters={"package": self._package_url, "datastore": spec.datastore_url, "task": spec.ref},
+            tags=tags,
+        )
         job.job_id = resp["jobId"]
 
     def array_key(self, job: RemoteJob) -> Any:
@@ -352,19 +397,27 @@ class BatchBackend(RemoteBackend):
         """One SubmitJob with ``arrayProperties.size``: the manifest (index -> task) goes to the datastore first;
         child ``i`` is job ``<parent id>:<i>`` and runs ``jobs[i]``."""
         from ..arrays import manifest_name, write_manifest
+
         first = jobs[0]
         assert isinstance(first, _Job) and self._ctx is not None
         spec = first.spec
         arn = self._definition_arn(spec, array=True)
         name = manifest_name(spec.step, spec.attempt, spec.task_id)
         array_ref = write_manifest(self._ctx.datastore, spec.run_id, name, [j.spec.ref for j in jobs])
-        tags = {k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v and k != "workbench.task"}
+        tags = {
+            k: re.sub(r"[^\w.:/=+\-@ ]", "_", v)[:256] for k, v in spec.labels.items() if v and k != "workbench.task"
+        }
         self.calls["submit_job"] += 1
-        resp = self._call("submit array job", self._client("batch").submit_job,
-                          jobName=job_name(spec)[:100] + f"-x{len(jobs)}", jobQueue=first.queue, jobDefinition=arn,
-                          arrayProperties={"size": len(jobs)},
-                          parameters={"package": self._package_url, "datastore": spec.datastore_url,
-                                      "array": array_ref}, tags=tags)
+        resp = self._call(
+            "submit array job",
+            self._client("batch").submit_job,
+            jobName=job_name(spec)[:100] + f"-x{len(jobs)}",
+            jobQueue=first.queue,
+            jobDefinition=arn,
+            arrayProperties={"size": len(jobs)},
+            parameters={"package": self._package_url, "datastore": spec.datastore_url, "array": array_ref},
+            tags=tags,
+        )
         parent = resp["jobId"]
         array = JobArray(list(jobs), manifest=array_ref, name=parent)
         for i, job in enumerate(jobs):
@@ -395,8 +448,13 @@ class BatchBackend(RemoteBackend):
         now = time.time()
         for job in jobs:
             array = job.array
-            if array is not None and array.terminated and now - array.terminated > ARRAY_STOP_FALLBACK \
-                    and job.status not in TERMINAL and not job.stopped_alone:
+            if (
+                array is not None
+                and array.terminated
+                and now - array.terminated > ARRAY_STOP_FALLBACK
+                and job.status not in TERMINAL
+                and not job.stopped_alone
+            ):
                 job.stopped_alone = True
                 self._terminate_id(job.job_id, job.requested)
 
@@ -442,7 +500,7 @@ class BatchBackend(RemoteBackend):
         changed = False
         jobs = [j for j in active if isinstance(j, _Job) and j.job_id and j.ended is None]
         for i in range(0, len(jobs), DESCRIBE_BATCH):
-            chunk = jobs[i:i + DESCRIBE_BATCH]
+            chunk = jobs[i : i + DESCRIBE_BATCH]
             self.describe_calls += 1
             self.calls["describe_jobs"] += 1
             described = {d["jobId"]: d for d in batch.describe_jobs(jobs=[j.job_id for j in chunk])["jobs"]}
@@ -458,15 +516,20 @@ class BatchBackend(RemoteBackend):
         changed = status != job.status
         job.status = status
         now = time.time()
-        say_waiting(self._ctx, job, "batch", batch_reason(status, d, job.spec.settings, job.queue)
-                    if status in BATCH_WAITING else "")
+        say_waiting(
+            self._ctx,
+            job,
+            "batch",
+            batch_reason(status, d, job.spec.settings, job.queue) if status in BATCH_WAITING else "",
+        )
         if status == "RUNNABLE":
             job.runnable_since = job.runnable_since or now
             limit = int(self.config.model.batch.runnable_warning)  # seconds (validated by parse_duration)
             if not job.warned and limit and now - job.runnable_since > limit and self._ctx is not None:
                 job.warned = True
-                self._ctx.warn(runnable_warning(job.spec.step, job.job_id, now - job.runnable_since, job.spec.settings,
-                                                job.queue))
+                self._ctx.warn(
+                    runnable_warning(job.spec.step, job.job_id, now - job.runnable_since, job.spec.settings, job.queue)
+                )
         stream = (d.get("container") or {}).get("logStreamName")
         if stream:
             job.log_stream = stream
@@ -562,8 +625,12 @@ class BatchBackend(RemoteBackend):
             reason += f" ({'; '.join(dict.fromkeys(words))})"
         text = " ".join(words).lower()
         if "outofmemory" in text.replace(" ", "") or "memory" in text and "killed" in text:
-            return TaskExit(TaskStatus.OOM, code, f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): "
-                                         f"{reason}", usage)
+            return TaskExit(
+                TaskStatus.OOM,
+                code,
+                f"killed for memory (asked for {format_memory(job.spec.settings.memory)}): {reason}",
+                usage,
+            )
         if code == EXIT_TIMEOUT:
             return TaskExit(TaskStatus.TIMEOUT, code, "the step ran past its timeout", usage)
         if "timeout" in text or "attempt duration" in text:

@@ -45,9 +45,12 @@ from .docker_status import MIB, USAGE_MARK, USAGE_SCRIPT, classify_exit, parse_u
 
 OWNER_LABEL = "workbench.owner"
 RUN_LABEL = "workbench.run"
-ENGINE_HINT = ("start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
-               "or point DOCKER_HOST at a running engine")
+ENGINE_HINT = (
+    "start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
+    "or point DOCKER_HOST at a running engine"
+)
 IMAGE_HINT = "build it with `workbench image build`, or scripts/build-base-image.sh for the base image"
+
 
 def package_dir() -> str:
     """The workbench package directory on this machine (mounted into every container)."""
@@ -57,13 +60,22 @@ def package_dir() -> str:
 def datastore_dir(url: str) -> Optional[str]:
     if url.startswith("s3://"):
         return None
-    return url[len("file://"):] if url.startswith("file://") else url
+    return url[len("file://") :] if url.startswith("file://") else url
 
 
-def container_config(spec: TaskSpec, *, image: str, network: str = "host", user: str = "0:0",
-                     owner: str = "", pkg_dir: Optional[str] = None, pycache: Optional[str] = None,
-                     extra_env: Optional[dict[str, str]] = None, outbox: Optional[str] = None,
-                     credentials_file: Optional[str] = None) -> dict[str, Any]:
+def container_config(
+    spec: TaskSpec,
+    *,
+    image: str,
+    network: str = "host",
+    user: str = "0:0",
+    owner: str = "",
+    pkg_dir: Optional[str] = None,
+    pycache: Optional[str] = None,
+    extra_env: Optional[dict[str, str]] = None,
+    outbox: Optional[str] = None,
+    credentials_file: Optional[str] = None,
+) -> dict[str, Any]:
     """Everything sent to the engine to create the task's container, without talking to it.
 
     Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
@@ -74,12 +86,18 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
     from docker.types import DeviceRequest
 
     if network not in ("host", "none"):
-        raise ConfigError(f"[docker] network = {network!r}: only \"host\" or \"none\" (never a bridge)")
+        raise ConfigError(f'[docker] network = {network!r}: only "host" or "none" (never a bridge)')
     s = spec.settings
     pkg_dir = pkg_dir or package_dir()
     binds: dict[str, dict[str, str]] = {}
-    for path, mode in ((spec.project_root, "ro"), (pkg_dir, "ro"), (datastore_dir(spec.datastore_url), "ro"),
-                       (pycache, "ro"), (credentials_file, "ro"), (outbox, "rw")):
+    for path, mode in (
+        (spec.project_root, "ro"),
+        (pkg_dir, "ro"),
+        (datastore_dir(spec.datastore_url), "ro"),
+        (pycache, "ro"),
+        (credentials_file, "ro"),
+        (outbox, "rw"),
+    ):
         if path and (path not in binds or mode == "rw"):
             binds[path] = {"bind": path, "mode": mode}
     env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
@@ -98,6 +116,7 @@ def container_config(spec: TaskSpec, *, image: str, network: str = "host", user:
         env["HOME"] = "/tmp"
     if getattr(s, "profile", False):  # --profile: this machine's pyinstrument, read-only (workbench.profiling)
         from ..profiling import container_profiler_mount
+
         env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
     env.update(extra_env or {})
     # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
@@ -172,8 +191,9 @@ def owner_alive(owner: str) -> Optional[bool]:
 
 
 class _ContainerHandle(TaskHandle):
-    def __init__(self, backend: "DockerBackend", spec: TaskSpec, on_log: LogCallback,
-                 on_exit: Callable[[TaskExit], None]):
+    def __init__(
+        self, backend: "DockerBackend", spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]
+    ):
         self.backend = backend
         self.spec = spec
         self.on_log = on_log
@@ -208,9 +228,17 @@ class _ContainerHandle(TaskHandle):
             if store:
                 self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
             pycache = backend._caches.for_image(image, spec.project_root, package_dir(), backend.user)
-            cfg = container_config(spec, image=image, network=backend.network, user=backend.user,
-                                   owner=backend.owner, pycache=pycache, extra_env=backend.extra_env, outbox=self.outbox,
-                                   credentials_file=backend.credentials_file)
+            cfg = container_config(
+                spec,
+                image=image,
+                network=backend.network,
+                user=backend.user,
+                owner=backend.owner,
+                pycache=pycache,
+                extra_env=backend.extra_env,
+                outbox=self.outbox,
+                credentials_file=backend.credentials_file,
+            )
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
                 result = exit_from_code(None, self.requested, {}, timeout=self.timeout)
@@ -221,15 +249,20 @@ class _ContainerHandle(TaskHandle):
                     break
                 except de.APIError as exc:
                     missing = isinstance(exc, de.ImageNotFound) or (
-                        exc.status_code == 404 and "image" in str(exc.explanation or "").lower())
+                        exc.status_code == 404 and "image" in str(exc.explanation or "").lower()
+                    )
                     if not missing:
-                        result = TaskExit(TaskStatus.FAILED, None,
-                                          f"docker could not create the container: {exc.explanation or exc}")
+                        result = TaskExit(
+                            TaskStatus.FAILED, None, f"docker could not create the container: {exc.explanation or exc}"
+                        )
                         return
                     pull_error = backend.pull(image) if first_try else "still missing after the pull"
                     if pull_error:
-                        result = TaskExit(TaskStatus.FAILED, None, f"image {image} not found on the Docker engine and not "
-                                                          f"pulled ({pull_error}): {IMAGE_HINT}")
+                        result = TaskExit(
+                            TaskStatus.FAILED,
+                            None,
+                            f"image {image} not found on the Docker engine and not pulled ({pull_error}): {IMAGE_HINT}",
+                        )
                         return
             with self._lock:
                 self.container_id = cid
@@ -243,13 +276,16 @@ class _ContainerHandle(TaskHandle):
             except de.APIError as exc:
                 reason = f"docker could not start the container: {exc.explanation or exc}"
                 if spec.settings.gpu:
-                    reason += (f" (the step asks for gpu={spec.settings.gpu}: the engine needs GPUs and the "
-                               f"NVIDIA container toolkit)")
+                    reason += (
+                        f" (the step asks for gpu={spec.settings.gpu}: the engine needs GPUs and the "
+                        f"NVIDIA container toolkit)"
+                    )
                 result = TaskExit(TaskStatus.FAILED, None, reason)
                 return
             if self.requested:  # cancelled while starting
                 backend._kill(cid)
             from ..sampling import DockerStatsSampler
+
             sampler = DockerStatsSampler(backend.stream_api, str(cid))  # the usage timeline (workbench.sampling)
             self._pump(stream)
             backend.api.wait(cid)
@@ -279,14 +315,17 @@ class _ContainerHandle(TaskHandle):
         if not outbox:
             return
         from ..datastore import FlowDatastore
+
         spec = self.spec
         ds = FlowDatastore(spec.datastore_url, spec.flow)
         refused = ingest(outbox, ds, spec.run_id, spec.step, spec.task_id, spec.attempt)
         for line in refused[:20]:
             self.on_log("stderr", f"workbench: refused from the container's outputs: {line}", time.time())
         if refused and self.backend._ctx is not None:
-            self.backend._ctx.warn(f"docker: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside "
-                                   f"its outputs or failed their hash check; they were refused (see its log)")
+            self.backend._ctx.warn(
+                f"docker: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside "
+                f"its outputs or failed their hash check; they were refused (see its log)"
+            )
 
     def _pump(self, stream) -> None:
         bufs = {"stdout": b"", "stderr": b""}
@@ -332,8 +371,12 @@ class DockerBackend(Backend):
         self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
         from .docker_env import EnvironmentImages
-        self.environments = EnvironmentImages(self.network, config.model.project.name or Path(config.root).name,
-                                              say=lambda line: self._ctx.warn(line) if self._ctx else None)
+
+        self.environments = EnvironmentImages(
+            self.network,
+            config.model.project.name or Path(config.root).name,
+            say=lambda line: self._ctx.warn(line) if self._ctx else None,
+        )
 
     # ------------------------------------------------------------------ the engine
     def _connect(self) -> None:
@@ -396,11 +439,15 @@ class DockerBackend(Backend):
         if ncpu and settings.cpu > ncpu:
             raise ResourceError(f"asks for cpu={settings.cpu:g} but the Docker engine has {ncpu} CPUs")
         if mem_total and settings.memory * MIB > mem_total:
-            raise ResourceError(f"asks for memory={format_memory(settings.memory)} but the Docker engine has "
-                                f"{format_memory(mem_total / MIB)} in all")
+            raise ResourceError(
+                f"asks for memory={format_memory(settings.memory)} but the Docker engine has "
+                f"{format_memory(mem_total / MIB)} in all"
+            )
         if settings.shared_memory and mem_total and settings.shared_memory * MIB > mem_total:
-            raise ResourceError(f"asks for shared_memory={format_memory(settings.shared_memory)} but the Docker "
-                                f"engine has {format_memory(mem_total / MIB)} in all")
+            raise ResourceError(
+                f"asks for shared_memory={format_memory(settings.shared_memory)} but the Docker "
+                f"engine has {format_memory(mem_total / MIB)} in all"
+            )
 
     def capacity(self) -> Optional[Capacity]:
         """The engine's machine: its CPUs and memory. GPUs: none without the nvidia runtime; with it the API
@@ -410,8 +457,12 @@ class DockerBackend(Backend):
         if not info.get("NCPU") or not info.get("MemTotal"):
             return None
         gpus = 16 if "nvidia" in (info.get("Runtimes") or {}) else 0
-        return Capacity(cpu=float(info["NCPU"]), memory=int(info["MemTotal"] // MIB), gpu=gpus,
-                        source=f"the Docker engine ({info.get('Name', 'local')})")
+        return Capacity(
+            cpu=float(info["NCPU"]),
+            memory=int(info["MemTotal"] // MIB),
+            gpu=gpus,
+            source=f"the Docker engine ({info.get('Name', 'local')})",
+        )
 
     # ------------------------------------------------------------------ run lifecycle
     def start_run(self, ctx: RunContext) -> None:
@@ -419,6 +470,7 @@ class DockerBackend(Backend):
         self._connect()
         if ctx.datastore.url.startswith("s3://"):
             from ..aws import container_aws_env, write_credentials_file
+
             self.extra_env = container_aws_env()
             endpoint = ctx.config.model.datastore.endpoint_url
             if endpoint:
@@ -438,6 +490,7 @@ class DockerBackend(Backend):
         for t in removers:
             t.join(timeout=15)
         from ..aws import remove_credentials_file
+
         remove_credentials_file(self.credentials_file)
         self.credentials_file = None
         if self._api is None:
@@ -472,6 +525,7 @@ class DockerBackend(Backend):
 
     def _kill(self, cid: str) -> None:
         import docker.errors as de
+
         try:
             self.api.kill(cid)
         except (de.NotFound, de.APIError):
@@ -479,6 +533,7 @@ class DockerBackend(Backend):
 
     def _remove(self, cid: str) -> None:
         import docker.errors as de
+
         try:
             self.api.remove_container(cid, force=True, v=True)
         except de.NotFound:

@@ -109,8 +109,9 @@ class BytecodeCaches:
         return os.path.realpath(path)
 
 
-def compile_in_container(api, image: str, cache: str, sources: list[str], user: str, labels: dict[str, str],
-                         remove: Callable[[str], None]) -> Optional[str]:
+def compile_in_container(
+    api, image: str, cache: str, sources: list[str], user: str, labels: dict[str, str], remove: Callable[[str], None]
+) -> Optional[str]:
     """Fill ``cache`` in a one-shot container of ``image`` that only compiles ``sources`` (read-only,
     no network): ``python3 -m compileall``, which runs no project code. None, or why it failed."""
     binds = {src: {"bind": src, "mode": "ro"} for src in sources}
@@ -119,9 +120,13 @@ def compile_in_container(api, image: str, cache: str, sources: list[str], user: 
     cid = None
     try:
         cid = api.create_container(
-            image=image, command=cmd, user=user, environment={"PYTHONPYCACHEPREFIX": cache},
+            image=image,
+            command=cmd,
+            user=user,
+            environment={"PYTHONPYCACHEPREFIX": cache},
             labels={**labels, "workbench.role": "bytecode-cache"},
-            host_config=api.create_host_config(binds=binds, network_mode="none"))["Id"]
+            host_config=api.create_host_config(binds=binds, network_mode="none"),
+        )["Id"]
         api.start(cid)
         code = api.wait(cid, timeout=300).get("StatusCode")
         return None if code in (0, 1) else f"compileall exited {code}"  # 1: some file has a syntax error

@@ -34,6 +34,7 @@ class EnvironmentImages:
     def _docker(self):
         if self._client is None:
             from ..image import docker_client
+
             self._client = docker_client()
         return self._client
 
@@ -63,22 +64,31 @@ class EnvironmentImages:
 
     def _build(self, base: str, env_spec, step: str, source: Optional[str] = None) -> str:
         from ..image import build_environment_image
-        return build_environment_image(self._docker(), base, env_spec, network=self.network, project=self.project,
-                                       source=source or ", ".join(env_spec.sources) or f"step {step}",
-                                       say=lambda line: None if line.startswith(" ") else self.say(f"docker: {line}"))
+
+        return build_environment_image(
+            self._docker(),
+            base,
+            env_spec,
+            network=self.network,
+            project=self.project,
+            source=source or ", ".join(env_spec.sources) or f"step {step}",
+            say=lambda line: None if line.startswith(" ") else self.say(f"docker: {line}"),
+        )
 
     def _for_pins(self, base: str, pins: tuple[str, ...], step: str) -> str:
         """The base image when it can read the inputs, else one with the inputs' package versions."""
         from ..environment_guard import EnvironmentMismatch, compatible
         from ..environment_run import pins_spec
         from ..image import image_versions
+
         have = image_versions(self._docker(), base)
         missing = [p for p in pins if not compatible(p.split("==", 1)[1], have.get(p.split("==", 1)[0]))]
         if not missing:
             return base
         try:
-            return self._build(base, pins_spec(tuple(missing)), step,
-                               source=f"the versions step {step}'s inputs were pickled with")
+            return self._build(
+                base, pins_spec(tuple(missing)), step, source=f"the versions step {step}'s inputs were pickled with"
+            )
         except WorkbenchError as exc:
             dist, version = missing[0].split("==", 1)
             found = f"has {dist} {have[dist]}" if have.get(dist) else f"does not have {dist}"
@@ -86,4 +96,5 @@ class EnvironmentImages:
                 f"step {step}: its inputs were pickled with {dist} {version} but image {base} {found}, and "
                 f"{dist}=={version} cannot be installed into it ({exc.message}); declare the step's packages: "
                 f"@pypi(packages={{{dist!r}: ...}}) with a version the image's Python has, or set [docker] image "
-                f"to one with {dist} {version}") from None
+                f"to one with {dist} {version}"
+            ) from None

@@ -20,17 +20,18 @@ USAGE_MARK = "\x1eworkbench-usage "
 # cgroup v1 first, then v2. Errors of the reads go to /dev/null; the report goes to stderr.
 USAGE_SCRIPT = (
     '"$@"; rc=$?; '
-    'if read m 2>/dev/null </sys/fs/cgroup/memory/memory.max_usage_in_bytes && '
-    'read c 2>/dev/null </sys/fs/cgroup/cpuacct/cpuacct.usage; then '
-    "printf '\\036workbench-usage %s %s\\n' \"$m\" \"$c\" >&2; "
-    'elif read m 2>/dev/null </sys/fs/cgroup/memory.peak && read k u 2>/dev/null </sys/fs/cgroup/cpu.stat; then '
-    "printf '\\036workbench-usage %s %s000\\n' \"$m\" \"$u\" >&2; "
-    'fi; exit $rc'
+    "if read m 2>/dev/null </sys/fs/cgroup/memory/memory.max_usage_in_bytes && "
+    "read c 2>/dev/null </sys/fs/cgroup/cpuacct/cpuacct.usage; then "
+    'printf \'\\036workbench-usage %s %s\\n\' "$m" "$c" >&2; '
+    "elif read m 2>/dev/null </sys/fs/cgroup/memory.peak && read k u 2>/dev/null </sys/fs/cgroup/cpu.stat; then "
+    'printf \'\\036workbench-usage %s %s000\\n\' "$m" "$u" >&2; '
+    "fi; exit $rc"
 )
 
 
-def classify_exit(state: dict, requested: Optional[str], memory_mib: int, usage: dict, *,
-                  timeout: bool = False) -> TaskExit:
+def classify_exit(
+    state: dict, requested: Optional[str], memory_mib: int, usage: dict, *, timeout: bool = False
+) -> TaskExit:
     """Words for how a container ended, from its inspected ``State``."""
     code = state.get("ExitCode")
     if requested:

@@ -17,8 +17,10 @@ from typing import Any, Callable, Optional
 from ..errors import BackendError, ConfigError, CredentialsError, EngineUnreachable, WorkbenchError
 
 REQUEST_TIMEOUT = 30  # seconds, for every API call but the followed logs
-HINT = ("check [kubernetes] kubeconfig / context in workbench.toml or KUBECONFIG, and that the cluster is up "
-        "(`kubectl cluster-info`)")
+HINT = (
+    "check [kubernetes] kubeconfig / context in workbench.toml or KUBECONFIG, and that the cluster is up "
+    "(`kubectl cluster-info`)"
+)
 
 
 class KubernetesApi:
@@ -50,6 +52,7 @@ class KubernetesApi:
             api = self._apis.get(kind)
             if api is None:
                 from kubernetes import client
+
                 cls = {"core": client.CoreV1Api, "batch": client.BatchV1Api, "version": client.VersionApi}[kind]
                 api = self._apis[kind] = cls(self._api)
             return api
@@ -57,11 +60,15 @@ class KubernetesApi:
     def _make_api_client(self):
         from kubernetes import client
         from kubernetes import config as kconfig
+
         configuration = client.Configuration()
         path = self.kubeconfig_path()
-        in_cluster = (not path and not os.environ.get("KUBECONFIG")
-                      and not Path("~/.kube/config").expanduser().exists()
-                      and os.environ.get("KUBERNETES_SERVICE_HOST"))
+        in_cluster = (
+            not path
+            and not os.environ.get("KUBECONFIG")
+            and not Path("~/.kube/config").expanduser().exists()
+            and os.environ.get("KUBERNETES_SERVICE_HOST")
+        )
         try:
             if in_cluster:
                 kconfig.load_incluster_config(client_configuration=configuration)
@@ -69,16 +76,20 @@ class KubernetesApi:
                 if path and not Path(path).is_file():
                     raise ConfigError(f"kubernetes: [kubernetes] kubeconfig {path} does not exist")
                 # KUBECONFIG is passed explicitly: the client reads it only once, when it is imported
-                kconfig.load_kube_config(config_file=path or os.environ.get("KUBECONFIG") or None,
-                                         context=self.section.context,
-                                         client_configuration=configuration)
+                kconfig.load_kube_config(
+                    config_file=path or os.environ.get("KUBECONFIG") or None,
+                    context=self.section.context,
+                    client_configuration=configuration,
+                )
         except WorkbenchError:
             raise
         except Exception as exc:  # ConfigException, a malformed file, ...
             where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise EngineUnreachable(f"kubernetes: no usable cluster configuration in {where}: "
-                                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                                    hint=HINT) from None
+            raise EngineUnreachable(
+                f"kubernetes: no usable cluster configuration in {where}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                hint=HINT,
+            ) from None
         self.url = configuration.host
         # one followed log per running pod holds a connection: keep them pooled (up to the runtime's 256 in flight)
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
@@ -96,6 +107,7 @@ class KubernetesApi:
 
     def translate(self, exc: BaseException, what: str) -> WorkbenchError:
         from kubernetes.client.exceptions import ApiException
+
         if isinstance(exc, ApiException):
             message = exc.reason or ""
             try:
@@ -103,14 +115,19 @@ class KubernetesApi:
             except (ValueError, AttributeError):
                 pass
             if exc.status in (401, 403):
-                return CredentialsError(f"kubernetes: {what}: the API server at {self.url} refused the request "
-                                        f"({exc.status}: {message})", hint=HINT)
+                return CredentialsError(
+                    f"kubernetes: {what}: the API server at {self.url} refused the request ({exc.status}: {message})",
+                    hint=HINT,
+                )
             if exc.status == 429:
-                return ThrottledByApi(f"kubernetes: {what}: the API server at {self.url} asks to slow down "
-                                      f"(429: {message})", retry_after=_retry_after(exc))
+                return ThrottledByApi(
+                    f"kubernetes: {what}: the API server at {self.url} asks to slow down (429: {message})",
+                    retry_after=_retry_after(exc),
+                )
             return BackendError(f"kubernetes: {what}: {exc.status} {message}")
-        return EngineUnreachable(f"kubernetes: {what}: cannot reach the API server at {self.url or '?'} "
-                                 f"({type(exc).__name__})", hint=HINT)
+        return EngineUnreachable(
+            f"kubernetes: {what}: cannot reach the API server at {self.url or '?'} ({type(exc).__name__})", hint=HINT
+        )
 
     def ping(self) -> None:
         """Raise EngineUnreachable / CredentialsError unless the API server answers."""
@@ -122,9 +139,11 @@ class KubernetesApi:
     def delete_job(self, name: str, namespace: str) -> None:
         """Delete a Job and (in the background) its pods; a Job already gone is fine."""
         from kubernetes.client.exceptions import ApiException
+
         try:
-            self.client("batch").delete_namespaced_job(name, namespace, propagation_policy="Background",
-                                                       _request_timeout=REQUEST_TIMEOUT)
+            self.client("batch").delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise self.translate(exc, f"delete job {name}") from None

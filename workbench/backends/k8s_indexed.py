@@ -36,7 +36,7 @@ def pod_index(pod) -> Optional[int]:
 
 
 def index_set(ranges: Optional[str]) -> set[int]:
-    """"0-2,4" -> {0, 1, 2, 4} (status.completedIndexes / failedIndexes)."""
+    """ "0-2,4" -> {0, 1, 2, 4} (status.completedIndexes / failedIndexes)."""
     out: set[int] = set()
     for part in (ranges or "").split(","):
         if not part:
@@ -64,17 +64,31 @@ class IndexedJobs:
 
     def submit_array(self, jobs: list[RemoteJob]) -> None:
         from ..arrays import manifest_name, write_manifest
+
         first = jobs[0]
         spec = first.spec
-        array_ref = write_manifest(self._ctx.datastore, spec.run_id,  # type: ignore[attr-defined]
-                                   manifest_name(spec.step, spec.attempt, spec.task_id), [j.spec.ref for j in jobs])
+        array_ref = write_manifest(
+            self._ctx.datastore,
+            spec.run_id,  # type: ignore[attr-defined]
+            manifest_name(spec.step, spec.attempt, spec.task_id),
+            [j.spec.ref for j in jobs],
+        )
         name = job_name(spec.flow, spec.step, f"{spec.task_id}x{len(jobs)}", spec.attempt, spec.run_id)
-        manifest = indexed_job_manifest(self.manifest_for(spec), name=name, completions=len(jobs),  # type: ignore[attr-defined]
-                                        parallelism=self.parallelism(len(jobs)), array_ref=array_ref,
-                                        array_labels={ARRAY_LABEL: name})
+        manifest = indexed_job_manifest(
+            self.manifest_for(spec),
+            name=name,
+            completions=len(jobs),  # type: ignore[attr-defined]
+            parallelism=self.parallelism(len(jobs)),
+            array_ref=array_ref,
+            array_labels={ARRAY_LABEL: name},
+        )
         self.calls["create_namespaced_job"] += 1  # type: ignore[attr-defined]
-        self.api.call(f"create job {name}", self.api.client("batch").create_namespaced_job,  # type: ignore[attr-defined]
-                      first.namespace, manifest)  # type: ignore[attr-defined]
+        self.api.call(
+            f"create job {name}",
+            self.api.client("batch").create_namespaced_job,  # type: ignore[attr-defined]
+            first.namespace,
+            manifest,
+        )  # type: ignore[attr-defined]
         array = JobArray(list(jobs), manifest=array_ref, name=name, namespace=first.namespace)  # type: ignore[attr-defined]
         for i, job in enumerate(jobs):
             job.array, job.index = array, i
@@ -122,6 +136,7 @@ class IndexedJobs:
 
     def _delete_pod(self, name: str, namespace: str) -> None:
         from kubernetes.client.exceptions import ApiException
+
         try:
             self.calls["delete_pod"] += 1  # type: ignore[attr-defined]
             self.api.client("core").delete_namespaced_pod(name, namespace, _request_timeout=30)  # type: ignore[attr-defined]
@@ -139,14 +154,27 @@ class IndexedJobs:
             task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or EPOCH, p.metadata.name))
         pod = task.pod if pods else None
         if task.requested:
-            if job is None or pod is None or pod.metadata.deletion_timestamp is not None or _pod_ended(pod) \
-                    or now - task.cancel_sent > 30:
+            if (
+                job is None
+                or pod is None
+                or pod.metadata.deletion_timestamp is not None
+                or _pod_ended(pod)
+                or now - task.cancel_sent > 30
+            ):
                 self.conclude(task, self._requested_exit(task))  # type: ignore[attr-defined]
             return
         if job is None:
             if task.seen_job or now - task.submitted > 30:
-                self.conclude(task, TaskExit("failed", None, f"the Job {task.array.name} disappeared (deleted "  # type: ignore[attr-defined]
-                                                              f"outside workbench?)", self._usage(task)))  # type: ignore[attr-defined]
+                self.conclude(
+                    task,
+                    TaskExit(
+                        "failed",
+                        None,
+                        f"the Job {task.array.name} disappeared (deleted "  # type: ignore[attr-defined]
+                        f"outside workbench?)",
+                        self._usage(task),
+                    ),
+                )  # type: ignore[attr-defined]
             return
         task.seen_job = True
         if pod is not None and task.log is None and container_started(pod):
@@ -163,11 +191,28 @@ class IndexedJobs:
         conditions = status.conditions if status is not None else None
         ended = is_true(conditions, "Failed") or is_true(conditions, "FailureTarget")
         if task.index in failed and pod is None:
-            self.conclude(task, TaskExit("failed", None, f"index {task.index} of Job {task.array.name} failed and "  # type: ignore[attr-defined]
-                                                         f"its pod is gone", self._usage(task)))  # type: ignore[attr-defined]
+            self.conclude(
+                task,
+                TaskExit(
+                    "failed",
+                    None,
+                    f"index {task.index} of Job {task.array.name} failed and "  # type: ignore[attr-defined]
+                    f"its pod is gone",
+                    self._usage(task),
+                ),
+            )  # type: ignore[attr-defined]
         elif ended is not None and ended.reason not in ("FailedIndexes", "MaxFailedIndexesExceeded"):
-            self.conclude(task, exit_of(ended, pod, task.spec.settings, task.options.gpu_vendor,  # type: ignore[attr-defined]
-                                        self._usage(task), 0))  # type: ignore[attr-defined]
+            self.conclude(
+                task,
+                exit_of(
+                    ended,
+                    pod,
+                    task.spec.settings,
+                    task.options.gpu_vendor,  # type: ignore[attr-defined]
+                    self._usage(task),
+                    0,
+                ),
+            )  # type: ignore[attr-defined]
 
     def _index_exit(self, task, pod) -> TaskExit:
         usage = self._usage(task)  # type: ignore[attr-defined]

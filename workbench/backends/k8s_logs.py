@@ -25,8 +25,16 @@ class PodLog:
     """The followed log of one pod. ``on_line(text, ts)`` gets each line; ``should_stop()`` is asked between
     reconnects; ``on_end()`` is called once the thread ends, however it ends."""
 
-    def __init__(self, api: KubernetesApi, namespace: str, pod_name: str, *, on_line: Callable[[str, float], None],
-                 should_stop: Callable[[], bool], on_end: Callable[[], None]):
+    def __init__(
+        self,
+        api: KubernetesApi,
+        namespace: str,
+        pod_name: str,
+        *,
+        on_line: Callable[[str, float], None],
+        should_stop: Callable[[], bool],
+        on_end: Callable[[], None],
+    ):
         self.api = api
         self.namespace = namespace
         self.pod_name = pod_name
@@ -63,12 +71,18 @@ class PodLog:
 
     def _follow(self) -> None:
         from kubernetes.client.exceptions import ApiException
+
         last_ts: Optional[float] = None
         failures = 0
         while failures < MAX_FAILURES and not self.closed:
             failures += 1
-            kwargs: dict[str, Any] = {"container": CONTAINER, "follow": True, "timestamps": True,
-                                      "_preload_content": False, "_request_timeout": (10, LOG_READ_TIMEOUT)}
+            kwargs: dict[str, Any] = {
+                "container": CONTAINER,
+                "follow": True,
+                "timestamps": True,
+                "_preload_content": False,
+                "_request_timeout": (10, LOG_READ_TIMEOUT),
+            }
             if last_ts is not None:
                 kwargs["since_seconds"] = max(1, math.ceil(time.time() - last_ts) + 1)
             try:
@@ -121,10 +135,13 @@ class PodLog:
 
     def _still_running(self) -> bool:
         try:
-            pod = self.api.call("read pod", self.api.client("core").read_namespaced_pod, self.pod_name,
-                                self.namespace)
+            pod = self.api.call("read pod", self.api.client("core").read_namespaced_pod, self.pod_name, self.namespace)
         except WorkbenchError:
             return False
         cs = container_status(pod)
-        return cs is not None and cs.state is not None and cs.state.running is not None \
+        return (
+            cs is not None
+            and cs.state is not None
+            and cs.state.running is not None
             and pod.metadata.deletion_timestamp is None
+        )

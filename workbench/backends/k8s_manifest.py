@@ -29,16 +29,28 @@ MAX_JOB_NAME = 52  # pods are named <job>-<5 chars>, and the job name is a label
 
 # used when neither the user's nor the packaged template can be found
 DEFAULT_TEMPLATE: dict[str, Any] = {
-    "apiVersion": "batch/v1", "kind": "Job",
+    "apiVersion": "batch/v1",
+    "kind": "Job",
     "metadata": {"labels": {"app.kubernetes.io/managed-by": "workbench"}},
-    "spec": {"backoffLimit": 0, "completions": 1, "parallelism": 1, "ttlSecondsAfterFinished": 600,
-             "template": {"metadata": {"labels": {"app.kubernetes.io/managed-by": "workbench"}},
-                          "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 30,
-                                   "containers": [{"name": CONTAINER, "imagePullPolicy": "IfNotPresent"}]}}},
+    "spec": {
+        "backoffLimit": 0,
+        "completions": 1,
+        "parallelism": 1,
+        "ttlSecondsAfterFinished": 600,
+        "template": {
+            "metadata": {"labels": {"app.kubernetes.io/managed-by": "workbench"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 30,
+                "containers": [{"name": CONTAINER, "imagePullPolicy": "IfNotPresent"}],
+            },
+        },
+    },
 }
 
 
 # ---------------------------------------------------------------------------------------- names and labels
+
 
 def label_value(value: Any) -> str:
     """A valid label value: at most 63 of [A-Za-z0-9-_.], starting and ending with a letter or digit.
@@ -61,11 +73,12 @@ def job_name(flow: str, step: str, task_id: str, attempt: int, run_id: str) -> s
     """``wb-<flow>-<step>-<task>-<attempt>-<hash>``: readable, unique per run and attempt, a valid DNS label."""
     digest = hashlib.sha1(f"{flow}/{run_id}/{step}/{task_id}/{attempt}".encode()).hexdigest()[:8]
     tail = f"-{dns_label(str(task_id)).lstrip('x') or '0'}-{attempt}-{digest}"
-    head = dns_label(f"wb-{flow}-{step}")[:MAX_JOB_NAME - len(tail)].rstrip("-")
+    head = dns_label(f"wb-{flow}-{step}")[: MAX_JOB_NAME - len(tail)].rstrip("-")
     return f"{head}{tail}"
 
 
 # ---------------------------------------------------------------------------------------- quantities
+
 
 def cpu_quantity(cpu: float) -> str:
     """1 -> "1", 0.5 -> "500m", 2.25 -> "2250m"."""
@@ -87,11 +100,14 @@ def gpu_key(vendor: Optional[str]) -> str:
     try:
         return GPU_KEYS[vendor.lower()]
     except KeyError:
-        raise ConfigError(f"kubernetes: unknown gpu_vendor {vendor!r} (choose from {', '.join(GPU_KEYS)}, or give "
-                          f"the resource name, e.g. \"nvidia.com/gpu\")") from None
+        raise ConfigError(
+            f"kubernetes: unknown gpu_vendor {vendor!r} (choose from {', '.join(GPU_KEYS)}, or give "
+            f'the resource name, e.g. "nvidia.com/gpu")'
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------- template
+
 
 def packaged_template() -> Optional[Path]:
     here = Path(__file__).resolve().parents[1]
@@ -131,9 +147,11 @@ def load_template(path: Optional[str] = None, base_dir: Optional[str] = None) ->
 
 # ---------------------------------------------------------------------------------------- the Job
 
+
 @dataclass
 class JobOptions:
     """Cluster-side choices for one task: [kubernetes] in workbench.toml, overridden by @kubernetes(...)."""
+
     namespace: str = "default"
     service_account: Optional[str] = None
     image_pull_secrets: list[str] = field(default_factory=list)
@@ -185,22 +203,34 @@ def resources(settings, gpu_vendor: str = "nvidia") -> dict[str, dict[str, str]]
 
 def _env_list(env: dict[str, str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [{"name": str(k), "value": str(v)} for k, v in env.items()]
-    for name, path in (("WORKBENCH_KUBERNETES_POD", "metadata.name"),
-                       ("WORKBENCH_KUBERNETES_NAMESPACE", "metadata.namespace"),
-                       ("WORKBENCH_KUBERNETES_NODE", "spec.nodeName")):
+    for name, path in (
+        ("WORKBENCH_KUBERNETES_POD", "metadata.name"),
+        ("WORKBENCH_KUBERNETES_NAMESPACE", "metadata.namespace"),
+        ("WORKBENCH_KUBERNETES_NODE", "spec.nodeName"),
+    ):
         if name not in env:
             out.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
     return out
 
 
-def job_manifest(*, name: str, settings, image: str, command: list[str], env: dict[str, str],
-                 labels: dict[str, str], options: Optional[JobOptions] = None,
-                 template: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def job_manifest(
+    *,
+    name: str,
+    settings,
+    image: str,
+    command: list[str],
+    env: dict[str, str],
+    labels: dict[str, str],
+    options: Optional[JobOptions] = None,
+    template: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
     """The batch/v1 Job for one task. ``labels``: workbench.* ids (values are sanitised here)."""
     opts = options or JobOptions()
     job = copy.deepcopy(template if template is not None else DEFAULT_TEMPLATE)
-    all_labels = {**{k: label_value(v) for k, v in opts.labels.items()},
-                  **{k: label_value(v) for k, v in labels.items() if v is not None and label_value(v)}}
+    all_labels = {
+        **{k: label_value(v) for k, v in opts.labels.items()},
+        **{k: label_value(v) for k, v in labels.items() if v is not None and label_value(v)},
+    }
 
     meta = job.setdefault("metadata", {})
     meta.pop("generateName", None)
@@ -231,11 +261,15 @@ def job_manifest(*, name: str, settings, image: str, command: list[str], env: di
         pod["serviceAccountName"] = opts.service_account
     if opts.image_pull_secrets:
         have = [s.get("name") for s in pod.get("imagePullSecrets") or []]
-        pod["imagePullSecrets"] = [*(pod.get("imagePullSecrets") or []),
-                                   *({"name": s} for s in opts.image_pull_secrets if s not in have)]
+        pod["imagePullSecrets"] = [
+            *(pod.get("imagePullSecrets") or []),
+            *({"name": s} for s in opts.image_pull_secrets if s not in have),
+        ]
     if opts.node_selector:
-        pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), **{str(k): str(v)
-                                                                      for k, v in opts.node_selector.items()}}
+        pod["nodeSelector"] = {
+            **(pod.get("nodeSelector") or {}),
+            **{str(k): str(v) for k, v in opts.node_selector.items()},
+        }
     if opts.tolerations:
         pod["tolerations"] = [*(pod.get("tolerations") or []), *(dict(t) for t in opts.tolerations)]
 
@@ -253,16 +287,18 @@ def job_manifest(*, name: str, settings, image: str, command: list[str], env: di
     names = {e["name"] for e in ours}
     container["env"] = [*(e for e in container.get("env") or [] if e.get("name") not in names), *ours]
     if opts.secrets:
-        container["envFrom"] = [*(container.get("envFrom") or []),
-                                *({"secretRef": {"name": s}} for s in opts.secrets)]
+        container["envFrom"] = [*(container.get("envFrom") or []), *({"secretRef": {"name": s}} for s in opts.secrets)]
     res = resources(settings, opts.gpu_vendor)
     current = container.get("resources") or {}
-    container["resources"] = {"requests": {**(current.get("requests") or {}), **res["requests"]},
-                              "limits": {**(current.get("limits") or {}), **res["limits"]}}
+    container["resources"] = {
+        "requests": {**(current.get("requests") or {}), **res["requests"]},
+        "limits": {**(current.get("limits") or {}), **res["limits"]},
+    }
     if settings.shared_memory:
         volumes = [v for v in pod.get("volumes") or [] if v.get("name") != "dshm"]
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory",
-                                                     "sizeLimit": mib_quantity(settings.shared_memory)}})
+        volumes.append(
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": mib_quantity(settings.shared_memory)}}
+        )
         pod["volumes"] = volumes
         mounts = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") != "/dev/shm"]
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
@@ -271,15 +307,22 @@ def job_manifest(*, name: str, settings, image: str, command: list[str], env: di
 
 
 def describe_request(settings, gpu_vendor: str = "nvidia") -> str:
-    """"cpu 4, memory 16Gi, nvidia.com/gpu 1" as the pod asks for it."""
+    """ "cpu 4, memory 16Gi, nvidia.com/gpu 1" as the pod asks for it."""
     res = resources(settings, gpu_vendor)
     parts = [f"{k} {v}" for k, v in res["requests"].items()]
     parts += [f"{k} {v}" for k, v in res["limits"].items() if k not in res["requests"]]
     return ", ".join(parts)
 
 
-def indexed_job_manifest(single: dict[str, Any], *, name: str, completions: int, parallelism: int,
-                         array_ref: str, array_labels: dict[str, str]) -> dict[str, Any]:
+def indexed_job_manifest(
+    single: dict[str, Any],
+    *,
+    name: str,
+    completions: int,
+    parallelism: int,
+    array_ref: str,
+    array_labels: dict[str, str],
+) -> dict[str, Any]:
     """An Indexed Job running ``completions`` sibling tasks, from the manifest of the first one (``single``):
 
     - completionMode Indexed; each index gets one pod with JOB_COMPLETION_INDEX set by the Job controller, and
@@ -296,8 +339,13 @@ def indexed_job_manifest(single: dict[str, Any], *, name: str, completions: int,
         meta["labels"] = {**labels, **{k: label_value(v) for k, v in array_labels.items()}}
     job["spec"]["template"]["metadata"]["labels"][JOB_LABEL] = name
     spec = job["spec"]
-    spec.update(completionMode="Indexed", completions=int(completions), parallelism=max(1, int(parallelism)),
-                backoffLimitPerIndex=0, backoffLimit=int(completions))
+    spec.update(
+        completionMode="Indexed",
+        completions=int(completions),
+        parallelism=max(1, int(parallelism)),
+        backoffLimitPerIndex=0,
+        backoffLimit=int(completions),
+    )
     spec.pop("activeDeadlineSeconds", None)
     container = next(c for c in spec["template"]["spec"]["containers"] if c.get("name") == CONTAINER)
     command = list(container["command"])

@@ -21,6 +21,7 @@ def _quantity_like(value) -> bool:
 
 class NodeCapacity:
     """Mixed into the Kubernetes backend: needs ``self.api`` (a KubernetesApi) and ``self.section``."""
+
     api: Any
     section: Any
     _nodes: Optional[tuple[float, Optional[list]]] = None  # (read at, [(labels, allocatable)] or None)
@@ -35,10 +36,12 @@ class NodeCapacity:
         if not nodes:  # unreachable, not allowed to list nodes, or none schedulable: unknown
             return None
         key = gpu_key(self.section.gpu_vendor)
-        return Capacity(cpu=max(a.get("cpu", 0.0) for _, a in nodes),
-                        memory=int(max(a.get("memory", 0.0) for _, a in nodes) // (1024 * 1024)),
-                        gpu=int(max(a.get(key, 0.0) for _, a in nodes)),
-                        source=f"largest allocatable over {len(nodes)} node(s) of {self.api.url}")
+        return Capacity(
+            cpu=max(a.get("cpu", 0.0) for _, a in nodes),
+            memory=int(max(a.get("memory", 0.0) for _, a in nodes) // (1024 * 1024)),
+            gpu=int(max(a.get(key, 0.0) for _, a in nodes)),
+            source=f"largest allocatable over {len(nodes)} node(s) of {self.api.url}",
+        )
 
     def _node_allocatable(self) -> Optional[list[tuple[dict, dict]]]:
         """(labels, allocatable as numbers) of the schedulable nodes, read at most once a minute; None when the
@@ -47,6 +50,7 @@ class NodeCapacity:
         if self._nodes is not None and now - self._nodes[0] < NODES_MAX_AGE:
             return self._nodes[1]
         from kubernetes.utils import parse_quantity
+
         try:
             items = self.api.call("list nodes", self.api.client("core").list_node, _request_timeout=10).items
         except WorkbenchError:
@@ -57,8 +61,12 @@ class NodeCapacity:
             if node.spec is not None and node.spec.unschedulable:
                 continue
             alloc = (node.status.allocatable if node.status else None) or {}
-            nodes.append((dict(node.metadata.labels or {}),
-                          {k: float(parse_quantity(v)) for k, v in alloc.items() if _quantity_like(v)}))
+            nodes.append(
+                (
+                    dict(node.metadata.labels or {}),
+                    {k: float(parse_quantity(v)) for k, v in alloc.items() if _quantity_like(v)},
+                )
+            )
         self._nodes = (now, nodes)
         return nodes
 
@@ -68,6 +76,7 @@ class NodeCapacity:
         if nodes is None:
             return None
         from kubernetes.utils import parse_quantity
+
         res = resources(settings, options.gpu_vendor)
         want = {k: float(parse_quantity(v)) for k, v in {**res["limits"], **res["requests"]}.items()}
         for labels, alloc in nodes:

@@ -51,8 +51,7 @@ def terminated(pod):
 
 def container_started(pod) -> bool:
     cs = container_status(pod)
-    return cs is not None and cs.state is not None and (cs.state.running is not None
-                                                        or cs.state.terminated is not None)
+    return cs is not None and cs.state is not None and (cs.state.running is not None or cs.state.terminated is not None)
 
 
 def unschedulable_reason(message: str, settings, gpu_vendor: str, node_selector: dict) -> str:
@@ -68,8 +67,14 @@ def unschedulable_reason(message: str, settings, gpu_vendor: str, node_selector:
     return f"unschedulable: {head} (scheduler: {message.strip()})"
 
 
-def stuck_reason(pod, settings, gpu_vendor: str, node_selector: dict, image_of: Callable[[], str],
-                 event_message: Optional[Callable[[str, str], Optional[str]]] = None) -> Optional[str]:
+def stuck_reason(
+    pod,
+    settings,
+    gpu_vendor: str,
+    node_selector: dict,
+    image_of: Callable[[], str],
+    event_message: Optional[Callable[[str, str], Optional[str]]] = None,
+) -> Optional[str]:
     """Why a Pending pod cannot start, in words (None: it is just starting). The pod's status says enough
     to decide; ``event_message(reason, prefix)``, when given, adds the details events carry (read only to
     warn or fail: a queued foreach of hundreds of pods must not cost an events call per pod and poll)."""
@@ -85,7 +90,7 @@ def stuck_reason(pod, settings, gpu_vendor: str, node_selector: dict, image_of: 
         return None
     if waiting.reason in IMAGE_WAITING:
         image = cs.image or image_of()
-        detail = ((event_message and event_message("Failed", "Failed to pull image")) or waiting.message or "")
+        detail = (event_message and event_message("Failed", "Failed to pull image")) or waiting.message or ""
         return f"image {image} cannot be pulled ({waiting.reason}){': ' + detail if detail else ''}"
     if waiting.reason in CONFIG_WAITING:
         return f"the container cannot be created ({waiting.reason}): {waiting.message or ''}".rstrip(": ")
@@ -100,16 +105,29 @@ def exit_of(condition, pod, settings, gpu_vendor: str, usage: dict[str, Any], de
     if condition is not None and condition.type in ("Complete", "SuccessCriteriaMet"):
         return TaskExit(TaskStatus.SUCCEEDED, code if code is not None else 0, "", usage)
     if pod is not None and pod.status is not None and pod.status.reason == "Evicted":
-        return TaskExit(TaskStatus.FAILED, code, f"evicted from node {usage.get('node', '?')}: "
-                                        f"{pod.status.message or 'the node ran short of resources'}", usage)
+        return TaskExit(
+            TaskStatus.FAILED,
+            code,
+            f"evicted from node {usage.get('node', '?')}: {pod.status.message or 'the node ran short of resources'}",
+            usage,
+        )
     why = condition.reason if condition is not None else ""
     if term is not None and term.reason == "OOMKilled":
         limit = resources(settings, gpu_vendor)["limits"]["memory"]
-        return TaskExit(TaskStatus.OOM, code, f"OOMKilled: the container went over its memory limit of {limit} "
-                                     f"(exit code {code}); ask for more memory", usage)
+        return TaskExit(
+            TaskStatus.OOM,
+            code,
+            f"OOMKilled: the container went over its memory limit of {limit} (exit code {code}); ask for more memory",
+            usage,
+        )
     if why == "DeadlineExceeded":
-        return TaskExit(TaskStatus.TIMEOUT, code, f"DeadlineExceeded: the Job ran longer than its activeDeadlineSeconds "
-                                         f"({settings.timeout}s timeout + {deadline_grace}s grace)", usage)
+        return TaskExit(
+            TaskStatus.TIMEOUT,
+            code,
+            f"DeadlineExceeded: the Job ran longer than its activeDeadlineSeconds "
+            f"({settings.timeout}s timeout + {deadline_grace}s grace)",
+            usage,
+        )
     if code == EXIT_TIMEOUT:
         return TaskExit(TaskStatus.TIMEOUT, code, f"timed out after {settings.timeout}s", usage)
     if term is not None and code is not None:

@@ -90,13 +90,20 @@ class _KubernetesHandle(RemoteHandle):
 
 def _seen(job, pods: list) -> tuple:
     """What a round saw of a Job and its pods, enough to tell whether anything moved."""
-    conditions = tuple(sorted((c.type, c.status) for c in (job.status.conditions or []))) \
-        if job is not None and job.status is not None else None
+    conditions = (
+        tuple(sorted((c.type, c.status) for c in (job.status.conditions or [])))
+        if job is not None and job.status is not None
+        else None
+    )
     states = []
     for p in pods:
         cs = (p.status.container_statuses or []) if p.status is not None else []
-        kinds = tuple(k for c in cs for k in ("waiting", "running", "terminated")
-                      if c.state is not None and getattr(c.state, k) is not None)
+        kinds = tuple(
+            k
+            for c in cs
+            for k in ("waiting", "running", "terminated")
+            if c.state is not None and getattr(c.state, k) is not None
+        )
         states.append((p.metadata.name, p.status.phase if p.status is not None else None, kinds))
     return job is not None, conditions, tuple(sorted(states))
 
@@ -158,8 +165,9 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         errors = []
         for ns in sorted(namespaces):
             try:
-                jobs = self.api.call("list jobs", self.api.client("batch").list_namespaced_job, ns,
-                                     label_selector=self._selector).items
+                jobs = self.api.call(
+                    "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector
+                ).items
                 for job in jobs:
                     self._delete_job(job.metadata.name, ns)
             except WorkbenchError as exc:
@@ -167,8 +175,14 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         deadline = time.time() + (END_RUN_WAIT if namespaces else 0)
         while namespaces and time.time() < deadline and not errors:
             try:
-                pods = sum(len(self.api.call("list pods", self.api.client("core").list_namespaced_pod, ns,
-                                             label_selector=self._selector).items) for ns in namespaces)
+                pods = sum(
+                    len(
+                        self.api.call(
+                            "list pods", self.api.client("core").list_namespaced_pod, ns, label_selector=self._selector
+                        ).items
+                    )
+                    for ns in namespaces
+                )
             except WorkbenchError as exc:
                 errors.append(str(exc))
                 break
@@ -177,8 +191,10 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             time.sleep(0.3)
         else:
             if namespaces and not errors:
-                ctx.warn(f"kubernetes: pods of run {ctx.run_id} still terminating after {END_RUN_WAIT:.0f}s "
-                         f"(label selector {self._selector})")
+                ctx.warn(
+                    f"kubernetes: pods of run {ctx.run_id} still terminating after {END_RUN_WAIT:.0f}s "
+                    f"(label selector {self._selector})"
+                )
         for task in list(self._jobs.values()):
             self.stop_logs(task)
         if errors:
@@ -186,19 +202,26 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
 
     # ------------------------------------------------------------------ held / release (workbench cancel)
     def held_ref(self, spec: TaskSpec) -> dict:
-        return {"namespace": self.options_for(spec.settings).namespace,
-                "job": job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id)}
+        return {
+            "namespace": self.options_for(spec.settings).namespace,
+            "job": job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
+        }
 
     def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
         """Delete the run's Jobs (by label, in every namespace it recorded) and wait for their pods."""
         from types import SimpleNamespace
+
         namespaces = {str(h.get("namespace") or "default") for h in held} or {self.section.namespace or "default"}
         self._selector = f"workbench.flow={label_value(flow)},workbench.run={label_value(run_id)}"
         before = []
         for ns in sorted(namespaces):
             try:
-                before += [f"Job {ns}/{j.metadata.name}" for j in self.api.call(
-                    "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector).items]
+                before += [
+                    f"Job {ns}/{j.metadata.name}"
+                    for j in self.api.call(
+                        "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector
+                    ).items
+                ]
             except WorkbenchError as exc:
                 warn(f"kubernetes: {exc}")
         with self._lock:
@@ -209,6 +232,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
     # ------------------------------------------------------------------ submitting
     def manifest_for(self, spec: TaskSpec) -> dict:
         from ..package import ROOT_PLACEHOLDER, bootstrap_command
+
         s = spec.settings
         if self._package_url is None:
             raise BackendError("kubernetes: submit before start_run (no code package)")
@@ -218,17 +242,29 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         labels.setdefault("workbench.run", spec.run_id)
         labels.setdefault("workbench.step", spec.step)
         labels.setdefault("workbench.task", spec.task_id)
-        return job_manifest(name=job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
-                            settings=s, image=self.image_for(s), command=command,
-                            env={**redact_env(s.env), **self._task_env, **self.environment_env(spec)}, labels=labels, options=self.options_for(s),
-                            template=self.template())
+        return job_manifest(
+            name=job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
+            settings=s,
+            image=self.image_for(s),
+            command=command,
+            env={**redact_env(s.env), **self._task_env, **self.environment_env(spec)},
+            labels=labels,
+            options=self.options_for(s),
+            template=self.template(),
+        )
 
     def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> _Task:
         """The manifest is built on the submitter thread (and dropped once sent): a queued task stays small."""
         options = self.options_for(spec.settings)
         self.image_for(spec.settings)  # a step without an image is refused here, in the caller's thread
-        return _Task(spec, on_log, on_exit, job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
-                     options.namespace, options)
+        return _Task(
+            spec,
+            on_log,
+            on_exit,
+            job_name(spec.flow, spec.step, spec.task_id, spec.attempt, spec.run_id),
+            options.namespace,
+            options,
+        )
 
     def prepare(self, job: RemoteJob) -> None:
         assert isinstance(job, _Task)
@@ -246,8 +282,7 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         assert isinstance(job, _Task)
         manifest = self.manifest_for(job.spec)
         self.calls["create_namespaced_job"] += 1
-        self.api.call(f"create job {job.name}", self.api.client("batch").create_namespaced_job, job.namespace,
-                      manifest)
+        self.api.call(f"create job {job.name}", self.api.client("batch").create_namespaced_job, job.namespace, manifest)
 
     def is_throttling(self, exc: BaseException) -> bool:
         return isinstance(exc, ThrottledByApi)
@@ -284,11 +319,13 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         indexed: dict[tuple[str, int], list] = {}  # (Indexed Job, completion index) -> its pods
         for ns in sorted({t.namespace for t in tasks} | self._doomed_namespaces()):
             self.calls["list"] += 2
-            for job in self.api.call("list jobs", self.api.client("batch").list_namespaced_job, ns,
-                                     label_selector=self._selector).items:
+            for job in self.api.call(
+                "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector
+            ).items:
                 jobs[job.metadata.name] = job
-            for pod in self.api.call("list pods", self.api.client("core").list_namespaced_pod, ns,
-                                     label_selector=self._selector).items:
+            for pod in self.api.call(
+                "list pods", self.api.client("core").list_namespaced_pod, ns, label_selector=self._selector
+            ).items:
                 owner = (pod.metadata.labels or {}).get(JOB_LABEL)
                 index = pod_index(pod)
                 if owner and index is not None:
@@ -317,16 +354,22 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
     def _update(self, task: _Task, job, pods: list) -> None:
         now = time.time()
         if pods:
-            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or EPOCH,
-                                                p.metadata.name))
+            task.pod = max(pods, key=lambda p: (p.metadata.creation_timestamp or EPOCH, p.metadata.name))
         if task.requested:
             if job is None or job.metadata.deletion_timestamp is not None or now - task.cancel_sent > 30:
                 self.conclude(task, self._requested_exit(task))
             return
         if job is None:
             if task.seen_job or now - task.submitted > 30:
-                self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"the Job {task.name} disappeared (deleted outside "
-                                                              f"workbench?)", self._usage(task)))
+                self.conclude(
+                    task,
+                    TaskExit(
+                        TaskStatus.FAILED,
+                        None,
+                        f"the Job {task.name} disappeared (deleted outside workbench?)",
+                        self._usage(task),
+                    ),
+                )
             return
         task.seen_job = True
         pod = task.pod
@@ -335,19 +378,32 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         if pod is not None and task.log is None and container_started(pod):
             self._start_logs(task)
         conditions = job.status.conditions if job.status else None
-        finished = (is_true(conditions, "Complete") or is_true(conditions, "Failed")
-                    or is_true(conditions, "SuccessCriteriaMet") or is_true(conditions, "FailureTarget"))
+        finished = (
+            is_true(conditions, "Complete")
+            or is_true(conditions, "Failed")
+            or is_true(conditions, "SuccessCriteriaMet")
+            or is_true(conditions, "FailureTarget")
+        )
         if finished is not None:
             if pod is not None and task.log is None:
                 self._start_logs(task)
             task.finished_seen = task.finished_seen or now
-            if finished.type in ("Failed", "FailureTarget") and finished.reason != "DeadlineExceeded" \
-                    and pod is not None and terminated(pod) is None and now - task.finished_seen < 5:
+            if (
+                finished.type in ("Failed", "FailureTarget")
+                and finished.reason != "DeadlineExceeded"
+                and pod is not None
+                and terminated(pod) is None
+                and now - task.finished_seen < 5
+            ):
                 return  # the pod's final container state (exit code, OOMKilled) is a moment behind the Job's
             self.conclude(task, self._exit_of(task, finished, pod))
             return
-        if pod is not None and pod.status is not None and pod.status.phase == "Failed" \
-                and pod.status.reason == "Evicted":
+        if (
+            pod is not None
+            and pod.status is not None
+            and pod.status.phase == "Failed"
+            and pod.status.reason == "Evicted"
+        ):
             self.conclude(task, self._exit_of(task, None, pod))
             return
         if pod is not None:
@@ -366,20 +422,27 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             task.stuck_since = None
             if not self._warned_queue and self._ctx is not None:
                 self._warned_queue = True
-                self._ctx.warn(f"kubernetes: step {task.spec.step} waits for room on the cluster ({stuck}); "
-                               f"it starts when running pods finish")
+                self._ctx.warn(
+                    f"kubernetes: step {task.spec.step} waits for room on the cluster ({stuck}); "
+                    f"it starts when running pods finish"
+                )
             return
         task.stuck_since = task.stuck_since or now
         limit = pending_timeout()
         if not task.warned and self._ctx is not None:
             task.warned = True
             stuck = self._stuck_reason(task, pod, events=True) or stuck
-            self._ctx.warn(f"kubernetes: step {task.spec.step} (job {task.name}) cannot start: {stuck}; the task "
-                           f"fails if this lasts {limit:.0f}s (WORKBENCH_K8S_PENDING_TIMEOUT)")
+            self._ctx.warn(
+                f"kubernetes: step {task.spec.step} (job {task.name}) cannot start: {stuck}; the task "
+                f"fails if this lasts {limit:.0f}s (WORKBENCH_K8S_PENDING_TIMEOUT)"
+            )
         if now - task.stuck_since < limit:
             return
-        if stuck.startswith("unschedulable") and now - task.stuck_since < max(limit, SCALE_UP_TIMEOUT) \
-                and self._event_message(pod, "TriggeredScaleUp"):
+        if (
+            stuck.startswith("unschedulable")
+            and now - task.stuck_since < max(limit, SCALE_UP_TIMEOUT)
+            and self._event_message(pod, "TriggeredScaleUp")
+        ):
             return  # the cluster autoscaler is adding a node for it
         stuck = self._stuck_reason(task, pod, events=True) or stuck
         try:
@@ -387,31 +450,46 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         except WorkbenchError as exc:
             if self._ctx is not None:
                 self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
-        self.conclude(task, TaskExit(TaskStatus.FAILED, None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)",
-                                      self._usage(task)))
+        self.conclude(
+            task,
+            TaskExit(
+                TaskStatus.FAILED, None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)", self._usage(task)
+            ),
+        )
 
     def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:
         events_of = (lambda reason, prefix: self._event_message(pod, reason, prefix)) if events else None
-        return stuck_reason(pod, task.spec.settings, task.options.gpu_vendor, task.options.node_selector,
-                            lambda: self.image_for(task.spec.settings), events_of)
+        return stuck_reason(
+            pod,
+            task.spec.settings,
+            task.options.gpu_vendor,
+            task.options.node_selector,
+            lambda: self.image_for(task.spec.settings),
+            events_of,
+        )
 
     def _event_message(self, pod, reason: str, prefix: str = "") -> Optional[str]:
         """The latest event of ``reason`` about the pod (events are best effort: None when not readable)."""
         try:
-            events = self.api.call("list events", self.api.client("core").list_namespaced_event, pod.metadata.namespace,
-                                field_selector=f"involvedObject.name={pod.metadata.name}").items
+            events = self.api.call(
+                "list events",
+                self.api.client("core").list_namespaced_event,
+                pod.metadata.namespace,
+                field_selector=f"involvedObject.name={pod.metadata.name}",
+            ).items
         except WorkbenchError:
             return None
         found = [e for e in events if e.reason == reason and (e.message or "").startswith(prefix)]
         if not found:
             return None
-        latest = max(found, key=lambda e: (e.last_timestamp or e.event_time or e.first_timestamp
-                                           or EPOCH))
+        latest = max(found, key=lambda e: e.last_timestamp or e.event_time or e.first_timestamp or EPOCH)
         return latest.message
 
     def _usage(self, task: _Task) -> dict[str, Any]:
-        usage: dict[str, Any] = {"job": task.array.name if task.array is not None else task.name,
-                                 "namespace": task.namespace}
+        usage: dict[str, Any] = {
+            "job": task.array.name if task.array is not None else task.name,
+            "namespace": task.namespace,
+        }
         if task.array is not None:
             usage["index"] = task.index
         if task.pod is not None:
@@ -421,12 +499,10 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
         return usage
 
     def _exit_of(self, task: _Task, condition, pod) -> TaskExit:
-        return exit_of(condition, pod, task.spec.settings, task.options.gpu_vendor, self._usage(task),
-                       DEADLINE_GRACE)
+        return exit_of(condition, pod, task.spec.settings, task.options.gpu_vendor, self._usage(task), DEADLINE_GRACE)
 
     def usage(self, job: RemoteJob) -> dict[str, Any]:
         return self._usage(job)  # type: ignore[arg-type]
-
 
     def after_report(self, job: RemoteJob) -> None:
         """Its record is in the datastore now: free the cluster of it (a cancelled one is deleted already;
@@ -447,10 +523,14 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             if task.log is not None or task.pod is None:
                 return
             self.calls["pod_log_streams"] += 1
-            task.log = PodLog(self.api, task.namespace, task.pod.metadata.name,
-                              on_line=lambda text, ts: task.on_log("stdout", text, ts),
-                              should_stop=lambda: task.done or self._stop.is_set(),
-                              on_end=lambda: self._log_ended(task))
+            task.log = PodLog(
+                self.api,
+                task.namespace,
+                task.pod.metadata.name,
+                on_line=lambda text, ts: task.on_log("stdout", text, ts),
+                should_stop=lambda: task.done or self._stop.is_set(),
+                on_end=lambda: self._log_ended(task),
+            )
         task.log.start()
 
     def _log_ended(self, task: _Task) -> None:

@@ -56,11 +56,20 @@ class _ProcessHandle(TaskHandle):
         self.requested: Optional[str] = None
         self.timeout = False
         from ..proctree import MARK_VAR
-        self.proc = subprocess.Popen(spec.local_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env={**env, MARK_VAR: spec.ref}, cwd=cwd,
-                                     start_new_session=True)
-        readers = [threading.Thread(target=self._pump, args=(self.proc.stdout, "stdout", on_log), daemon=True),
-                   threading.Thread(target=self._pump, args=(self.proc.stderr, "stderr", on_log), daemon=True)]
+
+        self.proc = subprocess.Popen(
+            spec.local_command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**env, MARK_VAR: spec.ref},
+            cwd=cwd,
+            start_new_session=True,
+        )
+        readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, "stdout", on_log), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, "stderr", on_log), daemon=True),
+        ]
         for r in readers:
             r.start()
         threading.Thread(target=self._wait, args=(readers, on_exit), daemon=True).start()
@@ -93,9 +102,15 @@ def _pool_enabled() -> bool:
 
 def _spawn_worker(env: dict, cwd: Optional[str] = None, python: str = sys.executable) -> subprocess.Popen:
     """A worker that has imported workbench and waits for the flow to load (its first message)."""
-    return subprocess.Popen([python, "-m", "workbench.task", "serve"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [python, "-m", "workbench.task", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
 
 
 _prewarmed: Optional[tuple[subprocess.Popen, dict]] = None
@@ -126,6 +141,7 @@ class LocalBackend(Backend):
     """Tasks as local processes. A step with a declared environment runs under that environment's
     interpreter, in a warm worker of its own (one per environment, started on its first task), so a warm
     task of a declared environment costs what one of the default interpreter does: a fork."""
+
     name = "local"
 
     def __init__(self, config, python: Optional[str] = None):
@@ -145,8 +161,13 @@ class LocalBackend(Backend):
         self._env = _package_pythonpath(dict(os.environ, PYTHONUNBUFFERED="1"))
         if _pool_enabled():
             worker = _take_prewarmed(self._env) if self._python is None else None
-            load = {"t": "load", "datastore": ctx.datastore.url, "root": ctx.project_root,
-                    "flow_file": ctx.flow_file, "class_name": ctx.class_name}
+            load = {
+                "t": "load",
+                "datastore": ctx.datastore.url,
+                "root": ctx.project_root,
+                "flow_file": ctx.flow_file,
+                "class_name": ctx.class_name,
+            }
             if worker is None:
                 worker = _spawn_worker(self._env, ctx.project_root, self._python or sys.executable)
             self._worker = worker
@@ -243,19 +264,27 @@ class LocalBackend(Backend):
             elif t == "exit":
                 with self._lock:
                     self._handles.pop(msg["id"], None)
-                handle.on_exit(exit_from_code(msg["code"], handle.requested, msg.get("usage", {}),
-                                              timeout=handle.timeout))
+                handle.on_exit(
+                    exit_from_code(msg["code"], handle.requested, msg.get("usage", {}), timeout=handle.timeout)
+                )
         # the worker died: fail what it was running
         self._ready.set()
         with self._lock:
             orphans, self._handles = list(self._handles.values()), {}
         for handle in orphans:
-            handle.on_exit(TaskExit(TaskStatus.CANCELLED if handle.requested else TaskStatus.FAILED, None,
-                                    handle.requested or "the local worker process died", {}))
+            handle.on_exit(
+                TaskExit(
+                    TaskStatus.CANCELLED if handle.requested else TaskStatus.FAILED,
+                    None,
+                    handle.requested or "the local worker process died",
+                    {},
+                )
+            )
 
     def release(self, flow: str, run_id: str, held: list[dict], warn) -> list[str]:
         """Kill every process on this host still carrying the mark of one of the run's tasks."""
         from ..proctree import kill_marked
+
         return [f"local process {pid}" for pid in kill_marked(f"{flow}/{run_id}/")]
 
     def _drain_worker_stderr(self) -> None:

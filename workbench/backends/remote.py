@@ -52,6 +52,7 @@ QUEUED, SUBMITTING, SENT = "queued", "submitting", "sent"
 @dataclass(eq=False)
 class RemoteJob:
     """One task attempt as a remote job; subclasses add what their API names it by."""
+
     spec: TaskSpec
     on_log: LogCallback
     on_exit: Callable[[TaskExit], None]
@@ -73,6 +74,7 @@ class JobArray:
     """Sibling jobs sent in one API call (a Batch array job, a Kubernetes Indexed Job): index ``i`` runs
     ``jobs[i]``, whose task it finds through ``manifest`` (see :mod:`workbench.arrays`). Each job stays a
     task of its own to the runtime; the array only exists to make one call where there were N."""
+
     jobs: list[RemoteJob]
     manifest: str = ""  # the datastore key of the index -> task manifest
     name: str = ""  # what the API calls it (Batch: the parent job id; Kubernetes: the Job name)
@@ -96,6 +98,7 @@ class RemoteHandle(TaskHandle):
 
 class RemoteBackend(Backend):
     """A backend whose tasks run as jobs behind an API; see the module docstring for the lifecycle."""
+
     remote = True
     #: environment variable with the seconds between status rounds while jobs change
     poll_env: ClassVar[str] = ""
@@ -123,6 +126,7 @@ class RemoteBackend(Backend):
         self._package_url: Optional[str] = None
         self._task_env: dict[str, str] = {}
         from .remote_env import RemoteEnvironments
+
         self.environments = RemoteEnvironments(lambda line: self._warn(f"{self.name}: {line}"))
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -190,7 +194,7 @@ class RemoteBackend(Backend):
                         for job in group:
                             job.phase = QUEUED
                             job.array = None
-                    rest = [job for later in groups[i + 1:] for job in later]
+                    rest = [job for later in groups[i + 1 :] for job in later]
                     raise Throttled(group + rest, getattr(exc, "retry_after", None)) from None
                 for job in group:
                     self._submit_failed(job, exc)
@@ -225,8 +229,11 @@ class RemoteBackend(Backend):
         stopping = {id(j) for j in jobs}
         for array in arrays.values():
             unreported = array.unreported()
-            if not array.terminated and len(unreported) > 1 and all(
-                    id(j) in stopping or j.requested for j in unreported):
+            if (
+                not array.terminated
+                and len(unreported) > 1
+                and all(id(j) in stopping or j.requested for j in unreported)
+            ):
                 array.terminated = time.time()
                 self.terminate_array(array)
             else:
@@ -266,17 +273,27 @@ class RemoteBackend(Backend):
     # ------------------------------------------------------------------ run lifecycle
     def start_run(self, ctx: RunContext) -> None:
         from ..aws import task_environment
+
         self._ctx = ctx
         self.prepare_run(ctx)
         self._package_url = self.upload_package(ctx)
         storage = ctx.datastore.storage
-        self._task_env = {**task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
-                          "PYTHONUNBUFFERED": "1"}
+        self._task_env = {
+            **task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
+            "PYTHONUNBUFFERED": "1",
+        }
         self._stop.clear()
-        self._submitter = Submitter(self.submit_jobs, rate=self.submit_rate, max_rate=self.submit_rate_max,
-                                    batch_size=self.submit_batch, name=f"{self.name}-submitter", warn=self._warn,
-                                    failed=self._batch_failed, quiet=self.coalesce_quiet,
-                                    linger=self.coalesce_linger)
+        self._submitter = Submitter(
+            self.submit_jobs,
+            rate=self.submit_rate,
+            max_rate=self.submit_rate_max,
+            batch_size=self.submit_batch,
+            name=f"{self.name}-submitter",
+            warn=self._warn,
+            failed=self._batch_failed,
+            quiet=self.coalesce_quiet,
+            linger=self.coalesce_linger,
+        )
         self._submitter.start()
         self._poller = threading.Thread(target=self._poll_loop, name=f"{self.name}-poller", daemon=True)
         self._poller.start()
@@ -285,6 +302,7 @@ class RemoteBackend(Backend):
         """Put the project's code in the datastore, once per run (content-addressed: an unchanged project is not
         uploaded again); the URL the task's bootstrap downloads it from."""
         from .. import package
+
         t0 = time.time()
         pkg = package.collect(ctx.project_root)
         warning = pkg.warning()
@@ -292,8 +310,9 @@ class RemoteBackend(Backend):
             ctx.warn(f"{self.name}: {warning}")
         url, uploaded = package.upload(pkg, ctx.datastore.storage, ctx.flow)
         if uploaded and time.time() - t0 > 5:
-            ctx.warn(f"{self.name}: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s "
-                     f"to upload")
+            ctx.warn(
+                f"{self.name}: code package of {len(pkg.blob) / 2**20:.1f} MiB took {time.time() - t0:.0f}s to upload"
+            )
         return url
 
     def environment_env(self, spec: TaskSpec) -> dict[str, str]:
@@ -330,7 +349,9 @@ class RemoteBackend(Backend):
         for job in unreported:
             with self._lock:
                 if job.outcome is None:
-                    job.outcome = TaskExit(TaskStatus.CANCELLED, None, job.requested or "the run ended", self.usage(job))
+                    job.outcome = TaskExit(
+                        TaskStatus.CANCELLED, None, job.requested or "the run ended", self.usage(job)
+                    )
                     job.outcome_at = time.time()
             self.settle(job, force=True)
         self.cleanup_run(ctx)
@@ -455,8 +476,9 @@ class RemoteBackend(Backend):
                 errors += 1
                 interval = min(self.poll_max, max(interval, poll_min) * 2)
                 if errors in (1, 10, 100, 1000):
-                    self._warn(f"{self.name}: reading the status of the run's jobs failed, retrying in "
-                               f"{interval:.1f}s: {exc}")
+                    self._warn(
+                        f"{self.name}: reading the status of the run's jobs failed, retrying in {interval:.1f}s: {exc}"
+                    )
             if self._wake.wait(interval):
                 interval = poll_min  # a submit, a cancel or a log that ended: look now
             self._wake.clear()
@@ -514,5 +536,14 @@ class RemoteBackend(Backend):
             self._ctx.warn(message)
 
 
-__all__ = ["QUEUED", "SENT", "SUBMITTING", "JobArray", "RemoteBackend", "RemoteHandle", "RemoteJob", "Submitter",
-           "Throttled"]
+__all__ = [
+    "QUEUED",
+    "SENT",
+    "SUBMITTING",
+    "JobArray",
+    "RemoteBackend",
+    "RemoteHandle",
+    "RemoteJob",
+    "Submitter",
+    "Throttled",
+]

@@ -49,12 +49,14 @@ class RemoteEnvironments:
             return spec.environment.spec if spec.environment.spec.requirements else None
         if spec.input_pins:
             from ..environment_run import pins_spec
+
             return pins_spec(spec.input_pins)
         return None
 
     def _upload(self, env_spec, spec, storage) -> str:
         from ..environment_remote import pack_environment
         from ..environment_uv import Target, cache_root, environment_for, host_target
+
         target = host_target(env_spec.python)
         platform = os.environ.get("WORKBENCH_REMOTE_PLATFORM")
         if platform:
@@ -66,13 +68,16 @@ class RemoteEnvironments:
         if not storage.exists(key):
             with open(archive, "rb") as fh:
                 storage.put(key, [fh.read()], overwrite=False)
-            self.warn(f"environment for step {spec.step} ({len(env.packages())} package(s), "
-                      f"{archive.stat().st_size / 2**20:.1f} MiB) uploaded as {key}")
+            self.warn(
+                f"environment for step {spec.step} ({len(env.packages())} package(s), "
+                f"{archive.stat().st_size / 2**20:.1f} MiB) uploaded as {key}"
+            )
         return key
 
 
 def pack_environment_for(env, what: str, dest: Path, pack: Callable) -> Path:
     """Resolve + fetch the wheels (EnvironmentBuildError names ``what`` on failure), then pack."""
     from ..environment_uv import ensure_wheelhouse
+
     ensure_wheelhouse(env, what=what)
     return pack(env, dest)

@@ -27,11 +27,20 @@ class Submitter:
     the unsent jobs go back to the front of the queue after a back-off that doubles while throttling goes
     on; each batch that goes through raises the rate by one job a second, up to ``max_rate``."""
 
-    def __init__(self, send: Callable[[list[RemoteJob]], Optional[int]], *, rate: float, max_rate: float,
-                 min_rate: float = 0.5, batch_size: int = 100, name: str = "submitter",
-                 quiet: float = 0.0, linger: float = 0.0,
-                 warn: Callable[[str], None] = lambda message: None,
-                 failed: Callable[[list[RemoteJob], BaseException], None] = lambda jobs, exc: None):
+    def __init__(
+        self,
+        send: Callable[[list[RemoteJob]], Optional[int]],
+        *,
+        rate: float,
+        max_rate: float,
+        min_rate: float = 0.5,
+        batch_size: int = 100,
+        name: str = "submitter",
+        quiet: float = 0.0,
+        linger: float = 0.0,
+        warn: Callable[[str], None] = lambda message: None,
+        failed: Callable[[list[RemoteJob], BaseException], None] = lambda jobs, exc: None,
+    ):
         self.send = send
         self.failed = failed  # a batch that raised something unexpected: its jobs must still be reported
         self.rate = rate
@@ -107,8 +116,10 @@ class Submitter:
                 with self._cond:
                     self._queue.extendleft(reversed(exc.pending))
                 if self.throttled in (1, 10, 100, 1000):
-                    self.warn(f"{self.name}: the API is throttling submissions; now at most {self.rate:g} a "
-                              f"second, retrying in {exc.retry_after or backoff:.1f}s")
+                    self.warn(
+                        f"{self.name}: the API is throttling submissions; now at most {self.rate:g} a "
+                        f"second, retrying in {exc.retry_after or backoff:.1f}s"
+                    )
                 self._next_at = time.time() + (exc.retry_after or backoff)
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug must not stop the thread every later submit waits on

@@ -34,8 +34,11 @@ def batch_reason(status: str, described: dict[str, Any], settings, queue: str) -
     """A Batch job's wait in words: its status, what that means, and AWS's ``statusReason`` when given."""
     words = f"{status}: {BATCH_MEANING.get(status, status.lower())}"
     if status == "RUNNABLE":
-        words += f" (queue {queue}, asking cpu={settings.cpu:g} memory={settings.memory}M" + \
-                 (f" gpu={settings.gpu}" if settings.gpu else "") + ")"
+        words += (
+            f" (queue {queue}, asking cpu={settings.cpu:g} memory={settings.memory}M"
+            + (f" gpu={settings.gpu}" if settings.gpu else "")
+            + ")"
+        )
     aws = described.get("statusReason")
     return f"{words}; AWS says: {aws}" if aws else words
 

@@ -21,10 +21,22 @@ from ..exitcodes import CLI_CANCELLED, CLI_OK, CLI_USAGE
 
 # command -> the module of this package holding its ``cmd_<command>`` (imported only when that command runs)
 COMMAND_MODULES = {
-    "run": "run", "resume": "run", "cancel": "run", "attach": "run",
-    "show": "inspect", "runs": "inspect", "logs": "inspect", "artifacts": "inspect",
-    "init": "project", "check": "project", "promote": "project", "demote": "project", "image": "project",
-    "env": "project", "package": "project", "tui": "project",
+    "run": "run",
+    "resume": "run",
+    "cancel": "run",
+    "attach": "run",
+    "show": "inspect",
+    "runs": "inspect",
+    "logs": "inspect",
+    "artifacts": "inspect",
+    "init": "project",
+    "check": "project",
+    "promote": "project",
+    "demote": "project",
+    "image": "project",
+    "env": "project",
+    "package": "project",
+    "tui": "project",
 }
 
 
@@ -33,15 +45,19 @@ def _add_flow_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="Run Metaflow-style flows locally, in Docker, "
-                                     "on AWS Batch or Kubernetes.")
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Run Metaflow-style flows locally, in Docker, on AWS Batch or Kubernetes."
+    )
     parser.add_argument("--version", action="version", version=f"workbench {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a flow (or one step of a past run with --step)")
     _add_flow_arg(p)
-    p.add_argument("--backend", choices=BACKEND_NAMES,
-                   help="run every step on this backend (overrides decorators and workbench.toml)")
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        help="run every step on this backend (overrides decorators and workbench.toml)",
+    )
     p.add_argument("--max-workers", type=int, help="most local/docker tasks at once (default: number of cores)")
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report, one test case per task")
@@ -50,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, metavar="INDEX", help="with --step on a foreach step: only this index")
     for flag in ("cpu", "memory", "gpu", "image", "timeout"):
         p.add_argument(f"--{flag}", help=f"with --step: {flag} for that step")
-    p.add_argument("--detach", action="store_true", help="run in the background (closing the terminal does not "
-                   "stop it); print the run id; follow it with `workbench attach RUN`")
-    p.add_argument("--profile", action="store_true",
-                   help="with --step: run the step under pyinstrument; print its hot path, keep the HTML report")
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (closing the terminal does not "
+        "stop it); print the run id; follow it with `workbench attach RUN`",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --step: run the step under pyinstrument; print its hot path, keep the HTML report",
+    )
 
     p = sub.add_parser("resume", help="re-run a failed run, reusing every task that succeeded")
     _add_flow_arg(p)
@@ -69,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="the graph and settings as JSON")
     g.add_argument("--dot", action="store_true", help="the graph in Graphviz dot")
-    p.add_argument("--usage", action="store_true", help="add each step's measured peak memory and CPU from its "
-                   "latest run, with a suggested request")
+    p.add_argument(
+        "--usage",
+        action="store_true",
+        help="add each step's measured peak memory and CPU from its latest run, with a suggested request",
+    )
 
     p = sub.add_parser("check", help="validate flow files and workbench.toml")
     p.add_argument("paths", nargs="*", help="flow files or directories (default: the project's flows directory)")
@@ -92,8 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("artifacts", help="list a task's artifacts, or preview one")
     p.add_argument("pathspec", help="RUN/STEP[/TASK] (or FLOW/RUN/STEP[/TASK])")
     p.add_argument("name", nargs="?", help="show this artifact's stored summary")
-    p.add_argument("--load", action="store_true",
-                   help="load (unpickle) the artifact itself instead of its summary: runs code the step stored")
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="load (unpickle) the artifact itself instead of its summary: runs code the step stored",
+    )
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("init", help="scaffold a new project (workbench.toml and a first flow)")
@@ -139,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     from .. import __version__
+
     return __version__
 
 
@@ -168,5 +198,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         return CLI_CANCELLED
     except BrokenPipeError:  # the reader of our output went away: not a success (runcontrol explains)
         from ..runcontrol import EXIT_BROKEN_PIPE, _silence_stdout
+
         _silence_stdout()
         return EXIT_BROKEN_PIPE if args.command == "run" else CLI_OK

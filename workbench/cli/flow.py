@@ -23,8 +23,18 @@ from typing import Optional
 from ..errors import UsageError, WorkbenchError
 
 # Metaflow top-level options that take a value, and flags; accepted and not needed by workbench
-_TOP_VALUE = {"--metadata", "--datastore", "--environment", "--event-logger", "--monitor", "--datastore-root",
-              "--package-suffixes", "--branch", "--mode", "--namespace"}
+_TOP_VALUE = {
+    "--metadata",
+    "--datastore",
+    "--environment",
+    "--event-logger",
+    "--monitor",
+    "--datastore-root",
+    "--package-suffixes",
+    "--branch",
+    "--mode",
+    "--namespace",
+}
 _TOP_FLAGS = {"--no-pylint", "--pylint", "--quiet", "--production"}
 _WITH_BACKENDS = ("batch", "kubernetes", "docker", "local")
 
@@ -78,8 +88,10 @@ def _backend_from_with(values: list[str]) -> Optional[str]:
     for value in values:
         name = value.split(":", 1)[0]
         if name not in _WITH_BACKENDS:
-            raise UsageError(f"--with {value}: workbench takes --with {'|'.join(_WITH_BACKENDS)} "
-                             f"(put other decorators on the steps, or settings in workbench.toml)")
+            raise UsageError(
+                f"--with {value}: workbench takes --with {'|'.join(_WITH_BACKENDS)} "
+                f"(put other decorators on the steps, or settings in workbench.toml)"
+            )
         backend = name
     return backend
 
@@ -106,10 +118,12 @@ def _start_run(args, backend: Optional[str], config, graph) -> str:
     """Pick the run's id, write it to --run-id-file and record the run's tags before anything runs."""
     from ..client import write_run_tags
     from ..datastore import FlowDatastore, new_run_id
+
     run_id = new_run_id()
     if args.run_id_file:
         Path(args.run_id_file).write_text(run_id)
     from ..flowspec import project_of
+
     project = project_of(_FLOW_CLASS) if _FLOW_CLASS is not None else None
     write_run_tags(FlowDatastore(config.datastore_url, graph.name), run_id, project, args.tag)
     return run_id
@@ -120,14 +134,27 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from ..parameters import check_parameter_name
     from ..project import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
+
     args, extra = _run_parser("run").parse_known_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
     for param in graph.parameters:
         check_parameter_name(param.name)
-    ns = argparse.Namespace(flow=ref, backend=args.backend or _backend_from_with(top["with"]),
-                            max_workers=args.max_workers, json=args.json, junit_xml=args.junit_xml, step=None,
-                            from_run=None, task=None, cpu=None, memory=None, gpu=None, image=None, timeout=None)
+    ns = argparse.Namespace(
+        flow=ref,
+        backend=args.backend or _backend_from_with(top["with"]),
+        max_workers=args.max_workers,
+        json=args.json,
+        junit_xml=args.junit_xml,
+        step=None,
+        from_run=None,
+        task=None,
+        cpu=None,
+        memory=None,
+        gpu=None,
+        image=None,
+        timeout=None,
+    )
     ns.run_id = _start_run(args, ns.backend, config, graph)
     return commands.cmd_run(ns, extra)
 
@@ -136,12 +163,19 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
     from ..project import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
+
     args = _run_parser("resume").parse_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
-    ns = argparse.Namespace(flow=ref, run_id=args.origin_run_id, from_step=args.step_to_rerun,
-                            backend=args.backend or _backend_from_with(top["with"]), max_workers=args.max_workers,
-                            json=args.json, junit_xml=args.junit_xml)
+    ns = argparse.Namespace(
+        flow=ref,
+        run_id=args.origin_run_id,
+        from_step=args.step_to_rerun,
+        backend=args.backend or _backend_from_with(top["with"]),
+        max_workers=args.max_workers,
+        json=args.json,
+        junit_xml=args.junit_xml,
+    )
     ns.new_run_id = _start_run(args, ns.backend, config, graph)
     return commands.cmd_resume(ns)
 
@@ -151,6 +185,7 @@ def _task_paths(ref: str, pathspec: str):
     from ..client import Flow
     from ..config import load_config
     from ..project import resolve_flow
+
     graph = resolve_flow(ref, load_config())
     parts = pathspec.strip("/").split("/")
     if parts[0] == graph.name:
@@ -188,8 +223,7 @@ def _cmd_dump(ref: str, argv: list[str]) -> int:
     wanted = {n for n in args.include.split(",") if n}
     result = {}
     for task in _task_paths(ref, args.pathspec):
-        names = [a.id for a in task if (not wanted or a.id in wanted)
-                 and (args.private or not a.id.startswith("_"))]
+        names = [a.id for a in task if (not wanted or a.id in wanted) and (args.private or not a.id.startswith("_"))]
         result[task.pathspec] = {n: task[n].data for n in names}
     if args.file:
         with open(args.file, "wb") as f:
@@ -206,6 +240,7 @@ def _cmd_tag(ref: str, argv: list[str]) -> int:
     from ..client import Flow
     from ..config import load_config
     from ..project import resolve_flow
+
     p = argparse.ArgumentParser(prog="flow.py tag")
     p.add_argument("action", choices=["list", "add", "remove", "replace"])
     p.add_argument("tags", nargs="*")
@@ -258,9 +293,12 @@ def main(flow_path: str, flow_cls: type, argv: list[str]) -> int:
             return _cmd_tag(ref, args)
         if command in ("show", "check"):
             from . import main as workbench_main
+
             return workbench_main([command, ref if command == "show" else flow_path, *args])
-        print(f"{prog}: no command {command!r} (commands: run, resume, show, check, logs, dump, tag; "
-              f"--help for more)", file=sys.stderr)
+        print(
+            f"{prog}: no command {command!r} (commands: run, resume, show, check, logs, dump, tag; --help for more)",
+            file=sys.stderr,
+        )
         return 2
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,8 +19,10 @@ from ..usage import measured_usage, suggest_request
 
 # ---------------------------------------------------------------------------------------------- show
 
+
 def cmd_show(args) -> int:
     from ..settings import all_settings
+
     config = load_config()
     graph = resolve_flow(args.flow, config)
     settings = all_settings(graph, config)
@@ -48,7 +50,9 @@ def cmd_show(args) -> int:
     for name in graph.topological():
         node = graph.steps[name]
         if node.kind == "foreach":
-            how = f"num_parallel={node.num_parallel}" if node.num_parallel is not None else f"foreach {node.foreach_var}"
+            how = (
+                f"num_parallel={node.num_parallel}" if node.num_parallel is not None else f"foreach {node.foreach_var}"
+            )
             arrow = f"→ {node.out[0]} ({how})"
         elif node.kind == "switch":
             arrow = "→ " + ", ".join(f"{t} if {node.condition} == {c!r}" for c, t in node.switch_cases.items())
@@ -62,17 +66,26 @@ def cmd_show(args) -> int:
         if name in usage:
             u = usage[name]
             mem, cpu = suggest_request(u["peak_memory_mib"], u["cpu_seconds"], u["wall_seconds"])
-            print(f"  {'':<{width}}  {'':<7} measured on {u['backend']}: peak memory "
-                  f"{format_memory(u['peak_memory_mib'])}, cpu {u['cpu_seconds']:.1f}s "
-                  f"(run {u['run_id']}); suggested: --memory {format_memory(mem)} --cpu {cpu}")
+            print(
+                f"  {'':<{width}}  {'':<7} measured on {u['backend']}: peak memory "
+                f"{format_memory(u['peak_memory_mib'])}, cpu {u['cpu_seconds']:.1f}s "
+                f"(run {u['run_id']}); suggested: --memory {format_memory(mem)} --cpu {cpu}"
+            )
     if args.usage and not usage:
         print("\nno measured usage yet: run the flow first")
     return 0
 
 
 def to_dot(graph: FlowGraph) -> str:
-    shapes = {"start": "circle", "end": "doublecircle", "split": "diamond", "foreach": "trapezium",
-              "join": "invtriangle", "linear": "box", "switch": "hexagon"}
+    shapes = {
+        "start": "circle",
+        "end": "doublecircle",
+        "split": "diamond",
+        "foreach": "trapezium",
+        "join": "invtriangle",
+        "linear": "box",
+        "switch": "hexagon",
+    }
     lines = [f'digraph "{graph.name}" {{', "  rankdir=TB;"]
     for node in graph:
         label = f' label="{node.name}\\nswitch: {node.condition}"' if node.kind == "switch" else ""
@@ -84,7 +97,8 @@ def to_dot(graph: FlowGraph) -> str:
             if target in cases:
                 loop = ", style=bold" if target == node.name else ""
                 attrs = f' [label="{" | ".join(cases[target])}", style=dashed{loop}]'.replace(
-                    "style=dashed, style=bold", "style=\"dashed,bold\"")
+                    "style=dashed, style=bold", 'style="dashed,bold"'
+                )
             elif node.num_parallel is not None:
                 attrs = f' [label="num_parallel={node.num_parallel}", style=dashed]'
             else:
@@ -101,13 +115,14 @@ def _rel(path: str) -> str:
         return path
 
 
-
 # ------------------------------------------------------------------------------------- runs and logs
+
 
 def cmd_runs(args) -> int:
     from ..client import run_records
     from ..datastore import list_flows
     from ..datastore.storage import open_storage
+
     config = load_config()
     flows = None
     if args.flow:
@@ -126,8 +141,11 @@ def cmd_runs(args) -> int:
         took = f"{d.finished_at - d.started_at:.1f}s" if d.finished_at and d.started_at else "-"
         note = d.message or ""
         if d.origin_run_id:
-            note = (f"step {d.only_step} " if d.only_step else "resumed ") + f"from {d.origin_run_id}" \
-                   + (f"; {note}" if note else "")
+            note = (
+                (f"step {d.only_step} " if d.only_step else "resumed ")
+                + f"from {d.origin_run_id}"
+                + (f"; {note}" if note else "")
+            )
         print(f"{d.flow:<20} {d.run_id:<18} {d.status:<10} {started:<20} {took:>8}  {note}")
     return 0
 
@@ -135,6 +153,7 @@ def cmd_runs(args) -> int:
 def _past_runs(pathspec: str):
     """The flow's past runs and the RUN[/STEP[/TASK]] parts of a pathspec given on the command line."""
     from ..client import PastRuns
+
     ds, parts = split_pathspec(pathspec, load_config())
     return PastRuns(ds), parts
 
@@ -142,6 +161,7 @@ def _past_runs(pathspec: str):
 def cmd_logs(args) -> int:
     """Print task logs, streamed (bounded memory); ``--follow`` tails them until each task has ended."""
     from ..logs import LogTail
+
     history, parts = _past_runs(args.pathspec)
     ds = history.ds
     tasks = history.resolve_tasks(parts)
@@ -165,7 +185,6 @@ def cmd_logs(args) -> int:
     return 0
 
 
-
 def _latest_attempt(ds, run_id: str, step: str, task_id: str) -> int:
     """A running task's current attempt: the highest spec written for it."""
     names = ds.storage.list(ds.task_key(run_id, step, task_id))
@@ -177,6 +196,7 @@ def cmd_artifacts(args) -> int:
     """List artifacts, or show one from the summary its task stored; only ``--load`` unpickles the blob."""
     from ..datastore.records import TaskRecord
     from ..preview import artifact_origin, preview, provenance_note, summary_text
+
     history, parts = _past_runs(args.pathspec)
     ds = history.ds
     if len(parts) < 2:
@@ -189,8 +209,10 @@ def cmd_artifacts(args) -> int:
         doc = ds.read_task(run_id, step, task_id) or TaskRecord()
         art = doc.artifacts.get(args.name)
         if art is None:
-            raise UsageError(f"task {step}/{task_id} has no artifact {args.name} "
-                             f"(it has: {', '.join(sorted(doc.artifacts)) or 'none'})")
+            raise UsageError(
+                f"task {step}/{task_id} has no artifact {args.name} "
+                f"(it has: {', '.join(sorted(doc.artifacts)) or 'none'})"
+            )
         info, maker = artifact_origin(ds, run_id, art, doc)
         if not getattr(args, "load", False):
             print(summary_text(info))

@@ -15,6 +15,7 @@ from .inspect import _rel
 
 def cmd_check(args) -> int:
     from ..settings import all_settings
+
     failures = 0
     try:
         config = load_config()
@@ -85,10 +86,13 @@ def cmd_promote(args) -> int:
     """Write a step's new backend/resources into workbench.toml (or show the diff with --dry-run)."""
     from ..project import find_step_flow
     from ..promote import apply_promotion, plan_promotion
+
     config = load_config()
     graph = find_step_flow(args.step, config, args.flow)
-    changes = {k: getattr(args, k.replace("-", "_"), None)
-               for k in ("backend", "cpu", "memory", "gpu", "image", "timeout", "shared_memory")}
+    changes = {
+        k: getattr(args, k.replace("-", "_"), None)
+        for k in ("backend", "cpu", "memory", "gpu", "image", "timeout", "shared_memory")
+    }
     plan = plan_promotion(config, graph, args.step, changes)
     diff = plan.diff if args.dry_run else apply_promotion(plan)
     if not diff:
@@ -107,6 +111,7 @@ def cmd_demote(args) -> int:
     from ..config import CONFIG_NAME
     from ..project import find_step_flow
     from ..promote import demote_step
+
     config = load_config()
     graph = find_step_flow(args.step, config, args.flow)
     if config.path is None:
@@ -124,10 +129,15 @@ def cmd_image(args) -> int:
     """``workbench image build``: the docker backend's image builder, its build output streamed line by line."""
     from ..errors import BackendError
     from ..image import build_project_image
+
     config = load_config()
     try:
-        build_project_image(config, base=getattr(args, "base", None), tag=getattr(args, "tag", None),
-                            say=lambda line: print(line, flush=True))
+        build_project_image(
+            config,
+            base=getattr(args, "base", None),
+            tag=getattr(args, "tag", None),
+            say=lambda line: print(line, flush=True),
+        )
     except BackendError as exc:
         if not exc.message.startswith("image build failed"):
             raise
@@ -138,6 +148,7 @@ def cmd_image(args) -> int:
 
 def cmd_env(args) -> int:
     from . import env  # `workbench env show|build`
+
     return getattr(env, f"cmd_env_{args.env_command}")(args, load_config())
 
 
@@ -145,16 +156,19 @@ def cmd_package(args) -> int:
     """``workbench package show FLOW``: every file that would ship, its size, the total, the package's hash."""
     from ..package import describe_package, human_size
     from ..project import resolve_flow
+
     config = load_config()
     listing = describe_package(resolve_flow(args.flow, config), config)
     pkg = listing.package
     print(f"code package for {listing.flow} (project {listing.root}):")
     for f in listing.project_files:
-        print(f"  {human_size(f.size):>10}  {f.arcname[len('project/'):]}")
+        print(f"  {human_size(f.size):>10}  {f.arcname[len('project/') :]}")
     lib_files = listing.library_files
     print(f"  {human_size(sum(f.size for f in lib_files)):>10}  workbench package ({len(lib_files)} files)")
-    print(f"{len(pkg.files)} files, {human_size(pkg.size)} ({human_size(listing.compressed_size)} compressed), "
-          f"sha256 {pkg.sha[:16]}")
+    print(
+        f"{len(pkg.files)} files, {human_size(pkg.size)} ({human_size(listing.compressed_size)} compressed), "
+        f"sha256 {pkg.sha[:16]}"
+    )
     if listing.upload_url:
         print(f"uploads to {listing.upload_url}")
     for name in pkg.left_out:
@@ -176,6 +190,7 @@ def _preflight_lines(graph, config) -> int:
     """`warn` lines for steps whose backend still needs something; `error` (counted) for impossible requests."""
     from ..preflight import image_warning, refuse_impossible, summary_line
     from ..settings import all_settings
+
     errors = 0
     for step, s in all_settings(graph, config).items():
         try:

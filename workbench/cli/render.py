@@ -60,8 +60,10 @@ class PlainRenderer:
                 mark = "!" if e.stream == "stderr" else "|"
                 self.line(e.ts, f"[{_short_path(e.pathspec)}] {mark} {e.text}")
         elif isinstance(e, ev.TaskRetrying):
-            self.line(e.ts, f"[{_short_path(e.pathspec)}] attempt {e.attempt + 1} failed ({e.reason}); "
-                            f"retrying in {e.delay:g}s")
+            self.line(
+                e.ts,
+                f"[{_short_path(e.pathspec)}] attempt {e.attempt + 1} failed ({e.reason}); retrying in {e.delay:g}s",
+            )
         elif isinstance(e, ev.TaskFinished):
             if e.ok:
                 self.line(e.ts, f"[{_short_path(e.pathspec)}] succeeded in {e.duration:.2f}s")
@@ -86,9 +88,14 @@ class LiveRenderer:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = console or Console(stderr=False)
-        self.progress = Progress(TextColumn("{task.fields[icon]} [bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-                                 console=self.console)
+        self.progress = Progress(
+            TextColumn("{task.fields[icon]} [bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
         self.live = Live(self.progress, console=self.console, refresh_per_second=8, transient=False)
         self.rows: dict[str, int] = {}
         self.state = RunProgress()  # per-step counts, reduced from the events (workbench.progress)
@@ -113,19 +120,24 @@ class LiveRenderer:
             self.started = True
         self.state.apply(e)
         if isinstance(e, ev.RunStarted):
-            self.console.print(f"[bold]{e.flow}[/] run [cyan]{e.run_id}[/]"
-                               + (f" (resuming {e.origin_run_id})" if e.origin_run_id else ""))
+            self.console.print(
+                f"[bold]{e.flow}[/] run [cyan]{e.run_id}[/]"
+                + (f" (resuming {e.origin_run_id})" if e.origin_run_id else "")
+            )
             for step in e.steps:
                 self._row(step)
         elif isinstance(e, (ev.TaskStarted, ev.TaskCloned)):
             self._update(e.step)
         elif isinstance(e, ev.LogLine):
             style = "red" if e.stream == "stderr" else ""
-            self.console.print(f"[dim]{_short_path(e.pathspec)}[/] {_escape(e.text)}", style=style,
-                               highlight=False, soft_wrap=True)
+            self.console.print(
+                f"[dim]{_short_path(e.pathspec)}[/] {_escape(e.text)}", style=style, highlight=False, soft_wrap=True
+            )
         elif isinstance(e, ev.TaskRetrying):
-            self.console.print(f"[yellow]{_short_path(e.pathspec)} attempt {e.attempt + 1} failed: "
-                               f"{_escape(e.reason)}; retrying in {e.delay:g}s")
+            self.console.print(
+                f"[yellow]{_short_path(e.pathspec)} attempt {e.attempt + 1} failed: "
+                f"{_escape(e.reason)}; retrying in {e.delay:g}s"
+            )
             self._update(e.step)
         elif isinstance(e, ev.TaskFinished):
             if not e.ok:
@@ -146,6 +158,7 @@ class LiveRenderer:
 
 def _escape(text: str) -> str:
     from rich.markup import escape
+
     return escape(text)
 
 
@@ -171,12 +184,23 @@ class JUnitWriter:
     def write(self, path: str) -> None:
         failures = sum(1 for c in self.cases if c.status not in ("succeeded", "cancelled"))
         skipped = sum(1 for c in self.cases if c.status == "cancelled")
-        suite = ET.Element("testsuite", name=f"{self.flow}/{self.run_id}", tests=str(len(self.cases)),
-                           failures=str(failures), errors="0", skipped=str(skipped),
-                           time=f"{sum(c.duration for c in self.cases):.3f}")
+        suite = ET.Element(
+            "testsuite",
+            name=f"{self.flow}/{self.run_id}",
+            tests=str(len(self.cases)),
+            failures=str(failures),
+            errors="0",
+            skipped=str(skipped),
+            time=f"{sum(c.duration for c in self.cases):.3f}",
+        )
         for c in self.cases:
-            case = ET.SubElement(suite, "testcase", classname=self.flow,
-                                 name="/".join(c.pathspec.split("/")[2:]), time=f"{c.duration:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=self.flow,
+                name="/".join(c.pathspec.split("/")[2:]),
+                time=f"{c.duration:.3f}",
+            )
             if c.status == "cancelled":
                 ET.SubElement(case, "skipped", message=c.reason or "cancelled")
             elif not c.ok:

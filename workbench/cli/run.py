@@ -39,6 +39,7 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
     from ..detach import adopt
     from ..runcontrol import EXIT_BROKEN_PIPE, drive
     from .render import JUnitWriter, Tee, pick_renderer
+
     adopt(runtime)  # a `run --detach` background process runs under the id its launcher printed
     renderer = pick_renderer(json_mode)
     junit = JUnitWriter() if junit_path else None
@@ -59,12 +60,15 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
 def cmd_run(args, extra: list[str]) -> int:
     if getattr(args, "detach", False):
         from ..detach import launch
+
         return launch(args.argv, args.flow)
     if args.backend in (None, "local"):
         from ..backends.local import prewarm
+
         prewarm()  # the local worker's interpreter starts while we read the configuration
     from ..parameters import resolve_parameters
     from ..runtime import Runtime, latest_run_id
+
     config = load_config()
     graph = resolve_flow(args.flow, config)
     overrides = {k: getattr(args, k) for k in ("cpu", "memory", "gpu", "image", "timeout") if getattr(args, k)}
@@ -74,34 +78,52 @@ def cmd_run(args, extra: list[str]) -> int:
         if extra:
             raise UsageError("--step re-runs with the parameters of the earlier run; drop " + " ".join(extra))
         from ..datastore import FlowDatastore
+
         ds = FlowDatastore(config.datastore_url, graph.name)
         origin = args.from_run or latest_run_id(ds, lambda d: not d.only_step)
         if origin is None:
-            raise UsageError(f"flow {graph.name} has no earlier run to take the inputs of {args.step} from; "
-                             f"run the flow once first")
+            raise UsageError(
+                f"flow {graph.name} has no earlier run to take the inputs of {args.step} from; run the flow once first"
+            )
         if args.backend:
             overrides["backend"] = args.backend
         if getattr(args, "profile", False):
             overrides["profile"] = True
-        runtime = Runtime(graph, config, max_workers=args.max_workers, step_overrides={args.step: overrides},
-                          origin_run_id=origin, rerun_steps={args.step}, only_step=args.step,
-                          only_task_index=args.task, datastore=ds)
+        runtime = Runtime(
+            graph,
+            config,
+            max_workers=args.max_workers,
+            step_overrides={args.step: overrides},
+            origin_run_id=origin,
+            rerun_steps={args.step},
+            only_step=args.step,
+            only_task_index=args.task,
+            datastore=ds,
+        )
         code = _execute(runtime, args.json, args.junit_xml)
         if overrides.get("profile") and not args.json:
             from ..profiling import print_step_profiles
+
             print_step_profiles(ds, runtime.run_id, args.step)
         return code
     if overrides or args.task is not None or args.from_run or getattr(args, "profile", False):
         raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run/--profile go with --step")
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
-    runtime = Runtime(graph, config, params=params, backend=args.backend, max_workers=args.max_workers,
-                      run_id=getattr(args, "run_id", None))
+    runtime = Runtime(
+        graph,
+        config,
+        params=params,
+        backend=args.backend,
+        max_workers=args.max_workers,
+        run_id=getattr(args, "run_id", None),
+    )
     return _execute(runtime, args.json, args.junit_xml)
 
 
 def cmd_resume(args) -> int:
     from ..datastore import FlowDatastore
     from ..runtime import Runtime, latest_run_id, resume_plan
+
     config = load_config()
     graph = resolve_flow(args.flow, config)
     ds = FlowDatastore(config.datastore_url, graph.name)
@@ -109,14 +131,23 @@ def cmd_resume(args) -> int:
     if origin is None:
         raise UsageError(f"flow {graph.name} has no run to resume")
     rerun = resume_plan(graph, ds, origin, args.from_step)
-    runtime = Runtime(graph, config, backend=args.backend, max_workers=args.max_workers, origin_run_id=origin,
-                      rerun_steps=rerun, datastore=ds, run_id=getattr(args, "new_run_id", None))
+    runtime = Runtime(
+        graph,
+        config,
+        backend=args.backend,
+        max_workers=args.max_workers,
+        origin_run_id=origin,
+        rerun_steps=rerun,
+        datastore=ds,
+        run_id=getattr(args, "new_run_id", None),
+    )
     return _execute(runtime, args.json, args.junit_xml)
 
 
 def cmd_cancel(args) -> int:
     """Stop a run (its runtime, if alive here) and remove what any backend still holds for it."""
     from ..cancel import cancel_run
+
     config = load_config()
     ds, parts = split_pathspec(args.run, config)
     result = cancel_run(ds, config, parts[0], say=lambda text: print(text, file=sys.stderr, flush=True))
@@ -129,6 +160,7 @@ def cmd_cancel(args) -> int:
 def cmd_attach(args) -> int:
     """Follow a (detached) run's events from the datastore until it ends."""
     from ..detach import attach
+
     config = load_config()
     ds, parts = split_pathspec(args.run, config)
     return attach(ds, parts[0])

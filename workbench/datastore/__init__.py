@@ -165,6 +165,7 @@ class FlowDatastore:
         record = RunRecord.from_dict(data)
         if observed:
             from ..liveness import observed_status
+
             record = observed_status(record)
         return record
 
@@ -215,12 +216,15 @@ class FlowDatastore:
     def append_log(self, key: str, lines: list[tuple[float, str, str]]) -> None:
         self.storage.append_text(key, "".join(f"{iso(ts)} {stream} {text}\n" for ts, stream, text in lines))
 
-    def read_log(self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None) -> Iterator[tuple[str, str, str]]:
+    def read_log(
+        self, run_id: str, step: str, task_id: str, attempt: Optional[int] = None
+    ) -> Iterator[tuple[str, str, str]]:
         """(timestamp, stream, text) of each line of the given (default: last) attempt."""
         if attempt is None:
             task = self.read_task(run_id, step, task_id)
             attempt = task.attempt if task is not None else 0
         from ..logs import iter_log  # streamed in chunks: memory bounded whatever the log's size
+
         yield from iter_log(self, self.log_key(run_id, step, task_id, attempt))
 
 

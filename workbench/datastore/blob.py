@@ -106,8 +106,9 @@ def content_hash(segments: Sequence[ReadableBuffer], size: int) -> str:
             h.update(seg)
         return h.hexdigest()
     views = [memoryview(s).cast("B") for s in segments]
-    pieces = [seg[i:i + TREE_CHUNK] for seg in views for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
+    pieces = [seg[i : i + TREE_CHUNK] for seg in views for i in range(0, max(seg.nbytes, 1), TREE_CHUNK)]
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
         leaves = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
     return "t" + hashlib.sha256(b"".join(leaves)).hexdigest()[1:]
@@ -139,13 +140,13 @@ def split_blob(blob: ReadableBuffer) -> tuple[memoryview, list[memoryview]]:
     if end != view.nbytes:
         what = "truncated" if end > view.nbytes else "trailing bytes after the content"
         raise CorruptBlob(f"{what} ({view.nbytes:,} bytes, the header says {end:,})")
-    main = view[offset:offset + main_len]
+    main = view[offset : offset + main_len]
     if flags & FLAG_ZLIB:
         try:
             main = memoryview(zlib.decompress(main))
         except zlib.error as exc:
             raise CorruptBlob(f"compressed pickle does not inflate ({exc})") from None
-    return main, [view[start:start + n] for start, n in buffers]
+    return main, [view[start : start + n] for start, n in buffers]
 
 
 _verified: set[tuple[str, str]] = set()
@@ -182,8 +183,16 @@ def decode_artifact(blob: ReadableBuffer, sha: Optional[str] = None, where: str 
         verify_once(where, sha, main, buffers)
     try:
         return pickle.loads(main, buffers=buffers)
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, struct.error, TypeError,
-            UnicodeDecodeError, OverflowError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        IndexError,
+        struct.error,
+        TypeError,
+        UnicodeDecodeError,
+        OverflowError,
+    ) as exc:
         raise CorruptBlob(f"does not unpickle ({type(exc).__name__}: {str(exc)[:120]})", sha or "") from None
 
 
@@ -205,7 +214,7 @@ def aligned_bytearray_view(data: ReadableBuffer) -> ReadableBuffer:
     if isinstance(data, (bytes, bytearray)) and len(data) and _address(data) % ALIGN:
         room = bytearray(len(data) + ALIGN)
         shift = _pad(_address(room))
-        view = memoryview(room)[shift:shift + len(data)]
+        view = memoryview(room)[shift : shift + len(data)]
         view[:] = data
         return view
     return data

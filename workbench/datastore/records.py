@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Optional, TypeVar
 
 class TaskStatus(str, Enum):
     """Where a task (or one attempt of it) stands. Compares equal to its string value."""
+
     PENDING = "pending"
     RUNNING = "running"
     RETRYING = "retrying"  # an attempt failed and another one follows
@@ -105,6 +106,7 @@ class _Record:
 @dataclass
 class RunRecord(_Record):
     """``run.json``: one run, written by the runtime when it starts and again when it ends."""
+
     flow: str = ""
     run_id: str = ""
     status: RunStatus = RunStatus.RUNNING
@@ -131,6 +133,7 @@ class RunRecord(_Record):
 @dataclass
 class AttemptSummary(_Record):
     """One attempt of a task as the runtime saw it (an entry of ``TaskRecord.attempts``)."""
+
     attempt: int = 0
     status: TaskStatus = TaskStatus.FAILED
     started_at: Optional[float] = None
@@ -146,6 +149,7 @@ class AttemptSummary(_Record):
 @dataclass
 class TaskRecord(_Record):
     """``task.json``: a task as the runtime saw it, written once when it ends (or is cloned)."""
+
     flow: str = ""
     run_id: str = ""
     step: str = ""
@@ -175,8 +179,7 @@ class TaskRecord(_Record):
     @classmethod
     def from_dict(cls, data: Optional[dict[str, Any]]) -> "TaskRecord":
         record = super().from_dict(data)
-        record.attempts = [a if isinstance(a, AttemptSummary) else AttemptSummary.from_dict(a)
-                           for a in record.attempts]
+        record.attempts = [a if isinstance(a, AttemptSummary) else AttemptSummary.from_dict(a) for a in record.attempts]
         record.reason = record.reason or ""
         record.traceback = record.traceback or ""
         return record
@@ -195,6 +198,7 @@ class TaskRecord(_Record):
 @dataclass
 class AttemptRecord(_Record):
     """``attempt-<n>.json``: what the task process itself reported about one attempt."""
+
     status: TaskStatus = TaskStatus.FAILED
     attempt: int = 0
     pathspec: str = ""
@@ -215,6 +219,7 @@ class AttemptRecord(_Record):
 @dataclass
 class InputRef(_Record):
     """One parent of a task in its spec: which artifacts (name -> sha) it hands on."""
+
     pathspec: str = ""
     step: str = ""
     foreach_stack: list[dict[str, Any]] = field(default_factory=list)
@@ -224,6 +229,7 @@ class InputRef(_Record):
 @dataclass
 class TaskSpecRecord(_Record):
     """``spec-<n>.json``: everything one attempt needs, written by the runtime before it submits it."""
+
     flow: str = ""
     run_id: str = ""
     step: str = ""
@@ -259,5 +265,13 @@ class TaskSpecRecord(_Record):
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
 
 
-__all__ = ["TaskStatus", "RunStatus", "RunRecord", "TaskRecord", "AttemptSummary", "AttemptRecord",
-           "InputRef", "TaskSpecRecord"]
+__all__ = [
+    "TaskStatus",
+    "RunStatus",
+    "RunRecord",
+    "TaskRecord",
+    "AttemptSummary",
+    "AttemptRecord",
+    "InputRef",
+    "TaskSpecRecord",
+]

@@ -67,7 +67,7 @@ def _read_into(body: Any, view: memoryview) -> None:  # body: botocore's Streami
             chunk = body.read(min(MULTIPART_CHUNK, len(view) - got))
             if not chunk:
                 raise DatastoreError(f"S3 download ended early ({got} of {len(view)} bytes)")
-            view[got:got + len(chunk)] = chunk
+            view[got : got + len(chunk)] = chunk
             got += len(chunk)
     finally:
         body.close()
@@ -78,11 +78,12 @@ class S3Storage:
         if not url.startswith("s3://"):
             raise DatastoreError(f"not an S3 URL: {url}")
         self.url = url.rstrip("/")
-        self.bucket, _, prefix = url[len("s3://"):].partition("/")
+        self.bucket, _, prefix = url[len("s3://") :].partition("/")
         if not self.bucket:
             raise DatastoreError(f"{url}: no bucket name (use s3://bucket/prefix)")
         self.prefix = prefix.strip("/")
         from ..aws import s3_settings
+
         env_endpoint, env_region = s3_settings()
         self.endpoint_url = endpoint_url or env_endpoint
         self.region = region or env_region
@@ -97,15 +98,20 @@ class S3Storage:
     def client(self) -> Any:
         if self._client is None:
             from .. import aws
+
             self._client = aws.client("s3", region=self.region, endpoint_url=self.endpoint_url)
         return self._client
 
     def _transfer_config(self) -> Any:
         if self._transfer is None:
             from boto3.s3.transfer import TransferConfig
-            self._transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                            multipart_chunksize=MULTIPART_CHUNK, max_concurrency=8,
-                                            use_threads=True)
+
+            self._transfer = TransferConfig(
+                multipart_threshold=MULTIPART_THRESHOLD,
+                multipart_chunksize=MULTIPART_CHUNK,
+                max_concurrency=8,
+                use_threads=True,
+            )
         return self._transfer
 
     def _can_put_conditionally(self) -> bool:
@@ -124,6 +130,7 @@ class S3Storage:
 
     def _fail(self, exc: Exception, what: str) -> Exception:
         from ..aws import translate
+
         err = translate(exc, f"S3 {what} {self.url}")
         return err if isinstance(err, WorkbenchError) else DatastoreError(f"S3 {what} {self.url}: {exc}")
 
@@ -154,8 +161,12 @@ class S3Storage:
                         return self.put(key, chunks, overwrite=False)
                     raise
             else:
-                self.client.upload_fileobj(io.BufferedReader(_ChunkReader(chunks), MULTIPART_CHUNK), self.bucket,
-                                           self._key(key), Config=self._transfer_config())
+                self.client.upload_fileobj(
+                    io.BufferedReader(_ChunkReader(chunks), MULTIPART_CHUNK),
+                    self.bucket,
+                    self._key(key),
+                    Config=self._transfer_config(),
+                )
         except WorkbenchError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -183,11 +194,13 @@ class S3Storage:
 
                 def fetch(r: tuple[int, int]) -> None:
                     extra = {"IfMatch": etag} if etag else {}  # every part from the same version of the object
-                    part = self.client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes={r[0]}-{r[1] - 1}",
-                                                  **extra)
-                    _read_into(part["Body"], view[r[0]:r[1]])
+                    part = self.client.get_object(
+                        Bucket=self.bucket, Key=full, Range=f"bytes={r[0]}-{r[1] - 1}", **extra
+                    )
+                    _read_into(part["Body"], view[r[0] : r[1]])
 
                 from concurrent.futures import ThreadPoolExecutor
+
                 with ThreadPoolExecutor(max_workers=min(8, len(ranges))) as pool:
                     list(pool.map(fetch, ranges))
         except (WorkbenchError, KeyError):
@@ -214,13 +227,14 @@ class S3Storage:
         base = f"{base}/" if base else ""
         names: set[str] = set()
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base,
-                                                                        Delimiter="/")
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base, Delimiter="/"
+            )
             for page in pages:
                 for p in page.get("CommonPrefixes", []):
-                    names.add(p["Prefix"][len(base):].rstrip("/"))
+                    names.add(p["Prefix"][len(base) :].rstrip("/"))
                 for o in page.get("Contents", []):
-                    names.add(o["Key"][len(base):])
+                    names.add(o["Key"][len(base) :])
         except WorkbenchError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -305,9 +319,12 @@ class S3Storage:
                     self.put(k, [reader.read(size)])
                 else:  # streamed from the spool: put() would gather the chunks in memory
                     try:
-                        self.client.upload_fileobj(io.BufferedReader(_ChunkReader(_file_chunks(reader, size)),
-                                                                     MULTIPART_CHUNK),
-                                                   self.bucket, self._key(k), Config=self._transfer_config())
+                        self.client.upload_fileobj(
+                            io.BufferedReader(_ChunkReader(_file_chunks(reader, size)), MULTIPART_CHUNK),
+                            self.bucket,
+                            self._key(k),
+                            Config=self._transfer_config(),
+                        )
                     except Exception as exc:  # noqa: BLE001
                         raise self._fail(exc, f"upload of {k} to") from None
             finally:

@@ -49,6 +49,8 @@ def open_storage(url: str) -> Storage:
     """``/abs/dir`` or ``file:///abs/dir`` -> LocalStorage; ``s3://bucket/prefix`` -> S3Storage."""
     if url.startswith("s3://"):
         from .s3 import S3Storage
+
         return S3Storage(url)
     from .local import LocalStorage
-    return LocalStorage(url[len("file://"):] if url.startswith("file://") else url)
+
+    return LocalStorage(url[len("file://") :] if url.startswith("file://") else url)

@@ -26,6 +26,7 @@ class WorkbenchActions:
             return
         try:
             from ..promote import plan_promotion
+
             promotion = plan_promotion(self.config, graph, step, event.changes, check_capacity=False)
             notes = [f"would set: {', '.join(f'{k}={v}' for k, v in event.changes.items())}"]
             notes += list(promotion.notes)
@@ -71,6 +72,7 @@ class WorkbenchActions:
         """Planning may ask a cloud backend what it can schedule: keep that off the UI thread."""
         try:
             from ..promote import plan_promotion
+
             promotion = plan_promotion(self.config, graph, step, changes)
         except Exception as exc:  # noqa: BLE001
             self.call_from_thread(self.notify, f"cannot promote {step}: {exc}", severity="error")
@@ -100,6 +102,7 @@ class WorkbenchActions:
 
     def start_runtime(self, **kwargs) -> None:
         from ..runtime import Runtime
+
         graph = self.graph
         if self.runtime is not None:
             self.notify("a run is in progress (c cancels it)", severity="warning")
@@ -129,7 +132,9 @@ class WorkbenchActions:
         except WorkbenchError as exc:
             self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), str(exc)))
         except Exception as exc:  # noqa: BLE001 - a bug in a backend must not kill the TUI
-            self.events.put(ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), f"{type(exc).__name__}: {exc}"))
+            self.events.put(
+                ev.RunFinished(runtime.flow, runtime.run_id, "failed", 0.0, (), f"{type(exc).__name__}: {exc}")
+            )
 
     def drain_events(self, limit: int = 20000) -> None:
         lines: list[tuple[str, str]] = []
@@ -166,8 +171,9 @@ class WorkbenchActions:
             self.runtime = None
             self.live_run_id = None
             store = RunStore(self.config, finished.flow) if finished.flow else None
-            self.notify(finished_message(store, finished),
-                        severity="information" if finished.status == "succeeded" else "error")
+            self.notify(
+                finished_message(store, finished), severity="information" if finished.status == "succeeded" else "error"
+            )
             if self.current == self.live_path:
                 store = self.run_store()
                 self.pane("#runs").show(store, self.graph)
@@ -178,6 +184,7 @@ class WorkbenchActions:
 
     def action_run(self) -> None:
         from ..parameters import resolve_parameters
+
         graph = self.graph
         try:
             params = resolve_parameters(graph.parameters, {}) if graph is not None and graph.ok else {}
@@ -189,6 +196,7 @@ class WorkbenchActions:
     def action_run_dialog(self, focus: str = "param") -> None:
         """Parameters, backend and max workers for one run, checked as `workbench run` checks them."""
         from .screens.run_dialog import RunDialog
+
         graph = self.graph
         if graph is None or not graph.ok:
             self.notify("this flow has errors; fix them first", severity="error")
@@ -205,6 +213,7 @@ class WorkbenchActions:
         request, on the same or another backend, once the price difference has been seen."""
         from ..backends import REGISTRY
         from .screens.rerun import RerunScreen
+
         plan = getattr(self.pane("#tasks"), "plan", None)
         if plan is None:
             self.notify("no task of this step ran out of memory or time in the shown run", severity="warning")
@@ -212,8 +221,12 @@ class WorkbenchActions:
 
         def done(backend) -> None:
             if backend:
-                self.start_runtime(origin_run_id=plan.run_id, rerun_steps={plan.step}, only_step=plan.step,
-                                   step_overrides={plan.step: plan.overrides(backend)})
+                self.start_runtime(
+                    origin_run_id=plan.run_id,
+                    rerun_steps={plan.step},
+                    only_step=plan.step,
+                    step_overrides={plan.step: plan.overrides(backend)},
+                )
 
         self.push_screen(RerunScreen(plan, list(REGISTRY)), done)
 
@@ -226,6 +239,7 @@ class WorkbenchActions:
 
     def _origin(self) -> Optional[str]:
         from ..runtime import latest_run_id
+
         store = self.run_store()
         chosen = self.pane("#runs").selected_run
         if chosen or store is None:
@@ -253,8 +267,9 @@ class WorkbenchActions:
         if origin is None or step is None:
             self.notify("run the flow once first: a profile re-runs a step on its past inputs", severity="warning")
             return
-        self.start_runtime(origin_run_id=origin, rerun_steps={step}, only_step=step,
-                           step_overrides={step: {"profile": True}})
+        self.start_runtime(
+            origin_run_id=origin, rerun_steps={step}, only_step=step, step_overrides={step: {"profile": True}}
+        )
         if self.runtime is not None:
             self.notify(f"profiling {step}: its hot path shows in Tasks (6) when it ends")
 

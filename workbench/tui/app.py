@@ -71,22 +71,36 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
     # longer titles for the command palette, where every binding is listed too
     PALETTE_TITLES = {
         "run": "Run the selected flow",
-        "run_dialog": "Run with parameters, a backend, max workers…", "cancel_run": "Cancel the current run",
+        "run_dialog": "Run with parameters, a backend, max workers…",
+        "cancel_run": "Cancel the current run",
         "resume": "Resume the last run (or the run chosen in Runs)",
         "run_step": "Run the selected step alone with the last run's inputs",
-        "next_step": "Select the next step", "prev_step": "Select the previous step",
-        "promote": "Promote the selected step (write workbench.toml)", "follow": "Follow the log (toggle)",
-        "search": "Search the log", "tab(0)": "Show the DAG", "tab(1)": "Show the step inspector",
-        "tab(2)": "Show the runs", "tab(3)": "Show the logs", "tab(4)": "Show the artifacts",
+        "next_step": "Select the next step",
+        "prev_step": "Select the previous step",
+        "promote": "Promote the selected step (write workbench.toml)",
+        "follow": "Follow the log (toggle)",
+        "search": "Search the log",
+        "tab(0)": "Show the DAG",
+        "tab(1)": "Show the step inspector",
+        "tab(2)": "Show the runs",
+        "tab(3)": "Show the logs",
+        "tab(4)": "Show the artifacts",
         "tab(5)": "Show the selected step's tasks (counts, durations, merged log)",
         "fix_step": "Re-run a step killed for memory or time with a larger request",
     }
     COMMANDS = App.COMMANDS
 
-    def __init__(self, config: ProjectConfig, *, watch: bool = True, clock: Callable[[], float] = time.monotonic,
-                 poll_interval: float = 0.03, polling_observer: bool = False,
-                 datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS,
-                 capacity_reader: Optional[Callable] = None) -> None:
+    def __init__(
+        self,
+        config: ProjectConfig,
+        *,
+        watch: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 0.03,
+        polling_observer: bool = False,
+        datastore_poll: Optional[float] = DATASTORE_POLL_SECONDS,
+        capacity_reader: Optional[Callable] = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.watch_files = watch
@@ -203,17 +217,25 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
                 continue
             key = "/" if binding.key == "slash" else binding.key
             title = self.PALETTE_TITLES.get(binding.action, binding.description)
-            yield SystemCommand(f"{title} ({key})", f"Key {key}",
-                                lambda action=binding.action: self.invoke_action(action))
+            yield SystemCommand(
+                f"{title} ({key})", f"Key {key}", lambda action=binding.action: self.invoke_action(action)
+            )
         # what people type in the palette when they look for the run dialog's parts
-        yield SystemCommand("Set parameters and run (param) (a)", "The run dialog, at the flow's parameters",
-                            lambda: self.action_run_dialog("param"))
-        yield SystemCommand("Choose a backend and run (backend) (a)", "The run dialog, at the backend",
-                            lambda: self.action_run_dialog("backend"))
+        yield SystemCommand(
+            "Set parameters and run (param) (a)",
+            "The run dialog, at the flow's parameters",
+            lambda: self.action_run_dialog("param"),
+        )
+        yield SystemCommand(
+            "Choose a backend and run (backend) (a)",
+            "The run dialog, at the backend",
+            lambda: self.action_run_dialog("backend"),
+        )
 
     def invoke_action(self, action: str) -> None:
         """Run an action whatever the footer shows (the palette lists every binding on every tab)."""
         from textual.actions import parse
+
         _, name, args = parse(action)
         if name == "search":
             self.action_tab(3)
@@ -293,16 +315,24 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         for path, graph in self.graphs.items():
             rel = _relative(path, self.config.flows_dir)
             if graph.ok:
-                options.append(Option(f"[$success]✔[/] {escape(graph.name or rel)}\n  [$text-muted]{escape(rel)}[/]", id=path))
+                options.append(
+                    Option(f"[$success]✔[/] {escape(graph.name or rel)}\n  [$text-muted]{escape(rel)}[/]", id=path)
+                )
             else:
                 err = graph.errors[0]
                 where = f"line {err.line}: " if getattr(err, "line", None) else ""
-                options.append(Option(f"[$error]✘[/] {escape(graph.name or rel)}\n  [$error]{escape(where + err.message)}[/]", id=path))
+                options.append(
+                    Option(
+                        f"[$error]✘[/] {escape(graph.name or rel)}\n  [$error]{escape(where + err.message)}[/]", id=path
+                    )
+                )
         flows = self.main_screen.query_one("#flows", OptionList)
         flows.set_options(options)
         if self.current is not None:
             flows.highlighted = list(self.graphs).index(self.current)
-        self.main_screen.query_one("#flows-title", Static).update(f"Flows ({len(options)})" if options else "Flows: none")
+        self.main_screen.query_one("#flows-title", Static).update(
+            f"Flows ({len(options)})" if options else "Flows: none"
+        )
 
     @on(OptionList.OptionHighlighted, "#flows")
     def _flow_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -342,13 +372,17 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
             return
         rel = _relative(graph.path, self.config.root)
         params = ", ".join(f"{p.name}={p.default!r}" for p in graph.parameters)
-        title.update(f"[b]{escape(graph.name or Path(graph.path).name)}[/b]  [$text-muted]{escape(rel)}"
-                     f"{'  params: ' + escape(params) if params else ''}[/]")
+        title.update(
+            f"[b]{escape(graph.name or Path(graph.path).name)}[/b]  [$text-muted]{escape(rel)}"
+            f"{'  params: ' + escape(params) if params else ''}[/]"
+        )
         problems = []
         if self.config_error:
             problems.append(self.config_error)
         for err in graph.errors:
-            problems.append(f"{rel}:{err.line}: {err.message}" if getattr(err, "line", None) else f"{rel}: {err.message}")
+            problems.append(
+                f"{rel}:{err.line}: {err.message}" if getattr(err, "line", None) else f"{rel}: {err.message}"
+            )
         if not graph.steps and self.drawn_graph is not graph and self.drawn_graph is not None:
             problems.append("the DAG below is the last version that parsed")
         error.update("\n".join(f"[$error]✘ {escape(p)}[/]" for p in problems))
@@ -395,8 +429,9 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         return graph
 
     def redraw_dag(self) -> None:
-        self.main_screen.query_one("#dag", DagView).show(self.drawn_graph, self.statuses, self.settings,
-                                                         self.selected_step, self.task_counts)
+        self.main_screen.query_one("#dag", DagView).show(
+            self.drawn_graph, self.statuses, self.settings, self.selected_step, self.task_counts
+        )
 
     def _refresh_step(self) -> None:
         graph, step = self.graph, self.selected_step
@@ -404,8 +439,7 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         store = self.run_store()
         if store is not None and step:
             usage = store.latest_usage(step)
-        self.pane("#inspector").show(graph, step, self.settings.get(step),
-                                                     usage, self.settings_errors.get(step or ""))
+        self.pane("#inspector").show(graph, step, self.settings.get(step), usage, self.settings_errors.get(step or ""))
 
     def select_step(self, name: str) -> None:
         self.selected_step = name
@@ -469,8 +503,9 @@ def _graph_or_error(path: str) -> FlowGraph:
     try:
         return build_graph(path)
     except Exception as exc:  # noqa: BLE001 - whatever is on disk at launch, the app starts
-        return FlowGraph(path=path, errors=[FlowError(f"cannot read this flow: {type(exc).__name__}: {exc}",
-                                                      path=path)])
+        return FlowGraph(
+            path=path, errors=[FlowError(f"cannot read this flow: {type(exc).__name__}: {exc}", path=path)]
+        )
 
 
 def create_app(config: ProjectConfig, *, watch: bool = True, **kwargs) -> WorkbenchApp:

@@ -20,6 +20,7 @@ CACHE_SECONDS = 60.0
 @dataclass(frozen=True)
 class Placement:
     """The largest single task a backend takes (None: unknown), and a line saying where that comes from."""
+
     backend: str
     cpu: Optional[float]
     memory: Optional[int]
@@ -58,20 +59,31 @@ def read_capacity(name: str, config) -> Placement:
 def _read(name: str, config) -> Placement:
     if name == "local":
         cpu, memory = machine_capacity()
-        return Placement(name, cpu, memory or None, 0,
-                         f"local: this machine, {cpu:g} CPUs, {format_memory(memory)}")
+        return Placement(name, cpu, memory or None, 0, f"local: this machine, {cpu:g} CPUs, {format_memory(memory)}")
     try:
         from ..backends import backend_class
+
         cap = backend_class(name)(config).capacity()
     except Exception as exc:  # noqa: BLE001 - unreachable or unconfigured: keep the sliders usable
-        return Placement(name, None, None, None, f"{name}: what it can place is unknown ({_first_line(exc)}); "
-                                                 f"sliders span the price table")
+        return Placement(
+            name,
+            None,
+            None,
+            None,
+            f"{name}: what it can place is unknown ({_first_line(exc)}); sliders span the price table",
+        )
     if cap is None:
-        return Placement(name, None, None, None, f"{name}: what it can place is unknown here; "
-                                                 f"sliders span the price table")
-    return Placement(name, float(cap.cpu), int(cap.memory), int(cap.gpu),
-                     f"{name}: at most cpu {cap.cpu:g}, memory {format_memory(cap.memory)}, gpu {cap.gpu}"
-                     + (f" ({cap.source})" if cap.source else ""))
+        return Placement(
+            name, None, None, None, f"{name}: what it can place is unknown here; sliders span the price table"
+        )
+    return Placement(
+        name,
+        float(cap.cpu),
+        int(cap.memory),
+        int(cap.gpu),
+        f"{name}: at most cpu {cap.cpu:g}, memory {format_memory(cap.memory)}, gpu {cap.gpu}"
+        + (f" ({cap.source})" if cap.source else ""),
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -96,6 +108,7 @@ def price_line(backend: str, cpu: float, memory: int, gpu: int, current=None) ->
     if backend not in ("batch", "kubernetes"):
         return f"price: none ({backend} runs on a machine you have)"
     from ..pricing import estimate
+
     price = estimate(cpu, memory, gpu)
     if price is None:
         return "price: no common instance type fits this request"

@@ -22,9 +22,21 @@ MAX_BOX = 26
 
 U, D, L, R = 1, 2, 4, 8
 JUNCTIONS = {
-    U: "│", D: "│", U | D: "│", L: "─", R: "─", L | R: "─",
-    D | R: "┌", D | L: "┐", U | R: "└", U | L: "┘",
-    U | D | R: "├", U | D | L: "┤", D | L | R: "┬", U | L | R: "┴", U | D | L | R: "┼",
+    U: "│",
+    D: "│",
+    U | D: "│",
+    L: "─",
+    R: "─",
+    L | R: "─",
+    D | R: "┌",
+    D | L: "┐",
+    U | R: "└",
+    U | L: "┘",
+    U | D | R: "├",
+    U | D | L: "┤",
+    D | L | R: "┬",
+    U | L | R: "┴",
+    U | D | L | R: "┼",
 }
 
 STATUS_STYLE = {
@@ -38,8 +50,17 @@ STATUS_STYLE = {
     "cancelled": "$text-muted",
     "not taken": "$text-muted 60%",
 }
-STATUS_GLYPH = {"succeeded": "✔", "failed": "✘", "oom": "✘", "timeout": "✘", "running": "▶",
-                "pending": "…", "cloned": "↺", "cancelled": "■", "not taken": "⊘"}
+STATUS_GLYPH = {
+    "succeeded": "✔",
+    "failed": "✘",
+    "oom": "✘",
+    "timeout": "✘",
+    "running": "▶",
+    "pending": "…",
+    "cloned": "↺",
+    "cancelled": "■",
+    "not taken": "⊘",
+}
 TAKEN_EDGE = "$success"  # a switch's edge to the case the shown run took
 BACKEND_SHORT = {"kubernetes": "k8s"}
 
@@ -71,15 +92,20 @@ def resources_label(settings) -> str:
         return ""
     backend = BACKEND_SHORT.get(settings.backend, settings.backend)
     from ..units import format_memory
+
     parts = [backend, f"{settings.cpu:g}c", format_memory(settings.memory)]
     if settings.gpu:
         parts.append(f"{settings.gpu}gpu")
     return " ".join(parts)
 
 
-def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
-           settings: Optional[dict] = None, selected: Optional[str] = None,
-           counts: Optional[dict[str, int]] = None) -> DagPicture:
+def layout(
+    graph: FlowGraph,
+    statuses: Optional[dict[str, str]] = None,
+    settings: Optional[dict] = None,
+    selected: Optional[str] = None,
+    counts: Optional[dict[str, int]] = None,
+) -> DagPicture:
     """``counts``: tasks per step in the shown run; a step with more than one (a foreach body) shows ×N."""
     statuses = dict(statuses or {})
     counts = counts or {}
@@ -90,8 +116,16 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
     layers = layers_of(graph)
     depth = {n: i for i, layer in enumerate(layers) for n in layer}
     labels = {n: resources_label(settings.get(n)) for n in graph.steps}
-    width = max(MIN_BOX, *(min(MAX_BOX, max(len(n) + 6 + (len(str(counts.get(n, ""))) + 2 if counts.get(n, 0) > 1 else 0),
-                                             len(labels[n]) + 4)) for n in graph.steps))
+    width = max(
+        MIN_BOX,
+        *(
+            min(
+                MAX_BOX,
+                max(len(n) + 6 + (len(str(counts.get(n, ""))) + 2 if counts.get(n, 0) > 1 else 0), len(labels[n]) + 4),
+            )
+            for n in graph.steps
+        ),
+    )
 
     # Long edges (across more than one layer) get a pass-through slot in every layer they cross.
     slots: list[list[tuple[str, str]]] = [[("step", n) for n in layer] for layer in layers]
@@ -113,9 +147,11 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
     pos: dict[tuple[str, str], float] = {}
     for i, layer in enumerate(slots):
         if i:
+
             def bary(slot, i=i):
                 ps = [pos[src] for src, dst, _ in edges if dst == slot and src in pos]
                 return sum(ps) / len(ps) if ps else 0.0
+
             layer.sort(key=bary)
         for j, slot in enumerate(layer):
             pos[slot] = j
@@ -154,15 +190,20 @@ def layout(graph: FlowGraph, statuses: Optional[dict[str, str]] = None,
             many = f" ×{counts[name]}" if counts.get(name, 0) > 1 else ""
             title = f"{glyph} {name}{kind_mark}{many}"[: width - 2]
             label = labels[name][: width - 2]
-            rows = ["┌" + "─" * (width - 2) + "┐",
-                    "│" + title.ljust(width - 2) + "│",
-                    "│" + label.ljust(width - 2) + "│",
-                    "└" + "─" * (width - 2) + "┘"]
+            rows = [
+                "┌" + "─" * (width - 2) + "┐",
+                "│" + title.ljust(width - 2) + "│",
+                "│" + label.ljust(width - 2) + "│",
+                "└" + "─" * (width - 2) + "┘",
+            ]
             for r, row in enumerate(rows):
                 for c, ch in enumerate(row):
                     chars[top + r][x + c] = ch
-                    styles[top + r][x + c] = style if (r == 1 or name == selected) else (
-                        style if r in (0, 3) or c in (0, width - 1) else "$text-muted")
+                    styles[top + r][x + c] = (
+                        style
+                        if (r == 1 or name == selected)
+                        else (style if r in (0, 3) or c in (0, width - 1) else "$text-muted")
+                    )
 
     hot: set[tuple[int, int]] = set()  # cells of the edges a switch took
     for src, dst, layer_i in edges:
@@ -221,8 +262,7 @@ def _switch_cases_taken(graph: FlowGraph, statuses: dict[str, str]) -> set[tuple
             if case in statuses:
                 taken.add((name, case))
     for name, step in graph.steps.items():
-        if step.kind == "switch" and statuses.get(name) in ("succeeded", "cloned") and any(
-                s == name for s, _ in taken):
+        if step.kind == "switch" and statuses.get(name) in ("succeeded", "cloned") and any(s == name for s, _ in taken):
             for case in step.out:
                 if case != name and case not in statuses:
                     statuses[case] = "not taken"

@@ -54,9 +54,12 @@ class LiveRuns:
             pass
 
     def _apply_runs_snapshot(self, path: Optional[str], snapshot: tuple) -> None:
-        if not self.screen_stack or path != self.current or (self.runtime is not None and self.current == self.live_path):
+        if (
+            not self.screen_stack
+            or path != self.current
+            or (self.runtime is not None and self.current == self.live_path)
+        ):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
             self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
         self.runs_snapshot = (path, snapshot)
-

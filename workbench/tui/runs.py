@@ -106,8 +106,10 @@ class RunStore(PastRuns):
         if key in _settled:
             return dict(_settled[key])
         try:
-            counts = {step: len(self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}"))
-                      for step in self.ds.list_steps(run_id)}
+            counts = {
+                step: len(self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}"))
+                for step in self.ds.list_steps(run_id)
+            }
         except Exception:  # noqa: BLE001
             return {}
         if self._key(run_id) in _settled:  # finished: its tasks are all there
@@ -116,14 +118,18 @@ class RunStore(PastRuns):
 
     def live_runs(self) -> list[str]:
         """Runs whose record says running, wherever they were started (CLI, TUI, detached), newest first."""
-        return [run_id for run_id in reversed(self.runs()) if getattr(self.run_doc(run_id), "status", None) == "running"]
+        return [
+            run_id for run_id in reversed(self.runs()) if getattr(self.run_doc(run_id), "status", None) == "running"
+        ]
 
     def snapshot(self) -> tuple:
         """What the screen shows of this flow's runs, cheaply compared: the poller redraws when it changes."""
         runs = self.runs()
         latest = runs[-1] if runs else None
-        live = tuple((run_id, tuple(sorted(self.step_statuses(run_id).items())),
-                      tuple(sorted(self.task_counts(run_id).items()))) for run_id in self.live_runs())
+        live = tuple(
+            (run_id, tuple(sorted(self.step_statuses(run_id).items())), tuple(sorted(self.task_counts(run_id).items())))
+            for run_id in self.live_runs()
+        )
         latest_status = getattr(self.run_doc(latest), "status", None) if latest else None
         return (tuple(runs), latest_status, live)
 
@@ -148,7 +154,9 @@ def aggregate_statuses(store: Optional[RunStore], run_id: Optional[str]) -> dict
 
 def _when(ts: Any, short: bool = False) -> str:
     try:
-        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%m-%d %H:%M" if short else "%m-%d %H:%M:%S")
+        return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime(
+            "%m-%d %H:%M" if short else "%m-%d %H:%M:%S"
+        )
     except (TypeError, ValueError, OverflowError):
         return "-"
 
@@ -213,18 +221,21 @@ class RunsPane(Vertical):
                 slow.append(run_id)
             status = str(doc.status) if doc is not None else "?"
             if doc is not None and doc.only_step:
-                status = f"{GLYPH.get(status, '')} {doc.only_step} only" if compact else f"{status} ({doc.only_step} only)"
+                status = (
+                    f"{GLYPH.get(status, '')} {doc.only_step} only" if compact else f"{status} ({doc.only_step} only)"
+                )
             elif doc is not None and doc.origin_run_id:
                 status = f"{GLYPH.get(status, '')} resume" if compact else f"{status} (resume)"
-            table.add_row(run_id, status, _when(doc.started_at if doc is not None else None, short=compact), steps,
-                          key=run_id)
+            table.add_row(
+                run_id, status, _when(doc.started_at if doc is not None else None, short=compact), steps, key=run_id
+            )
         if table.row_count:
             table.move_cursor(row=min(keep, table.row_count - 1), animate=False)
         if slow:
             self._fill_slow(store, order, slow)
 
     def steps_cell(self, statuses: dict[str, str], order: list[str]) -> str:
-        glyphs = [(s, GLYPH.get(statuses[s], '↺' if statuses[s] == 'cloned' else '?')) for s in order if s in statuses]
+        glyphs = [(s, GLYPH.get(statuses[s], "↺" if statuses[s] == "cloned" else "?")) for s in order if s in statuses]
         return "".join(g for _, g in glyphs) if self.compact else " ".join(f"{s}{g}" for s, g in glyphs)
 
     @work(thread=True, exclusive=True, group="runs-steps")
@@ -295,9 +306,13 @@ class ArtifactsPane(Vertical):
             return
         title.update(f"run {run_id} · step {step or 'all'} · arrows preview · ↑ inherited")
         all_tasks = store.tasks(run_id)
-        known = {info["sha"]: info for doc in all_tasks for info in doc.artifacts.values()
-                 if info.get("sha") and info.get("type")}  # inherited artifacts carry only their sha
-        for doc in (all_tasks if step is None else [d for d in all_tasks if d.step == step]):
+        known = {
+            info["sha"]: info
+            for doc in all_tasks
+            for info in doc.artifacts.values()
+            if info.get("sha") and info.get("type")
+        }  # inherited artifacts carry only their sha
+        for doc in all_tasks if step is None else [d for d in all_tasks if d.step == step]:
             task = f"{doc.step}/{doc.task_id}"
             for name, info in sorted(doc.artifacts.items()):
                 if name.startswith("_"):

@@ -110,6 +110,7 @@ def histogram(durations: list[float], bins: int = 8, width: int = 24) -> list[st
 @dataclass
 class RerunPlan:
     """Re-run a step that was killed for memory or time, on its past inputs, with a larger request."""
+
     step: str
     run_id: str
     pathspec: str
@@ -126,8 +127,11 @@ class RerunPlan:
 
     def overrides(self, backend: Optional[str] = None) -> dict[str, Any]:
         """The step's settings for the re-run, in the form Runtime(step_overrides=...) takes."""
-        out: dict[str, Any] = {"backend": backend or self.backend, "cpu": self.new_cpu,
-                               "memory": format_memory(self.new_memory)}
+        out: dict[str, Any] = {
+            "backend": backend or self.backend,
+            "cpu": self.new_cpu,
+            "memory": format_memory(self.new_memory),
+        }
         if self.new_timeout:
             out["timeout"] = self.new_timeout
         return out
@@ -142,6 +146,7 @@ def plan_rerun(doc: TaskRecord, run_id: str) -> Optional[RerunPlan]:
     measured peak + 50% rounded up to a power of two (workbench.usage) and at least twice the old limit
     when the kill was for memory; the timeout doubles; CPUs are those the task kept busy."""
     from ..usage import suggest_request
+
     status = str(doc.status or "")
     if status not in FIXABLE:
         return None
@@ -151,6 +156,7 @@ def plan_rerun(doc: TaskRecord, run_id: str) -> Optional[RerunPlan]:
     memory = int(settings.get("memory") or 0) or 4096
     timeout = settings.get("timeout") or None
     from ..sampling import timeline_peak_mib  # the timeline's peak: the whole process group, over time
+
     peak = max(float(usage.get("peak_memory_mib") or 0.0), timeline_peak_mib(usage))
     wall = _seconds(doc) or 0.0
     suggested_memory, suggested_cpu = suggest_request(peak, float(usage.get("cpu_seconds") or 0.0), wall)
@@ -158,21 +164,40 @@ def plan_rerun(doc: TaskRecord, run_id: str) -> Optional[RerunPlan]:
     why = [f"measured peak {format_memory(peak)}" if peak else "no memory was measured"]
     if status == "oom":
         new_memory = max(new_memory, 2 ** math.ceil(math.log2(max(memory, 1) * 2)))
-        why.append(f"memory {format_memory(memory)} → {format_memory(new_memory)} (peak + 50%, at least twice "
-                   f"the limit it hit)")
+        why.append(
+            f"memory {format_memory(memory)} → {format_memory(new_memory)} (peak + 50%, at least twice "
+            f"the limit it hit)"
+        )
     else:
         new_timeout = int(timeout) * 2 if timeout else None
-        why.append(f"timeout {format_duration(timeout)} → {format_duration(new_timeout)}" if timeout
-                   else "no timeout was set; the backend's limit ended it")
+        why.append(
+            f"timeout {format_duration(timeout)} → {format_duration(new_timeout)}"
+            if timeout
+            else "no timeout was set; the backend's limit ended it"
+        )
     if new_cpu != cpu:
         why.append(f"cpu {cpu:g} → {new_cpu:g} (CPUs it kept busy)")
-    return RerunPlan(doc.step, run_id, doc.pathspec, status, doc.reason, str(settings.get("backend") or "local"), cpu, memory,
-                     int(timeout) if timeout else None, new_cpu, new_memory, new_timeout, "; ".join(why))
+    return RerunPlan(
+        doc.step,
+        run_id,
+        doc.pathspec,
+        status,
+        doc.reason,
+        str(settings.get("backend") or "local"),
+        cpu,
+        memory,
+        int(timeout) if timeout else None,
+        new_cpu,
+        new_memory,
+        new_timeout,
+        "; ".join(why),
+    )
 
 
 def price_change(plan: RerunPlan, backend: str) -> str:
     """The hourly price before and after, where a price applies (cloud backends)."""
     from ..pricing import estimate
+
     cloud = ("batch", "kubernetes")
     before = estimate(plan.cpu, plan.memory, 0) if plan.backend in cloud else None
     after = estimate(plan.new_cpu, plan.new_memory, 0) if backend in cloud else None

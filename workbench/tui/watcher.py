@@ -88,9 +88,11 @@ def start_observer(handler: ChangeHandler, watches: Iterable[tuple[Path, bool]],
     """Start a watchdog observer on each existing directory ``(path, recursive)``; call ``.stop()``."""
     if polling:
         from watchdog.observers.polling import PollingObserver
+
         observer = PollingObserver(timeout=0.05)
     else:
         from watchdog.observers import Observer
+
         observer = Observer()
     seen = set()
     for path, recursive in watches:

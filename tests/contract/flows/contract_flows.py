@@ -1,6 +1,7 @@
 """The contract suite's flows. ``start`` and ``end`` run locally; every other step runs on the backend under test
 (tests/contract/conftest.py writes one workbench.toml step table per such step). Keep them tiny: on Batch
 (moto) and Kubernetes (emulator) each of those steps is a container start."""
+
 import os
 import subprocess
 import sys
@@ -111,8 +112,7 @@ class CancelFlow(FlowSpec):
 
     @step
     def wait(self):
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                                  f"contract-{current.run_id}"])
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", f"contract-{current.run_id}"])
         print(f"waiting {self.input} pid={os.getpid()} child={child.pid}", flush=True)
         child.wait()
         self.next(self.join)
@@ -187,6 +187,7 @@ class PypiFlow(FlowSpec):
     @step
     def work(self):
         import tabulate
+
         self.version = tabulate.__version__
         print("tabulate", tabulate.__version__, flush=True)
         self.next(self.end)
@@ -203,6 +204,7 @@ class NumpyInputFlow(FlowSpec):
     @step
     def start(self):
         import numpy
+
         self.made_with = numpy.__version__
         self.data = numpy.arange(12.0).reshape(3, 4)
         self.next(self.work)
@@ -210,6 +212,7 @@ class NumpyInputFlow(FlowSpec):
     @step
     def work(self):
         import numpy
+
         self.read_with = numpy.__version__
         self.total = float(self.data.sum())
         self.next(self.end)

@@ -1,4 +1,5 @@
 """One step per behaviour the docker tests look at; each test runs it with --step-like overrides."""
+
 import os
 import sys
 import time
@@ -91,6 +92,7 @@ class StubbornFlow(FlowSpec):
     @step
     def start(self):
         import signal
+
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         print("ignoring the alarm", flush=True)
         time.sleep(60)

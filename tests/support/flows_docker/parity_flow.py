@@ -1,4 +1,5 @@
 """Branches, a foreach, joins and a parameter: every artifact must be the same on every backend."""
+
 from workbench import FlowSpec, Parameter, step
 
 

@@ -40,8 +40,10 @@ class RerunScreen(ModalScreen[Optional[str]]):
 
     def compose(self) -> ComposeResult:
         plan = self.plan
-        request = [f"memory {format_memory(plan.memory)} → [b]{format_memory(plan.new_memory)}[/b]",
-                   f"cpu {plan.cpu:g} → [b]{plan.new_cpu:g}[/b]"]
+        request = [
+            f"memory {format_memory(plan.memory)} → [b]{format_memory(plan.new_memory)}[/b]",
+            f"cpu {plan.cpu:g} → [b]{plan.new_cpu:g}[/b]",
+        ]
         if plan.timeout or plan.new_timeout:
             request.append(f"timeout {plan.timeout or '-'}s → [b]{plan.new_timeout or '-'}s[/b]")
         with Vertical():
@@ -51,8 +53,13 @@ class RerunScreen(ModalScreen[Optional[str]]):
             yield Static("  ".join(request), id="rerun-request")
             with Horizontal(classes="row"):
                 yield Static("backend")
-                yield Select([(b, b) for b in self.backends], value=plan.backend if plan.backend in self.backends
-                             else self.backends[0], allow_blank=False, id="rerun-backend", compact=True)
+                yield Select(
+                    [(b, b) for b in self.backends],
+                    value=plan.backend if plan.backend in self.backends else self.backends[0],
+                    allow_blank=False,
+                    id="rerun-backend",
+                    compact=True,
+                )
             yield Static(escape(price_change(plan, plan.backend)), id="rerun-price")
             with Horizontal(id="rerun-buttons"):
                 yield Button("Re-run (y)", id="rerun-go", variant="warning", compact=True)

@@ -20,6 +20,7 @@ from ...errors import WorkbenchError
 @dataclass
 class RunRequest:
     """What the dialog hands back: converted parameter values, and CLI-like overrides (None: as configured)."""
+
     params: dict[str, Any]
     backend: Optional[str] = None
     max_workers: Optional[int] = None
@@ -29,12 +30,14 @@ class RunRequest:
 def backend_names() -> list[str]:
     """The backends the runtime knows, from the registry (the one list)."""
     from ...backends import REGISTRY
+
     return list(REGISTRY)
 
 
 def default_text(spec) -> str:
     """A parameter's default as the user would type it on the command line ('' when it is computed)."""
     from ...graph import Unresolved
+
     default = spec.default
     if not spec.has_default or default is None or isinstance(default, Unresolved):
         return ""
@@ -47,10 +50,14 @@ def default_text(spec) -> str:
 
 def type_label(spec) -> str:
     from ...graph import Unresolved
+
     if spec.kind == "include_file":
         return "file"
-    name = spec.type_name or (type(spec.default).__name__ if spec.has_default and spec.default is not None
-                              and not isinstance(spec.default, Unresolved) else "str")
+    name = spec.type_name or (
+        type(spec.default).__name__
+        if spec.has_default and spec.default is not None and not isinstance(spec.default, Unresolved)
+        else "str"
+    )
     return {"JSONType": "json"}.get(name, name)
 
 
@@ -84,14 +91,23 @@ class RunDialog(ModalScreen[Optional[RunRequest]]):
                         need = " *" if spec.required else ""
                         yield Label(f"{escape(spec.name)} ({type_label(spec)}){need}")
                         default = default_text(spec)
-                        yield Input(value=default, placeholder="computed in start" if spec.has_default and not default
-                                    else "", id=f"param-{spec.attr}", compact=True, classes="param")
+                        yield Input(
+                            value=default,
+                            placeholder="computed in start" if spec.has_default and not default else "",
+                            id=f"param-{spec.attr}",
+                            compact=True,
+                            classes="param",
+                        )
                     if spec.help:
                         yield Static(escape(spec.help), classes="help")
                 with Horizontal(classes="row"):
                     yield Label("backend")
-                    yield Select([(name, name) for name in backend_names()], prompt="as configured per step",
-                                 id="run-backend", compact=True)
+                    yield Select(
+                        [(name, name) for name in backend_names()],
+                        prompt="as configured per step",
+                        id="run-backend",
+                        compact=True,
+                    )
                 with Horizontal(classes="row"):
                     yield Label("max workers")
                     yield Input(placeholder="number of cores", type="integer", id="run-workers", compact=True)
@@ -114,6 +130,7 @@ class RunDialog(ModalScreen[Optional[RunRequest]]):
         """The dialog's values, checked as the CLI checks them; raises WorkbenchError with one clear line."""
         from ...errors import UsageError
         from ...parameters import resolve_parameters
+
         given = {}
         for spec in self.graph.parameters:
             text = self.query_one(f"#param-{spec.attr}", Input).value

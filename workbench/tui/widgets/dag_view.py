@@ -25,8 +25,14 @@ class DagView(Static):
         self.picture = DagPicture([])
         self.graph: Optional[FlowGraph] = None
 
-    def show(self, graph: Optional[FlowGraph], statuses: dict, settings: dict, selected: Optional[str],
-             counts: Optional[dict] = None) -> None:
+    def show(
+        self,
+        graph: Optional[FlowGraph],
+        statuses: dict,
+        settings: dict,
+        selected: Optional[str],
+        counts: Optional[dict] = None,
+    ) -> None:
         self.graph = graph
         if graph is None or not graph.steps:
             self.picture = DagPicture([])

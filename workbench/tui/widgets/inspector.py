@@ -34,8 +34,12 @@ def describe_step(graph, step_name: str, settings, error: Optional[str] = None) 
     if error:
         lines.append(f"[$error]{escape(error)}[/]")
         return "\n".join(lines)
-    rows = [("backend", settings.backend), ("cpu", f"{settings.cpu:g}"),
-            ("memory", format_memory(settings.memory)), ("gpu", str(settings.gpu))]
+    rows = [
+        ("backend", settings.backend),
+        ("cpu", f"{settings.cpu:g}"),
+        ("memory", format_memory(settings.memory)),
+        ("gpu", str(settings.gpu)),
+    ]
     if settings.image:
         rows.append(("image", settings.image))
     if settings.timeout:
@@ -63,6 +67,7 @@ def usage_text(usage: Optional[dict]) -> str:
     if cpu is not None:
         parts.append(f"cpu {cpu:g} s")
     from ...sampling import describe_timeline  # a sparkline of memory and CPU over time, where sampled
+
     return "\n".join(["measured (last run): " + (", ".join(parts) or "n/a"), *describe_timeline(usage, width=30)])
 
 
@@ -72,6 +77,7 @@ def current_price(settings) -> str:
         return ""
     try:
         from ...pricing import estimate
+
         price = estimate(settings.cpu, settings.memory, settings.gpu)
     except Exception:  # noqa: BLE001 - the table is an estimate; never break the inspector over it
         return ""
@@ -104,6 +110,7 @@ class Inspector(VerticalScroll):
 
     class CapacityWanted(Message):
         """The backend selector shows ``backend``: the app reads what it can place (off the UI thread)."""
+
         def __init__(self, backend: str) -> None:
             super().__init__()
             self.backend = backend
@@ -140,7 +147,9 @@ class Inspector(VerticalScroll):
         yield Static("", id="plan-notes")
         yield Button("Promote (p)", id="promote", variant="primary", compact=True)
 
-    def show(self, graph, step_name: Optional[str], settings, usage: Optional[dict], error: Optional[str] = None) -> None:
+    def show(
+        self, graph, step_name: Optional[str], settings, usage: Optional[dict], error: Optional[str] = None
+    ) -> None:
         self.step = step_name
         self.settings = settings
         text = self.query_one("#settings-text", Static)
@@ -151,8 +160,10 @@ class Inspector(VerticalScroll):
         if settings is not None:
             with self.prevent(Select.Changed, Slider.Changed):
                 self._set_backend(settings.backend if settings.backend in REGISTRY else "local")
-                self._clamp(self.placement if self.placement and self.placement.backend == settings.backend else None,
-                            (settings.cpu, settings.memory, settings.gpu))
+                self._clamp(
+                    self.placement if self.placement and self.placement.backend == settings.backend else None,
+                    (settings.cpu, settings.memory, settings.gpu),
+                )
             self.post_message(self.CapacityWanted(self.backend))
         self._labels()
         self.query_one("#measured", Static).update(usage_text(usage))
@@ -183,8 +194,9 @@ class Inspector(VerticalScroll):
         current = self.settings
         keep = (current.cpu, current.memory, current.gpu) if current is not None else (None, None, None)
         limits = (placement.cpu, placement.memory, placement.gpu) if placement else (None, None, None)
-        for name, full, limit, kept, value in zip(("cpu", "memory", "gpu"), (cpu_values(), memory_values(), gpu_values()),
-                                                  limits, keep, values, strict=True):
+        for name, full, limit, kept, value in zip(
+            ("cpu", "memory", "gpu"), (cpu_values(), memory_values(), gpu_values()), limits, keep, values, strict=True
+        ):
             notches = clamp(full, limit, kept)
             if name == "cpu" and limit is not None and limit not in notches and limit >= 1:
                 notches = sorted(notches + [limit], key=float)  # a 2-CPU engine offers exactly 2
@@ -199,8 +211,11 @@ class Inspector(VerticalScroll):
             self._clamp(placement, tuple(self.query_one(f"#{n}", Slider).value for n in ("cpu", "memory", "gpu")))
         over = []
         if placement.known and self.settings is not None:
-            for name, want, have in (("cpu", self.settings.cpu, placement.cpu), ("memory", self.settings.memory,
-                                     placement.memory), ("gpu", self.settings.gpu, placement.gpu)):
+            for name, want, have in (
+                ("cpu", self.settings.cpu, placement.cpu),
+                ("memory", self.settings.memory, placement.memory),
+                ("gpu", self.settings.gpu, placement.gpu),
+            ):
                 if have is not None and float(want) > float(have):
                     over.append(f"{name} {format_memory(want) if name == 'memory' else f'{want:g}'}")
         note = placement.note + (f"; asks for more: {', '.join(over)}" if over else "")

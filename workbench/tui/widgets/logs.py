@@ -48,8 +48,10 @@ class SearchBox(Input):
 
 
 class LogPane(Vertical):
-    BINDINGS = [Binding("n", "next_match", "Next match", show=False),
-                Binding("N", "prev_match", "Previous match", show=False)]
+    BINDINGS = [
+        Binding("n", "next_match", "Next match", show=False),
+        Binding("N", "prev_match", "Previous match", show=False),
+    ]
     DEFAULT_CSS = """
     LogPane { height: 1fr; }
     LogPane > Horizontal { height: auto; }
@@ -117,8 +119,9 @@ class LogPane(Vertical):
     def refill(self) -> None:
         log = self.log_widget
         log.clear()
-        log.write_lines([self._format(p, t) for p, t in self.lines if self.task_filter in (ALL, p)],
-                        scroll_end=self.follow)
+        log.write_lines(
+            [self._format(p, t) for p, t in self.lines if self.task_filter in (ALL, p)], scroll_end=self.follow
+        )
 
     @on(Select.Changed, "#log-task")
     def _task_changed(self, event: Select.Changed) -> None:

@@ -43,9 +43,16 @@ class Slider(Widget, can_focus=True):
         def control(self) -> "Slider":
             return self.slider
 
-    def __init__(self, values: Sequence[Any], value: Any = None, *,
-                 format: Callable[[Any], str] = str, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+    def __init__(
+        self,
+        values: Sequence[Any],
+        value: Any = None,
+        *,
+        format: Callable[[Any], str] = str,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.values = list(values)
         self.format = format
@@ -97,6 +104,7 @@ class Slider(Widget, can_focus=True):
 
     def render(self):
         from rich.text import Text
+
         width = self._track_width()
         n = len(self.values)
         thumb = 0 if n <= 1 else round(self.index * (width - 1) / (n - 1))
@@ -142,7 +150,7 @@ def cpu_values() -> list[float]:
 
 def memory_values() -> list[int]:
     """MiB: powers of two from 512M to 512G."""
-    return [512 * 2 ** i for i in range(11)]
+    return [512 * 2**i for i in range(11)]
 
 
 def gpu_values() -> list[int]:

@@ -19,8 +19,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from ..step_tasks import MAX_LOG_LINES, MAX_ROWS, RerunPlan, StepSummary, histogram, plan_rerun, seconds_text, summarize
 from . import PaneMounted
 
-GLYPH = {"succeeded": "✔", "failed": "✘", "oom": "✘", "timeout": "✘", "cancelled": "■", "running": "▶",
-         "cloned": "↺"}
+GLYPH = {"succeeded": "✔", "failed": "✘", "oom": "✘", "timeout": "✘", "cancelled": "■", "running": "▶", "cloned": "↺"}
 
 
 class TasksPane(Vertical):
@@ -64,8 +63,9 @@ class TasksPane(Vertical):
         table.add_columns("task", "status", "time", "try", "why")
         yield table
         with Horizontal():
-            yield Input(placeholder="filter the merged log by task (id, index or step/id)", id="tasks-filter",
-                        compact=True)
+            yield Input(
+                placeholder="filter the merged log by task (id, index or step/id)", id="tasks-filter", compact=True
+            )
         yield Log(id="tasks-log", max_lines=MAX_LOG_LINES)
 
     # ------------------------------------------------------------------ loading (off the UI thread)
@@ -93,8 +93,13 @@ class TasksPane(Vertical):
         self.app.call_from_thread(self._draw, summary, plan, lines, profile)
 
     # ------------------------------------------------------------------ drawing
-    def _draw(self, summary: Optional[StepSummary], plan: Optional[RerunPlan], lines: list,
-              profile: Optional[list[str]] = None) -> None:
+    def _draw(
+        self,
+        summary: Optional[StepSummary],
+        plan: Optional[RerunPlan],
+        lines: list,
+        profile: Optional[list[str]] = None,
+    ) -> None:
         if not self.is_mounted:
             return
         self.profile_lines = profile or []
@@ -116,22 +121,33 @@ class TasksPane(Vertical):
             self._refill()
             self.loads += 1
             return
-        title.update(f"[b]{escape(summary.step)}[/b] in run {escape(summary.run_id)} · {summary.total} task(s)"
-                     + (f" · showing {len(summary.rows)}: failed, then slowest" if summary.total > MAX_ROWS else ""))
-        counts = " · ".join(f"{GLYPH.get(s, '?')} {n} {s}" for s, n in sorted(summary.counts.items(),
-                                                                              key=lambda kv: -kv[1]))
+        title.update(
+            f"[b]{escape(summary.step)}[/b] in run {escape(summary.run_id)} · {summary.total} task(s)"
+            + (f" · showing {len(summary.rows)}: failed, then slowest" if summary.total > MAX_ROWS else "")
+        )
+        counts = " · ".join(
+            f"{GLYPH.get(s, '?')} {n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1])
+        )
         self.query_one("#tasks-counts", Static).update(escape(counts))
         fix = ""
         if plan is not None:
-            fix = (f"{escape(plan.headline())}\n{escape(plan.why)}\n"
-                   f"[b]x[/b] re-runs {escape(plan.step)} on its past inputs with this request (price shown first)")
+            fix = (
+                f"{escape(plan.headline())}\n{escape(plan.why)}\n"
+                f"[b]x[/b] re-runs {escape(plan.step)} on its past inputs with this request (price shown first)"
+            )
         self.query_one("#tasks-fix", Static).update(fix)
         self.query_one("#tasks-fix", Static).display = bool(fix)
         self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.durations, bins=5))))
         for row in summary.rows:
             label = row.task_id + (f" [{row.index}]" if row.index else "")
-            table.add_row(label, f"{GLYPH.get(row.status, '?')} {row.status}", seconds_text(row.seconds),
-                          str(row.attempt), row.reason[:80], key=row.task_id)
+            table.add_row(
+                label,
+                f"{GLYPH.get(row.status, '?')} {row.status}",
+                seconds_text(row.seconds),
+                str(row.attempt),
+                row.reason[:80],
+                key=row.task_id,
+            )
         self._refill()
         self.loads += 1
 
@@ -157,8 +173,9 @@ class TasksPane(Vertical):
         needle = self.query_one("#tasks-filter", Input).value.strip().lower()
         log = self.query_one("#tasks-log", Log)
         log.clear()
-        shown = [f"{_clock(ts)} [{task}] {text}" for ts, task, text in self.log_lines
-                 if not needle or _matches(task, needle)]
+        shown = [
+            f"{_clock(ts)} [{task}] {text}" for ts, task, text in self.log_lines if not needle or _matches(task, needle)
+        ]
         log.write_lines(shown)
 
     @on(Input.Changed, "#tasks-filter")
@@ -186,6 +203,7 @@ def usage_lines(docs) -> list[str]:
     """The memory and CPU sparklines of the task with the highest sampled memory (a foreach's worst case),
     or why none could be read on the step's backend."""
     from ...sampling import describe_timeline, timeline_peak_mib
+
     if not docs:
         return []
     doc = max(docs[:2000], key=lambda d: timeline_peak_mib(d.usage))
@@ -201,6 +219,7 @@ def profile_lines(store, run, run_id: str, step: str) -> list[str]:
     if run is None or run.only_step != step:
         return []
     from ...profiling import describe_profile, step_profiles
+
     out: list[str] = []
     for task_id, entry in step_profiles(store.ds, run_id, step)[:4]:
         out.append(f"profile of {step}/{task_id} ({entry.get('profiler', 'pyinstrument')}):")
@@ -213,6 +232,7 @@ def merged_log(store, run_id: str, step: str, task_ids: list[str]) -> list[tuple
     MAX_LOG_LINES when there are more."""
     lines: list[tuple[str, str, str]] = []
     from ..runs import BREATHE_EVERY, breathe
+
     for n, task_id in enumerate(task_ids):
         if n % BREATHE_EVERY == BREATHE_EVERY - 1:
             breathe()
