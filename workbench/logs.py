@@ -52,7 +52,7 @@ class LogTail:
                 return None
         try:
             resp = client.get_object(
-                Bucket=storage.bucket,
+                Bucket=storage.bucket,  # type: ignore[attr-defined]  # an S3Storage (client is not None)
                 Key=storage._key(self.key),  # type: ignore[attr-defined]
                 Range=f"bytes={self.offset}-{self.offset + CHUNK - 1}",
             )
