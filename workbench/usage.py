@@ -30,7 +30,8 @@ def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, A
     """The usage of one step in one run, from its task records; None when none of them measured any.
 
     Keys: peak_memory_mib, cpu_seconds, wall_seconds (each the largest over the tasks), tasks (how many
-    measured), backend (of the first measured task's last attempt), run_id."""
+    measured), backend (of the first measured task's last attempt), run_id, and timeline (the sampled
+    usage over time of the task with the largest peak, where one was sampled: workbench.sampling)."""
     out: Optional[dict[str, Any]] = None
     for doc in tasks:
         u = doc.usage
@@ -45,6 +46,8 @@ def step_usage(tasks: Iterable[TaskRecord], run_id: str) -> Optional[dict[str, A
                 "wall_seconds": 0.0,
                 "backend": doc.attempts[-1].backend if doc.attempts else None,
             }
+        if u.get("timeline") and u["peak_memory_mib"] >= out["peak_memory_mib"]:
+            out["timeline"] = u["timeline"]  # the hungriest task's, as the Tasks tab shows
         out["peak_memory_mib"] = max(out["peak_memory_mib"], u["peak_memory_mib"])
         out["cpu_seconds"] = max(out["cpu_seconds"], u.get("cpu_seconds", 0.0))
         out["wall_seconds"] = max(out["wall_seconds"], (doc.finished_at or 0) - (doc.started_at or 0))

@@ -37,9 +37,12 @@ async def test_sliders_stop_at_what_the_backend_can_place(tui_project, clock):
 
 @async_test
 async def test_a_step_asking_for_more_keeps_its_value_and_is_told(tui_project, clock):
+    # the example's train_big no longer asks for a GPU in code (the README promotes it); ask in workbench.toml
+    toml = tui_project / "workbench.toml"
+    toml.write_text(toml.read_text() + "\n[flows.TrainFlow.steps.train_big]\ngpu = 1\n")
     app = make_app(tui_project, clock, capacity_reader=fixed_capacity)
     async with app.run_test(size=(120, 40)) as pilot:
-        await on_inspector(app, pilot, "TrainFlow", "train_big")  # @resources(cpu=2, memory='8G', gpu=1)
+        await on_inspector(app, pilot, "TrainFlow", "train_big")  # cpu=2, memory=8G (@resources), gpu=1 (toml)
         gpu = app.query_one("#gpu", Slider)
         assert gpu.values == [0, 1] and gpu.value == 1  # shown as it is, not silently lowered
         assert "asks for more: gpu 1" in str(app.query_one("#capacity").render())
