@@ -25,9 +25,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import re
 import time
@@ -35,11 +32,22 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..datastore.records import TaskStatus
-from ..errors import BackendError, ConfigError, ResourceError, WorkbenchError
+from ..errors import BackendError, ConfigError, WorkbenchError
 from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
 from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
+from .batch_capacity import BatchCapacity, _Fit
+from .batch_jobs import (  # noqa: F401 - re-exported: the job-definition builders were defined here
+    MIN_ATTEMPT_SECONDS,
+    TIMEOUT_GRACE,
+    describe_request,
+    job_definition,
+    job_name,
+    resource_requirements,
+    runnable_warning,
+    task_command_template,
+)
 from .remote import JobArray, RemoteBackend, RemoteHandle, RemoteJob
 from .waiting import BATCH_WAITING, batch_reason, say_waiting
 
@@ -49,114 +57,12 @@ POLL_MAX = 10.0
 LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
 # after a job ends, its last lines may take a moment to reach CloudWatch: follow the stream this much longer
 # before reporting the end (WORKBENCH_BATCH_LOG_SETTLE, seconds)
-MIN_ATTEMPT_SECONDS = 60  # Batch's minimum attemptDurationSeconds
-TIMEOUT_GRACE = 30  # the task's own timer fires first and reports; Batch's is the backstop
 TERMINAL = ("SUCCEEDED", "FAILED")
 THROTTLING = ("ThrottlingException", "TooManyRequestsException", "Throttling", "RequestLimitExceeded")
 ARRAY_MAX = 10_000  # arrayProperties.size: 2 to 10,000 children
 # moto stops the parent of an array, not its children, when the parent is terminated (AWS stops them all):
 # children still running this long after are terminated one by one
 ARRAY_STOP_FALLBACK = 5.0
-
-
-# ---------------------------------------------------------------------------------------- job definitions
-
-
-def resource_requirements(settings) -> list[dict[str, str]]:
-    """VCPU (whole vCPUs on EC2: rounded up), MEMORY in MiB, GPU when > 0."""
-    reqs = [
-        {"type": "VCPU", "value": str(max(1, math.ceil(settings.cpu)))},
-        {"type": "MEMORY", "value": str(int(settings.memory))},
-    ]
-    if settings.gpu:
-        reqs.append({"type": "GPU", "value": str(int(settings.gpu))})
-    return reqs
-
-
-def task_command_template(spec: TaskSpec, array: bool = False) -> list[str]:
-    """The container command with the run-specific values as Batch parameters. An array job's children all run
-    the same command: ``--array Ref::array`` names the manifest where each finds its task by its index."""
-    from ..package import ROOT_PLACEHOLDER, bootstrap_command
-
-    cmd = spec.command(python="python3", datastore_url="Ref::datastore", root=ROOT_PLACEHOLDER)
-    assert cmd[-1] == spec.ref
-    cmd[-1:] = ["--array", "Ref::array"] if array else ["Ref::task"]
-    return bootstrap_command("Ref::package", cmd)
-
-
-def job_definition(
-    settings,
-    *,
-    image: str,
-    command: list[str],
-    environment: dict[str, str],
-    job_role: Optional[str] = None,
-    name_prefix: str = "workbench",
-) -> dict[str, Any]:
-    """The ``register_job_definition`` arguments for a step's settings; the name ends with a hash of the rest,
-    so equal content gives the same name (registered once, then reused)."""
-    props: dict[str, Any] = {
-        "image": image,
-        "command": list(command),
-        "environment": [{"name": k, "value": str(v)} for k, v in sorted(environment.items())],
-        "resourceRequirements": resource_requirements(settings),
-    }
-    if job_role:
-        props["jobRoleArn"] = job_role
-    if settings.shared_memory:
-        props["linuxParameters"] = {"sharedMemorySize": int(settings.shared_memory)}
-    body: dict[str, Any] = {
-        "type": "container",
-        "platformCapabilities": ["EC2"],
-        "containerProperties": props,
-        "retryStrategy": {"attempts": 1},
-    }  # the runtime retries, with its own bookkeeping
-    if settings.timeout:
-        body["timeout"] = {"attemptDurationSeconds": max(MIN_ATTEMPT_SECONDS, int(settings.timeout) + TIMEOUT_GRACE)}
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-    return {"jobDefinitionName": f"{name_prefix}-{digest}", **body, "tags": {"workbench.content": digest}}
-
-
-def job_name(spec: TaskSpec) -> str:
-    """Batch job names: up to 128 letters, digits, hyphens and underscores."""
-    raw = f"{spec.flow}-{spec.step}-{spec.run_id}-{spec.task_id}-{spec.attempt}"
-    return re.sub(r"[^A-Za-z0-9_-]", "_", raw)[-128:]
-
-
-def describe_request(settings, queue: str) -> str:
-    parts = [f"cpu={settings.cpu:g}", f"memory={format_memory(settings.memory)}"]
-    if settings.gpu:
-        parts.append(f"gpu={settings.gpu}")
-    return f"{' '.join(parts)} on job queue {queue}"
-
-
-def runnable_warning(step: str, job_id: str, seconds: float, settings, queue: str) -> str:
-    return (
-        f"batch: step {step} (job {job_id}) has been RUNNABLE for {seconds:.0f}s, asking for "
-        f"{describe_request(settings, queue)}. That usually means no compute environment of the queue can "
-        f"fit the request (instance types too small, maxvCpus reached, GPUs not allowed) or it is still "
-        f"scaling up; check the queue's compute environments"
-    )
-
-
-# ---------------------------------------------------------------------------------------- capacity
-
-
-@dataclass
-class _Fit:
-    cpu: float = math.inf
-    memory: float = math.inf  # MiB
-    gpu: float = math.inf
-    source: str = ""
-
-    def fits(self, settings) -> bool:
-        return settings.cpu <= self.cpu and settings.memory <= self.memory and settings.gpu <= self.gpu
-
-
-def _fmt(value: float, kind: str) -> str:
-    if math.isinf(value):
-        return "?"
-    return format_memory(value) if kind == "memory" else f"{value:g}"
 
 
 # ---------------------------------------------------------------------------------------- jobs
@@ -185,7 +91,7 @@ class _BatchHandle(RemoteHandle):
         return self.job.job_id
 
 
-class BatchBackend(RemoteBackend):
+class BatchBackend(BatchCapacity, RemoteBackend):
     name = "batch"
     poll_env = "WORKBENCH_BATCH_POLL"
     poll_max = POLL_MAX
@@ -248,88 +154,6 @@ class BatchBackend(RemoteBackend):
 
     def role_for(self, settings) -> Optional[str]:
         return settings.extra.get("iam_role") or self.config.model.batch.job_role
-
-    # ------------------------------------------------------------------ pre-flight
-    def _queue_fits(self, queue: str) -> list[_Fit]:
-        """What each compute environment of ``queue`` can place in one job (inf where the API does not say)."""
-        if queue in self._fits:
-            return self._fits[queue]
-        batch = self._client("batch")
-        queues = self._call(f"describe job queue {queue}", batch.describe_job_queues, jobQueues=[queue])["jobQueues"]
-        if not queues:
-            raise ConfigError(f"batch: job queue {queue!r} does not exist (in the configured region)")
-        arns = [ce["computeEnvironment"] for ce in queues[0].get("computeEnvironmentOrder", [])]
-        ces = (
-            self._call("describe compute environments", batch.describe_compute_environments, computeEnvironments=arns)[
-                "computeEnvironments"
-            ]
-            if arns
-            else []
-        )
-        fits = []
-        for ce in ces:
-            res = ce.get("computeResources")
-            name = ce.get("computeEnvironmentName", "?")
-            if ce.get("type") != "MANAGED" or not res:
-                fits.append(_Fit(source=f"compute environment {name} is unmanaged"))
-                continue
-            fit = _Fit(cpu=float(res.get("maxvCpus") or math.inf), source=f"compute environment {name}")
-            if res.get("type") in ("FARGATE", "FARGATE_SPOT"):
-                fit.cpu, fit.memory, fit.gpu = min(fit.cpu, 16), 120 * 1024, 0
-            else:
-                largest = self._largest_instance(res.get("instanceTypes") or [])
-                if largest is not None:
-                    vcpu, mem, gpu, names = largest
-                    fit.cpu, fit.memory, fit.gpu = min(fit.cpu, vcpu), mem, gpu
-                    fit.source += f" (instance types {', '.join(names)}, maxvCpus {res.get('maxvCpus')})"
-            fits.append(fit)
-        self._fits[queue] = fits
-        return fits
-
-    def _largest_instance(self, types: list[str]) -> Optional[tuple[float, float, float, list[str]]]:
-        """(vCPUs, MiB, GPUs) of the largest of ``types`` by each measure; None when they cannot be read
-        (families such as "m5" or "optimal" are not expanded)."""
-        exact = [t for t in types if "." in t]
-        if not exact or len(exact) != len(types):
-            return None
-        try:
-            found = self._client("ec2").describe_instance_types(InstanceTypes=exact)["InstanceTypes"]
-        except Exception:  # noqa: BLE001 - no ec2:DescribeInstanceTypes permission: cannot tell
-            return None
-        if not found:
-            return None
-        vcpu = max(t["VCpuInfo"]["DefaultVCpus"] for t in found)
-        mem = max(t["MemoryInfo"]["SizeInMiB"] for t in found)
-        gpu = max(sum(g.get("Count", 0) for g in t.get("GpuInfo", {}).get("Gpus", [])) for t in found)
-        return float(vcpu), float(mem), float(gpu), exact
-
-    def check(self, settings) -> None:
-        self.image_for(settings)
-        queue = self.queue_for(settings)
-        fits = self._queue_fits(queue)
-        if not fits:
-            raise ConfigError(f"batch: job queue {queue!r} has no compute environment")
-        if any(f.fits(settings) for f in fits):
-            return
-        best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
-        raise ResourceError(
-            f"asks for {describe_request(settings, queue)}, more than any of its compute "
-            f"environments can place in one job (largest: cpu {_fmt(best.cpu, 'cpu')}, memory "
-            f"{_fmt(best.memory, 'memory')}, gpu {_fmt(best.gpu, 'gpu')}; {best.source})"
-        )
-
-    def capacity(self):
-        """The largest request the default job queue can schedule, where the API says (for `workbench promote`)."""
-        from .base import Capacity
-
-        queue = self.config.model.batch.job_queue
-        if not queue:
-            return None
-        fits = self._queue_fits(queue)
-        if not fits or any(math.isinf(v) for f in fits for v in (f.cpu, f.memory, f.gpu)):
-            return None
-        best = max(fits, key=lambda f: (f.cpu, f.memory, f.gpu))
-        return Capacity(cpu=best.cpu, memory=int(best.memory), gpu=int(best.gpu), source=best.source)
 
     # ------------------------------------------------------------------ submitting
     def _definition_arn(self, spec: TaskSpec, array: bool = False) -> str:

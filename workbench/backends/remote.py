@@ -30,6 +30,8 @@ A subclass implements ``submit_job`` (one API call on the submitter thread), ``p
 ``terminate`` (stop one job) and ``_requested_exit`` (the outcome of a cancel), and may override
 ``prepare`` (checks before queueing), ``submit_array`` + ``array_max`` (several jobs in one call),
 ``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
+The job records live in :mod:`workbench.backends.remote_jobs`, the cancel half in
+:mod:`workbench.backends.remote_stopping`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -38,65 +40,17 @@ import collections
 import os
 import threading
 import time
-from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
 from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .remote_jobs import QUEUED, SENT, SUBMITTING, JobArray, RemoteHandle, RemoteJob
+from .remote_stopping import RemoteStopping
 from .submitter import Submitter, Throttled
 
-QUEUED, SUBMITTING, SENT = "queued", "submitting", "sent"
 
-
-@dataclass(eq=False)
-class RemoteJob:
-    """One task attempt as a remote job; subclasses add what their API names it by."""
-
-    spec: TaskSpec
-    on_log: LogCallback
-    on_exit: Callable[[TaskExit], None]
-    _: KW_ONLY
-    phase: str = QUEUED  # queued (waiting for the submitter) -> submitting -> sent (the API accepted it)
-    submitted: float = field(default_factory=time.time)  # when the API accepted it (queued: when queued)
-    requested: Optional[str] = None  # why the runtime cancelled it
-    requested_timeout: bool = False  # the cancel was the runtime's hard deadline (reported as a timeout)
-    cancel_sent: float = 0.0
-    outcome: Optional[TaskExit] = None  # how it ended, once known
-    outcome_at: float = 0.0
-    done: bool = False  # on_exit has been called
-    array: Optional["JobArray"] = None  # set when it went to the API as one index of an array
-    index: int = 0  # its index in that array
-
-
-@dataclass(eq=False)
-class JobArray:
-    """Sibling jobs sent in one API call (a Batch array job, a Kubernetes Indexed Job): index ``i`` runs
-    ``jobs[i]``, whose task it finds through ``manifest`` (see :mod:`workbench.arrays`). Each job stays a
-    task of its own to the runtime; the array only exists to make one call where there were N."""
-
-    jobs: list[RemoteJob]
-    manifest: str = ""  # the datastore key of the index -> task manifest
-    name: str = ""  # what the API calls it (Batch: the parent job id; Kubernetes: the Job name)
-    namespace: str = ""
-    terminated: float = 0.0  # when the whole array was asked to stop (0: never)
-
-    def unreported(self) -> list[RemoteJob]:
-        return [j for j in self.jobs if not j.done]
-
-
-class RemoteHandle(TaskHandle):
-    """A remote job as the runtime holds it."""
-
-    def __init__(self, backend: "RemoteBackend", job: RemoteJob):
-        self.backend = backend
-        self.job = job
-
-    def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:
-        self.backend.cancel_job(self.job, reason, timeout=timeout)
-
-
-class RemoteBackend(Backend):
+class RemoteBackend(RemoteStopping, Backend):
     """A backend whose tasks run as jobs behind an API; see the module docstring for the lifecycle."""
 
     remote = True
@@ -215,36 +169,6 @@ class RemoteBackend(Backend):
     def terminate(self, job: RemoteJob) -> None:
         """Ask the API to stop a sent job (its reason is ``job.requested``); the poller concludes it."""
         raise NotImplementedError
-
-    def terminate_jobs(self, jobs: list[RemoteJob]) -> None:
-        """Stop several sent jobs (on the poller thread). An array whose every unreported index is being stopped
-        goes in one call (:meth:`terminate_array`); other jobs one :meth:`terminate` each."""
-        arrays: dict[int, JobArray] = {}
-        singles: list[RemoteJob] = []
-        for job in jobs:
-            if job.array is not None:
-                arrays[id(job.array)] = job.array
-            else:
-                singles.append(job)
-        stopping = {id(j) for j in jobs}
-        for array in arrays.values():
-            unreported = array.unreported()
-            if (
-                not array.terminated
-                and len(unreported) > 1
-                and all(id(j) in stopping or j.requested for j in unreported)
-            ):
-                array.terminated = time.time()
-                self.terminate_array(array)
-            else:
-                singles.extend(j for j in array.jobs if id(j) in stopping)
-        for job in singles:
-            self.terminate(job)
-
-    def terminate_array(self, array: JobArray) -> None:
-        """Stop a whole array in one call (default: each of its unreported jobs alone)."""
-        for job in array.unreported():
-            self.terminate(job)
 
     def _requested_exit(self, job: RemoteJob) -> TaskExit:
         """The outcome of a job the runtime cancelled (``job.requested`` says why)."""
@@ -408,41 +332,6 @@ class RemoteBackend(Backend):
             return
         message = str(exc) if isinstance(exc, WorkbenchError) else f"{self.name}: submit: {exc}"
         self.conclude(job, TaskExit(TaskStatus.FAILED, None, message, self.usage(job)))
-
-    # ------------------------------------------------------------------ cancel
-    def cancel_job(self, job: RemoteJob, reason: str, *, timeout: bool = False) -> None:
-        """Stop a job; its on_exit follows soon (at once when it was not sent yet). ``timeout``: the runtime's
-        hard deadline passed, so the outcome is a timeout rather than a cancel."""
-        with self._lock:
-            if job.done or job.outcome is not None:
-                return
-            if job.requested is None:
-                job.requested, job.requested_timeout = reason, timeout
-            job.cancel_sent = time.time()
-            phase = job.phase
-        if phase == QUEUED:
-            self.conclude(job, self._requested_exit(job))
-        elif phase == SENT:
-            self._queue_termination(job)
-        # SUBMITTING: _sent terminates it once the API has answered
-        self._wake.set()
-
-    def _queue_termination(self, job: RemoteJob) -> None:
-        """The API call that stops a job is made on the poller thread, never the caller's (the runtime's), and
-        the stops that queue up together go out together: cancelling a run stops an array in one call."""
-        with self._lock:
-            self._terminations.append(job)
-        self._wake.set()
-
-    def _flush_terminations(self) -> None:
-        with self._lock:
-            jobs = [j for j in self._terminations if not j.done]
-            self._terminations.clear()
-        if jobs:
-            try:
-                self.terminate_jobs(jobs)
-            except Exception as exc:  # noqa: BLE001 - the poller must go on; end_run reports what never ends
-                self._warn(f"{self.name}: stopping {len(jobs)} job(s) failed: {exc}")
 
     # ------------------------------------------------------------------ status
     def poll_interval(self) -> float:
