@@ -31,131 +31,24 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-from ..datastore.outbox import ENV_OUTBOX, ingest, new_outbox
+from ..datastore.outbox import ingest, new_outbox
 from ..datastore.records import TaskStatus
-from ..errors import ConfigError, EngineUnreachable, ResourceError, WorkbenchError
+from ..errors import EngineUnreachable, ResourceError, WorkbenchError
 from ..exitcodes import exit_from_code
-from ..redact import looks_secret
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .docker_cache import BytecodeCaches
-from .docker_status import MIB, USAGE_MARK, USAGE_SCRIPT, classify_exit, parse_usage
+from .docker_config import OWNER_LABEL, RUN_LABEL, container_config, datastore_dir, package_dir
+from .docker_status import MIB, USAGE_MARK, classify_exit, parse_usage
+from .docker_status import USAGE_SCRIPT as USAGE_SCRIPT  # re-exported: container_config wraps the entrypoint in it
 
-OWNER_LABEL = "workbench.owner"
-RUN_LABEL = "workbench.run"
 ENGINE_HINT = (
     "start one with scripts/start-docker.sh (or `dockerd --bridge=none --iptables=false`), "
     "or point DOCKER_HOST at a running engine"
 )
 IMAGE_HINT = "build it with `workbench image build`, or scripts/build-base-image.sh for the base image"
-
-
-def package_dir() -> str:
-    """The workbench package directory on this machine (mounted into every container)."""
-    return str(Path(__file__).resolve().parents[1])
-
-
-def datastore_dir(url: str) -> Optional[str]:
-    if url.startswith("s3://"):
-        return None
-    return url[len("file://") :] if url.startswith("file://") else url
-
-
-def container_config(
-    spec: TaskSpec,
-    *,
-    image: str,
-    network: str = "host",
-    user: str = "0:0",
-    owner: str = "",
-    pkg_dir: Optional[str] = None,
-    pycache: Optional[str] = None,
-    extra_env: Optional[dict[str, str]] = None,
-    outbox: Optional[str] = None,
-    credentials_file: Optional[str] = None,
-) -> dict[str, Any]:
-    """Everything sent to the engine to create the task's container, without talking to it.
-
-    Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
-    ``APIClient.create_host_config`` (limits, mounts, network). Nothing the task can write is shared:
-    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own) is the one writable
-    mount, and credentials come as a read-only file, not as environment variables.
-    """
-    from docker.types import DeviceRequest
-
-    if network not in ("host", "none"):
-        raise ConfigError(f'[docker] network = {network!r}: only "host" or "none" (never a bridge)')
-    s = spec.settings
-    pkg_dir = pkg_dir or package_dir()
-    binds: dict[str, dict[str, str]] = {}
-    for path, mode in (
-        (spec.project_root, "ro"),
-        (pkg_dir, "ro"),
-        (datastore_dir(spec.datastore_url), "ro"),
-        (pycache, "ro"),
-        (credentials_file, "ro"),
-        (outbox, "rw"),
-    ):
-        if path and (path not in binds or mode == "rw"):
-            binds[path] = {"bind": path, "mode": mode}
-    env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
-    if outbox:
-        env[ENV_OUTBOX] = outbox
-    if credentials_file:
-        env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
-        env["AWS_CONFIG_FILE"] = "/dev/null"
-    if pycache:
-        env["PYTHONPYCACHEPREFIX"] = pycache
-    else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    if os.environ.get("USER"):
-        env["USER"] = os.environ["USER"]
-    if not user.startswith("0:"):
-        env["HOME"] = "/tmp"
-    if getattr(s, "profile", False):  # --profile: this machine's pyinstrument, read-only (workbench.profiling)
-        from ..profiling import container_profiler_mount
-
-        env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
-    env.update(extra_env or {})
-    # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
-    env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
-
-    host_config: dict[str, Any] = {
-        "binds": binds,
-        "network_mode": network,
-        "nano_cpus": int(round(s.cpu * 1e9)),
-        "mem_limit": int(s.memory) * MIB,
-        "memswap_limit": int(s.memory) * MIB,  # equal to the memory limit: no swap
-    }
-    if s.shared_memory:
-        host_config["shm_size"] = int(s.shared_memory) * MIB
-    if s.gpu:
-        host_config["device_requests"] = [DeviceRequest(count=int(s.gpu), capabilities=[["gpu"]])]
-    labels = dict(spec.labels)
-    labels.setdefault("workbench.flow", spec.flow)
-    labels.setdefault(RUN_LABEL, spec.run_id)
-    labels.setdefault("workbench.step", spec.step)
-    labels.setdefault("workbench.task", spec.task_id)
-    labels["workbench.attempt"] = str(spec.attempt)
-    if owner:
-        labels[OWNER_LABEL] = owner
-    return {
-        "image": image,
-        "command": ["/bin/sh", "-c", USAGE_SCRIPT, "workbench-task", *spec.command(python="python3")],
-        "working_dir": spec.project_root,
-        "user": user,
-        "environment": env,
-        "labels": labels,
-        "name": _container_name(spec),
-        "host_config": host_config,
-    }
-
-
-def _container_name(spec: TaskSpec) -> str:
-    raw = f"wb-{spec.flow}-{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}"
-    return "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in raw)[:200]
 
 
 def _process_start(pid: int) -> Optional[str]:

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -46,23 +45,15 @@ from .k8s_manifest import (
     load_template,
 )
 from .k8s_nodes import NodeCapacity
-from .k8s_status import EPOCH, container_started, exit_of, is_true, stuck_reason, terminated, unschedulable_reason
+from .k8s_pending import PENDING_TIMEOUT, PendingPods, pending_timeout
+from .k8s_status import EPOCH, container_started, exit_of, is_true, terminated, unschedulable_reason
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
 from .waiting import pod_pending_reason, say_waiting
 
-PENDING_TIMEOUT = 300.0  # seconds a pod may stay unschedulable / unable to start before the task fails
 POLL = 1.0  # seconds between status rounds while pods change (WORKBENCH_K8S_POLL)
 LOG_DRAIN = 10.0  # after a task ends, how long its log may take to arrive
 END_RUN_WAIT = 60.0  # how long end_run waits for the run's pods to go
-SCALE_UP_TIMEOUT = 900.0  # seconds an unschedulable pod may wait while the cluster autoscaler adds a node
 DEADLINE_GRACE = 30  # activeDeadlineSeconds = timeout + this: the task's own timer fires first and reports
-
-
-def pending_timeout() -> float:
-    try:
-        return float(os.environ.get("WORKBENCH_K8S_PENDING_TIMEOUT", PENDING_TIMEOUT))
-    except ValueError:
-        return PENDING_TIMEOUT
 
 
 @dataclass(eq=False)
@@ -108,7 +99,7 @@ def _seen(job, pods: list) -> tuple:
     return job is not None, conditions, tuple(sorted(states))
 
 
-class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
+class KubernetesBackend(PendingPods, IndexedJobs, NodeCapacity, RemoteBackend):
     name = "kubernetes"
     poll_env = "WORKBENCH_K8S_POLL"
     poll_default = POLL
@@ -408,82 +399,6 @@ class KubernetesBackend(IndexedJobs, NodeCapacity, RemoteBackend):
             return
         if pod is not None:
             self.check_stuck(task, pod, now, lambda: self._delete_job(task.name, task.namespace))
-
-    def check_stuck(self, task: _Task, pod, now: float, give_up: Callable[[], None]) -> None:
-        """A Pending pod: one that only waits for room on the cluster waits; one that cannot ever start (no node
-        fits, no image, bad config) is warned about once, then failed after the pending timeout (``give_up``
-        deletes what runs it: the Job, or the pod of an index)."""
-        stuck = self._stuck_reason(task, pod)
-        if stuck is None:
-            task.stuck_since = None
-            return
-        if stuck.startswith("unschedulable") and self.fits_some_node(task.spec.settings, task.options):
-            # it fits an empty node: it waits for room while other pods run (a wide foreach queues like this)
-            task.stuck_since = None
-            if not self._warned_queue and self._ctx is not None:
-                self._warned_queue = True
-                self._ctx.warn(
-                    f"kubernetes: step {task.spec.step} waits for room on the cluster ({stuck}); "
-                    f"it starts when running pods finish"
-                )
-            return
-        task.stuck_since = task.stuck_since or now
-        limit = pending_timeout()
-        if not task.warned and self._ctx is not None:
-            task.warned = True
-            stuck = self._stuck_reason(task, pod, events=True) or stuck
-            self._ctx.warn(
-                f"kubernetes: step {task.spec.step} (job {task.name}) cannot start: {stuck}; the task "
-                f"fails if this lasts {limit:.0f}s (WORKBENCH_K8S_PENDING_TIMEOUT)"
-            )
-        if now - task.stuck_since < limit:
-            return
-        if (
-            stuck.startswith("unschedulable")
-            and now - task.stuck_since < max(limit, SCALE_UP_TIMEOUT)
-            and self._event_message(pod, "TriggeredScaleUp")
-        ):
-            return  # the cluster autoscaler is adding a node for it
-        stuck = self._stuck_reason(task, pod, events=True) or stuck
-        try:
-            give_up()
-        except WorkbenchError as exc:
-            if self._ctx is not None:
-                self._ctx.warn(f"kubernetes: could not delete job {task.name}: {exc}")
-        self.conclude(
-            task,
-            TaskExit(
-                TaskStatus.FAILED, None, f"{stuck} (pending for {now - task.stuck_since:.0f}s)", self._usage(task)
-            ),
-        )
-
-    def _stuck_reason(self, task: _Task, pod, events: bool = False) -> Optional[str]:
-        events_of = (lambda reason, prefix: self._event_message(pod, reason, prefix)) if events else None
-        return stuck_reason(
-            pod,
-            task.spec.settings,
-            task.options.gpu_vendor,
-            task.options.node_selector,
-            lambda: self.image_for(task.spec.settings),
-            events_of,
-        )
-
-    def _event_message(self, pod, reason: str, prefix: str = "") -> Optional[str]:
-        """The latest event of ``reason`` about the pod (events are best effort: None when not readable)."""
-        try:
-            events = self.api.call(
-                "list events",
-                self.api.client("core").list_namespaced_event,
-                pod.metadata.namespace,
-                field_selector=f"involvedObject.name={pod.metadata.name}",
-            ).items
-        except WorkbenchError:
-            return None
-        found = [e for e in events if e.reason == reason and (e.message or "").startswith(prefix)]
-        if not found:
-            return None
-        latest = max(found, key=lambda e: e.last_timestamp or e.event_time or e.first_timestamp or EPOCH)
-        return latest.message
 
     def _usage(self, task: _Task) -> dict[str, Any]:
         usage: dict[str, Any] = {
