@@ -213,7 +213,7 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
-            if binding.action == "quit":
+            if not isinstance(binding, Binding) or binding.action == "quit":
                 continue
             key = "/" if binding.key == "slash" else binding.key
             title = self.PALETTE_TITLES.get(binding.action, binding.description)
