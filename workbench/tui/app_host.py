@@ -61,5 +61,7 @@ if TYPE_CHECKING:
 
         def action_tab(self, index: int) -> None: ...
 
+        def action_run_dialog(self, focus: str = "param") -> None: ...
+
 else:
     AppHost = object
