@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from ..config import load_config
 from ..errors import UsageError
@@ -90,7 +91,7 @@ def to_dot(graph: FlowGraph) -> str:
     for node in graph:
         label = f' label="{node.name}\\nswitch: {node.condition}"' if node.kind == "switch" else ""
         lines.append(f'  "{node.name}" [shape={shapes.get(node.kind, "box")}{label}];')
-        cases = {}
+        cases: dict[str, list[str]] = {}
         for case, target in node.switch_cases.items():  # a switch's edges carry its cases
             cases.setdefault(target, []).append(case)
         for target in node.out:
@@ -124,10 +125,10 @@ def cmd_runs(args) -> int:
     from ..datastore.storage import open_storage
 
     config = load_config()
-    flows = None
+    flows: Optional[list[str]] = None
     if args.flow:
         known = list_flows(open_storage(config.datastore_url))
-        flows = [args.flow if args.flow in known else resolve_flow(args.flow, config).name]
+        flows = [args.flow if args.flow in known else resolve_flow(args.flow, config).name or ""]
     rows = run_records(config.datastore_url, flows)
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=str))

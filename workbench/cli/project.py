@@ -33,7 +33,7 @@ def cmd_check(args) -> int:
     for path in paths:
         graph = build_graph(path)
         names.append(graph.name)
-        errors = list(graph.errors)
+        errors: list[WorkbenchError] = list(graph.errors)
         if not errors:
             try:
                 all_settings(graph, config)
@@ -49,7 +49,7 @@ def cmd_check(args) -> int:
     if config.path:
         # [flows.<name>] tables are matched by class name; only a check of the whole project sees every flow
         every_flow_named = names and all(names)  # a broken file's flow name is unknown: do not guess
-        unknown = config.unknown_flow_tables(names) if every_flow_named and not args.paths else []
+        unknown = config.unknown_flow_tables([n for n in names if n]) if every_flow_named and not args.paths else []
         for e in unknown:
             print(f"error {e}")
         failures += len(unknown)

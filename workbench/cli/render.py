@@ -8,7 +8,10 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 from .. import events as ev
 from ..progress import RunProgress
@@ -97,12 +100,12 @@ class LiveRenderer:
             console=self.console,
         )
         self.live = Live(self.progress, console=self.console, refresh_per_second=8, transient=False)
-        self.rows: dict[str, int] = {}
+        self.rows: dict[str, TaskID] = {}
         self.state = RunProgress()  # per-step counts, reduced from the events (workbench.progress)
         self.plain = PlainRenderer()
         self.started = False
 
-    def _row(self, step: str) -> int:
+    def _row(self, step: str) -> TaskID:
         if step not in self.rows:
             self.rows[step] = self.progress.add_task(step, total=0, icon=" ", note="")
         return self.rows[step]

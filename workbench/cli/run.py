@@ -50,7 +50,7 @@ def _execute(runtime, json_mode: bool, junit_path: Optional[str]) -> int:
         renderer.close()
     except BrokenPipeError:
         code = EXIT_BROKEN_PIPE
-    if junit is not None:
+    if junit is not None and junit_path:
         junit.write(junit_path)
     if code == EXIT_BROKEN_PIPE or (code and res.status == "cancelled"):
         return code
@@ -79,7 +79,7 @@ def cmd_run(args, extra: list[str]) -> int:
             raise UsageError("--step re-runs with the parameters of the earlier run; drop " + " ".join(extra))
         from ..datastore import FlowDatastore
 
-        ds = FlowDatastore(config.datastore_url, graph.name)
+        ds = FlowDatastore(config.datastore_url, graph.name or "")
         origin = args.from_run or latest_run_id(ds, lambda d: not d.only_step)
         if origin is None:
             raise UsageError(
@@ -126,7 +126,7 @@ def cmd_resume(args) -> int:
 
     config = load_config()
     graph = resolve_flow(args.flow, config)
-    ds = FlowDatastore(config.datastore_url, graph.name)
+    ds = FlowDatastore(config.datastore_url, graph.name or "")
     origin = args.run_id or latest_run_id(ds, lambda d: not d.only_step)
     if origin is None:
         raise UsageError(f"flow {graph.name} has no run to resume")

@@ -13,11 +13,12 @@ from .. import events as ev
 from ..errors import WorkbenchError
 from ..graph import FlowGraph
 from ..progress import RunProgress
+from .app_host import AppHost
 from .runs import RunsPane, RunStore
 from .widgets.inspector import Inspector
 
 
-class WorkbenchActions:
+class WorkbenchActions(AppHost):
     # ------------------------------------------------------------------ promotion
     def on_inspector_changes_edited(self, event: Inspector.ChangesEdited) -> None:
         graph, step = self.graph, self.selected_step

@@ -10,11 +10,11 @@ from __future__ import annotations
 import queue
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from rich.markup import escape
 from textual import on
-from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
@@ -31,6 +31,7 @@ from ..settings import effective_settings
 from .actions import WorkbenchActions
 from .capacity import read_capacity
 from .live import LiveRuns
+from .palette import PaletteCommands
 from .runs import ArtifactsPane, RunsPane, RunStore
 from .watcher import ChangeHandler, Debouncer, start_observer
 from .widgets import PaneMounted
@@ -43,7 +44,7 @@ DATASTORE_POLL_SECONDS = 0.5
 TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts", "tab-tasks"]
 
 
-class WorkbenchApp(LiveRuns, WorkbenchActions, App):
+class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
     CSS_PATH = Path(__file__).with_name("workbench.tcss")
     TITLE = "workbench"
     ENABLE_COMMAND_PALETTE = True
@@ -68,26 +69,6 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
         Binding("6", "tab(5)", "Tasks", show=False),
         Binding("x", "fix_step", "Fix", show=False),
     ]
-    # longer titles for the command palette, where every binding is listed too
-    PALETTE_TITLES = {
-        "run": "Run the selected flow",
-        "run_dialog": "Run with parameters, a backend, max workers…",
-        "cancel_run": "Cancel the current run",
-        "resume": "Resume the last run (or the run chosen in Runs)",
-        "run_step": "Run the selected step alone with the last run's inputs",
-        "next_step": "Select the next step",
-        "prev_step": "Select the previous step",
-        "promote": "Promote the selected step (write workbench.toml)",
-        "follow": "Follow the log (toggle)",
-        "search": "Search the log",
-        "tab(0)": "Show the DAG",
-        "tab(1)": "Show the step inspector",
-        "tab(2)": "Show the runs",
-        "tab(3)": "Show the logs",
-        "tab(4)": "Show the artifacts",
-        "tab(5)": "Show the selected step's tasks (counts, durations, merged log)",
-        "fix_step": "Re-run a step killed for memory or time with a larger request",
-    }
     COMMANDS = App.COMMANDS
 
     def __init__(
@@ -209,37 +190,6 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, App):
             self.observer = start_observer(handler, watches, polling=self.polling_observer)
         except Exception as exc:  # noqa: BLE001 - e.g. inotify limits: keep working without watching
             self.notify(f"not watching files: {exc}", severity="warning")
-
-    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            if binding.action == "quit":
-                continue
-            key = "/" if binding.key == "slash" else binding.key
-            title = self.PALETTE_TITLES.get(binding.action, binding.description)
-            yield SystemCommand(
-                f"{title} ({key})", f"Key {key}", lambda action=binding.action: self.invoke_action(action)
-            )
-        # what people type in the palette when they look for the run dialog's parts
-        yield SystemCommand(
-            "Set parameters and run (param) (a)",
-            "The run dialog, at the flow's parameters",
-            lambda: self.action_run_dialog("param"),
-        )
-        yield SystemCommand(
-            "Choose a backend and run (backend) (a)",
-            "The run dialog, at the backend",
-            lambda: self.action_run_dialog("backend"),
-        )
-
-    def invoke_action(self, action: str) -> None:
-        """Run an action whatever the footer shows (the palette lists every binding on every tab)."""
-        from textual.actions import parse
-
-        _, name, args = parse(action)
-        if name == "search":
-            self.action_tab(3)
-        getattr(self, f"action_{name}")(*args)
 
     # the footer shows what applies to the current tab: at 80 columns not everything fits at once
     LOG_ACTIONS = {"follow", "search"}

@@ -227,7 +227,9 @@ def layout(
 
     lines = []
     for y in range(canvas_h):
-        out, run_style, run_text = [], None, []
+        out: list[str] = []
+        run_text: list[str] = []
+        run_style: Optional[str] = None
 
         def flush():  # called within this row's loop: late binding of the row's variables is intended
             if run_text:  # noqa: B023

@@ -8,10 +8,11 @@ from typing import Optional
 
 from textual import work
 
+from .app_host import AppHost
 from .runs import RunStore, aggregate_statuses
 
 
-class LiveRuns:
+class LiveRuns(AppHost):
     def show_run_statuses(self, store: RunStore, run_id: Optional[str]) -> None:
         """The DAG's statuses and ×N for a run: at once for a small run, from a worker for a big one."""
         self.task_counts = store.task_counts(run_id)  # directory listings: cheap

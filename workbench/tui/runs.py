@@ -191,7 +191,7 @@ class RunsPane(Vertical):
 
     def compose(self):
         yield Static("r/a run · R resume · o step · c cancel · enter: logs", classes="hint")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("run", "status", "started (UTC)", "steps")
         yield table
 
@@ -284,7 +284,7 @@ class ArtifactsPane(Vertical):
 
     def compose(self):
         yield Static("", id="artifacts-title")
-        table = DataTable(id="artifacts-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = DataTable(id="artifacts-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "name", "type", "size")
         yield table
         with VerticalScroll(id="preview-scroll"):

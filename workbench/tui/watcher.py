@@ -15,7 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 DEBOUNCE_SECONDS = 0.08
 # watchdog also reports opened/closed files on Linux: reading the flows to redraw them must not
@@ -64,7 +67,7 @@ except ImportError:  # pragma: no cover
     FileSystemEventHandler = object  # type: ignore[assignment,misc]
 
 
-class ChangeHandler(FileSystemEventHandler):  # type: ignore[misc,valid-type]
+class ChangeHandler(FileSystemEventHandler):
     def __init__(self, debouncer: Debouncer, config_path: Optional[str] = None):
         super().__init__()
         self.debouncer = debouncer
@@ -86,6 +89,7 @@ class ChangeHandler(FileSystemEventHandler):  # type: ignore[misc,valid-type]
 
 def start_observer(handler: ChangeHandler, watches: Iterable[tuple[Path, bool]], polling: bool = False):
     """Start a watchdog observer on each existing directory ``(path, recursive)``; call ``.stop()``."""
+    observer: BaseObserver
     if polling:
         from watchdog.observers.polling import PollingObserver
 

@@ -193,9 +193,10 @@ class Inspector(VerticalScroll):
         """Slider notches up to what ``placement`` can take; the step's own settings stay reachable."""
         current = self.settings
         keep = (current.cpu, current.memory, current.gpu) if current is not None else (None, None, None)
+        value_lists: tuple[list[float] | list[int], ...] = (cpu_values(), memory_values(), gpu_values())
         limits = (placement.cpu, placement.memory, placement.gpu) if placement else (None, None, None)
         for name, full, limit, kept, value in zip(
-            ("cpu", "memory", "gpu"), (cpu_values(), memory_values(), gpu_values()), limits, keep, values, strict=True
+            ("cpu", "memory", "gpu"), value_lists, limits, keep, values, strict=True
         ):
             notches = clamp(full, limit, kept)
             if name == "cpu" and limit is not None and limit not in notches and limit >= 1:
@@ -209,7 +210,7 @@ class Inspector(VerticalScroll):
         self.placement = placement
         with self.prevent(Slider.Changed):
             self._clamp(placement, tuple(self.query_one(f"#{n}", Slider).value for n in ("cpu", "memory", "gpu")))
-        over = []
+        over: list[str] = []
         if placement.known and self.settings is not None:
             for name, want, have in (
                 ("cpu", self.settings.cpu, placement.cpu),

@@ -59,7 +59,7 @@ class TasksPane(Vertical):
             hidden = Static("", id=name)
             hidden.display = False
             yield hidden
-        table = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=True)
         table.add_columns("task", "status", "time", "try", "why")
         yield table
         with Horizontal():
