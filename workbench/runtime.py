@@ -14,23 +14,25 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import events as ev
 from . import scheduler as sched
-from .backends import Backend, RunContext, TaskExit, TaskHandle, TaskSpec, create_backend
+from .backends import Backend, RunContext, TaskExit, TaskSpec, create_backend
 from .config import ProjectConfig
 from .datastore import FlowDatastore, new_run_id
 from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskStatus
 from .errors import DatastoreError, UsageError, WorkbenchError
-from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
 from .graph import FlowGraph
 from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
+from .runtime_datastore import _copy_blobs, _import_blobs, latest_run_id, resume_plan
+from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
+
+__all__ = ["Runtime", "latest_run_id", "resume_plan"]  # the last two live in runtime_datastore
 
 if TYPE_CHECKING:
     from .environment_run import RunEnvironments
@@ -38,59 +40,6 @@ if TYPE_CHECKING:
 STOP_WAIT = 60.0  # how long a cancelled run waits for its tasks' backends to confirm they ended
 HURRIED_STOP_WAIT = 2.0  # the same after a second Ctrl-C: backends' end_run still removes what is left
 LOG_FLUSH_INTERVAL = 2.0  # running tasks' buffered log text reaches object stores at least this often
-
-
-@dataclass(frozen=True)
-class LogMessage:
-    """One output line of a task, put on the queue by a backend's thread."""
-
-    key: str
-    stream: str
-    text: str
-    ts: float
-
-
-@dataclass(frozen=True)
-class ExitMessage:
-    """A backend's on_exit for one attempt."""
-
-    key: str
-    attempt: int
-    result: TaskExit
-
-
-@dataclass(frozen=True)
-class Wake:
-    """Wakes the loop (a cancel from another thread)."""
-
-
-Message = Union[LogMessage, ExitMessage, Wake]
-
-
-@dataclass
-class _Running:
-    """What the driver keeps about a submitted attempt: where it reads and writes, its handle, its logs."""
-
-    pathspec: str
-    step: str
-    task_id: str
-    attempt: int
-    staged: bool
-    handle: Optional[TaskHandle] = None
-    log_buffer: list[tuple[float, str, str]] = field(default_factory=list)  # (ts, stream, text)
-
-
-@dataclass
-class RunResult:
-    flow: str
-    run_id: str
-    status: str  # succeeded | failed | cancelled
-    failed: list[str] = field(default_factory=list)
-    message: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        return {"succeeded": CLI_OK, "failed": CLI_FAILED, "cancelled": CLI_CANCELLED}.get(self.status, CLI_FAILED)
 
 
 class Runtime:
@@ -519,39 +468,8 @@ class Runtime:
         self.sink(ev.RunWarning(message))
 
 
-def _copy_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
-    for sha in shas:
-        if not dst.has_artifact(sha):
-            dst.storage.put(dst.artifact_key(sha), [src.storage.get(src.artifact_key(sha))], overwrite=False)
-
-
-def _import_blobs(src: FlowDatastore, dst: FlowDatastore, shas: set[str]) -> None:
-    """Copy blobs a remote task wrote into ``dst``, refusing any whose content does not hash to its name."""
-    for sha in shas:
-        if not dst.has_artifact(sha):
-            dst.import_blob(sha, src.storage.get(src.artifact_key(sha)))
-
-
 def _short(value: Any) -> Any:
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     text = str(value)
     return text if len(text) <= 200 else text[:200] + "..."
-
-
-def resume_plan(graph: FlowGraph, ds: FlowDatastore, origin_run_id: str, from_step: Optional[str]) -> set[str]:
-    """Steps a resume re-runs: ``from_step`` and everything after it; without it, nothing is forced
-    (every task that did not succeed in the origin runs again, and so does everything after it)."""
-    if from_step is None:
-        return set()
-    if from_step not in graph.steps:
-        raise UsageError(f"--from {from_step}: flow {graph.name} has no such step (steps: {', '.join(graph.steps)})")
-    return {from_step} | graph.descendants(from_step)
-
-
-def latest_run_id(ds: FlowDatastore, predicate: Callable[[RunRecord], bool] = lambda record: True) -> Optional[str]:
-    for run_id in reversed(ds.list_runs()):
-        doc = ds.read_run(run_id)
-        if doc is not None and predicate(doc):
-            return run_id
-    return None

@@ -14,116 +14,56 @@ from __future__ import annotations
 import dataclasses
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from . import events as ev
 from . import scheduler_gang as gang
 from .backends.base import TaskExit
-from .datastore.records import (
-    AttemptRecord,
-    AttemptSummary,
-    InputRef,
-    RunStatus,
-    TaskRecord,
-    TaskSpecRecord,
-    TaskStatus,
-)
+from .datastore.records import AttemptRecord, AttemptSummary, RunStatus, TaskRecord, TaskStatus
 from .errors import UsageError
 from .graph import FlowGraph
+from .scheduler_messages import (
+    Abort,
+    Cancel,
+    CancelRequested,
+    Emit,
+    FinishRun,
+    Instruction,
+    RunStart,
+    SchedulerEvent,
+    StackKey,
+    StopExpired,
+    Submit,
+    TaskExited,
+    Tick,
+    WriteTask,
+    summary,
+)
+from .scheduler_records import RecordsMixin
 from .settings import StepSettings
+
+__all__ = [  # the message vocabulary lives in scheduler_messages; callers keep importing it from here
+    "Abort",
+    "Cancel",
+    "CancelRequested",
+    "Emit",
+    "FinishRun",
+    "Instruction",
+    "RunStart",
+    "Scheduler",
+    "SchedulerEvent",
+    "StackKey",
+    "StopExpired",
+    "Submit",
+    "TaskExited",
+    "Tick",
+    "WriteTask",
+    "summary",
+]
 
 # the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
 MAX_REMOTE_IN_FLIGHT = 256
 HARD_TIMEOUT_GRACE = 30.0  # the backend's hard deadline comes this long after the task's own alarm
-
-
-# ---------------------------------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class RunStart:
-    now: float
-
-
-@dataclass(frozen=True)
-class TaskExited:
-    """A backend reported the end of ``attempt`` of task ``key``; ``report`` is its attempt-<n>.json."""
-
-    key: str
-    attempt: int
-    exit: TaskExit
-    report: Optional[AttemptRecord]
-    now: float
-
-
-@dataclass(frozen=True)
-class CancelRequested:
-    reason: str
-    now: float
-
-
-@dataclass(frozen=True)
-class Abort:
-    """The driver hit an error it cannot carry on after (a WorkbenchError): stop, the run fails."""
-
-    message: str
-    now: float
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: release retries whose delay is over, cancel tasks past their hard deadline."""
-
-    now: float
-
-
-@dataclass(frozen=True)
-class StopExpired:
-    """The tasks cancelled while stopping did not answer in time: count them cancelled and finish."""
-
-    now: float
-
-
-SchedulerEvent = Union[RunStart, TaskExited, CancelRequested, Abort, Tick, StopExpired]
-
-
-# ---------------------------------------------------------------------------------------- instructions
-@dataclass(frozen=True)
-class Submit:
-    """Write ``spec`` (spec-<attempt>.json) and hand the attempt to backend ``backend``.
-    ``input_shas``: the artifacts it reads (what a remote task needs staged)."""
-
-    key: str
-    backend: str
-    spec: TaskSpecRecord
-    settings: StepSettings
-    input_shas: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Cancel:
-    key: str
-    reason: str
-    timeout: bool = False
-
-
-@dataclass(frozen=True)
-class WriteTask:
-    record: TaskRecord
-
-
-@dataclass(frozen=True)
-class Emit:
-    event: ev.Event
-
-
-@dataclass(frozen=True)
-class FinishRun:
-    status: RunStatus
-    message: str = ""
-    failed: tuple[str, ...] = ()  # pathspecs
-
-
-Instruction = Union[Submit, Cancel, WriteTask, Emit, FinishRun]
-StackKey = tuple[tuple[str, int], ...]  # a foreach index path: ((step, index), ...), outermost first
 
 
 # ------------------------------------------------------------------------------------------ task state
@@ -153,7 +93,7 @@ class _Task:
         return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 
 
-class Scheduler(gang.GangMixin):
+class Scheduler(gang.GangMixin, RecordsMixin):
     """The decisions of one run. Build it with what the driver read (settings, parameter artifacts, the
     origin run's task records), then feed it events through :meth:`handle`."""
 
@@ -358,9 +298,6 @@ class Scheduler(gang.GangMixin):
             out.append(Cancel(key, reason))
 
     # ------------------------------------------------------------------ tasks
-    def _pathspec(self, task: _Task) -> str:
-        return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
-
     def _new_task(self, step: str, stack: list[dict[str, Any]], parents: list[_Task]) -> _Task:
         task = _Task(
             step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents, settings=self.settings[step]
@@ -384,37 +321,6 @@ class Scheduler(gang.GangMixin):
             if not task.foreach_stack or task.foreach_stack[-1]["index"] != self.only_task_index:
                 return
         self._ready.append(task)
-
-    def _spec(self, task: _Task) -> TaskSpecRecord:
-        node = self.graph.steps[task.step]
-        return TaskSpecRecord(
-            flow=self.flow,
-            run_id=self.run_id,
-            step=task.step,
-            task_id=task.task_id,
-            attempt=task.attempt,
-            kind=node.kind,
-            next=list(node.out),
-            foreach_var=node.foreach_var,
-            flow_file=self.flow_file,
-            parallel=task.parallel,
-            catch_fallback=task.catch_fallback,
-            class_name=self.graph.name or "",
-            origin_run_id=self.origin_run_id,
-            settings=task.settings.to_dict(),
-            foreach_stack=task.foreach_stack,
-            params=dict(self.param_refs),
-            unresolved_params=list(self.unresolved) if task.step == "start" else [],
-            inputs=[
-                InputRef(
-                    pathspec=self._pathspec(p),
-                    step=p.step,
-                    foreach_stack=p.foreach_stack,
-                    artifacts={n: a["sha"] for n, a in p.artifacts.items()},
-                )
-                for p in task.parents
-            ],
-        )
 
     def _submit(self, task: _Task, now: float, out: list[Instruction]) -> None:
         shas = set(self.param_refs.values())
@@ -501,81 +407,6 @@ class Scheduler(gang.GangMixin):
         if status is not TaskStatus.CANCELLED:
             self._failed.append(task)
 
-    def _record(
-        self,
-        task: _Task,
-        status: TaskStatus,
-        result: TaskExit,
-        report: Optional[AttemptRecord],
-        now: float,
-        out: list[Instruction],
-        final: bool = True,
-    ) -> None:
-        task.attempts.append(
-            AttemptSummary(
-                attempt=task.attempt,
-                status=status,
-                started_at=task.started,
-                finished_at=now,
-                exit_code=result.exit_code,
-                reason=result.reason,
-                backend=task.settings.backend,
-                usage=result.usage,
-            )
-        )
-        self._running.pop(task.task_id, None)
-        if not final:
-            return
-        task.status = status if status in (TaskStatus.SUCCEEDED, TaskStatus.CANCELLED) else TaskStatus.FAILED
-        traceback = report.traceback if report is not None else ""
-        out.append(
-            WriteTask(
-                TaskRecord(
-                    flow=self.flow,
-                    run_id=self.run_id,
-                    step=task.step,
-                    task_id=task.task_id,
-                    pathspec=self._pathspec(task),
-                    status=status,
-                    attempt=task.attempt,
-                    attempts=task.attempts,
-                    artifacts=task.artifacts,
-                    foreach_stack=task.foreach_stack,
-                    foreach_num_splits=task.num_splits,
-                    foreach_artifact=task.foreach_artifact,
-                    parents=[self._pathspec(p) for p in task.parents],
-                    settings=task.settings.to_dict(),
-                    started_at=task.started,
-                    finished_at=now,
-                    reason=result.reason,
-                    traceback=traceback,
-                    usage=result.usage,
-                    cloned_from=task.cloned_from,
-                    switch_to=task.switch_to,
-                    iteration=task.iteration,
-                    parallel=task.parallel,
-                )
-            )
-        )
-        out.append(
-            Emit(
-                ev.TaskFinished(
-                    self._pathspec(task),
-                    task.step,
-                    status,
-                    task.attempt,
-                    now - task.started,
-                    result.reason,
-                    result.exit_code,
-                    traceback,
-                    ts=now,
-                )
-            )
-        )
-        # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach)
-        task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
-        task.attempts = []
-
     def _schedule_successors(self, task: _Task, now: float, out: list[Instruction]) -> None:
         """Fan a foreach out, hand a linear/split successor its input, or drop the task in its join bucket
         (keyed by the join step and the foreach index path outside the split it closes)."""
@@ -629,75 +460,3 @@ class Scheduler(gang.GangMixin):
             if len(bucket) == expected:
                 del self._join_buckets[bucket_key]
                 self._enqueue(self._new_task(target, outer, sorted(bucket, key=order)), now, out)
-
-    # ------------------------------------------------------------------ resume and clones
-    def _take_origin_params(self) -> None:
-        """A resumed run keeps the origin's parameter values, also when start itself runs again."""
-        start = self._origin.get(("start", (), 0))
-        if start is None:
-            return
-        for p in self.graph.parameters:
-            if p.attr in start.artifacts:
-                self.param_refs[p.attr] = start.artifacts[p.attr]["sha"]
-                if p.attr in self.unresolved:
-                    self.unresolved.remove(p.attr)
-
-    def _clone(self, task: _Task, origin: TaskRecord, now: float, out: list[Instruction]) -> None:
-        task.artifacts = origin.artifacts
-        task.num_splits = origin.foreach_num_splits
-        task.foreach_artifact = origin.foreach_artifact
-        task.switch_to = origin.switch_to
-        task.cloned_from = origin.pathspec
-        task.started = now
-        task.status = TaskStatus.SUCCEEDED
-        if task.step == "start":
-            for p in self.graph.parameters:
-                if p.attr in task.artifacts:
-                    self.param_refs[p.attr] = task.artifacts[p.attr]["sha"]
-        out.append(
-            WriteTask(
-                TaskRecord(
-                    flow=self.flow,
-                    run_id=self.run_id,
-                    step=task.step,
-                    task_id=task.task_id,
-                    pathspec=self._pathspec(task),
-                    status=TaskStatus.SUCCEEDED,
-                    attempt=origin.attempt,
-                    attempts=origin.attempts,
-                    artifacts=task.artifacts,
-                    foreach_stack=task.foreach_stack,
-                    foreach_num_splits=task.num_splits,
-                    foreach_artifact=task.foreach_artifact,
-                    parents=[self._pathspec(p) for p in task.parents],
-                    settings=origin.settings,
-                    started_at=origin.started_at,
-                    finished_at=origin.finished_at,
-                    reason="",
-                    usage=origin.usage,
-                    cloned_from=task.cloned_from,
-                    switch_to=task.switch_to,
-                    iteration=task.iteration,
-                    parallel=origin.parallel,
-                )
-            )
-        )
-        out.append(Emit(ev.TaskCloned(self._pathspec(task), task.step, origin.pathspec, ts=now)))
-        self._schedule_successors(task, now, out)
-
-
-def summary(instructions: list[Instruction]) -> list[tuple[Any, ...]]:
-    """A compact, comparable form of an instruction list (for tests and debugging)."""
-    rows: list[tuple[Any, ...]] = []
-    for i in instructions:
-        if isinstance(i, Submit):
-            rows.append(("submit", i.spec.step, i.key, i.spec.attempt))
-        elif isinstance(i, Cancel):
-            rows.append(("cancel", i.key, i.reason, i.timeout))
-        elif isinstance(i, WriteTask):
-            rows.append(("write", i.record.step, i.record.task_id, str(i.record.status)))
-        elif isinstance(i, Emit):
-            rows.append(("emit", type(i.event).__name__, getattr(i.event, "pathspec", "")))
-        elif isinstance(i, FinishRun):
-            rows.append(("finish", str(i.status), i.message))
-    return rows
