@@ -130,7 +130,14 @@ def test_stop_signal_cancels_and_leaves_nothing(project, sig, code):
 
 
 def test_second_signal_still_cleans_up(project):
-    write_flow(project, "sleepy.py", SLEEPY)
+    # a task that ignores SIGTERM keeps the run waiting for its kill grace, so the second Ctrl-C always lands
+    # while the run is still stopping (with a task that dies at once, the run could be over before it)
+    stubborn = SLEEPY.replace(
+        'print("started", flush=True)',
+        'import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); print("started", flush=True)',
+    )
+    assert stubborn != SLEEPY
+    write_flow(project, "sleepy.py", stubborn)
     proc = start_wb("run", "flows/sleepy.py", cwd=project)
     _tick_seen(proc)
     proc.send_signal(signal.SIGINT)
