@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
 
 from .client_data import ArtifactData, DataArtifact
+from .client_lineage import TaskLineage
 from .datastore import FlowDatastore
 from .datastore.records import TaskRecord, TaskStatus
 from .errors import DatastoreError
@@ -324,7 +325,7 @@ class Step:
         return f"Step('{self.pathspec}')"
 
 
-class Task:
+class Task(TaskLineage):
     def __init__(self, step, task_id: Optional[str] = None, _namespace_check: bool = True):
         if task_id is None:  # Task("Flow/RUN/step/ID"), as Metaflow
             flow, run_id, name, task_id = _split(step, 4, "task")
@@ -401,27 +402,6 @@ class Task:
         return dict(self._doc.artifacts)
 
     @property
-    def metadata_dict(self) -> dict[str, str]:
-        """Metaflow's task metadata, name -> value (as strings)."""
-        doc = self._doc
-        import platform
-
-        meta = {"attempt": str(doc.attempt), "python_version": platform.python_version()}
-        if self.step.run.origin_run_id:
-            meta["origin-run-id"] = str(self.step.run.origin_run_id)
-        if self.origin_pathspec:
-            meta["origin-task-id"] = self.origin_pathspec.rsplit("/", 1)[-1]
-        if doc.status:
-            meta["status"] = str(doc.status)
-        if doc.reason:
-            meta["reason"] = doc.reason
-        if doc.settings.get("backend"):
-            meta["backend"] = str(doc.settings["backend"])
-        if doc.finished_at:
-            meta["attempt_ok"] = str(doc.status is TaskStatus.SUCCEEDED)
-        return meta
-
-    @property
     def parent(self) -> Step:
         return self.step
 
@@ -440,43 +420,6 @@ class Task:
     @property
     def path_components(self) -> list[str]:
         return self.pathspec.split("/")
-
-    @property
-    def origin_pathspec(self) -> Optional[str]:
-        """The task of the origin run this task was cloned from by a resume (None if it ran here)."""
-        cloned = self._doc.cloned_from
-        if not cloned:
-            return None
-        return cloned if str(cloned).count("/") == 3 else f"{self.step.run.flow}/{cloned}"
-
-    @property
-    def parent_task_pathspecs(self) -> Iterator[str]:
-        return iter(t.pathspec for t in self.parent_tasks)
-
-    @property
-    def child_task_pathspecs(self) -> Iterator[str]:
-        return iter(t.pathspec for t in self.child_tasks)
-
-    @property
-    def child_tasks(self) -> list["Task"]:
-        """The tasks that took this task's outputs as inputs."""
-        run = self.step.run
-        found = []
-        for step in run:
-            for task in step:
-                if self.pathspec in task._doc.parents:
-                    found.append(task)
-        return found
-
-    @property
-    def parent_tasks(self) -> list["Task"]:
-        """The tasks whose outputs this task took as inputs."""
-        run = self.step.run
-        found = []
-        for path in self._doc.parents:
-            bits = path.split("/")
-            found.append(Task(Step(run, bits[-2]), bits[-1]))
-        return found
 
     def logs(self) -> list[tuple[str, str, str]]:
         run = self.step.run
