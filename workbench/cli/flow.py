@@ -103,6 +103,8 @@ def _run_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--max-num-splits", type=int, help="accepted for Metaflow compatibility")
     p.add_argument("--max-workers", type=int)
     p.add_argument("--backend", choices=list(_WITH_BACKENDS))
+    # Metaflow takes --with after the command too (`run --with kubernetes`, tutorial 06)
+    p.add_argument("--with", dest="with_decorators", action="append", default=[], metavar="BACKEND")
     p.add_argument("--json", action="store_true")
     p.add_argument("--junit-xml")
     if command == "resume":
@@ -142,7 +144,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         check_parameter_name(param.name)
     ns = argparse.Namespace(
         flow=ref,
-        backend=args.backend or _backend_from_with(top["with"]),
+        backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
         max_workers=args.max_workers,
         json=args.json,
         junit_xml=args.junit_xml,
@@ -171,7 +173,7 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
         flow=ref,
         run_id=args.origin_run_id,
         from_step=args.step_to_rerun,
-        backend=args.backend or _backend_from_with(top["with"]),
+        backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
         max_workers=args.max_workers,
         json=args.json,
         junit_xml=args.junit_xml,

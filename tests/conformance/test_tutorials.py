@@ -1,0 +1,365 @@
+"""Metaflow's shipped tutorials run under workbench as their READMEs say, with only the import line changed.
+
+The tutorials are vendored under tutorials/ (metaflow 2.19.39; see NOTICE). The module copies them to a temporary
+``metaflow-tutorials`` directory (what ``metaflow tutorials pull`` makes), swaps ``from metaflow`` for
+``from workbench`` in flows and notebooks, and plays each episode by reading the commands of its README's "To play
+this episode" list: ``python FLOW.py ...`` runs as typed, ``jupyter-notebook X.ipynb`` / ``Open X.ipynb`` runs the
+notebook's code cells in the notebook's folder (where a kernel starts). The assertions are on what the tutorial's
+user sees: the printed playlist, the artifacts through workbench's client, the notebook's output.
+
+Which episodes run where, and why:
+
+- 00-helloworld, 01-playlist, 02-statistics, 03-playlist-redux: no cloud; they run locally. 02's notebook plots with
+  matplotlib, installed for it into a throw-away venv with uv (skipped with the reason when the index is unreachable).
+- 04-playlist-plus: refused before it runs, in one line. Its ``@conda_base(python=get_python_version())`` is computed
+  by a function and workbench reads decorators from the syntax tree without importing the flow; behind that, its
+  ``@conda(libraries={"editdistance": "0.5.3"})`` exists only on conda-forge as a binary (PyPI has its source only,
+  and workbench's environments install wheels), for a Python 3.9.10 this machine does not have.
+- 05-hello-cloud, 06-statistics-redux: need a cloud (a Kubernetes cluster and S3). Locally their commands are refused
+  in one line naming the setting to add; with ``WORKBENCH_CONFORMANCE=all`` they run for real against the Kubernetes
+  API emulator (tests/k8s_emulator, pods as Docker containers) and moto's S3 (test_tutorials_cloud.py).
+- 07-worldview: a notebook only: its cells run against the runs the episodes above made.
+- 08-autopilot: Argo Workflows scheduling and a plotly notebook over an Argo run id: workbench has no scheduler
+  integration, so its command is refused in one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+VENDORED = HERE / "tutorials"
+MODE = os.environ.get("WORKBENCH_CONFORMANCE", "ci").lower()
+COMMAND_TIMEOUT = 180
+
+pytestmark = pytest.mark.skipif(MODE in ("0", "off", "none"), reason="WORKBENCH_CONFORMANCE=0")
+
+_IMPORT_SWAP = re.compile(r"\b(from|import)(\s+)metaflow(?=[\s.])")
+
+
+def swap_imports(code: str) -> str:
+    """The one change a tutorial gets: ``from metaflow import X`` / ``import metaflow`` -> workbench."""
+    return _IMPORT_SWAP.sub(r"\1\2workbench", code)
+
+
+def copy_tutorials(dest: Path) -> Path:
+    """The vendored tutorials in ``dest/metaflow-tutorials`` with their import lines swapped."""
+    root = dest / "metaflow-tutorials"
+    shutil.copytree(VENDORED, root)
+    for path in root.rglob("*.py"):
+        path.write_text(swap_imports(path.read_text(encoding="utf-8")), encoding="utf-8")
+    for path in root.rglob("*.ipynb"):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["source"] = [swap_imports(line) for line in cell["source"]]
+        path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    return root
+
+
+def readme_steps(episode: str) -> list[str]:
+    """The commands of the README's (last) "To play this episode" list, in order."""
+    text = (VENDORED / episode / "README.md").read_text(encoding="utf-8")
+    section = text[text.rindex("To play this episode") :].split("\n", 1)[1]
+    steps = []
+    for line in section.splitlines():
+        if line.startswith(("#", "<", "**")):
+            break
+        for span in re.findall(r"`{1,3}([^`]+)`{1,3}", line):
+            span = span.strip()
+            if span.startswith(("python ", "jupyter-notebook ", "cd ")) or span.endswith(".ipynb"):
+                steps.append(span)
+    return steps
+
+
+def flow_env(**extra: str) -> dict[str, str]:
+    """The environment a tutorial user has: this checkout importable as ``workbench``, no workbench settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(PYTHONIOENCODING="utf-8", **extra)
+    return env
+
+
+class Played:
+    """One README command and what its user saw."""
+
+    def __init__(self, step: str, proc: subprocess.CompletedProcess):
+        self.step, self.code, self.out, self.err = step, proc.returncode, proc.stdout, proc.stderr
+
+    def __repr__(self) -> str:
+        return f"$ {self.step}\nexit {self.code}\n{self.out[-4000:]}\n{self.err[-4000:]}"
+
+
+def notebook_script(path: Path, skip_cells_naming: Optional[str] = None) -> str:
+    """The notebook's code cells, in order, as one script (what "Run All" executes)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    return "\n\n".join(c for c in cells if not (skip_cells_naming and skip_cells_naming in c)) + "\n"
+
+
+def play(
+    root: Path,
+    episode: str,
+    *,
+    python: Optional[str] = None,
+    env: Optional[dict[str, str]] = None,
+    notebook_probe: str = "",
+    skip_cells_naming: Optional[str] = None,
+    limit: Optional[int] = None,
+) -> list[Played]:
+    """Run the episode's README commands (the first ``limit`` of them) in ``root``, the metaflow-tutorials
+    directory."""
+    env = env or flow_env()
+    played: list[Played] = []
+    for step in readme_steps(episode):
+        if limit is not None and len(played) == limit:
+            break
+        if step.startswith("cd "):
+            assert step == "cd metaflow-tutorials", step
+            continue
+        if step.startswith("python "):
+            argv = shlex.split(step)
+            proc = subprocess.run(
+                [sys.executable, *argv[1:]], cwd=root, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+            )
+        else:  # a notebook: its kernel starts in the notebook's folder
+            notebook = root / step.split()[-1]
+            script = notebook.parent / f".{notebook.stem}_cells.py"
+            script.write_text(notebook_script(notebook, skip_cells_naming) + notebook_probe, encoding="utf-8")
+            proc = subprocess.run(
+                [python or sys.executable, script.name],
+                cwd=notebook.parent,
+                env={**env, "MPLBACKEND": "Agg"},
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+            )
+        played.append(Played(step, proc))
+    return played
+
+
+def only_line(played: Played) -> str:
+    """A refusal: exit 2, one line on stderr, no traceback."""
+    lines = [line for line in played.err.splitlines() if line.strip()]
+    assert played.code == 2 and len(lines) == 1 and "Traceback" not in played.err, played
+    return lines[0]
+
+
+def movies(root: Path, episode: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO((root / episode / "movies.csv").read_text(encoding="utf-8"))))
+
+
+def printed_picks(out: str) -> list[str]:
+    return re.findall(r"Pick \d+: '(.*)'\n", out)
+
+
+@pytest.fixture(scope="module")
+def tutorials(tmp_path_factory) -> Path:
+    return copy_tutorials(tmp_path_factory.mktemp("tutorials"))
+
+
+@pytest.fixture
+def in_tutorials(tutorials, monkeypatch) -> Path:
+    """The client reads from where the tutorial user stands (no workbench settings from this process)."""
+    for key in [k for k in os.environ if k.startswith("WORKBENCH_") and k != "WORKBENCH_CONFORMANCE"]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tutorials)
+    return tutorials
+
+
+@pytest.fixture(scope="module")
+def matplotlib_python(tmp_path_factory) -> str:
+    """A venv over this interpreter's packages with matplotlib added (episode 02's notebook plots with it)."""
+    from workbench.environment_uv import index_arguments, uv_binary
+
+    venv = tmp_path_factory.mktemp("notebook") / "venv"
+    index, extra_env = index_arguments()
+    uv = uv_binary()
+    env = {**os.environ, **extra_env}
+    for argv in (
+        [uv, "venv", str(venv), "--python", sys.executable, "--system-site-packages", "--quiet"],
+        [uv, "pip", "install", "--python", str(venv / "bin" / "python"), "--quiet", *index, "matplotlib"],
+    ):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode:
+            pytest.skip(f"matplotlib (for the notebook's plot) cannot be installed: {proc.stderr.strip()[-300:]}")
+    return str(venv / "bin" / "python")
+
+
+def test_readme_steps_are_read_from_each_readme():
+    """The commands below come from the READMEs themselves; this pins what was read."""
+    assert readme_steps("00-helloworld") == [
+        "cd metaflow-tutorials",
+        "python 00-helloworld/helloworld.py show",
+        "python 00-helloworld/helloworld.py run",
+    ]
+    assert readme_steps("01-playlist")[-2:] == [
+        "python 01-playlist/playlist.py run --genre comedy",
+        "jupyter-notebook 01-playlist/playlist.ipynb",
+    ]
+    assert readme_steps("05-hello-cloud") == [
+        "cd metaflow-tutorials",
+        "python 05-hello-cloud/hello-cloud.py run",
+        "jupyter-notebook 05-hello-cloud/hello-cloud.ipynb",
+    ]
+    assert readme_steps("06-statistics-redux") == [
+        "python 02-statistics/stats.py run --with kubernetes --max-workers 4",
+        "06-statistics-redux/stats.ipynb",
+    ]
+    assert readme_steps("07-worldview") == ["07-worldview/worldview.ipynb"]
+
+
+def test_00_helloworld(in_tutorials):
+    show, run = play(in_tutorials, "00-helloworld")
+    assert show.code == 0 and "HelloFlow" in show.out, show
+    assert re.findall(r"^  (\w+) +(?:start|linear|end) ", show.out, re.M) == ["start", "hello", "end"], show
+    assert run.code == 0, run
+    assert "HelloFlow is starting." in run.out and "Metaflow says: Hi!" in run.out, run
+    assert "HelloFlow is all done." in run.out, run
+
+    from workbench import Flow
+
+    latest = Flow("HelloFlow").latest_successful_run
+    assert {s.id for s in latest.steps()} == {"start", "hello", "end"}
+
+
+def test_01_playlist(in_tutorials):
+    show, sci_fi, comedy, notebook = play(in_tutorials, "01-playlist")
+    for played in (show, sci_fi, comedy):
+        assert played.code == 0, played
+    assert "--genre = 'Sci-Fi'" in show.out and "--recommendations = 5" in show.out, show
+
+    from workbench import Flow
+
+    runs = [r for r in Flow("PlayListFlow").runs() if r.successful]
+    assert len(runs) == 2
+    newest, first = runs
+    catalogue = movies(in_tutorials, "01-playlist")
+    genres_of = {m["movie_title"]: m["genres"] for m in catalogue}
+    # the IncludeFile's default is computed by a function (script_path("movies.csv")): the step sees the file
+    assert newest.data.movie_data == (in_tutorials / "01-playlist" / "movies.csv").read_text(encoding="utf-8")
+    assert (first.data.genre, newest.data.genre, newest.data.recommendations) == ("Sci-Fi", "comedy", 5)
+    for run, played, genre in ((first, sci_fi, "sci-fi"), (newest, comedy, "comedy")):
+        playlist = run.data.playlist
+        assert sorted(playlist) == sorted(m["movie_title"] for m in catalogue if genre in m["genres"].lower())
+        assert printed_picks(played.out) == playlist[:5], played
+        title, genres = run.data.bonus
+        assert genres_of[title] == genres and genre not in genres.lower()
+        assert f"Bonus Pick: '{title}' from '{genres}'" in played.out, played
+
+    # the notebook opens in 01-playlist/ and finds the runs made one folder up (as Metaflow finds its .metaflow)
+    assert notebook.code == 0, notebook
+    assert "UserWarning" not in notebook.err, notebook  # reading a run's parameters warns about nothing
+    out = notebook.out
+    assert f"Current metadata provider: local@{in_tutorials / '.workbench'}" in out, notebook
+    assert f"Using run: Run('PlayListFlow/{newest.id}')" in out, notebook
+    assert f"Playlist generated on {newest.finished_at}" in out, notebook
+    assert printed_picks(out)[:5] == newest.data.playlist[:5], notebook
+    assert re.findall(r"Top Pick: '(.*)'", out) == [newest.data.playlist[0], first.data.playlist[0]], notebook
+
+
+def test_02_statistics(in_tutorials, matplotlib_python):
+    probe = "\nprint('x labels:', [t.get_text() for t in plt.gca().get_xticklabels()])\n"
+    show, run, notebook = play(in_tutorials, "02-statistics", python=matplotlib_python, notebook_probe=probe)
+    assert show.code == 0 and "compute_statistics" in show.out, show
+    assert run.code == 0, run
+
+    from workbench import Flow
+
+    latest = Flow("MovieStatsFlow").latest_successful_run
+    catalogue = movies(in_tutorials, "02-statistics")
+    genres = {g for m in catalogue for g in m["genres"].split("|")}
+    assert len(list(latest["compute_statistics"].tasks())) == len(genres)  # one task per genre (foreach)
+    stats = latest.data.genre_stats
+    assert set(stats) == {g.lower() for g in genres}
+    sci_fi = stats["sci-fi"]
+    assert all("Sci-Fi" in g for g in sci_fi["dataframe"]["genres"])
+    assert sci_fi["dataframe"]["gross"] == sorted(sci_fi["dataframe"]["gross"])
+    assert sci_fi["quartiles"] == sorted(sci_fi["quartiles"]) and len(sci_fi["quartiles"]) == 3
+
+    assert notebook.code == 0, notebook
+    assert f"Using run: Run('MovieStatsFlow/{latest.id}')" in notebook.out, notebook
+    top5 = [g for g, _ in sorted(((g, s["quartiles"][1]) for g, s in stats.items()), key=lambda p: p[1])][-5:]
+    assert f"x labels: {top5!r}" in notebook.out, notebook  # the bar chart: the five genres with the top medians
+
+
+def test_03_playlist_redux(in_tutorials):
+    show, run = play(in_tutorials, "03-playlist-redux")
+    assert show.code == 0, show
+    assert run.code == 0, run
+
+    from workbench import Flow
+
+    stats_run = Flow("MovieStatsFlow").latest_successful_run
+    assert f"Using metadata provider: local@{in_tutorials / '.workbench'}" in run.out, run
+    assert f"Using analysis from 'Run('MovieStatsFlow/{stats_run.id}')'" in run.out, run
+    latest = Flow("PlayListFlow").latest_successful_run
+    assert latest["start"].task.data.genre_stats == stats_run.data.genre_stats  # the join drops it (as in Metaflow)
+    sci_fi = stats_run.data.genre_stats["sci-fi"]
+    top_quartile = {
+        t for t, g in zip(sci_fi["dataframe"]["movie_title"], sci_fi["dataframe"]["gross"]) if g >= sci_fi["quartiles"][2]
+    }
+    assert latest.data.playlist and set(latest.data.playlist) == top_quartile
+    assert printed_picks(run.out) == latest.data.playlist[:5], run
+    assert "sci-fi" not in latest.data.bonus[1].lower()
+
+
+def test_04_playlist_plus_is_refused_in_one_line(in_tutorials):
+    """@conda_base(python=get_python_version()) needs the flow imported to be known: one line, no traceback."""
+    steps = play(in_tutorials, "04-playlist-plus")
+    assert [p.step for p in steps] == [
+        "python 04-playlist-plus/playlist.py --environment=conda show",
+        "python 04-playlist-plus/playlist.py --environment=conda run",
+        'python 04-playlist-plus/playlist.py --environment=conda run --hint "Data Science Strikes Back"',
+    ]
+    for played in steps:
+        line = only_line(played)
+        assert "04-playlist-plus/playlist.py:20" in line, played  # the decorator's line in the vendored file
+        assert "@conda_base(python=get_python_version()) must be a literal value" in line, played
+
+
+def test_05_and_06_without_a_cloud_say_what_to_configure(in_tutorials):
+    """Both need a cluster and S3; without them, one line says which setting to add (they run for real in
+    test_tutorials_cloud.py under WORKBENCH_CONFORMANCE=all)."""
+    (hello,) = play(in_tutorials, "05-hello-cloud", limit=1)
+    (stats,) = play(in_tutorials, "06-statistics-redux", limit=1)
+    for played in (hello, stats):
+        line = only_line(played)
+        assert "run on kubernetes, which needs an S3 datastore" in line and "[datastore]" in line, played
+    assert "step(s) hello run on kubernetes" in only_line(hello)
+
+
+def test_07_worldview(in_tutorials):
+    """The notebook lists every flow's latest run; its HelloCloudFlow cell needs episode 05 (a cloud)."""
+    (notebook,) = play(in_tutorials, "07-worldview", skip_cells_naming="HelloCloudFlow")
+    assert notebook.code == 0, notebook
+    from workbench import Flow
+
+    listed = re.findall(r"^(\S+)\s+Last run: (.+) Successful: (True|False)$", notebook.out, re.M)
+    assert [name for name, _, _ in listed] == ["HelloFlow", "MovieStatsFlow", "PlayListFlow"], notebook
+    for name, finished, ok in listed:
+        assert (finished, ok) == (str(Flow(name).latest_run.finished_at), "True")
+
+
+def test_08_autopilot_is_refused_in_one_line(in_tutorials):
+    """Argo Workflows is a scheduler workbench does not drive; its commands are refused in one line."""
+    steps = play(in_tutorials, "08-autopilot", limit=2)  # the third opens a notebook over an Argo run id
+    assert [p.step for p in steps] == [
+        "python 02-statistics/stats.py --with kubernetes argo-workflows create --max-workers 4",
+        "python 02-statistics/stats.py argo-workflows trigger",
+    ]
+    for played in steps:
+        assert "no command 'argo-workflows'" in only_line(played), played
