@@ -27,10 +27,23 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from tutorial_player import copy_tutorials, matplotlib_venv, movies, only_line, play, printed_picks, readme_steps
+from tutorial_player import (
+    COMMAND_TIMEOUT,
+    Played,
+    copy_tutorials,
+    flow_env,
+    matplotlib_venv,
+    movies,
+    only_line,
+    play,
+    printed_picks,
+    readme_steps,
+)
 
 MODE = os.environ.get("WORKBENCH_CONFORMANCE", "ci").lower()
 pytestmark = pytest.mark.skipif(MODE in ("0", "off", "none"), reason="WORKBENCH_CONFORMANCE=0")
@@ -189,6 +202,24 @@ def test_04_playlist_plus_is_refused_in_one_line(in_tutorials):
         assert "@conda_base(python=get_python_version()) must be a literal value" in line, played
 
 
+def test_04_playlist_plus_conda_library_has_no_wheel_on_pypi(in_tutorials, tmp_path, monkeypatch):
+    """The second obstacle: @conda(libraries={"editdistance": "0.5.3"}) maps to PyPI's editdistance==0.5.3, which
+    ships only its source there (conda-forge has the binaries); workbench's environments install wheels and say so."""
+    from workbench.environment import merge, step_package_set
+    from workbench.environment_uv import EnvironmentBuildError, ensure_locked, environment_for
+    from workbench.graph import load_graph
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    graph = load_graph(str(in_tutorials / "04-playlist-plus" / "playlist.py"))
+    packages = step_package_set(graph, "bonus_movie")
+    assert packages is not None and packages.requirements == {"editdistance": "editdistance==0.5.3"}
+    with pytest.raises(EnvironmentBuildError) as refused:
+        ensure_locked(environment_for(merge(packages)), what="step bonus_movie")
+    if "has no wheel" not in str(refused.value):  # the index could not be asked
+        pytest.skip(f"the package index is not reachable: {refused.value}")
+    assert str(refused.value).startswith("step bonus_movie: editdistance 0.5.3 has no wheel for Python 3.")
+
+
 def test_05_and_06_without_a_cloud_say_what_to_configure(in_tutorials):
     """Both need a cluster and S3; without them, one line says which setting to add (they run for real in
     test_tutorials_cloud.py under WORKBENCH_CONFORMANCE=all)."""
@@ -221,3 +252,105 @@ def test_08_autopilot_is_refused_in_one_line(in_tutorials):
     ]
     for played in steps:
         assert "no command 'argo-workflows'" in only_line(played), played
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# What the tutorials found, each checked on its own (small flows, no tutorial data)
+
+TINY = """
+from workbench import FlowSpec, Parameter, step{extra_import}
+
+
+class TinyFlow(FlowSpec):
+    greeting = Parameter("greeting", default="hi")
+
+    @step
+    def start(self):
+        self.next(self.end)
+{decorator}
+    @step
+    def end(self):
+        self.said = self.greeting.upper()  # not the parameter's own value (blobs are shared by content)
+
+
+if __name__ == "__main__":
+    TinyFlow()
+"""
+
+
+def _tiny(folder: Path, kubernetes: bool = False) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.py"
+    path.write_text(
+        TINY.format(
+            extra_import=", kubernetes" if kubernetes else "", decorator="    @kubernetes(cpu=1)" if kubernetes else ""
+        )
+    )
+    return path
+
+
+def _python(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=cwd, env=flow_env(), capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+
+
+def test_with_after_the_command_chooses_the_backend(tmp_path, monkeypatch):
+    _tiny(tmp_path)
+    refused = _python(tmp_path, "tiny.py", "run", "--with", "retry")
+    assert "--with retry: workbench takes --with batch|kubernetes|docker|local" in only_line(Played("", refused))
+    ran = _python(tmp_path, "tiny.py", "run", "--with", "local", "--greeting", "hello")
+    assert ran.returncode == 0, ran.stderr
+    monkeypatch.chdir(tmp_path)
+    from workbench import Flow
+
+    assert Flow("TinyFlow").latest_successful_run.data.said == "HELLO"
+
+
+def test_the_client_finds_the_datastore_in_a_folder_above(tmp_path, monkeypatch):
+    """Without a workbench.toml, as Metaflow finds its .metaflow: the nearest .workbench up from the cwd."""
+    for key in [k for k in os.environ if k.startswith("WORKBENCH_") and k != "WORKBENCH_CONFORMANCE"]:
+        monkeypatch.delenv(key)
+    _tiny(tmp_path / "episode")
+    assert _python(tmp_path, "episode/tiny.py", "run").returncode == 0
+    monkeypatch.chdir(tmp_path / "episode")  # where a notebook in that folder starts its kernel
+    from workbench import Flow, get_metadata
+
+    assert get_metadata() == f"local@{tmp_path.resolve() / '.workbench'}"
+    assert Flow("TinyFlow").latest_successful_run.data.said == "HI"
+    assert not (tmp_path / "episode" / ".workbench").exists()
+
+
+def test_a_run_refused_at_start_is_no_run(tmp_path, monkeypatch):
+    """`python flow.py run` records the run's tags before the runtime starts; a run refused then (here: a
+    @kubernetes step without an S3 datastore) leaves no run the client lists, and Metaflow() lists flows that have a
+    run in the namespace (Metaflow's rule), so `flow.latest_run` is never None there."""
+    _tiny(tmp_path, kubernetes=True)
+    assert "needs an S3 datastore" in only_line(Played("", _python(tmp_path, "tiny.py", "run")))
+    monkeypatch.chdir(tmp_path)
+    from workbench import Flow, Metaflow, namespace
+
+    namespace(None)
+    try:
+        assert Flow("TinyFlow").runs() == [] and Flow("TinyFlow").latest_run is None
+        assert [f.id for f in Metaflow()] == []
+    finally:
+        from workbench import default_namespace
+
+        default_namespace()
+
+
+def test_a_run_parameter_loads_without_a_provenance_warning(tmp_path, monkeypatch):
+    """The runtime stores a run's parameters (no task's record claims them): loading one warns about nothing."""
+    import warnings
+
+    _tiny(tmp_path)
+    assert _python(tmp_path, "tiny.py", "run").returncode == 0
+    monkeypatch.chdir(tmp_path)
+    from workbench import Flow
+
+    run = Flow("TinyFlow").latest_successful_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run["start"].task.data.greeting == "hi"
+        assert run.data.greeting == "hi"
