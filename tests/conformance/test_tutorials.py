@@ -322,21 +322,28 @@ def test_the_client_finds_the_datastore_in_a_folder_above(tmp_path, monkeypatch)
 
 
 def test_a_run_refused_at_start_is_no_run(tmp_path, monkeypatch):
-    """`python flow.py run` records the run's tags before the runtime starts; a run refused then (here: a
-    @kubernetes step without an S3 datastore) leaves no run the client lists, and Metaflow() lists flows that have a
-    run in the namespace (Metaflow's rule), so `flow.latest_run` is never None there."""
+    """`python flow.py run` records the run's tags before the runtime checks the run; a run refused then (here: a
+    @kubernetes step without an S3 datastore) leaves nothing behind, as in Metaflow, where the flow then does not
+    exist. A run that is starting (tags, no record yet) is not listed either, and Metaflow() lists the flows that
+    have a run in the namespace (Metaflow's rule), so `flow.latest_run` is never None there."""
     _tiny(tmp_path, kubernetes=True)
     assert "needs an S3 datastore" in only_line(Played("", _python(tmp_path, "tiny.py", "run")))
+    assert not any((tmp_path / ".workbench" / "TinyFlow" / "runs").iterdir())
     monkeypatch.chdir(tmp_path)
-    from workbench import Flow, Metaflow, namespace
+    from workbench import Flow, Metaflow, default_namespace, namespace
+    from workbench.config import load_config
+    from workbench.datastore import FlowDatastore
+    from workbench.exception import MetaflowNotFound
+    from workbench.run_tags import write_run_tags
 
+    with pytest.raises(MetaflowNotFound):
+        Flow("TinyFlow")
+    write_run_tags(FlowDatastore(load_config().datastore_url, "TinyFlow"), "1", None, [])  # a run starting
     namespace(None)
     try:
         assert Flow("TinyFlow").runs() == [] and Flow("TinyFlow").latest_run is None
         assert [f.id for f in Metaflow()] == []
     finally:
-        from workbench import default_namespace
-
         default_namespace()
 
 

@@ -15,10 +15,11 @@ has one datastore per project and no plugins to pick. ``--with batch|kubernetes|
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pickle
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..errors import UsageError, WorkbenchError
 
@@ -131,6 +132,20 @@ def _start_run(args, backend: Optional[str], config, graph) -> str:
     return run_id
 
 
+@contextlib.contextmanager
+def _forgotten_if_refused(config, graph, run_id: str) -> Iterator[None]:
+    """The run's tags are written before the runtime checks the run; if it refuses (the error propagates), no run
+    record exists and the tags go too."""
+    try:
+        yield
+    except BaseException:
+        from ..datastore import FlowDatastore
+        from ..run_tags import forget_unstarted_run
+
+        forget_unstarted_run(FlowDatastore(config.datastore_url, graph.name or ""), run_id)
+        raise
+
+
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
     from ..parameters import check_parameter_name
@@ -158,7 +173,8 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         timeout=None,
     )
     ns.run_id = _start_run(args, ns.backend, config, graph)
-    return commands.cmd_run(ns, extra)
+    with _forgotten_if_refused(config, graph, ns.run_id):
+        return commands.cmd_run(ns, extra)
 
 
 def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
@@ -179,7 +195,8 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
         junit_xml=args.junit_xml,
     )
     ns.new_run_id = _start_run(args, ns.backend, config, graph)
-    return commands.cmd_resume(ns)
+    with _forgotten_if_refused(config, graph, ns.new_run_id):
+        return commands.cmd_resume(ns)
 
 
 def _task_paths(ref: str, pathspec: str):
