@@ -1,11 +1,9 @@
 """Metaflow's shipped tutorials run under workbench as their READMEs say, with only the import line changed.
 
-The tutorials are vendored under tutorials/ (metaflow 2.19.39; see NOTICE). The module copies them to a temporary
-``metaflow-tutorials`` directory (what ``metaflow tutorials pull`` makes), swaps ``from metaflow`` for
-``from workbench`` in flows and notebooks, and plays each episode by reading the commands of its README's "To play
-this episode" list: ``python FLOW.py ...`` runs as typed, ``jupyter-notebook X.ipynb`` / ``Open X.ipynb`` runs the
-notebook's code cells in the notebook's folder (where a kernel starts). The assertions are on what the tutorial's
-user sees: the printed playlist, the artifacts through workbench's client, the notebook's output.
+tutorial_player.py copies the vendored tutorials (tutorials/, metaflow 2.19.39; see NOTICE) to a temporary
+``metaflow-tutorials`` directory with their import lines swapped and plays each episode from its README's commands;
+the assertions are on what the tutorial's user sees: the printed playlist, the artifacts through workbench's client,
+the notebooks' output. The episodes share one directory and run in order (03 reads 02's run, 07 lists them all).
 
 Which episodes run where, and why:
 
@@ -21,12 +19,17 @@ Which episodes run where, and why:
 - 07-worldview: a notebook only: its cells run against the runs the episodes above made.
 - 08-autopilot: Argo Workflows scheduling and a plotly notebook over an Argo run id: workbench has no scheduler
   integration, so its command is refused in one line.
+
+The full matrix also runs 02 with Metaflow itself (from PyPI, on PYTHONPATH only) and compares the statistics.
+After the episodes, each fix the tutorials needed is checked on its own with a tiny flow.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +37,7 @@ from pathlib import Path
 import pytest
 from tutorial_player import (
     COMMAND_TIMEOUT,
+    VENDORED,
     Played,
     copy_tutorials,
     flow_env,
@@ -361,3 +365,48 @@ def test_a_run_parameter_loads_without_a_provenance_warning(tmp_path, monkeypatc
         warnings.simplefilter("error")
         assert run["start"].task.data.greeting == "hi"
         assert run.data.greeting == "hi"
+
+
+METAFLOW_VERSION = "2.19.39"  # the version the tutorials were vendored from (NOTICE)
+
+
+@pytest.mark.skipif(MODE != "all", reason="Metaflow side by side runs in the full matrix (WORKBENCH_CONFORMANCE=all)")
+def test_02_statistics_gives_what_metaflow_itself_gives(in_tutorials, tmp_path):
+    """The same tutorial, unchanged, run by Metaflow (from PyPI into a folder on PYTHONPATH, never installed here)
+    and by workbench: the statistics the later episodes build on are equal."""
+    from workbench.environment_uv import index_arguments, uv_binary
+
+    target = tmp_path / "metaflow-pkg"
+    index, extra_env = index_arguments()
+    proc = subprocess.run(
+        [uv_binary(), "pip", "install", "--quiet", "--no-deps", "--target", str(target), *index]
+        + ["--python", sys.executable, f"metaflow=={METAFLOW_VERSION}"],
+        env={**os.environ, **extra_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode:
+        pytest.skip(f"metaflow {METAFLOW_VERSION} cannot be fetched: {proc.stderr.strip()[-300:]}")
+    original = tmp_path / "metaflow-tutorials"
+    shutil.copytree(VENDORED, original)
+    env = {**flow_env(), "PYTHONPATH": str(target), "METAFLOW_USER": "tester"}
+    ran = subprocess.run(
+        [sys.executable, "02-statistics/stats.py", "run"],
+        cwd=original,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    dump = (
+        "import pickle, sys\nfrom metaflow import Flow\n"
+        "pickle.dump(Flow('MovieStatsFlow').latest_successful_run.data.genre_stats, sys.stdout.buffer)\n"
+    )
+    read = subprocess.run([sys.executable, "-c", dump], cwd=original, env=env, capture_output=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    from workbench import Flow
+
+    metaflows = pickle.loads(read.stdout)
+    assert Flow("MovieStatsFlow").latest_successful_run.data.genre_stats == metaflows
