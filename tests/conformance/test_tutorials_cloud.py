@@ -102,19 +102,22 @@ def test_05_06_07_on_kubernetes_and_s3(cloud, tmp_path_factory):
     assert f"Using run: Run('HelloCloudFlow/{hello.id}')" in hello_notebook.out, hello_notebook
     assert hello_notebook.out.rstrip().endswith("Hi from the cloud!"), hello_notebook
 
-    python = matplotlib_venv(tmp_path_factory.mktemp("notebook"))
-    stats_run, stats_notebook = play(cloud.root, "06-statistics-redux", env=cloud.env, python=python)
+    (stats_run,) = play(cloud.root, "06-statistics-redux", env=cloud.env, steps=slice(1))
     assert stats_run.code == 0, stats_run
     stats = Flow("MovieStatsFlow").latest_successful_run
     genres = {g for m in movies(cloud.root, "02-statistics") for g in m["genres"].split("|")}
     assert {t.data.genre for t in stats["compute_statistics"].tasks()} == genres
     assert set(stats.data.genre_stats) == {g.lower() for g in genres}
-    assert stats_notebook.code == 0, stats_notebook
-    last_line = (cloud.root / "02-statistics" / "movies.csv").read_text(encoding="utf-8").strip().splitlines()[-1]
-    assert f"The best movie ever made:\n{last_line}\n" in stats_notebook.out, stats_notebook
 
     (worldview,) = play(cloud.root, "07-worldview", env=cloud.env)
     assert worldview.code == 0, worldview
     listed = re.findall(r"^(\S+)\s+Last run: .+ Successful: (True|False)$", worldview.out, re.M)
     assert listed == [("HelloCloudFlow", "True"), ("MovieStatsFlow", "True")], worldview
     assert f"Run id: {hello.id}, Successful: True" in worldview.out, worldview
+
+    # 06's notebook plots with matplotlib (skipped, after the rest was checked, when it cannot be installed)
+    python = matplotlib_venv(tmp_path_factory.mktemp("notebook"))
+    (stats_notebook,) = play(cloud.root, "06-statistics-redux", env=cloud.env, python=python, steps=slice(1, None))
+    assert stats_notebook.code == 0, stats_notebook
+    last_line = (cloud.root / "02-statistics" / "movies.csv").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert f"The best movie ever made:\n{last_line}\n" in stats_notebook.out, stats_notebook

@@ -99,18 +99,15 @@ def play(
     env: Optional[dict[str, str]] = None,
     notebook_probe: str = "",
     skip_cells_naming: Optional[str] = None,
-    limit: Optional[int] = None,
+    steps: slice = slice(None),
 ) -> list[Played]:
-    """Run the episode's README commands (the first ``limit`` of them) in ``root``, the metaflow-tutorials
-    directory."""
+    """Run the episode's README commands (``steps`` of them; ``cd metaflow-tutorials`` is where they all run) in
+    ``root``, the metaflow-tutorials directory."""
     env = env or flow_env()
     played: list[Played] = []
-    for step in readme_steps(episode):
-        if limit is not None and len(played) == limit:
-            break
-        if step.startswith("cd "):
-            assert step == "cd metaflow-tutorials", step
-            continue
+    commands = [s for s in readme_steps(episode) if s != "cd metaflow-tutorials"]
+    for step in commands[steps]:
+        assert not step.startswith("cd "), step
         if step.startswith("python "):
             argv = shlex.split(step)
             proc = subprocess.run(
