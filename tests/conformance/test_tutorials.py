@@ -59,10 +59,15 @@ def tutorials(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def in_tutorials(tutorials, monkeypatch) -> Path:
-    """The client reads from where the tutorial user stands (no workbench settings from this process)."""
+def no_workbench_settings(monkeypatch) -> None:
+    """The client in this process sees what a tutorial user's shell has: no WORKBENCH_* settings."""
     for key in [k for k in os.environ if k.startswith("WORKBENCH_") and k != "WORKBENCH_CONFORMANCE"]:
         monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def in_tutorials(tutorials, no_workbench_settings, monkeypatch) -> Path:
+    """The client reads from where the tutorial user stands."""
     monkeypatch.chdir(tutorials)
     return tutorials
 
@@ -298,7 +303,7 @@ def _python(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_with_after_the_command_chooses_the_backend(tmp_path, monkeypatch):
+def test_with_after_the_command_chooses_the_backend(tmp_path, no_workbench_settings, monkeypatch):
     _tiny(tmp_path)
     refused = _python(tmp_path, "tiny.py", "run", "--with", "retry")
     assert "--with retry: workbench takes --with batch|kubernetes|docker|local" in only_line(Played("", refused))
@@ -310,10 +315,8 @@ def test_with_after_the_command_chooses_the_backend(tmp_path, monkeypatch):
     assert Flow("TinyFlow").latest_successful_run.data.said == "HELLO"
 
 
-def test_the_client_finds_the_datastore_in_a_folder_above(tmp_path, monkeypatch):
+def test_the_client_finds_the_datastore_in_a_folder_above(tmp_path, no_workbench_settings, monkeypatch):
     """Without a workbench.toml, as Metaflow finds its .metaflow: the nearest .workbench up from the cwd."""
-    for key in [k for k in os.environ if k.startswith("WORKBENCH_") and k != "WORKBENCH_CONFORMANCE"]:
-        monkeypatch.delenv(key)
     _tiny(tmp_path / "episode")
     assert _python(tmp_path, "episode/tiny.py", "run").returncode == 0
     monkeypatch.chdir(tmp_path / "episode")  # where a notebook in that folder starts its kernel
@@ -324,7 +327,7 @@ def test_the_client_finds_the_datastore_in_a_folder_above(tmp_path, monkeypatch)
     assert not (tmp_path / "episode" / ".workbench").exists()
 
 
-def test_a_run_refused_at_start_is_no_run(tmp_path, monkeypatch):
+def test_a_run_refused_at_start_is_no_run(tmp_path, no_workbench_settings, monkeypatch):
     """`python flow.py run` records the run's tags before the runtime checks the run; a run refused then (here: a
     @kubernetes step without an S3 datastore) leaves nothing behind, as in Metaflow, where the flow then does not
     exist. A run that is starting (tags, no record yet) is not listed either, and Metaflow() lists the flows that
@@ -350,7 +353,7 @@ def test_a_run_refused_at_start_is_no_run(tmp_path, monkeypatch):
         default_namespace()
 
 
-def test_a_run_parameter_loads_without_a_provenance_warning(tmp_path, monkeypatch):
+def test_a_run_parameter_loads_without_a_provenance_warning(tmp_path, no_workbench_settings, monkeypatch):
     """The runtime stores a run's parameters (no task's record claims them): loading one warns about nothing."""
     import warnings
 
