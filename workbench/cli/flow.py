@@ -142,7 +142,10 @@ def _forgotten_if_refused(config, graph, run_id: str) -> Iterator[None]:
         from ..datastore import FlowDatastore
         from ..run_tags import forget_unstarted_run
 
-        forget_unstarted_run(FlowDatastore(config.datastore_url, graph.name or ""), run_id)
+        try:
+            forget_unstarted_run(FlowDatastore(config.datastore_url, graph.name or ""), run_id)
+        except Exception:  # noqa: BLE001 - the refusal is what the user must see, not a failed cleanup
+            pass
         raise
 
 
