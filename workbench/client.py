@@ -113,10 +113,17 @@ class Flow:
         return Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=self._namespace_check)
 
     def runs(self, *tags: str) -> list["Run"]:
-        """Every run in the current namespace (with all of ``tags``), newest first."""
+        """Every run in the current namespace (with all of ``tags``), newest first. A run id without a
+        run record is skipped: ``python flow.py run`` records its tags before the run starts, and a run
+        refused at start (a bad configuration) never gets a record."""
+        from .exception import MetaflowNotFound
+
         found = []
         for run_id in reversed(self._ds.list_runs()):
-            run = Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=False)
+            try:
+                run = Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=False)
+            except MetaflowNotFound:
+                continue
             if (not self._namespace_check or _in_namespace(run.tags)) and set(tags) <= run.tags:
                 found.append(run)
         return found

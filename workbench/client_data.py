@@ -84,10 +84,18 @@ class ArtifactData:
         doc = self._ds.read_task(run_id, step, task_id)
         _info, maker = artifact_origin(self._ds, run_id, ref, doc) if doc else (ref, None)
         note = provenance_note(name, maker) if maker or doc else None
+        if maker is None and self._is_run_parameter(run_id, name):
+            note = None  # the runtime stored it from the command line, where the run was started
         if note:
             warnings.warn(note, UserWarning, stacklevel=3)
         owner = ((maker.pathspec if maker else "") or self._where).split("/", 1)[-1]
         return self._ds.load_artifact(ref["sha"], name=name, owner=owner)
+
+    def _is_run_parameter(self, run_id: str, name: str) -> bool:
+        """A parameter's value is saved by the runtime that started the run, not by a task, so no task's
+        record claims it; it is as trusted as the run's own record."""
+        record = self._ds.read_run(run_id)
+        return record is not None and name in record.params
 
     def _summary(self, name: str) -> str:
         """The artifact's summary as its task stored it (type, size, shape, head...), without loading it."""

@@ -273,13 +273,24 @@ def find_config(start: Optional[Path] = None) -> Optional[Path]:
     return None
 
 
+def _datastore_home(here: Path) -> Path:
+    """Metaflow's rule for its local ``.metaflow``: the nearest one up from the current directory, so a
+    notebook opened in a tutorial's folder (its kernel starts there) reads the runs made one level up."""
+    default = DatastoreSection().root
+    for d in (here, *here.parents):
+        if (d / default).is_dir():
+            return d
+    return here
+
+
 def load_config(start: Optional[Path] = None, path: Optional[Path] = None) -> ProjectConfig:
-    """The project around ``start`` (default: cwd). Without a workbench.toml, defaults rooted at ``start``."""
+    """The project around ``start`` (default: cwd). Without a workbench.toml, defaults rooted at the nearest
+    directory up from ``start`` that holds a ``.workbench`` datastore, else at ``start``."""
     if path is None:
         env = os.environ.get("WORKBENCH_CONFIG")
         path = Path(env) if env else find_config(start)
     if path is None:
-        return ProjectConfig(root=(start or Path.cwd()).resolve())
+        return ProjectConfig(root=_datastore_home((start or Path.cwd()).resolve()))
     path = Path(path).resolve()
     try:
         data = path.read_bytes()

@@ -155,6 +155,8 @@ class Metaflow:
 
     @property
     def flows(self) -> list["Flow"]:
+        """As Metaflow documents it: the flows with at least one run in the current namespace (so
+        ``flow.latest_run`` is never None; a flow whose only run was refused before it started is not one)."""
         from .client import Flow, _url
         from .datastore.storage import open_storage
 
@@ -162,9 +164,11 @@ class Metaflow:
         found = []
         for name in sorted(storage.list("")):
             try:
-                found.append(Flow(name))
+                flow = Flow(name)
             except Exception:  # noqa: BLE001 - not a flow's directory
                 continue
+            if flow.runs():
+                found.append(flow)
         return found
 
     def __iter__(self) -> Iterator["Flow"]:

@@ -189,3 +189,10 @@ def username() -> Optional[str]:
 def write_run_tags(ds: "FlowDatastore", run_id: str, project: Optional[dict], user_tags) -> None:
     """Record a new run's tags (user tags validated) before it starts; the namespace check reads them."""
     write_tags(ds, run_id, [validate_tag(t) for t in user_tags], system_tags_for(username(), project))
+
+
+def forget_unstarted_run(ds: "FlowDatastore", run_id: str) -> None:
+    """Remove the tags :func:`write_run_tags` recorded for a run the runtime then refused before it wrote the run's
+    record (a bad setting, a missing package): no reader should list a run that never started."""
+    if ds.read_run(run_id, observed=False) is None:
+        ds.storage.delete(ds._run_key(run_id))

@@ -15,10 +15,11 @@ has one datastore per project and no plugins to pick. ``--with batch|kubernetes|
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pickle
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from ..errors import UsageError, WorkbenchError
 
@@ -103,6 +104,8 @@ def _run_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--max-num-splits", type=int, help="accepted for Metaflow compatibility")
     p.add_argument("--max-workers", type=int)
     p.add_argument("--backend", choices=list(_WITH_BACKENDS))
+    # Metaflow takes --with after the command too (`run --with kubernetes`, tutorial 06)
+    p.add_argument("--with", dest="with_decorators", action="append", default=[], metavar="BACKEND")
     p.add_argument("--json", action="store_true")
     p.add_argument("--junit-xml")
     if command == "resume":
@@ -129,6 +132,23 @@ def _start_run(args, backend: Optional[str], config, graph) -> str:
     return run_id
 
 
+@contextlib.contextmanager
+def _forgotten_if_refused(config, graph, run_id: str) -> Iterator[None]:
+    """The run's tags are written before the runtime checks the run; if it refuses (the error propagates), no run
+    record exists and the tags go too."""
+    try:
+        yield
+    except BaseException:
+        from ..datastore import FlowDatastore
+        from ..run_tags import forget_unstarted_run
+
+        try:
+            forget_unstarted_run(FlowDatastore(config.datastore_url, graph.name or ""), run_id)
+        except Exception:  # noqa: BLE001 - the refusal is what the user must see, not a failed cleanup
+            pass
+        raise
+
+
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
     from ..parameters import check_parameter_name
@@ -142,7 +162,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         check_parameter_name(param.name)
     ns = argparse.Namespace(
         flow=ref,
-        backend=args.backend or _backend_from_with(top["with"]),
+        backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
         max_workers=args.max_workers,
         json=args.json,
         junit_xml=args.junit_xml,
@@ -156,7 +176,8 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         timeout=None,
     )
     ns.run_id = _start_run(args, ns.backend, config, graph)
-    return commands.cmd_run(ns, extra)
+    with _forgotten_if_refused(config, graph, ns.run_id):
+        return commands.cmd_run(ns, extra)
 
 
 def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
@@ -171,13 +192,14 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
         flow=ref,
         run_id=args.origin_run_id,
         from_step=args.step_to_rerun,
-        backend=args.backend or _backend_from_with(top["with"]),
+        backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
         max_workers=args.max_workers,
         json=args.json,
         junit_xml=args.junit_xml,
     )
     ns.new_run_id = _start_run(args, ns.backend, config, graph)
-    return commands.cmd_resume(ns)
+    with _forgotten_if_refused(config, graph, ns.new_run_id):
+        return commands.cmd_resume(ns)
 
 
 def _task_paths(ref: str, pathspec: str):
