@@ -116,17 +116,19 @@ class Flow:
         """Every run in the current namespace (with all of ``tags``), newest first. A run id without a
         run record is skipped: ``python flow.py run`` records its tags before the run starts, and a run
         refused at start (a bad configuration) never gets a record."""
+        return list(self._iter_runs(*tags))
+
+    def _iter_runs(self, *tags: str) -> Iterator["Run"]:
+        """:meth:`runs` one at a time, newest first (``Metaflow().flows`` stops at the first)."""
         from .exception import MetaflowNotFound
 
-        found = []
         for run_id in reversed(self._ds.list_runs()):
             try:
                 run = Run(f"{self.name}/{run_id}", _ds=self._ds, _namespace_check=False)
             except MetaflowNotFound:
                 continue
             if (not self._namespace_check or _in_namespace(run.tags)) and set(tags) <= run.tags:
-                found.append(run)
-        return found
+                yield run
 
     def __iter__(self) -> Iterator["Run"]:
         return iter(self.runs())

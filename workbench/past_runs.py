@@ -167,7 +167,7 @@ class Metaflow:
                 flow = Flow(name)
             except Exception:  # noqa: BLE001 - not a flow's directory
                 continue
-            if flow.runs():
+            if next(flow._iter_runs(), None) is not None:  # one run is enough to list it
                 found.append(flow)
         return found
 
