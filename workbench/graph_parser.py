@@ -11,10 +11,11 @@ import ast
 from typing import Any, Optional
 
 from .errors import FlowError
-from .graph import DecoratorSpec, FlowGraph, ParameterSpec, StepNode, Unresolved
+from .graph import ConfigSpec, DecoratorSpec, FlowGraph, ParameterSpec, StepNode, Unresolved
 
 FLOWSPEC_BASES = {"FlowSpec"}
-PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file"}
+PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file", "Config": "config"}
+UNPACKED_PREFIX = "**"  # a decorator's ``**mapping`` argument is kept as kwargs["**<source>"] = Unresolved
 
 
 class FlowParser:
@@ -144,7 +145,16 @@ class FlowParser:
             name = _call_name(node.func)
             if not name:
                 return None
-            kwargs = {kw.arg: self._literal(kw.value) for kw in node.keywords if kw.arg}
+            kwargs: dict[str, Any] = {}
+            for kw in node.keywords:
+                value = self._literal(kw.value)
+                if kw.arg:
+                    kwargs[kw.arg] = value
+                elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
+                    kwargs.update(value)  # **{"a": 1}: the literal's items
+                else:  # **cfg: kept whole, expanded once configs are resolved (workbench.config_values)
+                    source = value.source if isinstance(value, Unresolved) else repr(value)
+                    kwargs[UNPACKED_PREFIX + source] = value if isinstance(value, Unresolved) else Unresolved(source)
             args = tuple(self._literal(a) for a in node.args)
             return DecoratorSpec(name=name, kwargs=kwargs, lineno=node.lineno, args=args)
         name = _call_name(node)
@@ -156,6 +166,11 @@ class FlowParser:
         name = self._literal(name_node) if name_node is not None else attr
         if not isinstance(name, str):
             self.error(f"parameter {attr}: its name must be a string literal", call.lineno)
+            return
+        if kind == "config":
+            help_text = self._literal(kwargs["help"]) if "help" in kwargs else ""
+            config = ConfigSpec(attr=attr, name=name, lineno=call.lineno, help=str(help_text or ""))
+            self.graph.configs = [c for c in self.graph.configs if c.attr != attr] + [config]
             return
         spec = ParameterSpec(attr=attr, name=name, kind=kind, lineno=call.lineno)
         if "default" in kwargs:
@@ -170,6 +185,16 @@ class FlowParser:
             spec.required = bool(self._literal(kwargs["required"]))
         if "is_text" in kwargs:
             spec.is_text = bool(self._literal(kwargs["is_text"]))
+        if "separator" in kwargs:
+            separator = self._literal(kwargs["separator"])
+            if separator is not None and (not isinstance(separator, str) or not separator):
+                self.error(f"parameter {name}: separator= must be a non-empty string, not {separator!r}", call.lineno)
+                return
+            default_is_text = not spec.has_default or isinstance(spec.default, (str, Unresolved, type(None)))
+            if separator and (spec.type_name not in (None, "str") or not default_is_text):
+                self.error(f"parameter {name}: separator= works with string parameters only", call.lineno)
+                return
+            spec.separator = separator
         self.graph.parameters = [p for p in self.graph.parameters if p.attr != attr] + [spec]
 
     def _read_transition(self, step: StepNode, func: ast.FunctionDef) -> None:
