@@ -104,7 +104,7 @@ def test_config_value_reads_like_a_dict_and_an_object_and_cannot_change():
     again = pickle.loads(pickle.dumps(value))
     assert isinstance(again, ConfigValue) and again.nested.b[1].c == 2
     with pytest.raises(AttributeError, match="no key 'zzz'"):
-        value.zzz
+        _ = value.zzz
 
 
 def test_config_expressions_wait_for_the_values():
@@ -167,11 +167,23 @@ def test_values_from_defaults_files_values_and_parsers(cfg_project):
 @pytest.mark.parametrize(
     "options,message",
     [
-        (ConfigOptions(values=[("nope", "{}")]), "--config-value nope: flow CfgFlow has no config nope (its configs: cfg, words, env)"),
-        (ConfigOptions(files=[("cfg", "missing.json")]), "--config cfg: cannot read missing.json: No such file or directory"),
-        (ConfigOptions(values=[("cfg", "{not json")]), "config cfg: --config-value cfg is not valid JSON: Expecting property name enclosed in double quotes (line 1)"),
+        (
+            ConfigOptions(values=[("nope", "{}")]),
+            "--config-value nope: flow CfgFlow has no config nope (its configs: cfg, words, env)",
+        ),
+        (
+            ConfigOptions(files=[("cfg", "missing.json")]),
+            "--config cfg: cannot read missing.json: No such file or directory",
+        ),
+        (
+            ConfigOptions(values=[("cfg", "{not json")]),
+            "config cfg: --config-value cfg is not valid JSON: Expecting property name enclosed in double quotes (line 1)",
+        ),
         (ConfigOptions(values=[("cfg", "[1, 2]")]), "config cfg: --config-value cfg must hold a JSON object, not list"),
-        (ConfigOptions(files=[("cfg", "words.txt")], values=[("cfg", "{}")]), "config cfg is given twice (--config and --config-value take one each)"),
+        (
+            ConfigOptions(files=[("cfg", "words.txt")], values=[("cfg", "{}")]),
+            "config cfg is given twice (--config and --config-value take one each)",
+        ),
     ],
 )
 def test_bad_config_input_is_one_line(cfg_project, options, message):
@@ -268,8 +280,14 @@ def test_the_flows_own_command_line_takes_metaflows_config_options(cfg_project):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["run", "flows/cfg.py", "--config", "nope", "x.json"], "error: --config nope: flow CfgFlow has no config nope"),
-        (["run", "flows/cfg.py", "--config", "cfg", "words.txt"], "error: config cfg: file words.txt is not valid JSON"),
+        (
+            ["run", "flows/cfg.py", "--config", "nope", "x.json"],
+            "error: --config nope: flow CfgFlow has no config nope",
+        ),
+        (
+            ["run", "flows/cfg.py", "--config", "cfg", "words.txt"],
+            "error: config cfg: file words.txt is not valid JSON",
+        ),
         (["run", "flows/cfg.py", "--config-value", "cfg"], "error: --config-value takes two values"),
     ],
 )

@@ -16,7 +16,6 @@ Every user error is one line naming the config, the file or the expression (Usag
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
 import json
@@ -182,9 +181,7 @@ def resolve_config_values(graph: FlowGraph, flow_cls: type, options: ConfigOptio
         found = given.get(name) or _default_text(flow_cls, config, name)
         if found is None:
             if declaration_of(config).required:
-                raise UsageError(
-                    f"config {name} is required: give --config {name} FILE or --config-value {name} VALUE"
-                )
+                raise UsageError(f"config {name} is required: give --config {name} FILE or --config-value {name} VALUE")
             values[name] = None
             continue
         value = _parse(config, name, found[0], found[1])
@@ -197,14 +194,6 @@ def resolve_config_values(graph: FlowGraph, flow_cls: type, options: ConfigOptio
 
 
 # ------------------------------------------------------------------------------------------ binding
-def _mentions(source: str, names: set[str]) -> bool:
-    try:
-        tree = ast.parse(source, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(tree))
-
-
 class _Binder:
     """Evaluates the graph's config-dependent arguments in the flow module's namespace."""
 
@@ -215,10 +204,9 @@ class _Binder:
         for config in graph.configs:  # `cfg.a` in a class body names the attribute
             if config.attr not in self.values and config.name in values:
                 self.values[config.attr] = values[config.name]
-        self.names = set(self.values) | {"config_expr"}
 
     def value(self, raw: Any, line: int, what: str) -> Any:
-        if not isinstance(raw, Unresolved) or not _mentions(raw.source, self.names):
+        if not isinstance(raw, Unresolved) or not raw.from_config:
             return raw
         scope = {k: ConfigValue(v) if isinstance(v, Mapping) else v for k, v in self.values.items()}
         try:
@@ -293,7 +281,9 @@ def load_flow_class(graph: FlowGraph) -> type:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the flow's own code failed on import: one line
-        raise UsageError(f"{graph.path}: importing it to resolve its configs raised {type(exc).__name__}: {exc}") from None
+        raise UsageError(
+            f"{graph.path}: importing it to resolve its configs raised {type(exc).__name__}: {exc}"
+        ) from None
     flow_cls = getattr(module, graph.name or "", None)
     if not isinstance(flow_cls, type):
         raise UsageError(f"{graph.path}: no class {graph.name} after importing it")

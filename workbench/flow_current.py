@@ -121,7 +121,6 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
     import os
 
     from .decorators import decorators_of
-
     from .user_config import resolve_delayed
 
     project = decorators_of(flow_cls).get("project")

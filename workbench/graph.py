@@ -18,9 +18,13 @@ from .errors import FlowError
 
 @dataclass(frozen=True)
 class Unresolved:
-    """A decorator or Parameter argument that is not a literal; its source text is kept for messages."""
+    """A decorator or Parameter argument that is not a literal; its source text is kept for messages.
+
+    ``from_config``: it names a Config (or calls config_expr), so its value is known when a run starts;
+    :func:`workbench.config_values.bind_configs` replaces it then, and static checks take it as unknown."""
 
     source: str
+    from_config: bool = False
 
     def __repr__(self) -> str:
         return self.source

@@ -75,6 +75,26 @@ class FlowParser:
         self.graph.flow_decorators = [d for d in (self._decorator(x) for x in cls.decorator_list) if d]
         for klass in self._mro(cls, classes):
             self._read_class_body(klass)
+        if self.graph.configs:
+            self._mark_config_dependent()
+
+    def _mark_config_dependent(self) -> None:
+        """Flag the arguments and defaults that name a Config (``cfg.a``, ``**cfg``, ``config_expr(...)``)."""
+        names = {c.attr for c in self.graph.configs} | {c.name for c in self.graph.configs} | {"config_expr"}
+
+        def mark(value: Any) -> Any:
+            if isinstance(value, Unresolved) and mentions_names(value.source, names):
+                return Unresolved(value.source, from_config=True)
+            return value
+
+        decorators = list(self.graph.flow_decorators)
+        for step in self.graph.steps.values():
+            decorators.extend(step.decorators)
+        for deco in decorators:
+            deco.kwargs = {k: mark(v) for k, v in deco.kwargs.items()}
+            deco.args = tuple(mark(a) for a in deco.args)
+        for param in self.graph.parameters:
+            param.default = mark(param.default)
 
     def _is_flow(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> bool:
         """Does ``cls`` derive from FlowSpec, directly or through classes in this file?"""
@@ -274,6 +294,15 @@ class FlowParser:
             return
         step.switch_cases, step.condition = cases, condition
         step.out = list(dict.fromkeys(cases.values()))
+
+
+def mentions_names(source: str, names: set[str]) -> bool:
+    """Does the expression ``source`` use any of ``names`` as a variable?"""
+    try:
+        tree = ast.parse(source, mode="eval")
+        return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(tree))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
 
 
 def _call_name(node: ast.AST) -> Optional[str]:

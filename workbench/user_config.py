@@ -51,13 +51,14 @@ class ConfigValue(dict):  # type: ignore[type-arg]  # a dict, so isinstance(v, d
         raise TypeError("a config value cannot be changed (configs are fixed when the run starts)")
 
     __setattr__ = __delattr__ = __setitem__ = __delitem__ = _immutable
-    clear = pop = popitem = setdefault = update = __ior__ = _immutable  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = __ior__ = _immutable
 
     def to_dict(self) -> dict[Any, Any]:
         """The value as plain dicts and lists (what is saved and recorded with the run)."""
-        return plain(self)  # type: ignore[no-any-return]
+        result: dict[Any, Any] = plain(self)
+        return result
 
-    def copy(self) -> dict[Any, Any]:  # type: ignore[override]
+    def copy(self) -> dict[Any, Any]:
         return self.to_dict()
 
     def __reduce__(self) -> tuple[type[ConfigValue], tuple[dict[Any, Any]]]:
@@ -91,10 +92,14 @@ class ConfigExpr(Mapping[str, Any]):
     DelayEvaluator): ``config_expr("cfg.a")``, or ``cfg.a`` in a class body. Attribute and item access
     extend it (``config_expr("cfg").a["b"]``); ``**expr`` unpacks it into a decorator's arguments."""
 
-    def __init__(self, expr: str, namespace: Optional[dict[str, Any]] = None, path: tuple[Any, ...] = ()):
-        object.__setattr__(self, "_expr", expr)
-        object.__setattr__(self, "_namespace", namespace)  # the globals of the module that wrote it
-        object.__setattr__(self, "_path", path)  # ("attr", name) / ("item", key) steps after the expression
+    _expr: str
+    _namespace: Optional[dict[str, Any]]  # the globals of the module that wrote it
+    _path: tuple[tuple[str, Any], ...]  # ("attr", name) / ("item", key) steps after the expression
+
+    def __init__(self, expr: str, namespace: Optional[dict[str, Any]] = None, path: tuple[tuple[str, Any], ...] = ()):
+        self._expr = expr
+        self._namespace = namespace
+        self._path = path
 
     def __getattr__(self, name: str) -> ConfigExpr:
         if name.startswith("__"):
@@ -176,6 +181,7 @@ class Config(Parameter):
     The constructor never raises: a bad combination is reported, with its line, when the run starts."""
 
     kind = "config"
+    _wb_config: _ConfigDeclaration
 
     def __init__(
         self,
@@ -189,9 +195,9 @@ class Config(Parameter):
         **kwargs: Any,
     ):
         # few attributes of its own: any other name is a key of the value (`cfg.help` is the config's "help")
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "_attr", None)
-        object.__setattr__(self, "_wb_config", _ConfigDeclaration(default, default_value, help, required, parser, plain))
+        self.name = name
+        self._attr: Optional[str] = None
+        self._wb_config = _ConfigDeclaration(default, default_value, help, required, parser, plain)
 
     def __getattr__(self, name: str) -> ConfigExpr:
         if name.startswith("_") or name in _PROBED_NAMES:
@@ -239,7 +245,7 @@ class _ConfigDeclaration:
 
 
 def declaration_of(config: Config) -> _ConfigDeclaration:
-    return config._wb_config  # type: ignore[no-any-return]
+    return config._wb_config
 
 
 def configs_of(flow_cls: type) -> dict[str, Config]:
