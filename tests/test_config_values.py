@@ -193,6 +193,27 @@ def test_bad_config_input_is_one_line(cfg_project, options, message):
     assert str(info.value) == message
 
 
+def test_a_config_with_both_defaults_is_a_flow_error(project):
+    path = write_flow(
+        project,
+        "both.py",
+        """
+        from workbench import Config, FlowSpec, step
+        class B(FlowSpec):
+            cfg = Config("cfg", default="a.json", default_value={"a": 1})
+            @step
+            def start(self):
+                self.next(self.end)
+            @step
+            def end(self):
+                pass
+        """,
+    )
+    assert [str(e) for e in build_graph(path).errors] == [
+        f"{path}:3: config cfg: give default= (a file) or default_value= (a value), not both"
+    ]
+
+
 def test_missing_default_file_and_required_config(cfg_project):
     graph = load_graph(cfg_project / "flows" / "cfg.py")
     flow_cls = load_flow_class(graph)
@@ -258,6 +279,12 @@ def test_workbench_run_with_config_options_then_resume_keeps_them(cfg_project):
     assert start.seen == [1.5, "big", "big", "3.0", ["alpha", "beta"], 7, ["a", "b"]]
     assert start.cfg == {"lr": 1.5, "model": {"name": "big", "steps": 7}} and start.immutable
     assert _latest("end").greeting == "hi"
+    # one step again, with the inputs (and the configs) of that run; --config is refused there
+    p = _cli(cfg_project, "run", "flows/cfg.py", "--step", "end", "--config-value", "cfg", "{}")
+    assert p.returncode == 2 and "the run keeps its origin run's configs" in p.stderr, p.stderr
+    p = _cli(cfg_project, "run", "flows/cfg.py", "--step", "end")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _latest("end").cfg == {"lr": 1.5, "model": {"name": "big", "steps": 7}}
 
 
 def test_the_flows_own_command_line_takes_metaflows_config_options(cfg_project):
@@ -296,3 +323,12 @@ def test_config_usage_errors_exit_2_with_one_line(cfg_project, args, message):
     assert p.returncode == 2, p.stdout + p.stderr
     assert p.stderr.strip().startswith(message) and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_check_passes_and_a_runtime_without_the_configs_says_so(cfg_project):
+    p = _cli(cfg_project, "check", "flows/cfg.py")
+    assert p.returncode == 0 and "ok    flows/cfg.py: CfgFlow (2 steps)" in p.stdout, p.stdout + p.stderr
+    from workbench.runtime import Runtime
+
+    with pytest.raises(UsageError, match=r"^flow CfgFlow has configs \(cfg, words, env\): start it with workbench run"):
+        Runtime(load_graph(cfg_project / "flows" / "cfg.py"), load_config())

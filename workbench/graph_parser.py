@@ -188,6 +188,10 @@ class FlowParser:
             self.error(f"parameter {attr}: its name must be a string literal", call.lineno)
             return
         if kind == "config":
+            given = [k for k in ("default", "default_value") if k in kwargs and self._literal(kwargs[k]) is not None]
+            if len(given) == 2:
+                self.error(f"config {name}: give default= (a file) or default_value= (a value), not both", call.lineno)
+                return
             help_text = self._literal(kwargs["help"]) if "help" in kwargs else ""
             config = ConfigSpec(attr=attr, name=name, lineno=call.lineno, help=str(help_text or ""))
             self.graph.configs = [c for c in self.graph.configs if c.attr != attr] + [config]
