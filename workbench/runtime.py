@@ -84,7 +84,9 @@ class Runtime:
         self.configs = configs or {}  # Config name -> value (workbench.config_values), artifacts of every task
         if graph.configs and configs is None:
             names = ", ".join(c.name for c in graph.configs)
-            raise UsageError(f"flow {self.flow} has configs ({names}): start it with workbench run, which resolves them")
+            raise UsageError(
+                f"flow {self.flow} has configs ({names}): start it with workbench run, which resolves them"
+            )
         root = Path(config.root).resolve()
         flow_path = Path(graph.path).resolve()
         try:

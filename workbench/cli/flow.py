@@ -150,7 +150,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     for param in graph.parameters:
         check_parameter_name(param.name)
     options = top["configs"]
-    extra = commands.take_config_options(extra, options)  # also accepted after `run`
+    extra = commands.take_config_options(graph, extra, options)  # also accepted after `run`
     # configs first: @project(name=config_expr(...)) names the run's project tags, written with its id
     configs = prepare_configs(graph, _FLOW_CLASS, options)
     ns = argparse.Namespace(

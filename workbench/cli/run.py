@@ -13,19 +13,21 @@ from ..graph import FlowGraph
 from ..project import resolve_flow, split_pathspec
 
 
-def take_config_options(argv: list[str], options: Optional[ConfigOptions] = None) -> list[str]:
+def take_config_options(graph: FlowGraph, argv: list[str], options: ConfigOptions) -> list[str]:
     """Move ``--config NAME FILE`` and ``--config-value NAME VALUE`` out of ``argv`` into ``options``;
-    return the rest (the flow's parameters)."""
+    return the rest (the flow's parameters). Only for a flow with configs, and not when it has a
+    parameter of that name (``--config FILE`` is then that parameter)."""
+    if not graph.configs:
+        return argv
+    taken = {"--config", "--config-value"} - {f"--{p.name}" for p in graph.parameters}
     rest: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("--config", "--config-value"):
+        if arg in taken:
             if i + 2 >= len(argv):
                 raise UsageError(f"{arg} takes two values: {arg} NAME {'FILE' if arg == '--config' else 'VALUE'}")
-            pair = (argv[i + 1], argv[i + 2])
-            if options is not None:
-                (options.files if arg == "--config" else options.values).append(pair)
+            (options.files if arg == "--config" else options.values).append((argv[i + 1], argv[i + 2]))
             i += 3
             continue
         rest.append(arg)
@@ -95,7 +97,7 @@ def cmd_run(args, extra: list[str]) -> int:
     overrides = {k: getattr(args, k) for k in ("cpu", "memory", "gpu", "image", "timeout") if getattr(args, k)}
     options: ConfigOptions = getattr(args, "config_options", None) or ConfigOptions()
     flow_cls = getattr(args, "flow_cls", None)  # the flow's own command line has the class at hand
-    extra = take_config_options(extra, options)
+    extra = take_config_options(graph, extra, options)
     if args.step:
         if args.step not in graph.steps:
             raise UsageError(f"flow {graph.name} has no step {args.step} (steps: {', '.join(graph.steps)})")
