@@ -17,7 +17,13 @@ import pytest
 
 from workbench import Config, ConfigValue, config_expr
 from workbench.config import load_config
-from workbench.config_values import ConfigOptions, bind_configs, load_flow_class, resolve_config_values
+from workbench.config_values import (
+    ConfigOptions,
+    bind_configs,
+    config_options_from_environment,
+    load_flow_class,
+    resolve_config_values,
+)
 from workbench.errors import FlowError, UsageError
 from workbench.graph import build_graph, load_graph
 from workbench.parameters import resolve_parameters
@@ -332,3 +338,34 @@ def test_check_passes_and_a_runtime_without_the_configs_says_so(cfg_project):
 
     with pytest.raises(UsageError, match=r"^flow CfgFlow has configs \(cfg, words, env\): start it with workbench run"):
         Runtime(load_graph(cfg_project / "flows" / "cfg.py"), load_config())
+
+
+def test_any_config_text_is_a_value_or_one_line(cfg_project):
+    """Whatever text --config-value or METAFLOW_FLOW_CONFIG_VALUE carries: a value, or one clear line."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    graph = load_graph(cfg_project / "flows" / "cfg.py")
+    flow_cls = load_flow_class(graph)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        text=st.one_of(st.text(max_size=40), st.from_regex(r'\{"[a-z]{0,3}": ?[\[\]{}0-9",]{0,8}\}?')),
+        env=st.booleans(),
+    )
+    def check(text, env):
+        os.environ.pop("METAFLOW_FLOW_CONFIG_VALUE", None)
+        options = ConfigOptions(values=[("cfg", text)])
+        if env:
+            os.environ["METAFLOW_FLOW_CONFIG_VALUE"] = text
+            options = ConfigOptions()
+        try:
+            values = resolve_config_values(graph, flow_cls, config_options_from_environment(options))
+        except UsageError as exc:
+            assert "\n" not in str(exc) and str(exc)
+        else:
+            assert isinstance(values["cfg"], dict) and json.loads(json.dumps(values))
+        finally:
+            os.environ.pop("METAFLOW_FLOW_CONFIG_VALUE", None)
+
+    check()
