@@ -28,6 +28,7 @@ from .decorators import (
 )
 from .flowspec import FlowSpec, current, step
 from .parameters import IncludeFile, JSONType, Parameter
+from .user_config import Config, ConfigValue, config_expr
 
 __version__ = "0.1.0"
 
@@ -67,6 +68,9 @@ __all__ = [
     "Parameter",
     "IncludeFile",
     "JSONType",
+    "Config",
+    "ConfigValue",
+    "config_expr",
     "resources",
     "retry",
     "catch",

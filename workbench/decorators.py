@@ -93,7 +93,8 @@ Decorated = Callable[..., Any]
 def _attach(func: Decorated, name: str, kwargs: dict[str, Any]) -> Decorated:
     spec = STEP_DECORATORS.get(name)
     if spec is not None:
-        unknown = sorted(set(kwargs) - set(spec))
+        # `**cfg` (a Config) hands over one key that stands for the whole value, known when the run starts
+        unknown = sorted(k for k in set(kwargs) - set(spec) if not k.startswith("_unpacked_delayed_"))
         if unknown:
             raise TypeError(f"@{name} has no argument {unknown[0]!r} (it takes {', '.join(spec)})")
     decos = list(getattr(func, DECORATOR_ATTR, []))

@@ -121,10 +121,12 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
     import os
 
     from .decorators import decorators_of
+    from .user_config import resolve_delayed
 
     project = decorators_of(flow_cls).get("project")
     if not project or not project.get("name"):
         return None
+    name = resolve_delayed(project["name"])  # @project(name=config_expr("cfg").project): the run's configs
     production = os.environ.get("METAFLOW_PRODUCTION", "").lower() in ("1", "true", "yes")
     branch = os.environ.get("METAFLOW_BRANCH")
     if production:
@@ -135,7 +137,7 @@ def project_of(flow_cls: type) -> Optional[dict[str, str]]:
         from .client import username
 
         branch_name = f"user.{username()}"
-    return {"name": project["name"], "branch": branch_name}
+    return {"name": name, "branch": branch_name}
 
 
 class Parallel(NamedTuple):

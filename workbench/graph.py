@@ -18,9 +18,13 @@ from .errors import FlowError
 
 @dataclass(frozen=True)
 class Unresolved:
-    """A decorator or Parameter argument that is not a literal; its source text is kept for messages."""
+    """A decorator or Parameter argument that is not a literal; its source text is kept for messages.
+
+    ``from_config``: it names a Config (or calls config_expr), so its value is known when a run starts;
+    :func:`workbench.config_values.bind_configs` replaces it then, and static checks take it as unknown."""
 
     source: str
+    from_config: bool = False
 
     def __repr__(self) -> str:
         return self.source
@@ -46,6 +50,18 @@ class ParameterSpec:
     lineno: int = 0
     has_default: bool = False
     is_text: bool = True
+    separator: Optional[str] = None  # Parameter(separator=","): the value is split into a list of strings
+
+
+@dataclass
+class ConfigSpec:
+    """``cfg = Config("cfg", ...)``: a configuration whose value is resolved before the run starts
+    (:mod:`workbench.config_values`); its parser and defaults are read from the flow class itself."""
+
+    attr: str
+    name: str
+    lineno: int = 0
+    help: str = ""
 
 
 @dataclass
@@ -100,6 +116,7 @@ class FlowGraph:
     lineno: int = 0
     steps: dict[str, StepNode] = field(default_factory=dict)
     parameters: list[ParameterSpec] = field(default_factory=list)
+    configs: list[ConfigSpec] = field(default_factory=list)
     flow_decorators: list[DecoratorSpec] = field(default_factory=list)
     errors: list[FlowError] = field(default_factory=list)
     doc: str = ""

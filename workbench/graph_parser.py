@@ -11,10 +11,11 @@ import ast
 from typing import Any, Optional
 
 from .errors import FlowError
-from .graph import DecoratorSpec, FlowGraph, ParameterSpec, StepNode, Unresolved
+from .graph import ConfigSpec, DecoratorSpec, FlowGraph, ParameterSpec, StepNode, Unresolved
 
 FLOWSPEC_BASES = {"FlowSpec"}
-PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file"}
+PARAMETER_CALLS = {"Parameter": "parameter", "IncludeFile": "include_file", "Config": "config"}
+UNPACKED_PREFIX = "**"  # a decorator's ``**mapping`` argument is kept as kwargs["**<source>"] = Unresolved
 
 
 class FlowParser:
@@ -74,6 +75,26 @@ class FlowParser:
         self.graph.flow_decorators = [d for d in (self._decorator(x) for x in cls.decorator_list) if d]
         for klass in self._mro(cls, classes):
             self._read_class_body(klass)
+        if self.graph.configs:
+            self._mark_config_dependent()
+
+    def _mark_config_dependent(self) -> None:
+        """Flag the arguments and defaults that name a Config (``cfg.a``, ``**cfg``, ``config_expr(...)``)."""
+        names = {c.attr for c in self.graph.configs} | {c.name for c in self.graph.configs} | {"config_expr"}
+
+        def mark(value: Any) -> Any:
+            if isinstance(value, Unresolved) and mentions_names(value.source, names):
+                return Unresolved(value.source, from_config=True)
+            return value
+
+        decorators = list(self.graph.flow_decorators)
+        for step in self.graph.steps.values():
+            decorators.extend(step.decorators)
+        for deco in decorators:
+            deco.kwargs = {k: mark(v) for k, v in deco.kwargs.items()}
+            deco.args = tuple(mark(a) for a in deco.args)
+        for param in self.graph.parameters:
+            param.default = mark(param.default)
 
     def _is_flow(self, cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: set[str]) -> bool:
         """Does ``cls`` derive from FlowSpec, directly or through classes in this file?"""
@@ -144,7 +165,16 @@ class FlowParser:
             name = _call_name(node.func)
             if not name:
                 return None
-            kwargs = {kw.arg: self._literal(kw.value) for kw in node.keywords if kw.arg}
+            kwargs: dict[str, Any] = {}
+            for kw in node.keywords:
+                value = self._literal(kw.value)
+                if kw.arg:
+                    kwargs[kw.arg] = value
+                elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
+                    kwargs.update(value)  # **{"a": 1}: the literal's items
+                else:  # **cfg: kept whole, expanded once configs are resolved (workbench.config_values)
+                    source = value.source if isinstance(value, Unresolved) else repr(value)
+                    kwargs[UNPACKED_PREFIX + source] = value if isinstance(value, Unresolved) else Unresolved(source)
             args = tuple(self._literal(a) for a in node.args)
             return DecoratorSpec(name=name, kwargs=kwargs, lineno=node.lineno, args=args)
         name = _call_name(node)
@@ -156,6 +186,15 @@ class FlowParser:
         name = self._literal(name_node) if name_node is not None else attr
         if not isinstance(name, str):
             self.error(f"parameter {attr}: its name must be a string literal", call.lineno)
+            return
+        if kind == "config":
+            given = [k for k in ("default", "default_value") if k in kwargs and self._literal(kwargs[k]) is not None]
+            if len(given) == 2:
+                self.error(f"config {name}: give default= (a file) or default_value= (a value), not both", call.lineno)
+                return
+            help_text = self._literal(kwargs["help"]) if "help" in kwargs else ""
+            config = ConfigSpec(attr=attr, name=name, lineno=call.lineno, help=str(help_text or ""))
+            self.graph.configs = [c for c in self.graph.configs if c.attr != attr] + [config]
             return
         spec = ParameterSpec(attr=attr, name=name, kind=kind, lineno=call.lineno)
         if "default" in kwargs:
@@ -170,6 +209,16 @@ class FlowParser:
             spec.required = bool(self._literal(kwargs["required"]))
         if "is_text" in kwargs:
             spec.is_text = bool(self._literal(kwargs["is_text"]))
+        if "separator" in kwargs:
+            separator = self._literal(kwargs["separator"])
+            if separator is not None and (not isinstance(separator, str) or not separator):
+                self.error(f"parameter {name}: separator= must be a non-empty string, not {separator!r}", call.lineno)
+                return
+            default_is_text = not spec.has_default or isinstance(spec.default, (str, Unresolved, type(None)))
+            if separator and (spec.type_name not in (None, "str") or not default_is_text):
+                self.error(f"parameter {name}: separator= works with string parameters only", call.lineno)
+                return
+            spec.separator = separator
         self.graph.parameters = [p for p in self.graph.parameters if p.attr != attr] + [spec]
 
     def _read_transition(self, step: StepNode, func: ast.FunctionDef) -> None:
@@ -249,6 +298,15 @@ class FlowParser:
             return
         step.switch_cases, step.condition = cases, condition
         step.out = list(dict.fromkeys(cases.values()))
+
+
+def mentions_names(source: str, names: set[str]) -> bool:
+    """Does the expression ``source`` use any of ``names`` as a variable?"""
+    try:
+        tree = ast.parse(source, mode="eval")
+        return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(tree))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
 
 
 def _call_name(node: ast.AST) -> Optional[str]:

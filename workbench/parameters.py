@@ -183,7 +183,7 @@ class ParameterContext:
         self.parameter_name = parameter_name
         self.logger = print
         self.ds_type = "local"
-        self.configs = None
+        self.configs: Any = None  # the run's configs (a ConfigValue of name -> value) when the flow has any
 
 
 def resolve_default(flow_cls: type, attr: str) -> Any:
@@ -195,7 +195,11 @@ def resolve_default(flow_cls: type, attr: str) -> Any:
     if callable(default):
         from .client import username
 
-        default = default(ParameterContext(flow_cls.__name__, username(), param.name))
+        context = ParameterContext(flow_cls.__name__, username(), param.name)
+        from .user_config import active_configs
+
+        context.configs = active_configs()  # the run's configs, active in this task (workbench.user_config)
+        default = default(context)
     if isinstance(param, IncludeFile):
         if default is None:
             return None
@@ -205,7 +209,14 @@ def resolve_default(flow_cls: type, attr: str) -> Any:
         return json.loads(default)
     if param.type is bool and isinstance(default, str):
         return _to_bool(default)
-    return default
+    return split_value(param.kwargs.get("separator"), default)
+
+
+def split_value(separator: Optional[str], value: Any) -> Any:
+    """``Parameter(separator=",")``: a non-empty string value becomes the list of its parts (as Metaflow)."""
+    if separator and isinstance(value, str) and value:
+        return value.split(separator)
+    return value
 
 
 def resolve_parameters(specs: Sequence[ParameterSpec], given: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +232,7 @@ def resolve_parameters(specs: Sequence[ParameterSpec], given: dict[str, Any]) ->
         if raw is None:
             raw = value_from_environment(p.name)
         if raw is not None:
-            values[p.attr] = convert_parameter(p, raw)
+            values[p.attr] = split_value(p.separator, convert_parameter(p, raw))
         elif p.required:
             raise UsageError(f"parameter --{p.name} is required")
         elif p.has_default:
@@ -234,7 +245,7 @@ def resolve_parameters(specs: Sequence[ParameterSpec], given: dict[str, Any]) ->
             elif p.type_name in ("JSONType", "json") and isinstance(p.default, str):
                 values[p.attr] = convert_parameter(p, p.default)  # Metaflow parses a JSON default written as text
             else:
-                values[p.attr] = p.default
+                values[p.attr] = split_value(p.separator, p.default)
         else:
             values[p.attr] = None
     return values

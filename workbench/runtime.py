@@ -61,6 +61,7 @@ class Runtime:
         only_task_index: Optional[int] = None,
         run_id: Optional[str] = None,
         datastore: Optional[FlowDatastore] = None,
+        configs: Optional[dict[str, Any]] = None,
     ):
         if not graph.ok:
             raise graph.errors[0]
@@ -80,6 +81,12 @@ class Runtime:
 
             params = resolve_parameters(graph.parameters, {})  # defaults (a resume takes the origin's)
         self.params = params
+        self.configs = configs or {}  # Config name -> value (workbench.config_values), artifacts of every task
+        if graph.configs and configs is None:
+            names = ", ".join(c.name for c in graph.configs)
+            raise UsageError(
+                f"flow {self.flow} has configs ({names}): start it with workbench run, which resolves them"
+            )
         root = Path(config.root).resolve()
         flow_path = Path(graph.path).resolve()
         try:
@@ -168,6 +175,7 @@ class Runtime:
             status=RunStatus.RUNNING,
             started_at=started,
             params={k: _short(v) for k, v in self.params.items()},
+            configs=self.configs,
             origin_run_id=self.origin_run_id,
             flow_file=self.flow_file,
             only_step=self.only_step,
@@ -449,6 +457,9 @@ class Runtime:
                 unresolved.append(attr)
                 continue
             refs[attr], _ = self.ds.save_artifact(value)
+        for config in self.graph.configs:  # a config is an artifact of every task, as a parameter is
+            if config.name in self.configs:
+                refs[config.attr], _ = self.ds.save_artifact(self.configs[config.name])
         return refs, unresolved
 
     def _load_origin(self, origin: str) -> list[TaskRecord]:

@@ -75,6 +75,8 @@ class StepSettings:
 
 def _literal(step: StepNode, deco: DecoratorSpec, key: str, graph: FlowGraph) -> Any:
     value = deco.kwargs.get(key)
+    if isinstance(value, Unresolved) and value.from_config:
+        return None  # names a Config: bound to its value when a run starts (workbench.config_values)
     if isinstance(value, Unresolved):
         source = value.source if len(value.source) <= 60 else value.source[:57] + "..."
         raise FlowError(

@@ -32,6 +32,7 @@ from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
 from .parameters import resolve_default
 from .preview import describe
 from .secret_sources import SecretsError
+from .user_config import activate_task_configs
 
 
 class StepTimeout(Exception):
@@ -171,6 +172,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     ctx.origins = {n: _owner(p.pathspec) for p in spec.inputs for n in p.artifacts}  # for corrupt-blob lines
     flow = flow_cls.__new__(flow_cls)
     flow.__dict__["_wb_ctx"] = ctx
+    activate_task_configs(flow_cls, ctx.has_input_artifact, ctx.load_input_artifact)  # before @project is read
     current._bind_flow_class(flow_cls)
     if is_join:  # parameters are artifacts of every task, joins included (as in Metaflow)
         for name, sha in spec.params.items():

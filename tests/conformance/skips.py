@@ -48,10 +48,7 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("CatchRetryTest", "*"): "@catch now stores Metaflow's full type names, but " + _UNDIAGNOSED,
     ("TimeoutDecoratorTest", "*"): "@timeout's exception under @catch: " + _UNDIAGNOSED,
     ("DetectSegFaultTest", "*"): "needs a task killed by a signal to say so in its stderr ('segmentation fault')",
-    ("BasicConfigTest", "*"): "needs Config / config_expr (the Config item of the conformance issue)",
     ("ConstantsTest", "*"): "needs class-level constants saved as artifacts of every task (task output saving)",
-    ("BasicParameterTest", "*"): "needs Parameter(separator=...) to split the value into a list (the static "
-    "parameter spec does not carry separator yet)",
 }
 
 # skipped pairs too slow to run as expected failures in the CI subset (each waits out @retry's 2-minute

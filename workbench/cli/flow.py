@@ -60,12 +60,20 @@ Options:
 
 def _split_top(argv: list[str]) -> tuple[dict, list[str]]:
     """Consume the top-level options before the command; return them and the rest."""
-    top: dict = {"with": []}
+    from ..config_values import ConfigOptions
+
+    top: dict = {"with": [], "configs": ConfigOptions()}
     i = 0
     while i < len(argv):
         arg = argv[i]
         name, eq, value = arg.partition("=")
-        if name in _TOP_VALUE or name == "--with":
+        if arg in ("--config", "--config-value"):  # Metaflow's: NAME FILE / NAME VALUE, before the command
+            if i + 2 >= len(argv):
+                raise UsageError(f"{arg} takes two values: {arg} NAME {'FILE' if arg == '--config' else 'VALUE'}")
+            configs = top["configs"]
+            (configs.files if arg == "--config" else configs.values).append((argv[i + 1], argv[i + 2]))
+            i += 2
+        elif name in _TOP_VALUE or name == "--with":
             if not eq:
                 if i + 1 >= len(argv):
                     raise UsageError(f"{name} needs a value")
@@ -151,6 +159,7 @@ def _forgotten_if_refused(config, graph, run_id: str) -> Iterator[None]:
 
 def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
+    from ..config_values import prepare_configs
     from ..parameters import check_parameter_name
     from ..project import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
@@ -160,6 +169,10 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     graph = resolve_flow(ref, config)
     for param in graph.parameters:
         check_parameter_name(param.name)
+    options = top["configs"]
+    extra = commands.take_config_options(graph, extra, options)  # also accepted after `run`
+    # configs first: @project(name=config_expr(...)) names the run's project tags, written with its id
+    configs = prepare_configs(graph, _FLOW_CLASS, options)
     ns = argparse.Namespace(
         flow=ref,
         backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
@@ -174,6 +187,8 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         gpu=None,
         image=None,
         timeout=None,
+        flow_cls=_FLOW_CLASS,
+        configs=configs,
     )
     ns.run_id = _start_run(args, ns.backend, config, graph)
     with _forgotten_if_refused(config, graph, ns.run_id):
@@ -182,12 +197,15 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
 
 def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
+    from ..config_values import prepare_configs
     from ..project import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
 
     args = _run_parser("resume").parse_args(argv)
     config = load_config()
     graph = resolve_flow(ref, config)
+    if top["configs"]:
+        raise UsageError("resume keeps the configs of the run it resumes: drop --config/--config-value")
     ns = argparse.Namespace(
         flow=ref,
         run_id=args.origin_run_id,
@@ -196,10 +214,24 @@ def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
         max_workers=args.max_workers,
         json=args.json,
         junit_xml=args.junit_xml,
+        flow_cls=_FLOW_CLASS,
     )
+    if graph.configs:  # active before the run id is picked: @project may name the project from a config
+        ns.configs = prepare_configs(graph, _FLOW_CLASS, recorded=_origin_configs(config, graph, args.origin_run_id))
     ns.new_run_id = _start_run(args, ns.backend, config, graph)
     with _forgotten_if_refused(config, graph, ns.new_run_id):
         return commands.cmd_resume(ns)
+
+
+def _origin_configs(config, graph, origin_run_id: Optional[str]) -> dict:
+    """The configs recorded with the run a resume starts from (the latest, unless named)."""
+    from ..datastore import FlowDatastore
+    from ..runtime import latest_run_id
+
+    ds = FlowDatastore(config.datastore_url, graph.name or "")
+    origin = origin_run_id or latest_run_id(ds, lambda d: not d.only_step)
+    record = ds.read_run(origin) if origin else None
+    return record.configs if record else {}
 
 
 def _task_paths(ref: str, pathspec: str):

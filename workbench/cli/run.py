@@ -6,10 +6,33 @@ import sys
 from typing import Optional
 
 from ..config import load_config
+from ..config_values import ConfigOptions, prepare_configs
 from ..errors import UsageError
 from ..exitcodes import CLI_CANCELLED
 from ..graph import FlowGraph
 from ..project import resolve_flow, split_pathspec
+
+
+def take_config_options(graph: FlowGraph, argv: list[str], options: ConfigOptions) -> list[str]:
+    """Move ``--config NAME FILE`` and ``--config-value NAME VALUE`` out of ``argv`` into ``options``;
+    return the rest (the flow's parameters). Only for a flow with configs, and not when it has a
+    parameter of that name (``--config FILE`` is then that parameter)."""
+    if not graph.configs:
+        return argv
+    taken = {"--config", "--config-value"} - {f"--{p.name}" for p in graph.parameters}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in taken:
+            if i + 2 >= len(argv):
+                raise UsageError(f"{arg} takes two values: {arg} NAME {'FILE' if arg == '--config' else 'VALUE'}")
+            (options.files if arg == "--config" else options.values).append((argv[i + 1], argv[i + 2]))
+            i += 3
+            continue
+        rest.append(arg)
+        i += 1
+    return rest
 
 
 def _parse_flow_params(graph: FlowGraph, extra: list[str]) -> dict[str, str]:
@@ -72,6 +95,9 @@ def cmd_run(args, extra: list[str]) -> int:
     config = load_config()
     graph = resolve_flow(args.flow, config)
     overrides = {k: getattr(args, k) for k in ("cpu", "memory", "gpu", "image", "timeout") if getattr(args, k)}
+    options: ConfigOptions = getattr(args, "config_options", None) or ConfigOptions()
+    flow_cls = getattr(args, "flow_cls", None)  # the flow's own command line has the class at hand
+    extra = take_config_options(graph, extra, options)
     if args.step:
         if args.step not in graph.steps:
             raise UsageError(f"flow {graph.name} has no step {args.step} (steps: {', '.join(graph.steps)})")
@@ -85,6 +111,8 @@ def cmd_run(args, extra: list[str]) -> int:
             raise UsageError(
                 f"flow {graph.name} has no earlier run to take the inputs of {args.step} from; run the flow once first"
             )
+        origin_record = ds.read_run(origin)
+        configs = prepare_configs(graph, flow_cls, options, recorded=origin_record.configs if origin_record else {})
         if args.backend:
             overrides["backend"] = args.backend
         if getattr(args, "profile", False):
@@ -99,6 +127,7 @@ def cmd_run(args, extra: list[str]) -> int:
             only_step=args.step,
             only_task_index=args.task,
             datastore=ds,
+            configs=configs,
         )
         code = _execute(runtime, args.json, args.junit_xml)
         if overrides.get("profile") and not args.json:
@@ -108,6 +137,10 @@ def cmd_run(args, extra: list[str]) -> int:
         return code
     if overrides or args.task is not None or args.from_run or getattr(args, "profile", False):
         raise UsageError("--cpu/--memory/--gpu/--image/--timeout/--task/--from-run/--profile go with --step")
+    # before parameters (their defaults may use configs); the flow's command line resolved them already,
+    # before picking the run id, and this graph is bound with those values
+    resolved = getattr(args, "configs", None)
+    configs = prepare_configs(graph, flow_cls, None if resolved is not None else options, recorded=resolved)
     params = resolve_parameters(graph.parameters, _parse_flow_params(graph, extra))
     runtime = Runtime(
         graph,
@@ -116,6 +149,7 @@ def cmd_run(args, extra: list[str]) -> int:
         backend=args.backend,
         max_workers=args.max_workers,
         run_id=getattr(args, "run_id", None),
+        configs=configs,
     )
     return _execute(runtime, args.json, args.junit_xml)
 
@@ -130,6 +164,9 @@ def cmd_resume(args) -> int:
     origin = args.run_id or latest_run_id(ds, lambda d: not d.only_step)
     if origin is None:
         raise UsageError(f"flow {graph.name} has no run to resume")
+    origin_record = ds.read_run(origin)
+    recorded = origin_record.configs if origin_record else {}  # a resume keeps the origin run's configs
+    configs = prepare_configs(graph, getattr(args, "flow_cls", None), recorded=getattr(args, "configs", recorded))
     rerun = resume_plan(graph, ds, origin, args.from_step)
     runtime = Runtime(
         graph,
@@ -140,6 +177,7 @@ def cmd_resume(args) -> int:
         rerun_steps=rerun,
         datastore=ds,
         run_id=getattr(args, "new_run_id", None),
+        configs=configs,
     )
     return _execute(runtime, args.json, args.junit_xml)
 

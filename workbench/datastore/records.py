@@ -113,6 +113,7 @@ class RunRecord(_Record):
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
     params: dict[str, Any] = field(default_factory=dict)  # shortened values, for display
+    configs: dict[str, Any] = field(default_factory=dict)  # Config name -> value, whole (a resume keeps them)
     origin_run_id: Optional[str] = None  # the run a resume or single-step run took its inputs from
     flow_file: str = ""
     only_step: Optional[str] = None
