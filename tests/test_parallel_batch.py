@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -64,13 +66,21 @@ def gang_project(aws, tmp_path, monkeypatch):
     return load_config(tmp_path), queue, client
 
 
-def _run(config, **params):
-    """Run the flow. Pass every parameter: a Runtime given only some leaves the others unset after start."""
+def _runtime(config, events, **params):
+    """The flow's Runtime. Every parameter is passed: a Runtime given only some leaves the others unset after start."""
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
 
+    params = {"nodes": 3, "fail_node": -1, "fail_once": False, "hold": 0, **params}
+    return Runtime(
+        load_graph(str(config.root / "flows" / "gang_exchange.py")), config, params=params, sink=events.append
+    )
+
+
+def _run(config, **params):
+    """Run the flow to its end: (runtime, result, events)."""
     events: list = []
-    rt = Runtime(load_graph(str(config.root / "flows" / "gang_exchange.py")), config, params=params, sink=events.append)
+    rt = _runtime(config, events, **params)
     return rt, rt.run(), events
 
 
@@ -90,7 +100,7 @@ def test_three_nodes_exchange_a_value_through_node_0(gang_project, aws):
     from workbench import Flow
 
     config, queue, _ = gang_project
-    rt, result, events = _run(config, nodes=3, fail_node=-1)
+    rt, result, events = _run(config)
     warnings = [e.message for e in events if type(e).__name__ == "RunWarning"]
     assert result.status == "succeeded", (result.message, warnings, _why(rt.run_id))
 
@@ -129,7 +139,7 @@ def test_a_failing_node_fails_the_gang_and_leaves_nothing_running(gang_project, 
     from workbench import Flow
 
     config, queue, docker_client = gang_project
-    rt, result, events = _run(config, nodes=3, fail_node=0)
+    rt, result, events = _run(config, fail_node=0)
     assert result.status == "failed"
     [job] = _submissions(aws, queue, rt.run_id)
     assert job["status"] == "FAILED"
@@ -175,3 +185,32 @@ def test_gang_job_definition_asks_for_gpus_on_every_node():
         nodes=2,
     )
     assert again["jobDefinitionName"] == body["jobDefinitionName"]  # registered once, reused
+
+
+def test_cancel_mid_gang_terminates_the_job_once_and_leaves_nothing(gang_project, aws):
+    config, queue, docker_client = gang_project
+    events: list = []
+    rt = _runtime(config, events, hold=120)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", rt.run()))
+    thread.start()
+    try:
+        deadline, subs = time.time() + 120, []
+        while time.time() < deadline:
+            subs = _submissions(aws, queue, rt.run_id)
+            if subs and subs[0]["status"] == "RUNNING":
+                break
+            time.sleep(0.5)
+        assert subs and subs[0]["status"] == "RUNNING", subs
+        backend = rt._backends["batch"]
+        before = backend.calls["terminate_job"]
+        rt.cancel("stop it")
+    finally:
+        thread.join(120)
+    assert box["result"].status == "cancelled"
+    assert backend.calls["terminate_job"] - before == 1  # the whole gang, whichever node was asked first
+    [job] = _submissions(aws, queue, rt.run_id)
+    assert job["status"] == "FAILED"
+    assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+    finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
+    assert len(finished) == 3 and all(e.status == "cancelled" for e in finished)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -67,7 +69,7 @@ def kube_gang(aws, tmp_path, monkeypatch):
     monkeypatch.setattr(k8s_gang, "gang_job_manifest", checked_job)
     monkeypatch.setattr(k8s_gang, "headless_service_manifest", checked_service)
 
-    def make():
+    def make(retries: int = 0):
         (tmp_path / "flows").mkdir(exist_ok=True)
         shutil.copy(FLOW_FILE, tmp_path / "flows" / "gang_exchange.py")
         (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
@@ -91,6 +93,7 @@ def kube_gang(aws, tmp_path, monkeypatch):
             backend = "kubernetes"
             cpu = 0.25
             memory = "256M"
+            retries = {retries}
             env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
         ''').lstrip()
         )
@@ -106,13 +109,21 @@ def kube_gang(aws, tmp_path, monkeypatch):
     assert emu.containers() == []
 
 
-def _run(config, **params):
-    """Run the flow. Pass every parameter: a Runtime given only some leaves the others unset after start."""
+def _runtime(config, events, **params):
+    """The flow's Runtime. Every parameter is passed: a Runtime given only some leaves the others unset after start."""
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
 
+    params = {"nodes": 3, "fail_node": -1, "fail_once": False, "hold": 0, **params}
+    return Runtime(
+        load_graph(str(config.root / "flows" / "gang_exchange.py")), config, params=params, sink=events.append
+    )
+
+
+def _run(config, **params):
+    """Run the flow to its end: (runtime, result, events)."""
     events: list = []
-    rt = Runtime(load_graph(str(config.root / "flows" / "gang_exchange.py")), config, params=params, sink=events.append)
+    rt = _runtime(config, events, **params)
     return rt, rt.run(), events
 
 
@@ -141,7 +152,7 @@ def test_three_nodes_exchange_a_value_through_node_0(kube_gang):
     from workbench import Flow
 
     config = kube_gang.make()
-    rt, result, events = _run(config, nodes=3, fail_node=-1)
+    rt, result, events = _run(config)
     warnings = [e.message for e in events if type(e).__name__ == "RunWarning"]
     assert result.status == "succeeded", (result.message, warnings, _why(rt.run_id))
 
@@ -179,7 +190,7 @@ def test_a_failing_node_fails_the_gang_and_leaves_nothing_running(kube_gang):
     from workbench import Flow
 
     config = kube_gang.make()
-    rt, result, events = _run(config, nodes=3, fail_node=2)  # nodes 0 and 1 wait for node 2, which raises
+    rt, result, events = _run(config, fail_node=2)  # nodes 0 and 1 wait for node 2, which raises
     assert result.status == "failed"
     run = Flow("GangExchangeFlow")[rt.run_id]
     tasks = sorted(run["train"], key=lambda t: t.index)
@@ -222,3 +233,54 @@ def test_gang_manifest_asks_for_gpus_on_every_node():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["command"][-2:] == ["--array", "F/1/array-train-0-2"]
     assert job["spec"]["parallelism"] == job["spec"]["completions"] == 4
+
+
+def test_a_gang_that_fails_once_is_retried_whole(kube_gang):
+    from workbench import Flow
+
+    config = kube_gang.make(retries=1)
+    rt, result, events = _run(config, fail_node=1, fail_once=True)
+    assert result.status == "succeeded", (result.message, _why(rt.run_id))
+    # attempt 0 and attempt 1 of the gang: one Indexed Job (and one Service) each
+    names = [j["metadata"]["name"] for j in kube_gang.sent["jobs"]]
+    assert len(names) == 2 and names[0] != names[1] and len(kube_gang.sent["services"]) == 2
+    run = Flow("GangExchangeFlow")[rt.run_id]
+    assert run["join"].task.data.totals == [(0, 60), (1, 60), (2, 60)]
+    for t in run["train"]:
+        attempts = t._doc["attempts"]
+        assert [a["status"] for a in attempts] == ["retrying", "succeeded"], attempts
+        assert [a["usage"]["job"] for a in attempts] == names
+    assert _left(kube_gang.emu, rt.run_id) == {}
+
+
+def test_cancel_mid_gang_deletes_job_and_service_and_leaves_nothing(kube_gang):
+    config = kube_gang.make()
+    events: list = []
+    rt = _runtime(config, events, hold=120)
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", rt.run()))
+    thread.start()
+    try:
+        deadline, running = time.time() + 120, []
+        while time.time() < deadline:
+            running = [
+                p
+                for p in kube_gang.emu.store.list("pods")[0]
+                if (p["metadata"].get("labels") or {}).get("workbench.run") == rt.run_id
+                and (p.get("status") or {}).get("phase") == "Running"
+            ]
+            if len(running) == 3:
+                break
+            time.sleep(0.3)
+        assert len(running) == 3, "the gang's three pods never ran"
+        backend = rt._backends["kubernetes"]
+        before = backend.calls["delete_job"], backend.calls["delete_service"], backend.calls["delete_pod"]
+        rt.cancel("stop it")
+    finally:
+        thread.join(120)
+    assert box["result"].status == "cancelled"
+    after = backend.calls["delete_job"], backend.calls["delete_service"], backend.calls["delete_pod"]
+    assert tuple(a - b for a, b in zip(after, before, strict=True)) == (1, 1, 0)  # the whole gang, once
+    assert _left(kube_gang.emu, rt.run_id) == {} and kube_gang.emu.containers() == []
+    finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
+    assert len(finished) == 3 and all(e.status == "cancelled" for e in finished)

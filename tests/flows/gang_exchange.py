@@ -1,6 +1,7 @@
 """@parallel nodes that talk: node 0 listens on a TCP port, nodes 1..N-1 connect to ``current.parallel.main_ip``
 and send their value; once every node has sent, node 0 answers each with the total. So every node ends with
-the same total, learned through node 0. ``fail_node`` makes one node raise before it talks."""
+the same total, learned through node 0. ``fail_node`` makes one node raise before it talks (on every attempt, or
+only the first with ``fail_once``); ``hold`` keeps every node waiting that many seconds first."""
 
 import socket
 import time
@@ -12,8 +13,9 @@ WAIT = 120.0  # seconds node 0 waits for the others, and the others keep trying 
 
 
 def gang_port() -> int:
-    """One port per gang, the same on every node (runs of other tests may share the host's network)."""
-    key = f"{current.run_id}/{current.parallel.control_task_id}".encode()
+    """One port per gang and attempt, the same on every node (other runs, and a retried gang's first attempt still
+    stopping, may share the host's network)."""
+    key = f"{current.run_id}/{current.parallel.control_task_id}/{current.retry_count}".encode()
     return 20000 + zlib.crc32(key) % 20000
 
 
@@ -51,6 +53,8 @@ def send(main_ip: str, value: int, port: int) -> int:
 class GangExchangeFlow(FlowSpec):
     nodes = Parameter("nodes", default=3)
     fail_node = Parameter("fail_node", default=-1)
+    fail_once = Parameter("fail_once", default=False)
+    hold = Parameter("hold", default=0)
 
     @step
     def start(self):
@@ -61,7 +65,8 @@ class GangExchangeFlow(FlowSpec):
     def train(self):
         p = current.parallel
         print(f"node {p.node_index} of {p.num_nodes}, main_ip {p.main_ip}", flush=True)
-        if p.node_index == self.fail_node:
+        time.sleep(self.hold)
+        if p.node_index == self.fail_node and not (self.fail_once and current.retry_count > 0):
             raise RuntimeError(f"node {p.node_index} fails")
         self.node_index, self.num_nodes, self.main_ip = p.node_index, p.num_nodes, p.main_ip
         self.value = (p.node_index + 1) * 10
