@@ -66,14 +66,18 @@ def gang_project(aws, tmp_path, monkeypatch):
     return load_config(tmp_path), queue, client
 
 
-def _runtime(config, events, **params):
+def _runtime(config, events, retries=0, **params):
     """The flow's Runtime. Every parameter is passed: a Runtime given only some leaves the others unset after start."""
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
 
     params = {"nodes": 3, "fail_node": -1, "fail_once": False, "hold": 0, **params}
     return Runtime(
-        load_graph(str(config.root / "flows" / "gang_exchange.py")), config, params=params, sink=events.append
+        load_graph(str(config.root / "flows" / "gang_exchange.py")),
+        config,
+        params=params,
+        sink=events.append,
+        step_overrides={"train": {"retries": retries}},
     )
 
 
@@ -214,3 +218,19 @@ def test_cancel_mid_gang_terminates_the_job_once_and_leaves_nothing(gang_project
     assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
     assert len(finished) == 3 and all(e.status == "cancelled" for e in finished)
+
+
+def test_a_gang_that_fails_once_is_retried_whole(gang_project, aws):
+    from workbench import Flow
+
+    config, queue, _ = gang_project
+    rt, result, events = _run(config, retries=1, fail_node=0, fail_once=True)
+    assert result.status == "succeeded", (result.message, _why(rt.run_id))
+    jobs = sorted(_submissions(aws, queue, rt.run_id), key=lambda j: j["createdAt"])
+    assert [j["status"] for j in jobs] == ["FAILED", "SUCCEEDED"]  # one multi-node job per attempt
+    run = Flow("GangExchangeFlow")[rt.run_id]
+    assert run["join"].task.data.totals == [(0, 60), (1, 60), (2, 60)]
+    for t in run["train"]:
+        attempts = t._doc["attempts"]
+        assert [a["status"] for a in attempts] == ["retrying", "succeeded"], attempts
+        assert [a["usage"]["batch_job_id"].split("#")[0] for a in attempts] == [j["jobId"] for j in jobs]

@@ -20,6 +20,9 @@ Once for all of them:
   subclass's ``submit_array`` in one call (a Batch array job, a Kubernetes Indexed Job; the index -> task
   manifest: :mod:`workbench.arrays`). A lone task is a single job, so a retried index goes alone. Each job of
   an array stays a task of its own: its own status, log, on_exit. The rate limit counts API calls, not jobs.
+- A @parallel gang (every Submit has ``spec.parallel``) is held until its last node is submitted, then sent whole by
+  the subclass's ``submit_gang`` (a multi-node job); stopping any node stops the gang (``terminate_gang``). See
+  :mod:`workbench.backends.remote_gang`.
 - ``cancel`` queues the stop and wakes the poller, whose thread makes the API calls (never the runtime's
   thread); stops queued together go together, and an array whose every unreported job is stopped is stopped
   in one call (``terminate_array``). ``on_exit`` follows soon; a job still waiting for the submitter is
