@@ -234,3 +234,21 @@ def test_a_gang_that_fails_once_is_retried_whole(gang_project, aws):
         attempts = t._doc["attempts"]
         assert [a["status"] for a in attempts] == ["retrying", "succeeded"], attempts
         assert [a["usage"]["batch_job_id"].split("#")[0] for a in attempts] == [j["jobId"] for j in jobs]
+
+
+def test_the_node_wrapper_tags_every_line_and_keeps_the_exit_code():
+    """What splits moto's one stream per node: every line of node i starts with [node i]; the task's exit code
+    (or 128 + the signal that killed it) is the node's."""
+    import subprocess
+
+    from workbench.backends.batch_gang import node_command, split_node_lines
+
+    cmd = node_command(2, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    cmd[0] = sys.executable
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3 and sorted(done.stdout.splitlines()) == ["[node 2] err", "[node 2] out"]
+    killed = node_command(0, ["sh", "-c", "kill -9 $$"])
+    killed[0] = sys.executable
+    assert subprocess.run(killed, capture_output=True, timeout=30).returncode == 128 + 9
+    events = [{"message": "[node 1] b", "timestamp": 2000}, {"message": "untagged"}, {"message": "[node 0] a"}]
+    assert split_node_lines(events) == [(1, "b", 2.0), (0, "a", 0.0)]
