@@ -16,7 +16,7 @@ def gang_port() -> int:
     """One port per gang and attempt, the same on every node (other runs, and a retried gang's first attempt still
     stopping, may share the host's network)."""
     key = f"{current.run_id}/{current.parallel.control_task_id}/{current.retry_count}".encode()
-    return 20000 + zlib.crc32(key) % 20000
+    return 10000 + zlib.crc32(key) % 20000  # below Linux's ephemeral ports (32768-60999): no client holds it
 
 
 def serve(value: int, num_nodes: int, port: int) -> int:

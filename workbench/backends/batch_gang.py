@@ -26,6 +26,7 @@ import copy
 import hashlib
 import json
 import re
+import time
 from typing import Any, Callable, Optional
 
 from .batch_jobs import job_definition, job_name
@@ -47,6 +48,7 @@ code = child.wait()
 sys.exit(128 - code if code < 0 else code)
 """
 MAIN_ENV = "WORKBENCH_GANG_MAIN"
+LOG_FOLLOW_INTERVAL = 5.0  # seconds between reads of a running gang's shared log (as for one job's)
 WHOLE_GANG_FAILED = "the gang's multi-node job failed; the API reports one exit code for all its nodes"
 
 
@@ -195,7 +197,10 @@ class BatchGangs:
         status = d.get("status", "")
         container = dict(d.get("container") or {})
         stream = container.pop("logStreamName", None)  # shared by every node: never followed as one node's
-        if stream and status in ("RUNNING", "SUCCEEDED", "FAILED"):
+        state = gang.__dict__.setdefault("log_state", {"token": None, "fetched": 0.0})
+        ended = status in ("SUCCEEDED", "FAILED")
+        if stream and (ended or status == "RUNNING" and time.time() - state["fetched"] >= LOG_FOLLOW_INTERVAL):
+            state["fetched"] = time.time()
             self._follow_gang_log(gang, stream)
         node_view = {**d, "container": container}
         if status == "FAILED":
@@ -213,7 +218,7 @@ class BatchGangs:
     def _follow_gang_log(self, gang: JobArray, stream: str) -> None:
         from .batch import LOG_GROUP
 
-        state = gang.__dict__.setdefault("log_state", {"token": None})
+        state = gang.__dict__["log_state"]
         logs = self._client("logs")  # type: ignore[attr-defined]
         nodes = {i: job for i, job in enumerate(gang.jobs)}
         for _ in range(10000):
