@@ -385,6 +385,7 @@ class Runtime:
             input_pins=(
                 self._envs.input_pins(spec_record.step, spec_record) if self._envs and sub.backend != "local" else ()
             ),
+            parallel=spec_record.parallel,
         )
         key, attempt, q = sub.key, spec_record.attempt, self._queue
         try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies

@@ -285,14 +285,15 @@ class FailureHandledByCatch(Exception):
 
 def _bind_parallel(spec: TaskSpecRecord) -> None:
     """``current.parallel`` (and Metaflow's MF_PARALLEL_* variables) for a node of a @parallel gang.
-    ``main_ip`` is node 0's address: 127.0.0.1 locally; a multi-node backend sets MF_PARALLEL_MAIN_IP."""
+    ``main_ip`` is node 0's address: 127.0.0.1 locally; on a multi-node backend see :mod:`workbench.gang_address`."""
     from .flowspec import Parallel
+    from .gang_address import main_ip as gang_main_ip
 
     info = spec.parallel
     if not info:
         current.parallel = Parallel(main_ip="127.0.0.1", num_nodes=1, node_index=0, control_task_id=None)
         return
-    main_ip = os.environ.get("MF_PARALLEL_MAIN_IP") or "127.0.0.1"
+    main_ip = gang_main_ip()
     current.parallel = Parallel(
         main_ip=main_ip,
         num_nodes=int(info["num_nodes"]),

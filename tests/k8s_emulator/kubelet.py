@@ -21,6 +21,7 @@ from .runtime import (
     normalize_image,
     prepare_volumes,
 )
+from .services import pod_hosts
 from .store import ApiError, Store, not_found, now_iso, parse_iso
 
 log = logging.getLogger(__name__)
@@ -353,6 +354,9 @@ class PodWorker(threading.Thread):
                 for c in self.containers:
                     env = build_env(pod, c, self.k.node_capacity)
                     self.configs[c["name"]] = docker_args(pod, c, vols, env, {}, self.k.node_capacity)
+                    hosts = pod_hosts(self.k.store, pod)  # a headless Service's names for the pod's peers
+                    if hosts:
+                        self.configs[c["name"]]["extra_hosts"] = hosts
                 break
             except ConfigError as exc:
                 self._waiting(c["name"], "CreateContainerConfigError", str(exc))

@@ -26,12 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 from .controller import Controller
 from .kubelet import Kubelet
 from .objects import NODE_NAME, Recorder, prepare_job, prepare_pod
+from .services import prepare_service
 from .store import RESOURCES, ApiError, Store, now_iso
 
 log = logging.getLogger(__name__)
 DEFAULT_CAPACITY = {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "0"}
 K8S_VERSION = ("1", "31", "v1.31.0-k8s-emulator")
-NAMESPACED = {"jobs", "pods", "events"}
+NAMESPACED = {"jobs", "pods", "events", "services"}
 WATCH_DEFAULT_TIMEOUT = 1800
 VERBS = ["create", "delete", "get", "list", "patch", "watch"]
 
@@ -246,7 +247,9 @@ class KubeEmulator:
                 "groups": [{k: v for k, v in batch.items() if k not in ("kind", "apiVersion")}],
             },
             "/apis/batch": batch,
-            "/api/v1": resources("v1", ["events", "namespaces", "nodes", "pods", "pods/log", "pods/status"]),
+            "/api/v1": resources(
+                "v1", ["events", "namespaces", "nodes", "pods", "pods/log", "pods/status", "services"]
+            ),
             "/apis/batch/v1": resources("batch/v1", ["jobs", "jobs/status"]),
         }.get(path.rstrip("/") or "/")
 
@@ -436,6 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
             obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = name
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
             obj["status"] = {"phase": "Active"}
+        elif resource == "services":
+            obj = prepare_service(body, ns)
         elif resource == "events":
             obj = copy.deepcopy(body)
             obj.setdefault("metadata", {})["namespace"] = ns
@@ -471,10 +476,12 @@ class _Handler(BaseHTTPRequestHandler):
             grace = q.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
             pod = emu.controller.delete_pod(ns, name, None if grace is None else int(grace), uid=uid)
             return self.send_json(200, pod)
-        if resource == "events":
+        if resource in ("events", "services"):
             obj = emu.store.remove(resource, ns, name)
             if obj is None:
-                raise ApiError(404, "NotFound", f'events "{name}" not found', {"name": name, "kind": "events"})
+                raise ApiError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource})
+            if resource == "services":  # the API server answers a Service's DELETE with the object
+                return self.send_json(200, obj)
             return self.send_json(
                 200,
                 {

@@ -24,6 +24,7 @@ RESOURCES = {
     "events": ("", "Event", "v1"),
     "namespaces": ("", "Namespace", "v1"),
     "nodes": ("", "Node", "v1"),
+    "services": ("", "Service", "v1"),
 }
 
 

@@ -78,6 +78,9 @@ class TaskSpec:
     #: pins that give a container or remote task its inputs' packages at the versions they were pickled
     #: with, when the step declares no environment (the runtime's version guard fills it)
     input_pins: tuple[str, ...] = ()
+    #: a node of a @parallel gang: {gang, node_index, num_nodes, control_task_id} (the scheduler's spec.parallel);
+    #: a remote backend launches a gang's N tasks together, as one multi-node job
+    parallel: Optional[dict[str, Any]] = None
 
     @property
     def pathspec(self) -> str:

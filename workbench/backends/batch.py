@@ -16,7 +16,9 @@
   (:mod:`workbench.arrays`), through a second job definition whose command ends ``--array Ref::array``. Each
   child is polled (describe_jobs, 100 ids a call), logged and reported as its own task; a failed exit code is
   read from list_jobs by arrayJobId, once for every child that ended alike in a round.
-- ``cancel`` terminates the job (a child alone: ``<parent>:<i>``); a cancelled run terminates each array's
+- A @parallel gang is one multi-node parallel job (batch_gang): node ``i`` is job ``<id>#<i>`` and its own task;
+  moto reports the job only as a whole, so its one status and one log stream (split per node) stand for each.
+- ``cancel`` terminates the job (a child alone: ``<parent>:<i>``; any node of a gang: the whole gang); a cancelled run terminates each array's
   parent, one call per array (see ARRAY_STOP_FALLBACK for moto); ``end_run`` terminates every job of the run
   that has not ended.
 - ``check`` refuses, before the run, a request no compute environment of the queue can fit, where the API
@@ -38,6 +40,7 @@ from ..redact import redact_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .batch_capacity import BatchCapacity, _Fit
+from .batch_gang import BatchGangs
 from .batch_jobs import (  # noqa: F401 - re-exported: the job-definition builders were defined here
     MIN_ATTEMPT_SECONDS,
     TIMEOUT_GRACE,
@@ -49,6 +52,7 @@ from .batch_jobs import (  # noqa: F401 - re-exported: the job-definition builde
     task_command_template,
 )
 from .remote import JobArray, RemoteBackend, RemoteHandle, RemoteJob
+from .remote_gang import gang_of
 from .waiting import BATCH_WAITING, batch_reason, say_waiting
 
 LOG_GROUP = "/aws/batch/job"
@@ -91,7 +95,7 @@ class _BatchHandle(RemoteHandle):
         return self.job.job_id
 
 
-class BatchBackend(BatchCapacity, RemoteBackend):
+class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
     name = "batch"
     poll_env = "WORKBENCH_BATCH_POLL"
     poll_max = POLL_MAX
@@ -156,20 +160,27 @@ class BatchBackend(BatchCapacity, RemoteBackend):
         return settings.extra.get("iam_role") or self.config.model.batch.job_role
 
     # ------------------------------------------------------------------ submitting
-    def _definition_arn(self, spec: TaskSpec, array: bool = False) -> str:
-        s = spec.settings
-        env = {
-            **redact_env(s.env),
+    def definition_env(self, spec: TaskSpec) -> dict[str, str]:
+        """The job definition's environment: siblings of an array (or nodes of a gang) share a step, so its env."""
+        return {
+            **redact_env(spec.settings.env),
             **self._task_env,  # the task sets its env from its spec; no secret here
             **self.environment_env(spec),
-        }  # siblings of an array share a step, so its environment
+        }
+
+    def _definition_arn(self, spec: TaskSpec, array: bool = False) -> str:
+        s = spec.settings
         body = job_definition(
             s,
             image=self.image_for(s),
             command=task_command_template(spec, array),
-            environment=env,
+            environment=self.definition_env(spec),
             job_role=self.role_for(s),
         )
+        return self.register_definition(body)
+
+    def register_definition(self, body: dict[str, Any]) -> str:
+        """The ARN of a job definition with this content: registered once, found again by its name."""
         name = body["jobDefinitionName"]
         with self._lock:
             arn = self._definitions.get(name)
@@ -295,7 +306,7 @@ class BatchBackend(BatchCapacity, RemoteBackend):
                 by_queue.setdefault(str(h["queue"]), set()).add(str(h["job_name"]))
         batch, removed = self._client("batch"), []
         for queue, names in sorted(by_queue.items()):
-            # an array job is named after its first task, cut to 100 characters, plus -x<size> (submit_array)
+            # an array job (a gang) is named after its first task, cut to 100 characters, plus -x<size> (-g<size>)
             firsts = {n[:100] for n in names}
             for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
                 try:
@@ -306,7 +317,7 @@ class BatchBackend(BatchCapacity, RemoteBackend):
                     continue
                 for j in jobs:
                     name = str(j.get("jobName", ""))
-                    if name in names or re.sub(r"-x\d+$", "", name) in firsts:
+                    if name in names or re.sub(r"-[xg]\d+$", "", name) in firsts:
                         try:
                             batch.terminate_job(jobId=j["jobId"], reason=f"workbench cancel {run_id}")
                             removed.append(f"Batch job {j['jobId']} ({j['jobName']}, {status.lower()})")
@@ -323,6 +334,10 @@ class BatchBackend(BatchCapacity, RemoteBackend):
         batch = self._client("batch")
         changed = False
         jobs = [j for j in active if isinstance(j, _Job) and j.job_id and j.ended is None]
+        nodes = [j for j in jobs if gang_of(j) is not None]  # @parallel gangs: batch_gang
+        if nodes:
+            jobs = [j for j in jobs if gang_of(j) is None]
+            changed = self.poll_gangs(nodes)
         for i in range(0, len(jobs), DESCRIBE_BATCH):
             chunk = jobs[i : i + DESCRIBE_BATCH]
             self.describe_calls += 1

@@ -16,7 +16,8 @@
   container cannot be configured is reported once with ``ctx.warn`` and failed after
   ``WORKBENCH_K8S_PENDING_TIMEOUT`` seconds (default 300).
 - A foreach's sibling tasks go out as one Indexed Job (k8s_indexed): one create for up to 10,000 tasks, each
-  index still a task of its own (its pod, its log, its status in words).
+  index still a task of its own (its pod, its log, its status in words). A @parallel gang is an Indexed Job
+  with a headless Service (k8s_gang): node 0 is ``<job>-0.<service>``; one node stopping stops the gang.
 - ``cancel`` and timeouts delete the Job with propagationPolicy=Background (its pods go too); ``end_run``
   deletes every Job of the run by label selector and waits (bounded) until their pods are gone.
 """
@@ -32,6 +33,7 @@ from ..errors import BackendError, WorkbenchError
 from ..redact import redact_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
+from .k8s_gang import GangJobs
 from .k8s_indexed import IndexedJobs, pod_index
 from .k8s_logs import PodLog
 from .k8s_manifest import (
@@ -99,7 +101,7 @@ def _seen(job, pods: list) -> tuple:
     return job is not None, conditions, tuple(sorted(states))
 
 
-class KubernetesBackend(PendingPods, IndexedJobs, NodeCapacity, RemoteBackend):
+class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, RemoteBackend):
     name = "kubernetes"
     poll_env = "WORKBENCH_K8S_POLL"
     poll_default = POLL
@@ -161,6 +163,7 @@ class KubernetesBackend(PendingPods, IndexedJobs, NodeCapacity, RemoteBackend):
                 ).items
                 for job in jobs:
                     self._delete_job(job.metadata.name, ns)
+                self.sweep_services(ns, self._selector)  # the headless Services of @parallel gangs
             except WorkbenchError as exc:
                 errors.append(str(exc))
         deadline = time.time() + (END_RUN_WAIT if namespaces else 0)
@@ -423,6 +426,9 @@ class KubernetesBackend(PendingPods, IndexedJobs, NodeCapacity, RemoteBackend):
         """Its record is in the datastore now: free the cluster of it (a cancelled one is deleted already;
         end_run sweeps whatever is left)."""
         assert isinstance(job, _Task)
+        if job.array is not None and job.array.gang:
+            self.after_gang_report(job.array)
+            return
         if job.array is not None:
             self.after_array_report(job)
             return

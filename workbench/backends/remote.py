@@ -20,6 +20,9 @@ Once for all of them:
   subclass's ``submit_array`` in one call (a Batch array job, a Kubernetes Indexed Job; the index -> task
   manifest: :mod:`workbench.arrays`). A lone task is a single job, so a retried index goes alone. Each job of
   an array stays a task of its own: its own status, log, on_exit. The rate limit counts API calls, not jobs.
+- A @parallel gang (every Submit has ``spec.parallel``) is held until its last node is submitted, then sent whole by
+  the subclass's ``submit_gang`` (a multi-node job); stopping any node stops the gang (``terminate_gang``). See
+  :mod:`workbench.backends.remote_gang`.
 - ``cancel`` queues the stop and wakes the poller, whose thread makes the API calls (never the runtime's
   thread); stops queued together go together, and an array whose every unreported job is stopped is stopped
   in one call (``terminate_array``). ``on_exit`` follows soon; a job still waiting for the submitter is
@@ -45,12 +48,13 @@ from typing import Any, Callable, ClassVar, Optional
 from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
+from .remote_gang import RemoteGangs, gang_of
 from .remote_jobs import QUEUED, SENT, SUBMITTING, JobArray, RemoteHandle, RemoteJob
 from .remote_stopping import RemoteStopping
 from .submitter import Submitter, Throttled
 
 
-class RemoteBackend(RemoteStopping, Backend):
+class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
     """A backend whose tasks run as jobs behind an API; see the module docstring for the lifecycle."""
 
     remote = True
@@ -115,7 +119,7 @@ class RemoteBackend(RemoteStopping, Backend):
         groups: dict[Any, list[list[RemoteJob]]] = {}
         order: list[list[RemoteJob]] = []
         for job in jobs:
-            key = self.array_key(job)
+            key = None if gang_of(job) is not None else self.array_key(job)
             if key is None:
                 order.append([job])
                 continue
@@ -132,11 +136,14 @@ class RemoteBackend(RemoteStopping, Backend):
         calls = 0
         groups = self.group_jobs(jobs)
         for i, group in enumerate(groups):
-            group = [job for job in group if self._begin_submit(job)]
+            gang = gang_of(group[0])  # a gang's node 0 stands for the whole gang
+            group = self.begin_gang(gang) if gang is not None else [job for job in group if self._begin_submit(job)]
             if not group:
                 continue
             try:
-                if len(group) == 1:
+                if gang is not None:
+                    self.submit_gang(group)
+                elif len(group) == 1:
                     self.submit_job(group[0])
                 else:
                     self.submit_array(group)
@@ -147,9 +154,11 @@ class RemoteBackend(RemoteStopping, Backend):
                     with self._lock:
                         for job in group:
                             job.phase = QUEUED
-                            job.array = None
+                            if gang is None:
+                                job.array = None
                     rest = [job for later in groups[i + 1 :] for job in later]
-                    raise Throttled(group + rest, getattr(exc, "retry_after", None)) from None
+                    retry = group[:1] if gang is not None else group  # node 0 stands for its gang
+                    raise Throttled(retry + rest, getattr(exc, "retry_after", None)) from None
                 for job in group:
                     self._submit_failed(job, exc)
                 continue
@@ -288,7 +297,12 @@ class RemoteBackend(RemoteStopping, Backend):
         self.prepare(job)
         with self._lock:
             self._jobs[self.job_key(job)] = job
-        self._submitter.put(job)
+        if spec.parallel:  # a @parallel gang goes out whole, once its last node is in (remote_gang)
+            gang = self.gather(job)
+            if gang is not None:
+                self._submitter.put(gang[0])
+        else:
+            self._submitter.put(job)
         return self.handle_for(job)
 
     def new_job(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> RemoteJob:

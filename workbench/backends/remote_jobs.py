@@ -48,6 +48,8 @@ class JobArray:
     name: str = ""  # what the API calls it (Batch: the parent job id; Kubernetes: the Job name)
     namespace: str = ""
     terminated: float = 0.0  # when the whole array was asked to stop (0: never)
+    #: a @parallel gang (workbench.backends.remote_gang): its jobs start, and stop, together
+    gang: bool = False
 
     def unreported(self) -> list[RemoteJob]:
         return [j for j in self.jobs if not j.done]

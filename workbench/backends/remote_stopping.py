@@ -29,6 +29,7 @@ class RemoteStopping:
         def _requested_exit(self, job: RemoteJob) -> TaskExit: ...
         def conclude(self, job: RemoteJob, result: TaskExit) -> None: ...
         def _warn(self, message: str) -> None: ...
+        def terminate_gang_of(self, job: RemoteJob) -> None: ...
 
     def terminate_jobs(self, jobs: list[RemoteJob]) -> None:
         """Stop several sent jobs (on the poller thread). An array whose every unreported index is being stopped
@@ -36,7 +37,9 @@ class RemoteStopping:
         arrays: dict[int, JobArray] = {}
         singles: list[RemoteJob] = []
         for job in jobs:
-            if job.array is not None:
+            if job.array is not None and job.array.gang:
+                self.terminate_gang_of(job)  # all or nothing: one node stopping stops its gang
+            elif job.array is not None:
                 arrays[id(job.array)] = job.array
             else:
                 singles.append(job)
