@@ -447,6 +447,8 @@ class Scheduler(gang.GangMixin, RecordsMixin):
             if opener.kind == "foreach":
                 outer = task.foreach_stack[:-1]
                 expected = task.foreach_stack[-1]["num_splits"]
+                if task.parallel is not None:  # a gang that @catch reduced to its control task
+                    expected = len(self._gangs[task.parallel["gang"]].members)
                 order = lambda p: p.foreach_stack[-1]["index"]  # noqa: E731
             else:
                 outer = task.foreach_stack
