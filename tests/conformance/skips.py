@@ -37,19 +37,8 @@ EXTENSION_ONLY_TESTS = {
 }
 NOT_COUNTED = CARD_TESTS | EXTENSION_ONLY_TESTS
 
-_UNDIAGNOSED = (
-    "runs, but fails Metaflow's MetadataCheck since switch/@parallel/@catch landed; "
-    "not diagnosed yet (run: python tests/conformance/runner.py --ignore-skips -v --tests NAME)"
-)
-
 SKIPPED: dict[tuple[str, str], str] = {
-    ("BasicParallelTest", "*"): "@parallel runs as a local gang, but " + _UNDIAGNOSED,
-    ("TagCatchTest", "*"): "@retry now retries at once as in Metaflow, but " + _UNDIAGNOSED,
-    ("CatchRetryTest", "*"): "@catch now stores Metaflow's full type names, but " + _UNDIAGNOSED,
-    ("TimeoutDecoratorTest", "*"): "@timeout's exception under @catch: " + _UNDIAGNOSED,
-    ("DetectSegFaultTest", "*"): "needs a task killed by a signal to say so in its stderr ('segmentation fault')",
     ("BasicConfigTest", "*"): "needs Config / config_expr (the Config item of the conformance issue)",
-    ("ConstantsTest", "*"): "needs class-level constants saved as artifacts of every task (task output saving)",
     ("BasicParameterTest", "*"): "needs Parameter(separator=...) to split the value into a list (the static "
     "parameter spec does not carry separator yet)",
 }
