@@ -65,7 +65,7 @@ class TaskLineage:
     def is_control_task(self) -> bool:
         """A @parallel gang's control task (node 0: Metaflow's control task, the others its workers)."""
         gang = self._doc.parallel
-        return bool(gang) and str(gang.get("control_task_id")) == self.pathspec.rsplit("/", 1)[-1]
+        return gang is not None and str(gang.get("control_task_id")) == self.pathspec.rsplit("/", 1)[-1]
 
     @property
     def metadata(self) -> list[Metadata]:

@@ -30,7 +30,7 @@ CLI_CANCELLED = 130
 
 
 # what a signal means to the person reading the task's stderr (Metaflow's runtime says "segmentation fault")
-_SIGNAL_WORDS = {
+_SIGNAL_WORDS: dict[int, str] = {
     signal.SIGSEGV: " (segmentation fault: the process read or wrote memory it does not own)",
     signal.SIGBUS: " (bus error)",
     signal.SIGABRT: " (aborted)",

@@ -120,7 +120,8 @@ class GangMixin:
                 m_status, m_reason = TaskStatus.FAILED, gang.failing
             failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
             final = member is not control
-            self._record(member, TaskStatus.FAILED if final else TaskStatus.RETRYING, failed, m_report, now, out, final=final)  # type: ignore[attr-defined]
+            status = TaskStatus.FAILED if final else TaskStatus.RETRYING
+            self._record(member, status, failed, m_report, now, out, final=final)  # type: ignore[attr-defined]
         control.catch_fallback = gang.failing or "the gang failed"
         control.settings = dataclasses.replace(settings, backend="local", image=None, gpu=0)
         control.attempt += 1
