@@ -220,6 +220,47 @@ def test_a_gang_under_catch_whose_nodes_are_killed_goes_on_with_its_control_task
     assert retries == []  # the fallback is not a retry of the user's code
 
 
+def test_only_a_gangs_control_task_must_call_next(project):
+    write_flow(
+        project,
+        "gang_return.py",
+        """
+        from workbench import FlowSpec, Parameter, current, parallel, step
+
+        class GangReturnFlow(FlowSpec):
+            lazy_node = Parameter("lazy_node", default=1)
+
+            @step
+            def start(self):
+                self.next(self.train, num_parallel=2)
+
+            @parallel
+            @step
+            def train(self):
+                self.node = current.parallel.node_index
+                if self._graph[current.step_name].parallel_step and self.node == self.lazy_node:
+                    return  # as Metaflow's tests do on worker nodes run locally
+                self.next(self.join)
+
+            @step
+            def join(self, inputs):
+                self.nodes = sorted(i.node for i in inputs)
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """,
+    )
+    result, _, ds = run(project, "gang_return.py")
+    assert result.status == "succeeded", result.message
+    assert _latest(ds, "GangReturnFlow")["join"].task.data.nodes == [0, 1]
+    result, _, ds = run(project, "gang_return.py", {"lazy_node": "0"})
+    assert result.status == "failed"
+    control = _latest(ds, "GangReturnFlow")["train"].control_task
+    assert control.reason == "RuntimeError: step train returned without calling self.next()"
+
+
 def test_graph_view_marks_parallel_steps():
     from workbench.flowspec import GraphView
     from workbench.graph import build_graph
