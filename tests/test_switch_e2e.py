@@ -91,10 +91,10 @@ def test_catch_covers_a_task_whose_image_does_not_exist(project):
     copy_test_flow(project, "unstartable.py")
     p = wb(project, "run", "flows/unstartable.py")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "problem workbench.task.FailureHandledByCatch | Task execution kept failing" in p.stdout
+    assert "problem metaflow.plugins.catch_decorator.FailureHandledByCatch | Task execution kept failing" in p.stdout
     assert "before 1" in p.stdout
     fragile = latest("UnstartableFlow")["fragile"].task
-    assert fragile.data.problem.type == "workbench.task.FailureHandledByCatch"
+    assert fragile.data.problem.type == "metaflow.plugins.catch_decorator.FailureHandledByCatch"
     assert "workbench-no-such-image:never" in fragile.data.problem.exception
 
 

@@ -273,6 +273,14 @@ class Step:
     def __iter__(self) -> Iterator["Task"]:
         return iter(self.tasks())
 
+    def control_tasks(self, *tags: str) -> Iterator["Task"]:
+        """Metaflow's control tasks of a @parallel step: one per gang (none for another step)."""
+        return iter(t for t in self.tasks(*tags) if t.is_control_task)
+
+    @property
+    def control_task(self) -> Optional["Task"]:
+        return next(self.control_tasks(), None)
+
     def __getitem__(self, task_id: str) -> "Task":
         if str(task_id) not in self.run._ds.list_tasks(self.run.id, self.name):
             raise KeyError(f"step {self.pathspec} has no task {task_id}")

@@ -7,12 +7,28 @@ Mixed into ``workbench.client.Task`` (import ``Task`` from there); ``self._doc``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Optional
 
 from .datastore.records import TaskRecord, TaskStatus
 
 if TYPE_CHECKING:
     from .client import Step, Task
+
+CONTROL_TASK = "control_task"  # Metaflow's value of internal_task_type for a gang's control task
+
+
+class Metadata(NamedTuple):
+    """One entry of ``task.metadata``, with Metaflow's fields (``created_at`` in epoch milliseconds)."""
+
+    name: str
+    value: str
+    created_at: int
+    type: str
+    task: Any
+
+
+def _ms(when: Optional[float]) -> int:
+    return int((when or 0) * 1000)
 
 
 class TaskLineage:
@@ -41,7 +57,36 @@ class TaskLineage:
             meta["backend"] = str(doc.settings["backend"])
         if doc.finished_at:
             meta["attempt_ok"] = str(doc.status is TaskStatus.SUCCEEDED)
+        if self.is_control_task:
+            meta["internal_task_type"] = CONTROL_TASK
         return meta
+
+    @property
+    def is_control_task(self) -> bool:
+        """A @parallel gang's control task (node 0: Metaflow's control task, the others its workers)."""
+        gang = self._doc.parallel
+        return gang is not None and str(gang.get("control_task_id")) == self.pathspec.rsplit("/", 1)[-1]
+
+    @property
+    def metadata(self) -> list[Metadata]:
+        """Metaflow's ``task.metadata``: the entries of every attempt (``attempt`` with its number, of type
+        ``attempt``, and ``attempt_ok`` once it ended, of type ``internal_attempt_status``), then the
+        task's own (``metadata_dict``'s other names, each its own type)."""
+        doc = self._doc
+        found: list[Metadata] = []
+        # a cloned or still running task has no attempt summaries: its one attempt is doc.attempt
+        attempts = [(a.attempt, a.started_at, a.finished_at, a.status) for a in doc.attempts] or [
+            (doc.attempt, doc.started_at, doc.finished_at, doc.status)
+        ]
+        for number, started, finished, status in attempts:
+            found.append(Metadata("attempt", str(number), _ms(started), "attempt", self))
+            if finished:
+                ok = str(status is TaskStatus.SUCCEEDED)
+                found.append(Metadata("attempt_ok", ok, _ms(finished), "internal_attempt_status", self))
+        for name, value in self.metadata_dict.items():
+            if name not in ("attempt", "attempt_ok"):
+                found.append(Metadata(name, value, _ms(doc.started_at), name, self))
+        return found
 
     @property
     def origin_pathspec(self) -> Optional[str]:

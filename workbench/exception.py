@@ -13,13 +13,30 @@ from typing import Optional
 from .errors import WorkbenchError
 
 
+def metaflow_type_name(cls: type) -> str:
+    """The ``module.Class`` name a caught exception reports as its ``type``, as Metaflow reports it.
+
+    workbench's stand-ins for Metaflow's own exceptions report Metaflow's name: those of this module
+    as ``metaflow.exception.X``, others through a ``metaflow_type`` set on the class itself (the @timeout
+    and @catch exceptions of workbench.task). A flow that compares ``ex.type`` with
+    ``"metaflow.exception.ExternalCommandFailed"`` then behaves as under Metaflow. Every other class
+    (builtins, the user's own, subclasses of these) reports its real module and name.
+    """
+    own = cls.__dict__.get("metaflow_type")
+    if isinstance(own, str):
+        return own
+    if cls.__module__ == __name__:
+        return f"metaflow.exception.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__name__}"
+
+
 class MetaflowExceptionWrapper(Exception):
     """An exception from a task, carried as its type name, message and traceback text."""
 
     def __init__(self, exc: Optional[BaseException] = None):
         super().__init__()
         if exc is not None:
-            self.type = f"{exc.__class__.__module__}.{exc.__class__.__name__}"
+            self.type = metaflow_type_name(type(exc))
             self.exception = str(exc)
             import traceback
 

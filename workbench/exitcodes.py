@@ -29,6 +29,17 @@ CLI_USAGE = 2
 CLI_CANCELLED = 130
 
 
+# what a signal means to the person reading the task's stderr (Metaflow's runtime says "segmentation fault")
+_SIGNAL_WORDS: dict[int, str] = {
+    signal.SIGSEGV: " (segmentation fault: the process read or wrote memory it does not own)",
+    signal.SIGBUS: " (bus error)",
+    signal.SIGABRT: " (aborted)",
+    signal.SIGFPE: " (floating-point exception)",
+    signal.SIGILL: " (illegal instruction)",
+    signal.SIGKILL: " (the kernel's OOM killer, or someone, killed it)",
+}
+
+
 def exit_from_code(
     code: Optional[int], requested: Optional[str], usage: dict[str, Any], *, timeout: bool = False
 ) -> "TaskExit":
@@ -48,6 +59,6 @@ def exit_from_code(
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        hint = " (the kernel's OOM killer, or someone, killed it)" if -code == signal.SIGKILL else ""
+        hint = _SIGNAL_WORDS.get(-code, "")
         return TaskExit(TaskStatus.FAILED, code, f"killed by {name}{hint}", usage)
     return TaskExit(TaskStatus.FAILED, code, f"exited with code {code}", usage)

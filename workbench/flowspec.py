@@ -8,6 +8,7 @@ assigns to ``self`` is saved when it returns.
 from __future__ import annotations
 
 import sys
+import types
 from collections import namedtuple
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
@@ -49,7 +50,9 @@ class CaughtException(Exception):
 
     @classmethod
     def of(cls, exc: BaseException, traceback: Optional[str]) -> "CaughtException":
-        return cls(f"{type(exc).__module__}.{type(exc).__name__}", str(exc), traceback)
+        from .exception import metaflow_type_name
+
+        return cls(metaflow_type_name(type(exc)), str(exc), traceback)
 
     @property
     def message(self) -> str:
@@ -72,6 +75,28 @@ class CaughtException(Exception):
         return self.stacktrace or f"[no stacktrace]\n{self.type}: {self.exception}"
 
 
+# FlowSpec's own names that are never a flow's constants (Metaflow's _NON_PARAMETERS)
+_NOT_CONSTANTS = frozenset({"cmd", "foreach_stack", "index", "input", "script_name", "name"})
+
+
+def flow_constants(flow_cls: type) -> dict[str, Any]:
+    """The flow's class-level constants, its own and inherited: Metaflow saves them as artifacts of every
+    task. Left out, as Metaflow leaves them out: names starting with ``_``, steps and other functions,
+    properties and classes; and parameters, configs and whatever else workbench itself put on the class
+    (their values reach the tasks their own way)."""
+    found: dict[str, Any] = {}
+    for name in dir(flow_cls):
+        if name.startswith("_") or name in _NOT_CONSTANTS:
+            continue
+        value = getattr(flow_cls, name)
+        if isinstance(value, (types.FunctionType, types.MethodType, property, type)):
+            continue
+        if type(value).__module__.split(".")[0] == "workbench" or getattr(value, "is_step", False):
+            continue
+        found[name] = value
+    return found
+
+
 ForeachFrame = namedtuple("ForeachFrame", ["step", "var", "num_splits", "index", "value"])
 
 
@@ -84,7 +109,8 @@ class GraphNodeView:
         self.in_funcs = list(node.in_steps)
         self.out_funcs = list(node.out)
         self.foreach_param = node.foreach_var
-        self.parallel_step = False
+        self.parallel_step = node.is_parallel  # a @parallel step (a gang's tasks)
+        self.parallel_foreach = node.num_parallel is not None  # the step that starts a gang
         self.func_lineno = node.lineno
 
 

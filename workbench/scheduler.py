@@ -447,6 +447,9 @@ class Scheduler(gang.GangMixin, RecordsMixin):
             if opener.kind == "foreach":
                 outer = task.foreach_stack[:-1]
                 expected = task.foreach_stack[-1]["num_splits"]
+                started = self._gangs.get(task.parallel["gang"]) if task.parallel is not None else None
+                if started is not None:  # a gang's join waits for its live nodes (@catch may leave node 0 alone)
+                    expected = len(started.members)
                 order = lambda p: p.foreach_stack[-1]["index"]  # noqa: E731
             else:
                 outer = task.foreach_stack

@@ -8,6 +8,7 @@ as one multi-node job.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -79,6 +80,8 @@ class GangMixin:
             return
         settings = gang.members[0].settings
         retry = gang.members[0].attempt < settings.retries and self.phase == "running"
+        if not retry and self._gang_catch_fallback(gang, now, out):
+            return
         for member in gang.members:
             m_result, m_report = gang.results[member.task_id]
             m_status, m_reason = self._reconcile(m_result, m_report)  # type: ignore[attr-defined]
@@ -96,3 +99,35 @@ class GangMixin:
                 self._failed.append(member)
         gang.results.clear()
         gang.failing = None
+
+    def _gang_catch_fallback(self, gang: _Gang, now: float, out: list) -> bool:
+        """@catch of a gang whose nodes died without their code raising (killed, never started): as in
+        Metaflow, only the control task (node 0) gets the fallback attempt that stores the failure; the
+        other nodes end failed, and the join after the gang takes the control task alone. A node whose
+        code raised was caught inside its own task (it succeeded), so any failure left is the
+        environment's. Returns whether the fallback was started."""
+        control = gang.members[0]
+        settings = control.settings
+        if not settings.catch or self.phase != "running" or control.catch_fallback is not None:
+            return False
+        results = {m.task_id: self._reconcile(*gang.results[m.task_id]) for m in gang.members}  # type: ignore[attr-defined]
+        if any(gang.results[t][1] is not None and s is not TaskStatus.SUCCEEDED for t, (s, _) in results.items()):
+            return False  # a node's own report says it failed (e.g. its outputs could not be saved)
+        for member in gang.members:
+            m_result, m_report = gang.results[member.task_id]
+            m_status, m_reason = results[member.task_id]
+            if m_status is TaskStatus.SUCCEEDED or m_status is TaskStatus.CANCELLED:
+                m_status, m_reason = TaskStatus.FAILED, gang.failing
+            failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
+            final = member is not control
+            status = TaskStatus.FAILED if final else TaskStatus.RETRYING
+            self._record(member, status, failed, m_report, now, out, final=final)  # type: ignore[attr-defined]
+        control.catch_fallback = gang.failing or "the gang failed"
+        control.settings = dataclasses.replace(settings, backend="local", image=None, gpu=0)
+        control.attempt += 1
+        control.status = TaskStatus.PENDING
+        gang.members = [control]
+        gang.results.clear()
+        gang.failing = None
+        self._ready.append(control)  # type: ignore[attr-defined]
+        return True

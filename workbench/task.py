@@ -25,18 +25,31 @@ from typing import Any, Callable, NoReturn, Optional
 from .datastore import FlowDatastore
 from .datastore.records import AttemptRecord, InputRef, TaskSpecRecord, TaskStatus
 from .errors import DatastoreError
+from .exception import MetaflowException
 from .exitcodes import TASK_FAILED as EXIT_FAILED
 from .exitcodes import TASK_OK as EXIT_OK
 from .exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
-from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current
+from .flowspec import CaughtException, FlowSpec, Inputs, InputView, current, flow_constants
 from .parameters import resolve_default
 from .preview import describe
 from .secret_sources import SecretsError
 from .user_config import activate_task_configs
 
 
-class StepTimeout(Exception):
-    """Raised inside a step when its @timeout runs out."""
+class StepTimeout(MetaflowException):
+    """Raised inside a step when its @timeout runs out (Metaflow's TimeoutException: @catch stores it
+    under Metaflow's name)."""
+
+    headline = "@timeout"
+    metaflow_type = "metaflow.plugins.timeout_decorator.TimeoutException"
+
+
+class FailureHandledByCatch(MetaflowException):
+    """What @catch stores when the step's code never got to raise: every attempt failed in its
+    environment (killed, out of memory, image missing...). Metaflow's name for it."""
+
+    headline = "Task execution failed but @catch handled it"
+    metaflow_type = "metaflow.plugins.catch_decorator.FailureHandledByCatch"
 
 
 class TaskContext:
@@ -100,17 +113,37 @@ def _save_outputs(flow: FlowSpec, ctx: TaskContext, ds: FlowDatastore, is_join: 
     for name, value in list(flow.__dict__.items()):
         if name in FlowSpec._WB_INTERNAL or name.startswith("__"):
             continue
-        try:
-            sha, size = ds.save_artifact(value)
-        except Exception as exc:
-            raise TypeError(f"artifact self.{name} cannot be saved: {type(exc).__name__}: {exc}") from None
-        info = describe(value)
-        info.update(sha=sha, size=size)
-        requires = _pickle_requirements(value)
-        if requires:
-            info["requires"] = requires
-        out[name] = info
+        out[name] = _save_artifact(ds, f"artifact self.{name}", value)
     return out
+
+
+def _save_artifact(ds: FlowDatastore, what: str, value: Any) -> dict[str, Any]:
+    try:
+        sha, size = ds.save_artifact(value)
+    except Exception as exc:
+        raise TypeError(f"{what} cannot be saved: {type(exc).__name__}: {exc}") from None
+    info = describe(value)
+    info.update(sha=sha, size=size)
+    requires = _pickle_requirements(value)
+    if requires:
+        info["requires"] = requires
+    return info
+
+
+def _save_constants(flow_cls: type[FlowSpec], spec: TaskSpecRecord, ds: FlowDatastore, out: dict[str, Any]) -> None:
+    """The flow's class-level constants are artifacts of every task, as in Metaflow. The start task saves
+    the values it sees, once for the run; the other tasks pass those on: a linear task with its inherited
+    artifacts, a join from its first input (joins inherit nothing else without merge_artifacts)."""
+    constants = flow_constants(flow_cls)
+    if not spec.inputs:  # start (a task without inputs)
+        for name, value in constants.items():
+            if name not in out:
+                out[name] = _save_artifact(ds, f"class constant {flow_cls.__name__}.{name}", value)
+    elif spec.kind == "join":
+        first = spec.inputs[0].artifacts
+        for name in constants:
+            if name not in out and name in first:
+                out[name] = {"sha": first[name], "inherited": True}
 
 
 _PLAIN = (type(None), bool, int, float, complex, str, bytes)
@@ -242,6 +275,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     if code == EXIT_OK:
         try:
             result.artifacts = _save_outputs(flow, ctx, ds, is_join)
+            _save_constants(flow_cls, spec, ds, result.artifacts)
             if spec.foreach_var:
                 var = spec.foreach_var
                 seq = getattr(flow, var)
@@ -279,10 +313,6 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     return code
 
 
-class FailureHandledByCatch(Exception):
-    """What @catch stores when the step's task never ran its code (Metaflow's name for it)."""
-
-
 def _bind_parallel(spec: TaskSpecRecord) -> None:
     """``current.parallel`` (and Metaflow's MF_PARALLEL_* variables) for a node of a @parallel gang.
     ``main_ip`` is node 0's address: 127.0.0.1 locally; on a multi-node backend see :mod:`workbench.gang_address`."""
@@ -314,6 +344,8 @@ def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
     if spec.step == "end":
         return
     if ctx.transition is None:
+        if spec.parallel and int(spec.parallel.get("node_index", 0)) != 0:
+            return  # a gang's worker node: its transition is the control task's (Metaflow checks only that one)
         raise RuntimeError(f"step {spec.step} returned without calling self.next()")
     names, foreach = ctx.transition
     if spec.kind == "switch":

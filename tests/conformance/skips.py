@@ -37,18 +37,7 @@ EXTENSION_ONLY_TESTS = {
 }
 NOT_COUNTED = CARD_TESTS | EXTENSION_ONLY_TESTS
 
-_UNDIAGNOSED = (
-    "runs, but fails Metaflow's MetadataCheck since switch/@parallel/@catch landed; "
-    "not diagnosed yet (run: python tests/conformance/runner.py --ignore-skips -v --tests NAME)"
-)
-
 SKIPPED: dict[tuple[str, str], str] = {
-    ("BasicParallelTest", "*"): "@parallel runs as a local gang, but " + _UNDIAGNOSED,
-    ("TagCatchTest", "*"): "@retry now retries at once as in Metaflow, but " + _UNDIAGNOSED,
-    ("CatchRetryTest", "*"): "@catch now stores Metaflow's full type names, but " + _UNDIAGNOSED,
-    ("TimeoutDecoratorTest", "*"): "@timeout's exception under @catch: " + _UNDIAGNOSED,
-    ("DetectSegFaultTest", "*"): "needs a task killed by a signal to say so in its stderr ('segmentation fault')",
-    ("ConstantsTest", "*"): "needs class-level constants saved as artifacts of every task (task output saving)",
 }
 
 # skipped pairs too slow to run as expected failures in the CI subset (each waits out @retry's 2-minute
