@@ -37,8 +37,7 @@ EXTENSION_ONLY_TESTS = {
 }
 NOT_COUNTED = CARD_TESTS | EXTENSION_ONLY_TESTS
 
-SKIPPED: dict[tuple[str, str], str] = {
-}
+SKIPPED: dict[tuple[str, str], str] = {}
 
 # skipped pairs too slow to run as expected failures in the CI subset (each waits out @retry's 2-minute
 # pauses until its pair times out); the whole matrix (WORKBENCH_CONFORMANCE=all) still runs them
