@@ -49,8 +49,9 @@ def container_config(
 
     Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
     ``APIClient.create_host_config`` (limits, mounts, network). Nothing the task can write is shared:
-    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own) is the one writable
-    mount, and credentials come as a read-only file, not as environment variables.
+    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own: a directory, the one
+    writable mount; or with an S3 datastore an ``s3://`` prefix, not mounted) is where its outputs go, and
+    credentials come as a read-only file, not as environment variables.
     """
     from docker.types import DeviceRequest
 
@@ -65,7 +66,7 @@ def container_config(
         (datastore_dir(spec.datastore_url), "ro"),
         (pycache, "ro"),
         (credentials_file, "ro"),
-        (outbox, "rw"),
+        (outbox if outbox and not outbox.startswith("s3://") else None, "rw"),  # an S3 outbox is a prefix
     ):
         if path and (path not in binds or mode == "rw"):
             binds[path] = {"bind": path, "mode": mode}
