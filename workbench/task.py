@@ -384,9 +384,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
     if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
-        from .datastore.outbox import OutboxStorage
+        from .datastore.outbox import outbox_storage
 
-        ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
+        ds = FlowDatastore(outbox_storage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
     spec = read_spec(ds, args.ref)
     _activate_shipped_environment(ds)
     os.chdir(args.root)

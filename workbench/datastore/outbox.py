@@ -57,19 +57,6 @@ class OutboxStorage:
     def get(self, key: str) -> bytearray:
         return self.out.get(key) if self._mine(key) else self.base.get(key)
 
-    def map(self, key: str) -> mmap.mmap:
-        return self._mappable(key).map(key)
-
-    def size(self, key: str) -> int:
-        return self._mappable(key).size(key)
-
-    def _mappable(self, key: str) -> MappableStorage:
-        """Only a local store is mappable (FlowDatastore asks only when ``base`` is one)."""
-        store = self.out if self._mine(key) else self.base
-        if not isinstance(store, MappableStorage):
-            raise TypeError(f"{store.url} cannot be memory-mapped")
-        return store
-
     def exists(self, key: str) -> bool:
         return self._mine(key) or self.base.exists(key)
 
@@ -92,6 +79,30 @@ class OutboxStorage:
 
     def local_path(self, key: str) -> Optional[str]:
         return self.base.local_path(key)
+
+
+class MappableOutboxStorage(OutboxStorage):
+    """An outbox over a local store (the outbox is a local directory too): large blobs are memory-mapped."""
+
+    def map(self, key: str) -> mmap.mmap:
+        return self._mappable(key).map(key)
+
+    def size(self, key: str) -> int:
+        return self._mappable(key).size(key)
+
+    def _mappable(self, key: str) -> MappableStorage:
+        store = self.out if self._mine(key) else self.base
+        if not isinstance(store, MappableStorage):
+            raise TypeError(f"{store.url} cannot be memory-mapped")
+        return store
+
+
+def outbox_storage(base: Storage, outbox: str) -> OutboxStorage:
+    """The storage a task writes through: ``base`` for reads, ``outbox`` (a directory or an ``s3://``
+    prefix) for every write; memory-mappable when both are local."""
+    if isinstance(base, MappableStorage) and not outbox.startswith("s3://"):
+        return MappableOutboxStorage(base, outbox)
+    return OutboxStorage(base, outbox)
 
 
 def open_outbox_storage(where: str) -> Storage:
