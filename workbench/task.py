@@ -383,10 +383,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("run needs FLOW/RUN/STEP/TASK/ATTEMPT or --array")
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
-    if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
+    outbox = os.environ.get("WORKBENCH_OUTBOX")
+    if outbox:  # a container or a remote job: the store is never written, outputs go to the outbox
         from .datastore.outbox import outbox_storage
+        from .datastore.outbox_s3 import PER_TASK, task_outbox_prefix
 
-        ds = FlowDatastore(outbox_storage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
+        if outbox == PER_TASK:
+            outbox = f"{ds.url}/{task_outbox_prefix(args.ref)}"
+        ds = FlowDatastore(outbox_storage(ds.storage, outbox), flow)
     spec = read_spec(ds, args.ref)
     _activate_shipped_environment(ds)
     os.chdir(args.root)

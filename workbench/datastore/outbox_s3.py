@@ -36,6 +36,16 @@ def new_outbox_prefix(run_id: str, step: str, task_id: str, attempt: int) -> str
     return f"{OUTBOX_DIR}/{run_id}/{step}/{task_id}/{attempt}-{uuid.uuid4().hex[:16]}"
 
 
+PER_TASK = "per-task"  # WORKBENCH_OUTBOX=per-task: the task derives its outbox from its own reference
+
+
+def task_outbox_prefix(ref: str) -> str:
+    """The outbox prefix of a remote task (Batch, Kubernetes) from its FLOW/RUN/STEP/TASK/ATTEMPT: its jobs
+    share a definition (and an array shares one submission), so the task works it out for itself."""
+    _flow, run_id, step, task_id, attempt = ref.split("/")
+    return f"{OUTBOX_DIR}/{run_id}/{step}/{task_id}/{attempt}"
+
+
 def outbox_url(storage: S3Storage, prefix: str) -> str:
     """The ``s3://`` URL of an outbox prefix of ``storage`` (what the task is told)."""
     return f"{storage.url}/{prefix}"
