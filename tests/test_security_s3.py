@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import urllib.request
 import uuid
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pytest
@@ -291,3 +293,46 @@ def test_a_hostile_docker_step_cannot_change_an_s3_datastore(hostile_s3_project)
     assert f"{record}: outside the task's outputs" in log
     assert any("refused" in str(getattr(e, "message", "")) for e in events)
     assert ds.storage.walk(".outbox") == []  # every task's outbox prefix was deleted after ingest
+
+
+# ------------------------------------------------------------------------- secret step env in specs
+
+SECRET_ENV_FLOW = """
+import hashlib, os
+from workbench import FlowSpec, step
+
+class SecretEnvFlow(FlowSpec):
+    @step
+    def start(self):  # the secret's hash, not the secret: artifacts and their summaries are stored
+        token = os.environ.get("API_TOKEN", "")
+        self.seen = {"API_TOKEN": hashlib.sha256(token.encode()).hexdigest(), "MODE": os.environ.get("MODE")}
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+"""
+STEP_TOKEN = "step-token-" + "q" * 24
+
+
+@pytest.mark.parametrize("pool", ["1", "0"], ids=["warm-worker", "process"])
+def test_a_secret_step_env_reaches_the_local_task_but_not_its_spec(tmp_path, monkeypatch, pool):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "secret_env.py").write_text(SECRET_ENV_FLOW)
+    (tmp_path / "workbench.toml").write_text(
+        '[project]\nname = "t"\n\n'
+        f'[flows.SecretEnvFlow.steps.start]\nenv = {{ API_TOKEN = "{STEP_TOKEN}", MODE = "fast" }}\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("WORKBENCH_LOCAL_POOL", pool)
+    result, _, _, _ = run_flow(tmp_path, "flows/secret_env.py", backend="local")
+    assert result.status == "succeeded", result.message
+    ds = FlowDatastore(load_config(tmp_path).datastore_url, "SecretEnvFlow")
+    seen = ds.load_artifact(ds.read_task(result.run_id, "start", "1")["artifacts"]["seen"]["sha"])
+    assert seen == {"API_TOKEN": hashlib.sha256(STEP_TOKEN.encode()).hexdigest(), "MODE": "fast"}
+    spec = ds.read_spec(result.run_id, "start", "1", 0)
+    assert spec.settings["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
+    holding = [str(p) for p in Path(ds.url).rglob("*.json") if STEP_TOKEN.encode() in p.read_bytes()]
+    assert not holding

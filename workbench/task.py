@@ -13,6 +13,7 @@ and forks one isolated child per task (see :mod:`workbench.worker`).
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import os
 import signal
@@ -151,7 +152,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     started = time.time()
     step_name, attempt = spec.step, spec.attempt
     settings = spec.settings
-    os.environ.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
+    _apply_step_env(settings.get("env") or {})
     current._bind(
         flow_name=spec.flow,
         run_id=spec.run_id,
@@ -279,6 +280,22 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
 
 class FailureHandledByCatch(Exception):
     """What @catch stores when the step's task never ran its code (Metaflow's name for it)."""
+
+
+def _apply_step_env(env: dict[str, Any]) -> None:
+    """Set the step's env. Secret-looking values are ``<redacted>`` in the spec: the backend delivered them
+    (in this process's environment, or a file named by ``WORKBENCH_SECRET_ENV_FILE``)."""
+    from .redact import REDACTED
+
+    path = os.environ.pop("WORKBENCH_SECRET_ENV_FILE", None)
+    if path:
+        with open(path, encoding="utf-8") as f:
+            os.environ.update({str(k): str(v) for k, v in json.load(f).items()})
+    for name, value in env.items():
+        if str(value) != REDACTED:
+            os.environ[str(name)] = str(value)
+        elif name not in os.environ:
+            print(f"workbench: step env {name} (a secret) did not reach this task", file=sys.stderr)
 
 
 def _bind_parallel(spec: TaskSpecRecord) -> None:

@@ -9,9 +9,8 @@ Each task is one container running the same entrypoint as everywhere else
   over it (what the task saves goes there; after the container exits the runtime checks each new
   blob against its hash and moves it in, see :mod:`workbench.datastore.outbox`), and a read-only
   bytecode cache of the project and image that the runtime fills (:mod:`.docker_cache`);
-- with an S3 datastore, an outbox prefix of its own in the bucket (ingested the same way,
-  :mod:`workbench.datastore.outbox_s3`) and credentials in a read-only file of its own
-  (AWS_SHARED_CREDENTIALS_FILE, on a tmpfs, removed when the task ends), never in the container's
+- with an S3 datastore, an outbox prefix of its own (ingested the same way, :mod:`workbench.datastore.outbox_s3`)
+  and credentials in a read-only file of its own on a tmpfs (AWS_SHARED_CREDENTIALS_FILE), never in its
   environment; where STS allows, they may write only that outbox (:class:`workbench.aws.TaskCredentials`);
 - the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
   requests), so a step that would be killed in the cloud is killed here first;
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..aws import secret_dir
 from ..datastore.outbox_local import ingest, new_outbox
 from ..datastore.records import TaskStatus
 from ..errors import EngineUnreachable, ResourceError, WorkbenchError
@@ -42,7 +42,7 @@ from ..exitcodes import exit_from_code
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .docker_cache import BytecodeCaches
-from .docker_config import OWNER_LABEL, RUN_LABEL, container_config, datastore_dir, package_dir
+from .docker_config import OWNER_LABEL, RUN_LABEL, container_config, datastore_dir, package_dir, write_secret_env
 from .docker_status import MIB, USAGE_MARK, classify_exit, parse_usage
 from .docker_status import USAGE_SCRIPT as USAGE_SCRIPT  # re-exported: container_config wraps the entrypoint in it
 
@@ -101,6 +101,7 @@ class _ContainerHandle(TaskHandle):
         self.outbox: Optional[str] = None  # a local store's outbox directory
         self.s3_outbox: Optional[str] = None  # an S3 store's outbox prefix
         self.credentials_file: Optional[str] = None
+        self.secret_env_file: Optional[str] = None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"docker {spec.ref}")
         self.thread.start()
 
@@ -129,6 +130,7 @@ class _ContainerHandle(TaskHandle):
 
                 self.s3_outbox = new_outbox_prefix(spec.run_id, spec.step, spec.task_id, spec.attempt)
                 self.credentials_file = backend.credentials_for(spec, self.s3_outbox)
+            self.secret_env_file = write_secret_env(backend.secret_dir(), spec) if spec.settings.env else None
             pycache = backend._caches.for_image(image, spec.project_root, package_dir(), backend.user)
             cfg = container_config(
                 spec,
@@ -140,6 +142,7 @@ class _ContainerHandle(TaskHandle):
                 extra_env=backend.extra_env,
                 outbox=self.outbox or (f"{spec.datastore_url.rstrip('/')}/{self.s3_outbox}" if self.s3_outbox else None),
                 credentials_file=self.credentials_file,
+                secret_env_file=self.secret_env_file,
             )
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
@@ -213,6 +216,8 @@ class _ContainerHandle(TaskHandle):
                 self._drop_s3_outbox()
             if backend.task_credentials is not None:
                 backend.task_credentials.release(self.credentials_file)
+            if self.secret_env_file:
+                Path(self.secret_env_file).unlink(missing_ok=True)
             self.on_exit(result or TaskExit(TaskStatus.FAILED, None, "docker: the task ended without a result"))
 
     def _ingest(self) -> None:
@@ -241,11 +246,11 @@ class _ContainerHandle(TaskHandle):
 
     def _drop_s3_outbox(self) -> None:
         """A task that did not end normally: its outbox prefix is deleted, never taken."""
-        prefix, self.s3_outbox = self.s3_outbox, None
-        from ..datastore import FlowDatastore
+        from ..datastore.storage import open_storage
 
+        prefix, self.s3_outbox = self.s3_outbox, None
         try:
-            FlowDatastore(self.spec.datastore_url, self.spec.flow).storage.delete(str(prefix))
+            open_storage(self.spec.datastore_url).delete(str(prefix))
         except WorkbenchError as exc:
             self.on_log("stderr", f"workbench: could not delete the task's outbox {prefix}: {exc}", time.time())
 
@@ -291,6 +296,7 @@ class DockerBackend(Backend):
         self.extra_env: dict[str, str] = {}
         self.task_credentials = None  # TaskCredentials of the run, with an S3 datastore
         self._cred_warned = False
+        self._secret_dir: Optional[str] = None  # the run's private tmpfs directory for secret step env files
         self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
         from .docker_env import EnvironmentImages
@@ -406,6 +412,11 @@ class DockerBackend(Backend):
         if removed:
             ctx.warn(f"docker: removed {removed} container(s) left behind by an earlier run that is gone")
 
+    def secret_dir(self) -> str:
+        with self._lock:
+            self._secret_dir = self._secret_dir or secret_dir()
+            return self._secret_dir
+
     def credentials_for(self, spec: TaskSpec, outbox_prefix: str) -> str:
         """A task's credentials file: scoped to its outbox where STS allows (else the run's, said once)."""
         creds = self.task_credentials
@@ -427,6 +438,9 @@ class DockerBackend(Backend):
         if self.task_credentials is not None:
             self.task_credentials.close()
             self.task_credentials = None
+        if self._secret_dir:
+            shutil.rmtree(self._secret_dir, ignore_errors=True)
+            self._secret_dir = None
         if self._api is None:
             return
         for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):

@@ -44,6 +44,7 @@ def container_config(
     extra_env: Optional[dict[str, str]] = None,
     outbox: Optional[str] = None,
     credentials_file: Optional[str] = None,
+    secret_env_file: Optional[str] = None,
 ) -> dict[str, Any]:
     """Everything sent to the engine to create the task's container, without talking to it.
 
@@ -66,6 +67,7 @@ def container_config(
         (datastore_dir(spec.datastore_url), "ro"),
         (pycache, "ro"),
         (credentials_file, "ro"),
+        (secret_env_file, "ro"),
         (outbox if outbox and not outbox.startswith("s3://") else None, "rw"),  # an S3 outbox is a prefix
     ):
         if path and (path not in binds or mode == "rw"):
@@ -76,6 +78,8 @@ def container_config(
     if credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
         env["AWS_CONFIG_FILE"] = "/dev/null"
+    if secret_env_file:  # the step's secret-looking env: <redacted> in its spec, never in `docker inspect`
+        env["WORKBENCH_SECRET_ENV_FILE"] = secret_env_file
     if pycache:
         env["PYTHONPYCACHEPREFIX"] = pycache
     else:
@@ -89,7 +93,7 @@ def container_config(
 
         env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
     env.update(extra_env or {})
-    # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
+    # secret-looking step env stays out of `docker inspect`: the task reads it from secret_env_file
     env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
 
     host_config: dict[str, Any] = {
@@ -121,6 +125,23 @@ def container_config(
         "name": _container_name(spec),
         "host_config": host_config,
     }
+
+
+def write_secret_env(directory: str, spec: TaskSpec) -> Optional[str]:
+    """A task's secret-looking step env as a 0600 JSON file in ``directory`` (the run's private tmpfs
+    directory, :func:`workbench.aws.secret_dir`), or None when it has none. The caller removes it."""
+    import json
+
+    from ..redact import secret_env
+
+    secrets = secret_env(spec.settings.env or {})
+    if not secrets:
+        return None
+    path = os.path.join(directory, f"env-{_container_name(spec)}-{os.urandom(4).hex()}.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f)
+    return path
 
 
 def _container_name(spec: TaskSpec) -> str:

@@ -206,7 +206,7 @@ class RemoteBackend(RemoteStopping, Backend):
             **task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
             "PYTHONUNBUFFERED": "1",
         }
-        if storage.url.startswith("s3://"):  # tasks write only their outbox; ingested before on_exit
+        if str(getattr(storage, "url", "")).startswith("s3://"):  # tasks write only their outbox, ingested
             from ..datastore.outbox import ENV_OUTBOX
             from ..datastore.outbox_s3 import PER_TASK
 
