@@ -13,8 +13,8 @@ and forks one isolated child per task (see :mod:`workbench.worker`).
 from __future__ import annotations
 
 import argparse
-import json
 import importlib
+import json
 import os
 import signal
 import sys

@@ -36,6 +36,7 @@ from typing import Callable, Optional
 
 from ..aws import secret_dir
 from ..datastore.outbox_local import ingest, new_outbox
+from ..datastore.outbox_s3 import ingest_s3, new_outbox_prefix
 from ..datastore.records import TaskStatus
 from ..errors import EngineUnreachable, ResourceError, WorkbenchError
 from ..exitcodes import exit_from_code
@@ -126,8 +127,6 @@ class _ContainerHandle(TaskHandle):
             if store:
                 self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
             elif backend.task_credentials is not None:
-                from ..datastore.outbox_s3 import new_outbox_prefix
-
                 self.s3_outbox = new_outbox_prefix(spec.run_id, spec.step, spec.task_id, spec.attempt)
                 self.credentials_file = backend.credentials_for(spec, self.s3_outbox)
             self.secret_env_file = write_secret_env(backend.secret_dir(), spec) if spec.settings.env else None
@@ -140,7 +139,8 @@ class _ContainerHandle(TaskHandle):
                 owner=backend.owner,
                 pycache=pycache,
                 extra_env=backend.extra_env,
-                outbox=self.outbox or (f"{spec.datastore_url.rstrip('/')}/{self.s3_outbox}" if self.s3_outbox else None),
+                outbox=self.outbox
+                or (f"{spec.datastore_url.rstrip('/')}/{self.s3_outbox}" if self.s3_outbox else None),
                 credentials_file=self.credentials_file,
                 secret_env_file=self.secret_env_file,
             )
@@ -231,8 +231,6 @@ class _ContainerHandle(TaskHandle):
         spec = self.spec
         ds = FlowDatastore(spec.datastore_url, spec.flow)
         if prefix:
-            from ..datastore.outbox_s3 import ingest_s3
-
             refused = ingest_s3(ds, prefix, spec.run_id, spec.step, spec.task_id, spec.attempt)
         else:
             refused = ingest(str(outbox), ds, spec.run_id, spec.step, spec.task_id, spec.attempt)
@@ -420,6 +418,7 @@ class DockerBackend(Backend):
     def credentials_for(self, spec: TaskSpec, outbox_prefix: str) -> str:
         """A task's credentials file: scoped to its outbox where STS allows (else the run's, said once)."""
         creds = self.task_credentials
+        assert creds is not None, "credentials_for before start_run"
         path = creds.for_task(spec.datastore_url, outbox_prefix, f"wb-{spec.run_id}-{spec.task_id}")
         if not creds.scoped() and not self._cred_warned and self._ctx is not None:
             self._cred_warned = True

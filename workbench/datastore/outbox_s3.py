@@ -75,7 +75,7 @@ def ingest_s3(ds: FlowDatastore, prefix: str, run_id: str, step: str, task_id: s
         if blobs:
             with ThreadPoolExecutor(max_workers=min(INGEST_THREADS, len(blobs))) as pool:
                 whys = list(pool.map(lambda b: _take_blob(ds, storage, f"{prefix}/{b[0]}", b[1], b[2]), blobs))
-            refused += [f"{key}: {why}" for (key, _, _), why in zip(blobs, whys) if why]
+            refused += [f"{key}: {why}" for (key, _, _), why in zip(blobs, whys, strict=True) if why]
     finally:
         try:
             storage.delete(prefix)

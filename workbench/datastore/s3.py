@@ -16,7 +16,7 @@ import io
 import tempfile
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional
 
 from ..errors import DatastoreError, WorkbenchError
 from .storage import Buffer
@@ -266,10 +266,10 @@ class S3Storage:
         if log is not None:
             log["spool"].close()
 
-    def walk(self, prefix: str) -> list[tuple[str, int]]:
+    def walk(self, prefix: str) -> List[tuple[str, int]]:  # typing.List: this class has a method named list
         """Every object under ``prefix/`` at any depth: (key relative to ``prefix``, size), hidden names too."""
         base = self._key(prefix) + "/"
-        out: list[tuple[str, int]] = []
+        out: List[tuple[str, int]] = []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
                 out += [(o["Key"][len(base) :], int(o.get("Size", 0))) for o in page.get("Contents", [])]
@@ -283,7 +283,10 @@ class S3Storage:
         """Server-side copy of ``src`` to ``dst`` in this bucket (multipart for objects over 5 GB)."""
         try:
             self.client.copy(
-                {"Bucket": self.bucket, "Key": self._key(src)}, self.bucket, self._key(dst), Config=self._transfer_config()
+                {"Bucket": self.bucket, "Key": self._key(src)},
+                self.bucket,
+                self._key(dst),
+                Config=self._transfer_config(),
             )
         except WorkbenchError:
             raise
