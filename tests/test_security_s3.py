@@ -120,16 +120,51 @@ def test_the_task_session_policy_writes_only_its_own_outbox():
     assert len(json.dumps(doc)) < 2048  # STS's limit for a session policy
 
 
+def test_task_credentials_are_minted_per_task_with_long_lived_keys_else_shared_and_said(aws, monkeypatch):  # noqa: F811
+    """Long-lived user keys and no role: GetFederationToken per task (each its own file, removed with the
+    task); session credentials and no role: one file for the run, and the reason is kept for the warning."""
+    from workbench import aws as wb_aws
+
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    wb_aws._sessions.clear()
+    creds = wb_aws.TaskCredentials(aws.endpoint)
+    try:
+        assert creds.mode == "federation"
+        one = creds.for_task("s3://bkt/wb", ".outbox/1/start/1/0-a", "wb-1-1")
+        two = creds.for_task("s3://bkt/wb", ".outbox/1/start/2/0-b", "wb-1-2")
+        assert one != two and creds.scoped()
+        texts = [Path(p).read_text() for p in (one, two)]
+        assert all("aws_session_token" in t for t in texts)  # (moto hands out the same example keys each time)
+        assert oct(os.stat(one).st_mode & 0o777) == "0o600"
+        creds.release(one)
+        assert not os.path.exists(one) and os.path.exists(two)
+    finally:
+        creds.close()
+    assert not os.path.exists(creds.dir)
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    wb_aws._sessions.clear()
+    shared = wb_aws.TaskCredentials(aws.endpoint)
+    try:
+        assert shared.mode == "run"
+        a = shared.for_task("s3://bkt/wb", ".outbox/1/start/1/0-a", "wb-1-1")
+        assert a == shared.for_task("s3://bkt/wb", ".outbox/1/start/2/0-b", "wb-1-2") and not shared.scoped()
+        assert "session credentials" in shared.unscoped_warning() and "task_role" in shared.unscoped_warning()
+    finally:
+        shared.close()
+
+
 # ------------------------------------------------------------------------- a hostile Docker step
 
 
 HOSTILE = """
 import os
-from workbench import FlowSpec, Parameter, step
+from workbench import FlowSpec, Parameter, current, step
 
 class HostileS3Flow(FlowSpec):
     victim = Parameter("victim", default="")  # an earlier run's blob, key relative to the store
     record = Parameter("record", default="")  # another task's attempt record, same
+    store = Parameter("store", default="")  # the datastore's URL
 
     @step
     def start(self):
@@ -140,7 +175,9 @@ class HostileS3Flow(FlowSpec):
         from workbench.datastore.s3 import S3Storage
 
         outbox = os.environ["WORKBENCH_OUTBOX"]
-        store = S3Storage(outbox.split("/.outbox/")[0])
+        if outbox == "per-task":  # a Batch job: the task works its outbox out from its reference
+            outbox = f"{self.store}/.outbox/{current.run_id}/{current.step_name}/{current.task_id}/0"
+        store = S3Storage(self.store)
         s3, bucket = store.client, store.bucket
 
         def attempt(action):
@@ -233,6 +270,9 @@ def iam_enforced(aws, monkeypatch):  # noqa: F811
         ],
     }
     iam.put_role_policy(RoleName="wb-task", PolicyName="outbox-only", PolicyDocument=json.dumps(role_policy))
+    iam.create_user(UserName="batch-job")  # what a Batch job role is on AWS; here its keys reach the job
+    iam.put_user_policy(UserName="batch-job", PolicyName="outbox-only", PolicyDocument=json.dumps(role_policy))
+    job_key = iam.create_access_key(UserName="batch-job")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)  # long-lived user keys
@@ -241,7 +281,7 @@ def iam_enforced(aws, monkeypatch):  # noqa: F811
     wb_aws._sessions.clear()
     _reset_auth(aws.endpoint, "0")  # from now on every request is authenticated and authorized
     try:
-        yield bucket, role
+        yield bucket, role, job_key
     finally:
         _reset_auth(aws.endpoint, "inf")
         wb_aws._sessions.clear()
@@ -250,7 +290,7 @@ def iam_enforced(aws, monkeypatch):  # noqa: F811
 @pytest.fixture
 def hostile_s3_project(tmp_path, engine, aws, iam_enforced, monkeypatch):  # noqa: F811
     client, image = engine
-    bucket, role = iam_enforced
+    bucket, role, _ = iam_enforced
     name = f"wbs3-{uuid.uuid4().hex[:8]}"
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "hostile.py").write_text(HOSTILE)
@@ -278,7 +318,8 @@ def test_a_hostile_docker_step_cannot_change_an_s3_datastore(hostile_s3_project)
     record = f"{ds.task_key(first.run_id, 'start', '1')}/attempt-0.json"
     blob_before, record_before = bytes(ds.storage.get(victim)), bytes(ds.storage.get(record))
 
-    second, events, _, _ = run_flow(root, "flows/hostile.py", params={"victim": victim, "record": record})
+    params = {"victim": victim, "record": record, "store": ds.url}
+    second, events, _, _ = run_flow(root, "flows/hostile.py", params=params)
     assert second.status == "succeeded", second.message
 
     results = ds.load_artifact(ds.read_task(second.run_id, "start", "1")["artifacts"]["results"]["sha"])
@@ -293,6 +334,65 @@ def test_a_hostile_docker_step_cannot_change_an_s3_datastore(hostile_s3_project)
     assert f"{record}: outside the task's outputs" in log
     assert any("refused" in str(getattr(e, "message", "")) for e in events)
     assert ds.storage.walk(".outbox") == []  # every task's outbox prefix was deleted after ingest
+
+
+@pytest.fixture
+def batch_queue(aws):  # noqa: F811 - made before IAM authentication is on
+    return aws.batch_queue()
+
+
+@pytest.fixture
+def hostile_batch_project(tmp_path, engine, aws, batch_queue, iam_enforced, monkeypatch):  # noqa: F811
+    _client, image = engine
+    bucket, _, job_key = iam_enforced
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "hostile.py").write_text(HOSTILE)
+    (tmp_path / "workbench.toml").write_text(
+        f'[project]\nname = "wbs3b"\nbackend = "batch"\n\n'
+        f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{aws.endpoint}"\nregion = "us-east-1"\n\n'
+        f'[batch]\njob_queue = "{batch_queue}"\nimage = "{image}"\nendpoint_url = "{aws.endpoint}"\n\n'
+        f'[flows.HostileS3Flow.steps.start]\ncpu = 1\nmemory = "512M"\n'
+        f'env = {{ AWS_ACCESS_KEY_ID = "{job_key["AccessKeyId"]}", '
+        f'AWS_SECRET_ACCESS_KEY = "{job_key["SecretAccessKey"]}" }}\n'
+        f'[flows.HostileS3Flow.steps.end]\nbackend = "local"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
+    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
+    monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.5")
+    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+    return tmp_path
+
+
+@pytest.mark.docker
+def test_a_hostile_batch_step_cannot_change_an_s3_datastore(hostile_batch_project, aws):  # noqa: F811
+    """The same attack from an AWS Batch job (moto runs it as a container) whose credentials allow Put
+    only under .outbox/ (a job role's policy): refused by IAM, and its outbox refused at ingest."""
+    root = hostile_batch_project
+    first, _, _, _ = run_flow(root, "flows/hostile.py")
+    ds = FlowDatastore(load_config(root).datastore_url, "HostileS3Flow")
+    assert first.status == "succeeded", [text for _, _, text in ds.read_log(first.run_id, "start", "1")][-5:]
+    sha = ds.read_task(first.run_id, "start", "1")["artifacts"]["treasure"]["sha"]
+    victim = ds.artifact_key(sha)
+    record = f"{ds.task_key(first.run_id, 'start', '1')}/attempt-0.json"
+    blob_before, record_before = bytes(ds.storage.get(victim)), bytes(ds.storage.get(record))
+
+    params = {"victim": victim, "record": record, "store": ds.url}
+    second, events, _, _ = run_flow(root, "flows/hostile.py", params=params)
+    assert second.status == "succeeded", [text for _, _, text in ds.read_log(second.run_id, "start", "1")][-5:]
+
+    results = ds.load_artifact(ds.read_task(second.run_id, "start", "1")["artifacts"]["results"]["sha"])
+    assert results["read blob"] == "done", results
+    for what in ("overwrite blob", "copy over blob", "delete blob", "overwrite record"):
+        assert results[what] == "refused: AccessDenied", (what, results)
+    assert bytes(ds.storage.get(victim)) == blob_before and bytes(ds.storage.get(record)) == record_before
+    assert not ds.has_artifact("ab" + sha[2:])
+    log = "\n".join(text for _, _, text in ds.read_log(second.run_id, "start", "1"))
+    assert f"refused from the task's outputs: HostileS3Flow/data/ab/ab{sha[2:]}: blob refused" in log
+    assert any("refused" in str(getattr(e, "message", "")) for e in events)
+    assert ds.storage.walk(".outbox") == []
+    spec = ds.storage.get(f"{ds.task_key(second.run_id, 'start', '1')}/spec-0.json")
+    assert b"<redacted>" in spec and b"AKIA" not in spec  # the job's keys came in containerOverrides
 
 
 # ------------------------------------------------------------------------- secret step env in specs
