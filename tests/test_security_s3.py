@@ -64,7 +64,7 @@ def test_ingest_takes_new_checked_blobs_and_the_own_record_and_refuses_the_rest(
         f"F/data/{new_sha[:2]}/{new_sha}": new_blob,  # legitimate: taken
         f"F/data/{old_sha[:2]}/{old_sha}": b"EVIL",  # a 'replacement' of the earlier run's blob: never taken
         f"F/data/ab/{forged}": new_blob,  # content that does not hash to its name
-        own_record: b'{"status": "succeeded", "attempt": 0}',
+        own_record: b'{"status": "succeeded", "attempt": 0, "pathspec": "F/2/start/1"}',
         other_record: b'{"status": "failed"}',  # another task's record
         "F/runs/2/run.json": b"{}",
     }
@@ -78,6 +78,12 @@ def test_ingest_takes_new_checked_blobs_and_the_own_record_and_refuses_the_rest(
     assert f"{other_record}: outside the task's outputs" in text
     assert "F/runs/2/run.json: outside the task's outputs" in text
     assert len(refused) == 3, refused
+    # its own record's key, but claiming another task: refused
+    lying = new_outbox_prefix("2", "start", "1", 0)
+    storage.put(f"{lying}/{own_record}", [b'{"status": "succeeded", "attempt": 0, "pathspec": "F/1/start/1"}'])
+    assert ingest_s3(s3ds, lying, "2", "start", "1", 0) == [
+        f"{own_record}: record claims to be F/1/start/1 attempt 0, not F/2/start/1 attempt 0"
+    ]
     assert s3ds.load_artifact(new_sha) == list(range(100))
     assert s3ds.load_artifact(old_sha) == "the honest value"  # the store's copy, untouched
     assert not s3ds.has_artifact(forged)

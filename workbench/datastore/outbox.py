@@ -133,8 +133,9 @@ def classify(key: str, flow: str, record_key: str) -> tuple[str, str]:
     return "refuse", REFUSED_OUTSIDE
 
 
-def check_record(data: Buffer) -> Optional[str]:
-    """Why an attempt record from an outbox is refused, or None when it may be taken."""
+def check_record(data: Buffer, record_key: str = "") -> Optional[str]:
+    """Why an attempt record from an outbox is refused, or None when it may be taken. ``record_key``
+    (``FLOW/runs/RUN/STEP/TASK/attempt-N.json``): the record must not claim another task or attempt."""
     import json
 
     if len(data) > MAX_RECORD_BYTES:
@@ -145,4 +146,10 @@ def check_record(data: Buffer) -> Optional[str]:
         return f"not JSON ({exc})"
     if not isinstance(doc, dict):
         return "not a JSON object"
+    if record_key:
+        flow, _, run_id, step, task_id, name = record_key.split("/")
+        pathspec, attempt = f"{flow}/{run_id}/{step}/{task_id}", name[len("attempt-") : -len(".json")]
+        if doc.get("pathspec") not in (None, pathspec) or str(doc.get("attempt", attempt)) != attempt:
+            claim = f"{doc.get('pathspec', pathspec)} attempt {doc.get('attempt', attempt)}"
+            return f"record claims to be {claim}, not {pathspec} attempt {attempt}"
     return None

@@ -64,7 +64,7 @@ def _take(path: Path, key: str, record: str, ds: FlowDatastore) -> Optional[str]
         if st.st_size > MAX_RECORD_BYTES:
             return f"record of {st.st_size:,} bytes is too large"
         data = path.read_bytes()
-        why = check_record(data) if kind == "record" else None
+        why = check_record(data, key) if kind == "record" else None
         if why is None:
             ds.storage.put(key, [data])
         return why

@@ -67,7 +67,7 @@ def ingest_s3(ds: FlowDatastore, prefix: str, run_id: str, step: str, task_id: s
             if kind == "blob":
                 blobs.append((key, detail, size))
             elif kind in ("record", "profile"):
-                why = _take_document(storage, f"{prefix}/{key}", key, size, check=kind == "record")
+                why = _take_document(storage, f"{prefix}/{key}", key, size, record=kind == "record")
                 if why:
                     refused.append(f"{key}: {why}")
             elif kind == "refuse":
@@ -84,14 +84,14 @@ def ingest_s3(ds: FlowDatastore, prefix: str, run_id: str, step: str, task_id: s
     return refused
 
 
-def _take_document(storage: S3Storage, source: str, key: str, size: int, *, check: bool) -> Optional[str]:
+def _take_document(storage: S3Storage, source: str, key: str, size: int, *, record: bool) -> Optional[str]:
     if size > MAX_RECORD_BYTES:
         return f"record of {size:,} bytes is too large"
     try:
         data = storage.get(source)
     except KeyError:
         return "vanished before it was read"
-    why = check_record(data) if check else None
+    why = check_record(data, key) if record else None
     if why is None:
         storage.put(key, [data])  # the bytes just checked, written with the runtime's credentials
     return why
