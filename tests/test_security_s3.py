@@ -127,8 +127,8 @@ def test_the_task_session_policy_writes_only_its_own_outbox():
 
 
 def test_task_credentials_are_minted_per_task_with_long_lived_keys_else_shared_and_said(aws, monkeypatch):  # noqa: F811
-    """Long-lived user keys and no role: GetFederationToken per task (each its own file, removed with the
-    task); session credentials and no role: one file for the run, and the reason is kept for the warning."""
+    """Long-lived user keys and no role: GetFederationToken per task (each its own directory, removed with
+    the task); session credentials and no role: one file for the run, and the reason kept for the warning."""
     from workbench import aws as wb_aws
 
     monkeypatch.delenv("AWS_SESSION_TOKEN")
@@ -139,9 +139,10 @@ def test_task_credentials_are_minted_per_task_with_long_lived_keys_else_shared_a
         one = creds.for_task("s3://bkt/wb", ".outbox/1/start/1/0-a", "wb-1-1")
         two = creds.for_task("s3://bkt/wb", ".outbox/1/start/2/0-b", "wb-1-2")
         assert one != two and creds.scoped()
-        texts = [Path(p).read_text() for p in (one, two)]
-        assert all("aws_session_token" in t for t in texts)  # (moto hands out the same example keys each time)
-        assert oct(os.stat(one).st_mode & 0o777) == "0o600"
+        for d in (one, two):
+            assert oct(os.stat(d).st_mode & 0o777) == "0o700"
+            assert oct(os.stat(Path(d, "credentials.json")).st_mode & 0o777) == "0o600"
+            assert json.loads(Path(d, "credentials.json").read_text())["SessionToken"]
         creds.release(one)
         assert not os.path.exists(one) and os.path.exists(two)
     finally:
@@ -158,6 +159,34 @@ def test_task_credentials_are_minted_per_task_with_long_lived_keys_else_shared_a
         assert "session credentials" in shared.unscoped_warning() and "task_role" in shared.unscoped_warning()
     finally:
         shared.close()
+
+
+def test_a_tasks_credentials_are_refreshed_in_place_and_botocore_reads_them(aws, monkeypatch):  # noqa: F811
+    """AssumeRole credentials last an hour on many roles: the runtime re-mints them before they expire and
+    replaces credentials.json in the task's (mounted) directory; botocore's credential_process reads it."""
+    import subprocess
+    import sys
+
+    from workbench import aws as wb_aws
+
+    creds = wb_aws.TaskCredentials(aws.endpoint, role_arn="arn:aws:iam::123456789012:role/wb-task")
+    try:
+        d = creds.for_task("s3://bkt/wb", ".outbox/1/start/1/0-a", "wb-1-1")
+        first = json.loads(Path(d, "credentials.json").read_text())
+        assert creds.refresh_due() == 0  # twelve hours left (or one): nothing due yet
+        creds.REFRESH_BEFORE = 13 * 3600.0  # everything is due now
+        assert creds.refresh_due() == 1
+        second = json.loads(Path(d, "credentials.json").read_text())
+        assert second["AccessKeyId"] != first["AccessKeyId"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_CONFIG_FILE=str(Path(d, "config")), AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+        code = "import boto3; print(boto3.Session().get_credentials().get_frozen_credentials().access_key)"
+        got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert got.stdout.strip() == second["AccessKeyId"], got.stderr[-500:]
+        creds.release(d)
+        assert not os.path.exists(d) and creds.refresh_due() == 0
+    finally:
+        creds.close()
 
 
 # ------------------------------------------------------------------------- a hostile Docker step

@@ -246,7 +246,7 @@ def task_policy(bucket: str, store_prefix: str, outbox_prefix: str, partition: s
 
 
 class TaskCredentials:
-    """Credentials for the tasks of one run (Docker with an S3 datastore), each in its own private file.
+    """Credentials for the tasks of one run (Docker with an S3 datastore), each task its own.
 
     How they are cut, first that works:
 
@@ -256,9 +256,15 @@ class TaskCredentials:
     - ``run``: neither (session credentials and no role): one file for the whole run with the caller's
       session credentials (or an STS session token), not scoped; the runtime says so once per run.
 
-    Files live in a 0700 directory on a tmpfs and are removed when the task ends (:meth:`release`) and
-    when the run ends (:meth:`close`).
+    A scoped task gets a directory (0700, on a tmpfs, mounted read-only) holding a ``config`` whose
+    ``credential_process`` reads ``credentials.json`` there; a thread re-mints each live task's credentials
+    ``REFRESH_BEFORE`` seconds before they expire and replaces that file, and botocore in the task re-reads
+    it (15 minutes before expiry), so a task may outlive one session (a role's is often one hour).
+    Everything is removed when the task ends (:meth:`release`) and when the run ends (:meth:`close`).
     """
+
+    REFRESH_BEFORE = 20 * 60.0
+    REFRESH_EVERY = 30.0
 
     def __init__(self, endpoint_url: Optional[str], role_arn: Optional[str] = None):
         self.endpoint_url = endpoint_url
@@ -266,6 +272,9 @@ class TaskCredentials:
         self.dir = secret_dir()
         self._run_file: Optional[str] = None
         self._lock = threading.Lock()
+        self._live: dict[str, tuple[str, str, float]] = {}  # task directory -> (policy, session name, expiry)
+        self._stop = threading.Event()
+        self._refresher: Optional[threading.Thread] = None
         creds = session().get_credentials()
         if creds is None:
             raise CredentialsError(
@@ -280,15 +289,14 @@ class TaskCredentials:
         return session().client("sts", endpoint_url=self.endpoint_url or None, config=retry_config())
 
     def for_task(self, datastore_url: str, outbox_prefix: str, label: str) -> str:
-        """The path of a credentials file for one task (shared credentials format) of the S3 datastore
-        ``datastore_url`` whose outbox is ``outbox_prefix``."""
+        """Where one task's credentials are for the S3 datastore ``datastore_url`` whose outbox is
+        ``outbox_prefix``: a directory with ``config`` (scoped), or the run's shared credentials file."""
         if self.mode != "run":
             bucket, _, store_prefix = datastore_url[len("s3://") :].partition("/")
             policy = task_policy(bucket, store_prefix, outbox_prefix)
             name = "".join(ch if ch.isalnum() or ch in "=,.@-" else "-" for ch in label)[-32:] or "workbench-task"
             try:
-                creds = self._mint(policy, name)
-                return self._write(f"task-{uuid_hex()}", creds.access_key, creds.secret_key, creds.token)
+                return self._task_dir(policy, name, self._mint(policy, name))
             except Exception as exc:  # noqa: BLE001 - STS refused: the run goes on with unscoped credentials
                 if self.mode == "role":
                     raise CredentialsError(
@@ -302,9 +310,8 @@ class TaskCredentials:
                 self._run_file = self._write("credentials", creds.access_key, creds.secret_key, creds.token)
             return self._run_file
 
-    def _mint(self, policy: str, name: str) -> Any:
-        from botocore.credentials import ReadOnlyCredentials
-
+    def _mint(self, policy: str, name: str) -> dict[str, Any]:
+        """STS credentials (AccessKeyId, SecretAccessKey, SessionToken, Expiration) under ``policy``."""
         sts = self._sts()
         if self.mode == "role":
             try:
@@ -317,7 +324,69 @@ class TaskCredentials:
                 c = sts.assume_role(RoleArn=self.role_arn, RoleSessionName=name, Policy=policy)["Credentials"]
         else:
             c = sts.get_federation_token(Name=name, Policy=policy, DurationSeconds=TASK_SECONDS)["Credentials"]
-        return ReadOnlyCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+        return dict(c)
+
+    def _task_dir(self, policy: str, name: str, creds: dict[str, Any]) -> str:
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="task-", dir=self.dir)
+        expiry = self._write_process_credentials(path, creds)
+        fd = os.open(os.path.join(path, "config"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"[default]\ncredential_process = cat {os.path.join(path, 'credentials.json')}\n")
+        with self._lock:
+            self._live[path] = (policy, name, expiry)
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh_loop, name="task-credentials", daemon=True)
+                self._refresher.start()
+        return path
+
+    @staticmethod
+    def _write_process_credentials(path: str, c: dict[str, Any]) -> float:
+        """``credentials.json`` in credential_process format, replaced atomically; returns its expiry (epoch)."""
+        import json
+        import time
+        from datetime import datetime, timezone
+
+        expires = c.get("Expiration")
+        if isinstance(expires, str):
+            expires = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        at = expires.timestamp() if isinstance(expires, datetime) else time.time() + 3600
+        doc = {
+            "Version": 1,
+            "AccessKeyId": c["AccessKeyId"],
+            "SecretAccessKey": c["SecretAccessKey"],
+            "SessionToken": c["SessionToken"],
+            "Expiration": datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        tmp = os.path.join(path, f".credentials.{uuid_hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, os.path.join(path, "credentials.json"))  # the directory is mounted: the task sees it
+        return at
+
+    def refresh_due(self) -> int:
+        """Re-mint the credentials of live tasks that expire within ``REFRESH_BEFORE``; how many were."""
+        import time
+
+        with self._lock:
+            due = [(d, v) for d, v in self._live.items() if v[2] - time.time() < self.REFRESH_BEFORE]
+        done = 0
+        for path, (policy, name, _) in due:
+            try:
+                creds = self._mint(policy, name)
+            except Exception:  # noqa: BLE001 - tried again on the next round, while time is left
+                continue
+            with self._lock:
+                if path in self._live:
+                    self._live[path] = (policy, name, self._write_process_credentials(path, creds))
+                    done += 1
+        return done
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.REFRESH_EVERY):
+            self.refresh_due()
 
     def _write(self, name: str, key: str, secret: str, token: Optional[str]) -> str:
         lines = ["[default]", f"aws_access_key_id = {key}", f"aws_secret_access_key = {secret}"]
@@ -340,16 +409,24 @@ class TaskCredentials:
         )
 
     def release(self, path: Optional[str]) -> None:
-        """Remove a task's own file (the run's shared one stays until :meth:`close`)."""
-        if path and path != self._run_file:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        """Remove a task's own credentials (the run's shared file stays until :meth:`close`)."""
+        import shutil
+
+        if not path or path == self._run_file:
+            return
+        with self._lock:
+            self._live.pop(path, None)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
 
     def close(self) -> None:
         import shutil
 
+        self._stop.set()
+        with self._lock:
+            self._live.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
         self._run_file = None
 

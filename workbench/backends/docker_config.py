@@ -75,7 +75,10 @@ def container_config(
     env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
     if outbox:
         env[ENV_OUTBOX] = outbox
-    if credentials_file:
+    if credentials_file and os.path.isdir(credentials_file):  # a task's own, refreshed (credential_process)
+        env["AWS_CONFIG_FILE"] = os.path.join(credentials_file, "config")
+        env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
+    elif credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
         env["AWS_CONFIG_FILE"] = "/dev/null"
     if secret_env_file:  # the step's secret-looking env: <redacted> in its spec, never in `docker inspect`
