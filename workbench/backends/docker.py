@@ -10,7 +10,7 @@ Each task is one container running the same entrypoint as everywhere else
   blob against its hash and moves it in, see :mod:`workbench.datastore.outbox`), and a read-only
   bytecode cache of the project and image that the runtime fills (:mod:`.docker_cache`);
 - with an S3 datastore, an outbox prefix of its own (ingested the same way, :mod:`workbench.datastore.outbox_s3`)
-  and credentials in a read-only file of its own on a tmpfs (AWS_SHARED_CREDENTIALS_FILE), never in its
+  and credentials of its own on a tmpfs, mounted read-only (refreshed when scoped), never in its
   environment; where STS allows, they may write only that outbox (:class:`workbench.aws.TaskCredentials`);
 - the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
   requests), so a step that would be killed in the cloud is killed here first;
