@@ -27,6 +27,7 @@ from workbench.datastore import FlowDatastore, encode_artifact
 
 from .support.moto_server import aws, moto_server  # noqa: F401 - fixtures
 from .test_docker_backend import engine, run_flow  # noqa: F401 - fixtures and helpers
+from .test_kubernetes_backend import kube  # noqa: F401 - the emulator fixture
 
 pytest.importorskip("boto3")
 IAMRequestBase = pytest.importorskip("moto.iam.access_control").IAMRequestBase
@@ -376,16 +377,23 @@ def batch_queue(aws):  # noqa: F811 - made before IAM authentication is on
     return aws.batch_queue()
 
 
-@pytest.fixture
-def hostile_batch_project(tmp_path, engine, aws, batch_queue, iam_enforced, monkeypatch):  # noqa: F811
+@pytest.fixture(params=["batch", "kubernetes"])
+def hostile_remote_project(request, tmp_path, engine, aws, batch_queue, iam_enforced, monkeypatch):  # noqa: F811
+    """A project whose start step runs on AWS Batch (moto) or Kubernetes (the emulator), with the keys of
+    an IAM user whose policy is what a job role should be: read the store, Put only under .outbox/."""
     _client, image = engine
     bucket, _, job_key = iam_enforced
+    if request.param == "batch":
+        backend = f'[batch]\njob_queue = "{batch_queue}"\nimage = "{image}"\nendpoint_url = "{aws.endpoint}"\n'
+    else:
+        kube = request.getfixturevalue("kube")
+        backend = f'[kubernetes]\nkubeconfig = "{kube.kubeconfig}"\nimage = "{image}"\nnamespace = "default"\n'
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "hostile.py").write_text(HOSTILE)
     (tmp_path / "workbench.toml").write_text(
-        f'[project]\nname = "wbs3b"\nbackend = "batch"\n\n'
+        f'[project]\nname = "wbs3r"\nbackend = "{request.param}"\n\n'
         f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{aws.endpoint}"\nregion = "us-east-1"\n\n'
-        f'[batch]\njob_queue = "{batch_queue}"\nimage = "{image}"\nendpoint_url = "{aws.endpoint}"\n\n'
+        f"{backend}\n"
         f'[flows.HostileS3Flow.steps.start]\ncpu = 1\nmemory = "512M"\n'
         f'env = {{ AWS_ACCESS_KEY_ID = "{job_key["AccessKeyId"]}", '
         f'AWS_SECRET_ACCESS_KEY = "{job_key["SecretAccessKey"]}" }}\n'
@@ -400,10 +408,11 @@ def hostile_batch_project(tmp_path, engine, aws, batch_queue, iam_enforced, monk
 
 
 @pytest.mark.docker
-def test_a_hostile_batch_step_cannot_change_an_s3_datastore(hostile_batch_project, aws):  # noqa: F811
-    """The same attack from an AWS Batch job (moto runs it as a container) whose credentials allow Put
-    only under .outbox/ (a job role's policy): refused by IAM, and its outbox refused at ingest."""
-    root = hostile_batch_project
+def test_a_hostile_remote_step_cannot_change_an_s3_datastore(hostile_remote_project, aws):  # noqa: F811
+    """The same attack from an AWS Batch job (moto runs it as a container) or a Kubernetes pod (the emulator
+    runs it on the engine) whose credentials allow Put only under .outbox/ (a job role's policy): refused
+    by IAM, and what it planted in its outbox refused at ingest."""
+    root = hostile_remote_project
     first, _, _, _ = run_flow(root, "flows/hostile.py")
     ds = FlowDatastore(load_config(root).datastore_url, "HostileS3Flow")
     assert first.status == "succeeded", [text for _, _, text in ds.read_log(first.run_id, "start", "1")][-5:]
@@ -427,7 +436,7 @@ def test_a_hostile_batch_step_cannot_change_an_s3_datastore(hostile_batch_projec
     assert any("refused" in str(getattr(e, "message", "")) for e in events)
     assert ds.storage.walk(".outbox") == []
     spec = ds.storage.get(f"{ds.task_key(second.run_id, 'start', '1')}/spec-0.json")
-    assert b"<redacted>" in spec and b"AKIA" not in spec  # the job's keys came in containerOverrides
+    assert b"<redacted>" in spec and b"AKIA" not in spec  # the keys came in containerOverrides / the pod's env
 
 
 # ------------------------------------------------------------------------- secret step env in specs
