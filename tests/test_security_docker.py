@@ -219,6 +219,7 @@ def test_docker_inspect_of_a_running_task_shows_no_credential(tmp_path, engine, 
     )
     record = ds.read_task(result.run_id, "start", "1")
     assert record["settings"]["env"] == {"API_TOKEN": "<redacted>", "MODE": "fast"}
+    assert ds.read_spec(result.run_id, "start", "1", 0).settings["env"]["API_TOKEN"] == "<redacted>"
     assert info["path"].startswith(("/dev/shm/", os.environ.get("XDG_RUNTIME_DIR") or "/nonexistent"))
     mounts = {m["Destination"]: m for m in inspected[0]["Mounts"]}
     assert mounts[info["path"]]["RW"] is False

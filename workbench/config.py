@@ -112,8 +112,9 @@ class DatastoreSection(_Strict):
     remote: Optional[str] = None  # s3://... where remote steps exchange artifacts when root is a directory
     endpoint_url: Optional[str] = None
     region: Optional[str] = None
+    task_role: Optional[str] = None  # IAM role ARN the credentials of Docker tasks are cut from (S3 datastore)
 
-    _text = field_validator("root", "remote", "endpoint_url", "region")(_plain_text)
+    _text = field_validator("root", "remote", "endpoint_url", "region", "task_role")(_plain_text)
 
 
 class DockerSection(_Strict):

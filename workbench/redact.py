@@ -2,8 +2,11 @@
 value would otherwise be kept as written (task records, job definitions, container environments, the
 packaged workbench.toml).
 
-A step's env reaches its task through the task's spec (the task sets ``os.environ`` from it), so the
-places redacted here are copies, not the delivery path.
+A step's plain env reaches its task through the task's spec in the datastore (the task sets ``os.environ``
+from it); its secret-looking values are ``<redacted>`` there too, and each backend hands them to the task
+itself (:func:`secret_env`): local through the worker's pipe or the process environment, Docker through a
+0600 file on a tmpfs mounted read-only (``WORKBENCH_SECRET_ENV_FILE``), Batch in the job's
+containerOverrides (never the job definition), Kubernetes in the pod's env.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ def looks_secret(name: str, value: Any) -> bool:
 def redact_env(env: Mapping[str, Any]) -> dict[str, str]:
     """``env`` with every secret-looking value replaced by ``<redacted>``."""
     return {str(k): (REDACTED if looks_secret(k, v) else str(v)) for k, v in (env or {}).items()}
+
+
+def secret_env(env: Mapping[str, Any]) -> dict[str, str]:
+    """The secret-looking part of a step's env: what a backend hands the task itself (the spec in the
+    datastore holds ``<redacted>`` for these)."""
+    return {str(k): str(v) for k, v in (env or {}).items() if looks_secret(k, v)}
 
 
 def redact_settings(settings: dict[str, Any]) -> dict[str, Any]:

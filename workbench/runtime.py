@@ -359,7 +359,7 @@ class Runtime:
         try:
             if stage is not None:
                 _copy_blobs(self.ds, stage, set(sub.input_shas))
-            ds.write_spec(spec_record)
+            ds.write_spec(dataclasses.replace(spec_record, settings=redact_settings(spec_record.settings)))
         except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
             self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
             raise

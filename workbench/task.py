@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import sys
@@ -185,7 +186,7 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     started = time.time()
     step_name, attempt = spec.step, spec.attempt
     settings = spec.settings
-    os.environ.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
+    _apply_step_env(settings.get("env") or {})
     current._bind(
         flow_name=spec.flow,
         run_id=spec.run_id,
@@ -313,6 +314,22 @@ def run_task(ds: FlowDatastore, root: str, flow_cls: type[FlowSpec], spec: TaskS
     return code
 
 
+def _apply_step_env(env: dict[str, Any]) -> None:
+    """Set the step's env. Secret-looking values are ``<redacted>`` in the spec: the backend delivered them
+    (in this process's environment, or a file named by ``WORKBENCH_SECRET_ENV_FILE``)."""
+    from .redact import REDACTED
+
+    path = os.environ.pop("WORKBENCH_SECRET_ENV_FILE", None)
+    if path:
+        with open(path, encoding="utf-8") as f:
+            os.environ.update({str(k): str(v) for k, v in json.load(f).items()})
+    for name, value in env.items():
+        if str(value) != REDACTED:
+            os.environ[str(name)] = str(value)
+        elif name not in os.environ:
+            print(f"workbench: step env {name} (a secret) did not reach this task", file=sys.stderr)
+
+
 def _bind_parallel(spec: TaskSpecRecord) -> None:
     """``current.parallel`` (and Metaflow's MF_PARALLEL_* variables) for a node of a @parallel gang.
     ``main_ip`` is node 0's address: 127.0.0.1 locally; on a multi-node backend see :mod:`workbench.gang_address`."""
@@ -418,10 +435,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error("run needs FLOW/RUN/STEP/TASK/ATTEMPT or --array")
     flow = args.ref.split("/")[0]
     ds = FlowDatastore(args.datastore, flow)
-    if os.environ.get("WORKBENCH_OUTBOX"):  # a container: the store is read-only, outputs go to the outbox
-        from .datastore.outbox import OutboxStorage
+    outbox = os.environ.get("WORKBENCH_OUTBOX")
+    if outbox:  # a container or a remote job: the store is never written, outputs go to the outbox
+        from .datastore.outbox import outbox_storage
+        from .datastore.outbox_s3 import PER_TASK, task_outbox_prefix
 
-        ds = FlowDatastore(OutboxStorage(ds.storage, os.environ["WORKBENCH_OUTBOX"]), flow)
+        if outbox == PER_TASK:
+            outbox = f"{ds.url}/{task_outbox_prefix(args.ref)}"
+        ds = FlowDatastore(outbox_storage(ds.storage, outbox), flow)
     spec = read_spec(ds, args.ref)
     _activate_shipped_environment(ds)
     os.chdir(args.root)

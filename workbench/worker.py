@@ -5,8 +5,8 @@ with its own stdout/stderr pipes, so tasks cannot see each other's state, a task
 cleaned up with it, and output streams back line by line. The worker talks to the runtime's local
 backend (:mod:`workbench.backends.local`) with JSON lines on stdin/stdout:
 
-    in:  {"t": "load", datastore, root, flow_file, class_name} (first), {"t": "run", "id": REF},
-         {"t": "kill", "id": REF}
+    in:  {"t": "load", datastore, root, flow_file, class_name} (first),
+         {"t": "run", "id": REF, "env": {the step's secret env}}, {"t": "kill", "id": REF}
     out: {"t": "ready"} | {"t": "fatal", error}, {"t": "log", id, s, x, ts}, {"t": "exit", id, code, usage}
 """
 
@@ -88,7 +88,7 @@ def serve_forever() -> int:
 
     sampler = GroupSampler()  # each task's CPU and memory over time (workbench.sampling)
 
-    def start(task_ref: str) -> None:
+    def start(task_ref: str, secret_env: dict[str, str]) -> None:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pid = os.fork()
@@ -99,6 +99,7 @@ def serve_forever() -> int:
                 from .proctree import MARK_VAR
 
                 os.environ[MARK_VAR] = task_ref  # inherited by whatever the step starts (see proctree)
+                os.environ.update(secret_env)  # the step's secret env: <redacted> in its spec
                 proto.close()  # only the worker speaks the protocol
                 os.dup2(out_w, 1)
                 os.dup2(err_w, 2)
@@ -207,7 +208,7 @@ def serve_forever() -> int:
         for raw in pending_msgs:
             msg = json.loads(raw)
             if msg["t"] == "run":
-                start(msg["id"])
+                start(msg["id"], msg.get("env") or {})
             elif msg["t"] == "kill" and msg["id"] in children:
                 kill_group(children[msg["id"]]["pid"], signal.SIGTERM)
                 kill_at[msg["id"]] = time.monotonic() + KILL_GRACE

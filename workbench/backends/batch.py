@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 from ..datastore.records import TaskStatus
 from ..errors import BackendError, ConfigError, WorkbenchError
 from ..exitcodes import TASK_TIMEOUT as EXIT_TIMEOUT
-from ..redact import redact_env
+from ..redact import redact_env, secret_env
 from ..units import format_memory
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .batch_capacity import BatchCapacity, _Fit
@@ -221,6 +221,7 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
             jobDefinition=arn,
             parameters={"package": self._package_url, "datastore": spec.datastore_url, "task": spec.ref},
             tags=tags,
+            **_secret_overrides(spec),
         )
         job.job_id = resp["jobId"]
 
@@ -252,6 +253,7 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
             arrayProperties={"size": len(jobs)},
             parameters={"package": self._package_url, "datastore": spec.datastore_url, "array": array_ref},
             tags=tags,
+            **_secret_overrides(spec),  # siblings share a step, so its env
         )
         parent = resp["jobId"]
         array = JobArray(list(jobs), manifest=array_ref, name=parent)
@@ -475,3 +477,12 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
         if "timeout" in text or "attempt duration" in text:
             return TaskExit(TaskStatus.TIMEOUT, code, reason, usage)
         return TaskExit(TaskStatus.FAILED, code, reason, usage)
+
+
+def _secret_overrides(spec: TaskSpec) -> dict:
+    """The step's secret-looking env, for this submission only: ``<redacted>`` in the job definition (which
+    outlives the run and is shared) and in the task's spec in the datastore."""
+    secrets = secret_env(spec.settings.env or {})
+    if not secrets:
+        return {}
+    return {"containerOverrides": {"environment": [{"name": k, "value": v} for k, v in sorted(secrets.items())]}}

@@ -9,8 +9,9 @@ Each task is one container running the same entrypoint as everywhere else
   over it (what the task saves goes there; after the container exits the runtime checks each new
   blob against its hash and moves it in, see :mod:`workbench.datastore.outbox`), and a read-only
   bytecode cache of the project and image that the runtime fills (:mod:`.docker_cache`);
-- with an S3 datastore, credentials in a per-run read-only file (AWS_SHARED_CREDENTIALS_FILE, on a
-  tmpfs, removed when the run ends), never in the container's environment;
+- with an S3 datastore, an outbox prefix of its own (ingested the same way, :mod:`workbench.datastore.outbox_s3`)
+  and credentials of its own on a tmpfs, mounted read-only (refreshed when scoped), never in its
+  environment; where STS allows, they may write only that outbox (:class:`workbench.aws.TaskCredentials`);
 - the step's resources as hard limits (nano_cpus, mem_limit with swap off, shm_size, GPU device
   requests), so a step that would be killed in the cloud is killed here first;
 - the invoking user's uid:gid, host or no networking (never a bridge), and labels naming the project,
@@ -33,14 +34,16 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..datastore.outbox import ingest, new_outbox
+from ..aws import secret_dir
+from ..datastore.outbox_local import ingest, new_outbox
+from ..datastore.outbox_s3 import ingest_s3, new_outbox_prefix
 from ..datastore.records import TaskStatus
 from ..errors import EngineUnreachable, ResourceError, WorkbenchError
 from ..exitcodes import exit_from_code
 from ..units import format_memory
 from .base import Backend, Capacity, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
 from .docker_cache import BytecodeCaches
-from .docker_config import OWNER_LABEL, RUN_LABEL, container_config, datastore_dir, package_dir
+from .docker_config import OWNER_LABEL, RUN_LABEL, container_config, datastore_dir, package_dir, write_secret_env
 from .docker_status import MIB, USAGE_MARK, classify_exit, parse_usage
 from .docker_status import USAGE_SCRIPT as USAGE_SCRIPT  # re-exported: container_config wraps the entrypoint in it
 
@@ -96,7 +99,10 @@ class _ContainerHandle(TaskHandle):
         self.container_id: Optional[str] = None
         self._lock = threading.Lock()
         self.usage: dict[str, float] = {}
-        self.outbox: Optional[str] = None
+        self.outbox: Optional[str] = None  # a local store's outbox directory
+        self.s3_outbox: Optional[str] = None  # an S3 store's outbox prefix
+        self.credentials_file: Optional[str] = None
+        self.secret_env_file: Optional[str] = None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f"docker {spec.ref}")
         self.thread.start()
 
@@ -120,6 +126,10 @@ class _ContainerHandle(TaskHandle):
             store = datastore_dir(spec.datastore_url)
             if store:
                 self.outbox = new_outbox(store, f"{spec.run_id}-{spec.step}-{spec.task_id}-{spec.attempt}")
+            elif backend.task_credentials is not None:
+                self.s3_outbox = new_outbox_prefix(spec.run_id, spec.step, spec.task_id, spec.attempt)
+                self.credentials_file = backend.credentials_for(spec, self.s3_outbox)
+            self.secret_env_file = write_secret_env(backend.secret_dir(), spec) if spec.settings.env else None
             pycache = backend._caches.for_image(image, spec.project_root, package_dir(), backend.user)
             cfg = container_config(
                 spec,
@@ -129,8 +139,10 @@ class _ContainerHandle(TaskHandle):
                 owner=backend.owner,
                 pycache=pycache,
                 extra_env=backend.extra_env,
-                outbox=self.outbox,
-                credentials_file=backend.credentials_file,
+                outbox=self.outbox
+                or (f"{spec.datastore_url.rstrip('/')}/{self.s3_outbox}" if self.s3_outbox else None),
+                credentials_file=self.credentials_file,
+                secret_env_file=self.secret_env_file,
             )
             host_config = backend.api.create_host_config(**cfg.pop("host_config"))
             if self.requested:
@@ -200,18 +212,28 @@ class _ContainerHandle(TaskHandle):
                 backend._remove_later(cid)
             if self.outbox:  # not ingested (the container may not have ended): dropped, never taken
                 shutil.rmtree(self.outbox, ignore_errors=True)
+            if self.s3_outbox:
+                self._drop_s3_outbox()
+            if backend.task_credentials is not None:
+                backend.task_credentials.release(self.credentials_file)
+            if self.secret_env_file:
+                Path(self.secret_env_file).unlink(missing_ok=True)
             self.on_exit(result or TaskExit(TaskStatus.FAILED, None, "docker: the task ended without a result"))
 
     def _ingest(self) -> None:
         """Take the task's new blobs (each checked against its hash) and its attempt record into the store."""
         outbox, self.outbox = self.outbox, None
-        if not outbox:
+        prefix, self.s3_outbox = self.s3_outbox, None
+        if not outbox and not prefix:
             return
         from ..datastore import FlowDatastore
 
         spec = self.spec
         ds = FlowDatastore(spec.datastore_url, spec.flow)
-        refused = ingest(outbox, ds, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        if prefix:
+            refused = ingest_s3(ds, prefix, spec.run_id, spec.step, spec.task_id, spec.attempt)
+        else:
+            refused = ingest(str(outbox), ds, spec.run_id, spec.step, spec.task_id, spec.attempt)
         for line in refused[:20]:
             self.on_log("stderr", f"workbench: refused from the container's outputs: {line}", time.time())
         if refused and self.backend._ctx is not None:
@@ -219,6 +241,16 @@ class _ContainerHandle(TaskHandle):
                 f"docker: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside "
                 f"its outputs or failed their hash check; they were refused (see its log)"
             )
+
+    def _drop_s3_outbox(self) -> None:
+        """A task that did not end normally: its outbox prefix is deleted, never taken."""
+        from ..datastore.storage import open_storage
+
+        prefix, self.s3_outbox = self.s3_outbox, None
+        try:
+            open_storage(self.spec.datastore_url).delete(str(prefix))
+        except WorkbenchError as exc:
+            self.on_log("stderr", f"workbench: could not delete the task's outbox {prefix}: {exc}", time.time())
 
     def _pump(self, stream) -> None:
         bufs = {"stdout": b"", "stderr": b""}
@@ -260,7 +292,9 @@ class DockerBackend(Backend):
         self.user = f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else "0:0"
         self.network = config.model.docker.network
         self.extra_env: dict[str, str] = {}
-        self.credentials_file: Optional[str] = None
+        self.task_credentials = None  # TaskCredentials of the run, with an S3 datastore
+        self._cred_warned = False
+        self._secret_dir: Optional[str] = None  # the run's private tmpfs directory for secret step env files
         self._caches = BytecodeCaches(lambda: self.api, {OWNER_LABEL: self.owner}, remove=lambda c: self._remove(c))
         self._pulls: dict[str, list] = {}  # image -> [lock, error or None, done]
         from .docker_env import EnvironmentImages
@@ -362,16 +396,34 @@ class DockerBackend(Backend):
         self._ctx = ctx
         self._connect()
         if ctx.datastore.url.startswith("s3://"):
-            from ..aws import container_aws_env, write_credentials_file
+            from ..aws import TaskCredentials, container_aws_env
 
             self.extra_env = container_aws_env()
             endpoint = ctx.config.model.datastore.endpoint_url
             if endpoint:
                 self.extra_env.setdefault("AWS_ENDPOINT_URL", endpoint)
-            self.credentials_file, _what = write_credentials_file(endpoint or os.environ.get("AWS_ENDPOINT_URL"))
+            self.task_credentials = TaskCredentials(
+                endpoint or os.environ.get("AWS_ENDPOINT_URL"), ctx.config.model.datastore.task_role
+            )
+            self._cred_warned = False
         removed = self.reap_orphans()
         if removed:
             ctx.warn(f"docker: removed {removed} container(s) left behind by an earlier run that is gone")
+
+    def secret_dir(self) -> str:
+        with self._lock:
+            self._secret_dir = self._secret_dir or secret_dir()
+            return self._secret_dir
+
+    def credentials_for(self, spec: TaskSpec, outbox_prefix: str) -> str:
+        """A task's credentials file: scoped to its outbox where STS allows (else the run's, said once)."""
+        creds = self.task_credentials
+        assert creds is not None, "credentials_for before start_run"
+        path = creds.for_task(spec.datastore_url, outbox_prefix, f"wb-{spec.run_id}-{spec.task_id}")
+        if not creds.scoped() and not self._cred_warned and self._ctx is not None:
+            self._cred_warned = True
+            self._ctx.warn(f"docker: {creds.unscoped_warning()}")
+        return path
 
     def submit(self, spec: TaskSpec, on_log: LogCallback, on_exit: Callable[[TaskExit], None]) -> TaskHandle:
         self._connect()
@@ -382,10 +434,12 @@ class DockerBackend(Backend):
             removers, self._removers = self._removers, []
         for t in removers:
             t.join(timeout=15)
-        from ..aws import remove_credentials_file
-
-        remove_credentials_file(self.credentials_file)
-        self.credentials_file = None
+        if self.task_credentials is not None:
+            self.task_credentials.close()
+            self.task_credentials = None
+        if self._secret_dir:
+            shutil.rmtree(self._secret_dir, ignore_errors=True)
+            self._secret_dir = None
         if self._api is None:
             return
         for c in self._containers({RUN_LABEL: ctx.run_id, OWNER_LABEL: self.owner}):

@@ -44,13 +44,15 @@ def container_config(
     extra_env: Optional[dict[str, str]] = None,
     outbox: Optional[str] = None,
     credentials_file: Optional[str] = None,
+    secret_env_file: Optional[str] = None,
 ) -> dict[str, Any]:
     """Everything sent to the engine to create the task's container, without talking to it.
 
     Returns ``create_container`` keyword arguments; ``host_config`` holds the keyword arguments of
     ``APIClient.create_host_config`` (limits, mounts, network). Nothing the task can write is shared:
-    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own) is the one writable
-    mount, and credentials come as a read-only file, not as environment variables.
+    the datastore and the bytecode cache are read-only, ``outbox`` (the task's own: a directory, the one
+    writable mount; or with an S3 datastore an ``s3://`` prefix, not mounted) is where its outputs go, and
+    credentials come as a read-only file, not as environment variables.
     """
     from docker.types import DeviceRequest
 
@@ -65,16 +67,22 @@ def container_config(
         (datastore_dir(spec.datastore_url), "ro"),
         (pycache, "ro"),
         (credentials_file, "ro"),
-        (outbox, "rw"),
+        (secret_env_file, "ro"),
+        (outbox if outbox and not outbox.startswith("s3://") else None, "rw"),  # an S3 outbox is a prefix
     ):
         if path and (path not in binds or mode == "rw"):
             binds[path] = {"bind": path, "mode": mode}
     env = {"PYTHONPATH": str(Path(pkg_dir).parent), "PYTHONUNBUFFERED": "1"}
     if outbox:
         env[ENV_OUTBOX] = outbox
-    if credentials_file:
+    if credentials_file and os.path.isdir(credentials_file):  # a task's own, refreshed (credential_process)
+        env["AWS_CONFIG_FILE"] = os.path.join(credentials_file, "config")
+        env["AWS_SHARED_CREDENTIALS_FILE"] = "/dev/null"
+    elif credentials_file:
         env["AWS_SHARED_CREDENTIALS_FILE"] = credentials_file
         env["AWS_CONFIG_FILE"] = "/dev/null"
+    if secret_env_file:  # the step's secret-looking env: <redacted> in its spec, never in `docker inspect`
+        env["WORKBENCH_SECRET_ENV_FILE"] = secret_env_file
     if pycache:
         env["PYTHONPYCACHEPREFIX"] = pycache
     else:
@@ -88,7 +96,7 @@ def container_config(
 
         env["PYTHONPATH"] = container_profiler_mount(binds, env["PYTHONPATH"])
     env.update(extra_env or {})
-    # secret-looking step env stays out of `docker inspect`: the task sets it from its spec
+    # secret-looking step env stays out of `docker inspect`: the task reads it from secret_env_file
     env.update({str(k): str(v) for k, v in (s.env or {}).items() if not looks_secret(k, v)})
 
     host_config: dict[str, Any] = {
@@ -120,6 +128,23 @@ def container_config(
         "name": _container_name(spec),
         "host_config": host_config,
     }
+
+
+def write_secret_env(directory: str, spec: TaskSpec) -> Optional[str]:
+    """A task's secret-looking step env as a 0600 JSON file in ``directory`` (the run's private tmpfs
+    directory, :func:`workbench.aws.secret_dir`), or None when it has none. The caller removes it."""
+    import json
+
+    from ..redact import secret_env
+
+    secrets = secret_env(spec.settings.env or {})
+    if not secrets:
+        return None
+    path = os.path.join(directory, f"env-{_container_name(spec)}-{os.urandom(4).hex()}.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f)
+    return path
 
 
 def _container_name(spec: TaskSpec) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 from ..datastore.records import TaskStatus
 from ..errors import BackendError, WorkbenchError
-from ..redact import redact_env
+from ..redact import redact_env, secret_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_gang import GangJobs
@@ -241,7 +241,8 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
             settings=s,
             image=self.image_for(s),
             command=command,
-            env={**redact_env(s.env), **self._task_env, **self.environment_env(spec)},
+            # secret-looking values are <redacted> in the task's spec: the pod's env is where they reach it
+            env={**redact_env(s.env), **secret_env(s.env or {}), **self._task_env, **self.environment_env(spec)},
             labels=labels,
             options=self.options_for(s),
             template=self.template(),

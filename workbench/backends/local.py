@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 from ..datastore.records import TaskStatus
 from ..exitcodes import exit_from_code
+from ..redact import secret_env
 from ..worker import DRAIN_AFTER_EXIT, KILL_GRACE, end_leftovers
 from ..worker import kill_group as _kill_group
 from .base import Backend, LogCallback, RunContext, TaskExit, TaskHandle, TaskSpec
@@ -207,11 +208,12 @@ class LocalBackend(Backend):
             handle = _PoolHandle(self, spec, on_log, on_exit)
             with self._lock:
                 self._handles[spec.ref] = handle
-            if self._send({"t": "run", "id": spec.ref}):
+            if self._send({"t": "run", "id": spec.ref, "env": secret_env(spec.settings.env)}):
                 return handle
             with self._lock:
                 self._handles.pop(spec.ref, None)
-        return _ProcessHandle(spec, on_log, on_exit, self._env, spec.project_root)
+        env = {**self._env, **secret_env(spec.settings.env)}  # the spec holds <redacted> for these
+        return _ProcessHandle(spec, on_log, on_exit, env, spec.project_root)
 
     def _for_environment(self, environment) -> "LocalBackend":
         """The backend (and warm worker) of one declared environment, started on its first task."""

@@ -215,6 +215,11 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
             **task_environment(getattr(storage, "endpoint_url", None), getattr(storage, "region", None)),
             "PYTHONUNBUFFERED": "1",
         }
+        if str(getattr(storage, "url", "")).startswith("s3://"):  # tasks write only their outbox, ingested
+            from ..datastore.outbox import ENV_OUTBOX
+            from ..datastore.outbox_s3 import PER_TASK
+
+            self._task_env[ENV_OUTBOX] = PER_TASK
         self._stop.clear()
         self._submitter = Submitter(
             self.submit_jobs,
@@ -429,10 +434,33 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         if not drained:
             self.stop_logs(job)
         try:
+            self.ingest_outputs(job)
             job.on_exit(job.outcome)
         finally:
             self.after_report(job)
         return True
+
+    def ingest_outputs(self, job: RemoteJob) -> None:
+        """Take the job's outbox into the datastore (checked, :mod:`workbench.datastore.outbox_s3`), before
+        the runtime reads its attempt record; refusals go to the task's log and one warning."""
+        if self._ctx is None or self._task_env.get("WORKBENCH_OUTBOX") is None:
+            return
+        from ..datastore.outbox_s3 import ingest_s3, task_outbox_prefix
+
+        spec = job.spec
+        try:
+            refused = ingest_s3(
+                self._ctx.datastore, task_outbox_prefix(spec.ref), spec.run_id, spec.step, spec.task_id, spec.attempt
+            )
+        except WorkbenchError as exc:
+            refused = [f"(the outbox): {exc}"]
+        for line in refused[:20]:
+            job.on_log("stderr", f"workbench: refused from the task's outputs: {line}", time.time())
+        if refused:
+            self._warn(
+                f"{self.name}: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside its outputs "
+                f"or failed their hash check; they were refused (see its log)"
+            )
 
     def _warn(self, message: str) -> None:
         if self._ctx is not None:

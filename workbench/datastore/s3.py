@@ -16,7 +16,7 @@ import io
 import tempfile
 import threading
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional
 
 from ..errors import DatastoreError, WorkbenchError
 from .storage import Buffer
@@ -265,6 +265,35 @@ class S3Storage:
             log = self._logs.pop(key, None)
         if log is not None:
             log["spool"].close()
+
+    def walk(self, prefix: str) -> List[tuple[str, int]]:  # typing.List: this class has a method named list
+        """Every object under ``prefix/`` at any depth: (key relative to ``prefix``, size), hidden names too."""
+        base = self._key(prefix) + "/"
+        out: List[tuple[str, int]] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                out += [(o["Key"][len(base) :], int(o.get("Size", 0))) for o in page.get("Contents", [])]
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"listing of {prefix} in") from None
+        return out
+
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy of ``src`` to ``dst`` in this bucket (multipart for objects over 5 GB)."""
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._key(src)},
+                self.bucket,
+                self._key(dst),
+                Config=self._transfer_config(),
+            )
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self._is_missing(exc):
+                raise KeyError(src) from None
+            raise self._fail(exc, f"copy of {src} in") from None
 
     # ------------------------------------------------------------------ logs
     def append_text(self, key: str, text: str) -> None:
