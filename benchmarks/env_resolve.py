@@ -47,7 +47,7 @@ def cold_workbench(tmp: Path) -> tuple[float, float, object]:
     """Cold resolve + install with an empty workbench cache and an empty uv cache."""
     os.environ["WORKBENCH_CACHE_DIR"] = str(tmp / "wb-cache")
     os.environ["UV_CACHE_DIR"] = str(tmp / "uv-cache")
-    from workbench.environment import EnvironmentSpec
+    from workbench.environment_spec import EnvironmentSpec
     from workbench.environment_uv import ensure_installed, ensure_wheelhouse, environment_for
 
     env = environment_for(EnvironmentSpec(PACKAGES))
@@ -96,8 +96,8 @@ def pip_versions(tmp: Path) -> str:
 
 def warm_overhead(env, repeat: int = 20) -> tuple[float, float, float]:
     """Median ms: plan + cache check of a ready env, its python's start, workbench's python's start."""
-    from workbench.environment import EnvironmentSpec
     from workbench.environment_plan import StepEnvironment, prepare_environments
+    from workbench.environment_spec import EnvironmentSpec
     from workbench.environment_uv import environment_for
 
     checks = []
@@ -146,7 +146,7 @@ def docker_cached(tmp: Path, image: str) -> dict[str, float]:
             out["up to date"] = _timed(lambda: main(["image", "build", "--tag", tags[0]]))
             out["new tag, same inputs"] = _timed(lambda: main(["image", "build", "--tag", tags[1]]))
         # a forced docker build of the same context: every step from the engine's layer cache
-        from workbench.environment import merge, project_package_set
+        from workbench.environment_spec import merge, project_package_set
         from workbench.environment_uv import environment_for
         from workbench.image import image_target
 

@@ -20,9 +20,16 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import load_config
-from workbench.environment import EnvironmentSpec, PackageSet, conda_to_pypi, merge, project_requirements, step_packages
 from workbench.environment_guard import EnvironmentMismatch, check_inputs, pickle_modules
 from workbench.environment_plan import plan_environments
+from workbench.environment_spec import (
+    EnvironmentSpec,
+    PackageSet,
+    conda_to_pypi,
+    merge,
+    project_requirements,
+    step_packages,
+)
 from workbench.environment_uv import Target, index_arguments, uv_binary, uv_failure_line, wheel_rank
 from workbench.errors import FlowError
 from workbench.graph import load_graph

@@ -25,7 +25,7 @@ CORE = [
     "workbench.cli.inspect",
     "workbench.cli.project",
     "workbench.promote",
-    "workbench.project",
+    "workbench.project_files",
     "workbench.backends",
     "workbench.backends.local",
     "workbench.cli.render",
@@ -76,6 +76,21 @@ def test_backend_modules_import_their_cloud_libraries_lazily():
         + "from workbench.backends import is_remote\n"
         + "assert is_remote('batch') and is_remote('kubernetes') and not is_remote('local')\n"
         + f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
+
+
+def test_every_public_name_stays_itself_whatever_the_runtime_imported():
+    """`from workbench import environment` is the @environment decorator even after the runtime loaded all of
+    its modules (a submodule named like a public name would replace it on the package once imported)."""
+    code = (
+        "import importlib, pkgutil, json, workbench\n"
+        "public = {n: getattr(workbench, n) for n in workbench.__all__ if hasattr(workbench, n)}\n"
+        "for m in pkgutil.walk_packages(workbench.__path__, 'workbench.'):\n"
+        "    if not m.name.startswith(('workbench.tui', 'workbench.backends')) and not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)\n"
+        "print(json.dumps(sorted(n for n, v in public.items() if getattr(workbench, n) is not v)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []

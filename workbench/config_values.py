@@ -272,12 +272,6 @@ def load_flow_class(graph: FlowGraph) -> type:
         raise UsageError(f"{graph.path}: cannot be imported to resolve its configs")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    # once the submodule workbench.environment is imported, the package attribute `environment` is that
-    # module, not the @environment decorator a flow imports with `from workbench import environment`
-    package = sys.modules["workbench"]
-    from .decorators import environment as environment_decorator
-
-    package.environment = environment_decorator  # type: ignore[attr-defined]
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the flow's own code failed on import: one line

@@ -73,7 +73,7 @@ STEP_DECORATORS: dict[str, dict[str, Any]] = {
         "security_context": None,
     },
     "docker": {"image": None, "cpu": None, "memory": None, "gpu": None, "shared_memory": None},
-    # the step's Python packages (workbench.environment resolves them with uv)
+    # the step's Python packages (workbench.environment_spec declares them, workbench.environment_uv resolves them with uv)
     "pypi": {"packages": {}, "python": None, "disabled": None, "extra_indices": None},
     "parallel": {},
     "secrets": {"sources": [], "role": None, "allow_override": False},

@@ -51,7 +51,7 @@ def _log_path(config, flow: str, run_id: str) -> Path:
 def launch(argv: list[str], flow_arg: str) -> int:
     """Start ``workbench run ...`` (``argv`` without --detach) in the background; print its run id."""
     from .config import load_config
-    from .project import resolve_flow
+    from .project_files import resolve_flow
 
     config = load_config()
     graph = resolve_flow(flow_arg, config)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .environment import EnvironmentSpec, PackageSet, project_package_set, step_environment
+from .environment_spec import EnvironmentSpec, PackageSet, project_package_set, step_environment
 from .environment_uv import (
     Environment,
     EnvironmentBuildError,

@@ -66,6 +66,6 @@ class RunEnvironments:
 
 def pins_spec(pins: tuple[str, ...], python: Optional[str] = None):
     """An EnvironmentSpec of just these pins (what a container runs to read its inputs)."""
-    from .environment import EnvironmentSpec
+    from .environment_spec import EnvironmentSpec
 
     return EnvironmentSpec(tuple(pins), python, ("the versions the inputs were pickled with",))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .environment import EnvironmentSpec, host_python
+from .environment_spec import EnvironmentSpec, host_python
 from .errors import BackendError, ConfigError
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")

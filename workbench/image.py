@@ -41,8 +41,8 @@ def template_path() -> Path:
 
 
 def project_requirements(root: Path) -> tuple[list[str], str]:
-    """The project's requirements (normalised) and where they came from (see workbench.environment)."""
-    from .environment import project_requirements as read
+    """The project's requirements (normalised) and where they came from (see workbench.environment_spec)."""
+    from .environment_spec import project_requirements as read
 
     return read(root)
 
@@ -283,7 +283,7 @@ def build_project_image(
             "no base image: pass --base IMAGE or set [docker] image in workbench.toml "
             "(scripts/build-base-image.sh builds workbench-base:bookworm)"
         )
-    from .environment import merge, project_package_set
+    from .environment_spec import merge, project_package_set
 
     client = docker_client()
     root = Path(config.root)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from .config import BACKENDS, ProjectConfig
-from .environment import step_packages
+from .environment_spec import step_packages
 from .errors import FlowError, ResourceError, UsageError
 from .graph import DecoratorSpec, FlowGraph, StepNode, Unresolved
 from .units import format_duration, format_memory, parse_cpu, parse_duration, parse_gpu, parse_memory
@@ -229,7 +229,7 @@ def effective_settings(
         except ResourceError as exc:
             raise _resource_error(graph, step, deco, exc) from None
 
-    # @pypi_base/@conda_base < @pypi/@conda (the project's own requirements join in workbench.environment)
+    # @pypi_base/@conda_base < @pypi/@conda (the project's own requirements join in workbench.environment_spec)
     declared = step_packages(graph, step_name)
     if declared.declared:
         s.packages, s.python = list(declared.requirements), declared.python

@@ -213,7 +213,7 @@ def test_04_playlist_plus_is_refused_in_one_line(in_tutorials):
 def test_04_playlist_plus_conda_library_has_no_wheel_on_pypi(in_tutorials, tmp_path, monkeypatch):
     """The second obstacle: @conda(libraries={"editdistance": "0.5.3"}) maps to PyPI's editdistance==0.5.3, which
     ships only its source there (conda-forge has the binaries); workbench's environments install wheels and say so."""
-    from workbench.environment import merge, step_package_set
+    from workbench.environment_spec import merge, step_package_set
     from workbench.environment_uv import EnvironmentBuildError, ensure_locked, environment_for
     from workbench.graph import load_graph
 

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from ..environment import project_package_set
 from ..environment_plan import distinct, plan_environments, prepare_environments
+from ..environment_spec import project_package_set
 from ..environment_uv import directory_size
 from ..errors import UsageError
 from ..units import format_memory
@@ -24,7 +24,7 @@ def _home(path: Path) -> str:
 
 
 def _plan(args, config):
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
     from ..settings import all_settings
 
     graph = resolve_flow(args.flow, config)

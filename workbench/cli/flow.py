@@ -161,7 +161,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
     from ..config_values import prepare_configs
     from ..parameters import check_parameter_name
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
 
     args, extra = _run_parser("run").parse_known_args(argv)
@@ -198,7 +198,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
 def _cmd_resume(ref: str, top: dict, argv: list[str]) -> int:
     from ..config import load_config
     from ..config_values import prepare_configs
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
     from . import run as commands  # the `workbench run`/`resume` bodies
 
     args = _run_parser("resume").parse_args(argv)
@@ -238,7 +238,7 @@ def _task_paths(ref: str, pathspec: str):
     """The client's tasks for RUN/STEP or RUN/STEP/TASK of this flow."""
     from ..client import Flow
     from ..config import load_config
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
 
     graph = resolve_flow(ref, load_config())
     parts = pathspec.strip("/").split("/")
@@ -293,7 +293,7 @@ def _cmd_dump(ref: str, argv: list[str]) -> int:
 def _cmd_tag(ref: str, argv: list[str]) -> int:
     from ..client import Flow
     from ..config import load_config
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
 
     p = argparse.ArgumentParser(prog="flow.py tag")
     p.add_argument("action", choices=["list", "add", "remove", "replace"])

@@ -13,7 +13,7 @@ from typing import Optional
 from ..config import load_config
 from ..errors import UsageError
 from ..graph import FlowGraph
-from ..project import resolve_flow, split_pathspec
+from ..project_files import resolve_flow, split_pathspec
 from ..redact import redact_settings
 from ..units import format_memory
 from ..usage import measured_usage, suggest_request

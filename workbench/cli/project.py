@@ -84,7 +84,7 @@ def cmd_init(args) -> int:
 
 def cmd_promote(args) -> int:
     """Write a step's new backend/resources into workbench.toml (or show the diff with --dry-run)."""
-    from ..project import find_step_flow
+    from ..project_files import find_step_flow
     from ..promote import apply_promotion, plan_promotion
 
     config = load_config()
@@ -109,7 +109,7 @@ def cmd_promote(args) -> int:
 def cmd_demote(args) -> int:
     """Remove a step's table from workbench.toml (or show the diff with --dry-run)."""
     from ..config import CONFIG_NAME
-    from ..project import find_step_flow
+    from ..project_files import find_step_flow
     from ..promote import demote_step
 
     config = load_config()
@@ -155,7 +155,7 @@ def cmd_env(args) -> int:
 def cmd_package(args) -> int:
     """``workbench package show FLOW``: every file that would ship, its size, the total, the package's hash."""
     from ..package import describe_package, human_size
-    from ..project import resolve_flow
+    from ..project_files import resolve_flow
 
     config = load_config()
     listing = describe_package(resolve_flow(args.flow, config), config)

@@ -10,7 +10,7 @@ from ..config_values import ConfigOptions, prepare_configs
 from ..errors import UsageError
 from ..exitcodes import CLI_CANCELLED
 from ..graph import FlowGraph
-from ..project import resolve_flow, split_pathspec
+from ..project_files import resolve_flow, split_pathspec
 
 
 def take_config_options(graph: FlowGraph, argv: list[str], options: ConfigOptions) -> list[str]:
