@@ -17,7 +17,7 @@ from .datastore.records import DURATION_EDGES, StepSummaryRecord, TaskBrief, Tas
 from .progress import RunProgress, events_from_tasks
 
 FAILED_KEPT = 100  # failed tasks listed by name (the rest are counted)
-SLOWEST_KEPT = 100  # slowest finished tasks listed by name
+SLOWEST_KEPT = 200  # slowest finished tasks listed by name (a screenful and more)
 RUNNING = "running"
 RETRYING = "retrying"
 CLONED = "cloned"
