@@ -70,6 +70,7 @@ async def on_tasks(app, pilot, step, before=None):
     await pilot.press("6")
     pane = app.query_one("#tasks", TasksPane)
     await wait_for(pilot, lambda: pane.loads > (before or 0) and pane.summary is not None, timeout=20)
+    await wait_for(pilot, lambda: pane.log_complete, timeout=20)  # the merged log is read after the summary
     return pane
 
 

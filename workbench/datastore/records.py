@@ -286,6 +286,26 @@ class TaskBrief(_Record):
     index: str = ""  # the foreach index path ("3", "1.4"), "" outside a foreach
 
 
+_BRIEF_FIELDS = frozenset(("task_id", "status", "seconds", "attempt", "reason", "index"))
+
+
+def _brief(data: Any) -> TaskBrief:
+    """TaskBrief.from_dict without the generic field lookup: a summary holds hundreds of them and a live
+    view reads it every second."""
+    if not isinstance(data, dict):
+        return TaskBrief()
+    seconds = data.get("seconds")
+    return TaskBrief(
+        task_id=str(data.get("task_id") or ""),
+        status=str(data.get("status") or ""),
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+        attempt=int(data.get("attempt") or 0),
+        reason=str(data.get("reason") or ""),
+        index=str(data.get("index") or ""),
+        extra={k: v for k, v in data.items() if k not in _BRIEF_FIELDS},
+    )
+
+
 @dataclass
 class StepSummaryRecord(_Record):
     """``<run>/<step>/summary.json``: one step's tasks at a glance, so that a viewer of a 10,000-task
@@ -316,8 +336,8 @@ class StepSummaryRecord(_Record):
     @classmethod
     def from_dict(cls, data: Optional[dict[str, Any]]) -> "StepSummaryRecord":
         record = super().from_dict(data)
-        record.failed = [t if isinstance(t, TaskBrief) else TaskBrief.from_dict(t) for t in record.failed]
-        record.slowest = [t if isinstance(t, TaskBrief) else TaskBrief.from_dict(t) for t in record.slowest]
+        record.failed = [t if isinstance(t, TaskBrief) else _brief(t) for t in record.failed]
+        record.slowest = [t if isinstance(t, TaskBrief) else _brief(t) for t in record.slowest]
         return record
 
     def to_dict(self) -> dict[str, Any]:

@@ -208,6 +208,8 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        if not self.screen_stack:  # a key that arrived as the app closed
+            return
         self.refresh_bindings()
         if event.pane.id == "tab-artifacts" and self.artifacts_wanted is not None:
             store, run_id, step = self.artifacts_wanted
@@ -363,10 +365,11 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
         self.pane("#tasks").show(store, None, self.selected_step)
 
     def show_artifacts(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
-        """The artifacts pane reads every task record of the run: for a big run, only once it is looked at."""
+        """The artifacts pane reads every task record of the run: only once it is looked at (a live run
+        changes under it twice a second)."""
         self.artifacts_wanted = (store, run_id, step)
         on_tab = self.main_screen.query_one("#tabs", TabbedContent).active == "tab-artifacts"
-        if on_tab or store is None or store.small(run_id or store.latest_run()):
+        if on_tab or store is None:
             self.artifacts_wanted = None
             self.pane("#artifacts").show(store, run_id, step)
 

@@ -62,5 +62,11 @@ class LiveRuns(AppHost):
         ):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
-            self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
+            store = self.run_store()
+            if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and store is not None:
+                # only a live run's progress moved: the DAG's statuses and ×N (the Tasks tab reads its own)
+                self.show_run_statuses(store, store.latest_run())
+                self.redraw_dag()
+            else:
+                self.refresh_flow()  # runs came or ended: statuses, counts, the runs table, the panes
         self.runs_snapshot = (path, snapshot)

@@ -110,7 +110,10 @@ class TasksPane(Vertical):
             self.shown, self.live = None, False
             self._draw(None, None, [])
             return
-        self.shown = (store, run_id or store.latest_run(), step)
+        shown = (store, run_id or store.latest_run(), step)
+        if self.live and self.shown is not None and _same(shown, self.shown):
+            return  # a live step is read again every second already (the poller asks on every change)
+        self.shown, self.summary = shown, None  # a new choice: its table is drawn afresh
         self.paged, self.page_at, self.paging = [], 0, False
         self.log_lines, self.log_complete = [], False
         self._load(*self.shown)
@@ -145,19 +148,30 @@ class TasksPane(Vertical):
             pass
 
     def _loaded(self, shown, summary, plan, usage, profile, live, with_log) -> None:
-        if shown[1:] != (self.shown or (None, None, None))[1:]:
+        if self.shown is None or not _same(shown, self.shown):
             return  # another step or run was chosen meanwhile
         was_live, self.live = self.live, live
         self.usage_lines = usage
         keep = self.log_lines if not with_log else []
         self._draw(summary, plan, keep, profile)
-        if with_log or (was_live and not live):  # the merged log once, and again when a live step has ended
+        if live and with_log:  # re-reading every task's log each second would starve the screen
+            self.query_one("#tasks-logstate", Static).update(
+                "merged log: read when the step ends (a task id in the filter shows that task's log now)"
+            )
+        elif with_log or (was_live and not live):  # the merged log once, and again when a live step has ended
             self._load_log(*shown)
 
     @work(thread=True, exclusive=True, group="tasks-log")
     def _load_log(self, store, run_id: str, step: str) -> None:
+        shown = (store, run_id, step)
         task_ids = store.task_ids(run_id, step)
-        lines = merged_log(store, run_id, step, task_ids, progress=lambda n: self._log_progress((store, run_id, step), n, len(task_ids)))
+
+        def progress(n: int) -> bool:
+            """Say how far the reading is; False stops it (another step or run was chosen meanwhile)."""
+            self._log_progress(shown, n, len(task_ids))
+            return self.shown is not None and _same(shown, self.shown)
+
+        lines = merged_log(store, run_id, step, task_ids, progress=progress)
         try:
             self.app.call_from_thread(self._log_read, (store, run_id, step), lines)
         except RuntimeError:
@@ -170,11 +184,11 @@ class TasksPane(Vertical):
             pass
 
     def _say_log_state(self, shown, text: str) -> None:
-        if self.is_mounted and shown[1:] == (self.shown or (None, None, None))[1:]:
+        if self.is_mounted and self.shown is not None and _same(shown, self.shown):
             self.query_one("#tasks-logstate", Static).update(escape(text))
 
     def _log_read(self, shown, lines) -> None:
-        if not self.is_mounted or shown[1:] != (self.shown or (None, None, None))[1:]:
+        if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
             return
         self.log_lines, self.log_complete = lines, True
         self.query_one("#tasks-logstate", Static).update("")
@@ -206,7 +220,7 @@ class TasksPane(Vertical):
 
     def _page_read(self, shown, ids: list[str], page_at: int, rows: list[TaskRow]) -> None:
         self.paging = False
-        if not self.is_mounted or shown[1:] != (self.shown or (None, None, None))[1:]:
+        if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
             return
         self.paged, self.page_at = ids, page_at
         table = self.query_one("#tasks-table", DataTable)
@@ -231,10 +245,17 @@ class TasksPane(Vertical):
         shown = self.query_one("#tasks-profile", Static)
         shown.update(escape("\n".join(self.profile_lines)))
         shown.display = bool(self.profile_lines)
+        previous = self.summary
         self.summary, self.plan, self.log_lines = summary, plan, lines
         table = self.query_one("#tasks-table", DataTable)
+        same_rows = (
+            summary is not None
+            and previous is not None
+            and (previous.run_id, previous.step, previous.rows) == (summary.run_id, summary.step, summary.rows)
+        )
         cursor = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
-        table.clear()
+        if not same_rows:
+            table.clear()
         title = self.query_one("#tasks-title", Static)
         if summary is None:
             title.update("no run of this step yet")
@@ -257,9 +278,10 @@ class TasksPane(Vertical):
         self.query_one("#tasks-fix", Static).update(fix)
         self.query_one("#tasks-fix", Static).display = bool(fix)
         self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.bins, lines=5))))
-        self._add_rows(table, summary.rows)
+        if not same_rows:  # a live step whose failed and slowest did not change keeps its rows (and pages)
+            self._add_rows(table, summary.rows)
         self._say_rows(table)
-        if table.row_count and cursor:
+        if table.row_count and cursor and not same_rows:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
         if self.log_lines or self.log_complete:
             self._refill()
@@ -341,6 +363,11 @@ class TasksPane(Vertical):
         self._refill()
 
 
+def _same(a: tuple, b: tuple) -> bool:
+    """The same (store, run, step) on screen: stores compare by flow and datastore."""
+    return a[1:] == b[1:] and a[0].ds.url == b[0].ds.url and a[0].ds.flow == b[0].ds.flow
+
+
 def _matches(task: str, needle: str) -> bool:
     """A filter of '12' picks task 12 (not 112); 'square/12' or '[3]' work too; other text is a substring."""
     if needle.isdigit():
@@ -386,15 +413,16 @@ def profile_lines(store, run, run_id: str, step: str) -> list[str]:
 
 def merged_log(store, run_id: str, step: str, task_ids: list[str], progress=None) -> list[tuple[str, str, str]]:
     """Every line of every task of the step, ordered by time (ties keep each task's order); the newest
-    MAX_LOG_LINES when there are more. ``progress(n)`` hears every LOG_PROGRESS_EVERY tasks."""
+    MAX_LOG_LINES when there are more. ``progress(n)`` hears every LOG_PROGRESS_EVERY tasks; when it
+    answers False the reading stops (nothing is returned)."""
     lines: list[tuple[str, str, str]] = []
     from ..runs import BREATHE_EVERY, breathe
 
     for n, task_id in enumerate(task_ids):
         if n % BREATHE_EVERY == BREATHE_EVERY - 1:
             breathe()
-        if progress is not None and n % LOG_PROGRESS_EVERY == 0 and n:
-            progress(n)
+        if progress is not None and n % LOG_PROGRESS_EVERY == 0 and n and progress(n) is False:
+            return []
         try:
             for ts, _stream, text in store.ds.read_log(run_id, step, task_id):
                 lines.append((ts, f"{step}/{task_id}", text))
