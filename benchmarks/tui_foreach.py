@@ -30,13 +30,13 @@ RUN_ID = "1000000000000009"
 def write_step(root: Path, tasks: int, summary: bool, run_id: str = RUN_ID, live: bool = False) -> None:
     """The step's records as the runtime writes them; ``live``: one task at a time with the run marked
     running and the summary rewritten at the runtime's rate (as the driver's StepSummaryWriter does)."""
+    from workbench import events as ev
     from workbench.config import load_config
     from workbench.datastore import FlowDatastore
     from workbench.datastore.records import RunRecord, RunStatus, TaskRecord
     from workbench.liveness import stamp
     from workbench.runtime_datastore import StepSummaryWriter
     from workbench.scheduler_messages import Emit, WriteTask
-    from workbench import events as ev
 
     ds = FlowDatastore(load_config(root).datastore_url, "FanoutFlow")
     run = RunRecord(flow="FanoutFlow", run_id=run_id, status=RunStatus.RUNNING if live else RunStatus.FAILED)
@@ -150,7 +150,11 @@ async def follow_live(root: Path, tasks: int) -> dict:
         seen: list[int] = []
 
         def running() -> bool:
-            if pane.summary is not None and pane.summary.run_id == run_id and (not seen or seen[-1] != pane.summary.total):
+            if (
+                pane.summary is not None
+                and pane.summary.run_id == run_id
+                and (not seen or seen[-1] != pane.summary.total)
+            ):
                 seen.append(pane.summary.total)
             return writer.poll() is None
 
@@ -176,7 +180,9 @@ def main() -> int:
         print(f"load average {os.getloadavg()[0]:.2f} at the start")
         got = asyncio.run(measure(root))
         how = "folded from the task records (no summary.json)" if args.no_summary else "from summary.json"
-        print(f"{args.tasks}-task step, {how}: counts, histogram and first rows drawn {got['summary']:.2f} s after selecting it; merged log {got['log']:.1f} s")
+        print(
+            f"{args.tasks}-task step, {how}: counts, histogram and first rows drawn {got['summary']:.2f} s after selecting it; merged log {got['log']:.1f} s"
+        )
         print(f"key while loading: {ms(got['busy'])}; afterwards: {ms(got['idle'])}")
         if not args.no_live:
             live = asyncio.run(follow_live(root, args.tasks))

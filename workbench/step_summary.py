@@ -117,7 +117,9 @@ class StepSummaryBuilder:
         if record.started_at is not None and state != CLONED:
             self.started_at = record.started_at if self.started_at is None else min(self.started_at, record.started_at)
         if record.finished_at is not None:
-            self.finished_at = record.finished_at if self.finished_at is None else max(self.finished_at, record.finished_at)
+            self.finished_at = (
+                record.finished_at if self.finished_at is None else max(self.finished_at, record.finished_at)
+            )
         from .sampling import timeline_peak_mib
 
         peak = max(float(record.usage.get("peak_memory_mib") or 0.0), timeline_peak_mib(record.usage))

@@ -32,7 +32,9 @@ def test_an_unschedulable_pod_shows_the_schedulers_words_in_the_cli(kube_project
     assert result.status == "failed"
     plain, live = render(events)
     waiting = [line for line in plain.splitlines() if "waiting on kubernetes" in line]
-    assert waiting and "[train/2] waiting on kubernetes: Pending: unschedulable: insufficient nvidia.com/gpu" in waiting[0]
+    assert (
+        waiting and "[train/2] waiting on kubernetes: Pending: unschedulable: insufficient nvidia.com/gpu" in waiting[0]
+    )
     assert "train/2 waiting on kubernetes: Pending: unschedulable: insufficient nvidia.com/gpu" in live
 
 

@@ -5,7 +5,7 @@ named ``on_<widget>_<message>``, so they need no ``@on`` registration here)."""
 from __future__ import annotations
 
 import queue
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from textual import work
 
@@ -15,7 +15,9 @@ from ..graph import FlowGraph
 from ..progress import RunProgress
 from .app_host import AppHost
 from .runs import RunsPane, RunStore
-from .widgets.inspector import Inspector
+
+if TYPE_CHECKING:
+    from .widgets.inspector import Inspector
 
 
 class WorkbenchActions(AppHost):

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from .. import events as ev
-from ..client import PastRuns
 from ..datastore import FlowDatastore
 from ..datastore.records import RunRecord, TaskRecord
+from ..past_runs import PastRuns  # not workbench.client: its object API is not on the first screen's path
 from ..preview import summary_text
 from ..progress import events_from_tasks, reduce_events
 from .widgets import PaneMounted

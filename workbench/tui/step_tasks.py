@@ -58,9 +58,7 @@ def seconds_text(secs: Optional[float]) -> str:
 
 def row_of(doc: TaskRecord) -> TaskRow:
     """A task record as a table row (the pages read beyond the summary's rows)."""
-    return TaskRow(
-        doc.task_id or "?", task_state(doc), task_seconds(doc), doc.attempt, doc.reason, foreach_index(doc)
-    )
+    return TaskRow(doc.task_id or "?", task_state(doc), task_seconds(doc), doc.attempt, doc.reason, foreach_index(doc))
 
 
 def _row(brief: TaskBrief) -> TaskRow:

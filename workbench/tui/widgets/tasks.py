@@ -101,7 +101,9 @@ class TasksPane(Vertical):
             yield Input(
                 placeholder="filter the merged log by task (id, index or step/id)", id="tasks-filter", compact=True
             )
-        yield Static("", id="tasks-logstate")
+        state = Static("", id="tasks-logstate")  # how far the merged log is read; shown while it is
+        state.display = False
+        yield state
         yield Log(id="tasks-log", max_lines=MAX_LOG_LINES)
 
     # ------------------------------------------------------------------ loading (off the UI thread)
@@ -143,7 +145,9 @@ class TasksPane(Vertical):
         profile = profile_lines(store, run, run_id, step)
         live = run_status == "running" and not (summary is not None and summary.final)
         try:
-            self.app.call_from_thread(self._loaded, (store, run_id, step), summary, plan, usage, profile, live, with_log)
+            self.app.call_from_thread(
+                self._loaded, (store, run_id, step), summary, plan, usage, profile, live, with_log
+            )
         except RuntimeError:  # the app closed meanwhile
             pass
 
@@ -155,9 +159,7 @@ class TasksPane(Vertical):
         keep = self.log_lines if not with_log else []
         self._draw(summary, plan, keep, profile)
         if live and with_log:  # re-reading every task's log each second would starve the screen
-            self.query_one("#tasks-logstate", Static).update(
-                "merged log: read when the step ends (a task id in the filter shows that task's log now)"
-            )
+            self._log_state("merged log: read when the step ends (a task id in the filter shows that task's log now)")
         elif with_log or (was_live and not live):  # the merged log once, and again when a live step has ended
             self._load_log(*shown)
 
@@ -179,19 +181,26 @@ class TasksPane(Vertical):
 
     def _log_progress(self, shown, done: int, total: int) -> None:
         try:
-            self.app.call_from_thread(self._say_log_state, shown, f"merged log: read {done:,} of {total:,} tasks' logs…")
+            self.app.call_from_thread(
+                self._say_log_state, shown, f"merged log: read {done:,} of {total:,} tasks' logs…"
+            )
         except RuntimeError:
             pass
 
     def _say_log_state(self, shown, text: str) -> None:
         if self.is_mounted and self.shown is not None and _same(shown, self.shown):
-            self.query_one("#tasks-logstate", Static).update(escape(text))
+            self._log_state(text)
+
+    def _log_state(self, text: str) -> None:
+        state = self.query_one("#tasks-logstate", Static)
+        state.update(escape(text))
+        state.display = bool(text)
 
     def _log_read(self, shown, lines) -> None:
         if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
             return
         self.log_lines, self.log_complete = lines, True
-        self.query_one("#tasks-logstate", Static).update("")
+        self._log_state("")
         self._refill()
 
     @on(DataTable.RowHighlighted, "#tasks-table")
@@ -287,7 +296,7 @@ class TasksPane(Vertical):
             self._refill()
         else:  # the merged log is read next, in its own worker
             self.query_one("#tasks-log", Log).clear()
-            self.query_one("#tasks-logstate", Static).update("merged log: reading the tasks' logs…")
+            self._log_state("merged log: reading the tasks' logs…")
         self.loads += 1
 
     def _add_rows(self, table: DataTable, rows: list[TaskRow]) -> None:
@@ -352,7 +361,11 @@ class TasksPane(Vertical):
             pass
 
     def _one_log_read(self, task_id: str, lines) -> None:
-        if self.is_mounted and self.query_one("#tasks-filter", Input).value.strip() == task_id and not self.log_complete:
+        if (
+            self.is_mounted
+            and self.query_one("#tasks-filter", Input).value.strip() == task_id
+            and not self.log_complete
+        ):
             log = self.query_one("#tasks-log", Log)
             log.clear()
             log.write_lines([f"{_clock(ts)} [{task}] {text}" for ts, task, text in lines])
