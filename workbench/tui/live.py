@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Optional
 
 from textual import work
+from textual.app import ScreenStackError
+from textual.css.query import NoMatches
 
 from .app_host import AppHost
 from .runs import RunStore, aggregate_statuses
@@ -63,10 +65,13 @@ class LiveRuns(AppHost):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
             store = self.run_store()
-            if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and store is not None:
-                # only a live run's progress moved: the DAG's statuses and ×N (the Tasks tab reads its own)
-                self.show_run_statuses(store, store.latest_run())
-                self.redraw_dag()
-            else:
-                self.refresh_flow()  # runs came or ended: statuses, counts, the runs table, the panes
+            try:
+                if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and store is not None:
+                    # only a live run's progress moved: the DAG's statuses and ×N (the Tasks tab reads its own)
+                    self.show_run_statuses(store, store.latest_run())
+                    self.redraw_dag()
+                else:
+                    self.refresh_flow()  # runs came or ended: statuses, counts, the runs table, the panes
+            except (NoMatches, ScreenStackError):  # the app is closing: its widgets are going away
+                return
         self.runs_snapshot = (path, snapshot)
