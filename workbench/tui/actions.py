@@ -266,17 +266,17 @@ class WorkbenchActions(AppHost):
         try:
             result = cancel_run(store.ds, self.config, run_id)
             removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
-            message, severity = f"run {run_id} {result.status}{removed}", "information"
+            message, failed = f"run {run_id} {result.status}{removed}", False
         except Exception as exc:  # noqa: BLE001 - a backend that cannot be reached: say so, keep going
-            message, severity = f"could not cancel run {run_id}: {exc}", "error"
+            message, failed = f"could not cancel run {run_id}: {exc}", True
         try:
-            self.call_from_thread(self._cancelled_elsewhere, message, severity)
+            self.call_from_thread(self._cancelled_elsewhere, message, failed)
         except RuntimeError:  # the app closed meanwhile
             pass
 
-    def _cancelled_elsewhere(self, message: str, severity: str) -> None:
+    def _cancelled_elsewhere(self, message: str, failed: bool) -> None:
         if self.screen_stack:
-            self.notify(message, severity=severity)
+            self.notify(message, severity="error" if failed else "information")
             self.refresh_flow()
 
     def _origin(self) -> Optional[str]:
