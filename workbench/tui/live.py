@@ -64,11 +64,14 @@ class LiveRuns(AppHost):
         ):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
-            store = self.run_store()
             try:
-                if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and store is not None:
-                    # only a live run's progress moved: the DAG's statuses and ×N (the Tasks tab reads its own)
-                    self.show_run_statuses(store, store.latest_run())
+                latest = snapshot[0][-1] if snapshot[0] else None
+                progress = {run_id: (statuses, counts) for run_id, statuses, counts in snapshot[2]}
+                if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and latest in progress:
+                    # only a live run's progress moved: the DAG's statuses and ×N as the poller read them, off
+                    # this thread (the Tasks tab reads its own)
+                    statuses, counts = progress[latest]
+                    self.statuses, self.task_counts = dict(statuses), dict(counts)
                     self.redraw_dag()
                 else:
                     self.refresh_flow()  # runs came or ended: statuses, counts, the runs table, the panes

@@ -11,6 +11,7 @@ step with 10,000 tasks never freezes the screen."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Optional
 
 from rich.markup import escape
@@ -46,6 +47,7 @@ GLYPH = {
     "unfinished": "†",
 }
 LIVE_REFRESH_SECONDS = 1.0  # a live run's summary is read again this often (the runtime writes it as often)
+LIVE_ROWS_SECONDS = 5.0  # a live step's rows are redrawn at most this often (its counts every second)
 LOG_PROGRESS_EVERY = 500  # tasks' logs read between two progress lines of the merged log
 
 
@@ -80,6 +82,7 @@ class TasksPane(Vertical):
         self.paged: list[str] = []  # task ids in order, once a page beyond the summary's rows was asked for
         self.page_at = 0  # the next task id in ``paged`` to read
         self.paging = False
+        self.rows_drawn_at = 0.0  # when the table's rows were last drawn from a summary
 
     def on_mount(self) -> None:
         self.post_message(PaneMounted())
@@ -257,10 +260,23 @@ class TasksPane(Vertical):
         previous = self.summary
         self.summary, self.plan, self.log_lines = summary, plan, lines
         table = self.query_one("#tasks-table", DataTable)
+        same_step = (
+            previous is not None
+            and summary is not None
+            and (previous.run_id, previous.step)
+            == (
+                summary.run_id,
+                summary.step,
+            )
+        )
+        recent = time.monotonic() - self.rows_drawn_at < LIVE_ROWS_SECONDS
+        # a live step keeps its rows (and pages) while its failed and slowest are unchanged, and for a few
+        # seconds when they change: 200 rows redrawn every second would cost the keys their time
         same_rows = (
-            summary is not None
+            same_step
             and previous is not None
-            and (previous.run_id, previous.step, previous.rows) == (summary.run_id, summary.step, summary.rows)
+            and summary is not None
+            and (previous.rows == summary.rows or (recent and not summary.final))
         )
         cursor = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
         if not same_rows:
@@ -287,8 +303,9 @@ class TasksPane(Vertical):
         self.query_one("#tasks-fix", Static).update(fix)
         self.query_one("#tasks-fix", Static).display = bool(fix)
         self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.bins, lines=5))))
-        if not same_rows:  # a live step whose failed and slowest did not change keeps its rows (and pages)
+        if not same_rows:
             self._add_rows(table, summary.rows)
+            self.rows_drawn_at = time.monotonic()
         self._say_rows(table)
         if table.row_count and cursor and not same_rows:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
