@@ -119,3 +119,18 @@ async def test_a_crashed_run_shows_its_glyph_and_c_cancels_it(tui_project, clock
         assert ds.read_run(run_id).status is RunStatus.CANCELLED
         assert any(f"run {run_id} cancelled" in n.message for n in app._notifications)
         assert str(app.query_one("#runs-table").get_row_at(0)[1]) == "cancelled"
+
+
+def test_a_damaged_summary_reads_as_empty_values_not_a_crash(tmp_path):
+    from workbench.past_runs import PastRuns
+    from workbench.tui.step_tasks import from_record, histogram
+
+    ds = FlowDatastore(str(tmp_path), "F")
+    ds.storage.put(
+        "F/runs/1/square/summary.json", [b'{"counts": [1], "durations": {"a": 1}, "slowest": 3, "total": "x"}']
+    )
+    record = PastRuns(ds).step_summary("1", "square", fold=False)
+    assert (record.counts, record.durations, record.slowest, record.total) == ({}, [], [], 0)
+    assert histogram(from_record(record).bins) == []
+    ds.storage.put("F/runs/1/square/summary.json", [b"{not json"])
+    assert PastRuns(ds).step_summary("1", "square", fold=False) is None

@@ -336,8 +336,17 @@ class StepSummaryRecord(_Record):
     @classmethod
     def from_dict(cls, data: Optional[dict[str, Any]]) -> "StepSummaryRecord":
         record = super().from_dict(data)
-        record.failed = [t if isinstance(t, TaskBrief) else _brief(t) for t in record.failed]
-        record.slowest = [t if isinstance(t, TaskBrief) else _brief(t) for t in record.slowest]
+        # a viewer reads whatever is on disk: odd values read as empty rather than failing later
+        counts = record.counts if isinstance(record.counts, dict) else {}
+        record.counts = {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
+        bins = record.durations if isinstance(record.durations, list) else []
+        record.durations = [int(n) if isinstance(n, int) else 0 for n in bins]
+        failed = record.failed if isinstance(record.failed, list) else []
+        slowest = record.slowest if isinstance(record.slowest, list) else []
+        record.failed = [t if isinstance(t, TaskBrief) else _brief(t) for t in failed]
+        record.slowest = [t if isinstance(t, TaskBrief) else _brief(t) for t in slowest]
+        record.total = record.total if isinstance(record.total, int) else 0
+        record.status = str(record.status)
         return record
 
     def to_dict(self) -> dict[str, Any]:
