@@ -11,6 +11,7 @@ step with 10,000 tasks never freezes the screen."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from typing import Optional
 
@@ -18,6 +19,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Log, Static
 
 from ..step_tasks import (
@@ -49,6 +51,20 @@ GLYPH = {
 LIVE_REFRESH_SECONDS = 1.0  # a live run's summary is read again this often (the runtime writes it as often)
 LIVE_ROWS_SECONDS = 5.0  # a live step's rows are redrawn at most this often (its counts every second)
 LOG_PROGRESS_EVERY = 500  # tasks' logs read between two progress lines of the merged log
+
+
+def _unless_closing(method):
+    """A worker's result drawn on the UI thread: nothing to do when the pane's widgets are going away (the
+    app is closing)."""
+
+    @functools.wraps(method)
+    def drawn(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NoMatches:
+            return None
+
+    return drawn
 
 
 class TasksPane(Vertical):
@@ -154,6 +170,7 @@ class TasksPane(Vertical):
         except RuntimeError:  # the app closed meanwhile
             pass
 
+    @_unless_closing
     def _loaded(self, shown, summary, plan, usage, profile, live, with_log) -> None:
         if self.shown is None or not _same(shown, self.shown):
             return  # another step or run was chosen meanwhile
@@ -190,6 +207,7 @@ class TasksPane(Vertical):
         except RuntimeError:
             pass
 
+    @_unless_closing
     def _say_log_state(self, shown, text: str) -> None:
         if self.is_mounted and self.shown is not None and _same(shown, self.shown):
             self._log_state(text)
@@ -199,6 +217,7 @@ class TasksPane(Vertical):
         state.update(escape(text))
         state.display = bool(text)
 
+    @_unless_closing
     def _log_read(self, shown, lines) -> None:
         if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
             return
@@ -230,6 +249,7 @@ class TasksPane(Vertical):
         except RuntimeError:
             pass
 
+    @_unless_closing
     def _page_read(self, shown, ids: list[str], page_at: int, rows: list[TaskRow]) -> None:
         self.paging = False
         if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
@@ -377,6 +397,7 @@ class TasksPane(Vertical):
         except RuntimeError:
             pass
 
+    @_unless_closing
     def _one_log_read(self, task_id: str, lines) -> None:
         if (
             self.is_mounted
