@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from .datastore import FlowDatastore
-from .datastore.records import RunRecord, TaskRecord
+from .datastore.records import RunRecord, StepSummaryRecord, TaskRecord
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -73,6 +73,35 @@ class PastRuns:
                 if doc:
                     out.append(doc)
         return out
+
+    def task_records(self, run_id: str, step: str, task_ids: list[str]) -> list[TaskRecord]:
+        """The records of the given tasks of a step (a page of a big step), in that order; absent ones skipped."""
+        out: list[TaskRecord] = []
+        for task_id in task_ids:
+            try:
+                doc = self.ds.read_task(run_id, step, task_id)
+            except Exception:  # noqa: BLE001
+                doc = None
+            if doc:
+                out.append(doc)
+        return out
+
+    def step_summary(self, run_id: str, step: str, *, fold: bool = True) -> Optional[StepSummaryRecord]:
+        """The step's tasks at a glance: the summary the runtime wrote, one small read however many tasks
+        the step has. A run written before summaries existed has none: with ``fold`` its task records are
+        read and folded the same way (tasks of a running run without a record yet count as running)."""
+        try:
+            record = self.ds.read_step_summary(run_id, step)
+        except Exception:  # noqa: BLE001 - a half-written summary: fold the records instead
+            record = None
+        if record is not None or not fold:
+            return record
+        from .step_summary import summarize_records
+
+        docs = self.tasks(run_id, step)
+        run = self.run_record(run_id)
+        running = len(self.task_ids(run_id, step)) - len(docs) if run is not None and run.status == "running" else 0
+        return summarize_records(self.ds.flow, run_id, step, docs, max(0, running)) if docs or running else None
 
     def steps_in_order(self, run_id: str) -> list[str]:
         """The run's steps in the order their first tasks were numbered (roughly the order they ran)."""

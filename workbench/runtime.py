@@ -27,7 +27,7 @@ from .errors import DatastoreError, UsageError, WorkbenchError
 from .graph import FlowGraph
 from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
-from .runtime_datastore import _copy_blobs, _import_blobs, latest_run_id, resume_plan
+from .runtime_datastore import StepSummaryWriter, _copy_blobs, _import_blobs, latest_run_id, resume_plan
 from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
@@ -115,6 +115,7 @@ class Runtime:
         self._last_log_flush = 0.0
         self.detached = False  # set by the detached launcher (workbench.detach)
         self.runtime_log: Optional[str] = None
+        self._summaries: StepSummaryWriter  # each step's summary for viewers (set when run() starts)
 
     # ------------------------------------------------------------------ public
     def cancel(self, reason: str = "cancelled") -> None:
@@ -131,6 +132,7 @@ class Runtime:
 
     def run(self) -> RunResult:
         started = time.time()
+        self._summaries = StepSummaryWriter(self.ds, self.flow, self.run_id, warn=self._warn)
         self._ctx = RunContext(
             self.flow,
             self.run_id,
@@ -213,6 +215,7 @@ class Runtime:
                 except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's result
                     self._warn(f"{backend.name}: cleanup failed: {exc}")
             heartbeat.stop()
+            self._summaries.close()
         end = self._finished or sched.FinishRun(RunStatus.FAILED, "the run ended without a result")
         finished = time.time()
         with self._record_lock:
@@ -268,6 +271,7 @@ class Runtime:
             self._take(batch)
             self._feed(sched.Tick(time.time()))
             self._flush_running_logs()
+            self._summaries.flush()
 
     def _take(self, batch: list["Message"]) -> None:
         touched = set()
@@ -325,6 +329,7 @@ class Runtime:
                 self._feed(sched.Abort(str(exc), time.time()))
 
     def _execute(self, instruction: "sched.Instruction") -> None:
+        self._summaries.take(instruction)
         if isinstance(instruction, sched.Emit):
             self.sink(instruction.event)
         elif isinstance(instruction, sched.WriteTask):

@@ -86,7 +86,10 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
     doc = ds.read_run(run_id)
     doc.started_at, doc.finished_at = 1767225600.0, 1767225601.0
     ds.write_run(doc)
+    from workbench.step_summary import summarize_records
+
     for step in ds.list_steps(run_id):
+        frozen = []
         for task_id in ds.list_tasks(run_id, step):
             task = ds.read_task(run_id, step, task_id)
             task.usage = {"peak_memory_mib": 42.0, "cpu_seconds": 0.5}
@@ -99,6 +102,10 @@ def seed_run(project: Path, flow_file: str = "flows/hello.py", run_id: str = "10
             ]
             ds.storage.put(key, [b""])
             ds.append_log(key, lines)
+            frozen.append(task)
+        summary = summarize_records(graph.name, run_id, step, frozen)  # as the runtime would have, frozen too
+        summary.final = True
+        ds.write_step_summary(summary)
     return run_id
 
 

@@ -136,6 +136,7 @@ async def _tasks(app, pilot):
     pane = app.query_one("#tasks")
     await pilot.press("6")
     await wait_for(pilot, lambda: pane.summary is not None and pane.summary.step == app.selected_step)
+    await wait_for(pilot, lambda: pane.log_complete)  # the merged log is read after the summary
 
 
 async def _run_dialog(app, pilot):

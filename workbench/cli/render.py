@@ -44,6 +44,7 @@ class PlainRenderer:
     def __init__(self, out: IO[str] = sys.stdout, quiet_logs: bool = False):
         self.out = out
         self.quiet_logs = quiet_logs
+        self.waiting: set[str] = set()  # pathspecs of queued remote tasks said to wait
 
     def line(self, ts: float, text: str) -> None:
         self.out.write(f"{_clock(ts)} {text}\n")
@@ -67,7 +68,15 @@ class PlainRenderer:
                 e.ts,
                 f"[{_short_path(e.pathspec)}] attempt {e.attempt + 1} failed ({e.reason}); retrying in {e.delay:g}s",
             )
+        elif isinstance(e, ev.TaskWaiting):  # why a queued remote task is not running, as it changes
+            if e.reason:
+                self.waiting.add(e.pathspec)
+                self.line(e.ts, f"[{_short_path(e.pathspec)}] waiting on {e.backend}: {e.reason}")
+            elif e.pathspec in self.waiting:
+                self.waiting.discard(e.pathspec)
+                self.line(e.ts, f"[{_short_path(e.pathspec)}] no longer waiting: running on {e.backend}")
         elif isinstance(e, ev.TaskFinished):
+            self.waiting.discard(e.pathspec)
             if e.ok:
                 self.line(e.ts, f"[{_short_path(e.pathspec)}] succeeded in {e.duration:.2f}s")
             else:
@@ -102,6 +111,7 @@ class LiveRenderer:
         self.live = Live(self.progress, console=self.console, refresh_per_second=8, transient=False)
         self.rows: dict[str, TaskID] = {}
         self.state = RunProgress()  # per-step counts, reduced from the events (workbench.progress)
+        self.waiting: dict[str, dict[str, str]] = defaultdict(dict)  # step -> pathspec -> why it waits
         self.plain = PlainRenderer()
         self.started = False
 
@@ -114,7 +124,11 @@ class LiveRenderer:
         s = self.state.step(step)
         total, done, failed, running = s.total, s.done, s.failed, len(s.running)
         icon = "[red]✗" if failed else ("[green]✓" if total and done == total else "[yellow]•")
+        waits = self.waiting.get(step) or {}
         note = f"[red]{failed} failed" if failed else (f"{running} running" if running else "")
+        if waits and not failed:  # submitted but not running yet: the platform's words for the first
+            why = next(iter(waits.values()))
+            note = f"[yellow]{len(waits)} waiting: {_escape(why[:60])}" + ("…" if len(why) > 60 else "")
         self.progress.update(self._row(step), total=max(total, 1), completed=done, icon=icon, note=note)
 
     def __call__(self, e: ev.Event) -> None:
@@ -142,7 +156,16 @@ class LiveRenderer:
                 f"{_escape(e.reason)}; retrying in {e.delay:g}s"
             )
             self._update(e.step)
+        elif isinstance(e, ev.TaskWaiting):
+            waits = self.waiting[e.step]
+            if e.reason:
+                waits[e.pathspec] = e.reason
+                self.console.print(f"[yellow]{_short_path(e.pathspec)} waiting on {e.backend}:[/] {_escape(e.reason)}")
+            else:
+                waits.pop(e.pathspec, None)
+            self._update(e.step)
         elif isinstance(e, ev.TaskFinished):
+            self.waiting[e.step].pop(e.pathspec, None)
             if not e.ok:
                 self.console.print(f"[red]{_short_path(e.pathspec)} {e.status}: {_escape(e.reason)}")
             self._update(e.step)

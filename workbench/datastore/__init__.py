@@ -8,6 +8,7 @@ Layout under the storage root::
     <Flow>/runs/<run_id>/<step>/<task_id>/attempt-<n>.json   AttemptRecord: what the task itself reported
     <Flow>/runs/<run_id>/<step>/<task_id>/task.json   TaskRecord: the task as the runtime saw it (written last)
     <Flow>/runs/<run_id>/<step>/<task_id>/<n>.log     timestamped stdout/stderr lines of attempt n
+    <Flow>/runs/<run_id>/<step>/summary.json          StepSummaryRecord: the step's tasks at a glance
 
 The JSON documents are typed records (:mod:`workbench.datastore.records`), each with one writer and one
 reader here; their fields are the JSON keys:
@@ -58,7 +59,7 @@ from .blob import (  # noqa: F401
     decode_artifact,
     encode_artifact,
 )
-from .records import AttemptRecord, RunRecord, TaskRecord, TaskSpecRecord
+from .records import AttemptRecord, RunRecord, StepSummaryRecord, TaskRecord, TaskSpecRecord
 from .storage import Buffer, MappableStorage, Storage, open_storage
 
 if TYPE_CHECKING:
@@ -208,6 +209,13 @@ class FlowDatastore:
     def read_task(self, run_id: str, step: str, task_id: str) -> Optional[TaskRecord]:
         data = self._get_json(f"{self.task_key(run_id, step, task_id)}/task.json")
         return None if data is None else TaskRecord.from_dict(data)
+
+    def write_step_summary(self, record: StepSummaryRecord) -> None:
+        self._put_json(f"{self._run_key(record.run_id)}/{record.step}/summary.json", record.to_dict())
+
+    def read_step_summary(self, run_id: str, step: str) -> Optional[StepSummaryRecord]:
+        data = self._get_json(f"{self._run_key(run_id)}/{step}/summary.json")
+        return None if data is None else StepSummaryRecord.from_dict(data)
 
     # ------------------------------------------------------------------ logs
     def log_key(self, run_id: str, step: str, task_id: str, attempt: int) -> str:

@@ -266,6 +266,97 @@ class TaskSpecRecord(_Record):
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
 
 
+# A step's task durations are counted in these bins (seconds): bin 0 holds durations under the first
+# edge, bin i those in [DURATION_EDGES[i-1], DURATION_EDGES[i]), the last bin a day and more. Fixed,
+# so a summary can be updated one task at a time without keeping every duration.
+DURATION_EDGES: tuple[float, ...] = (
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400,
+    43200, 86400,
+)  # fmt: skip
+
+
+@dataclass
+class TaskBrief(_Record):
+    """One task as a step summary lists it (its failed and slowest tasks)."""
+
+    task_id: str = ""
+    status: str = ""
+    seconds: Optional[float] = None
+    attempt: int = 0
+    reason: str = ""
+    index: str = ""  # the foreach index path ("3", "1.4"), "" outside a foreach
+
+
+_BRIEF_FIELDS = frozenset(("task_id", "status", "seconds", "attempt", "reason", "index"))
+
+
+def _brief(data: Any) -> TaskBrief:
+    """TaskBrief.from_dict without the generic field lookup: a summary holds hundreds of them and a live
+    view reads it every second."""
+    if not isinstance(data, dict):
+        return TaskBrief()
+    seconds = data.get("seconds")
+    return TaskBrief(
+        task_id=str(data.get("task_id") or ""),
+        status=str(data.get("status") or ""),
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+        attempt=int(data.get("attempt") or 0),
+        reason=str(data.get("reason") or ""),
+        index=str(data.get("index") or ""),
+        extra={k: v for k, v in data.items() if k not in _BRIEF_FIELDS},
+    )
+
+
+@dataclass
+class StepSummaryRecord(_Record):
+    """``<run>/<step>/summary.json``: one step's tasks at a glance, so that a viewer of a 10,000-task
+    foreach reads one small document instead of 10,000 task records. The runtime rewrites it at a
+    bounded rate while the step runs, at once when the step has nothing left in flight, and a last
+    time (``final``) when the run ends (:class:`workbench.step_summary.StepSummaryBuilder` folds it)."""
+
+    flow: str = ""
+    run_id: str = ""
+    step: str = ""
+    status: str = "pending"  # the step's status by the one rule of workbench.progress
+    total: int = 0  # tasks started or cloned so far
+    counts: dict[str, int] = field(default_factory=dict)  # running, retrying, succeeded, failed, ..., cloned
+    durations: list[int] = field(default_factory=list)  # finished tasks per DURATION_EDGES bin
+    min_seconds: Optional[float] = None
+    max_seconds: Optional[float] = None
+    sum_seconds: float = 0.0
+    failed: list[TaskBrief] = field(default_factory=list)  # the first ones that ended other than succeeded
+    failed_total: int = 0
+    slowest: list[TaskBrief] = field(default_factory=list)  # slowest first
+    peak_memory_task: Optional[str] = None  # the task id with the highest sampled memory
+    peak_memory_mib: float = 0.0
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    updated_at: Optional[float] = None
+    final: bool = False  # the run has ended: this summary will not change
+
+    @classmethod
+    def from_dict(cls, data: Optional[dict[str, Any]]) -> "StepSummaryRecord":
+        record = super().from_dict(data)
+        # a viewer reads whatever is on disk: odd values read as empty rather than failing later
+        counts = record.counts if isinstance(record.counts, dict) else {}
+        record.counts = {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
+        bins = record.durations if isinstance(record.durations, list) else []
+        record.durations = [int(n) if isinstance(n, int) else 0 for n in bins]
+        failed = record.failed if isinstance(record.failed, list) else []
+        slowest = record.slowest if isinstance(record.slowest, list) else []
+        record.failed = [t if isinstance(t, TaskBrief) else _brief(t) for t in failed]
+        record.slowest = [t if isinstance(t, TaskBrief) else _brief(t) for t in slowest]
+        record.total = record.total if isinstance(record.total, int) else 0
+        record.status = str(record.status)
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["failed"] = [t.to_dict() for t in self.failed]
+        out["slowest"] = [t.to_dict() for t in self.slowest]
+        return out
+
+
 __all__ = [
     "TaskStatus",
     "RunStatus",
@@ -275,4 +366,7 @@ __all__ = [
     "AttemptRecord",
     "InputRef",
     "TaskSpecRecord",
+    "TaskBrief",
+    "StepSummaryRecord",
+    "DURATION_EDGES",
 ]

@@ -5,7 +5,7 @@ named ``on_<widget>_<message>``, so they need no ``@on`` registration here)."""
 from __future__ import annotations
 
 import queue
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from textual import work
 
@@ -15,7 +15,9 @@ from ..graph import FlowGraph
 from ..progress import RunProgress
 from .app_host import AppHost
 from .runs import RunsPane, RunStore
-from .widgets.inspector import Inspector
+
+if TYPE_CHECKING:
+    from .widgets.inspector import Inspector
 
 
 class WorkbenchActions(AppHost):
@@ -232,11 +234,50 @@ class WorkbenchActions(AppHost):
         self.push_screen(RerunScreen(plan, list(REGISTRY)), done)
 
     def action_cancel_run(self) -> None:
-        if self.runtime is None:
-            self.notify("no run in progress")
+        """Cancel the TUI's own run; else the run chosen in Runs (or the newest) that is running elsewhere
+        (CLI, detached) or crashed, as `workbench cancel RUN` does: its runtime is asked to stop if alive,
+        and every backend releases what the run left."""
+        if self.runtime is not None:
+            self.runtime.cancel("cancelled from the TUI")
+            self.notify("cancelling…")
             return
-        self.runtime.cancel("cancelled from the TUI")
-        self.notify("cancelling…")
+        store = self.run_store()
+        target = self._cancellable(store)
+        if store is None or target is None:
+            self.notify("no run in progress (nor a crashed one) to cancel")
+            return
+        self.notify(f"cancelling run {target}…")
+        self._cancel_elsewhere(store, target)
+
+    def _cancellable(self, store: Optional[RunStore]) -> Optional[str]:
+        if store is None:
+            return None
+        chosen = self.pane("#runs").selected_run
+        for run_id in [chosen] if chosen else list(reversed(store.runs())):
+            doc = store.run_doc(run_id)
+            if doc is not None and str(doc.status) in ("running", "crashed"):
+                return run_id
+        return None
+
+    @work(thread=True, exclusive=True, group="cancel")
+    def _cancel_elsewhere(self, store: RunStore, run_id: str) -> None:
+        from ..cancel import cancel_run
+
+        try:
+            result = cancel_run(store.ds, self.config, run_id)
+            removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
+            message, failed = f"run {run_id} {result.status}{removed}", False
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot be reached: say so, keep going
+            message, failed = f"could not cancel run {run_id}: {exc}", True
+        try:
+            self.call_from_thread(self._cancelled_elsewhere, message, failed)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _cancelled_elsewhere(self, message: str, failed: bool) -> None:
+        if self.screen_stack:
+            self.notify(message, severity="error" if failed else "information")
+            self.refresh_flow()
 
     def _origin(self) -> Optional[str]:
         from ..runtime import latest_run_id

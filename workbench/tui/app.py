@@ -18,7 +18,6 @@ from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.lazy import Lazy
 from textual.widgets import Footer, Header, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
@@ -34,11 +33,8 @@ from .live import LiveRuns
 from .palette import PaletteCommands
 from .runs import ArtifactsPane, RunsPane, RunStore
 from .watcher import ChangeHandler, Debouncer, start_observer
-from .widgets import PaneMounted
+from .widgets import LaterPane, PaneMounted
 from .widgets.dag_view import DagView
-from .widgets.inspector import Inspector
-from .widgets.logs import LogPane
-from .widgets.tasks import TasksPane
 
 DATASTORE_POLL_SECONDS = 0.5
 TABS = ["tab-dag", "tab-inspect", "tab-runs", "tab-logs", "tab-artifacts", "tab-tasks"]
@@ -129,17 +125,18 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
                     yield Static("", id="flow-error")
                     with VerticalScroll(id="dag-scroll"):
                         yield DagView(id="dag")
-                # hidden at first: mounted just after the first paint, so the first screen comes sooner
+                # hidden at first: built (their modules imported) and mounted just after the first paint,
+                # so the first screen comes sooner
                 with TabPane("Step 2", id="tab-inspect"):
-                    yield Lazy(Inspector(id="inspector"))
+                    yield LaterPane(_inspector)
                 with TabPane("Runs 3", id="tab-runs"):
-                    yield Lazy(RunsPane(id="runs"))
+                    yield LaterPane(lambda: RunsPane(id="runs"))
                 with TabPane("Logs 4", id="tab-logs"):
-                    yield Lazy(LogPane(id="logs"))
+                    yield LaterPane(_logs)
                 with TabPane("Artifacts 5", id="tab-artifacts"):
-                    yield Lazy(ArtifactsPane(id="artifacts"))
+                    yield LaterPane(lambda: ArtifactsPane(id="artifacts"))
                 with TabPane("Tasks 6", id="tab-tasks"):
-                    yield Lazy(TasksPane(id="tasks"))
+                    yield LaterPane(_tasks)
         yield Footer(compact=True)
 
     def pane(self, selector: str):
@@ -170,8 +167,8 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
         self.set_interval(self.poll_interval, self.pump)
         if self.datastore_poll:
             self.set_interval(self.datastore_poll, self.poll_datastore)
-        if self.watch_files:
-            self.start_watching()
+        if self.watch_files:  # after the first paint: the observer's start is not on the first screen's path
+            self.call_after_refresh(self.start_watching)
 
     def on_unmount(self) -> None:
         if self.observer is not None:
@@ -208,6 +205,8 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        if not self.screen_stack:  # a key that arrived as the app closed
+            return
         self.refresh_bindings()
         if event.pane.id == "tab-artifacts" and self.artifacts_wanted is not None:
             store, run_id, step = self.artifacts_wanted
@@ -363,10 +362,11 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
         self.pane("#tasks").show(store, None, self.selected_step)
 
     def show_artifacts(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
-        """The artifacts pane reads every task record of the run: for a big run, only once it is looked at."""
+        """The artifacts pane reads every task record of the run: only once it is looked at (a live run
+        changes under it twice a second)."""
         self.artifacts_wanted = (store, run_id, step)
         on_tab = self.main_screen.query_one("#tabs", TabbedContent).active == "tab-artifacts"
-        if on_tab or store is None or store.small(run_id or store.latest_run()):
+        if on_tab or store is None:
             self.artifacts_wanted = None
             self.pane("#artifacts").show(store, run_id, step)
 
@@ -439,6 +439,24 @@ def _nothing(*args, **kwargs):
 
 
 _ABSENT = _Absent()
+
+
+def _inspector():
+    from .widgets.inspector import Inspector
+
+    return Inspector(id="inspector")
+
+
+def _logs():
+    from .widgets.logs import LogPane
+
+    return LogPane(id="logs")
+
+
+def _tasks():
+    from .widgets.tasks import TasksPane
+
+    return TasksPane(id="tasks")
 
 
 def _relative(path: str | Path, base: str | Path) -> str:

@@ -48,6 +48,8 @@ STATUS_STYLE = {
     "pending": "$secondary",
     "cloned": "$success 70%",
     "cancelled": "$text-muted",
+    "crashed": "$error",
+    "unfinished": "$error",
     "not taken": "$text-muted 60%",
 }
 STATUS_GLYPH = {
@@ -59,6 +61,8 @@ STATUS_GLYPH = {
     "pending": "…",
     "cloned": "↺",
     "cancelled": "■",
+    "crashed": "†",  # its run's runtime is gone while the step ran (workbench.liveness)
+    "unfinished": "†",
     "not taken": "⊘",
 }
 TAKEN_EDGE = "$success"  # a switch's edge to the case the shown run took

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Optional
 
 from textual import work
+from textual.app import ScreenStackError
+from textual.css.query import NoMatches
 
 from .app_host import AppHost
 from .runs import RunStore, aggregate_statuses
@@ -62,5 +64,17 @@ class LiveRuns(AppHost):
         ):
             return
         if self.runs_snapshot is not None and self.runs_snapshot[0] == path and self.runs_snapshot[1] != snapshot:
-            self.refresh_flow()  # the datastore changed under us: statuses, counts, the runs table
+            try:
+                latest = snapshot[0][-1] if snapshot[0] else None
+                progress = {run_id: (statuses, counts) for run_id, statuses, counts in snapshot[2]}
+                if self.runs_snapshot[1][:2] == snapshot[:2] and self.shown_run is None and latest in progress:
+                    # only a live run's progress moved: the DAG's statuses and ×N as the poller read them, off
+                    # this thread (the Tasks tab reads its own)
+                    statuses, counts = progress[latest]
+                    self.statuses, self.task_counts = dict(statuses), dict(counts)
+                    self.redraw_dag()
+                else:
+                    self.refresh_flow()  # runs came or ended: statuses, counts, the runs table, the panes
+            except (NoMatches, ScreenStackError):  # the app is closing: its widgets are going away
+                return
         self.runs_snapshot = (path, snapshot)

@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from .. import events as ev
-from ..client import PastRuns
 from ..datastore import FlowDatastore
 from ..datastore.records import RunRecord, TaskRecord
+from ..past_runs import PastRuns  # not workbench.client: its object API is not on the first screen's path
 from ..preview import summary_text
 from ..progress import events_from_tasks, reduce_events
 from .widgets import PaneMounted
@@ -29,7 +29,16 @@ _settled: dict[tuple, dict] = {}
 _reading = threading.Lock()
 COMPACT_BELOW = 70  # columns of the Runs pane under which the table drops step names and seconds
 COLLAPSED_LINES = 12
-GLYPH = {"succeeded": "✔", "failed": "✘", "running": "▶", "cancelled": "■", "oom": "✘", "timeout": "✘"}
+CRASHED = "crashed"  # a run (or a step it left running) whose runtime is gone: workbench.liveness
+GLYPH = {
+    "succeeded": "✔",
+    "failed": "✘",
+    "running": "▶",
+    "cancelled": "■",
+    "oom": "✘",
+    "timeout": "✘",
+    CRASHED: "†",
+}
 
 
 class RunStore(PastRuns):
@@ -65,7 +74,7 @@ class RunStore(PastRuns):
 
     def quick(self, run_id: Optional[str]) -> bool:
         """Whether the run's statuses may be read on the UI thread: known already, or few tasks."""
-        return not run_id or self._key(run_id) in _settled or self.small(run_id)
+        return not run_id or self._key(run_id) in _settled or self.small(run_id) or self.summarised(run_id)
 
     def small(self, run_id: Optional[str]) -> bool:
         """Whether every record of the run may be read on the UI thread (few tasks)."""
@@ -85,19 +94,41 @@ class RunStore(PastRuns):
             return self._read_statuses(run_id)
 
     def _read_statuses(self, run_id: str) -> dict[str, str]:
+        """Each step's status from the summary the runtime wrote (one small read a step); the steps of
+        a run written before summaries existed from their task records. The steps a crashed run left
+        running read as crashed."""
         run = self.run_doc(run_id)
         run_status = run.status if run is not None else None
-        events = events_from_tasks(self.tasks(run_id))
-        progress = reduce_events(events)
-        if run_status == "running":
-            # a task of a live run has a directory (its spec) before it has a record: it is running
-            for step, count in self.task_counts(run_id).items():
-                for n in range(count - progress.step(step).total):
-                    progress.apply(ev.TaskStarted(f"{self.ds.flow}/{run_id}/{step}/unrecorded-{n}", step, 0, ""))
-        out = progress.statuses()
-        if run_status not in (None, "running"):
+        out: dict[str, str] = {}
+        unsummarised = []
+        for step in self.steps(run_id):
+            summary = self.step_summary(run_id, step, fold=False)
+            if summary is None:
+                unsummarised.append(step)
+            elif summary.status != "pending":
+                out[step] = summary.status
+        if unsummarised:
+            progress = reduce_events(events_from_tasks(t for step in unsummarised for t in self.tasks(run_id, step)))
+            if run_status == "running":
+                # a task of a live run has a directory (its spec) before it has a record: it is running
+                counts = self.task_counts(run_id)
+                for step in unsummarised:
+                    for n in range(counts.get(step, 0) - progress.step(step).total):
+                        progress.apply(ev.TaskStarted(f"{self.ds.flow}/{run_id}/{step}/unrecorded-{n}", step, 0, ""))
+            out.update(progress.statuses())
+        if run_status not in (None, "running"):  # what a run that ended left running ended with it
+            left = CRASHED if run_status == CRASHED else "cancelled"
+            out = {step: left if status == "running" else status for step, status in out.items()}
+        if run_status not in (None, "running", CRASHED):  # a crashed run may still be cancelled
             _settled[self._key(run_id)] = dict(out)
         return out
+
+    def summarised(self, run_id: Optional[str]) -> bool:
+        """Whether every step of the run has a summary: its statuses cost a read a step, whatever its size."""
+        if not run_id:
+            return True
+        steps = self.steps(run_id)
+        return all(self.ds.storage.exists(f"{self.ds.flow}/runs/{run_id}/{step}/summary.json") for step in steps)
 
     def task_counts(self, run_id: Optional[str]) -> dict[str, int]:
         if not run_id:
@@ -107,7 +138,7 @@ class RunStore(PastRuns):
             return dict(_settled[key])
         try:
             counts = {
-                step: len(self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}"))
+                step: sum(1 for name in self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}") if name.isdigit())
                 for step in self.ds.list_steps(run_id)
             }
         except Exception:  # noqa: BLE001
@@ -220,6 +251,8 @@ class RunsPane(Vertical):
                 steps = "…"  # a big run: read in a worker, filled in when known
                 slow.append(run_id)
             status = str(doc.status) if doc is not None else "?"
+            if status == CRASHED:
+                status = f"{GLYPH[CRASHED]} {status}"
             if doc is not None and doc.only_step:
                 status = (
                     f"{GLYPH.get(status, '')} {doc.only_step} only" if compact else f"{status} ({doc.only_step} only)"

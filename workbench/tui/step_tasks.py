@@ -1,7 +1,7 @@
 """One step's tasks in one run, summarised for a screen: counts by state, a duration histogram, the
-failed and slowest tasks first, the merged log ordered by time, and after an out-of-memory kill or a
-timeout, the larger request to re-run the step with. Pure functions over task records, so that a
-10,000-task foreach is summarised off the UI thread and the screen gets only what it draws."""
+failed and slowest tasks first, and after an out-of-memory kill or a timeout, the larger request to
+re-run the step with. Pure functions over the step's summary record (:mod:`workbench.step_summary`,
+written by the runtime), or over its task records for a run written before summaries existed."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..datastore.records import TaskRecord
+from ..datastore.records import DURATION_EDGES, StepSummaryRecord, TaskBrief, TaskRecord
+from ..step_summary import foreach_index, summarize_records, task_seconds, task_state
 from ..units import format_duration, format_memory
 
-MAX_ROWS = 200  # task rows drawn at once; the rest are counted, never drawn
+MAX_ROWS = 200  # task rows drawn at first (failed, then slowest); more are read a page at a time
+PAGE_ROWS = 100  # task records read per page when the table is scrolled past its last row
 MAX_LOG_LINES = 50_000  # merged log lines kept (the newest), however many tasks wrote them
 FIXABLE = ("oom", "timeout")
 BAR = "█"
@@ -35,19 +37,10 @@ class StepSummary:
     total: int
     counts: dict[str, int]
     rows: list[TaskRow]  # failed first, then slowest; at most MAX_ROWS
-    durations: list[float] = field(default_factory=list)
-
-
-def _seconds(doc: TaskRecord) -> Optional[float]:
-    started, finished = doc.started_at, doc.finished_at
-    if isinstance(started, (int, float)) and isinstance(finished, (int, float)) and finished >= started:
-        return float(finished) - float(started)
-    return None
-
-
-def _index(doc: TaskRecord) -> str:
-    frames = doc.foreach_stack
-    return ".".join(str(f.get("index", "")) for f in frames if isinstance(f, dict))
+    bins: list[int] = field(default_factory=list)  # finished tasks per DURATION_EDGES bin
+    failed_total: int = 0
+    final: bool = True  # False while the run may still change it
+    peak_memory_task: Optional[str] = None
 
 
 def seconds_text(secs: Optional[float]) -> str:
@@ -63,48 +56,70 @@ def seconds_text(secs: Optional[float]) -> str:
     return f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}m"
 
 
-def status_of(doc: TaskRecord) -> str:
-    return "cloned" if doc.cloned_from else str(doc.status or "?")
+def row_of(doc: TaskRecord) -> TaskRow:
+    """A task record as a table row (the pages read beyond the summary's rows)."""
+    return TaskRow(doc.task_id or "?", task_state(doc), task_seconds(doc), doc.attempt, doc.reason, foreach_index(doc))
+
+
+def _row(brief: TaskBrief) -> TaskRow:
+    return TaskRow(brief.task_id, brief.status, brief.seconds, brief.attempt, brief.reason, brief.index)
+
+
+def from_record(record: StepSummaryRecord, run_status: Optional[str] = None) -> StepSummary:
+    """What the step view draws, from the step's summary record. Tasks a run that is no longer running
+    left in flight (it crashed) are counted as ``unfinished``, not as running."""
+    counts = dict(record.counts)
+    if run_status not in (None, "running"):
+        stuck = counts.pop("running", 0) + counts.pop("retrying", 0)
+        if stuck:
+            counts["unfinished"] = stuck
+    rows = [_row(b) for b in record.failed]
+    seen = {r.task_id for r in rows}
+    rows += [_row(b) for b in record.slowest if b.task_id not in seen]
+    return StepSummary(
+        record.step,
+        record.run_id,
+        record.total,
+        counts,
+        rows[:MAX_ROWS],
+        list(record.durations),
+        record.failed_total,
+        record.final or run_status not in (None, "running"),
+        record.peak_memory_task,
+    )
 
 
 def summarize(step: str, run_id: str, docs: list[TaskRecord], running: int = 0) -> StepSummary:
-    """Counts by state (running tasks have a directory but no record yet), failed then slowest first."""
-    counts: dict[str, int] = {}
-    rows = []
-    durations = []
-    for doc in docs:
-        status = status_of(doc)
-        counts[status] = counts.get(status, 0) + 1
-        seconds = _seconds(doc)
-        if seconds is not None and status != "cloned":
-            durations.append(seconds)
-        rows.append(TaskRow(doc.task_id or "?", status, seconds, doc.attempt, doc.reason, _index(doc)))
-    if running:
-        counts["running"] = running
-    bad = [r for r in rows if r.status not in ("succeeded", "cloned")]
-    good = [r for r in rows if r.status in ("succeeded", "cloned")]
-    good.sort(key=lambda r: -(r.seconds or 0.0))
-    ordered = bad + good
-    return StepSummary(step, run_id, len(docs) + running, counts, ordered[:MAX_ROWS], durations)
+    """Counts by state (running tasks have a directory but no record yet), failed then slowest first:
+    the summary of a run written before the runtime wrote summaries, from its task records."""
+    return from_record(summarize_records("", run_id, step, docs, running))
 
 
-def histogram(durations: list[float], bins: int = 8, width: int = 24) -> list[str]:
-    """Text bars of task durations: one line per bin, 'lo–hi  ████ n'."""
-    if not durations:
+def _edge(i: int) -> float:
+    return 0.0 if i == 0 else float(DURATION_EDGES[i - 1])
+
+
+def _range(first: int, last: int) -> str:
+    if last >= len(DURATION_EDGES):
+        return f"≥{seconds_text(_edge(first))}"
+    return f"{seconds_text(_edge(first))}–{seconds_text(float(DURATION_EDGES[last]))}"
+
+
+def histogram(bins: list[int], lines: int = 8, width: int = 24) -> list[str]:
+    """Text bars of task durations: one line per range from the fastest task's bin to the slowest's
+    (adjacent bins merged to fit ``lines``), each 'from–to  ████ n'."""
+    used = [i for i, n in enumerate(bins) if n]
+    if not used:
         return []
-    lo, hi = min(durations), max(durations)
-    if hi - lo < 1e-9:
-        return [f"{seconds_text(lo):>8}  {BAR * width} {len(durations)}"]
-    step = (hi - lo) / bins
-    counts = [0] * bins
-    for d in durations:
-        counts[min(bins - 1, int((d - lo) / step))] += 1
-    top = max(counts)
-    lines = []
-    for i, n in enumerate(counts):
-        bar = BAR * max(1 if n else 0, round(n * width / top))
-        lines.append(f"{seconds_text(lo + i * step):>8}  {bar:<{width}} {n}")
-    return lines
+    lo, hi = used[0], used[-1]
+    group = -(-(hi - lo + 1) // lines)  # bins per line, rounded up
+    rows = []
+    for first in range(lo, hi + 1, group):
+        last = min(first + group, hi + 1) - 1
+        rows.append((_range(first, last), sum(bins[first : last + 1])))
+    top = max(n for _, n in rows)
+    label = max(len(text) for text, _ in rows)
+    return [f"{text:>{label}}  {BAR * max(1 if n else 0, round(n * width / top)):<{width}} {n}" for text, n in rows]
 
 
 @dataclass
@@ -158,7 +173,7 @@ def plan_rerun(doc: TaskRecord, run_id: str) -> Optional[RerunPlan]:
     from ..sampling import timeline_peak_mib  # the timeline's peak: the whole process group, over time
 
     peak = max(float(usage.get("peak_memory_mib") or 0.0), timeline_peak_mib(usage))
-    wall = _seconds(doc) or 0.0
+    wall = task_seconds(doc) or 0.0
     suggested_memory, suggested_cpu = suggest_request(peak, float(usage.get("cpu_seconds") or 0.0), wall)
     new_cpu, new_memory, new_timeout = max(cpu, float(suggested_cpu)), max(memory, suggested_memory), timeout
     why = [f"measured peak {format_memory(peak)}" if peak else "no memory was measured"]

@@ -1,7 +1,35 @@
 """Widgets of the terminal workbench."""
 
+from __future__ import annotations
+
+from typing import Callable
+
 from textual.message import Message
+from textual.widget import Widget
 
 
 class PaneMounted(Message):
     """A tab's pane (mounted lazily, after the first paint) is ready to be filled."""
+
+
+class LaterPane(Widget):
+    """Stands in for a tab's pane until just after the first paint, then builds it with ``make`` (which
+    imports the pane's module) and mounts it in its place: like textual's ``Lazy``, but the pane's
+    module is not imported before the first screen either."""
+
+    DEFAULT_CSS = "LaterPane { display: none; }"
+
+    def __init__(self, make: Callable[[], Widget]) -> None:
+        super().__init__()
+        self._make = make
+
+    async def mount_composed_widgets(self, widgets: list[Widget]) -> None:
+        parent = self.parent
+        if not isinstance(parent, Widget):
+            return
+
+        async def mount() -> None:
+            await parent.mount(self._make(), after=self)
+            await self.remove()
+
+        self.call_after_refresh(mount)

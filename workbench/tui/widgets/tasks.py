@@ -1,25 +1,70 @@
 """The Tasks tab: the selected step's tasks in the shown run. Counts by state, a duration histogram, the
-failed and slowest tasks first (at most MAX_ROWS drawn), the merged log of all its tasks ordered by
+failed and slowest tasks first (then more a page at a time), the merged log of all its tasks ordered by
 time with a task filter, and after an out-of-memory kill or a timeout, why and the key that re-runs it.
 
-Records and logs are read in a worker thread; the UI thread only draws the summary, so a step with
-10,000 tasks never freezes the screen."""
+The counts, histogram and first rows come from the step's summary record (one small read, written by the
+runtime; folded from the task records in a worker for older runs); more rows are read a page at a time
+as the table is scrolled past its end; the merged log is read in its own worker after the summary is on
+screen. While the run is live the summary is read again every second. The UI thread only draws, so a
+step with 10,000 tasks never freezes the screen."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import time
 from typing import Optional
 
 from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Log, Static
 
-from ..step_tasks import MAX_LOG_LINES, MAX_ROWS, RerunPlan, StepSummary, histogram, plan_rerun, seconds_text, summarize
+from ..step_tasks import (
+    FIXABLE,
+    MAX_LOG_LINES,
+    PAGE_ROWS,
+    RerunPlan,
+    StepSummary,
+    TaskRow,
+    from_record,
+    histogram,
+    plan_rerun,
+    row_of,
+    seconds_text,
+)
 from . import PaneMounted
 
-GLYPH = {"succeeded": "✔", "failed": "✘", "oom": "✘", "timeout": "✘", "cancelled": "■", "running": "▶", "cloned": "↺"}
+GLYPH = {
+    "succeeded": "✔",
+    "failed": "✘",
+    "oom": "✘",
+    "timeout": "✘",
+    "cancelled": "■",
+    "running": "▶",
+    "retrying": "↻",
+    "cloned": "↺",
+    "unfinished": "†",
+}
+LIVE_REFRESH_SECONDS = 1.0  # a live run's summary is read again this often (the runtime writes it as often)
+LIVE_ROWS_SECONDS = 5.0  # a live step's rows are redrawn at most this often (its counts every second)
+LOG_PROGRESS_EVERY = 500  # tasks' logs read between two progress lines of the merged log
+
+
+def _unless_closing(method):
+    """A worker's result drawn on the UI thread: nothing to do when the pane's widgets are going away (the
+    app is closing)."""
+
+    @functools.wraps(method)
+    def drawn(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NoMatches:
+            return None
+
+    return drawn
 
 
 class TasksPane(Vertical):
@@ -35,6 +80,7 @@ class TasksPane(Vertical):
     TasksPane Horizontal { height: auto; }
     TasksPane #tasks-filter { width: 1fr; }
     TasksPane #tasks-log { height: 1fr; min-height: 4; }
+    TasksPane #tasks-logstate { height: auto; color: $text-muted; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -45,10 +91,18 @@ class TasksPane(Vertical):
         self.usage_lines: list[str] = []  # the usage timeline of the step's hungriest task (workbench.sampling)
         self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
         self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
+        self.log_complete = False  # every task's log is in log_lines (else it is still being read)
         self.loads = 0  # finished loads, for tests
+        self.shown: Optional[tuple] = None  # (store, run_id, step) on screen
+        self.live = False  # the shown run is running: its summary is read again every second
+        self.paged: list[str] = []  # task ids in order, once a page beyond the summary's rows was asked for
+        self.page_at = 0  # the next task id in ``paged`` to read
+        self.paging = False
+        self.rows_drawn_at = 0.0  # when the table's rows were last drawn from a summary
 
     def on_mount(self) -> None:
         self.post_message(PaneMounted())
+        self.set_interval(LIVE_REFRESH_SECONDS, self._live_tick)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tasks-title")
@@ -66,31 +120,145 @@ class TasksPane(Vertical):
             yield Input(
                 placeholder="filter the merged log by task (id, index or step/id)", id="tasks-filter", compact=True
             )
+        state = Static("", id="tasks-logstate")  # how far the merged log is read; shown while it is
+        state.display = False
+        yield state
         yield Log(id="tasks-log", max_lines=MAX_LOG_LINES)
 
     # ------------------------------------------------------------------ loading (off the UI thread)
     def show(self, store, run_id: Optional[str], step: Optional[str]) -> None:
         if store is None or step is None:
+            self.shown, self.live = None, False
             self._draw(None, None, [])
             return
-        self._load(store, run_id or store.latest_run(), step)
+        shown = (store, run_id or store.latest_run(), step)
+        if self.live and self.shown is not None and _same(shown, self.shown):
+            return  # a live step is read again every second already (the poller asks on every change)
+        self.shown, self.summary = shown, None  # a new choice: its table is drawn afresh
+        self.paged, self.page_at, self.paging = [], 0, False
+        self.log_lines, self.log_complete = [], False
+        self._load(*self.shown)
+
+    def _live_tick(self) -> None:
+        """Timer: a live run's summary again (one small read), the merged log once the step has ended."""
+        if self.live and self.shown is not None and self.shown[1] is not None:
+            self._load(*self.shown, with_log=False)
 
     @work(thread=True, exclusive=True, group="tasks")
-    def _load(self, store, run_id: Optional[str], step: str) -> None:
+    def _load(self, store, run_id: Optional[str], step: str, with_log: bool = True) -> None:
         if run_id is None:
             self.app.call_from_thread(self._draw, None, None, [])
             return
-        docs = store.tasks(run_id, step)
-        running = 0
         run = store.run_doc(run_id)
-        if run is not None and run.status == "running":
-            running = max(0, store.task_counts(run_id).get(step, 0) - len(docs))
-        summary = summarize(step, run_id, docs, running)
-        plan = next((p for p in (plan_rerun(d, run_id) for d in docs) if p is not None), None)
-        lines = merged_log(store, run_id, step, [d.task_id for d in docs])
+        run_status = str(run.status) if run is not None else None
+        record = store.step_summary(run_id, step)  # one read; folded from the records for an older run
+        summary = from_record(record, run_status) if record is not None else None
+        plan = None
+        failed = record.failed if record is not None else []
+        fixable = next((b for b in failed if b.status in FIXABLE), None)
+        if fixable is not None:  # one task record: the one the re-run plan is built from
+            plan = next((plan_rerun(d, run_id) for d in store.task_records(run_id, step, [fixable.task_id])), None)
+        hungriest = record.peak_memory_task if record is not None else None
+        docs = store.task_records(run_id, step, [hungriest]) if hungriest else []
+        usage = usage_lines(docs)
         profile = profile_lines(store, run, run_id, step)
-        self.usage_lines = usage_lines(docs)
-        self.app.call_from_thread(self._draw, summary, plan, lines, profile)
+        live = run_status == "running" and not (summary is not None and summary.final)
+        try:
+            self.app.call_from_thread(
+                self._loaded, (store, run_id, step), summary, plan, usage, profile, live, with_log
+            )
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    @_unless_closing
+    def _loaded(self, shown, summary, plan, usage, profile, live, with_log) -> None:
+        if self.shown is None or not _same(shown, self.shown):
+            return  # another step or run was chosen meanwhile
+        was_live, self.live = self.live, live
+        self.usage_lines = usage
+        keep = self.log_lines if not with_log else []
+        self._draw(summary, plan, keep, profile)
+        if live and with_log:  # re-reading every task's log each second would starve the screen
+            self._log_state("merged log: read when the step ends (a task id in the filter shows that task's log now)")
+        elif with_log or (was_live and not live):  # the merged log once, and again when a live step has ended
+            self._load_log(*shown)
+
+    @work(thread=True, exclusive=True, group="tasks-log")
+    def _load_log(self, store, run_id: str, step: str) -> None:
+        shown = (store, run_id, step)
+        task_ids = store.task_ids(run_id, step)
+
+        def progress(n: int) -> bool:
+            """Say how far the reading is; False stops it (another step or run was chosen meanwhile)."""
+            self._log_progress(shown, n, len(task_ids))
+            return self.shown is not None and _same(shown, self.shown)
+
+        lines = merged_log(store, run_id, step, task_ids, progress=progress)
+        try:
+            self.app.call_from_thread(self._log_read, (store, run_id, step), lines)
+        except RuntimeError:
+            pass
+
+    def _log_progress(self, shown, done: int, total: int) -> None:
+        try:
+            self.app.call_from_thread(
+                self._say_log_state, shown, f"merged log: read {done:,} of {total:,} tasks' logs…"
+            )
+        except RuntimeError:
+            pass
+
+    @_unless_closing
+    def _say_log_state(self, shown, text: str) -> None:
+        if self.is_mounted and self.shown is not None and _same(shown, self.shown):
+            self._log_state(text)
+
+    def _log_state(self, text: str) -> None:
+        state = self.query_one("#tasks-logstate", Static)
+        state.update(escape(text))
+        state.display = bool(text)
+
+    @_unless_closing
+    def _log_read(self, shown, lines) -> None:
+        if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
+            return
+        self.log_lines, self.log_complete = lines, True
+        self._log_state("")
+        self._refill()
+
+    @on(DataTable.RowHighlighted, "#tasks-table")
+    def _near_end(self, event: DataTable.RowHighlighted) -> None:
+        """The cursor reached the last row: read the next page of tasks (in id order) in a worker."""
+        table = event.data_table
+        if self.paging or self.shown is None or self.summary is None or event.cursor_row < table.row_count - 1:
+            return
+        if table.row_count >= self.summary.total:
+            return
+        if self.paged and self.page_at >= len(self.paged):
+            return
+        self.paging = True
+        self._load_page(*self.shown)
+
+    @work(thread=True, exclusive=True, group="tasks-page")
+    def _load_page(self, store, run_id: str, step: str) -> None:
+        ids = self.paged or store.task_ids(run_id, step)
+        at = self.page_at
+        page = ids[at : at + PAGE_ROWS]
+        rows = [row_of(doc) for doc in store.task_records(run_id, step, page)]
+        try:
+            self.app.call_from_thread(self._page_read, (store, run_id, step), ids, at + len(page), rows)
+        except RuntimeError:
+            pass
+
+    @_unless_closing
+    def _page_read(self, shown, ids: list[str], page_at: int, rows: list[TaskRow]) -> None:
+        self.paging = False
+        if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
+            return
+        self.paged, self.page_at = ids, page_at
+        table = self.query_one("#tasks-table", DataTable)
+        shown_ids = {str(key.value) for key in table.rows}
+        self._add_rows(table, [r for r in rows if r.task_id not in shown_ids])
+        self._say_rows(table)
 
     # ------------------------------------------------------------------ drawing
     def _draw(
@@ -109,9 +277,30 @@ class TasksPane(Vertical):
         shown = self.query_one("#tasks-profile", Static)
         shown.update(escape("\n".join(self.profile_lines)))
         shown.display = bool(self.profile_lines)
+        previous = self.summary
         self.summary, self.plan, self.log_lines = summary, plan, lines
         table = self.query_one("#tasks-table", DataTable)
-        table.clear()
+        same_step = (
+            previous is not None
+            and summary is not None
+            and (previous.run_id, previous.step)
+            == (
+                summary.run_id,
+                summary.step,
+            )
+        )
+        recent = time.monotonic() - self.rows_drawn_at < LIVE_ROWS_SECONDS
+        # a live step keeps its rows (and pages) while its failed and slowest are unchanged, and for a few
+        # seconds when they change: 200 rows redrawn every second would cost the keys their time
+        same_rows = (
+            same_step
+            and previous is not None
+            and summary is not None
+            and (previous.rows == summary.rows or (recent and not summary.final))
+        )
+        cursor = table.cursor_row if table.row_count else 0  # a live refresh keeps the row the user is on
+        if not same_rows:
+            table.clear()
         title = self.query_one("#tasks-title", Static)
         if summary is None:
             title.update("no run of this step yet")
@@ -121,10 +310,6 @@ class TasksPane(Vertical):
             self._refill()
             self.loads += 1
             return
-        title.update(
-            f"[b]{escape(summary.step)}[/b] in run {escape(summary.run_id)} · {summary.total} task(s)"
-            + (f" · showing {len(summary.rows)}: failed, then slowest" if summary.total > MAX_ROWS else "")
-        )
         counts = " · ".join(
             f"{GLYPH.get(s, '?')} {n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1])
         )
@@ -137,8 +322,22 @@ class TasksPane(Vertical):
             )
         self.query_one("#tasks-fix", Static).update(fix)
         self.query_one("#tasks-fix", Static).display = bool(fix)
-        self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.durations, bins=5))))
-        for row in summary.rows:
+        self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.bins, lines=5))))
+        if not same_rows:
+            self._add_rows(table, summary.rows)
+            self.rows_drawn_at = time.monotonic()
+        self._say_rows(table)
+        if table.row_count and cursor and not same_rows:
+            table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
+        if self.log_lines or self.log_complete:
+            self._refill()
+        else:  # the merged log is read next, in its own worker
+            self.query_one("#tasks-log", Log).clear()
+            self._log_state("merged log: reading the tasks' logs…")
+        self.loads += 1
+
+    def _add_rows(self, table: DataTable, rows: list[TaskRow]) -> None:
+        for row in rows:
             label = row.task_id + (f" [{row.index}]" if row.index else "")
             table.add_row(
                 label,
@@ -148,8 +347,17 @@ class TasksPane(Vertical):
                 row.reason[:80],
                 key=row.task_id,
             )
-        self._refill()
-        self.loads += 1
+
+    def _say_rows(self, table: DataTable) -> None:
+        summary = self.summary
+        if summary is None:
+            return
+        more = table.row_count < summary.total
+        self.query_one("#tasks-title", Static).update(
+            f"[b]{escape(summary.step)}[/b] in run {escape(summary.run_id)} · {summary.total:,} task(s)"
+            + (f" · showing {table.row_count:,}: failed, slowest, then by id (↓ at the end reads more)" if more else "")
+            + ("" if summary.final else " · live")
+        )
 
     def set_waiting(self, pathspec: Optional[str], reason: str, backend: str = "") -> None:
         """A live TaskWaiting: why a queued remote task is not running ("" once it runs or ends; a
@@ -173,15 +381,42 @@ class TasksPane(Vertical):
         needle = self.query_one("#tasks-filter", Input).value.strip().lower()
         log = self.query_one("#tasks-log", Log)
         log.clear()
+        if needle.isdigit() and not self.log_complete and self.shown is not None:
+            self._read_one_log(*self.shown, needle)  # the whole merged log is still being read
+            return
         shown = [
             f"{_clock(ts)} [{task}] {text}" for ts, task, text in self.log_lines if not needle or _matches(task, needle)
         ]
         log.write_lines(shown)
 
+    @work(thread=True, exclusive=True, group="tasks-one-log")
+    def _read_one_log(self, store, run_id: str, step: str, task_id: str) -> None:
+        lines = merged_log(store, run_id, step, [task_id])
+        try:
+            self.app.call_from_thread(self._one_log_read, task_id, lines)
+        except RuntimeError:
+            pass
+
+    @_unless_closing
+    def _one_log_read(self, task_id: str, lines) -> None:
+        if (
+            self.is_mounted
+            and self.query_one("#tasks-filter", Input).value.strip() == task_id
+            and not self.log_complete
+        ):
+            log = self.query_one("#tasks-log", Log)
+            log.clear()
+            log.write_lines([f"{_clock(ts)} [{task}] {text}" for ts, task, text in lines])
+
     @on(Input.Changed, "#tasks-filter")
     def _filter(self, event: Input.Changed) -> None:
         event.stop()
         self._refill()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """The same (store, run, step) on screen: stores compare by flow and datastore."""
+    return a[1:] == b[1:] and a[0].ds.url == b[0].ds.url and a[0].ds.flow == b[0].ds.flow
 
 
 def _matches(task: str, needle: str) -> bool:
@@ -227,15 +462,18 @@ def profile_lines(store, run, run_id: str, step: str) -> list[str]:
     return out
 
 
-def merged_log(store, run_id: str, step: str, task_ids: list[str]) -> list[tuple[str, str, str]]:
+def merged_log(store, run_id: str, step: str, task_ids: list[str], progress=None) -> list[tuple[str, str, str]]:
     """Every line of every task of the step, ordered by time (ties keep each task's order); the newest
-    MAX_LOG_LINES when there are more."""
+    MAX_LOG_LINES when there are more. ``progress(n)`` hears every LOG_PROGRESS_EVERY tasks; when it
+    answers False the reading stops (nothing is returned)."""
     lines: list[tuple[str, str, str]] = []
     from ..runs import BREATHE_EVERY, breathe
 
     for n, task_id in enumerate(task_ids):
         if n % BREATHE_EVERY == BREATHE_EVERY - 1:
             breathe()
+        if progress is not None and n % LOG_PROGRESS_EVERY == 0 and n and progress(n) is False:
+            return []
         try:
             for ts, _stream, text in store.ds.read_log(run_id, step, task_id):
                 lines.append((ts, f"{step}/{task_id}", text))
