@@ -379,3 +379,19 @@ def _encodable(text: str) -> bool:
     except UnicodeError:
         return False
     return True
+
+
+def test_runner_passes_configs_as_metaflow_does(cfg_project):
+    """``Runner(..., config_value=[(NAME, dict)])`` is ``--config-value NAME JSON`` on the flow's command line."""
+    from workbench import Runner
+
+    runner = Runner(
+        "flows/cfg.py",
+        show_output=False,
+        cwd=str(cfg_project),
+        config_value=[("cfg", {"lr": 2.0, "model": {"name": "big"}})],
+    )
+    result = runner.run()
+    assert result.returncode == 0, result.stderr
+    seen = result.run["start"].task.data.seen
+    assert seen[0] == 2.0 and seen[1] == "big" and seen[2] == "big"

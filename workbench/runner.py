@@ -1,7 +1,7 @@
 """``Runner``: run a flow from Python, as Metaflow's ``from metaflow import Runner`` does.
 
     from workbench import Runner
-    with Runner("flows/train.py", env={"X": "1"}) as runner:
+    with Runner("flows/train.py", env={"X": "1"}, config_value=[("cfg", {"lr": 0.1})]) as runner:
         result = runner.run(alpha=1)          # blocks until the run ends
     result.run["end"].task.data.model       # result.run is the client's Run; result also acts as one
     runner.resume()                          # resume that run (or step_to_rerun="train")
@@ -12,6 +12,7 @@ is exactly what a terminal user gets), waits for it, and reads the run back thro
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,11 +21,28 @@ from pathlib import Path
 from typing import Any, Optional
 
 
+def _config_options(key: str, pairs: Any) -> list[str]:
+    """Metaflow's ``config=[(NAME, FILE)]`` / ``config_value=[(NAME, VALUE)]`` (a VALUE that is not text is
+    given as JSON) -> ``--config NAME FILE`` / ``--config-value NAME VALUE``."""
+    flag = "--config" if key == "config" else "--config-value"
+    items = list(pairs.items()) if isinstance(pairs, dict) else list(pairs)
+    args: list[str] = []
+    for item in items:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            raise TypeError(f"Runner {key}=: expected (name, value) pairs, got {item!r}")
+        name, value = item
+        args.extend([flag, str(name), value if isinstance(value, str) else json.dumps(value)])
+    return args
+
+
 def _options(kwargs: dict[str, Any]) -> list[str]:
     """``alpha=1, tags=["a"], flag=True`` -> ``--alpha 1 --tag a --flag`` (lists repeat the option)."""
     args: list[str] = []
     for key, value in kwargs.items():
         if value is None or value is False:
+            continue
+        if key in ("config", "config_value"):
+            args.extend(_config_options(key, value))
             continue
         flag = "--" + ("tag" if key == "tags" else key.replace("_", "-"))
         values = value if isinstance(value, (list, tuple)) else [value]
