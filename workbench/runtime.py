@@ -69,6 +69,7 @@ class Runtime:
         self.flow = graph.name or ""
         self.sink = sink or (lambda e: None)
         self.max_workers = max_workers or os.cpu_count() or 2
+        self.max_workers_given = max_workers  # None: the default (the cores), which says nothing about remote tasks
         self.run_id = run_id or new_run_id()
         self.ds = datastore or FlowDatastore(config.datastore_url, self.flow)
         self.origin_run_id = origin_run_id
@@ -135,6 +136,7 @@ class Runtime:
             self.graph.name or "",
             warn=self._warn,
             waiting=lambda *why: self.sink(ev.TaskWaiting(*why)),
+            max_workers=self.max_workers_given,
         )
         for line in secret_env_warnings(self.settings):
             self._warn(line)
@@ -159,7 +161,7 @@ class Runtime:
             only_step=self.only_step,
             only_task_index=self.only_task_index,
             flow_file=self.flow_file,
-            max_remote=MAX_REMOTE_IN_FLIGHT,
+            max_remote=self.max_remote_tasks(),
             hard_timeout_grace=HARD_TIMEOUT_GRACE,
         )
         record = RunRecord(
@@ -213,6 +215,12 @@ class Runtime:
             self.ds.write_run(record)
         self.sink(ev.RunFinished(self.flow, self.run_id, str(end.status), finished - started, end.failed, end.message))
         return RunResult(self.flow, self.run_id, str(end.status), list(end.failed), end.message)
+
+    def max_remote_tasks(self) -> int:
+        """The most remote tasks in flight: ``[project] max_remote_tasks``, else as wide as one array (10,000) or
+        ``--max-workers`` when that is larger (what runs at once is the backend's: Kubernetes takes --max-workers
+        as an Indexed Job's parallelism through the RunContext)."""
+        return self.config.model.project.max_remote_tasks or max(MAX_REMOTE_IN_FLIGHT, self.max_workers_given or 0)
 
     def _open_backends(self, used: set[str]) -> None:
         """Create each backend the steps use; refuse remote ones without S3 and requests none can run."""
@@ -345,7 +353,15 @@ class Runtime:
         spec_record = sub.spec
         stage = self._stage if backend.remote else None
         staged = stage is not None
-        task = _Running(spec_record.pathspec, spec_record.step, spec_record.task_id, spec_record.attempt, staged)
+        task = _Running(
+            sub.key,
+            spec_record.pathspec,
+            spec_record.step,
+            spec_record.task_id,
+            spec_record.attempt,
+            staged,
+            self._queue,
+        )
         self._tasks[sub.key] = task
         ds = stage or self.ds
         try:
@@ -353,7 +369,7 @@ class Runtime:
                 _copy_blobs(self.ds, stage, set(sub.input_shas))
             ds.write_spec(spec_record)
         except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
-            self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
+            task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
             raise
         spec = TaskSpec(
             flow=self.flow,
@@ -378,7 +394,6 @@ class Runtime:
                 self._envs.input_pins(spec_record.step, spec_record) if self._envs and sub.backend != "local" else ()
             ),
         )
-        key, attempt, q = sub.key, spec_record.attempt, self._queue
         try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
             append_held(
                 self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
@@ -386,16 +401,10 @@ class Runtime:
         except WorkbenchError as exc:
             self._warn(f"could not record {spec.pathspec} before submitting it: {exc}")
 
-        def on_log(stream: str, text: str, ts: float) -> None:
-            q.put(LogMessage(key, stream, text, ts))
-
-        def on_exit(result: TaskExit) -> None:
-            q.put(ExitMessage(key, attempt, result))
-
         try:
-            task.handle = backend.submit(spec, on_log, on_exit)
+            task.handle = backend.submit(spec, task.on_log, task.on_exit)
         except WorkbenchError as exc:
-            on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
+            task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
 
     def _report(self, task: "_Running") -> Optional[AttemptRecord]:
         """What the task reported about its attempt; a staged task's outputs are copied home first."""

@@ -61,13 +61,19 @@ __all__ = [  # the message vocabulary lives in scheduler_messages; callers keep 
     "summary",
 ]
 
-# the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
-MAX_REMOTE_IN_FLIGHT = 256
+# the most remote tasks in flight at once unless the run says ([project] max_remote_tasks, --max-workers when larger):
+# as wide as one array job / Indexed Job, so that a foreach up to that width is one submit. What runs at once is
+# then the backend's business (Batch compute environments, an Indexed Job's parallelism). Local and docker
+# tasks are bounded by max_workers.
+MAX_REMOTE_IN_FLIGHT = 10_000
+# the most tasks one event starts: a 10,000-wide fan-out goes out over a few loop turns, so the driver never
+# holds 10,000 Submit instructions (and their spec records) at once; the rest start on the next Tick (wake_at)
+DISPATCH_BATCH = 500
 HARD_TIMEOUT_GRACE = 30.0  # the backend's hard deadline comes this long after the task's own alarm
 
 
 # ------------------------------------------------------------------------------------------ task state
-@dataclass
+@dataclass(slots=True)  # one per task of a run, all alive at once in a wide foreach: no per-instance __dict__
 class _Task:
     step: str
     task_id: str
@@ -143,6 +149,8 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         self._seq = 0
         self._failed: list[_Task] = []
         self._gangs: dict[str, gang._Gang] = {}
+        self._dispatch_again_at: Optional[float] = None  # ready tasks left over by a full DISPATCH_BATCH
+        self._settings_dicts: dict[int, tuple[StepSettings, dict[str, Any]]] = {}  # to_dict() once per settings
         self._origin: dict[tuple[str, StackKey, int], TaskRecord] = {}
         for record in origin_tasks or []:
             if record.status is TaskStatus.SUCCEEDED:
@@ -170,6 +178,8 @@ class Scheduler(gang.GangMixin, RecordsMixin):
     def wake_at(self) -> Optional[float]:
         """The earliest time a :class:`Tick` has something to do (a retry delay or a hard deadline)."""
         times = [t.deadline for t in self._running.values() if t.deadline]
+        if self._dispatch_again_at is not None:
+            times.append(self._dispatch_again_at)
         if self._delayed:
             times.append(self._delayed[0][0])
         return min(times) if times else None
@@ -228,8 +238,10 @@ class Scheduler(gang.GangMixin, RecordsMixin):
 
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
         """Start ready tasks, oldest first, while their kind (local or remote) has room."""
+        self._dispatch_again_at = None
         if self._failed:
             return  # a task failed for good: nothing new starts
+        started = len(self._running)
         remote_running = sum(1 for t in self._running.values() if t.settings.backend in self.remote_backends)
         local_running = len(self._running) - remote_running
         waiting: list[_Task] = []
@@ -257,6 +269,10 @@ class Scheduler(gang.GangMixin, RecordsMixin):
                 continue
             if local_running >= self.max_workers and (not self.remote_backends or remote_running >= self.max_remote):
                 waiting.extend(self._ready[n:])  # both kinds are full: a wide foreach costs nothing per event
+                break
+            if len(self._running) - started >= DISPATCH_BATCH:
+                waiting.extend(self._ready[n:])  # enough for one event: the next Tick starts more
+                self._dispatch_again_at = now
                 break
             if task.settings.backend in self.remote_backends:
                 if remote_running < self.max_remote:
@@ -294,6 +310,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         self._stop_status, self._stop_message = status, message
         self._ready.clear()
         self._delayed.clear()
+        self._dispatch_again_at = None
         for key in self._running:
             out.append(Cancel(key, reason))
 

@@ -58,8 +58,9 @@ class IndexedJobs:
         return (s.step, s.attempt, s.datastore_url, job.namespace)  # type: ignore[attr-defined]
 
     def parallelism(self, width: int) -> int:
-        """``[kubernetes] parallelism``, else the run's max workers (when the driver says), else all at once."""
-        wanted = self.section.parallelism or getattr(self._ctx, "max_workers", None) or width  # type: ignore[attr-defined]
+        """``[kubernetes] parallelism``, else ``--max-workers`` (when the user gave it), else all at once."""
+        ctx = self._ctx  # type: ignore[attr-defined]
+        wanted = self.section.parallelism or (ctx.max_workers if ctx is not None else None) or width  # type: ignore[attr-defined]
         return max(1, min(width, int(wanted)))
 
     def submit_array(self, jobs: list[RemoteJob]) -> None:
