@@ -55,6 +55,12 @@ LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
 POLL_MAX = 10.0
 LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
+# running jobs whose log one status round reads, those read longest ago first: 10,000 children running at once must
+# not cost 10,000 GetLogEvents every few seconds (CloudWatch allows a few dozen a second); a job that has ended
+# gets its log read once, after the settle time, whatever this says
+LIVE_LOG_JOBS_PER_ROUND = 8
+LOG_PAGE_LIMIT = 10_000  # events a GetLogEvents page holds (the API's most); a full page means more may follow
+LOG_PAGE_BYTES = 1_048_576  # ... or this many bytes (messages + 26 bytes each): the API's other cut
 # after a job ends, its last lines may take a moment to reach CloudWatch: follow the stream this much longer
 # before reporting the end (WORKBENCH_BATCH_LOG_SETTLE, seconds)
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -66,6 +72,10 @@ ARRAY_STOP_FALLBACK = 5.0
 
 
 # ---------------------------------------------------------------------------------------- jobs
+def _page_full(events: list[dict]) -> bool:
+    """Whether GetLogEvents cut this page short (by count or size), so that the next page may hold more."""
+    size = sum(len(str(e.get("message", "")).encode()) + 26 for e in events)
+    return len(events) >= LOG_PAGE_LIMIT or size >= LOG_PAGE_BYTES - 65_536
 
 
 @dataclass(eq=False)
@@ -333,6 +343,14 @@ class BatchBackend(BatchCapacity, RemoteBackend):
                 if d is not None and self._update(job, d):
                     changed = True
         self._stop_stragglers([j for j in jobs if j.requested and j.ended is None])
+        now = time.time()
+        due = [
+            j
+            for j in jobs
+            if j.ended is None and j.status == "RUNNING" and j.log_stream and now - j.log_fetched >= LOG_FOLLOW_INTERVAL
+        ]
+        for job in sorted(due, key=lambda j: j.log_fetched)[:LIVE_LOG_JOBS_PER_ROUND]:
+            self._follow_logs(job)
         return changed
 
     def _update(self, job: _Job, d: dict) -> bool:
@@ -358,24 +376,22 @@ class BatchBackend(BatchCapacity, RemoteBackend):
         if stream:
             job.log_stream = stream
         if status in TERMINAL:
-            self._follow_logs(job, final=True)
-            job.ended = d
+            job.ended = d  # its log is read once, when the settle time has passed (drain_logs)
             settle = float(os.environ.get("WORKBENCH_BATCH_LOG_SETTLE", "2.0"))
             job.settle_until = now + (settle if job.log_stream and not job.requested else 0)
             self.conclude(job, self._exit_of(job, d))
             return True
-        if status == "RUNNING" and job.log_stream and now - job.log_fetched >= LOG_FOLLOW_INTERVAL:
-            self._follow_logs(job)
         return changed
 
     def drain_logs(self, job: RemoteJob) -> bool:
-        """CloudWatch may still be ingesting the last lines: read on until the settle time has passed."""
+        """CloudWatch may still be ingesting the last lines when a job ends: wait out the settle time, then read
+        the rest of the log in one call (more only when a page comes back full)."""
         assert isinstance(job, _Job)
         if job.ended is None:
             return True  # never ran (refused or cancelled before it was sent): no log
         if time.time() < job.settle_until:
-            self._follow_logs(job, final=True)
-            return time.time() >= job.settle_until
+            return False
+        self._follow_logs(job, final=True)
         return True
 
     def _follow_logs(self, job: _Job, final: bool = False) -> None:
@@ -384,7 +400,12 @@ class BatchBackend(BatchCapacity, RemoteBackend):
             return
         logs = self._client("logs")
         for _ in range(10000):
-            kwargs = {"logGroupName": LOG_GROUP, "logStreamName": job.log_stream, "startFromHead": True}
+            kwargs: dict[str, Any] = {
+                "logGroupName": LOG_GROUP,
+                "logStreamName": job.log_stream,
+                "startFromHead": True,
+                "limit": LOG_PAGE_LIMIT,
+            }
             if job.log_token:
                 kwargs["nextToken"] = job.log_token
             try:
@@ -395,14 +416,14 @@ class BatchBackend(BatchCapacity, RemoteBackend):
                 if code != "ResourceNotFoundException" and final and self._ctx is not None:
                     self._ctx.warn(f"batch: could not read the logs of job {job.job_id}: {exc}")
                 return
-            for e in resp.get("events", []):
+            events = resp.get("events", [])
+            for e in events:
                 job.on_log("stdout", e.get("message", "").rstrip("\n"), e.get("timestamp", 0) / 1000.0)
             token = resp.get("nextForwardToken")
-            if not token or token == job.log_token:
-                return
-            job.log_token = token
-            if not resp.get("events"):
-                return
+            if token:
+                job.log_token = token
+            if not token or not _page_full(events):
+                return  # the page was not cut short: this is all there is for now
 
     def _exit_code(self, job: _Job, d: dict) -> Optional[int]:
         code = (d.get("container") or {}).get("exitCode")
