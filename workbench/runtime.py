@@ -28,7 +28,7 @@ from .graph import FlowGraph
 from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
 from .runtime_datastore import _copy_blobs, _import_blobs, latest_run_id, resume_plan
-from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Running
+from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Handover, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
 
@@ -217,9 +217,7 @@ class Runtime:
         return RunResult(self.flow, self.run_id, str(end.status), list(end.failed), end.message)
 
     def max_remote_tasks(self) -> int:
-        """The most remote tasks in flight: ``[project] max_remote_tasks``, else as wide as one array (10,000) or
-        ``--max-workers`` when that is larger (what runs at once is the backend's: Kubernetes takes --max-workers
-        as an Indexed Job's parallelism through the RunContext)."""
+        """``[project] max_remote_tasks``, else one array wide (10,000) or ``--max-workers`` when larger."""
         return self.config.model.project.max_remote_tasks or max(MAX_REMOTE_IN_FLIGHT, self.max_workers_given or 0)
 
     def _open_backends(self, used: set[str]) -> None:
@@ -317,12 +315,19 @@ class Runtime:
         return max(0.01, min(1.0, wake - time.time())) if wake is not None else 1.0
 
     def _feed(self, event: "sched.SchedulerEvent") -> None:
-        """Hand one event to the scheduler and carry out what it answers."""
+        """Hand one event to the scheduler and carry out what it answers. The tasks it starts are prepared one by
+        one (spec written) and handed to their backends together at the end (one held.jsonl upload for all)."""
+        ready: list[_Handover] = []
         for instruction in self.scheduler.handle(event):
             try:
-                self._execute(instruction)
+                if isinstance(instruction, sched.Submit):
+                    ready.append(self._prepare(instruction))
+                else:
+                    self._execute(instruction)
             except WorkbenchError as exc:
                 self._feed(sched.Abort(str(exc), time.time()))
+        if ready:
+            self._hand_over(ready)
 
     def _execute(self, instruction: "sched.Instruction") -> None:
         if isinstance(instruction, sched.Emit):
@@ -331,7 +336,7 @@ class Runtime:
             record = instruction.record  # step env values that look like secrets never reach the record
             self.ds.write_task(dataclasses.replace(record, settings=redact_settings(record.settings)))
         elif isinstance(instruction, sched.Submit):
-            self._submit(instruction)
+            self._hand_over([self._prepare(instruction)])
         elif isinstance(instruction, sched.Cancel):
             task = self._tasks.get(instruction.key)
             if task is not None and task.handle is not None:
@@ -348,7 +353,8 @@ class Runtime:
             return dataclasses.replace(self._ctx, datastore=self._stage)
         return self._ctx
 
-    def _submit(self, sub: "sched.Submit") -> None:
+    def _prepare(self, sub: "sched.Submit") -> "_Handover":
+        """Everything before the backend: the spec in the datastore, the TaskSpec, the held entry."""
         backend = self._backends[sub.backend]
         spec_record = sub.spec
         stage = self._stage if backend.remote else None
@@ -394,17 +400,25 @@ class Runtime:
                 self._envs.input_pins(spec_record.step, spec_record) if self._envs and sub.backend != "local" else ()
             ),
         )
-        try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
-            append_held(
-                self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
-            )
-        except WorkbenchError as exc:
-            self._warn(f"could not record {spec.pathspec} before submitting it: {exc}")
+        held = HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
+        return backend, spec, task, held
 
-        try:
-            task.handle = backend.submit(spec, task.on_log, task.on_exit)
+    def _hand_over(self, ready: list["_Handover"]) -> None:
+        """Record what the backends will hold, then submit. Tasks of an event that stopped the run are never
+        sent: they end as cancelled (the scheduler waits for their exit)."""
+        if self.scheduler.phase != "running":
+            for _, _, task, _ in ready:
+                task.on_exit(TaskExit(TaskStatus.CANCELLED, None, self.scheduler.cancel_reason))
+            return
+        try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
+            append_held(self.ds, self.run_id, *(held for _, _, _, held in ready))
         except WorkbenchError as exc:
-            task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
+            self._warn(f"could not record {len(ready)} task(s) before submitting them: {exc}")
+        for backend, spec, task, _ in ready:
+            try:
+                task.handle = backend.submit(spec, task.on_log, task.on_exit)
+            except WorkbenchError as exc:
+                task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
 
     def _report(self, task: "_Running") -> Optional[AttemptRecord]:
         """What the task reported about its attempt; a staged task's outputs are copied home first."""

@@ -9,8 +9,9 @@ import queue
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .backends import TaskExit, TaskHandle
+from .backends import Backend, TaskExit, TaskHandle, TaskSpec
 from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
+from .liveness import HeldEntry
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class _Running:
 
     def on_exit(self, result: TaskExit) -> None:
         self.driver_queue.put(ExitMessage(self.key, self.attempt, result))
+
+
+_Handover = tuple[Backend, TaskSpec, _Running, HeldEntry]  # a task prepared for its backend (Runtime._hand_over)
 
 
 @dataclass
