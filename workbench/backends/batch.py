@@ -425,6 +425,10 @@ class BatchBackend(BatchCapacity, RemoteBackend):
             if not token or not _page_full(events):
                 return  # the page was not cut short: this is all there is for now
 
+    def forget(self, job: RemoteJob) -> None:
+        if isinstance(job, _Job) and job.ended:
+            job.ended = {}  # the describe_jobs answer (kilobytes); an array keeps its children until all are reported
+
     def _exit_code(self, job: _Job, d: dict) -> Optional[int]:
         code = (d.get("container") or {}).get("exitCode")
         if code is not None:

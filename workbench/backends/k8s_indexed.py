@@ -222,6 +222,13 @@ class IndexedJobs:
             return TaskExit("succeeded", 0, "", usage)
         return exit_of(None, pod, task.spec.settings, task.options.gpu_vendor, usage, 0)
 
+    def forget(self, task) -> None:
+        """A reported task's last V1Pod and what the poller saw (tens of kilobytes): its Indexed Job keeps every
+        task until the last is reported, so a 10,000-wide one would otherwise hold 10,000 pods' worth."""
+        task.pod = None
+        task.seen = None
+        task.log = None
+
     def after_array_report(self, task) -> None:
         """Once the last task of an Indexed Job is reported, delete the Job (its record is in the datastore)."""
         array = task.array

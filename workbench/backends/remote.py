@@ -186,7 +186,7 @@ class RemoteBackend(RemoteStopping, Backend):
         """The job is reported before its log drained: stop following it."""
 
     def after_report(self, job: RemoteJob) -> None:
-        """Called once after on_exit (e.g. free the cluster of a finished job)."""
+        """Called once after on_exit (e.g. free the cluster of a finished job); then :meth:`forget`."""
 
     def prepare_run(self, ctx: RunContext) -> None:
         """First thing of start_run (e.g. check the API answers)."""
@@ -417,8 +417,14 @@ class RemoteBackend(RemoteStopping, Backend):
         try:
             job.on_exit(job.outcome)
         finally:
-            self.after_report(job)
+            try:
+                self.after_report(job)
+            finally:
+                self.forget(job)
         return True
+
+    def forget(self, job: RemoteJob) -> None:
+        """Drop what a reported job no longer needs (its array keeps it until every sibling is reported)."""
 
     def _warn(self, message: str) -> None:
         if self._ctx is not None:
