@@ -10,7 +10,8 @@
   off when throttled. A job RUNNABLE for longer than ``[batch] runnable_warning`` gets a warning that says
   what was requested.
 - Logs come from CloudWatch Logs (``/aws/batch/job``, the job's ``logStreamName``), followed with the
-  forward token while the job runs and drained when it ends (``WORKBENCH_BATCH_LOG_SETTLE`` seconds more).
+  forward token while the job runs (a few running jobs per status round: LIVE_LOG_JOBS_PER_ROUND) and read
+  once when it ends, ``WORKBENCH_BATCH_LOG_SETTLE`` seconds later (more pages only when one comes back full).
 - A foreach's tasks arriving together go out as array jobs (``arrayProperties.size`` 2 to 10,000; several
   arrays beyond): child ``i`` (job ``<parent>:<i>``) runs task ``i`` of a manifest written first
   (:mod:`workbench.arrays`), through a second job definition whose command ends ``--array Ref::array``. Each

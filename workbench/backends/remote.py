@@ -29,7 +29,8 @@ Once for all of them:
 A subclass implements ``submit_job`` (one API call on the submitter thread), ``poll`` (one status round),
 ``terminate`` (stop one job) and ``_requested_exit`` (the outcome of a cancel), and may override
 ``prepare`` (checks before queueing), ``submit_array`` + ``array_max`` (several jobs in one call),
-``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
+``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``forget``, ``is_throttling``, ``prepare_run`` and
+``cleanup_run``.
 The job records live in :mod:`workbench.backends.remote_jobs`, the cancel half in
 :mod:`workbench.backends.remote_stopping`; both are re-exported here.
 """
