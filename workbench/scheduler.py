@@ -177,7 +177,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
 
     @property
     def wake_at(self) -> Optional[float]:
-        """The earliest time a :class:`Tick` has something to do (a retry delay or a hard deadline)."""
+        """The earliest time a :class:`Tick` has something to do (a retry delay, a hard deadline, more to start)."""
         times = [t.deadline for t in self._running.values() if t.deadline]
         if self._dispatch_again_at is not None:
             times.append(self._dispatch_again_at)
