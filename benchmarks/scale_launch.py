@@ -5,11 +5,14 @@ overhead of an Indexed-Job task over a bare container start.
 - launch: a flow start -> N x each -> join -> end, ``each`` on the remote backend, start/join/end local. The API
   calls are the backend's own count by kind (``backend.calls``); "submit" is one per SubmitJob / Job create.
   Wall time: the whole run, and the ``each`` span (first task started -> last task reported).
+- Batch on moto: moto starts every child of an array at once (AWS runs what the compute environment fits); on a
+  2-core machine 200 simultaneous container starts time out in the Docker engine. ``--batch-slots K`` gives moto a
+  compute environment of K container slots (a semaphore around its job threads; the jobs wait in SUBMITTED).
 - overhead: the same flow with ``[kubernetes] parallelism = 1`` (the indexes run one after another, no
   contention between them), ``each`` span / N, against ``docker run --rm --network host IMAGE python3 -c pass``
   (median of N) on the same engine, measured right after.
 
-    python benchmarks/scale_launch.py [--backends batch,kubernetes] [-n 200] [--overhead 10]
+    python benchmarks/scale_launch.py [--backends batch,kubernetes] [-n 200] [--batch-slots 16] [--overhead 10]
 
 Needs the Docker engine (scripts/start-docker.sh) and the base image (scripts/build-base-image.sh). This machine
 has 2 shared cores: 1,000 real containers take too long here; run -n 200 and read the call counts, which do not
@@ -19,12 +22,14 @@ depend on the machine (one submit per array of up to 10,000).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -76,13 +81,39 @@ def _each_span(events) -> float:
     return max(times) - min(times) if times else float("nan")
 
 
-def launch_batch(n: int, image: str) -> dict:
+def _bound_moto_batch(slots: int) -> None:
+    """At most ``slots`` of moto's Batch jobs run their container at once (the others wait, as on a compute
+    environment that is full). Array parents are never run by moto (only their children), so no slot deadlocks."""
+    import moto.batch.models as batch_models
+
+    if slots <= 0 or getattr(batch_models.Job.run, "bounded", False):
+        return
+    gate = threading.BoundedSemaphore(slots)
+    original = batch_models.Job.run
+
+    def run(self) -> None:
+        with gate:
+            original(self)
+
+    run.bounded = True  # type: ignore[attr-defined]
+    batch_models.Job.run = run  # type: ignore[method-assign]
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def launch_batch(n: int, image: str, slots: int = 16) -> dict:
     from moto.server import ThreadedMotoServer
 
     from tests.support.moto_server import DUMMY_ENV, AwsTestbed, reset
 
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
     os.environ.update(DUMMY_ENV)
+    _bound_moto_batch(slots)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -208,6 +239,7 @@ def _timed(project: Path, n: int) -> dict:
         "calls": dict(backend.calls),
         "tasks": len(finished),
         "succeeded": sum(1 for e in finished if e.status == "succeeded"),
+        "peak_rss_mib": _peak_rss_mib(),  # this process: the runtime, and moto or the emulator with it
     }
 
 
@@ -229,7 +261,7 @@ def _report(name: str, n: int, r: dict) -> None:
     submits = calls.get("submit", 0)
     print(
         f"{name}: {n}-wide foreach: {r['status']} ({r['succeeded']}/{r['tasks']} tasks), run {r['wall']:.1f}s, "
-        f"each span {r['span']:.1f}s"
+        f"each span {r['span']:.1f}s, peak RSS {r['peak_rss_mib']:.0f} MB (runtime + server in one process)"
     )
     print(f"  API calls: {', '.join(f'{k} {v}' for k, v in sorted(calls.items()))}")
     print(f"  submit calls per task: {submits / n:.4f} (target <= 0.01; one per task before arrays)")
@@ -242,15 +274,17 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="batch,kubernetes")
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--parallelism", type=int, default=32, help="[kubernetes] parallelism for the launch run")
+    parser.add_argument("--batch-slots", type=int, default=16, help="containers moto's Batch runs at once (0: all)")
     parser.add_argument("--overhead", type=int, default=0, help="N for the per-task overhead run (0: skip)")
     parser.add_argument("--image", default=os.environ.get("WORKBENCH_BASE_IMAGE") or "workbench-base:bookworm")
     args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     ok = True
     here = os.getcwd()
     for name in [b for b in args.backends.split(",") if b]:
         if args.n:
             r = (
-                launch_batch(args.n, args.image)
+                launch_batch(args.n, args.image, args.batch_slots)
                 if name == "batch"
                 else launch_kubernetes(args.n, args.image, args.parallelism)
             )

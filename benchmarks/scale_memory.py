@@ -241,13 +241,17 @@ def main(argv=None) -> int:
             return 2
         rows.append(json.loads(lines[-1]))
     print(
-        f"{'width':>7} {'status':>10} {'wall s':>7} {'RSS before':>10} {'peak RSS':>9} {'submits':>8} "
+        f"{'width':>7} {'status':>10} {'wall s':>7} {'RSS before':>10} {'peak RSS':>9} {'KB/task':>8} {'submits':>8} "
         f"{'per task':>9} {'polls':>6}"
     )
+    first = rows[0]
     for r in rows:
+        # the slope against the narrowest run: what each more task costs at the peak (all of them in flight)
+        extra = r["width"] - first["width"]
+        slope = f"{(r['peak_rss_mib'] - first['peak_rss_mib']) * 1024 / extra:8.2f}" if extra else f"{'-':>8}"
         print(
             f"{r['width']:>7} {r['status']:>10} {r['seconds']:>7} {r['rss_before_run_mib']:>8} MB "
-            f"{r['peak_rss_mib']:>6} MB {r['submit_calls']:>8} {r['submit_calls_per_task']:>9.4f} "
+            f"{r['peak_rss_mib']:>6} MB {slope} {r['submit_calls']:>8} {r['submit_calls_per_task']:>9.4f} "
             f"{r['poll_rounds']:>6}"
         )
     ok = all(

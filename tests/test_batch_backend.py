@@ -329,11 +329,11 @@ class _FakeLogs:
         self.events = []
         self.calls = 0
 
-    def get_log_events(self, logGroupName, logStreamName, startFromHead, nextToken=None):
+    def get_log_events(self, logGroupName, logStreamName, startFromHead, limit=10_000, nextToken=None):
         assert logGroupName == "/aws/batch/job" and startFromHead
         self.calls += 1
         start = int(nextToken.split("/")[1]) if nextToken else 0
-        page = self.events[start : start + 2]
+        page = self.events[start : start + limit]
         return {"events": page, "nextForwardToken": f"f/{start + len(page)}"}
 
 
@@ -360,6 +360,46 @@ def test_logs_are_followed_while_running_and_drained_at_the_end(monkeypatch):
     backend.poll_once([job])
     assert seen[-1] == "last" and len(seen) == 5
     assert len(exits) == 1 and exits[0].status == "succeeded"
+
+
+def test_an_ended_jobs_log_is_one_call_after_the_settle_time_and_pages_only_when_cut_short(monkeypatch):
+    from workbench.backends import batch
+
+    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0")
+    backend, fake, jobs, _, exits = _backend_with_fake({"job-0": "SUCCEEDED", "job-1": "SUCCEEDED"})
+    logs = _FakeLogs()
+    backend._clients["logs"] = logs
+    fake.describe_jobs = lambda jobs: {
+        "jobs": [{"jobId": j, "status": "SUCCEEDED", "container": {"logStreamName": f"s/{j}"}} for j in jobs]
+    }
+    seen = []
+    for job in jobs[:2]:
+        job.on_log = lambda stream, text, ts: seen.append(text)
+    logs.events += [{"message": f"line {i}", "timestamp": 1000 * i} for i in range(5)]
+    backend.poll_once(jobs[:1])
+    assert logs.calls == 1 and seen == [f"line {i}" for i in range(5)] and len(exits) == 1
+    monkeypatch.setattr(batch, "LOG_PAGE_LIMIT", 2)  # pages of 2: a full page means more may follow
+    seen.clear()
+    backend.poll_once(jobs[1:2])
+    assert seen == [f"line {i}" for i in range(5)] and logs.calls == 1 + 3 and len(exits) == 2
+
+
+def test_live_logs_are_read_for_a_few_running_jobs_a_round_oldest_first():
+    from workbench.backends import batch
+
+    backend, fake, jobs, _, exits = _backend_with_fake({})
+    logs = _FakeLogs()
+    backend._clients["logs"] = logs
+    fake.describe_jobs = lambda jobs: {
+        "jobs": [{"jobId": j, "status": "RUNNING", "container": {"logStreamName": f"s/{j}"}} for j in jobs]
+    }
+    backend.poll_once(jobs)  # 250 running jobs: one round reads a few logs, not 250
+    assert logs.calls == batch.LIVE_LOG_JOBS_PER_ROUND
+    read_first = {j.job_id for j in jobs if j.log_fetched}
+    backend.poll_once(jobs)
+    read_next = {j.job_id for j in jobs if j.log_fetched} - read_first
+    assert logs.calls == 2 * batch.LIVE_LOG_JOBS_PER_ROUND and len(read_next) == batch.LIVE_LOG_JOBS_PER_ROUND
+    assert not exits
 
 
 def test_single_step_rerun_on_batch_reproduces_the_full_runs_artifacts(batch_project, aws):

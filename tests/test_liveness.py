@@ -66,3 +66,17 @@ def test_held_entries_round_trip_and_skip_damage(tmp_path):
     assert [(h.backend, h.pathspec, h.attempt) for h in held] == [("batch", "F/1/a/2", 0), ("docker", "F/1/b/3", 1)]
     assert held[0].ref == {"queue": "q", "job_name": "F-a-1-2-0"} and held[0].at > 0
     assert ds.list_steps("1") == []  # the held log is no step
+
+
+def test_held_entries_of_one_event_are_one_append_and_one_upload(tmp_path):
+    """The runtime records the tasks one event starts together: on S3 that is one upload of held.jsonl, not one
+    per task (each a re-upload of the whole, growing file)."""
+    ds = FlowDatastore(str(tmp_path), "F")
+    calls = []
+    append_text, flush = ds.storage.append_text, ds.storage.flush
+    ds.storage.append_text = lambda key, text: (calls.append("append"), append_text(key, text))[1]
+    ds.storage.flush = lambda key=None, **kw: (calls.append("flush"), flush(key))[1]
+    entries = [HeldEntry("batch", f"F/1/each/{i}", 0, {"queue": "q", "job_name": f"F-each-{i}"}) for i in range(3)]
+    append_held(ds, "1", *entries)
+    assert calls == ["append", "flush"]
+    assert [h.pathspec for h in read_held(ds, "1")] == ["F/1/each/0", "F/1/each/1", "F/1/each/2"]

@@ -102,6 +102,9 @@ class ProjectSection(_Strict):
     flows: str = "flows"
     backend: BackendName = "local"
     remote_backend: BackendName = "batch"
+    # most remote (batch/kubernetes) tasks handed to their backends at once; unset: 10,000 (or --max-workers when
+    # larger), so that a foreach up to 10,000 wide goes out as one array job / one Indexed Job
+    max_remote_tasks: Optional[int] = Field(default=None, ge=1)
 
     _flows = field_validator("flows")(_inside_project)
     _name = field_validator("name")(_plain_text)

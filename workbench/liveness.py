@@ -142,11 +142,19 @@ def held_key(ds: "FlowDatastore", run_id: str) -> str:
     return f"{ds.flow}/runs/{run_id}/{HELD_LOG}"
 
 
-def append_held(ds: "FlowDatastore", run_id: str, entry: HeldEntry) -> None:
-    """Record ``entry`` durably (object stores upload it now) before the backend is asked for anything."""
-    entry.at = entry.at or time.time()
+def append_held(ds: "FlowDatastore", run_id: str, *entries: HeldEntry) -> None:
+    """Record ``entries`` durably (object stores upload them now, in one upload) before the backend is asked for
+    anything: the runtime hands the tasks one event starts over together, so a 10,000-wide foreach is a few
+    uploads of held.jsonl rather than one per task (each a re-upload of the whole, growing file)."""
+    now = time.time()
     key = held_key(ds, run_id)
-    ds.storage.append_text(key, json.dumps(asdict(entry), separators=(",", ":"), default=str) + "\n")
+    lines = []
+    for entry in entries:
+        entry.at = entry.at or now
+        lines.append(json.dumps(asdict(entry), separators=(",", ":"), default=str) + "\n")
+    if not lines:
+        return
+    ds.storage.append_text(key, "".join(lines))
     flush = ds.storage.flush
     try:
         flush(key, keep=True)  # type: ignore[call-arg]

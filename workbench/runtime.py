@@ -28,7 +28,7 @@ from .graph import FlowGraph
 from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
 from .runtime_datastore import StepSummaryWriter, _copy_blobs, _import_blobs, latest_run_id, resume_plan
-from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Running
+from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Handover, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
 
@@ -70,6 +70,7 @@ class Runtime:
         self.flow = graph.name or ""
         self.sink = sink or (lambda e: None)
         self.max_workers = max_workers or os.cpu_count() or 2
+        self.max_workers_given = max_workers  # None: the default (the cores), which says nothing about remote tasks
         self.run_id = run_id or new_run_id()
         self.ds = datastore or FlowDatastore(config.datastore_url, self.flow)
         self.origin_run_id = origin_run_id
@@ -144,6 +145,7 @@ class Runtime:
             self.graph.name or "",
             warn=self._warn,
             waiting=lambda *why: self.sink(ev.TaskWaiting(*why)),
+            max_workers=self.max_workers_given,
         )
         for line in secret_env_warnings(self.settings):
             self._warn(line)
@@ -168,7 +170,7 @@ class Runtime:
             only_step=self.only_step,
             only_task_index=self.only_task_index,
             flow_file=self.flow_file,
-            max_remote=MAX_REMOTE_IN_FLIGHT,
+            max_remote=self.max_remote_tasks(),
             hard_timeout_grace=HARD_TIMEOUT_GRACE,
         )
         record = RunRecord(
@@ -224,6 +226,10 @@ class Runtime:
             self.ds.write_run(record)
         self.sink(ev.RunFinished(self.flow, self.run_id, str(end.status), finished - started, end.failed, end.message))
         return RunResult(self.flow, self.run_id, str(end.status), list(end.failed), end.message)
+
+    def max_remote_tasks(self) -> int:
+        """``[project] max_remote_tasks``, else one array wide (10,000) or ``--max-workers`` when larger."""
+        return self.config.model.project.max_remote_tasks or max(MAX_REMOTE_IN_FLIGHT, self.max_workers_given or 0)
 
     def _open_backends(self, used: set[str]) -> None:
         """Create each backend the steps use; refuse remote ones without S3 and requests none can run."""
@@ -321,12 +327,19 @@ class Runtime:
         return max(0.01, min(1.0, wake - time.time())) if wake is not None else 1.0
 
     def _feed(self, event: "sched.SchedulerEvent") -> None:
-        """Hand one event to the scheduler and carry out what it answers."""
+        """Hand one event to the scheduler and carry out what it answers. The tasks it starts are prepared one by
+        one (spec written) and handed to their backends together at the end (one held.jsonl upload for all)."""
+        ready: list[_Handover] = []
         for instruction in self.scheduler.handle(event):
             try:
-                self._execute(instruction)
+                if isinstance(instruction, sched.Submit):
+                    ready.append(self._prepare(instruction))
+                else:
+                    self._execute(instruction)
             except WorkbenchError as exc:
                 self._feed(sched.Abort(str(exc), time.time()))
+        if ready:
+            self._hand_over(ready)
 
     def _execute(self, instruction: "sched.Instruction") -> None:
         self._summaries.take(instruction)
@@ -336,7 +349,7 @@ class Runtime:
             record = instruction.record  # step env values that look like secrets never reach the record
             self.ds.write_task(dataclasses.replace(record, settings=redact_settings(record.settings)))
         elif isinstance(instruction, sched.Submit):
-            self._submit(instruction)
+            self._hand_over([self._prepare(instruction)])
         elif isinstance(instruction, sched.Cancel):
             task = self._tasks.get(instruction.key)
             if task is not None and task.handle is not None:
@@ -353,12 +366,21 @@ class Runtime:
             return dataclasses.replace(self._ctx, datastore=self._stage)
         return self._ctx
 
-    def _submit(self, sub: "sched.Submit") -> None:
+    def _prepare(self, sub: "sched.Submit") -> "_Handover":
+        """Everything before the backend: the spec in the datastore, the TaskSpec, the held entry."""
         backend = self._backends[sub.backend]
         spec_record = sub.spec
         stage = self._stage if backend.remote else None
         staged = stage is not None
-        task = _Running(spec_record.pathspec, spec_record.step, spec_record.task_id, spec_record.attempt, staged)
+        task = _Running(
+            sub.key,
+            spec_record.pathspec,
+            spec_record.step,
+            spec_record.task_id,
+            spec_record.attempt,
+            staged,
+            self._queue,
+        )
         self._tasks[sub.key] = task
         ds = stage or self.ds
         try:
@@ -366,7 +388,7 @@ class Runtime:
                 _copy_blobs(self.ds, stage, set(sub.input_shas))
             ds.write_spec(dataclasses.replace(spec_record, settings=redact_settings(spec_record.settings)))
         except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
-            self._queue.put(ExitMessage(sub.key, spec_record.attempt, TaskExit(TaskStatus.FAILED, None, str(exc))))
+            task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
             raise
         spec = TaskSpec(
             flow=self.flow,
@@ -392,24 +414,25 @@ class Runtime:
             ),
             parallel=spec_record.parallel,
         )
-        key, attempt, q = sub.key, spec_record.attempt, self._queue
+        held = HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
+        return backend, spec, task, held
+
+    def _hand_over(self, ready: list["_Handover"]) -> None:
+        """Record what the backends will hold, then submit. Tasks of an event that stopped the run are never
+        sent: they end as cancelled (the scheduler waits for their exit)."""
+        if self.scheduler.phase != "running":
+            for _, _, task, _ in ready:
+                task.on_exit(TaskExit(TaskStatus.CANCELLED, None, self.scheduler.cancel_reason))
+            return
         try:  # before the backend holds anything: `workbench cancel` finds it even if this process dies
-            append_held(
-                self.ds, self.run_id, HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
-            )
+            append_held(self.ds, self.run_id, *(held for _, _, _, held in ready))
         except WorkbenchError as exc:
-            self._warn(f"could not record {spec.pathspec} before submitting it: {exc}")
-
-        def on_log(stream: str, text: str, ts: float) -> None:
-            q.put(LogMessage(key, stream, text, ts))
-
-        def on_exit(result: TaskExit) -> None:
-            q.put(ExitMessage(key, attempt, result))
-
-        try:
-            task.handle = backend.submit(spec, on_log, on_exit)
-        except WorkbenchError as exc:
-            on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
+            self._warn(f"could not record {len(ready)} task(s) before submitting them: {exc}")
+        for backend, spec, task, _ in ready:
+            try:
+                task.handle = backend.submit(spec, task.on_log, task.on_exit)
+            except WorkbenchError as exc:
+                task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
 
     def _report(self, task: "_Running") -> Optional[AttemptRecord]:
         """What the task reported about its attempt; a staged task's outputs are copied home first."""

@@ -5,11 +5,13 @@ what a run returns (:class:`RunResult`). :mod:`workbench.runtime` re-exports the
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from .backends import TaskExit, TaskHandle
+from .backends import Backend, TaskExit, TaskHandle, TaskSpec
 from .exitcodes import CLI_CANCELLED, CLI_FAILED, CLI_OK
+from .liveness import HeldEntry
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,29 @@ class Wake:
 Message = Union[LogMessage, ExitMessage, Wake]
 
 
-@dataclass
+@dataclass(slots=True)  # one per task in flight (10,000 in a wide foreach on Batch): no per-instance __dict__
 class _Running:
-    """What the driver keeps about a submitted attempt: where it reads and writes, its handle, its logs."""
+    """What the driver keeps about a submitted attempt: where it reads and writes, its handle, its logs.
+    Its :meth:`on_log` and :meth:`on_exit` are the callbacks the backend gets (bound methods: no closure per task)."""
 
+    key: str  # the scheduler's key
     pathspec: str
     step: str
     task_id: str
     attempt: int
     staged: bool
+    driver_queue: "queue.Queue[Message]"  # the driver's one queue
     handle: Optional[TaskHandle] = None
     log_buffer: list[tuple[float, str, str]] = field(default_factory=list)  # (ts, stream, text)
+
+    def on_log(self, stream: str, text: str, ts: float) -> None:
+        self.driver_queue.put(LogMessage(self.key, stream, text, ts))
+
+    def on_exit(self, result: TaskExit) -> None:
+        self.driver_queue.put(ExitMessage(self.key, self.attempt, result))
+
+
+_Handover = tuple[Backend, TaskSpec, _Running, HeldEntry]  # a task prepared for its backend (Runtime._hand_over)
 
 
 @dataclass

@@ -61,13 +61,19 @@ __all__ = [  # the message vocabulary lives in scheduler_messages; callers keep 
     "summary",
 ]
 
-# the most remote tasks in flight at once; local and docker tasks are bounded by max_workers
-MAX_REMOTE_IN_FLIGHT = 256
+# the most remote tasks in flight at once unless the run says ([project] max_remote_tasks, --max-workers when larger):
+# as wide as one array job / Indexed Job, so that a foreach up to that width is one submit. What runs at once is
+# then the backend's business (Batch compute environments, an Indexed Job's parallelism). Local and docker
+# tasks are bounded by max_workers.
+MAX_REMOTE_IN_FLIGHT = 10_000
+# the most tasks one event starts: a 10,000-wide fan-out goes out over a few loop turns, so the driver never
+# holds 10,000 Submit instructions (and their spec records) at once; the rest start on the next Tick (wake_at)
+DISPATCH_BATCH = 500
 HARD_TIMEOUT_GRACE = 30.0  # the backend's hard deadline comes this long after the task's own alarm
 
 
 # ------------------------------------------------------------------------------------------ task state
-@dataclass
+@dataclass(slots=True)  # one per task of a run, all alive at once in a wide foreach: no per-instance __dict__
 class _Task:
     step: str
     task_id: str
@@ -143,6 +149,9 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         self._seq = 0
         self._failed: list[_Task] = []
         self._gangs: dict[str, gang._Gang] = {}
+        self._dispatch_again_at: Optional[float] = None  # ready tasks left over by a full DISPATCH_BATCH
+        self._deadlines: list[tuple[float, int, str, int]] = []  # (hard deadline, seq, key, attempt), a heap
+        self._settings_dicts: dict[int, tuple[StepSettings, dict[str, Any]]] = {}  # to_dict() once per settings
         self._origin: dict[tuple[str, StackKey, int], TaskRecord] = {}
         for record in origin_tasks or []:
             if record.status is TaskStatus.SUCCEEDED:
@@ -168,8 +177,10 @@ class Scheduler(gang.GangMixin, RecordsMixin):
 
     @property
     def wake_at(self) -> Optional[float]:
-        """The earliest time a :class:`Tick` has something to do (a retry delay or a hard deadline)."""
+        """The earliest time a :class:`Tick` has something to do (a retry delay, a hard deadline, more to start)."""
         times = [t.deadline for t in self._running.values() if t.deadline]
+        if self._dispatch_again_at is not None:
+            times.append(self._dispatch_again_at)
         if self._delayed:
             times.append(self._delayed[0][0])
         return min(times) if times else None
@@ -221,15 +232,21 @@ class Scheduler(gang.GangMixin, RecordsMixin):
     def _tick(self, now: float, out: list[Instruction]) -> None:
         while self._delayed and self._delayed[0][0] <= now:
             self._ready.append(heapq.heappop(self._delayed)[2])
-        for key, task in self._running.items():
-            if task.deadline and now > task.deadline:
+        # hard deadlines in time order: an event costs nothing per running task (10,000 exits of a wide foreach would
+        # otherwise each look at every task still running)
+        while self._deadlines and self._deadlines[0][0] < now:
+            deadline, _, key, attempt = heapq.heappop(self._deadlines)
+            task = self._running.get(key)
+            if task is not None and task.attempt == attempt and task.deadline == deadline:
                 task.deadline = None
                 out.append(Cancel(key, f"timed out after {task.settings.timeout}s", timeout=True))
 
     def _dispatch(self, now: float, out: list[Instruction]) -> None:
         """Start ready tasks, oldest first, while their kind (local or remote) has room."""
-        if self._failed:
-            return  # a task failed for good: nothing new starts
+        self._dispatch_again_at = None
+        if self._failed or not self._ready:
+            return  # a task failed for good: nothing new starts (or nothing is ready: no counting per event)
+        started = len(self._running)
         remote_running = sum(1 for t in self._running.values() if t.settings.backend in self.remote_backends)
         local_running = len(self._running) - remote_running
         waiting: list[_Task] = []
@@ -257,6 +274,10 @@ class Scheduler(gang.GangMixin, RecordsMixin):
                 continue
             if local_running >= self.max_workers and (not self.remote_backends or remote_running >= self.max_remote):
                 waiting.extend(self._ready[n:])  # both kinds are full: a wide foreach costs nothing per event
+                break
+            if len(self._running) - started >= DISPATCH_BATCH:
+                waiting.extend(self._ready[n:])  # enough for one event: the next Tick starts more
+                self._dispatch_again_at = now
                 break
             if task.settings.backend in self.remote_backends:
                 if remote_running < self.max_remote:
@@ -294,6 +315,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         self._stop_status, self._stop_message = status, message
         self._ready.clear()
         self._delayed.clear()
+        self._dispatch_again_at = None
         for key in self._running:
             out.append(Cancel(key, reason))
 
@@ -330,6 +352,9 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         task.started = now
         timeout = task.settings.timeout
         task.deadline = now + timeout + self.hard_timeout_grace if timeout else None
+        if task.deadline is not None:
+            self._seq += 1
+            heapq.heappush(self._deadlines, (task.deadline, self._seq, task.task_id, task.attempt))
         self._running[task.task_id] = task
         out.append(Emit(ev.TaskStarted(self._pathspec(task), task.step, task.attempt, task.settings.backend, ts=now)))
         out.append(Submit(task.task_id, task.settings.backend, self._spec(task), task.settings, frozenset(shas)))

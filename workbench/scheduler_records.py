@@ -30,11 +30,20 @@ class RecordsMixin:
     param_refs: dict[str, str]
     unresolved: list[str]
     _running: dict[str, Any]
+    _settings_dicts: dict[int, tuple[Any, dict[str, Any]]]
     _origin: dict[tuple[str, Any, int], TaskRecord]
     _schedule_successors: Callable[[_Task, float, list[Instruction]], None]
 
     def _pathspec(self, task: _Task) -> str:
         return f"{self.flow}/{self.run_id}/{task.step}/{task.task_id}"
+
+    def _settings_dict(self, settings: Any) -> dict[str, Any]:
+        """``settings.to_dict()``, made once per settings object and shared by every record of its tasks (a wide
+        foreach would otherwise build 10,000 equal dicts at once). Records are written, never changed."""
+        kept = self._settings_dicts.get(id(settings))
+        if kept is None or kept[0] is not settings:
+            kept = self._settings_dicts[id(settings)] = (settings, settings.to_dict())
+        return kept[1]
 
     def _spec(self, task: _Task) -> TaskSpecRecord:
         node = self.graph.steps[task.step]
@@ -52,7 +61,7 @@ class RecordsMixin:
             catch_fallback=task.catch_fallback,
             class_name=self.graph.name or "",
             origin_run_id=self.origin_run_id,
-            settings=task.settings.to_dict(),
+            settings=self._settings_dict(task.settings),
             foreach_stack=task.foreach_stack,
             params=dict(self.param_refs),
             unresolved_params=list(self.unresolved) if task.step == "start" else [],
@@ -110,7 +119,7 @@ class RecordsMixin:
                     foreach_num_splits=task.num_splits,
                     foreach_artifact=task.foreach_artifact,
                     parents=[self._pathspec(p) for p in task.parents],
-                    settings=task.settings.to_dict(),
+                    settings=self._settings_dict(task.settings),
                     started_at=task.started,
                     finished_at=now,
                     reason=result.reason,
@@ -138,9 +147,12 @@ class RecordsMixin:
                 )
             )
         )
-        # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach)
+        # the record is written: keep only what successors and joins need (memory stays flat in a wide foreach);
+        # its parents are no longer needed (no attempt of it will be built again), which frees a join's inputs
+        # once the join has finished
         task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
         task.attempts = []
+        task.parents = []
 
     # ------------------------------------------------------------------ resume and clones
     def _take_origin_params(self) -> None:

@@ -57,7 +57,7 @@ class Capacity:
     source: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # one per task in flight (10,000 in a wide array): no per-instance __dict__
 class TaskSpec:
     """One attempt of one task, as the runtime hands it to a backend."""
 
@@ -125,11 +125,15 @@ class RunContext:
     class_name: str
     warn: Callable[[str], None] = lambda message: None
     waiting: Callable[[str, str, str, str], None] = lambda pathspec, step, backend, reason: None  # why not running
+    #: ``--max-workers`` when the user gave it, else None (Kubernetes: the pods of an Indexed Job at once)
+    max_workers: Optional[int] = None
 
 
 class TaskHandle(ABC):
     """A submitted task. ``cancel`` must make ``on_exit`` fire soon (status cancelled or timeout), at most
     once, whatever state the task is in (queued, starting, running, ending)."""
+
+    __slots__ = ()  # a subclass may keep its handles small (RemoteHandle: one per task in flight)
 
     @abstractmethod
     def cancel(self, reason: str = "cancelled", *, timeout: bool = False) -> None:

@@ -10,7 +10,8 @@
   off when throttled. A job RUNNABLE for longer than ``[batch] runnable_warning`` gets a warning that says
   what was requested.
 - Logs come from CloudWatch Logs (``/aws/batch/job``, the job's ``logStreamName``), followed with the
-  forward token while the job runs and drained when it ends (``WORKBENCH_BATCH_LOG_SETTLE`` seconds more).
+  forward token while the job runs (a few running jobs per status round: LIVE_LOG_JOBS_PER_ROUND) and read
+  once when it ends, ``WORKBENCH_BATCH_LOG_SETTLE`` seconds later (more pages only when one comes back full).
 - A foreach's tasks arriving together go out as array jobs (``arrayProperties.size`` 2 to 10,000; several
   arrays beyond): child ``i`` (job ``<parent>:<i>``) runs task ``i`` of a manifest written first
   (:mod:`workbench.arrays`), through a second job definition whose command ends ``--array Ref::array``. Each
@@ -59,6 +60,12 @@ LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
 POLL_MAX = 10.0
 LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
+# running jobs whose log one status round reads, those read longest ago first: 10,000 children running at once must
+# not cost 10,000 GetLogEvents every few seconds (CloudWatch allows a few dozen a second); a job that has ended
+# gets its log read once, after the settle time, whatever this says
+LIVE_LOG_JOBS_PER_ROUND = 8
+LOG_PAGE_LIMIT = 10_000  # events a GetLogEvents page holds (the API's most); a full page means more may follow
+LOG_PAGE_BYTES = 1_048_576  # ... or this many bytes (messages + 26 bytes each): the API's other cut
 # after a job ends, its last lines may take a moment to reach CloudWatch: follow the stream this much longer
 # before reporting the end (WORKBENCH_BATCH_LOG_SETTLE, seconds)
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -70,6 +77,10 @@ ARRAY_STOP_FALLBACK = 5.0
 
 
 # ---------------------------------------------------------------------------------------- jobs
+def _page_full(events: list[dict]) -> bool:
+    """Whether GetLogEvents cut this page short (by count or size), so that the next page may hold more."""
+    size = sum(len(str(e.get("message", "")).encode()) + 26 for e in events)
+    return len(events) >= LOG_PAGE_LIMIT or size >= LOG_PAGE_BYTES - 65_536
 
 
 @dataclass(eq=False)
@@ -350,6 +361,14 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
                 if d is not None and self._update(job, d):
                     changed = True
         self._stop_stragglers([j for j in jobs if j.requested and j.ended is None])
+        now = time.time()
+        due = [
+            j
+            for j in jobs
+            if j.ended is None and j.status == "RUNNING" and j.log_stream and now - j.log_fetched >= LOG_FOLLOW_INTERVAL
+        ]
+        for job in sorted(due, key=lambda j: j.log_fetched)[:LIVE_LOG_JOBS_PER_ROUND]:
+            self._follow_logs(job)
         return changed
 
     def _update(self, job: _Job, d: dict) -> bool:
@@ -375,24 +394,22 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
         if stream:
             job.log_stream = stream
         if status in TERMINAL:
-            self._follow_logs(job, final=True)
-            job.ended = d
+            job.ended = d  # its log is read once, when the settle time has passed (drain_logs)
             settle = float(os.environ.get("WORKBENCH_BATCH_LOG_SETTLE", "2.0"))
             job.settle_until = now + (settle if job.log_stream and not job.requested else 0)
             self.conclude(job, self._exit_of(job, d))
             return True
-        if status == "RUNNING" and job.log_stream and now - job.log_fetched >= LOG_FOLLOW_INTERVAL:
-            self._follow_logs(job)
         return changed
 
     def drain_logs(self, job: RemoteJob) -> bool:
-        """CloudWatch may still be ingesting the last lines: read on until the settle time has passed."""
+        """CloudWatch may still be ingesting the last lines when a job ends: wait out the settle time, then read
+        the rest of the log in one call (more only when a page comes back full)."""
         assert isinstance(job, _Job)
         if job.ended is None:
             return True  # never ran (refused or cancelled before it was sent): no log
         if time.time() < job.settle_until:
-            self._follow_logs(job, final=True)
-            return time.time() >= job.settle_until
+            return False
+        self._follow_logs(job, final=True)
         return True
 
     def _follow_logs(self, job: _Job, final: bool = False) -> None:
@@ -401,7 +418,12 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
             return
         logs = self._client("logs")
         for _ in range(10000):
-            kwargs = {"logGroupName": LOG_GROUP, "logStreamName": job.log_stream, "startFromHead": True}
+            kwargs: dict[str, Any] = {
+                "logGroupName": LOG_GROUP,
+                "logStreamName": job.log_stream,
+                "startFromHead": True,
+                "limit": LOG_PAGE_LIMIT,
+            }
             if job.log_token:
                 kwargs["nextToken"] = job.log_token
             try:
@@ -412,14 +434,18 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
                 if code != "ResourceNotFoundException" and final and self._ctx is not None:
                     self._ctx.warn(f"batch: could not read the logs of job {job.job_id}: {exc}")
                 return
-            for e in resp.get("events", []):
+            events = resp.get("events", [])
+            for e in events:
                 job.on_log("stdout", e.get("message", "").rstrip("\n"), e.get("timestamp", 0) / 1000.0)
             token = resp.get("nextForwardToken")
-            if not token or token == job.log_token:
-                return
-            job.log_token = token
-            if not resp.get("events"):
-                return
+            if token:
+                job.log_token = token
+            if not token or not _page_full(events):
+                return  # the page was not cut short: this is all there is for now
+
+    def forget(self, job: RemoteJob) -> None:
+        if isinstance(job, _Job) and job.ended:
+            job.ended = {}  # the describe_jobs answer (kilobytes); an array keeps its children until all are reported
 
     def _exit_code(self, job: _Job, d: dict) -> Optional[int]:
         code = (d.get("container") or {}).get("exitCode")

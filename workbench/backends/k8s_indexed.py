@@ -58,8 +58,9 @@ class IndexedJobs:
         return (s.step, s.attempt, s.datastore_url, job.namespace)  # type: ignore[attr-defined]
 
     def parallelism(self, width: int) -> int:
-        """``[kubernetes] parallelism``, else the run's max workers (when the driver says), else all at once."""
-        wanted = self.section.parallelism or getattr(self._ctx, "max_workers", None) or width  # type: ignore[attr-defined]
+        """``[kubernetes] parallelism``, else ``--max-workers`` (when the user gave it), else all at once."""
+        ctx = self._ctx  # type: ignore[attr-defined]
+        wanted = self.section.parallelism or (ctx.max_workers if ctx is not None else None) or width  # type: ignore[attr-defined]
         return max(1, min(width, int(wanted)))
 
     def submit_array(self, jobs: list[RemoteJob]) -> None:
@@ -220,6 +221,13 @@ class IndexedJobs:
         if pod.status is not None and pod.status.phase == "Succeeded":
             return TaskExit("succeeded", 0, "", usage)
         return exit_of(None, pod, task.spec.settings, task.options.gpu_vendor, usage, 0)
+
+    def forget(self, task) -> None:
+        """A reported task's last V1Pod and what the poller saw (tens of kilobytes): its Indexed Job keeps every
+        task until the last is reported, so a 10,000-wide one would otherwise hold 10,000 pods' worth."""
+        task.pod = None
+        task.seen = None
+        task.log = None
 
     def after_array_report(self, task) -> None:
         """Once the last task of an Indexed Job is reported, delete the Job (its record is in the datastore)."""

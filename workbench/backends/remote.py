@@ -32,7 +32,8 @@ Once for all of them:
 A subclass implements ``submit_job`` (one API call on the submitter thread), ``poll`` (one status round),
 ``terminate`` (stop one job) and ``_requested_exit`` (the outcome of a cancel), and may override
 ``prepare`` (checks before queueing), ``submit_array`` + ``array_max`` (several jobs in one call),
-``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``is_throttling``, ``prepare_run`` and ``cleanup_run``.
+``terminate_array``, ``drain_logs``, ``stop_logs``, ``after_report``, ``forget``, ``is_throttling``, ``prepare_run`` and
+``cleanup_run``.
 The job records live in :mod:`workbench.backends.remote_jobs`, the cancel half in
 :mod:`workbench.backends.remote_stopping`; both are re-exported here.
 """
@@ -195,7 +196,7 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         """The job is reported before its log drained: stop following it."""
 
     def after_report(self, job: RemoteJob) -> None:
-        """Called once after on_exit (e.g. free the cluster of a finished job)."""
+        """Called once after on_exit (e.g. free the cluster of a finished job); then :meth:`forget`."""
 
     def prepare_run(self, ctx: RunContext) -> None:
         """First thing of start_run (e.g. check the API answers)."""
@@ -437,7 +438,10 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
             self.ingest_outputs(job)
             job.on_exit(job.outcome)
         finally:
-            self.after_report(job)
+            try:
+                self.after_report(job)
+            finally:
+                self.forget(job)
         return True
 
     def ingest_outputs(self, job: RemoteJob) -> None:
@@ -461,6 +465,9 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
                 f"{self.name}: task {spec.step}/{spec.task_id} wrote {len(refused)} thing(s) outside its outputs "
                 f"or failed their hash check; they were refused (see its log)"
             )
+
+    def forget(self, job: RemoteJob) -> None:
+        """Drop what a reported job no longer needs (its array keeps it until every sibling is reported)."""
 
     def _warn(self, message: str) -> None:
         if self._ctx is not None:

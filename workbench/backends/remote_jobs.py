@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 QUEUED, SUBMITTING, SENT = "queued", "submitting", "sent"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per task in flight (10,000 in a wide array): no per-instance __dict__
 class RemoteJob:
     """One task attempt as a remote job; subclasses add what their API names it by."""
 
@@ -57,6 +57,8 @@ class JobArray:
 
 class RemoteHandle(TaskHandle):
     """A remote job as the runtime holds it."""
+
+    __slots__ = ("backend", "job")
 
     def __init__(self, backend: "RemoteBackend", job: RemoteJob):
         self.backend = backend

@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKEND_NAMES,
         help="run every step on this backend (overrides decorators and workbench.toml)",
     )
-    p.add_argument("--max-workers", type=int, help="most local/docker tasks at once (default: number of cores)")
+    p.add_argument(
+        "--max-workers",
+        type=int,
+        help="most local/docker tasks at once (default: number of cores); also the pods of a Kubernetes foreach at once",
+    )
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report, one test case per task")
     p.add_argument("--step", help="run only this step, with the inputs it had in a past run")
