@@ -22,12 +22,21 @@ from . import scheduler as sched
 from .backends import Backend, RunContext, TaskExit, TaskSpec, create_backend
 from .config import ProjectConfig
 from .datastore import FlowDatastore, new_run_id
-from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskRecord, TaskStatus
+from .datastore.records import AttemptRecord, RunRecord, RunStatus, TaskStatus
 from .errors import DatastoreError, UsageError, WorkbenchError
 from .graph import FlowGraph
 from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
-from .runtime_datastore import StepSummaryWriter, _copy_blobs, _import_blobs, latest_run_id, resume_plan
+from .runtime_datastore import (
+    StepSummaryWriter,
+    _copy_blobs,
+    _import_blobs,
+    latest_run_id,
+    load_origin,
+    resume_plan,
+    save_parameters,
+    short_value,
+)
 from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Handover, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
@@ -154,8 +163,8 @@ class Runtime:
         from .environment_run import RunEnvironments  # before anything runs: a missing package is one line
 
         self._envs = RunEnvironments(self.graph, self.config, self.settings, say=self._warn)
-        param_refs, unresolved = self._save_parameters()
-        origin_tasks = self._load_origin(self.origin_run_id) if self.origin_run_id else []
+        param_refs, unresolved = save_parameters(self.ds, self.params, self.graph, self.configs)
+        origin_tasks = load_origin(self.ds, self.flow, self.origin_run_id, self._envs) if self.origin_run_id else []
         self.scheduler = sched.Scheduler(
             self.graph,
             run_id=self.run_id,
@@ -178,7 +187,7 @@ class Runtime:
             run_id=self.run_id,
             status=RunStatus.RUNNING,
             started_at=started,
-            params={k: _short(v) for k, v in self.params.items()},
+            params={k: short_value(v) for k, v in self.params.items()},
             configs=self.configs,
             origin_run_id=self.origin_run_id,
             flow_file=self.flow_file,
@@ -474,42 +483,5 @@ class Runtime:
         if final:
             self.ds.storage.flush(key)  # object stores (S3) cannot append: they upload a log when told
 
-    # ------------------------------------------------------------------ parameters, resume
-    def _save_parameters(self) -> tuple[dict[str, str], list[str]]:
-        """Store each parameter value as an artifact; those computed in start stay unresolved."""
-        from .graph import Unresolved
-
-        refs: dict[str, str] = {}
-        unresolved: list[str] = []
-        for attr, value in self.params.items():
-            if isinstance(value, Unresolved):
-                unresolved.append(attr)
-                continue
-            refs[attr], _ = self.ds.save_artifact(value)
-        for config in self.graph.configs:  # a config is an artifact of every task, as a parameter is
-            if config.name in self.configs:
-                refs[config.attr], _ = self.ds.save_artifact(self.configs[config.name])
-        return refs, unresolved
-
-    def _load_origin(self, origin: str) -> list[TaskRecord]:
-        if self.ds.read_run(origin) is None:
-            raise UsageError(f"no run {origin} of flow {self.flow} in {self.ds.url}")
-        records = []
-        for step in self.ds.list_steps(origin):
-            for task_id in self.ds.list_tasks(origin, step):
-                record = self.ds.read_task(origin, step, task_id)
-                if record is not None and record.status is TaskStatus.SUCCEEDED:
-                    records.append(record)
-                    if self._envs is not None:  # what its artifacts were pickled with, for the guard
-                        self._envs.learn(record.artifacts)
-        return records
-
     def _warn(self, message: str) -> None:
         self.sink(ev.RunWarning(message))
-
-
-def _short(value: Any) -> Any:
-    if isinstance(value, (int, float, bool)) or value is None:
-        return value
-    text = str(value)
-    return text if len(text) <= 200 else text[:200] + "..."

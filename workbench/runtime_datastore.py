@@ -6,11 +6,11 @@ per-step summaries a viewer reads instead of every task record. :mod:`workbench.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import events as ev
 from .datastore import FlowDatastore
-from .datastore.records import RunRecord
+from .datastore.records import RunRecord, TaskRecord, TaskStatus
 from .errors import UsageError
 from .graph import FlowGraph
 from .step_summary import StepSummaryBuilder
@@ -121,3 +121,48 @@ class StepSummaryWriter:
             if not self.failed:
                 self.failed = True
                 self.warn(f"could not write the summary of step {step}: {exc}")
+
+
+# ---------------------------------------------------------------------- parameters, resume
+def save_parameters(
+    ds: FlowDatastore, params: dict[str, Any], graph: FlowGraph, configs: dict[str, Any]
+) -> tuple[dict[str, str], list[str]]:
+    """Store each parameter value as an artifact; those computed in start stay unresolved. A config is an
+    artifact of every task, as a parameter is."""
+    from .graph import Unresolved
+
+    refs: dict[str, str] = {}
+    unresolved: list[str] = []
+    for attr, value in params.items():
+        if isinstance(value, Unresolved):
+            unresolved.append(attr)
+            continue
+        refs[attr], _ = ds.save_artifact(value)
+    for config in graph.configs:
+        if config.name in configs:
+            refs[config.attr], _ = ds.save_artifact(configs[config.name])
+    return refs, unresolved
+
+
+def load_origin(ds: FlowDatastore, flow: str, origin: str, envs: Any) -> list[TaskRecord]:
+    """The succeeded tasks of the run a resume clones from (``envs`` learns what their artifacts were
+    pickled with, for the environment guard)."""
+    if ds.read_run(origin) is None:
+        raise UsageError(f"no run {origin} of flow {flow} in {ds.url}")
+    records = []
+    for step in ds.list_steps(origin):
+        for task_id in ds.list_tasks(origin, step):
+            record = ds.read_task(origin, step, task_id)
+            if record is not None and record.status is TaskStatus.SUCCEEDED:
+                records.append(record)
+                if envs is not None:
+                    envs.learn(record.artifacts)
+    return records
+
+
+def short_value(value: Any) -> Any:
+    """A parameter's value as the run record shows it: numbers as they are, text cut at 200 characters."""
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = str(value)
+    return text if len(text) <= 200 else text[:200] + "..."
