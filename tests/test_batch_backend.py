@@ -363,7 +363,7 @@ def test_logs_are_followed_while_running_and_drained_at_the_end(monkeypatch):
 
 
 def test_an_ended_jobs_log_is_one_call_after_the_settle_time_and_pages_only_when_cut_short(monkeypatch):
-    from workbench.backends import batch
+    from workbench.backends import batch_logs
 
     monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0")
     backend, fake, jobs, _, exits = _backend_with_fake({"job-0": "SUCCEEDED", "job-1": "SUCCEEDED"})
@@ -378,7 +378,7 @@ def test_an_ended_jobs_log_is_one_call_after_the_settle_time_and_pages_only_when
     logs.events += [{"message": f"line {i}", "timestamp": 1000 * i} for i in range(5)]
     backend.poll_once(jobs[:1])
     assert logs.calls == 1 and seen == [f"line {i}" for i in range(5)] and len(exits) == 1
-    monkeypatch.setattr(batch, "LOG_PAGE_LIMIT", 2)  # pages of 2: a full page means more may follow
+    monkeypatch.setattr(batch_logs, "LOG_PAGE_LIMIT", 2)  # pages of 2: a full page means more may follow
     seen.clear()
     backend.poll_once(jobs[1:2])
     assert seen == [f"line {i}" for i in range(5)] and logs.calls == 1 + 3 and len(exits) == 2

@@ -52,20 +52,19 @@ from .batch_jobs import (  # noqa: F401 - re-exported: the job-definition builde
     runnable_warning,
     task_command_template,
 )
+from .batch_logs import (  # noqa: F401 - re-exported: tests and batch_gang read them here
+    LIVE_LOG_JOBS_PER_ROUND,
+    LOG_FOLLOW_INTERVAL,
+    LOG_GROUP,
+    LOG_PAGE_LIMIT,
+    BatchLogs,
+)
 from .remote import JobArray, RemoteBackend, RemoteHandle, RemoteJob
 from .remote_gang import gang_of
 from .waiting import BATCH_WAITING, batch_reason, say_waiting
 
-LOG_GROUP = "/aws/batch/job"
 DESCRIBE_BATCH = 100  # describe_jobs takes at most 100 job ids
 POLL_MAX = 10.0
-LOG_FOLLOW_INTERVAL = 5.0  # seconds between log fetches of one running job
-# running jobs whose log one status round reads, those read longest ago first: 10,000 children running at once must
-# not cost 10,000 GetLogEvents every few seconds (CloudWatch allows a few dozen a second); a job that has ended
-# gets its log read once, after the settle time, whatever this says
-LIVE_LOG_JOBS_PER_ROUND = 8
-LOG_PAGE_LIMIT = 10_000  # events a GetLogEvents page holds (the API's most); a full page means more may follow
-LOG_PAGE_BYTES = 1_048_576  # ... or this many bytes (messages + 26 bytes each): the API's other cut
 # after a job ends, its last lines may take a moment to reach CloudWatch: follow the stream this much longer
 # before reporting the end (WORKBENCH_BATCH_LOG_SETTLE, seconds)
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -77,12 +76,6 @@ ARRAY_STOP_FALLBACK = 5.0
 
 
 # ---------------------------------------------------------------------------------------- jobs
-def _page_full(events: list[dict]) -> bool:
-    """Whether GetLogEvents cut this page short (by count or size), so that the next page may hold more."""
-    size = sum(len(str(e.get("message", "")).encode()) + 26 for e in events)
-    return len(events) >= LOG_PAGE_LIMIT or size >= LOG_PAGE_BYTES - 65_536
-
-
 @dataclass(eq=False)
 class _Job(RemoteJob):
     queue: str = ""
@@ -106,7 +99,7 @@ class _BatchHandle(RemoteHandle):
         return self.job.job_id
 
 
-class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
+class BatchBackend(BatchGangs, BatchCapacity, BatchLogs, RemoteBackend):
     name = "batch"
     poll_env = "WORKBENCH_BATCH_POLL"
     poll_max = POLL_MAX
@@ -400,48 +393,6 @@ class BatchBackend(BatchGangs, BatchCapacity, RemoteBackend):
             self.conclude(job, self._exit_of(job, d))
             return True
         return changed
-
-    def drain_logs(self, job: RemoteJob) -> bool:
-        """CloudWatch may still be ingesting the last lines when a job ends: wait out the settle time, then read
-        the rest of the log in one call (more only when a page comes back full)."""
-        assert isinstance(job, _Job)
-        if job.ended is None:
-            return True  # never ran (refused or cancelled before it was sent): no log
-        if time.time() < job.settle_until:
-            return False
-        self._follow_logs(job, final=True)
-        return True
-
-    def _follow_logs(self, job: _Job, final: bool = False) -> None:
-        job.log_fetched = time.time()
-        if not job.log_stream:
-            return
-        logs = self._client("logs")
-        for _ in range(10000):
-            kwargs: dict[str, Any] = {
-                "logGroupName": LOG_GROUP,
-                "logStreamName": job.log_stream,
-                "startFromHead": True,
-                "limit": LOG_PAGE_LIMIT,
-            }
-            if job.log_token:
-                kwargs["nextToken"] = job.log_token
-            try:
-                self.calls["get_log_events"] += 1
-                resp = logs.get_log_events(**kwargs)
-            except Exception as exc:  # noqa: BLE001
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-                if code != "ResourceNotFoundException" and final and self._ctx is not None:
-                    self._ctx.warn(f"batch: could not read the logs of job {job.job_id}: {exc}")
-                return
-            events = resp.get("events", [])
-            for e in events:
-                job.on_log("stdout", e.get("message", "").rstrip("\n"), e.get("timestamp", 0) / 1000.0)
-            token = resp.get("nextForwardToken")
-            if token:
-                job.log_token = token
-            if not token or not _page_full(events):
-                return  # the page was not cut short: this is all there is for now
 
     def forget(self, job: RemoteJob) -> None:
         if isinstance(job, _Job) and job.ended:
