@@ -62,6 +62,7 @@ class Runtime:
         params: Optional[dict[str, Any]] = None,
         sink: Optional[ev.EventSink] = None,
         max_workers: Optional[int] = None,
+        max_num_splits: Optional[int] = None,
         backend: Optional[str] = None,
         step_overrides: Optional[dict[str, dict[str, Any]]] = None,
         origin_run_id: Optional[str] = None,
@@ -79,6 +80,7 @@ class Runtime:
         self.flow = graph.name or ""
         self.sink = sink or (lambda e: None)
         self.max_workers = max_workers or os.cpu_count() or 2
+        self.max_num_splits = max_num_splits  # None: no limit (Metaflow's --max-num-splits, only when given)
         self.max_workers_given = max_workers  # None: the default (the cores), which says nothing about remote tasks
         self.run_id = run_id or new_run_id()
         self.ds = datastore or FlowDatastore(config.datastore_url, self.flow)
@@ -170,6 +172,7 @@ class Runtime:
             run_id=self.run_id,
             settings=self.settings,
             max_workers=self.max_workers,
+            max_num_splits=self.max_num_splits,
             remote_backends=frozenset(n for n, b in self._backends.items() if b.remote),
             param_refs=param_refs,
             unresolved_params=unresolved,

@@ -111,6 +111,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         settings: dict[str, StepSettings],
         remote_backends: frozenset[str] = frozenset(),
         max_workers: int = 2,
+        max_num_splits: Optional[int] = None,
         max_remote: int = MAX_REMOTE_IN_FLIGHT,
         param_refs: Optional[dict[str, str]] = None,
         unresolved_params: Optional[list[str]] = None,
@@ -128,6 +129,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         self.settings = settings
         self.remote_backends = frozenset(remote_backends)
         self.max_workers = max_workers
+        self.max_num_splits = max_num_splits
         self.max_remote = max_remote
         self.param_refs = dict(param_refs or {})
         self.unresolved = list(unresolved_params or [])
@@ -389,6 +391,13 @@ class Scheduler(gang.GangMixin, RecordsMixin):
                 f"switch step {task.step} took no case"
                 if not report.switch_to
                 else f"switch step {task.step} went to {report.switch_to}, which is none of its cases"
+            )
+        splits = report.foreach_num_splits if report is not None and node.kind == "foreach" else None
+        if status is TaskStatus.SUCCEEDED and self.max_num_splits and splits and splits > self.max_num_splits:
+            status = TaskStatus.FAILED  # Metaflow's words
+            reason = (
+                f"Foreach in step {task.step} yielded {splits} child steps which is more than the current maximum "
+                f"of {self.max_num_splits} children. You can raise the maximum with the --max-num-splits option."
             )
         if status is TaskStatus.SUCCEEDED and report is not None:  # (_reconcile: no report, no success)
             task.switch_to = report.switch_to

@@ -125,3 +125,43 @@ def test_runner_returns_the_run(tiny):
     assert result.returncode == 0 and result.status == "successful"
     assert result.run["start"].task.data.seen[0] == 3
     assert result["start"].task.data.seen[0] == 3 and result.successful  # it stands in for the Run
+
+
+WIDE = textwrap.dedent("""
+    from workbench import FlowSpec, step
+
+
+    class WideFlow(FlowSpec):
+        @step
+        def start(self):
+            self.items = list(range(5))
+            self.next(self.each, foreach="items")
+
+        @step
+        def each(self):
+            self.next(self.join)
+
+        @step
+        def join(self, inputs):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+
+    if __name__ == "__main__":
+        WideFlow()
+""")
+
+
+def test_max_num_splits_fails_a_wider_foreach_in_metaflows_words(project):
+    (project / "flows" / "wide.py").write_text(WIDE)
+    run = [sys.executable, "flows/wide.py", "run", "--max-num-splits"]
+    narrow = subprocess.run([*run, "3"], capture_output=True, text=True, cwd=project, timeout=120)
+    assert narrow.returncode != 0
+    assert "Foreach in step start yielded 5 child steps which is more than the current maximum of 3" in (
+        narrow.stdout + narrow.stderr
+    )
+    wide_enough = subprocess.run([*run, "5"], capture_output=True, text=True, cwd=project, timeout=120)
+    assert wide_enough.returncode == 0, wide_enough.stderr

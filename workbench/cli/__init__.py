@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="most local/docker tasks at once (default: number of cores); also the pods of a Kubernetes foreach at once",
     )
+    p.add_argument(
+        "--max-num-splits",
+        type=int,
+        metavar="N",
+        help="fail a foreach that fans out into more than N tasks (Metaflow's option; default: no limit)",
+    )
     p.add_argument("--json", action="store_true", help="print events as JSON lines")
     p.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report, one test case per task")
     p.add_argument("--step", help="run only this step, with the inputs it had in a past run")

@@ -109,7 +109,7 @@ def _run_parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"flow.py {command}", add_help=True)
     p.add_argument("--run-id-file", help="write the run's id to this file as soon as it starts")
     p.add_argument("--tag", action="append", default=[], help="a tag for the run (repeatable)")
-    p.add_argument("--max-num-splits", type=int, help="accepted for Metaflow compatibility")
+    p.add_argument("--max-num-splits", type=int, help="fail a foreach that fans out into more than N tasks")
     p.add_argument("--max-workers", type=int)
     p.add_argument("--backend", choices=list(_WITH_BACKENDS))
     # Metaflow takes --with after the command too (`run --with kubernetes`, tutorial 06)
@@ -177,6 +177,7 @@ def _cmd_run(ref: str, top: dict, argv: list[str]) -> int:
         flow=ref,
         backend=args.backend or _backend_from_with(top["with"] + args.with_decorators),
         max_workers=args.max_workers,
+        max_num_splits=args.max_num_splits,
         json=args.json,
         junit_xml=args.junit_xml,
         step=None,

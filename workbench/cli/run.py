@@ -148,6 +148,7 @@ def cmd_run(args, extra: list[str]) -> int:
         params=params,
         backend=args.backend,
         max_workers=args.max_workers,
+        max_num_splits=getattr(args, "max_num_splits", None),
         run_id=getattr(args, "run_id", None),
         configs=configs,
     )
