@@ -166,3 +166,16 @@ def test_cancelling_every_task_of_an_array_is_one_call_off_the_callers_thread(ar
     assert threading.current_thread().name not in arrays.backend.caller_threads
     assert [e.reason for e in arrays.exits["2"]] == ["only this one"]
     assert all(len(arrays.exits[str(i)]) == 1 for i in range(4))
+
+
+def test_cancels_that_trickle_in_still_stop_the_array_in_one_call(arrays):
+    # the runtime cancels a run's tasks one by one, and the poller may wake between two of them (seen in CI:
+    # index 0's pod deleted alone, then the rest of the Indexed Job): stops arriving close together wait for
+    # each other
+    handles = [arrays.submit(str(i)) for i in range(4)]
+    assert _wait(lambda: len(arrays.backend.api) == 1)
+    for h in handles:
+        h.cancel("the run is cancelled")
+        time.sleep(0.01)  # a busy runtime thread between two cancels; the poller is free to run meanwhile
+    assert _wait(lambda: all(arrays.exits[str(i)] for i in range(4)))
+    assert arrays.backend.api[1:] == [("terminate array", "array-0")]

@@ -370,7 +370,10 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         interval = poll_min = self.poll_interval()
         errors = 0
         while not self._stop.is_set():
-            self._flush_terminations()
+            self._flush_terminations(settle=True)
+            if self.terminations_settling():
+                time.sleep(self.COALESCE_S)  # a cancel is stopping many jobs: let the rest of them queue up
+                continue
             active = self.live_jobs()
             if not active:
                 interval = poll_min

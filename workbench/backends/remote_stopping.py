@@ -80,14 +80,37 @@ class RemoteStopping:
         # SUBMITTING: _sent terminates it once the API has answered
         self._wake.set()
 
+    #: stops asked for within this many seconds of each other go out together (the runtime cancels a run's
+    #: tasks one by one: without the pause, the poller could stop an array's first index alone, then the rest)
+    COALESCE_S: ClassVar[float] = 0.05
+    #: ... but a stream of cancels never holds the first one back longer than this
+    COALESCE_MAX_S: ClassVar[float] = 1.0
+
     def _queue_termination(self, job: RemoteJob) -> None:
         """The API call that stops a job is made on the poller thread, never the caller's (the runtime's), and
         the stops that queue up together go out together: cancelling a run stops an array in one call."""
+        now = time.monotonic()
         with self._lock:
+            if not self._terminations:
+                self._terminations_first = now
+            self._terminations_last = now
             self._terminations.append(job)
         self._wake.set()
 
-    def _flush_terminations(self) -> None:
+    def terminations_settling(self) -> bool:
+        """True while stops are still being asked for (the poller waits :attr:`COALESCE_S` and looks again)."""
+        now = time.monotonic()
+        with self._lock:
+            if not self._terminations:
+                return False
+            first = getattr(self, "_terminations_first", 0.0)
+            last = getattr(self, "_terminations_last", 0.0)
+        return now - last < self.COALESCE_S and now - first < self.COALESCE_MAX_S
+
+    def _flush_terminations(self, *, settle: bool = False) -> None:
+        """Make the queued stops' API calls. ``settle``: leave them queued while more are still arriving."""
+        if settle and self.terminations_settling():
+            return
         with self._lock:
             jobs = [j for j in self._terminations if not j.done]
             self._terminations.clear()
