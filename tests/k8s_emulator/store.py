@@ -271,6 +271,9 @@ class Store:
                 return None
             new = copy.deepcopy(cur)
             mutate(new)
+            # stored as a copy of its own: ``mutate`` may have put in a dict or list that its caller keeps and
+            # changes later, outside the lock (seen: a list() deep copy failing "dictionary changed size")
+            new = copy.deepcopy(new)
             if new == cur:
                 return copy.deepcopy(cur)
             new["metadata"]["resourceVersion"] = self._next_rv()
