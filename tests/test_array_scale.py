@@ -54,9 +54,12 @@ def test_a_wide_fan_out_starts_in_slices_and_the_next_tick_starts_the_rest():
     s = _scheduler(remote_backends=frozenset({"batch"}))
     first = [i for i in _fan_out(s) if isinstance(i, Submit)]
     assert len(first) == DISPATCH_BATCH and s.wake_at == 1.0  # more to start: wake at once
+    assert s.dispatch_pending  # the runtime tells the backends more of the burst is coming (one array for all)
     second = [i for i in s.handle(Tick(1.01)) if isinstance(i, Submit)]
+    assert s.dispatch_pending
     third = [i for i in s.handle(Tick(1.02)) if isinstance(i, Submit)]
     assert len(second) == DISPATCH_BATCH and len(third) == 1200 - 2 * DISPATCH_BATCH and s.wake_at is None
+    assert not s.dispatch_pending
     indexes = [sub.spec.foreach_stack[-1]["index"] for sub in first + second + third]
     assert indexes == list(range(1200))  # every task once, in order
     # every record of the step shares one settings dict (10,000 equal dicts otherwise)

@@ -352,6 +352,9 @@ class Runtime:
                 self._feed(sched.Abort(str(exc), time.time()))
         if ready:
             self._hand_over(ready)
+            more = self.scheduler.dispatch_pending  # a wide foreach is handed over in slices: one array for all
+            for backend in self._backends.values():
+                backend.more_coming(more)
 
     def _execute(self, instruction: "sched.Instruction") -> None:
         self._summaries.take(instruction)

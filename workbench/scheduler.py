@@ -178,6 +178,10 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         return out
 
     @property
+    def dispatch_pending(self) -> bool:  # ready tasks left over by a full DISPATCH_BATCH: a burst goes on
+        return self._dispatch_again_at is not None
+
+    @property
     def wake_at(self) -> Optional[float]:
         """The earliest time a :class:`Tick` has something to do (a retry delay, a hard deadline, more to start)."""
         times = [t.deadline for t in self._running.values() if t.deadline]

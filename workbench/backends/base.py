@@ -189,6 +189,11 @@ class Backend(ABC):
         """Called once when the run ends (also when it is cancelled): stop every task still live, wait (bounded)
         until each has had its ``on_exit``, release everything."""
 
+    def more_coming(self, more: bool) -> None:  # noqa: B027  (optional hook)
+        """A hint from the runtime after it hands tasks over: ``True`` while a burst it is starting (a foreach
+        wider than one scheduler event) is not all handed over yet. A backend that sends siblings as one array
+        waits for the rest; ``False`` once the burst is whole."""
+
     def held_ref(self, spec: TaskSpec) -> dict[str, Any]:
         """What this backend will name ``spec``'s task by (job name, queue, namespace), recorded in the run's
         held entries before the submit, so :meth:`release` can find it after the runtime is gone."""

@@ -204,6 +204,10 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
     def cleanup_run(self, ctx: RunContext) -> None:
         """Last thing of end_run, once every job is reported: sweep whatever of the run is left."""
 
+    def more_coming(self, more: bool) -> None:
+        if self._submitter is not None:
+            self._submitter.more_coming(more)
+
     # ------------------------------------------------------------------ run lifecycle
     def start_run(self, ctx: RunContext) -> None:
         from ..aws import task_environment

@@ -53,6 +53,10 @@ class Submitter:
         # ``linger`` seconds after the first): the runtime submits a foreach's tasks one by one, in a burst
         self.quiet = quiet
         self.linger = linger
+        # the runtime says more of the burst is on its way (a foreach wider than one scheduler event starts): keep
+        # coalescing past ``quiet`` and ``linger`` until it says the burst is whole, at most ``burst_max`` seconds
+        self.burst_max = max(linger, 120.0)
+        self._more = False
         self._last_put = 0.0
         self.throttled = 0  # throttled answers so far
         self._queue: collections.deque[RemoteJob] = collections.deque()
@@ -72,6 +76,13 @@ class Submitter:
             self._last_put = time.time()
             self._cond.notify()
 
+    def more_coming(self, more: bool) -> None:
+        """Hint from the runtime: ``True`` while the tasks it is starting are part of a burst it has not finished
+        handing over (so siblings wait for each other and go as one array); ``False`` once it has."""
+        with self._cond:
+            self._more = more
+            self._cond.notify()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in flight, drop what is still queued (the caller has cancelled it), stop."""
         with self._cond:
@@ -89,7 +100,10 @@ class Submitter:
                 first = time.time()
                 while not self._stop and len(self._queue) < self.batch_size:
                     now = time.time()
-                    wait = min(self._last_put + self.quiet, first + self.linger) - now
+                    if self._more:
+                        wait = first + self.burst_max - now
+                    else:
+                        wait = min(self._last_put + self.quiet, first + self.linger) - now
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
