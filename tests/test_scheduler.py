@@ -437,6 +437,7 @@ def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
     import workbench.scheduler as module
     import workbench.scheduler_messages as messages
     import workbench.scheduler_records as records
+    import workbench.scheduler_tasks as tasks
 
     def imports(mod) -> set:
         tree = ast.parse(Path(mod.__file__).read_text())
@@ -463,6 +464,56 @@ def test_the_scheduler_imports_no_threads_queues_clock_backends_or_storage():
     names = imports(module)
     # the scheduler's message vocabulary and its record half were split out of it (issue 11): the same
     # rule holds for them
-    assert names == allowed | {".scheduler_messages", ".scheduler_records"}, names
-    for part in (messages, records):
-        assert imports(part) <= allowed | {".scheduler", ".scheduler_messages"}, (part.__name__, imports(part))
+    assert names == allowed | {".scheduler_messages", ".scheduler_records", ".scheduler_tasks"}, names
+    for part in (messages, records, tasks):
+        assert imports(part) <= allowed | {".scheduler_messages", ".scheduler_tasks"}, (part.__name__, imports(part))
+
+
+FOREACH_TWO_STEPS = """
+    from workbench import FlowSpec, step
+    class Chain(FlowSpec):
+        @step
+        def start(self):
+            self.items = list(range(5))
+            self.next(self.a, foreach="items")
+        @step
+        def a(self):
+            self.next(self.b)
+        @step
+        def b(self):
+            self.next(self.join)
+        @step
+        def join(self, inputs):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+"""
+
+
+def test_a_fan_out_keeps_one_shared_part_and_each_index_still_gets_its_own_frame_retries_and_successor():
+    """A wide foreach keeps one fan-out object and an index per task (memory flat in its width); what a task
+    reads (its spec's frames, its successor's, the join's input order) and a retried index are unchanged."""
+    sim = Sim(FOREACH_TWO_STEPS, settings={"a": StepSettings(retries=1, retry_delay=1.0)}, max_workers=100)
+    sim.start()
+    sim.ok("1", ["items"], splits=5, var="items")
+    tasks = list(sim.s._running.values())
+    assert len(tasks) == 5 and len({id(t.split) for t in tasks}) == 1 and len({id(t.parents) for t in tasks}) == 1
+    for i in range(5):
+        frames = sim.submitted[sim.key_of("a", (i,))].spec.foreach_stack
+        assert frames == [{"step": "start", "var": "items", "index": i, "num_splits": 5}]
+    third = sim.key_of("a", (3,))
+    sim.fail(third)  # retried alone, at the same index
+    retry = summary(sim.feed(Tick(sim.now + 1.0)))
+    assert retry == [("emit", "TaskStarted", f"Chain/9/a/{third}"), ("submit", "a", third, 1)]
+    assert sim.submitted[third].spec.foreach_stack[-1]["index"] == 3
+    for i in (4, 3, 2, 1, 0):
+        sim.ok(sim.key_of("a", (i,)))
+    b_specs = [sim.submitted[sim.key_of("b", (i,))].spec for i in range(5)]
+    assert [s.foreach_stack[-1]["index"] for s in b_specs] == [0, 1, 2, 3, 4]  # the successor keeps the frame
+    assert b_specs[3].inputs[0].pathspec == f"Chain/9/a/{third}"
+    for i in (2, 0, 4, 1, 3):
+        out = sim.ok(sim.key_of("b", (i,)))
+    join = [i for i in out if isinstance(i, Submit)][0].spec
+    assert join.foreach_stack == [] and [i.foreach_stack[0]["index"] for i in join.inputs] == [0, 1, 2, 3, 4]
+    assert [i.step for i in join.inputs] == ["b"] * 5

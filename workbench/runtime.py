@@ -29,7 +29,6 @@ from .liveness import Heartbeat, HeldEntry, append_held, stamp
 from .redact import redact_settings, secret_env_warnings
 from .runtime_datastore import (
     StepSummaryWriter,
-    _copy_blobs,
     _import_blobs,
     latest_run_id,
     load_origin,
@@ -37,6 +36,7 @@ from .runtime_datastore import (
     save_parameters,
     short_value,
 )
+from .runtime_specs import SpecWrite, SpecWriter
 from .runtime_types import ExitMessage, LogMessage, Message, RunResult, Wake, _Handover, _Running
 from .scheduler import HARD_TIMEOUT_GRACE, MAX_REMOTE_IN_FLIGHT
 from .settings import effective_settings
@@ -116,6 +116,7 @@ class Runtime:
         self._cancel_reason = "cancelled"
         self._backends: dict[str, Backend] = {}
         self._tasks: dict[str, _Running] = {}  # submitted attempts, by scheduler key
+        self._run_path = f"{self.flow}/{self.run_id}"  # shared by every _Running (each makes its pathspec when asked)
         self._stopping = False
         self._finished: Optional[sched.FinishRun] = None
         self.scheduler: sched.Scheduler  # both set when run() starts
@@ -128,6 +129,7 @@ class Runtime:
         self.detached = False  # set by the detached launcher (workbench.detach)
         self.runtime_log: Optional[str] = None
         self._summaries: StepSummaryWriter  # each step's summary for viewers (set when run() starts)
+        self._specs: SpecWriter  # writes the specs of the tasks an event starts (set when run() starts)
 
     # ------------------------------------------------------------------ public
     def cancel(self, reason: str = "cancelled") -> None:
@@ -162,6 +164,7 @@ class Runtime:
             self._warn(line)
         used = {s.backend for s in self.settings.values()}
         self._open_backends(used)
+        self._specs = SpecWriter(self.ds, self._stage)  # after _open_backends, which opens the stage
         from .environment_run import RunEnvironments  # before anything runs: a missing package is one line
 
         self._envs = RunEnvironments(self.graph, self.config, self.settings, say=self._warn)
@@ -230,6 +233,7 @@ class Runtime:
                     self._warn(f"{backend.name}: cleanup failed: {exc}")
             heartbeat.stop()
             self._summaries.close()
+            self._specs.close()
         end = self._finished or sched.FinishRun(RunStatus.FAILED, "the run ended without a result")
         finished = time.time()
         with self._record_lock:
@@ -297,7 +301,7 @@ class Runtime:
             if isinstance(m, LogMessage):
                 task = self._tasks.get(m.key)
                 if task is not None:
-                    task.log_buffer.append((m.ts, m.stream, m.text))
+                    task.buffer(m.ts, m.stream, m.text)
                     touched.add(m.key)
                     if not self._stopping:
                         self.sink(ev.LogLine(task.pathspec, m.stream, m.text, task.attempt, m.ts))
@@ -307,9 +311,7 @@ class Runtime:
                     if self._cancel.is_set() and self.scheduler.phase == "running":
                         self._feed(sched.CancelRequested(self._cancel_reason, time.time()))
                     if not TaskStatus.parse(m.result.status).ok and m.result.reason:
-                        task.log_buffer.append(
-                            (time.time(), "stderr", f"[workbench] {m.result.status}: {m.result.reason}")
-                        )
+                        task.buffer(time.time(), "stderr", f"[workbench] {m.result.status}: {m.result.reason}")
                     self._flush_logs(task, final=True)
                     self._tasks.pop(m.key)
                     self._feed(sched.TaskExited(m.key, m.attempt, m.result, self._report(task), time.time()))
@@ -340,8 +342,9 @@ class Runtime:
 
     def _feed(self, event: "sched.SchedulerEvent") -> None:
         """Hand one event to the scheduler and carry out what it answers. The tasks it starts are prepared one by
-        one (spec written) and handed to their backends together at the end (one held.jsonl upload for all)."""
-        ready: list[_Handover] = []
+        one, their specs written together (:class:`SpecWriter`), and handed to their backends together at the end
+        (one held.jsonl upload for all)."""
+        ready: list[tuple[_Handover, SpecWrite]] = []
         for instruction in self.scheduler.handle(event):
             try:
                 if isinstance(instruction, sched.Submit):
@@ -351,7 +354,7 @@ class Runtime:
             except WorkbenchError as exc:
                 self._feed(sched.Abort(str(exc), time.time()))
         if ready:
-            self._hand_over(ready)
+            self._hand_over(self._write_specs(ready))
             more = self.scheduler.dispatch_pending  # a wide foreach is handed over in slices: one array for all
             for backend in self._backends.values():
                 backend.more_coming(more)
@@ -364,7 +367,7 @@ class Runtime:
             record = instruction.record  # step env values that look like secrets never reach the record
             self.ds.write_task(dataclasses.replace(record, settings=redact_settings(record.settings)))
         elif isinstance(instruction, sched.Submit):
-            self._hand_over([self._prepare(instruction)])
+            self._hand_over(self._write_specs([self._prepare(instruction)]))
         elif isinstance(instruction, sched.Cancel):
             task = self._tasks.get(instruction.key)
             if task is not None and task.handle is not None:
@@ -381,30 +384,17 @@ class Runtime:
             return dataclasses.replace(self._ctx, datastore=self._stage)
         return self._ctx
 
-    def _prepare(self, sub: "sched.Submit") -> "_Handover":
-        """Everything before the backend: the spec in the datastore, the TaskSpec, the held entry."""
+    def _prepare(self, sub: "sched.Submit") -> tuple["_Handover", SpecWrite]:
+        """Everything before the backend but the spec's write (:meth:`_write_specs`): the TaskSpec, the held entry."""
         backend = self._backends[sub.backend]
         spec_record = sub.spec
         stage = self._stage if backend.remote else None
         staged = stage is not None
         task = _Running(
-            sub.key,
-            spec_record.pathspec,
-            spec_record.step,
-            spec_record.task_id,
-            spec_record.attempt,
-            staged,
-            self._queue,
+            sub.key, self._run_path, spec_record.step, spec_record.task_id, spec_record.attempt, staged, self._queue
         )
         self._tasks[sub.key] = task
         ds = stage or self.ds
-        try:
-            if stage is not None:
-                _copy_blobs(self.ds, stage, set(sub.input_shas))
-            ds.write_spec(dataclasses.replace(spec_record, settings=redact_settings(spec_record.settings)))
-        except WorkbenchError as exc:  # the run stops (Abort); the scheduler still hears this task ended
-            task.on_exit(TaskExit(TaskStatus.FAILED, None, str(exc)))
-            raise
         spec = TaskSpec(
             flow=self.flow,
             run_id=self.run_id,
@@ -430,7 +420,22 @@ class Runtime:
             parallel=spec_record.parallel,
         )
         held = HeldEntry(backend.name, spec.pathspec, spec.attempt, backend.held_ref(spec))
-        return backend, spec, task, held
+        return (backend, spec, task, held), SpecWrite(spec_record, staged, sub.input_shas)
+
+    def _write_specs(self, prepared: list[tuple["_Handover", SpecWrite]]) -> list["_Handover"]:
+        """Write the specs of the tasks one event starts, together; a task whose spec could not be written ends
+        failed and stops the run (the scheduler still hears it ended). The rest go on to :meth:`_hand_over`."""
+        errors = self._specs.write([write for _, write in prepared])
+        ready, first = [], None
+        for (handover, _), error in zip(prepared, errors, strict=True):
+            if error is None:
+                ready.append(handover)
+                continue
+            handover[2].on_exit(TaskExit(TaskStatus.FAILED, None, str(error)))
+            first = first or error
+        if first is not None:
+            self._feed(sched.Abort(str(first), time.time()))
+        return ready
 
     def _hand_over(self, ready: list["_Handover"]) -> None:
         """Record what the backends will hold, then submit. Tasks of an event that stopped the run are never
@@ -484,7 +489,7 @@ class Runtime:
     def _flush_logs(self, task: "_Running", final: bool = False) -> None:
         key = self.ds.log_key(self.run_id, task.step, task.task_id, task.attempt)
         if task.log_buffer:
-            lines, task.log_buffer = task.log_buffer, []
+            lines, task.log_buffer = task.log_buffer, None
             self.ds.append_log(key, lines)
         if final:
             self.ds.storage.flush(key)  # object stores (S3) cannot append: they upload a log when told

@@ -47,14 +47,23 @@ class _Running:
     Its :meth:`on_log` and :meth:`on_exit` are the callbacks the backend gets (bound methods: no closure per task)."""
 
     key: str  # the scheduler's key
-    pathspec: str
+    run_path: str  # FLOW/RUN, one string shared by every task of the run (the pathspec is made when asked)
     step: str
     task_id: str
     attempt: int
     staged: bool
     driver_queue: "queue.Queue[Message]"  # the driver's one queue
     handle: Optional[TaskHandle] = None
-    log_buffer: list[tuple[float, str, str]] = field(default_factory=list)  # (ts, stream, text)
+    log_buffer: Optional[list[tuple[float, str, str]]] = None  # (ts, stream, text); made by the first line
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.run_path}/{self.step}/{self.task_id}"
+
+    def buffer(self, ts: float, stream: str, text: str) -> None:
+        if self.log_buffer is None:
+            self.log_buffer = []
+        self.log_buffer.append((ts, stream, text))
 
     def on_log(self, stream: str, text: str, ts: float) -> None:
         self.driver_queue.put(LogMessage(self.key, stream, text, ts))

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from . import events as ev
 from . import scheduler_gang as gang
 from .backends.base import TaskExit
-from .datastore.records import AttemptRecord, AttemptSummary, RunStatus, TaskRecord, TaskStatus
+from .datastore.records import AttemptRecord, RunStatus, TaskRecord, TaskStatus
 from .errors import UsageError
 from .graph import FlowGraph
 from .scheduler_messages import (
@@ -40,6 +39,7 @@ from .scheduler_messages import (
     summary,
 )
 from .scheduler_records import RecordsMixin
+from .scheduler_tasks import _Split, _Task
 from .settings import StepSettings
 
 __all__ = [  # the message vocabulary lives in scheduler_messages; callers keep importing it from here
@@ -70,33 +70,6 @@ MAX_REMOTE_IN_FLIGHT = 10_000
 # holds 10,000 Submit instructions (and their spec records) at once; the rest start on the next Tick (wake_at)
 DISPATCH_BATCH = 500
 HARD_TIMEOUT_GRACE = 30.0  # the backend's hard deadline comes this long after the task's own alarm
-
-
-# ------------------------------------------------------------------------------------------ task state
-@dataclass(slots=True)  # one per task of a run, all alive at once in a wide foreach: no per-instance __dict__
-class _Task:
-    step: str
-    task_id: str
-    foreach_stack: list[dict[str, Any]]  # frames {step, var, index, num_splits}
-    parents: list["_Task"]
-    settings: StepSettings
-    attempt: int = 0
-    status: TaskStatus = TaskStatus.PENDING
-    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    num_splits: Optional[int] = None
-    foreach_artifact: Optional[str] = None
-    started: float = 0.0
-    deadline: Optional[float] = None
-    attempts: list[AttemptSummary] = field(default_factory=list)
-    cloned_from: Optional[str] = None
-    iteration: int = 0  # a recursive switch step: which pass of the loop
-    switch_to: Optional[str] = None  # a switch step: the case it took
-    parallel: Optional[dict[str, Any]] = None  # a @parallel gang member: {gang, node_index, num_nodes}
-    catch_fallback: Optional[str] = None  # @catch of a task that never ran: why (its last attempt stores it)
-
-    @property
-    def stack_key(self) -> StackKey:
-        return tuple((f["step"], f["index"]) for f in self.foreach_stack)
 
 
 class Scheduler(gang.GangMixin, RecordsMixin):
@@ -326,12 +299,21 @@ class Scheduler(gang.GangMixin, RecordsMixin):
             out.append(Cancel(key, reason))
 
     # ------------------------------------------------------------------ tasks
-    def _new_task(self, step: str, stack: list[dict[str, Any]], parents: list[_Task]) -> _Task:
-        task = _Task(
-            step=step, task_id=str(self._next_id), foreach_stack=stack, parents=parents, settings=self.settings[step]
-        )
+    def _new_task(
+        self,
+        step: str,
+        stack: list[dict[str, Any]],
+        parents: list[_Task],
+        split: Optional[_Split] = None,
+        index: int = 0,
+    ) -> _Task:
+        task = _Task(step, str(self._next_id), stack, parents, self.settings[step], split, index)
         self._next_id += 1
         return task
+
+    def _successor(self, step: str, task: _Task) -> _Task:
+        """A task in the same place as ``task`` (same foreach frames), with ``task`` as its one input."""
+        return self._new_task(step, task.stack, [task], task.split, task.index)
 
     def _enqueue(self, task: _Task, now: float, out: list[Instruction]) -> None:
         """A task whose inputs are complete: clone it from the origin run, skip it, or make it ready."""
@@ -346,7 +328,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
                     f"to take the inputs of step {self.only_step} from"
                 )
         if self.only_step and task.step == self.only_step and self.only_task_index is not None:
-            if not task.foreach_stack or task.foreach_stack[-1]["index"] != self.only_task_index:
+            if task.last_index != self.only_task_index:
                 return
         self._ready.append(task)
 
@@ -454,7 +436,7 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         if node.kind == "switch":
             target = task.switch_to
             assert target is not None  # a switch step succeeds only with a case taken (_finish)
-            case_task = self._new_task(target, task.foreach_stack, [task])
+            case_task = self._successor(target, task)
             if target == task.step:
                 case_task.iteration = task.iteration + 1  # a recursive switch: the next pass of the loop
             self._enqueue(case_task, now, out)
@@ -465,30 +447,28 @@ class Scheduler(gang.GangMixin, RecordsMixin):
         if node.kind == "foreach":
             child = node.out[0]
             n = task.num_splits or 0
+            split = _Split(task.foreach_stack, task.step, task.foreach_artifact or node.foreach_var, n)
+            parents = [task]  # one list for every index (never changed in place)
             for i in range(n):
-                frame = {
-                    "step": task.step,
-                    "var": task.foreach_artifact or node.foreach_var,
-                    "index": i,
-                    "num_splits": n,
-                }
-                self._enqueue(self._new_task(child, task.foreach_stack + [frame], [task]), now, out)
+                self._enqueue(self._new_task(child, split.outer, parents, split, i), now, out)
             return
         for target in node.out:
             t = self.graph.steps[target]
             if t.kind != "join":
-                self._enqueue(self._new_task(target, task.foreach_stack, [task]), now, out)
+                self._enqueue(self._successor(target, task), now, out)
                 continue
             assert t.closes is not None  # graph validation: every join closes a split
             opener = self.graph.steps[t.closes]
             order: Callable[[_Task], int]
             if opener.kind == "foreach":
-                outer = task.foreach_stack[:-1]
-                expected = task.foreach_stack[-1]["num_splits"]
+                if task.split is not None:  # an index of the fan-out this join closes: the shared part says it all
+                    outer, expected = task.split.outer, task.split.num_splits
+                else:
+                    outer, expected = task.stack[:-1], task.stack[-1]["num_splits"]
                 started = self._gangs.get(task.parallel["gang"]) if task.parallel is not None else None
                 if started is not None:  # a gang's join waits for its live nodes (@catch may leave node 0 alone)
                     expected = len(started.members)
-                order = lambda p: p.foreach_stack[-1]["index"]  # noqa: E731
+                order = lambda p: p.last_index or 0  # noqa: E731
             else:
                 outer = task.foreach_stack
                 expected = len(opener.out)  # one input per branch (a switch inside a branch picks one step)

@@ -17,7 +17,7 @@ from .backends.base import TaskExit
 from .datastore.records import AttemptRecord, TaskStatus
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .scheduler import _Task
+    from .scheduler_tasks import _Task
 
 
 @dataclass

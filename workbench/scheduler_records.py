@@ -16,7 +16,10 @@ from .scheduler_messages import Emit, Instruction, WriteTask
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import FlowGraph
-    from .scheduler import _Task
+    from .scheduler_tasks import _Task
+
+
+_NO_PARENTS: list[Any] = []  # never changed in place
 
 
 class RecordsMixin:
@@ -86,7 +89,8 @@ class RecordsMixin:
         out: list[Instruction],
         final: bool = True,
     ) -> None:
-        task.attempts.append(
+        task.attempts = [
+            *task.attempts,
             AttemptSummary(
                 attempt=task.attempt,
                 status=status,
@@ -96,8 +100,8 @@ class RecordsMixin:
                 reason=result.reason,
                 backend=task.settings.backend,
                 usage=result.usage,
-            )
-        )
+            ),
+        ]
         self._running.pop(task.task_id, None)
         if not final:
             return
@@ -113,7 +117,7 @@ class RecordsMixin:
                     pathspec=self._pathspec(task),
                     status=status,
                     attempt=task.attempt,
-                    attempts=task.attempts,
+                    attempts=list(task.attempts),
                     artifacts=task.artifacts,
                     foreach_stack=task.foreach_stack,
                     foreach_num_splits=task.num_splits,
@@ -151,8 +155,8 @@ class RecordsMixin:
         # its parents are no longer needed (no attempt of it will be built again), which frees a join's inputs
         # once the join has finished
         task.artifacts = {name: {"sha": a["sha"]} for name, a in task.artifacts.items()}
-        task.attempts = []
-        task.parents = []
+        task.attempts = ()
+        task.parents = _NO_PARENTS  # shared: a 10,000-wide join bucket holds no 10,000 empty lists
 
     # ------------------------------------------------------------------ resume and clones
     def _take_origin_params(self) -> None:

@@ -319,7 +319,7 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         return RemoteJob(spec, on_log, on_exit)
 
     def job_key(self, job: RemoteJob) -> Any:
-        return id(job)
+        return job  # compared by identity (RemoteJob has eq=False): no id() int kept per job
 
     def handle_for(self, job: RemoteJob) -> TaskHandle:
         return RemoteHandle(self, job)
