@@ -5,7 +5,6 @@ of the job's one log stream in moto); a failing node fails the gang and leaves n
 
 from __future__ import annotations
 
-import shutil
 import sys
 import textwrap
 import threading
@@ -18,9 +17,8 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-from workbench.config import load_config  # noqa: E402
+from tests.support.remote_projects import TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 
 pytest.importorskip("boto3")
 
@@ -29,41 +27,16 @@ FLOW_FILE = Path(__file__).parent / "flows" / "gang_exchange.py"
 
 @pytest.fixture
 def gang_project(aws, tmp_path, monkeypatch):
-    client = docker_client_or_skip()
-    image = base_image(client)
-    bucket = aws.bucket()
-    queue = aws.batch_queue(f"gang-{bucket[-8:]}")
-    (tmp_path / "flows").mkdir(exist_ok=True)
-    shutil.copy(FLOW_FILE, tmp_path / "flows" / "gang_exchange.py")
-    (tmp_path / ".gitignore").write_text(".workbench/\n")
-    (tmp_path / "workbench.toml").write_text(
-        textwrap.dedent(f'''
-        [project]
-        name = "gb"
-
-        [datastore]
-        root = "s3://{bucket}/wb"
-        endpoint_url = "{aws.endpoint}"
-        region = "us-east-1"
-
-        [batch]
-        job_queue = "{queue}"
-        image = "{image}"
-        endpoint_url = "{aws.endpoint}"
-
+    bed = batch_testbed(aws, monkeypatch, "gang-queue")
+    toml = bed.toml("gb") + textwrap.dedent(f"""
         [flows.GangExchangeFlow.steps.train]
         backend = "batch"
         cpu = 1
         memory = "256M"
-        env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-    ''').lstrip()
-    )
-    monkeypatch.chdir(tmp_path)
-    for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.3")
-    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
-    return load_config(tmp_path), queue, client
+        env = {{ {TEST_CREDENTIALS} }}
+    """)
+    config = write_project(tmp_path, monkeypatch, "gang_exchange.py", FLOW_FILE.read_text(), toml)
+    return config, bed.queue, bed.docker
 
 
 def _runtime(config, events, retries=0, **params):
