@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.engine import base_image, docker_client_or_skip
 from tests.support.moto_server import REGION, AwsTestbed, moto_server, use_moto  # noqa: F401  (fixture)
+from tests.support.remote_projects import fast_batch_polling, fast_kube_polling
 
 from .harness import Harness, read_proc
 
@@ -137,8 +138,7 @@ class BatchContract(ContractBackend):
         pytest.importorskip("boto3")
         self.endpoint = request.getfixturevalue("moto_server")
         use_moto(env, self.endpoint)
-        env.setenv("WORKBENCH_BATCH_POLL", "0.2")
-        env.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+        fast_batch_polling(env, "0.2")
         self.aws = AwsTestbed(self.endpoint)
         self.bucket = self.aws.bucket()
         self.queue = self.aws.batch_queue(f"wbc-{uuid.uuid4().hex[:8]}")
@@ -192,7 +192,7 @@ class KubernetesContract(ContractBackend):
         self.image = base_image(self.docker)
         self.endpoint = request.getfixturevalue("moto_server")
         use_moto(env, self.endpoint)
-        env.setenv("WORKBENCH_K8S_POLL", "0.2")
+        fast_kube_polling(env, "0.2")
         env.delenv("KUBECONFIG", raising=False)
         self.bucket = AwsTestbed(self.endpoint).bucket()
         from tests.k8s_emulator.server import KubeEmulator

@@ -9,6 +9,8 @@ with moto's S3 as the datastore: the setup that the end-to-end array and gang te
   ``[flows.F.steps.S]`` table (:data:`TEST_CREDENTIALS` is the ``env`` a step on S3 needs).
 - :func:`write_project`: the flow file, ``.gitignore`` and ``workbench.toml`` into the project, the current
   directory inside it, and its config loaded.
+- :func:`fast_batch_polling`, :func:`fast_kube_polling`: the poll interval and its back-off at test speed, for
+  any test that runs Batch or Kubernetes jobs in this process (the testbeds call them).
 - :func:`validated`: wraps manifest builders so every manifest sent is checked against the official schema.
 - :data:`ARRAY_FLOW`: a foreach whose indexes can fail once or sleep, for the array tests of every backend.
 
@@ -33,6 +35,10 @@ from tests.support.moto_server import REGION, AwsTestbed
 TEST_CREDENTIALS = 'AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing"'
 #: seconds between status rounds: the backends' defaults are for real clouds, far too slow for a test
 POLL = "0.3"
+#: the longest pause between status rounds. While nothing changes the poller backs off (x1.5 a round) up to 10 s
+#: (Batch) or 5 s (Kubernetes), right for a cloud but not for a test: a job that runs 20 s here was seen ending
+#: up to 10 s late. Capped, a job's end is seen within a second and the back-off itself is still exercised.
+POLL_MAX = 1.0
 #: the emulator's one node: room for the 10 pods at once of the widest array test
 EMULATOR_CAPACITY = {"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "0"}
 
@@ -98,9 +104,26 @@ def batch_testbed(
     image = base_image(client)
     bucket = aws.bucket()
     name = aws.batch_queue(queue)
-    monkeypatch.setenv("WORKBENCH_BATCH_POLL", poll)
-    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")  # moto's log stream is complete when the job ends
+    fast_batch_polling(monkeypatch, poll)
     return BatchTestbed(client, image, aws.endpoint, bucket, name)
+
+
+def fast_batch_polling(env: pytest.MonkeyPatch, poll: str = POLL) -> None:
+    """Batch polled every ``poll`` seconds, backing off to :data:`POLL_MAX` at most; an ended job's log read after
+    half a second (the production settle time is 2 s)."""
+    from workbench.backends.batch import BatchBackend
+
+    env.setenv("WORKBENCH_BATCH_POLL", poll)
+    env.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+    env.setattr(BatchBackend, "poll_max", POLL_MAX)
+
+
+def fast_kube_polling(env: pytest.MonkeyPatch, poll: str = POLL) -> None:
+    """Kubernetes polled every ``poll`` seconds, backing off to :data:`POLL_MAX` at most."""
+    from workbench.backends.kubernetes import KubernetesBackend
+
+    env.setenv("WORKBENCH_K8S_POLL", poll)
+    env.setattr(KubernetesBackend, "poll_max", POLL_MAX)
 
 
 @dataclass
@@ -132,7 +155,7 @@ def kube_testbed(
         node_capacity=EMULATOR_CAPACITY, docker_client=client, grace_period_cap=2.0, backoff_seconds=0.5
     ).start()
     try:
-        monkeypatch.setenv("WORKBENCH_K8S_POLL", poll)
+        fast_kube_polling(monkeypatch, poll)
         monkeypatch.delenv("KUBECONFIG", raising=False)
         emu.write_kubeconfig(root / "kubeconfig")
         yield KubeTestbed(emu, image, aws.endpoint, aws.bucket())
