@@ -16,6 +16,7 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
+from tests.support.engine import containers_named  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
 from tests.support.remote_projects import ARRAY_FLOW, TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 
@@ -137,7 +138,7 @@ def test_cancel_mid_array_stops_the_whole_array_and_leaves_nothing(array_project
     assert terminated in (1, 1 + 6), terminated
     children = _children(aws, arrays[0]["jobId"])
     assert all(c["status"] == "FAILED" for c in children), children
-    containers = [c.name for c in array_project.docker.containers.list(all=True) if arrays[0]["jobId"] in c.name]
+    containers = [c.name for c in containers_named(array_project.docker, arrays[0]["jobId"])]
     assert containers == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "work"]
     assert len(finished) == 6 and all(e.status == "cancelled" for e in finished)

@@ -17,6 +17,7 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
+from tests.support.engine import containers_named  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
 from tests.support.remote_projects import TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 
@@ -134,7 +135,7 @@ def test_a_failing_node_fails_the_gang_and_leaves_nothing_running(gang_project, 
     assert any("node 0 fails" in text for _, _, text in tasks[0].logs())
     assert "join" not in [s.id for s in run]
     # no node's container is left, running or not
-    assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+    assert [c.name for c in containers_named(docker_client, job["jobId"])] == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
     assert len(finished) == 3
 
@@ -192,7 +193,7 @@ def test_cancel_mid_gang_terminates_the_job_once_and_leaves_nothing(gang_project
     assert backend.calls["terminate_job"] - before == 1  # the whole gang, whichever node was asked first
     [job] = _submissions(aws, queue, rt.run_id)
     assert job["status"] == "FAILED"
-    assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+    assert [c.name for c in containers_named(docker_client, job["jobId"])] == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
     assert len(finished) == 3 and all(e.status == "cancelled" for e in finished)
 

@@ -19,7 +19,7 @@ from typing import ClassVar, Optional
 
 import pytest
 
-from tests.support.engine import base_image, docker_client_or_skip
+from tests.support.engine import base_image, containers_named, docker_client_or_skip
 from tests.support.moto_server import REGION, AwsTestbed, moto_server, use_moto  # noqa: F401  (fixture)
 from tests.support.remote_projects import fast_batch_polling, fast_kube_polling
 
@@ -174,9 +174,7 @@ class BatchContract(ContractBackend):
             for j in self._jobs(run_id)
             if j["status"] not in ("SUCCEEDED", "FAILED") and not self._ended_array(j["jobId"])
         ]
-        containers = [
-            f"container {c.name} ({c.status})" for c in self.docker.containers.list(all=True) if run_id in c.name
-        ]
+        containers = [f"container {c.name} ({c.status})" for c in containers_named(self.docker, run_id)]
         return jobs + containers
 
 
