@@ -36,29 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FLOW = textwrap.dedent("""
-    import os
-    from workbench import FlowSpec, step
+from benchmarks._flows import wide_foreach_flow  # noqa: E402  (the repository is on sys.path from here)
 
-    class LaunchFlow(FlowSpec):
-        @step
-        def start(self):
-            self.items = list(range(int(os.environ["LAUNCH_N"])))
-            self.next(self.each, foreach="items")
-
-        @step
-        def each(self):
-            self.next(self.join)
-
-        @step
-        def join(self, inputs):
-            self.n = len(inputs)
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
-""").lstrip()
+FLOW = wide_foreach_flow("LaunchFlow", "LAUNCH_N")
 
 CREDS = 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }'
 

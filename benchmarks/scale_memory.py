@@ -27,7 +27,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from array import array
@@ -36,29 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FLOW = textwrap.dedent("""
-    import os
-    from workbench import FlowSpec, step
+from benchmarks._flows import wide_foreach_flow  # noqa: E402  (the repository is on sys.path from here)
 
-    class WideFlow(FlowSpec):
-        @step
-        def start(self):
-            self.items = list(range(int(os.environ["WIDE_N"])))
-            self.next(self.each, foreach="items")
-
-        @step
-        def each(self):
-            self.next(self.join)
-
-        @step
-        def join(self, inputs):
-            self.n = len(inputs)
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
-""").lstrip()
+FLOW = wide_foreach_flow("WideFlow", "WIDE_N")
 
 
 def _vm_hwm_mib() -> float:

@@ -40,4 +40,5 @@ if ! $SUDO bash scripts/start-docker.sh || ! $SUDO bash scripts/build-base-image
 fi
 
 echo "== tests"
-exec python3 -m pytest -q "$@"
+# --durations=25: every log ends with the slowest tests, so a test that grows slow shows where CI time went
+exec python3 -m pytest -q --durations=25 "$@"

@@ -16,93 +16,33 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
+from tests.support.engine import containers_named  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-from workbench.config import load_config  # noqa: E402
+from tests.support.remote_projects import ARRAY_FLOW, TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 
 pytest.importorskip("boto3")
 
 WIDTH = 20  # 50 containers at once are too many for this 2-core machine shared by other sessions; see README
 
-FLOW = textwrap.dedent("""
-    import os
-    import time
-    from workbench import FlowSpec, current, step
-
-    class ArrayFlow(FlowSpec):
-        @step
-        def start(self):
-            self.items = list(range(int(os.environ.get("ARRAY_WIDTH", "4"))))
-            self.next(self.work, foreach="items")
-
-        @step
-        def work(self):
-            if self.input == int(os.environ.get("ARRAY_FAIL", "-1")) and current.retry_count == 0:
-                raise RuntimeError(f"index {self.input} fails on its first attempt")
-            time.sleep(float(os.environ.get("ARRAY_SLEEP", "0")))
-            print(f"index {self.input} job {os.environ.get('AWS_BATCH_JOB_ID')}", flush=True)
-            self.out = self.input * 10
-            self.next(self.join)
-
-        @step
-        def join(self, inputs):
-            self.total = sum(i.out for i in inputs)
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
-""").lstrip()
-
 
 @pytest.fixture
 def array_project(aws, tmp_path, monkeypatch):
-    client = docker_client_or_skip()
-    image = base_image(client)
-    bucket = aws.bucket()
-    queue = aws.batch_queue(f"arr-{bucket[-8:]}")
+    bed = batch_testbed(aws, monkeypatch, "arr-queue")
 
     def make(*, width: int, fail: int = -1, sleep: float = 0.0):
-        (tmp_path / "flows").mkdir(exist_ok=True)
-        (tmp_path / "flows" / "array_flow.py").write_text(FLOW)
-        (tmp_path / ".gitignore").write_text(".workbench/\n")
-        env = (
-            f'AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing", ARRAY_FAIL = "{fail}", '
-            f'ARRAY_SLEEP = "{sleep}"'
-        )
-        (tmp_path / "workbench.toml").write_text(
-            textwrap.dedent(f'''
-            [project]
-            name = "arr"
-
-            [datastore]
-            root = "s3://{bucket}/wb"
-            endpoint_url = "{aws.endpoint}"
-            region = "us-east-1"
-
-            [batch]
-            job_queue = "{queue}"
-            image = "{image}"
-            endpoint_url = "{aws.endpoint}"
-
+        monkeypatch.setenv("ARRAY_WIDTH", str(width))
+        toml = bed.toml("arr") + textwrap.dedent(f'''
             [flows.ArrayFlow.steps.work]
             backend = "batch"
             cpu = 1
             memory = "256M"
             retries = 1
-            env = {{ {env} }}
-        ''').lstrip()
-        )
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setenv("ARRAY_WIDTH", str(width))
-        for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.3")
-        monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
-        return load_config(tmp_path)
+            env = {{ {TEST_CREDENTIALS}, ARRAY_FAIL = "{fail}", ARRAY_SLEEP = "{sleep}" }}
+        ''')
+        return write_project(tmp_path, monkeypatch, "array_flow.py", ARRAY_FLOW, toml)
 
-    make.queue = queue
-    make.docker = client
+    make.queue = bed.queue
+    make.docker = bed.docker
     return make
 
 
@@ -198,7 +138,7 @@ def test_cancel_mid_array_stops_the_whole_array_and_leaves_nothing(array_project
     assert terminated in (1, 1 + 6), terminated
     children = _children(aws, arrays[0]["jobId"])
     assert all(c["status"] == "FAILED" for c in children), children
-    containers = [c.name for c in array_project.docker.containers.list(all=True) if arrays[0]["jobId"] in c.name]
+    containers = [c.name for c in containers_named(array_project.docker, arrays[0]["jobId"])]
     assert containers == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "work"]
     assert len(finished) == 6 and all(e.status == "cancelled" for e in finished)

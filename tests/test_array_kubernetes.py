@@ -18,9 +18,14 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-from workbench.config import load_config  # noqa: E402
+from tests.support.remote_projects import (  # noqa: E402
+    ARRAY_FLOW,
+    TEST_CREDENTIALS,
+    kube_testbed,
+    validated,
+    write_project,
+)
 
 pytest.importorskip("kubernetes")
 pytest.importorskip("boto3")
@@ -28,117 +33,34 @@ pytest.importorskip("boto3")
 WIDTH = 20  # 50 pods at once are too many for this 2-core machine shared by other sessions; see the report
 PARALLELISM = 10
 
-FLOW = textwrap.dedent("""
-    import os
-    import time
-    from workbench import FlowSpec, current, step
-
-    class IndexedFlow(FlowSpec):
-        @step
-        def start(self):
-            self.items = list(range(int(os.environ.get("ARRAY_WIDTH", "4"))))
-            self.next(self.work, foreach="items")
-
-        @step
-        def work(self):
-            if self.input == int(os.environ.get("ARRAY_FAIL", "-1")) and current.retry_count == 0:
-                raise RuntimeError(f"index {self.input} fails on its first attempt")
-            time.sleep(float(os.environ.get("ARRAY_SLEEP", "0")))
-            print(f"index {self.input} completion {os.environ.get('JOB_COMPLETION_INDEX')} "
-                  f"pod {os.environ.get('WORKBENCH_KUBERNETES_POD')}", flush=True)
-            self.out = self.input * 10
-            self.next(self.join)
-
-        @step
-        def join(self, inputs):
-            self.total = sum(i.out for i in inputs)
-            self.next(self.end)
-
-        @step
-        def end(self):
-            pass
-""").lstrip()
-
 
 @pytest.fixture
 def kube_array(aws, tmp_path, monkeypatch):
-    from tests.k8s_emulator.server import KubeEmulator
-
-    client = docker_client_or_skip()
-    image = base_image(client)
-    emu = KubeEmulator(
-        node_capacity={"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "0"},
-        docker_client=client,
-        grace_period_cap=2.0,
-        backoff_seconds=0.5,
-    ).start()
-    bucket = aws.bucket()
-    monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.3")
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    import workbench.client
-
-    monkeypatch.setattr(workbench.client, "_datastore_url", None)
-    indexed = []
-    kv = pytest.importorskip("kubernetes_validate")
     import workbench.backends.k8s_indexed as k8s_indexed
 
-    original = k8s_indexed.indexed_job_manifest
+    sent = validated(monkeypatch, k8s_indexed, "indexed_job_manifest")  # every Indexed Job sent is valid batch/v1
+    with kube_testbed(aws, tmp_path, monkeypatch) as bed:
 
-    def checked(*args, **kwargs):  # every Indexed Job sent is valid batch/v1 (the official schema)
-        manifest = original(*args, **kwargs)
-        kv.validate(manifest, "1.31", strict=True)
-        indexed.append(manifest)
-        return manifest
+        def make(*, width: int, fail: int = -1, sleep: float = 0.0):
+            monkeypatch.setenv("ARRAY_WIDTH", str(width))
+            toml = bed.toml("ia", parallelism=PARALLELISM) + textwrap.dedent(f'''
+                [flows.ArrayFlow.steps.work]
+                backend = "kubernetes"
+                cpu = 0.25
+                memory = "256M"
+                retries = 1
+                env = {{ ARRAY_FAIL = "{fail}", ARRAY_SLEEP = "{sleep}", {TEST_CREDENTIALS} }}
+            ''')
+            return write_project(tmp_path, monkeypatch, "array_flow.py", ARRAY_FLOW, toml)
 
-    monkeypatch.setattr(k8s_indexed, "indexed_job_manifest", checked)
-
-    def make(*, width: int, fail: int = -1, sleep: float = 0.0):
-        (tmp_path / "flows").mkdir(exist_ok=True)
-        (tmp_path / "flows" / "indexed_flow.py").write_text(FLOW)
-        (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
-        emu.write_kubeconfig(tmp_path / "kubeconfig")
-        (tmp_path / "workbench.toml").write_text(
-            textwrap.dedent(f'''
-            [project]
-            name = "ia"
-
-            [datastore]
-            root = "s3://{bucket}/wb"
-            endpoint_url = "{aws.endpoint}"
-            region = "us-east-1"
-
-            [kubernetes]
-            kubeconfig = "kubeconfig"
-            image = "{image}"
-            namespace = "default"
-            parallelism = {PARALLELISM}
-
-            [flows.IndexedFlow.steps.work]
-            backend = "kubernetes"
-            cpu = 0.25
-            memory = "256M"
-            retries = 1
-            env = {{ ARRAY_FAIL = "{fail}", ARRAY_SLEEP = "{sleep}", AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''').lstrip()
-        )
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setenv("ARRAY_WIDTH", str(width))
-        for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
-            monkeypatch.delenv(var, raising=False)
-        return load_config(tmp_path)
-
-    try:
-        yield SimpleNamespace(make=make, emu=emu, indexed=indexed)
-    finally:
-        emu.stop()
-    assert emu.containers() == []
+        yield SimpleNamespace(make=make, emu=bed.emu, indexed=sent["indexed_job_manifest"])
 
 
 def _runtime(config, events):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
 
-    return Runtime(load_graph(str(config.root / "flows" / "indexed_flow.py")), config, sink=events.append)
+    return Runtime(load_graph(str(config.root / "flows" / "array_flow.py")), config, sink=events.append)
 
 
 def _backend(rt, name="kubernetes"):
@@ -190,7 +112,7 @@ def test_foreach_is_one_indexed_job_and_a_failing_index_is_retried_alone(kube_ar
     assert 0 < peak["n"] <= PARALLELISM, peak
     print(f"\n{WIDTH}-wide foreach on Kubernetes (emulator) as one Indexed Job: {took:.1f}s, peak {peak['n']} pods")
 
-    run = Flow("IndexedFlow")[rt.run_id]
+    run = Flow("ArrayFlow")[rt.run_id]
     assert run.successful and run["join"].task.data.total == sum(i * 10 for i in range(WIDTH))
     tasks = sorted(run["work"], key=lambda t: t.index)
     assert [t.index for t in tasks] == list(range(WIDTH))

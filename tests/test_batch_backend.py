@@ -17,8 +17,8 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
+from tests.support.remote_projects import TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 from workbench.backends.base import TaskSpec  # noqa: E402
 from workbench.config import ProjectConfig, load_config  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402
@@ -202,47 +202,21 @@ FLOW = textwrap.dedent("""
 
 @pytest.fixture
 def batch_project(aws, tmp_path, monkeypatch):
-    client = docker_client_or_skip()
-    image = base_image(client)
-    bucket = aws.bucket()
-    queue = aws.batch_queue()
+    bed = batch_testbed(aws, monkeypatch)
 
     def make() -> ProjectConfig:
-        (tmp_path / "flows").mkdir(exist_ok=True)
-        (tmp_path / "flows" / "batch_demo.py").write_text(FLOW)
-        (tmp_path / ".gitignore").write_text(".workbench/\n")
-        (tmp_path / "workbench.toml").write_text(
-            textwrap.dedent(f'''
-            [project]
-            name = "bt"
-
-            [datastore]
-            root = "s3://{bucket}/wb"
-            endpoint_url = "{aws.endpoint}"
-            region = "us-east-1"
-
-            [batch]
-            job_queue = "{queue}"
-            image = "{image}"
-            endpoint_url = "{aws.endpoint}"
-
+        toml = bed.toml("bt") + textwrap.dedent(f"""
             [flows.BatchDemoFlow.steps.train]
             backend = "batch"
             cpu = 1
             memory = "512M"
-            env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''').lstrip()
-        )
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
-        monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
-        monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.5")
-        monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
-        return load_config(tmp_path)
+            env = {{ {TEST_CREDENTIALS} }}
+        """)
+        return write_project(tmp_path, monkeypatch, "batch_demo.py", FLOW, toml)
 
-    make.docker = client
-    make.queue = queue
-    make.bucket = bucket
+    make.docker = bed.docker
+    make.queue = bed.queue
+    make.bucket = bed.bucket
     return make
 
 

@@ -20,6 +20,7 @@ if _REPO not in sys.path:
 
 from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
+from tests.support.remote_projects import fast_kube_polling  # noqa: E402
 from workbench.config import ProjectConfig, load_config  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402
 
@@ -77,7 +78,7 @@ def kube(tmp_path, monkeypatch):
     client = docker_client_or_skip()
     image = base_image(client)
     emu = _kube_emulator({"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "0"}, client)
-    monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.2")
+    fast_kube_polling(monkeypatch, "0.2")
     monkeypatch.delenv("KUBECONFIG", raising=False)
     try:
         yield SimpleNamespace(

@@ -5,7 +5,6 @@ of the job's one log stream in moto); a failing node fails the gang and leaves n
 
 from __future__ import annotations
 
-import shutil
 import sys
 import textwrap
 import threading
@@ -18,9 +17,9 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
+from tests.support.engine import containers_named  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-from workbench.config import load_config  # noqa: E402
+from tests.support.remote_projects import TEST_CREDENTIALS, batch_testbed, write_project  # noqa: E402
 
 pytest.importorskip("boto3")
 
@@ -29,41 +28,16 @@ FLOW_FILE = Path(__file__).parent / "flows" / "gang_exchange.py"
 
 @pytest.fixture
 def gang_project(aws, tmp_path, monkeypatch):
-    client = docker_client_or_skip()
-    image = base_image(client)
-    bucket = aws.bucket()
-    queue = aws.batch_queue(f"gang-{bucket[-8:]}")
-    (tmp_path / "flows").mkdir(exist_ok=True)
-    shutil.copy(FLOW_FILE, tmp_path / "flows" / "gang_exchange.py")
-    (tmp_path / ".gitignore").write_text(".workbench/\n")
-    (tmp_path / "workbench.toml").write_text(
-        textwrap.dedent(f'''
-        [project]
-        name = "gb"
-
-        [datastore]
-        root = "s3://{bucket}/wb"
-        endpoint_url = "{aws.endpoint}"
-        region = "us-east-1"
-
-        [batch]
-        job_queue = "{queue}"
-        image = "{image}"
-        endpoint_url = "{aws.endpoint}"
-
+    bed = batch_testbed(aws, monkeypatch, "gang-queue")
+    toml = bed.toml("gb") + textwrap.dedent(f"""
         [flows.GangExchangeFlow.steps.train]
         backend = "batch"
         cpu = 1
         memory = "256M"
-        env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-    ''').lstrip()
-    )
-    monkeypatch.chdir(tmp_path)
-    for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.3")
-    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
-    return load_config(tmp_path), queue, client
+        env = {{ {TEST_CREDENTIALS} }}
+    """)
+    config = write_project(tmp_path, monkeypatch, "gang_exchange.py", FLOW_FILE.read_text(), toml)
+    return config, bed.queue, bed.docker
 
 
 def _runtime(config, events, retries=0, **params):
@@ -161,7 +135,7 @@ def test_a_failing_node_fails_the_gang_and_leaves_nothing_running(gang_project, 
     assert any("node 0 fails" in text for _, _, text in tasks[0].logs())
     assert "join" not in [s.id for s in run]
     # no node's container is left, running or not
-    assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+    assert [c.name for c in containers_named(docker_client, job["jobId"])] == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
     assert len(finished) == 3
 
@@ -219,7 +193,7 @@ def test_cancel_mid_gang_terminates_the_job_once_and_leaves_nothing(gang_project
     assert backend.calls["terminate_job"] - before == 1  # the whole gang, whichever node was asked first
     [job] = _submissions(aws, queue, rt.run_id)
     assert job["status"] == "FAILED"
-    assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+    assert [c.name for c in containers_named(docker_client, job["jobId"])] == []
     finished = [e for e in events if type(e).__name__ == "TaskFinished" and e.step == "train"]
     assert len(finished) == 3 and all(e.status == "cancelled" for e in finished)
 

@@ -6,7 +6,6 @@ sent is checked against the official batch/v1 and core/v1 schemas."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import textwrap
 import threading
@@ -20,9 +19,8 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
-from workbench.config import load_config  # noqa: E402
+from tests.support.remote_projects import TEST_CREDENTIALS, kube_testbed, validated, write_project  # noqa: E402
 
 pytest.importorskip("kubernetes")
 pytest.importorskip("boto3")
@@ -32,81 +30,28 @@ FLOW_FILE = Path(__file__).parent / "flows" / "gang_exchange.py"
 
 @pytest.fixture
 def kube_gang(aws, tmp_path, monkeypatch):
-    from tests.k8s_emulator.server import KubeEmulator
-
-    client = docker_client_or_skip()
-    image = base_image(client)
-    emu = KubeEmulator(
-        node_capacity={"cpu": "8", "memory": "16Gi", "nvidia.com/gpu": "0"},
-        docker_client=client,
-        grace_period_cap=2.0,
-        backoff_seconds=0.5,
-    ).start()
-    bucket = aws.bucket()
-    monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.3")
-    monkeypatch.delenv("KUBECONFIG", raising=False)
-    import workbench.client
-
-    monkeypatch.setattr(workbench.client, "_datastore_url", None)
-    kv = pytest.importorskip("kubernetes_validate")
     import workbench.backends.k8s_gang as k8s_gang
 
-    sent: dict[str, list] = {"jobs": [], "services": []}
-    job_builder, service_builder = k8s_gang.gang_job_manifest, k8s_gang.headless_service_manifest
+    # every gang Job sent is valid batch/v1 (the official schema), and every Service valid core/v1
+    sent = validated(monkeypatch, k8s_gang, "gang_job_manifest", "headless_service_manifest")
+    with kube_testbed(aws, tmp_path, monkeypatch) as bed:
 
-    def checked_job(*args, **kwargs):  # every gang Job sent is valid batch/v1 (the official schema)
-        manifest = job_builder(*args, **kwargs)
-        kv.validate(manifest, "1.31", strict=True)
-        sent["jobs"].append(manifest)
-        return manifest
+        def make(retries: int = 0):
+            toml = bed.toml("gk") + textwrap.dedent(f"""
+                [flows.GangExchangeFlow.steps.train]
+                backend = "kubernetes"
+                cpu = 0.25
+                memory = "256M"
+                retries = {retries}
+                env = {{ {TEST_CREDENTIALS} }}
+            """)
+            return write_project(tmp_path, monkeypatch, "gang_exchange.py", FLOW_FILE.read_text(), toml)
 
-    def checked_service(*args, **kwargs):  # and every Service valid core/v1
-        manifest = service_builder(*args, **kwargs)
-        kv.validate(manifest, "1.31", strict=True)
-        sent["services"].append(manifest)
-        return manifest
-
-    monkeypatch.setattr(k8s_gang, "gang_job_manifest", checked_job)
-    monkeypatch.setattr(k8s_gang, "headless_service_manifest", checked_service)
-
-    def make(retries: int = 0):
-        (tmp_path / "flows").mkdir(exist_ok=True)
-        shutil.copy(FLOW_FILE, tmp_path / "flows" / "gang_exchange.py")
-        (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
-        emu.write_kubeconfig(tmp_path / "kubeconfig")
-        (tmp_path / "workbench.toml").write_text(
-            textwrap.dedent(f'''
-            [project]
-            name = "gk"
-
-            [datastore]
-            root = "s3://{bucket}/wb"
-            endpoint_url = "{aws.endpoint}"
-            region = "us-east-1"
-
-            [kubernetes]
-            kubeconfig = "kubeconfig"
-            image = "{image}"
-            namespace = "default"
-
-            [flows.GangExchangeFlow.steps.train]
-            backend = "kubernetes"
-            cpu = 0.25
-            memory = "256M"
-            retries = {retries}
-            env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''').lstrip()
+        yield SimpleNamespace(
+            make=make,
+            emu=bed.emu,
+            sent={"jobs": sent["gang_job_manifest"], "services": sent["headless_service_manifest"]},
         )
-        monkeypatch.chdir(tmp_path)
-        for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
-            monkeypatch.delenv(var, raising=False)
-        return load_config(tmp_path)
-
-    try:
-        yield SimpleNamespace(make=make, emu=emu, sent=sent)
-    finally:
-        emu.stop()
-    assert emu.containers() == []
 
 
 def _runtime(config, events, **params):

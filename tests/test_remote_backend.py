@@ -20,11 +20,11 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from tests.support.engine import base_image, docker_client_or_skip  # noqa: E402
 from tests.support.moto_server import aws, moto_server  # noqa: E402,F401  (fixtures)
+from tests.support.remote_projects import TEST_CREDENTIALS, batch_testbed, kube_testbed, write_project  # noqa: E402
 from workbench.backends.base import TaskExit, TaskSpec  # noqa: E402
 from workbench.backends.remote import RemoteBackend, RemoteJob, Submitter, Throttled  # noqa: E402
-from workbench.config import ProjectConfig, load_config  # noqa: E402
+from workbench.config import ProjectConfig  # noqa: E402
 from workbench.errors import BackendError  # noqa: E402
 from workbench.settings import StepSettings  # noqa: E402
 
@@ -387,17 +387,6 @@ def _count_callbacks(monkeypatch, cls):
     return seen
 
 
-def _write_project(tmp_path, monkeypatch, body: str):
-    (tmp_path / "flows").mkdir(exist_ok=True)
-    (tmp_path / "flows" / "fault_flow.py").write_text(FLOW)
-    (tmp_path / ".gitignore").write_text(".workbench/\nkubeconfig\n")
-    (tmp_path / "workbench.toml").write_text(textwrap.dedent(body).lstrip())
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
-    monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
-    return load_config(tmp_path)
-
-
 def _run(config):
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
@@ -411,29 +400,14 @@ def test_batch_rides_out_throttled_submits_and_failing_polls(aws, tmp_path, monk
     pytest.importorskip("boto3")
     from workbench.backends.batch import BatchBackend
 
-    image = base_image(docker_client_or_skip())
-    config = _write_project(
-        tmp_path,
-        monkeypatch,
-        f'''
-        [datastore]
-        root = "s3://{aws.bucket()}/wb"
-        endpoint_url = "{aws.endpoint}"
-        region = "us-east-1"
-
-        [batch]
-        job_queue = "{aws.batch_queue()}"
-        image = "{image}"
-        endpoint_url = "{aws.endpoint}"
-
+    bed = batch_testbed(aws, monkeypatch, poll="0.2")
+    step = f"""
         [flows.RemoteFaultFlow.steps.work]
         backend = "batch"
         memory = "512M"
-        env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-    ''',
-    )
-    monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.2")
-    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+        env = {{ {TEST_CREDENTIALS} }}
+    """
+    config = write_project(tmp_path, monkeypatch, "fault_flow.py", FLOW, bed.toml("rf") + textwrap.dedent(step))
     monkeypatch.setattr(BatchBackend, "poll_max", 1.6)
     faulty = {}
     original = BatchBackend._client
@@ -476,37 +450,16 @@ def test_kubernetes_rides_out_a_429_on_create_and_failing_lists(aws, tmp_path, m
     pytest.importorskip("kubernetes")
     from kubernetes.client.exceptions import ApiException
 
-    from tests.k8s_emulator.server import KubeEmulator
     from workbench.backends.kubernetes import KubernetesBackend
 
-    docker = docker_client_or_skip()
-    image = base_image(docker)
-    emu = KubeEmulator(
-        node_capacity={"cpu": "2", "memory": "4Gi"}, docker_client=docker, grace_period_cap=2.0, backoff_seconds=0.5
-    ).start()
-    try:
-        emu.write_kubeconfig(tmp_path / "kubeconfig")
-        monkeypatch.delenv("KUBECONFIG", raising=False)
-        monkeypatch.setenv("WORKBENCH_K8S_POLL", "0.2")
-        config = _write_project(
-            tmp_path,
-            monkeypatch,
-            f'''
-            [datastore]
-            root = "s3://{aws.bucket()}/wb"
-            endpoint_url = "{aws.endpoint}"
-            region = "us-east-1"
-
-            [kubernetes]
-            kubeconfig = "kubeconfig"
-            image = "{image}"
-
+    with kube_testbed(aws, tmp_path, monkeypatch, poll="0.2") as bed:
+        step = f"""
             [flows.RemoteFaultFlow.steps.work]
             backend = "kubernetes"
             memory = "256M"
-            env = {{ AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }}
-        ''',
-        )
+            env = {{ {TEST_CREDENTIALS} }}
+        """
+        config = write_project(tmp_path, monkeypatch, "fault_flow.py", FLOW, bed.toml("rf") + textwrap.dedent(step))
 
         def too_many():
             exc = ApiException(status=429, reason="Too Many Requests")
@@ -546,6 +499,3 @@ def test_kubernetes_rides_out_a_429_on_create_and_failing_lists(aws, tmp_path, m
         assert backend._submitter.throttled == 1
         assert any("throttling submissions" in w for w in warnings), warnings
         assert len([w for w in warnings if "reading the status" in w]) == 1, warnings
-    finally:
-        emu.stop()
-    assert emu.containers() == []

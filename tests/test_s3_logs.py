@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support.moto_server import DUMMY_ENV, REGION, AwsTestbed, moto_server  # noqa: F401,F811 (fixture)
+from tests.support.moto_server import AwsTestbed, moto_server, use_moto  # noqa: F401,F811 (fixture)
 
 from .conftest import write_flow
 
@@ -32,14 +32,7 @@ class SlowPrintFlow(FlowSpec):
 @pytest.fixture
 def s3_project(project, moto_server, monkeypatch):  # noqa: F811 - the fixture imported above
     pytest.importorskip("boto3")
-    for k, v in DUMMY_ENV.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("WORKBENCH_S3_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("WORKBENCH_S3_REGION", REGION)
-    from workbench import aws as wb_aws
-
-    wb_aws._sessions.clear()
+    use_moto(monkeypatch, moto_server)
     bucket = AwsTestbed(moto_server).bucket()
     (project / "workbench.toml").write_text(f'[project]\nname = "t"\n\n[datastore]\nroot = "s3://{bucket}/wb"\n')
     return project

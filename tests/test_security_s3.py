@@ -26,6 +26,7 @@ from workbench.config import load_config
 from workbench.datastore import FlowDatastore, encode_artifact
 
 from .support.moto_server import aws, moto_server  # noqa: F401 - fixtures
+from .support.remote_projects import fast_batch_polling
 from .test_docker_backend import engine, run_flow  # noqa: F401 - fixtures and helpers
 from .test_kubernetes_backend import kube  # noqa: F401 - the emulator fixture
 
@@ -402,8 +403,7 @@ def hostile_remote_project(request, tmp_path, engine, aws, batch_queue, iam_enfo
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("WORKBENCH_DATASTORE", raising=False)
     monkeypatch.delenv("WORKBENCH_CONFIG", raising=False)
-    monkeypatch.setenv("WORKBENCH_BATCH_POLL", "0.5")
-    monkeypatch.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+    fast_batch_polling(monkeypatch)
     return tmp_path
 
 

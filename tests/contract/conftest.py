@@ -19,8 +19,9 @@ from typing import ClassVar, Optional
 
 import pytest
 
-from tests.support.engine import base_image, docker_client_or_skip
-from tests.support.moto_server import DUMMY_ENV, REGION, AwsTestbed, moto_server  # noqa: F401  (fixture)
+from tests.support.engine import base_image, containers_named, docker_client_or_skip
+from tests.support.moto_server import REGION, AwsTestbed, moto_server, use_moto  # noqa: F401  (fixture)
+from tests.support.remote_projects import fast_batch_polling, fast_kube_polling
 
 from .harness import Harness, read_proc
 
@@ -121,19 +122,6 @@ class DockerContract(ContractBackend):
         ]
 
 
-def _aws_environment(env: pytest.MonkeyPatch, endpoint: str) -> None:
-    """Dummy credentials and moto's endpoint for this process (the runtime) and the local tasks it starts."""
-    for k, v in DUMMY_ENV.items():
-        env.setenv(k, v)
-    env.setenv("AWS_ENDPOINT_URL", endpoint)
-    env.setenv("WORKBENCH_S3_ENDPOINT_URL", endpoint)
-    env.setenv("WORKBENCH_S3_REGION", REGION)
-    env.delenv("AWS_PROFILE", raising=False)
-    from workbench import aws as wb_aws
-
-    wb_aws._sessions.clear()  # sessions cache credentials: start from this environment
-
-
 def _s3_datastore(bucket: str, endpoint: str) -> str:
     return f'[datastore]\nroot = "s3://{bucket}/wb"\nendpoint_url = "{endpoint}"\nregion = "{REGION}"\n'
 
@@ -149,9 +137,8 @@ class BatchContract(ContractBackend):
         self.image = base_image(self.docker)
         pytest.importorskip("boto3")
         self.endpoint = request.getfixturevalue("moto_server")
-        _aws_environment(env, self.endpoint)
-        env.setenv("WORKBENCH_BATCH_POLL", "0.2")
-        env.setenv("WORKBENCH_BATCH_LOG_SETTLE", "0.5")
+        use_moto(env, self.endpoint)
+        fast_batch_polling(env, "0.2")
         self.aws = AwsTestbed(self.endpoint)
         self.bucket = self.aws.bucket()
         self.queue = self.aws.batch_queue(f"wbc-{uuid.uuid4().hex[:8]}")
@@ -187,9 +174,7 @@ class BatchContract(ContractBackend):
             for j in self._jobs(run_id)
             if j["status"] not in ("SUCCEEDED", "FAILED") and not self._ended_array(j["jobId"])
         ]
-        containers = [
-            f"container {c.name} ({c.status})" for c in self.docker.containers.list(all=True) if run_id in c.name
-        ]
+        containers = [f"container {c.name} ({c.status})" for c in containers_named(self.docker, run_id)]
         return jobs + containers
 
 
@@ -204,8 +189,8 @@ class KubernetesContract(ContractBackend):
         self.docker = docker_client_or_skip()
         self.image = base_image(self.docker)
         self.endpoint = request.getfixturevalue("moto_server")
-        _aws_environment(env, self.endpoint)
-        env.setenv("WORKBENCH_K8S_POLL", "0.2")
+        use_moto(env, self.endpoint)
+        fast_kube_polling(env, "0.2")
         env.delenv("KUBECONFIG", raising=False)
         self.bucket = AwsTestbed(self.endpoint).bucket()
         from tests.k8s_emulator.server import KubeEmulator

@@ -66,3 +66,11 @@ def count_containers(client, label_filters: dict) -> int:
     """
     labels = [k if v is None else f"{k}={v}" for k, v in label_filters.items()]
     return len(client.containers.list(all=True, filters={"label": labels}))
+
+
+def containers_named(client, part: str) -> list:
+    """Containers (running or not) whose name contains ``part``. The engine filters by name, and a container
+    removed between the listing and its inspection (moto and the emulator remove theirs as jobs end; other
+    users of the engine too) is gone, not an error."""
+    found = client.containers.list(all=True, filters={"name": part}, ignore_removed=True)
+    return [c for c in found if part in c.name]

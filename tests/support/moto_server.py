@@ -6,6 +6,7 @@ Use as a pytest plugin module (``pytest_plugins = ["tests.support.moto_server"]`
   ``MOTO_DOCKER_NETWORK_MODE=host`` in the environment so Batch job containers reach it on 127.0.0.1.
 - ``aws`` (function): dummy credentials and ``AWS_ENDPOINT_URL`` in os.environ, a fresh server state
   (``POST /moto-api/reset``) and an :class:`AwsTestbed` with helpers: ``bucket()``, ``batch_queue()``.
+- :func:`use_moto`: the same environment for a fixture of a wider scope (through its own MonkeyPatch).
 
 Stopping the server orphans running job containers, so the session fixture resets before it stops.
 """
@@ -142,18 +143,26 @@ class AwsTestbed:
             time.sleep(0.5)
 
 
+def use_moto(env: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Dummy credentials and moto's endpoint in os.environ (through ``env``, which undoes it), for this process
+    and the local tasks it starts; workbench's cached AWS sessions are dropped so they see it."""
+    for k, v in DUMMY_ENV.items():
+        env.setenv(k, v)
+    env.setenv("AWS_ENDPOINT_URL", endpoint)
+    env.setenv("WORKBENCH_S3_ENDPOINT_URL", endpoint)
+    env.setenv("WORKBENCH_S3_REGION", REGION)
+    env.delenv("AWS_PROFILE", raising=False)
+    from workbench import aws as wb_aws
+
+    wb_aws._sessions.clear()  # sessions cache credentials: start from this environment
+
+
 @pytest.fixture
 def aws(moto_server, monkeypatch):
     """Dummy credentials and the endpoint in os.environ, a reset server, helpers."""
-    for k, v in DUMMY_ENV.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("WORKBENCH_S3_ENDPOINT_URL", moto_server)
-    monkeypatch.setenv("WORKBENCH_S3_REGION", REGION)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    from workbench import aws as wb_aws
-
-    wb_aws._sessions.clear()  # sessions cache credentials: start from this test's environment
+    use_moto(monkeypatch, moto_server)
     reset(moto_server)
     yield AwsTestbed(moto_server)
+    from workbench import aws as wb_aws
+
     wb_aws._sessions.clear()
