@@ -97,3 +97,44 @@ def test_a_node_job_failing_on_its_own_fails_the_gang_with_its_exit_code(gang_pr
     assert job["status"] == "FAILED"  # terminated: moto marks the stopped job FAILED
     assert rt._backends["batch"].calls["terminate_job"] == 1
     assert [c.name for c in docker_client.containers.list(all=True) if job["jobId"] in c.name] == []
+
+
+def test_the_shared_gang_log_delivers_a_line_moto_sorted_in_before_a_read_position():
+    """moto appends a node's lines when its container ends and keeps the stream sorted by time, with list
+    positions as tokens: node 2's first line can land before where the follower had read to (seen in CI: lost).
+    Read once more from the start when the gang ends; every line reaches its node exactly once."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from workbench.backends.batch_gang import BatchGangs
+    from workbench.backends.remote_jobs import JobArray
+
+    stream: list[dict] = []
+
+    class Logs:
+        def get_log_events(self, logGroupName, logStreamName, startFromHead, nextToken=None):  # noqa: N803
+            start = int(nextToken.split("/")[1]) if nextToken else 0
+            events = stream[start : start + 2]  # small pages
+            return {"events": events, "nextForwardToken": f"f/{start + len(events)}"}
+
+    def line(node, ts, text):
+        return {"timestamp": ts, "message": f"[node {node}] {text}"}
+
+    got: dict[int, list[str]] = {0: [], 1: [], 2: []}
+    jobs = [SimpleNamespace(done=False, on_log=lambda _stream, text, _ts, i=i: got[i].append(text)) for i in range(3)]
+    gang = JobArray(jobs, name="gang")  # type: ignore[arg-type]
+    gangs = BatchGangs()
+    gangs._client = lambda service: Logs()  # type: ignore[attr-defined]
+    gangs.calls = Counter()  # type: ignore[attr-defined]
+    gangs._update = lambda job, d: False  # type: ignore[attr-defined]
+
+    stream += [line(0, 1000, "node 0 up"), line(1, 1500, "node 1 up"), line(0, 3000, "node 0 total 60")]
+    gangs._update_whole_gang(gang, {"status": "RUNNING", "container": {"logStreamName": "s"}})
+    assert got == {0: ["node 0 up", "node 0 total 60"], 1: ["node 1 up"], 2: []}
+    # node 2's container ends: its lines go in by time, before the position already read
+    stream[:] = sorted(
+        stream + [line(2, 1200, "node 2 up"), line(2, 3100, "node 2 total 60")], key=lambda e: e["timestamp"]
+    )
+    gangs._update_whole_gang(gang, {"status": "SUCCEEDED", "container": {"logStreamName": "s"}})
+    gangs._update_whole_gang(gang, {"status": "SUCCEEDED", "container": {"logStreamName": "s"}})  # a second round
+    assert got == {0: ["node 0 up", "node 0 total 60"], 1: ["node 1 up"], 2: ["node 2 up", "node 2 total 60"]}

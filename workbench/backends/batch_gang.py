@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import json
@@ -197,11 +198,11 @@ class BatchGangs:
         status = d.get("status", "")
         container = dict(d.get("container") or {})
         stream = container.pop("logStreamName", None)  # shared by every node: never followed as one node's
-        state = gang.__dict__.setdefault("log_state", {"token": None, "fetched": 0.0})
+        state = gang.__dict__.setdefault("log_state", {"token": None, "fetched": 0.0, "seen": collections.Counter()})
         ended = status in ("SUCCEEDED", "FAILED")
         if stream and (ended or status == "RUNNING" and time.time() - state["fetched"] >= LOG_FOLLOW_INTERVAL):
             state["fetched"] = time.time()
-            self._follow_gang_log(gang, stream)
+            self._follow_gang_log(gang, stream, again=ended)
         node_view = {**d, "container": container}
         if status == "FAILED":
             if container.get("exitCode") is None:
@@ -215,30 +216,42 @@ class BatchGangs:
                 changed = self._update(job, node_view) or changed  # type: ignore[attr-defined]
         return changed
 
-    def _follow_gang_log(self, gang: JobArray, stream: str) -> None:
+    def _follow_gang_log(self, gang: JobArray, stream: str, *, again: bool = False) -> None:
+        """Read the gang's shared stream on from where the last read stopped; ``again`` (the gang has ended):
+        read it once more from the start. moto appends a node's lines when that node's container ends and keeps
+        the stream sorted by time, so lines can land before a position already read (seen in CI: node 2's first
+        line lost); every line is delivered once, those seen before are skipped by count."""
         from .batch import LOG_GROUP
 
         state = gang.__dict__["log_state"]
+        seen: collections.Counter[tuple[int, str, float]] = state["seen"]
+        this_pass: collections.Counter[tuple[int, str, float]] = collections.Counter()
+        token = None if again else state["token"]
         logs = self._client("logs")  # type: ignore[attr-defined]
         nodes = {i: job for i, job in enumerate(gang.jobs)}
         for _ in range(10000):
             kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-            if state["token"]:
-                kwargs["nextToken"] = state["token"]
+            if token:
+                kwargs["nextToken"] = token
             try:
                 self.calls["get_log_events"] += 1  # type: ignore[attr-defined]
                 resp = logs.get_log_events(**kwargs)
             except Exception:  # noqa: BLE001 - not there yet; the next round reads it
                 return
-            for node, text, ts in split_node_lines(resp.get("events", [])):
+            for line in split_node_lines(resp.get("events", [])):
+                this_pass[line] += 1
+                if this_pass[line] <= seen[line]:
+                    continue  # delivered by an earlier read (or moved past the token by moto's sorting)
+                seen[line] += 1
+                node, text, ts = line
                 job = nodes.get(node)
                 if job is not None and not job.done:
                     job.on_log("stdout", text, ts)
-            token = resp.get("nextForwardToken")
-            if not token or token == state["token"] or not resp.get("events"):
-                state["token"] = token or state["token"]
+            next_token = resp.get("nextForwardToken")
+            if not next_token or next_token == token or not resp.get("events"):
+                state["token"] = next_token or token
                 return
-            state["token"] = token
+            token = state["token"] = next_token
 
     def _gang_exit_code(self, gang: JobArray, d: dict) -> Optional[int]:
         """describe_jobs leaves the exit code out in moto; the job's summary in list_jobs has it."""
