@@ -98,7 +98,8 @@ SECRET_PATTERNS = [
 
 # Runs in the task's container: needs python3 and boto3 only. Must not contain "Ref::" (Batch parameters).
 BOOTSTRAP = """\
-import os,sys,tarfile,tempfile,time
+import os,signal,sys,tarfile,tempfile,time
+if os.getpid()==1:signal.signal(signal.SIGTERM,lambda n,f:os._exit(128+n))
 import boto3
 from botocore.config import Config
 t=time.time()
