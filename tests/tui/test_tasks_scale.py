@@ -146,3 +146,14 @@ async def test_artifacts_of_a_big_run_are_read_in_a_worker_and_drawn_a_page_at_a
         table.move_cursor(row=table.row_count - 1)  # the last row: the next page is drawn
         await wait_for(pilot, lambda: table.row_count == 200)
         assert list(cache_dir().glob("artifacts-*.txt")), "a big run's records are read by a child process"
+
+
+def test_a_reader_that_fails_says_why_in_one_line(tui_project):
+    """A datastore the child cannot open: the pane shows the child's last line, never a traceback."""
+    from types import SimpleNamespace
+
+    from workbench.tui.offload import offloaded
+
+    store = SimpleNamespace(ds=SimpleNamespace(url="s3://", flow="FanoutFlow", storage=object()))
+    why = offloaded("log", store, RUN, "square", lambda done, total: True)
+    assert isinstance(why, str) and "no bucket name" in why and "\n" not in why

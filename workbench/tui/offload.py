@@ -197,6 +197,19 @@ def run_child(job: str, store, run_id: str, step: Optional[str], out: Path, prog
     return None if proc.returncode == 0 else (last or f"the reader exited with {proc.returncode}")
 
 
+def offloaded(job: str, store, run_id: str, step: Optional[str], progress: Progress, finished_at=None):
+    """The rows of ``job`` read by a child process (or from the cache when still true): a list of rows, a
+    one-line reason when they could not be read, or None when ``progress`` stopped it."""
+    path = result_path(job, store.ds.url, store.ds.flow, run_id, step)
+    why = None if fresh(path, finished_at) else run_child(job, store, run_id, step, path, progress)
+    if why is not None:
+        return why or None
+    try:
+        return read_result(path)
+    except OSError as exc:  # another TUI's pruning removed it meanwhile
+        return f"the reader's result is gone: {exc}"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 6 or argv[0] not in ("log", "artifacts"):
         print("usage: python -m workbench.tui.offload log|artifacts URL FLOW RUN_ID STEP OUT", file=sys.stderr)

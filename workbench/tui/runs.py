@@ -21,7 +21,7 @@ from ..datastore.records import RunRecord, TaskRecord
 from ..past_runs import PastRuns  # not workbench.client: its object API is not on the first screen's path
 from ..preview import summary_text
 from ..progress import events_from_tasks, reduce_events
-from .offload import OFFLOAD_TASKS, artifact_rows, in_child, read_result, result_path, run_child
+from .offload import OFFLOAD_TASKS, artifact_rows, in_child, offloaded
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
@@ -360,17 +360,26 @@ class ArtifactsPane(Vertical):
             return self.wanted == wanted
 
         if sum(store.task_counts(run_id).values()) > OFFLOAD_TASKS and in_child(store):
-            path = result_path("artifacts", store.ds.url, store.ds.flow, run_id, step)
-            why = run_child("artifacts", store, run_id, step, path, progress)
-            if why == "":
+            got = offloaded("artifacts", store, run_id, step, progress)
+            if got is None:
+                return  # stopped: another run or step was chosen
+            if isinstance(got, str):
+                try:
+                    self.app.call_from_thread(self._unreadable, wanted, got)
+                except RuntimeError:  # the app closed meanwhile
+                    pass
                 return
-            rows = read_result(path) if why is None else []
+            rows = got
         else:
             rows = artifact_rows(store.ds, run_id, step, progress)
         try:
             self.app.call_from_thread(self._rows_read, wanted, rows)
         except RuntimeError:  # the app closed meanwhile
             pass
+
+    def _unreadable(self, wanted: tuple, why: str) -> None:
+        if wanted == self.wanted and self.is_mounted:
+            self.query_one("#artifacts-title", Static).update(escape(f"{self.title_text} · not read: {why}"))
 
     def _rows_read(self, wanted: tuple, rows: list[str]) -> None:
         if wanted != self.wanted or not self.is_mounted:

@@ -23,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Log, Static
 
-from ..offload import OFFLOAD_TASKS, fresh, in_child, merged_log, read_result, result_path, run_child
+from ..offload import OFFLOAD_TASKS, in_child, merged_log, offloaded
 from ..step_tasks import (
     FIXABLE,
     MAX_LOG_LINES,
@@ -207,11 +207,10 @@ class TasksPane(Vertical):
         if len(task_ids) > OFFLOAD_TASKS and in_child(store):
             run = store.run_doc(run_id)
             done_at = run.finished_at if run is not None and str(run.status) != "running" else None
-            path = result_path("log", store.ds.url, store.ds.flow, run_id, step)
-            why = None if fresh(path, done_at) else run_child("log", store, run_id, step, path, progress)
-            if why == "":
+            got = offloaded("log", store, run_id, step, progress, done_at)
+            if got is None:
                 return  # stopped: another step was chosen
-            lines = read_result(path) if why is None else [f"{step}\tthe merged log could not be read: {why}"]
+            lines = got if isinstance(got, list) else [f"{step}\tthe merged log could not be read: {got}"]
         else:
             lines = merged_log(store.ds, run_id, step, task_ids, progress)
         try:
