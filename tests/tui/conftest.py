@@ -26,6 +26,7 @@ def tui_project(tmp_path, monkeypatch):
     shutil.copytree(REPO / "flows", tmp_path / "flows", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "workbench.toml", tmp_path / "workbench.toml")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the TUI's merged logs (workbench.tui.offload)
     for var in ("WORKBENCH_DATASTORE", "WORKBENCH_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path

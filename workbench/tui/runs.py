@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from typing import Any, Optional
@@ -20,6 +21,7 @@ from ..datastore.records import RunRecord, TaskRecord
 from ..past_runs import PastRuns  # not workbench.client: its object API is not on the first screen's path
 from ..preview import summary_text
 from ..progress import events_from_tasks, reduce_events
+from .offload import OFFLOAD_TASKS, artifact_rows, in_child, offloaded
 from .widgets import PaneMounted
 
 MAX_RUNS = 50
@@ -29,6 +31,8 @@ _settled: dict[tuple, dict] = {}
 _reading = threading.Lock()
 COMPACT_BELOW = 70  # columns of the Runs pane under which the table drops step names and seconds
 COLLAPSED_LINES = 12
+SYNC_ARTIFACT_TASKS = 50  # a run with more tasks has its artifacts read in a worker, not on the UI thread
+ARTIFACT_PAGE = 500  # artifact rows drawn at a time (more as the cursor reaches the last)
 CRASHED = "crashed"  # a run (or a step it left running) whose runtime is gone: workbench.liveness
 GLYPH = {
     "succeeded": "✔",
@@ -312,6 +316,9 @@ class ArtifactsPane(Vertical):
         super().__init__(**kwargs)
         self.store: Optional[RunStore] = None
         self.rows: dict[str, dict] = {}
+        self.pending: list[str] = []  # rows read but not drawn yet (JSON lines, workbench.tui.offload)
+        self.wanted: Optional[tuple] = None  # (datastore, flow, run, step) being shown
+        self.title_text = ""
         self.expanded = False  # long strings, dicts and lists are collapsed to a few lines until e
         self.current: Optional[dict] = None
 
@@ -324,10 +331,12 @@ class ArtifactsPane(Vertical):
             yield Static("", id="preview")
 
     def show(self, store: Optional[RunStore], run_id: Optional[str], step: Optional[str]) -> None:
+        """The artifacts of the step's tasks (every step's when None): a small run's read here, a bigger
+        one's in a worker (by a child process past OFFLOAD_TASKS tasks), its rows drawn a page at a time."""
         self.store = store
         table = self.query_one("#artifacts-table", DataTable)
         table.clear()
-        self.rows = {}
+        self.rows, self.pending, self.wanted = {}, [], None
         self.query_one("#preview", Static).update("")
         title = self.query_one("#artifacts-title", Static)
         if store is None:
@@ -337,33 +346,70 @@ class ArtifactsPane(Vertical):
         if run_id is None:
             title.update("no runs yet (r runs the flow)")
             return
-        title.update(f"run {run_id} · step {step or 'all'} · arrows preview · ↑ inherited")
-        all_tasks = store.tasks(run_id)
-        known = {
-            info["sha"]: info
-            for doc in all_tasks
-            for info in doc.artifacts.values()
-            if info.get("sha") and info.get("type")
-        }  # inherited artifacts carry only their sha
-        for doc in all_tasks if step is None else [d for d in all_tasks if d.step == step]:
-            task = f"{doc.step}/{doc.task_id}"
-            for name, info in sorted(doc.artifacts.items()):
-                if name.startswith("_"):
-                    continue
-                key = f"{task}:{name}"
-                inherited = bool(info.get("inherited"))
-                info = {**known.get(info.get("sha"), {}), **info}
-                typ = info.get("type") or "?"
-                shape = info.get("shape")
-                if shape is not None:
-                    typ += f" {tuple(shape)}"
-                self.rows[key] = info
-                table.add_row(task, name + (" ↑" if inherited else ""), typ, _size(info.get("size")), key=key)
+        self.title_text = f"run {run_id} · step {step or 'all'} · arrows preview · ↑ inherited"
+        self.wanted = (store.ds.url, store.ds.flow, run_id, step)
+        if sum(store.task_counts(run_id).values()) <= SYNC_ARTIFACT_TASKS:
+            self._rows_read(self.wanted, artifact_rows(store.ds, run_id, step))
+            return
+        title.update(f"{self.title_text} · reading the tasks' records…")
+        self._read_rows(store, run_id, step, self.wanted)
+
+    @work(thread=True, exclusive=True, group="artifacts")
+    def _read_rows(self, store: RunStore, run_id: str, step: Optional[str], wanted: tuple) -> None:
+        def progress(done: int, total: int) -> bool:
+            return self.wanted == wanted
+
+        if sum(store.task_counts(run_id).values()) > OFFLOAD_TASKS and in_child(store):
+            got = offloaded("artifacts", store, run_id, step, progress)
+            if got is None:
+                return  # stopped: another run or step was chosen
+            if isinstance(got, str):
+                try:
+                    self.app.call_from_thread(self._unreadable, wanted, got)
+                except RuntimeError:  # the app closed meanwhile
+                    pass
+                return
+            rows = got
+        else:
+            rows = artifact_rows(store.ds, run_id, step, progress)
+        try:
+            self.app.call_from_thread(self._rows_read, wanted, rows)
+        except RuntimeError:  # the app closed meanwhile
+            pass
+
+    def _unreadable(self, wanted: tuple, why: str) -> None:
+        if wanted == self.wanted and self.is_mounted:
+            self.query_one("#artifacts-title", Static).update(escape(f"{self.title_text} · not read: {why}"))
+
+    def _rows_read(self, wanted: tuple, rows: list[str]) -> None:
+        if wanted != self.wanted or not self.is_mounted:
+            return
+        self.pending = rows
+        self.query_one("#artifacts-title", Static).update(
+            self.title_text + (f" · {len(rows):,} artifacts" if len(rows) > ARTIFACT_PAGE else "")
+        )
+        self._more_rows()
+
+    def _more_rows(self) -> None:
+        """The next page of rows (JSON decoded only as they are drawn)."""
+        table = self.query_one("#artifacts-table", DataTable)
+        page, self.pending = self.pending[:ARTIFACT_PAGE], self.pending[ARTIFACT_PAGE:]
+        for line in page:
+            row = json.loads(line)
+            info = row["info"]
+            typ = info.get("type") or "?"
+            if info.get("shape") is not None:
+                typ += f" {tuple(info['shape'])}"
+            self.rows[row["key"]] = info
+            name = row["name"] + (" ↑" if row["inherited"] else "")
+            table.add_row(row["task"], name, typ, _size(info.get("size")), key=row["key"])
 
     @on(DataTable.RowHighlighted, "#artifacts-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.current = self.rows.get(str(event.row_key.value)) if event.row_key else None
         self.show_preview()
+        if self.pending and event.cursor_row >= event.data_table.row_count - 1:
+            self._more_rows()
 
     def show_preview(self) -> None:
         info = self.current

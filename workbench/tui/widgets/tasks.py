@@ -4,13 +4,14 @@ time with a task filter, and after an out-of-memory kill or a timeout, why and t
 
 The counts, histogram and first rows come from the step's summary record (one small read, written by the
 runtime; folded from the task records in a worker for older runs); more rows are read a page at a time
-as the table is scrolled past its end; the merged log is read in its own worker after the summary is on
-screen. While the run is live the summary is read again every second. The UI thread only draws, so a
-step with 10,000 tasks never freezes the screen."""
+as the table is scrolled past its end (and kept when a live step's rows are redrawn); the merged log is
+read after the summary is on screen, by a child process for a big step (:mod:`workbench.tui.offload`:
+10,000 logs parsed in a thread would hold the GIL against the UI thread), and written to the log widget
+a slice at a time, its task filter applied in a worker. While the run is live the summary is read again
+every second. The UI thread only draws, so a step with 10,000 tasks never freezes the screen."""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import time
 from typing import Optional
@@ -22,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Log, Static
 
+from ..offload import OFFLOAD_TASKS, in_child, merged_log, offloaded
 from ..step_tasks import (
     FIXABLE,
     MAX_LOG_LINES,
@@ -50,7 +52,7 @@ GLYPH = {
 }
 LIVE_REFRESH_SECONDS = 1.0  # a live run's summary is read again this often (the runtime writes it as often)
 LIVE_ROWS_SECONDS = 5.0  # a live step's rows are redrawn at most this often (its counts every second)
-LOG_PROGRESS_EVERY = 500  # tasks' logs read between two progress lines of the merged log
+FILL_LINES = 5_000  # merged log lines written to the widget per turn of the UI thread
 
 
 def _unless_closing(method):
@@ -90,14 +92,17 @@ class TasksPane(Vertical):
         self.waiting: dict[str, str] = {}  # pathspec -> why the queued remote task is not running yet
         self.usage_lines: list[str] = []  # the usage timeline of the step's hungriest task (workbench.sampling)
         self.profile_lines: list[str] = []  # the hot path of a profiled run of this step (workbench.profiling)
-        self.log_lines: list[tuple[str, str, str]] = []  # (timestamp, task label, text), ordered by time
-        self.log_complete = False  # every task's log is in log_lines (else it is still being read)
+        self.log_lines: list[str] = []  # "task label<TAB>shown line", ordered by time (workbench.tui.offload)
+        self.log_read = False  # every task's log is in log_lines (else it is still being read)
+        self.log_complete = False  # ... and the log widget shows them (filtered)
+        self.fills = 0  # the log widget's fills asked for: a slice of an older one is dropped
         self.loads = 0  # finished loads, for tests
         self.shown: Optional[tuple] = None  # (store, run_id, step) on screen
         self.live = False  # the shown run is running: its summary is read again every second
         self.paged: list[str] = []  # task ids in order, once a page beyond the summary's rows was asked for
         self.page_at = 0  # the next task id in ``paged`` to read
         self.paging = False
+        self.extra_rows: list[TaskRow] = []  # rows read by pages: drawn again with a live step's redrawn rows
         self.rows_drawn_at = 0.0  # when the table's rows were last drawn from a summary
 
     def on_mount(self) -> None:
@@ -129,14 +134,14 @@ class TasksPane(Vertical):
     def show(self, store, run_id: Optional[str], step: Optional[str]) -> None:
         if store is None or step is None:
             self.shown, self.live = None, False
-            self._draw(None, None, [])
+            self._draw(None, None)
             return
         shown = (store, run_id or store.latest_run(), step)
         if self.live and self.shown is not None and _same(shown, self.shown):
             return  # a live step is read again every second already (the poller asks on every change)
         self.shown, self.summary = shown, None  # a new choice: its table is drawn afresh
-        self.paged, self.page_at, self.paging = [], 0, False
-        self.log_lines, self.log_complete = [], False
+        self.paged, self.page_at, self.paging, self.extra_rows = [], 0, False, []
+        self.log_lines, self.log_read, self.log_complete = [], False, False
         self._load(*self.shown)
 
     def _live_tick(self) -> None:
@@ -147,7 +152,7 @@ class TasksPane(Vertical):
     @work(thread=True, exclusive=True, group="tasks")
     def _load(self, store, run_id: Optional[str], step: str, with_log: bool = True) -> None:
         if run_id is None:
-            self.app.call_from_thread(self._draw, None, None, [])
+            self.app.call_from_thread(self._draw, None, None)
             return
         run = store.run_doc(run_id)
         run_status = str(run.status) if run is not None else None
@@ -176,8 +181,7 @@ class TasksPane(Vertical):
             return  # another step or run was chosen meanwhile
         was_live, self.live = self.live, live
         self.usage_lines = usage
-        keep = self.log_lines if not with_log else []
-        self._draw(summary, plan, keep, profile)
+        self._draw(summary, plan, profile)
         if live and with_log:  # re-reading every task's log each second would starve the screen
             self._log_state("merged log: read when the step ends (a task id in the filter shows that task's log now)")
         elif with_log or (was_live and not live):  # the merged log once, and again when a live step has ended
@@ -185,25 +189,32 @@ class TasksPane(Vertical):
 
     @work(thread=True, exclusive=True, group="tasks-log")
     def _load_log(self, store, run_id: str, step: str) -> None:
+        """Every task's log, merged: read here for a small step, by a child process for a big one (its
+        result cached once the run has ended: opening the step again reads one file)."""
         shown = (store, run_id, step)
         task_ids = store.task_ids(run_id, step)
 
-        def progress(n: int) -> bool:
-            """Say how far the reading is; False stops it (another step or run was chosen meanwhile)."""
-            self._log_progress(shown, n, len(task_ids))
+        def progress(done: int, total: int) -> bool:
+            """Say how far the reading is; False stops it (another step or run was chosen, or the app closed)."""
+            try:
+                self.app.call_from_thread(
+                    self._say_log_state, shown, f"merged log: read {done:,} of {total:,} tasks' logs…"
+                )
+            except RuntimeError:
+                return False
             return self.shown is not None and _same(shown, self.shown)
 
-        lines = merged_log(store, run_id, step, task_ids, progress=progress)
+        if len(task_ids) > OFFLOAD_TASKS and in_child(store):
+            run = store.run_doc(run_id)
+            done_at = run.finished_at if run is not None and str(run.status) != "running" else None
+            got = offloaded("log", store, run_id, step, progress, done_at)
+            if got is None:
+                return  # stopped: another step was chosen
+            lines = got if isinstance(got, list) else [f"{step}\tthe merged log could not be read: {got}"]
+        else:
+            lines = merged_log(store.ds, run_id, step, task_ids, progress)
         try:
-            self.app.call_from_thread(self._log_read, (store, run_id, step), lines)
-        except RuntimeError:
-            pass
-
-    def _log_progress(self, shown, done: int, total: int) -> None:
-        try:
-            self.app.call_from_thread(
-                self._say_log_state, shown, f"merged log: read {done:,} of {total:,} tasks' logs…"
-            )
+            self.app.call_from_thread(self._log_read, shown, lines)
         except RuntimeError:
             pass
 
@@ -218,10 +229,10 @@ class TasksPane(Vertical):
         state.display = bool(text)
 
     @_unless_closing
-    def _log_read(self, shown, lines) -> None:
+    def _log_read(self, shown, lines: list[str]) -> None:
         if not self.is_mounted or self.shown is None or not _same(shown, self.shown):
             return
-        self.log_lines, self.log_complete = lines, True
+        self.log_lines, self.log_read = lines, True
         self._log_state("")
         self._refill()
 
@@ -257,16 +268,14 @@ class TasksPane(Vertical):
         self.paged, self.page_at = ids, page_at
         table = self.query_one("#tasks-table", DataTable)
         shown_ids = {str(key.value) for key in table.rows}
-        self._add_rows(table, [r for r in rows if r.task_id not in shown_ids])
+        rows = [r for r in rows if r.task_id not in shown_ids]
+        self.extra_rows.extend(rows)
+        self._add_rows(table, rows)
         self._say_rows(table)
 
     # ------------------------------------------------------------------ drawing
     def _draw(
-        self,
-        summary: Optional[StepSummary],
-        plan: Optional[RerunPlan],
-        lines: list,
-        profile: Optional[list[str]] = None,
+        self, summary: Optional[StepSummary], plan: Optional[RerunPlan], profile: Optional[list[str]] = None
     ) -> None:
         if not self.is_mounted:
             return
@@ -278,7 +287,7 @@ class TasksPane(Vertical):
         shown.update(escape("\n".join(self.profile_lines)))
         shown.display = bool(self.profile_lines)
         previous = self.summary
-        self.summary, self.plan, self.log_lines = summary, plan, lines
+        self.summary, self.plan = summary, plan
         table = self.query_one("#tasks-table", DataTable)
         same_step = (
             previous is not None
@@ -307,6 +316,7 @@ class TasksPane(Vertical):
             for name in ("#tasks-counts", "#tasks-fix", "#tasks-hist"):
                 self.query_one(name, Static).update("")
             self.query_one("#tasks-fix", Static).display = False
+            self.log_lines, self.log_read, self.log_complete = [], False, False
             self._refill()
             self.loads += 1
             return
@@ -325,13 +335,15 @@ class TasksPane(Vertical):
         self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.bins, lines=5))))
         if not same_rows:
             self._add_rows(table, summary.rows)
+            if same_step:  # the pages read so far stay (the rows now in the summary's part once)
+                listed = {row.task_id for row in summary.rows}
+                self.extra_rows = [row for row in self.extra_rows if row.task_id not in listed]
+                self._add_rows(table, self.extra_rows)
             self.rows_drawn_at = time.monotonic()
         self._say_rows(table)
         if table.row_count and cursor and not same_rows:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
-        if self.log_lines or self.log_complete:
-            self._refill()
-        else:  # the merged log is read next, in its own worker
+        if not same_step and not self.log_read:  # the merged log is read next, in its own worker
             self.query_one("#tasks-log", Log).clear()
             self._log_state("merged log: reading the tasks' logs…")
         self.loads += 1
@@ -378,35 +390,48 @@ class TasksPane(Vertical):
         shown.display = bool(lines)
 
     def _refill(self) -> None:
+        """The merged log again, through the task filter: picked in a worker, written a slice at a time."""
         needle = self.query_one("#tasks-filter", Input).value.strip().lower()
-        log = self.query_one("#tasks-log", Log)
-        log.clear()
-        if needle.isdigit() and not self.log_complete and self.shown is not None:
+        self.fills += 1
+        self.query_one("#tasks-log", Log).clear()
+        if needle.isdigit() and not self.log_read and self.shown is not None:
             self._read_one_log(*self.shown, needle)  # the whole merged log is still being read
             return
-        shown = [
-            f"{_clock(ts)} [{task}] {text}" for ts, task, text in self.log_lines if not needle or _matches(task, needle)
-        ]
-        log.write_lines(shown)
+        self._pick_lines(self.fills, self.log_lines, needle)
+
+    @work(thread=True, exclusive=True, group="tasks-fill")
+    def _pick_lines(self, fill: int, lines: list[str], needle: str) -> None:
+        shown = [line.partition("\t")[2] for line in lines if not needle or _matches(line.partition("\t")[0], needle)]
+        for at in range(0, max(len(shown), 1), FILL_LINES):
+            if fill != self.fills:
+                return  # the filter changed meanwhile: a newer fill runs
+            try:
+                self.app.call_from_thread(
+                    self._write_lines, fill, shown[at : at + FILL_LINES], at + FILL_LINES >= len(shown)
+                )
+            except RuntimeError:
+                return
+
+    @_unless_closing
+    def _write_lines(self, fill: int, lines: list[str], last: bool) -> None:
+        if fill == self.fills and self.is_mounted:
+            self.query_one("#tasks-log", Log).write_lines(lines)
+            self.log_complete = self.log_read and last
 
     @work(thread=True, exclusive=True, group="tasks-one-log")
     def _read_one_log(self, store, run_id: str, step: str, task_id: str) -> None:
-        lines = merged_log(store, run_id, step, [task_id])
+        lines = merged_log(store.ds, run_id, step, [task_id])
         try:
             self.app.call_from_thread(self._one_log_read, task_id, lines)
         except RuntimeError:
             pass
 
     @_unless_closing
-    def _one_log_read(self, task_id: str, lines) -> None:
-        if (
-            self.is_mounted
-            and self.query_one("#tasks-filter", Input).value.strip() == task_id
-            and not self.log_complete
-        ):
+    def _one_log_read(self, task_id: str, lines: list[str]) -> None:
+        if self.is_mounted and self.query_one("#tasks-filter", Input).value.strip() == task_id and not self.log_read:
             log = self.query_one("#tasks-log", Log)
             log.clear()
-            log.write_lines([f"{_clock(ts)} [{task}] {text}" for ts, task, text in lines])
+            log.write_lines([line.partition("\t")[2] for line in lines])
 
     @on(Input.Changed, "#tasks-filter")
     def _filter(self, event: Input.Changed) -> None:
@@ -424,14 +449,6 @@ def _matches(task: str, needle: str) -> bool:
     if needle.isdigit():
         return task.split("/")[-1].split(" ")[0] == needle
     return needle in task.lower()
-
-
-def _clock(ts: str) -> str:
-    """The time of day of an ISO timestamp (the merged log is one run; the date is noise)."""
-    try:
-        return dt.datetime.fromisoformat(ts).strftime("%H:%M:%S.%f")[:-3]
-    except ValueError:
-        return ts
 
 
 def usage_lines(docs) -> list[str]:
@@ -460,24 +477,3 @@ def profile_lines(store, run, run_id: str, step: str) -> list[str]:
         out.append(f"profile of {step}/{task_id} ({entry.get('profiler', 'pyinstrument')}):")
         out.extend("  " + line for line in describe_profile(store.ds, entry))
     return out
-
-
-def merged_log(store, run_id: str, step: str, task_ids: list[str], progress=None) -> list[tuple[str, str, str]]:
-    """Every line of every task of the step, ordered by time (ties keep each task's order); the newest
-    MAX_LOG_LINES when there are more. ``progress(n)`` hears every LOG_PROGRESS_EVERY tasks; when it
-    answers False the reading stops (nothing is returned)."""
-    lines: list[tuple[str, str, str]] = []
-    from ..runs import BREATHE_EVERY, breathe
-
-    for n, task_id in enumerate(task_ids):
-        if n % BREATHE_EVERY == BREATHE_EVERY - 1:
-            breathe()
-        if progress is not None and n % LOG_PROGRESS_EVERY == 0 and n and progress(n) is False:
-            return []
-        try:
-            for ts, _stream, text in store.ds.read_log(run_id, step, task_id):
-                lines.append((ts, f"{step}/{task_id}", text))
-        except Exception:  # noqa: BLE001 - a missing or half-written log: the other tasks still show
-            continue
-    lines.sort(key=lambda line: line[0])
-    return lines[-MAX_LOG_LINES:]
