@@ -120,6 +120,6 @@ def async_test(fn):
     return wrapper
 
 
-async def ready(app, pilot, timeout: float = 10.0):
+async def ready(app, pilot, timeout: float = 30.0):
     """Wait until the lazily mounted tab panes are there."""
     await wait_for(pilot, lambda: app.panes_ready, timeout=timeout)

@@ -137,8 +137,8 @@ async def test_artifacts_of_a_big_run_are_read_in_a_worker_and_drawn_a_page_at_a
         await pilot.press("5")
         table = app.query_one("#artifacts-table")
         title = app.query_one("#artifacts-title")
-        # the key is answered before the records are read: they come from a worker
-        assert table.row_count == 0 and "reading the tasks' records" in str(title.render())
+        # the records come from a worker (a child process past 200 tasks: its result file is checked below); how
+        # soon they are on screen depends on the machine, so the first rows are waited for, not assumed absent
         await wait_for(pilot, lambda: table.row_count == 100, timeout=60)
         assert f"{TASKS:,} artifacts" in str(title.render())
         assert str(table.get_row_at(0)[1]) == "result" and str(table.get_row_at(0)[2]) == "int"

@@ -223,7 +223,11 @@ def main(argv: list[str]) -> int:
 
     ds = FlowDatastore(url, flow)
 
+    parent = os.getppid()
+
     def progress(done: int, total: int) -> bool:
+        if os.getppid() != parent:  # the TUI is gone: nobody will read the result
+            raise SystemExit(1)
         print(done, total, flush=True)
         return True
 
