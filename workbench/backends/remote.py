@@ -92,6 +92,7 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         self._poller: Optional[threading.Thread] = None
         self._submitter: Optional[Submitter] = None
         self._terminations: collections.deque[RemoteJob] = collections.deque()  # sent jobs to stop (poller thread)
+        self._terminations_first = self._terminations_last = 0.0  # when the queued stops were asked for
         self.calls: collections.Counter[str] = collections.Counter()  # API calls by name, for the benchmarks
 
     # ------------------------------------------------------------------ hooks for the subclass
@@ -374,10 +375,10 @@ class RemoteBackend(RemoteStopping, RemoteGangs, Backend):
         interval = poll_min = self.poll_interval()
         errors = 0
         while not self._stop.is_set():
-            self._flush_terminations(settle=True)
             if self.terminations_settling():
                 time.sleep(self.COALESCE_S)  # a cancel is stopping many jobs: let the rest of them queue up
                 continue
+            self._flush_terminations()
             active = self.live_jobs()
             if not active:
                 interval = poll_min

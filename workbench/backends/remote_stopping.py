@@ -23,6 +23,8 @@ class RemoteStopping:
         _lock: threading.RLock
         _wake: threading.Event
         _terminations: collections.deque[RemoteJob]
+        _terminations_first: float
+        _terminations_last: float
         name: ClassVar[str]
 
         def terminate(self, job: RemoteJob) -> None: ...
@@ -103,14 +105,10 @@ class RemoteStopping:
         with self._lock:
             if not self._terminations:
                 return False
-            first = getattr(self, "_terminations_first", 0.0)
-            last = getattr(self, "_terminations_last", 0.0)
+            first, last = self._terminations_first, self._terminations_last
         return now - last < self.COALESCE_S and now - first < self.COALESCE_MAX_S
 
-    def _flush_terminations(self, *, settle: bool = False) -> None:
-        """Make the queued stops' API calls. ``settle``: leave them queued while more are still arriving."""
-        if settle and self.terminations_settling():
-            return
+    def _flush_terminations(self) -> None:
         with self._lock:
             jobs = [j for j in self._terminations if not j.done]
             self._terminations.clear()
