@@ -5,7 +5,7 @@
   first task's Job into an Indexed Job (completionMode Indexed, backoffLimitPerIndex 0, parallelism from
   ``[kubernetes] parallelism``, else the run's max workers, else all at once) whose index ``i`` runs task ``i``
   of a manifest written to the datastore first (:mod:`workbench.arrays`).
-- Each index stays a task: its pod is found in the poller's one list of the run's pods (by the Job's label and
+- Each index stays a task: its pod is found in the poller's view of the run (k8s_listing: by the Job's label and
   the completion-index annotation); its log is that pod's; it ends when its pod does, in words from the pod.
 - Cancel one task: delete its index's pod (with backoffLimitPerIndex 0 the index fails and is not recreated); an
   index with no pod yet is reported cancelled at once and its pod deleted when it shows up. Cancel every task
@@ -19,31 +19,12 @@ from typing import Any, Optional
 
 from ..errors import WorkbenchError
 from .base import TaskExit
+from .k8s_listing import index_set, pod_index
 from .k8s_manifest import indexed_job_manifest, job_name
 from .k8s_status import EPOCH, container_started, exit_of, is_true
 from .remote import JobArray, RemoteJob
 
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 ARRAY_LABEL = "workbench.array"
-
-
-def pod_index(pod) -> Optional[int]:
-    value = (pod.metadata.annotations or {}).get(COMPLETION_INDEX)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def index_set(ranges: Optional[str]) -> set[int]:
-    """ "0-2,4" -> {0, 1, 2, 4} (status.completedIndexes / failedIndexes)."""
-    out: set[int] = set()
-    for part in (ranges or "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 class IndexedJobs:

@@ -8,8 +8,8 @@
   or a Secret with the AWS_* variables (``secrets = ["aws-creds"]``, mounted with envFrom).
 - The run's lifecycle (package upload, submitter, poller with back-off, report after the log drains,
   cancel, end_run) is the shared one of :mod:`workbench.backends.remote`. What is Kubernetes' is here: the
-  poller's round lists the run's Jobs and Pods by label (two calls per namespace, however many tasks run)
-  and turns their status into words (k8s_status); each pod's log is followed on a thread of its own
+  poller's round lists the run's Jobs and the pods it still needs by label (k8s_listing: a few calls
+  per namespace, and never the pods of tasks already reported, however many tasks run) and turns their status into words (k8s_status); each pod's log is followed on a thread of its own
   (k8s_logs); the cluster's nodes say whether a pending pod could ever fit (k8s_nodes); the API client and
   its configuration are in k8s_client.
 - A pod that stays Pending because no node fits it (FailedScheduling), its image cannot be pulled or its
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional
 
 from ..datastore.records import TaskStatus
@@ -34,10 +35,10 @@ from ..redact import redact_env, secret_env
 from .base import LogCallback, TaskExit, TaskHandle, TaskSpec
 from .k8s_client import KubernetesApi, ThrottledByApi
 from .k8s_gang import GangJobs
-from .k8s_indexed import IndexedJobs, pod_index
+from .k8s_indexed import IndexedJobs
+from .k8s_listing import list_round
 from .k8s_logs import PodLog
 from .k8s_manifest import (
-    JOB_LABEL,
     JobOptions,
     describe_request,
     gpu_key,
@@ -118,6 +119,7 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
         self._selector = ""
         self._nodes = None
         self._warned_queue = False
+        self._every_pod = False  # list every pod of the run each round (set when pods lack the index label)
 
     @property
     def section(self):
@@ -307,26 +309,25 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
 
     # ------------------------------------------------------------------ status
     def poll(self, active: list[RemoteJob]) -> bool:
-        """List the run's Jobs and Pods by label (per namespace) and update every task from them."""
+        """Update every task from one view of its namespace (k8s_listing: the run's Jobs, its pods that have not
+        succeeded, and the pods of tasks that just succeeded; a few calls, whatever the width)."""
         tasks = [t for t in active if isinstance(t, _Task)]
         jobs: dict[str, Any] = {}
         pods: dict[str, list] = {}
         indexed: dict[tuple[str, int], list] = {}  # (Indexed Job, completion index) -> its pods
         for ns in sorted({t.namespace for t in tasks} | self._doomed_namespaces()):
-            self.calls["list"] += 2
-            for job in self.api.call(
-                "list jobs", self.api.client("batch").list_namespaced_job, ns, label_selector=self._selector
-            ).items:
-                jobs[job.metadata.name] = job
-            for pod in self.api.call(
-                "list pods", self.api.client("core").list_namespaced_pod, ns, label_selector=self._selector
-            ).items:
-                owner = (pod.metadata.labels or {}).get(JOB_LABEL)
-                index = pod_index(pod)
-                if owner and index is not None:
-                    indexed.setdefault((owner, index), []).append(pod)
-                elif owner:
-                    pods.setdefault(owner, []).append(pod)
+            view = list_round(
+                partial(self._list, "jobs", ns),
+                partial(self._list, "pods", ns),
+                self._selector,
+                [t for t in tasks if t.namespace == ns],
+                every_pod=self._every_pod,
+            )
+            if view.unlabelled and not self._every_pod:
+                self._every_pod = True  # pods without the completion-index label (Kubernetes < 1.28)
+            jobs.update(view.jobs)
+            pods.update(view.pods)
+            indexed.update(view.indexed)
         self._delete_doomed_pods(indexed)
         changed = False
         for task in tasks:
@@ -345,6 +346,12 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
             except WorkbenchError as exc:
                 self._warn(f"kubernetes: job {task.name}: {exc}")
         return changed
+
+    def _list(self, kind: str, namespace: str, **selectors: str) -> Any:
+        self.calls["list"] += 1
+        if kind == "jobs":
+            return self.api.call("list jobs", self.api.client("batch").list_namespaced_job, namespace, **selectors)
+        return self.api.call("list pods", self.api.client("core").list_namespaced_pod, namespace, **selectors)
 
     def _update(self, task: _Task, job, pods: list) -> None:
         now = time.time()
