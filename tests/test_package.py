@@ -169,3 +169,29 @@ def test_bootstrap_downloads_unpacks_and_execs(tmp_path, aws):
     assert wb_file.startswith(str(Path(cwd).parent / "lib" / "workbench"))
     assert "code package" in out.stderr
     assert "Ref::" not in pkgmod.BOOTSTRAP
+
+
+def test_bootstrap_runs_the_task_entrypoint_in_its_own_interpreter(tmp_path, aws):
+    """The usual entrypoint (``python3 -m workbench.task``) runs in the bootstrap's interpreter, from the package's
+    lib: no second interpreter start and boto3 import per remote task. A ``python3`` on PATH that refuses to run
+    shows that nothing was exec'd."""
+    from workbench.datastore.s3 import S3Storage
+
+    storage = S3Storage(f"s3://{aws.bucket()}/ds")
+    url, _ = pkgmod.upload(pkgmod.collect(make_tree(tmp_path / "p")), storage, "PackFlow")
+    shim = tmp_path / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text("#!/bin/sh\necho 'a second interpreter was started' >&2\nexit 97\n")
+    shim.chmod(0o755)
+    task = ["python3", "-m", "workbench.task", "run", "--datastore", f"s3://{aws.bucket()}/ds", "--root", "@ROOT@"]
+    cmd = pkgmod.bootstrap_command(url, [*task, "PackFlow/1/start/1/0"], python=sys.executable)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{shim.parent}{os.pathsep}{env['PATH']}"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert "second interpreter" not in out.stderr
+    assert out.returncode == 1  # the entrypoint's own answer: there is no such task
+    assert "workbench.task: no task spec for PackFlow/1/start/1/0" in out.stderr
+    # any other command is still exec'd (here: the shim)
+    other = pkgmod.bootstrap_command(url, ["python3", "-c", "pass"], python=sys.executable)
+    out = subprocess.run(other, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 97 and "second interpreter" in out.stderr

@@ -11,8 +11,12 @@ a timestamp), so the same tree gives the same sha256 and is uploaded once: ``<da
 <sha>.tgz``, skipped when already there.
 
 A remote task starts with :func:`bootstrap_command`: ``python3 -c <script> PACKAGE_URL TASK_COMMAND...``
-downloads the package with boto3, unpacks it to a temporary directory and execs the task entrypoint with
-``--root <dir>/project`` and ``PYTHONPATH=<dir>/lib``.
+downloads the package with boto3, unpacks it to a temporary directory and runs the task entrypoint with
+``--root <dir>/project`` and ``<dir>/lib`` on the path (``PYTHONPATH`` for what the task starts). The usual
+entrypoint (``python3 -m workbench.task``) runs in the bootstrap's own interpreter, as ``python -u -m`` would:
+a second interpreter would start and import boto3 again, about 0.3-0.5 s of every remote task (the task imports
+boto3 for the datastore anyway, before any environment of the step is put on the path). Any other command is
+exec'd.
 """
 
 from __future__ import annotations
@@ -119,7 +123,13 @@ os.environ['PYTHONUNBUFFERED']='1'
 os.chdir(root)
 print('workbench: code package %s unpacked in %.1fs' % (k.rsplit('/',1)[-1][:12],time.time()-t),file=sys.stderr,flush=True)
 a=[x.replace('@ROOT@',root) for x in sys.argv[2:]]
-os.execvp(a[0],a)
+if a[:3]!=['python3','-m','workbench.task']:os.execvp(a[0],a)
+import io,runpy
+sys.path.insert(1,os.path.join(d,'lib'))
+for n in ('stdout','stderr'):
+    s=getattr(sys,n);setattr(sys,n,io.TextIOWrapper(io.FileIO(s.fileno(),'w',closefd=False),encoding=s.encoding,errors=s.errors,line_buffering=True,write_through=True))
+sys.argv=['workbench.task',*a[3:]]
+runpy.run_module('workbench.task',run_name='__main__',alter_sys=True)
 """
 
 
