@@ -162,6 +162,7 @@ def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
         grace_period_cap=2.0,
         backoff_seconds=0.5,
     ).start()
+    listed = _count_listed_pods(emu.store)
     try:
         bucket = AwsTestbed(endpoint).bucket()
         with tempfile.TemporaryDirectory(prefix="scale-k8s-") as tmp:
@@ -186,10 +187,36 @@ def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
                 {CREDS}
             '''),
             )
-            return _timed(project, n)
+            return {**_timed(project, n), "pods_listed": listed[0]}
     finally:
         emu.stop()
         server.stop()
+
+
+def _count_listed_pods(store) -> list[int]:
+    """Count the pod objects the emulator's API server returns to list calls (what a client transfers and
+    deserializes; the emulator's own controllers read the store directly and are not counted)."""
+    from tests.k8s_emulator import server as emulator_server
+
+    counter, api = [0], threading.local()
+    handler_list, store_list = emulator_server._Handler.list, store.list
+
+    def handler(self, resource, ns, q):
+        api.on = True
+        try:
+            return handler_list(self, resource, ns, q)
+        finally:
+            api.on = False
+
+    def list_(resource, *args, **kwargs):
+        items, rv = store_list(resource, *args, **kwargs)
+        if resource == "pods" and getattr(api, "on", False):
+            counter[0] += len(items)
+        return items, rv
+
+    emulator_server._Handler.list = handler
+    store.list = list_
+    return counter
 
 
 def _timed(project: Path, n: int) -> dict:
@@ -245,6 +272,8 @@ def _report(name: str, n: int, r: dict) -> None:
     )
     print(f"  API calls: {', '.join(f'{k} {v}' for k, v in sorted(calls.items()))}")
     print(f"  submit calls per task: {submits / n:.4f} (target <= 0.01; one per task before arrays)")
+    if r.get("pods_listed") is not None:
+        print(f"  pod objects returned by list calls: {r['pods_listed']} ({r['pods_listed'] / n:.1f} per task)")
     if r["status"] != "succeeded":
         print(f"  message: {r['message']}")
 
