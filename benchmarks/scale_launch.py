@@ -22,6 +22,7 @@ depend on the machine (one submit per array of up to 10,000).
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import statistics
@@ -246,6 +247,11 @@ def _timed(project: Path, n: int) -> dict:
         "calls": dict(backend.calls),
         "tasks": len(finished),
         "succeeded": sum(1 for e in finished if e.status == "succeeded"),
+        "not_ok": collections.Counter(
+            f"{e.status}: {(e.reason or e.traceback.strip().splitlines()[-1:] or ['?'])[0]}"[:200]
+            for e in finished
+            if e.status != "succeeded"
+        ),
         "peak_rss_mib": _peak_rss_mib(),  # this process: the runtime, and moto or the emulator with it
     }
 
@@ -276,6 +282,8 @@ def _report(name: str, n: int, r: dict) -> None:
         print(f"  pod objects returned by list calls: {r['pods_listed']} ({r['pods_listed'] / n:.1f} per task)")
     if r["status"] != "succeeded":
         print(f"  message: {r['message']}")
+    for why, count in r["not_ok"].most_common(5):
+        print(f"  {count} task(s) {why}")
 
 
 def main(argv=None) -> int:
