@@ -138,7 +138,7 @@ def launch_batch(n: int, image: str, slots: int = 16) -> dict:
             server.stop()
 
 
-def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
+def launch_kubernetes(n: int, image: str, parallelism: int, cpu: float = 0.25) -> dict:
     import docker
     from moto.server import ThreadedMotoServer
 
@@ -183,7 +183,7 @@ def launch_kubernetes(n: int, image: str, parallelism: int) -> dict:
 
                 [flows.LaunchFlow.steps.each]
                 backend = "kubernetes"
-                cpu = 0.25
+                cpu = {cpu}
                 memory = "256M"
                 {CREDS}
             '''),
@@ -291,6 +291,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", default="batch,kubernetes")
     parser.add_argument("-n", type=int, default=200)
     parser.add_argument("--parallelism", type=int, default=32, help="[kubernetes] parallelism for the launch run")
+    parser.add_argument(
+        "--cpu", type=float, default=0.25, help="each pod's CPU request and limit on the emulator (launch run)"
+    )
     parser.add_argument("--batch-slots", type=int, default=16, help="containers moto's Batch runs at once (0: all)")
     parser.add_argument("--overhead", type=int, default=0, help="N for the per-task overhead run (0: skip)")
     parser.add_argument("--image", default=os.environ.get("WORKBENCH_BASE_IMAGE") or "workbench-base:bookworm")
@@ -303,7 +306,7 @@ def main(argv=None) -> int:
             r = (
                 launch_batch(args.n, args.image, args.batch_slots)
                 if name == "batch"
-                else launch_kubernetes(args.n, args.image, args.parallelism)
+                else launch_kubernetes(args.n, args.image, args.parallelism, args.cpu)
             )
             os.chdir(here)
             _report(name, args.n, r)
