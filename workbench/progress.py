@@ -32,6 +32,11 @@ _MARKS = (KNOWN, IN_RUNNING, IN_RETRYING)
 _PAGE = 256  # tasks per page of marks
 
 
+def _canonical(tail: str) -> bool:
+    """A task number as a run writes it ("07" and "7" are two tasks: only the second is a number)."""
+    return tail.isdigit() and tail.isascii() and len(tail) <= 15 and (tail[0] != "0" or len(tail) == 1)
+
+
 class TaskMarks:
     """Marks (bits) per task in one byte per task: what a set of pathspecs per mark did, small (a set keeps
     each name alive, ~100 B a task, for the whole run). A run numbers its tasks 1, 2, 3... and a step's
@@ -49,15 +54,19 @@ class TaskMarks:
 
     def _number(self, pathspec: str) -> Optional[int]:
         """The task's number when its marks live in the pages (the first numbered task sets the prefix)."""
-        cut = pathspec.rfind("/") + 1
-        tail = pathspec[cut:]
-        if not (0 < len(tail) <= 15 and tail.isascii() and tail.isdigit()) or (tail[0] == "0" and len(tail) > 1):
-            return None  # "07" and "7" are two tasks: only the canonical spelling is a number
-        if self._prefix is None:
-            self._prefix = pathspec[:cut]
-        elif cut != len(self._prefix) or not pathspec.startswith(self._prefix):
-            return None
-        return int(tail)
+        prefix = self._prefix
+        if prefix is not None and pathspec.startswith(prefix):
+            tail = pathspec[len(prefix) :]
+        else:
+            cut = pathspec.rfind("/") + 1
+            if prefix is not None:
+                return None  # another flow/run/step
+            tail = pathspec[cut:]
+            if _canonical(tail):
+                self._prefix = pathspec[:cut]
+        if tail.isdigit() and tail.isascii() and len(tail) <= 15 and (tail[0] != "0" or len(tail) == 1):
+            return int(tail)  # (_canonical, inline: this runs for every event of every task)
+        return None
 
     def get(self, pathspec: str) -> int:
         n = self._number(pathspec)
@@ -78,9 +87,13 @@ class TaskMarks:
         after = (before & ~remove) | add
         if after == before:
             return before
-        for bit in _MARKS:
-            if (after ^ before) & bit:
-                self.count[bit] += 1 if after & bit else -1
+        diff, count = after ^ before, self.count
+        if diff & KNOWN:
+            count[KNOWN] += 1 if after & KNOWN else -1
+        if diff & IN_RUNNING:
+            count[IN_RUNNING] += 1 if after & IN_RUNNING else -1
+        if diff & IN_RETRYING:
+            count[IN_RETRYING] += 1 if after & IN_RETRYING else -1
         if n is None:
             if after:
                 self._other[pathspec] = after
