@@ -34,10 +34,10 @@ def test_foreach_counts_running_tasks_and_the_first_failure_sticks():
     for task in (2, 3, 4):
         state.apply(started("square", task))
     s = state.steps["square"]
-    assert (s.total, len(s.running), s.done, s.status) == (3, 3, 0, "running")
+    assert (s.total, s.running, s.done, s.status) == (3, 3, 0, "running")
     state.apply(finished("square", 2))
     state.apply(finished("square", 3, status="oom"))
-    assert (s.done, s.failed, len(s.running), s.status) == (2, 1, 1, "oom")
+    assert (s.done, s.failed, s.running, s.status) == (2, 1, 1, "oom")
     state.apply(finished("square", 4, status="timeout"))
     assert s.status == "oom" and s.finished == {"succeeded": 1, "oom": 1, "timeout": 1}
     assert state.counts() == {"square": 3} and s.duration == 1.0
@@ -51,7 +51,7 @@ def test_a_retrying_task_keeps_its_step_running_and_counts_once():
     s = state.steps["train"]
     assert s.status == "running" and not s.running and s.duration is None
     state.apply(started("train", 2, attempt=1))
-    assert (s.total, len(s.running)) == (1, 1)
+    assert (s.total, s.running) == (1, 1)
     state.apply(finished("train", 2))
     assert (s.total, s.done, s.failed, s.status) == (1, 1, 0, "succeeded")
 
@@ -124,3 +124,62 @@ def test_the_cli_live_view_draws_its_bars_from_the_reducer():
     assert (row.total, row.completed, row.fields["note"]) == (2, 2, "[red]1 failed")
     renderer(ev.RunFinished("F", "1", "failed", 1.0))
     renderer.close()
+
+
+def test_a_step_counts_like_sets_of_names_whatever_the_task_ids():
+    """The per-task marks answer as the three sets of pathspecs did (known, running, retrying), for numbered
+    tasks in any order, repeated events, names that are not numbers, "07" beside "7", another run's tasks."""
+    import random
+
+    from workbench.progress import IN_RETRYING, IN_RUNNING, KNOWN, TaskMarks
+
+    rng = random.Random(16)
+    names = [f"{RUN}/s/{n}" for n in [*range(1, 600), 5000, 70000, 123456789012]]
+    names += [f"{RUN}/s/07", f"{RUN}/s/7", f"{RUN}/s/unrecorded-1", "F/2/s/3", f"{RUN}/t/3", f"{RUN}/s/-1", f"{RUN}/s/"]
+    marks, model = TaskMarks(), {KNOWN: set(), IN_RUNNING: set(), IN_RETRYING: set()}
+    for _ in range(20_000):
+        name, add, remove = rng.choice(names), rng.choice([0, 1, 2, 3, 4, 5]), rng.choice([0, 2, 4, 6])
+        before = {bit for bit, members in model.items() if name in members}
+        assert marks.change(name, add=add, remove=remove) == sum(before)
+        for bit, members in model.items():
+            if add & bit:
+                members.add(name)
+            elif remove & bit:
+                members.discard(name)
+    for name in names:
+        assert marks.get(name) == sum(bit for bit, members in model.items() if name in members)
+    assert marks.count == {bit: len(members) for bit, members in model.items()}
+
+
+def test_a_wide_step_keeps_counts_not_the_names_of_its_tasks():
+    """10,000 tasks started and finished cost the reducer a few pages of bytes, not a set of 10,000 names."""
+    import tracemalloc
+
+    events = [started("square", n) for n in range(2, 10_002)] + [finished("square", n) for n in range(2, 10_002)]
+    state = RunProgress()
+    state.apply(events[0])  # the step exists before the measure
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for e in events[1:]:
+            state.apply(e)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    s = state.steps["square"]
+    assert (s.total, s.running, s.done, s.status) == (10_000, 0, 10_000, "succeeded")
+    assert grown < 40_000, f"{grown} bytes kept for 10,000 tasks"
+
+
+def test_a_repeated_event_is_counted_once():
+    state = RunProgress()
+    for e in [
+        started("a", 2),
+        started("a", 2),
+        finished("a", 2),
+        finished("a", 2),
+        ev.TaskCloned(f"{RUN}/a/2", "a", ""),
+    ]:
+        state.apply(e)
+    s = state.steps["a"]
+    assert (s.total, s.running, s.retrying) == (1, 0, 0)

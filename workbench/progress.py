@@ -1,5 +1,7 @@
 """The progress of a run, reduced from its events: per step, how many tasks started, run, finished and how;
 per run, its status and duration. Pure: no I/O, no terminal, no clock (times come from the events).
+Memory stays flat in the number of tasks: a step keeps counts and one byte per task (:class:`TaskMarks`), not
+the tasks' names.
 
 One rule for a step's status, shared by the CLI's live renderer, the TUI's live DAG and the TUI's past
 runs (which replays a past run's task records as events through :func:`events_from_tasks`):
@@ -25,14 +27,93 @@ RUNNING = "running"
 SUCCEEDED = "succeeded"
 
 
+KNOWN, IN_RUNNING, IN_RETRYING = 1, 2, 4  # the marks a step keeps per task (bits of one byte)
+_MARKS = (KNOWN, IN_RUNNING, IN_RETRYING)
+_PAGE = 256  # tasks per page of marks
+
+
+def _canonical(tail: str) -> bool:
+    """A task number as a run writes it ("07" and "7" are two tasks: only the second is a number)."""
+    return tail.isdigit() and tail.isascii() and len(tail) <= 15 and (tail[0] != "0" or len(tail) == 1)
+
+
+class TaskMarks:
+    """Marks (bits) per task in one byte per task: what a set of pathspecs per mark did, small (a set keeps
+    each name alive, ~100 B a task, for the whole run). A run numbers its tasks 1, 2, 3... and a step's
+    numbers come in runs, so pages of :data:`_PAGE` bytes indexed by the number hold them; a task with any
+    other id (not a number, or of another flow/run/step than the first) is kept by name, with the same
+    answers. ``count[mark]`` is how many tasks carry that mark."""
+
+    __slots__ = ("_prefix", "_pages", "_other", "count")
+
+    def __init__(self) -> None:
+        self._prefix: Optional[str] = None  # "flow/run/step/" of the numbered tasks
+        self._pages: dict[int, bytearray] = {}
+        self._other: dict[str, int] = {}
+        self.count: dict[int, int] = dict.fromkeys(_MARKS, 0)
+
+    def _number(self, pathspec: str) -> Optional[int]:
+        """The task's number when its marks live in the pages (the first numbered task sets the prefix)."""
+        prefix = self._prefix
+        if prefix is not None and pathspec.startswith(prefix):
+            tail = pathspec[len(prefix) :]
+        else:
+            cut = pathspec.rfind("/") + 1
+            if prefix is not None:
+                return None  # another flow/run/step
+            tail = pathspec[cut:]
+            if _canonical(tail):
+                self._prefix = pathspec[:cut]
+        if tail.isdigit() and tail.isascii() and len(tail) <= 15 and (tail[0] != "0" or len(tail) == 1):
+            return int(tail)  # (_canonical, inline: this runs for every event of every task)
+        return None
+
+    def get(self, pathspec: str) -> int:
+        n = self._number(pathspec)
+        if n is None:
+            return self._other.get(pathspec, 0)
+        page = self._pages.get(n // _PAGE)
+        return 0 if page is None else page[n % _PAGE]
+
+    def change(self, pathspec: str, add: int = 0, remove: int = 0) -> int:
+        """Add and remove marks (``add`` wins over ``remove``); returns the marks it had before."""
+        n = self._number(pathspec)
+        page = None
+        if n is None:
+            before = self._other.get(pathspec, 0)
+        else:
+            page = self._pages.get(n // _PAGE)
+            before = 0 if page is None else page[n % _PAGE]
+        after = (before & ~remove) | add
+        if after == before:
+            return before
+        diff, count = after ^ before, self.count
+        if diff & KNOWN:
+            count[KNOWN] += 1 if after & KNOWN else -1
+        if diff & IN_RUNNING:
+            count[IN_RUNNING] += 1 if after & IN_RUNNING else -1
+        if diff & IN_RETRYING:
+            count[IN_RETRYING] += 1 if after & IN_RETRYING else -1
+        if n is None:
+            if after:
+                self._other[pathspec] = after
+            else:
+                del self._other[pathspec]
+            return before
+        if page is None:
+            page = self._pages[n // _PAGE] = bytearray(_PAGE)
+        page[n % _PAGE] = after
+        return before
+
+
 @dataclass
 class StepProgress:
-    """One step's tasks so far. ``finished`` counts final statuses (``cloned`` for reused tasks)."""
+    """One step's tasks so far. ``finished`` counts final statuses (``cloned`` for reused tasks); ``marks``
+    says which tasks are known (started or cloned), running (an attempt in flight) and retrying (between a
+    failed attempt and the next)."""
 
     name: str
-    tasks: set[str] = field(default_factory=set)  # pathspecs started or cloned
-    running: set[str] = field(default_factory=set)  # pathspecs with an attempt in flight
-    retrying: set[str] = field(default_factory=set)  # pathspecs between a failed attempt and the next
+    marks: TaskMarks = field(default_factory=TaskMarks, repr=False, compare=False)
     finished: Counter[str] = field(default_factory=Counter)  # final status -> tasks
     first_failure: Optional[str] = None
     started_at: Optional[float] = None
@@ -41,7 +122,17 @@ class StepProgress:
     @property
     def total(self) -> int:
         """Tasks known so far (a foreach step's count grows as its tasks start)."""
-        return len(self.tasks)
+        return self.marks.count[KNOWN]
+
+    @property
+    def running(self) -> int:
+        """Tasks with an attempt in flight."""
+        return self.marks.count[IN_RUNNING]
+
+    @property
+    def retrying(self) -> int:
+        """Tasks between a failed attempt and the next."""
+        return self.marks.count[IN_RETRYING]
 
     @property
     def done(self) -> int:
@@ -101,26 +192,21 @@ class RunProgress:
             return None
         if isinstance(event, ev.TaskStarted):
             s = self.step(event.step)
-            s.tasks.add(event.pathspec)
-            s.running.add(event.pathspec)
-            s.retrying.discard(event.pathspec)
+            s.marks.change(event.pathspec, add=KNOWN | IN_RUNNING, remove=IN_RETRYING)
             s.started_at = event.ts if s.started_at is None else min(s.started_at, event.ts)
             return s.name
         if isinstance(event, ev.TaskCloned):
             s = self.step(event.step)
-            s.tasks.add(event.pathspec)
+            s.marks.change(event.pathspec, add=KNOWN)
             s.finished[CLONED] += 1
             return s.name
         if isinstance(event, ev.TaskRetrying):
             s = self.step(event.step)
-            s.running.discard(event.pathspec)
-            s.retrying.add(event.pathspec)
+            s.marks.change(event.pathspec, add=IN_RETRYING, remove=IN_RUNNING)
             return s.name
         if isinstance(event, ev.TaskFinished):
             s = self.step(event.step)
-            s.tasks.add(event.pathspec)
-            s.running.discard(event.pathspec)
-            s.retrying.discard(event.pathspec)
+            s.marks.change(event.pathspec, add=KNOWN, remove=IN_RUNNING | IN_RETRYING)
             s.finished[str(event.status)] += 1
             if event.status != SUCCEEDED and s.first_failure is None:
                 s.first_failure = str(event.status)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from . import events as ev
 from .backends.base import TaskExit
 from .datastore.records import AttemptRecord, AttemptSummary, InputRef, TaskRecord, TaskSpecRecord, TaskStatus
+from .datastore.split_inputs import SplitInputs
 from .scheduler_messages import Emit, Instruction, WriteTask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 _NO_PARENTS: list[Any] = []  # never changed in place
+
+
+def _canonical_number(task_id: str) -> bool:
+    return task_id.isascii() and task_id.isdigit() and str(int(task_id)) == task_id
 
 
 class RecordsMixin:
@@ -68,7 +73,8 @@ class RecordsMixin:
             foreach_stack=task.foreach_stack,
             params=dict(self.param_refs),
             unresolved_params=list(self.unresolved) if task.step == "start" else [],
-            inputs=[
+            inputs=self._split_inputs(task.parents)
+            or [
                 InputRef(
                     pathspec=self._pathspec(p),
                     step=p.step,
@@ -77,6 +83,29 @@ class RecordsMixin:
                 )
                 for p in task.parents
             ],
+        )
+
+    def _split_inputs(self, parents: list[_Task]) -> Optional[SplitInputs]:
+        """A foreach's join: its inputs are indexes 0..N-1 of one fan-out, all of one step, so its spec says
+        what they share once (:class:`SplitInputs`) instead of N input documents. None for any other task."""
+        split = parents[0].split if len(parents) > 1 else None
+        if split is None or len(parents) != split.num_splits:
+            return None
+        step = parents[0].step
+        for i, p in enumerate(parents):
+            if p.split is not split or p.index != i or p.step != step or not _canonical_number(p.task_id):
+                return None
+            if not all(isinstance(a.get("sha"), str) for a in p.artifacts.values()):
+                return None
+        names = list(dict.fromkeys(n for p in parents for n in p.artifacts))
+        return SplitInputs(
+            f"{self.flow}/{self.run_id}/{step}/",
+            step,
+            split.outer,
+            {"step": split.step, "var": split.var, "index": 0, "num_splits": split.num_splits},
+            SplitInputs.runs_of(int(p.task_id) for p in parents),
+            names,
+            [(a["sha"] if (a := p.artifacts.get(n)) is not None else None) for p in parents for n in names],
         )
 
     def _record(

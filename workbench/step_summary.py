@@ -14,8 +14,9 @@ from typing import Iterable, Optional
 
 from . import events as ev
 from .datastore.records import DURATION_EDGES, StepSummaryRecord, TaskBrief, TaskRecord
-from .progress import RunProgress, events_from_tasks
+from .progress import IN_RETRYING, IN_RUNNING, KNOWN, RunProgress, TaskMarks, events_from_tasks
 
+ENDED = KNOWN  # the mark of a task whose final record was folded
 FAILED_KEPT = 100  # failed tasks listed by name (the rest are counted)
 SLOWEST_KEPT = 200  # slowest finished tasks listed by name (a screenful and more)
 RUNNING = "running"
@@ -44,14 +45,13 @@ def task_state(record: TaskRecord) -> str:
 
 class StepSummaryBuilder:
     """Folds one step's tasks. ``started``/``retrying`` take a pathspec in flight; ``add`` a task's final
-    record. ``record()`` is the summary so far."""
+    record. ``record()`` is the summary so far. Each task costs one byte (its marks: running, retrying,
+    ended), not its name: a repeated event is still told apart."""
 
     def __init__(self, flow: str, run_id: str, step: str):
         self.flow, self.run_id, self.step = flow, run_id, step
         self.progress = RunProgress()  # the step's status by the one rule of workbench.progress
-        self.running: set[str] = set()
-        self.retrying: set[str] = set()
-        self.ended: set[str] = set()
+        self.marks = TaskMarks()
         self.counts: dict[str, int] = {}
         self.bins = [0] * (len(DURATION_EDGES) + 1)
         self.min_seconds: Optional[float] = None
@@ -67,32 +67,39 @@ class StepSummaryBuilder:
         self.finished_at: Optional[float] = None
 
     @property
+    def running(self) -> int:
+        return self.marks.count[IN_RUNNING]
+
+    @property
+    def retrying(self) -> int:
+        return self.marks.count[IN_RETRYING]
+
+    @property
+    def ended(self) -> int:
+        return self.marks.count[ENDED]
+
+    @property
     def in_flight(self) -> int:
-        return len(self.running) + len(self.retrying)
+        return self.running + self.retrying
 
     def started(self, pathspec: str, ts: Optional[float] = None) -> None:
-        if pathspec in self.ended:
+        if self.marks.get(pathspec) & ENDED:
             return
-        self.running.add(pathspec)
-        self.retrying.discard(pathspec)
+        self.marks.change(pathspec, add=IN_RUNNING, remove=IN_RETRYING)
         self.progress.apply(ev.TaskStarted(pathspec, self.step, 0, "", ts=ts or 0.0))
         if ts is not None:
             self.started_at = ts if self.started_at is None else min(self.started_at, ts)
 
     def retrying_again(self, pathspec: str) -> None:
-        if pathspec in self.running:
-            self.running.discard(pathspec)
-            self.retrying.add(pathspec)
+        if self.marks.get(pathspec) & IN_RUNNING:
+            self.marks.change(pathspec, add=IN_RETRYING, remove=IN_RUNNING)
             self.progress.apply(ev.TaskRetrying(pathspec, self.step, 0, "", 0.0))
 
     def add(self, record: TaskRecord) -> None:
         """A task's final record (finished or cloned)."""
         pathspec = record.pathspec or f"{self.flow}/{self.run_id}/{self.step}/{record.task_id}"
-        if pathspec in self.ended:
-            return
-        self.ended.add(pathspec)
-        self.running.discard(pathspec)
-        self.retrying.discard(pathspec)
+        if self.marks.change(pathspec, add=ENDED, remove=IN_RUNNING | IN_RETRYING) & ENDED:
+            return  # folded already
         for event in events_from_tasks([record]):
             self.progress.apply(event)
         state = task_state(record)
@@ -129,16 +136,16 @@ class StepSummaryBuilder:
     def record(self, *, updated_at: Optional[float] = None, final: bool = False) -> StepSummaryRecord:
         counts = dict(self.counts)
         if self.running:
-            counts[RUNNING] = len(self.running)
+            counts[RUNNING] = self.running
         if self.retrying:
-            counts[RETRYING] = len(self.retrying)
+            counts[RETRYING] = self.retrying
         slowest = [brief for _, _, brief in sorted(self._slowest, key=lambda e: (-e[0], -e[1]))]
         return StepSummaryRecord(
             flow=self.flow,
             run_id=self.run_id,
             step=self.step,
             status=self.progress.step(self.step).status,
-            total=len(self.ended) + self.in_flight,
+            total=self.ended + self.in_flight,
             counts=counts,
             durations=list(self.bins),
             min_seconds=self.min_seconds,

@@ -385,7 +385,10 @@ def _check_transition(ctx: TaskContext, spec: TaskSpecRecord) -> None:
 
 def read_spec(ds: FlowDatastore, ref: str) -> TaskSpecRecord:
     flow, run_id, step, task_id, attempt = ref.split("/")
-    doc = ds.read_spec(run_id, step, task_id, int(attempt))
+    try:
+        doc = ds.read_spec(run_id, step, task_id, int(attempt))
+    except ValueError as exc:  # a join's compact inputs that do not read (workbench.datastore.split_inputs)
+        raise SystemExit(f"workbench.task: the task spec of {ref} in {ds.url} is damaged: {exc}") from None
     if doc is None:
         raise SystemExit(f"workbench.task: no task spec for {ref} in {ds.url}")
     return doc

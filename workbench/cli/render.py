@@ -122,7 +122,7 @@ class LiveRenderer:
 
     def _update(self, step: str) -> None:
         s = self.state.step(step)
-        total, done, failed, running = s.total, s.done, s.failed, len(s.running)
+        total, done, failed, running = s.total, s.done, s.failed, s.running
         icon = "[red]✗" if failed else ("[green]✓" if total and done == total else "[yellow]•")
         waits = self.waiting.get(step) or {}
         note = f"[red]{failed} failed" if failed else (f"{running} running" if running else "")

@@ -1,4 +1,8 @@
-"""Storage in a local directory (the default: ``.workbench/`` at the project root)."""
+"""Storage in a local directory (the default: ``.workbench/`` at the project root).
+
+Paths are plain strings joined with ``/`` (keys already use it): :mod:`pathlib` interns every part of every
+path it parses, and CPython never frees interned strings, so each task id would cost ~200 B for the life of
+the process (memory flat in the number of tasks, issue 16)."""
 
 from __future__ import annotations
 
@@ -17,15 +21,17 @@ class LocalStorage:
         self.root = Path(root).resolve()
         self.url = str(self.root)
 
-    def _path(self, key: str) -> Path:
-        return self.root / key
+    def _path(self, key: str) -> str:
+        key = key.strip("/")
+        return f"{self.url}/{key}" if key else self.url
 
     def put(self, key: str, chunks: Iterable[Buffer], *, overwrite: bool = True) -> None:
         path = self._path(key)
-        if not overwrite and path.exists():
+        if not overwrite and os.path.exists(path):
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        parent, name = os.path.split(path)
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 for chunk in chunks:
@@ -65,12 +71,12 @@ class LocalStorage:
 
     def size(self, key: str) -> int:
         try:
-            return self._path(key).stat().st_size
+            return os.stat(self._path(key)).st_size
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a stray file is no parent
             raise KeyError(key) from None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return os.path.exists(self._path(key))
 
     def list(self, prefix: str) -> list[str]:
         try:
@@ -80,11 +86,11 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        if path.is_dir():
+        if os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
         else:
             try:
-                path.unlink()
+                os.unlink(path)
             except FileNotFoundError:
                 pass
 
@@ -93,7 +99,7 @@ class LocalStorage:
         try:
             f = open(path, "a", encoding="utf-8")
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             f = open(path, "a", encoding="utf-8")
         with f:
             f.write(text)
@@ -102,4 +108,4 @@ class LocalStorage:
         pass
 
     def local_path(self, key: str) -> Optional[str]:
-        return str(self._path(key))
+        return self._path(key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import Any, ClassVar, Optional, Sequence, TypeVar
 
 
 class TaskStatus(str, Enum):
@@ -246,19 +246,29 @@ class TaskSpecRecord(_Record):
     foreach_stack: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, str] = field(default_factory=dict)  # parameter name -> sha
     unresolved_params: list[str] = field(default_factory=list)  # computed by start itself
-    inputs: list[InputRef] = field(default_factory=list)
+    inputs: Sequence[InputRef] = field(default_factory=list)  # a foreach's join: SplitInputs (input_split)
     parallel: Optional[dict[str, Any]] = None  # a @parallel task: {node_index, num_nodes, gang}
     catch_fallback: Optional[str] = None  # @catch: the step never ran (why); store the failure, run nothing
 
     @classmethod
     def from_dict(cls, data: Optional[dict[str, Any]]) -> "TaskSpecRecord":
         record = super().from_dict(data)
-        record.inputs = [i if isinstance(i, InputRef) else InputRef.from_dict(i) for i in record.inputs]
+        split = record.extra.pop("input_split", None)
+        if split is not None:  # a foreach's join (ValueError, one line, when damaged)
+            from .split_inputs import SplitInputs
+
+            record.inputs = SplitInputs.from_dict(split)
+        else:
+            record.inputs = [i if isinstance(i, InputRef) else InputRef.from_dict(i) for i in record.inputs]
         return record
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out["inputs"] = [i.to_dict() for i in self.inputs]
+        compact = getattr(self.inputs, "to_dict", None)  # SplitInputs: a foreach's join
+        if compact is not None:
+            out["inputs"], out["input_split"] = [], compact()
+        else:
+            out["inputs"] = [i.to_dict() for i in self.inputs]
         return out
 
     @property
