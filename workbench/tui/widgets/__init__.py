@@ -6,6 +6,7 @@ from typing import Callable
 
 from textual.message import Message
 from textual.widget import Widget
+from textual.widgets import Static
 
 
 class PaneMounted(Message):
@@ -33,3 +34,17 @@ class LaterPane(Widget):
             await self.remove()
 
         self.call_after_refresh(mount)
+
+
+def set_text(static: Static, text: str) -> bool:
+    """Show ``text`` in ``static`` unless it shows it already: every ``update`` costs the screen a layout
+    (a live run redraws its panes every second, mostly with the same text). True when it changed."""
+    if static.content == text:
+        return False
+    static.update(text)
+    return True
+
+
+def on_screen(widget: Widget) -> bool:
+    """The widget and every container above it are displayed (its tab is the active one)."""
+    return widget.is_mounted and all(node.display for node in widget.ancestors_with_self if isinstance(node, Widget))
