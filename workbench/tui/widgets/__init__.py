@@ -39,10 +39,21 @@ class LaterPane(Widget):
 def set_text(static: Static, text: str) -> bool:
     """Show ``text`` in ``static`` unless it shows it already: every ``update`` costs the screen a layout
     (a live run redraws its panes every second, mostly with the same text). True when it changed."""
-    if static.content == text:
+    old = static.content
+    if old == text:
         return False
-    static.update(text)
+    static.update(text, layout=not _same_size(static, old, text))
     return True
+
+
+def _same_size(static: Static, old: object, new: str) -> bool:
+    """The new text takes the old one's place without a screen layout: as many lines, none wrapped (a
+    line's markup only makes it longer than it shows), in a widget whose width is not its content's."""
+    width = static.content_size.width
+    if not isinstance(old, str) or not width or (static.styles.width is not None and static.styles.width.is_auto):
+        return False
+    old_lines, new_lines = old.split("\n"), new.split("\n")
+    return len(old_lines) == len(new_lines) and all(len(line) <= width for line in old_lines + new_lines)
 
 
 def on_screen(widget: Widget) -> bool:
