@@ -111,6 +111,7 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
         self.reload_count = 0  # for tests and the redraw benchmark
         self.shown_run: Optional[str] = None  # the run chosen in Runs (None: the latest)
         self.artifacts_wanted: Optional[tuple] = None  # a big run's artifacts, read when their tab is shown
+        self.footer_in_logs = False  # the footer shows the Logs tab's keys (check_action)
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -207,7 +208,12 @@ class WorkbenchApp(LiveRuns, WorkbenchActions, PaletteCommands, App):
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         if not self.screen_stack:  # a key that arrived as the app closed
             return
-        self.refresh_bindings()
+        in_logs = event.pane.id == "tab-logs"
+        if in_logs != self.footer_in_logs:  # the footer is rebuilt (every key remounted): only when it changes
+            self.footer_in_logs = in_logs
+            self.refresh_bindings()
+        if event.pane.id == "tab-tasks":
+            self.pane("#tasks").tick()  # a live step's hidden tab is not redrawn: it is now, at once
         if event.pane.id == "tab-artifacts" and self.artifacts_wanted is not None:
             store, run_id, step = self.artifacts_wanted
             self.artifacts_wanted = None

@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from ...graph import FlowGraph
 from ..dag_layout import DagPicture, layout, step_at
+from . import set_text
 
 
 class DagView(Static):
@@ -36,10 +37,10 @@ class DagView(Static):
         self.graph = graph
         if graph is None or not graph.steps:
             self.picture = DagPicture([])
-            self.update("")
+            set_text(self, "")
             return
         self.picture = layout(graph, statuses, settings, selected, counts)
-        self.update("\n".join(self.picture.lines))
+        set_text(self, "\n".join(self.picture.lines))  # a live run's poll redraws it twice a second
 
     def on_click(self, event: events.Click) -> None:
         name = step_at(self.picture, event.x - 1, event.y)  # 1 column of padding

@@ -37,7 +37,7 @@ from ..step_tasks import (
     row_of,
     seconds_text,
 )
-from . import PaneMounted
+from . import PaneMounted, on_screen, set_text
 
 GLYPH = {
     "succeeded": "✔",
@@ -107,7 +107,7 @@ class TasksPane(Vertical):
 
     def on_mount(self) -> None:
         self.post_message(PaneMounted())
-        self.set_interval(LIVE_REFRESH_SECONDS, self._live_tick)
+        self.set_interval(LIVE_REFRESH_SECONDS, self.tick)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="tasks-title")
@@ -144,9 +144,11 @@ class TasksPane(Vertical):
         self.log_lines, self.log_read, self.log_complete = [], False, False
         self._load(*self.shown)
 
-    def _live_tick(self) -> None:
-        """Timer: a live run's summary again (one small read), the merged log once the step has ended."""
-        if self.live and self.shown is not None and self.shown[1] is not None:
+    def tick(self) -> None:
+        """Timer: a live run's summary again (one small read), the merged log once the step has ended; only
+        while the tab is on screen (drawing a hidden tab would cost the keys their time): showing the tab
+        ticks at once."""
+        if self.live and self.shown is not None and self.shown[1] is not None and on_screen(self):
             self._load(*self.shown, with_log=False)
 
     @work(thread=True, exclusive=True, group="tasks")
@@ -225,7 +227,7 @@ class TasksPane(Vertical):
 
     def _log_state(self, text: str) -> None:
         state = self.query_one("#tasks-logstate", Static)
-        state.update(escape(text))
+        set_text(state, escape(text))
         state.display = bool(text)
 
     @_unless_closing
@@ -281,10 +283,10 @@ class TasksPane(Vertical):
             return
         self.profile_lines = profile or []
         usage = self.query_one("#tasks-usage", Static)
-        usage.update(escape("\n".join(self.usage_lines if summary is not None else [])))
+        set_text(usage, escape("\n".join(self.usage_lines if summary is not None else [])))
         usage.display = bool(self.usage_lines) and summary is not None
         shown = self.query_one("#tasks-profile", Static)
-        shown.update(escape("\n".join(self.profile_lines)))
+        set_text(shown, escape("\n".join(self.profile_lines)))
         shown.display = bool(self.profile_lines)
         previous = self.summary
         self.summary, self.plan = summary, plan
@@ -312,9 +314,9 @@ class TasksPane(Vertical):
             table.clear()
         title = self.query_one("#tasks-title", Static)
         if summary is None:
-            title.update("no run of this step yet")
+            set_text(title, "no run of this step yet")
             for name in ("#tasks-counts", "#tasks-fix", "#tasks-hist"):
-                self.query_one(name, Static).update("")
+                set_text(self.query_one(name, Static), "")
             self.query_one("#tasks-fix", Static).display = False
             self.log_lines, self.log_read, self.log_complete = [], False, False
             self._refill()
@@ -323,16 +325,16 @@ class TasksPane(Vertical):
         counts = " · ".join(
             f"{GLYPH.get(s, '?')} {n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1])
         )
-        self.query_one("#tasks-counts", Static).update(escape(counts))
+        set_text(self.query_one("#tasks-counts", Static), escape(counts))
         fix = ""
         if plan is not None:
             fix = (
                 f"{escape(plan.headline())}\n{escape(plan.why)}\n"
                 f"[b]x[/b] re-runs {escape(plan.step)} on its past inputs with this request (price shown first)"
             )
-        self.query_one("#tasks-fix", Static).update(fix)
+        set_text(self.query_one("#tasks-fix", Static), fix)
         self.query_one("#tasks-fix", Static).display = bool(fix)
-        self.query_one("#tasks-hist", Static).update(escape("\n".join(histogram(summary.bins, lines=5))))
+        set_text(self.query_one("#tasks-hist", Static), escape("\n".join(histogram(summary.bins, lines=5))))
         if not same_rows:
             self._add_rows(table, summary.rows)
             if same_step:  # the pages read so far stay (the rows now in the summary's part once)
@@ -365,10 +367,11 @@ class TasksPane(Vertical):
         if summary is None:
             return
         more = table.row_count < summary.total
-        self.query_one("#tasks-title", Static).update(
+        set_text(
+            self.query_one("#tasks-title", Static),
             f"[b]{escape(summary.step)}[/b] in run {escape(summary.run_id)} · {summary.total:,} task(s)"
             + (f" · showing {table.row_count:,}: failed, slowest, then by id (↓ at the end reads more)" if more else "")
-            + ("" if summary.final else " · live")
+            + ("" if summary.final else " · live"),
         )
 
     def set_waiting(self, pathspec: Optional[str], reason: str, backend: str = "") -> None:
@@ -386,7 +389,7 @@ class TasksPane(Vertical):
         lines = [f"⏳ {p.split('/', 1)[-1]} waits: {why}" for p, why in list(self.waiting.items())[:5]]
         if len(self.waiting) > 5:
             lines.append(f"… and {len(self.waiting) - 5} more waiting")
-        shown.update(escape("\n".join(lines)))
+        set_text(shown, escape("\n".join(lines)))
         shown.display = bool(lines)
 
     def _refill(self) -> None:
