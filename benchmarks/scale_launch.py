@@ -130,7 +130,9 @@ def launch_batch(n: int, image: str, slots: int = 16) -> dict:
                 {CREDS}
             '''),
             )
-            return _timed(project, n)
+            result = _timed(project, n)
+            _report("batch", n, result)  # before moto stops: a failing cleanup must not lose it
+            return result
     finally:
         try:
             reset(endpoint)
@@ -188,7 +190,9 @@ def launch_kubernetes(n: int, image: str, parallelism: int, cpu: float = 0.25) -
                 {CREDS}
             '''),
             )
-            return {**_timed(project, n), "pods_listed": listed[0]}
+            result = {**_timed(project, n), "pods_listed": listed[0]}
+            _report("kubernetes", n, result)  # before the emulator stops: a failing cleanup must not lose it
+            return result
     finally:
         emu.stop()
         server.stop()
@@ -309,7 +313,6 @@ def main(argv=None) -> int:
                 else launch_kubernetes(args.n, args.image, args.parallelism, args.cpu)
             )
             os.chdir(here)
-            _report(name, args.n, r)
             ok = ok and r["status"] == "succeeded" and r["calls"].get("submit", 0) / args.n <= 0.01
     if args.overhead:
         r = launch_kubernetes(args.overhead, args.image, 1)

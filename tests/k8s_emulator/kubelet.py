@@ -92,7 +92,8 @@ class Kubelet:
     def remove_containers(self, labels: dict | None = None) -> int:
         filters = [f"{INSTANCE_LABEL}={self.instance}"] + [f"{k}={v}" for k, v in (labels or {}).items()]
         removed = 0
-        for container in self.docker.containers.list(all=True, filters={"label": filters}):
+        # ignore_removed: a pod's own worker may remove its container between the list and the inspect of it
+        for container in self.docker.containers.list(all=True, filters={"label": filters}, ignore_removed=True):
             try:
                 container.remove(force=True)
                 removed += 1
