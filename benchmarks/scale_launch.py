@@ -90,8 +90,9 @@ def _peak_rss_mib() -> float:
 def launch_batch(n: int, image: str, slots: int = 16) -> dict:
     from moto.server import ThreadedMotoServer
 
-    from tests.support.moto_server import DUMMY_ENV, AwsTestbed, reset
+    from tests.support.moto_server import DUMMY_ENV, AwsTestbed, mend_moto_batch, reset
 
+    mend_moto_batch()  # else moto gives some children a sibling's index (see there)
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
     os.environ.update(DUMMY_ENV)
     _bound_moto_batch(slots)
@@ -252,12 +253,27 @@ def _timed(project: Path, n: int) -> dict:
         "tasks": len(finished),
         "succeeded": sum(1 for e in finished if e.status == "succeeded"),
         "not_ok": collections.Counter(
-            f"{e.status}: {(e.reason or e.traceback.strip().splitlines()[-1:] or ['?'])[0]}"[:200]
+            f"{e.status}: {e.reason or (e.traceback.strip().splitlines() or ['?'])[-1]}"[:300]
             for e in finished
             if e.status != "succeeded"
         ),
         "peak_rss_mib": _peak_rss_mib(),  # this process: the runtime, and moto or the emulator with it
+        "failed_logs": {e.pathspec: _log_tail(rt, e) for e in [e for e in finished if e.status != "succeeded"][:3]},
     }
+
+
+def _log_tail(rt, e, lines: int = 8) -> list[str]:
+    """The last lines of a failed task's log, as the datastore holds it (why it failed, in its own words)."""
+    _, run_id, step, task_id = e.pathspec.split("/")
+    try:
+        ds = rt._stage or rt.ds
+        now = ds.read_attempt(run_id, step, task_id, e.attempt)
+        keys = ds.storage.list(ds.task_key(run_id, step, task_id))
+        return [f"(its keys now: {sorted(keys)}; its attempt record now: {now and now.status})"] + [
+            f"{ts} {stream} {text}" for ts, stream, text in rt.ds.read_log(run_id, step, task_id, e.attempt)
+        ][-lines:]
+    except Exception as exc:  # noqa: BLE001 - a benchmark's diagnostics: say why there is no log
+        return [f"(log unreadable: {exc})"]
 
 
 def bare_container(image: str, n: int) -> float:
@@ -288,6 +304,8 @@ def _report(name: str, n: int, r: dict) -> None:
         print(f"  message: {r['message']}")
     for why, count in r["not_ok"].most_common(5):
         print(f"  {count} task(s) {why}")
+    for pathspec, tail in r.get("failed_logs", {}).items():
+        print(f"  log of {pathspec}: " + ("".join(f"\n    {line}" for line in tail) or "(empty)"))
 
 
 def main(argv=None) -> int:

@@ -32,6 +32,35 @@ DUMMY_ENV = {
 }
 
 
+def mend_moto_batch() -> None:
+    """Work around a moto 5 Batch bug that gives a child of an array job a sibling's job id (and index).
+
+    moto builds a job's container environment by appending ``AWS_BATCH_JOB_ID`` to the ``environment`` list of
+    the job's ``containerOverrides``: the very list the job was submitted with, which every child of an array
+    shares with its parent. Each child that starts, and each describe_jobs of a child, appends its own id to
+    that one list; the container gets the last entry. So under polling a child runs with a sibling's
+    ``AWS_BATCH_JOB_ID``, and (as moto sets no ``AWS_BATCH_JOB_ARRAY_INDEX``) with that sibling's index: at
+    400 wide, 4 to 19 children ran a sibling's task and theirs never ran. AWS sets each child's own
+    variables. Here each call builds a fresh list, otherwise as moto does (overrides first, then the job
+    definition's, then the job id). Idempotent; applies to the moto in this process."""
+    import moto.batch.models as models
+
+    original = models.Job._get_container_property
+    if getattr(original, "mended", False):
+        return
+
+    def get_container_property(self, p, default):
+        if p != "environment":
+            return original(self, p, default)
+        env = {e["name"]: e["value"] for e in self.job_definition.container_properties.get(p, default)}
+        env.update({e["name"]: e["value"] for e in self.container_overrides.get(p, default)})
+        env["AWS_BATCH_JOB_ID"] = self.job_id
+        return [{"name": k, "value": v} for k, v in env.items()]
+
+    get_container_property.mended = True  # type: ignore[attr-defined]
+    models.Job._get_container_property = get_container_property  # type: ignore[method-assign]
+
+
 def reset(endpoint: str) -> None:
     req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
     urllib.request.urlopen(req, timeout=30).read()
@@ -42,6 +71,7 @@ def moto_server():
     pytest.importorskip("moto.server")
     from moto.server import ThreadedMotoServer
 
+    mend_moto_batch()
     saved = {k: os.environ.get(k) for k in ("MOTO_DOCKER_NETWORK_MODE",)}
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"  # read by moto's Batch when it starts job containers
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
