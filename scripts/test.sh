@@ -40,5 +40,10 @@ if ! $SUDO bash scripts/start-docker.sh || ! $SUDO bash scripts/build-base-image
 fi
 
 echo "== tests"
-# --durations=25: every log ends with the slowest tests, so a test that grows slow shows where CI time went
-exec python3 -m pytest -q --durations=25 "$@"
+# --durations=25: every log ends with the slowest tests, so a test that grows slow shows where CI time went.
+# Two workers (pytest-xdist), each test file on one worker (--dist loadfile: a file's fixtures, moto server and
+# Kubernetes emulator are set up once per worker): the suite mostly waits on containers and API servers
+# (load 2-4 on 2 cores with two workers), and took 599 s instead of about 1,300 s serially.
+# WORKBENCH_TEST_WORKERS=0 runs it in this process, serially.
+workers="${WORKBENCH_TEST_WORKERS:-2}"
+exec python3 -m pytest -q --durations=25 -n "$workers" --dist loadfile "$@"
