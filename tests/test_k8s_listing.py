@@ -100,3 +100,37 @@ def test_pods_without_the_index_label_are_noticed_and_every_pod_is_listed_then()
     again = list_round(cluster.list_jobs, cluster.list_pods, RUN, tasks, every_pod=True)
     assert ("wide", 992) in again.indexed  # ...found once the backend lists every pod
     assert again.listed == 1001
+
+
+def test_a_round_reports_a_pod_that_failed_before_the_pods_killed_for_it(monkeypatch):
+    """A gang's node 2 fails; the Job's controller then deletes nodes 0 and 1. When one round sees all three, node 2
+    is reported first: the first node reported as failed names the gang's failure for every node."""
+    import threading
+
+    from workbench.backends import kubernetes as k8s
+    from workbench.backends.remote_jobs import JobArray
+
+    def pod(index, phase, deleting):
+        return NS(
+            metadata=NS(name=f"g-{index}", deletion_timestamp="2026-12-03T08:00:00Z" if deleting else None),
+            status=NS(phase=phase, container_statuses=[]),
+        )
+
+    gang = JobArray([], name="g", gang=True)
+    tasks = [k8s._Task(NS(), None, None, name="g", array=gang, index=i) for i in range(3)]
+    gang.jobs = tasks
+    seen = {
+        ("g", 0): [pod(0, "Failed", True)],
+        ("g", 1): [pod(1, "Running", True)],
+        ("g", 2): [pod(2, "Failed", False)],
+    }
+    monkeypatch.setattr(
+        k8s, "list_round", lambda *a, **k: NS(jobs={"g": None}, pods={}, indexed=seen, unlabelled=False)
+    )
+    backend = k8s.KubernetesBackend.__new__(k8s.KubernetesBackend)
+    backend._lock, backend._every_pod, backend._selector = threading.RLock(), False, ""
+    backend._list = lambda *a, **k: None
+    order = []
+    backend.update_index = lambda task, job, pods: order.append(task.index)
+    backend.poll(tasks)
+    assert order[0] == 2, order

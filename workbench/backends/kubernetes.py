@@ -330,11 +330,17 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
             indexed.update(view.indexed)
         self._delete_doomed_pods(indexed)
         changed = False
-        for task in tasks:
+
+        def row(task):
             if task.array is not None:
-                job, its_pods = jobs.get(task.array.name), indexed.get((task.array.name, task.index), [])
-            else:
-                job, its_pods = jobs.get(task.name), pods.get(task.name, [])
+                return task, jobs.get(task.array.name), indexed.get((task.array.name, task.index), [])
+            return task, jobs.get(task.name), pods.get(task.name, [])
+
+        # causes before consequences: a task whose pod ended by itself is reported first in a round, so a gang
+        # node that failed is reported before the nodes its Job's controller killed for it (the first node to
+        # fail names the gang's failure)
+        rows = sorted(map(row, tasks), key=lambda r: not _ended_by_itself(r[2]))
+        for task, job, its_pods in rows:
             try:
                 seen = _seen(job, its_pods)
                 changed = changed or seen != task.seen
@@ -478,3 +484,11 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
 
 
 __all__ = ["KubernetesBackend", "PENDING_TIMEOUT", "pending_timeout", "unschedulable_reason", "describe_request"]
+
+
+def _ended_by_itself(pods: list) -> bool:
+    """One of these pods ended (Succeeded or Failed) without being deleted."""
+    return any(
+        p.status is not None and p.status.phase in ("Succeeded", "Failed") and p.metadata.deletion_timestamp is None
+        for p in pods
+    )
