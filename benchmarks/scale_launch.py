@@ -245,6 +245,7 @@ def _timed(project: Path, n: int) -> dict:
     wall = time.time() - t0
     backend = next(b for b in rt._backends.values() if b.remote)
     finished = [e for _, e in stamped if type(e).__name__ == "TaskFinished" and e.step == "each"]
+    not_ok = [e for e in finished if e.status != "succeeded"]
     return {
         "status": result.status,
         "message": result.message,
@@ -252,14 +253,12 @@ def _timed(project: Path, n: int) -> dict:
         "span": _each_span(stamped),
         "calls": dict(backend.calls),
         "tasks": len(finished),
-        "succeeded": sum(1 for e in finished if e.status == "succeeded"),
+        "succeeded": len(finished) - len(not_ok),
         "not_ok": collections.Counter(
-            f"{e.status}: {e.reason or (e.traceback.strip().splitlines() or ['?'])[-1]}"[:300]
-            for e in finished
-            if e.status != "succeeded"
+            f"{e.status}: {e.reason or (e.traceback.strip().splitlines() or ['?'])[-1]}"[:300] for e in not_ok
         ),
         "peak_rss_mib": _peak_rss_mib(),  # this process: the runtime, and moto or the emulator with it
-        "failed_logs": {e.pathspec: _log_tail(rt, e) for e in [e for e in finished if e.status != "succeeded"][:3]},
+        "failed_logs": {e.pathspec: _log_tail(rt, e) for e in not_ok[:3]},
     }
 
 
@@ -268,9 +267,9 @@ def _log_tail(rt, e, lines: int = 8) -> list[str]:
     _, run_id, step, task_id = e.pathspec.split("/")
     try:
         ds = rt._stage or rt.ds
-        now = ds.read_attempt(run_id, step, task_id, e.attempt)
+        record = ds.read_attempt(run_id, step, task_id, e.attempt)
         keys = ds.storage.list(ds.task_key(run_id, step, task_id))
-        return [f"(its keys now: {sorted(keys)}; its attempt record now: {now and now.status})"] + [
+        return [f"(its keys now: {sorted(keys)}; its attempt record now: {record and record.status})"] + [
             f"{ts} {stream} {text}" for ts, stream, text in rt.ds.read_log(run_id, step, task_id, e.attempt)
         ][-lines:]
     except Exception as exc:  # noqa: BLE001 - a benchmark's diagnostics: say why there is no log

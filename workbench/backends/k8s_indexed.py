@@ -21,7 +21,7 @@ from ..errors import WorkbenchError
 from .base import TaskExit
 from .k8s_listing import index_set, pod_index
 from .k8s_manifest import indexed_job_manifest, job_name
-from .k8s_status import EPOCH, container_started, exit_of, is_true
+from .k8s_status import EPOCH, container_started, exit_of, is_true, pod_ended
 from .remote import JobArray, RemoteJob
 
 ARRAY_LABEL = "workbench.array"
@@ -113,7 +113,7 @@ class IndexedJobs:
             doomed = [(ns, name, i) for (ns, name), idx in self._doomed_indexes().items() for i in idx]
         for ns, name, i in doomed:
             for pod in indexed.get((name, i), []):
-                if pod.metadata.deletion_timestamp is None and not _pod_ended(pod):
+                if pod.metadata.deletion_timestamp is None and not pod_ended(pod):
                     self._delete_pod(pod.metadata.name, ns)
 
     def _delete_pod(self, name: str, namespace: str) -> None:
@@ -140,7 +140,7 @@ class IndexedJobs:
                 job is None
                 or pod is None
                 or pod.metadata.deletion_timestamp is not None
-                or _pod_ended(pod)
+                or pod_ended(pod)
                 or now - task.cancel_sent > 30
             ):
                 self.conclude(task, self._requested_exit(task))  # type: ignore[attr-defined]
@@ -161,7 +161,7 @@ class IndexedJobs:
         task.seen_job = True
         if pod is not None and task.log is None and container_started(pod):
             self._start_logs(task)  # type: ignore[attr-defined]
-        if pod is not None and _pod_ended(pod):
+        if pod is not None and pod_ended(pod):
             if task.log is None:
                 self._start_logs(task)  # type: ignore[attr-defined]
             self.conclude(task, self._index_exit(task, pod))  # type: ignore[attr-defined]
@@ -224,7 +224,3 @@ class IndexedJobs:
             self._delete_job(array.name, array.namespace)  # type: ignore[attr-defined]
         except WorkbenchError:
             pass  # end_run sweeps the run's Jobs by label
-
-
-def _pod_ended(pod) -> bool:
-    return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")

@@ -49,6 +49,11 @@ def terminated(pod):
     return cs.state.terminated if cs is not None and cs.state is not None else None
 
 
+def pod_ended(pod) -> bool:
+    """The pod reached a terminal phase (Succeeded or Failed)."""
+    return pod.status is not None and pod.status.phase in ("Succeeded", "Failed")
+
+
 def container_started(pod) -> bool:
     cs = container_status(pod)
     return cs is not None and cs.state is not None and (cs.state.running is not None or cs.state.terminated is not None)

@@ -49,7 +49,7 @@ from .k8s_manifest import (
 )
 from .k8s_nodes import NodeCapacity
 from .k8s_pending import PENDING_TIMEOUT, PendingPods, pending_timeout
-from .k8s_status import EPOCH, container_started, exit_of, is_true, terminated, unschedulable_reason
+from .k8s_status import EPOCH, container_started, exit_of, is_true, pod_ended, terminated, unschedulable_reason
 from .remote import RemoteBackend, RemoteHandle, RemoteJob
 from .waiting import pod_pending_reason, say_waiting
 
@@ -339,7 +339,9 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
         # causes before consequences: a task whose pod ended by itself is reported first in a round, so a gang
         # node that failed is reported before the nodes its Job's controller killed for it (the first node to
         # fail names the gang's failure)
-        rows = sorted(map(row, tasks), key=lambda r: not _ended_by_itself(r[2]))
+        rows = sorted(
+            map(row, tasks), key=lambda r: not any(pod_ended(p) and p.metadata.deletion_timestamp is None for p in r[2])
+        )
         for task, job, its_pods in rows:
             try:
                 seen = _seen(job, its_pods)
@@ -484,11 +486,3 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
 
 
 __all__ = ["KubernetesBackend", "PENDING_TIMEOUT", "pending_timeout", "unschedulable_reason", "describe_request"]
-
-
-def _ended_by_itself(pods: list) -> bool:
-    """One of these pods ended (Succeeded or Failed) without being deleted."""
-    return any(
-        p.status is not None and p.status.phase in ("Succeeded", "Failed") and p.metadata.deletion_timestamp is None
-        for p in pods
-    )
