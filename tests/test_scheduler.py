@@ -521,3 +521,59 @@ def test_a_fan_out_keeps_one_shared_part_and_each_index_still_gets_its_own_frame
     join = [i for i in out if isinstance(i, Submit)][0].spec
     assert join.foreach_stack == [] and [i.foreach_stack[0]["index"] for i in join.inputs] == [0, 1, 2, 3, 4]
     assert [i.step for i in join.inputs] == ["b"] * 5
+
+
+GANG = """
+    from workbench import FlowSpec, parallel, step
+    class Gang(FlowSpec):
+        @step
+        def start(self):
+            self.next(self.train, num_parallel=3)
+        @parallel
+        @step
+        def train(self):
+            self.next(self.join)
+        @step
+        def join(self, inputs):
+            self.next(self.end)
+        @step
+        def end(self):
+            pass
+"""
+
+
+@pytest.mark.parametrize("killed_first", [True, False])
+def test_a_gang_is_failed_in_the_name_of_the_node_that_failed_not_one_the_platform_stopped(killed_first):
+    """A platform that fails a gang stops its other nodes (SIGTERM, exit 143, no report of their own); the
+    stopped node may be reported before the one that failed, whose report waits for its logs."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+
+    def stopped(key):
+        sub = sim.submitted[key]
+        return sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.FAILED, 143, "exit 143"), None, 0.0))
+
+    out = stopped(nodes[1]) if killed_first else sim.fail(nodes[2], reason="RuntimeError: node 2 fails")
+    assert {i.key for i in out if isinstance(i, Cancel)} == {nodes[0], nodes[1] if not killed_first else nodes[2]}
+    out = sim.fail(nodes[2], reason="RuntimeError: node 2 fails") if killed_first else stopped(nodes[1])
+    out = stopped(nodes[0])
+    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
+    for key in nodes[:2]:
+        assert writes[key].status is TaskStatus.FAILED
+        assert writes[key].reason == "node 2 of the gang failed: RuntimeError: node 2 fails", writes[key].reason
+
+
+def test_a_gang_whose_nodes_were_all_stopped_keeps_the_first_word():
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    for i, key in enumerate(nodes):
+        sub = sim.submitted[key]
+        reason = "the pod was evicted" if i == 0 else "exit 143"
+        out = sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.FAILED, 143, reason), None, 0.0))
+    reasons = [i.record.reason for i in out if isinstance(i, WriteTask)]
+    assert reasons == ["the pod was evicted"] + ["node 0 of the gang failed: the pod was evicted"] * 2, reasons

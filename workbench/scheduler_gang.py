@@ -24,7 +24,21 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Gang:
     members: list = field(default_factory=list)
     results: dict[str, tuple] = field(default_factory=dict)  # task id -> (exit, report)
-    failing: Optional[str] = None  # why the gang fails (the first node's failure)
+    failing: Optional[str] = None  # why the gang fails (the first node's failure, then the culprit's)
+    culprit: Optional[str] = None  # the task id of the node named in ``failing``, once all have answered
+
+
+def _rank(status: TaskStatus, result: TaskExit, report: Optional[AttemptRecord]) -> int:
+    """How much a node's failure is its own: 0 its own report says it failed, 1 it ended by itself
+    without a report (crashed, OOM-killed), 2 it was stopped from outside (cancelled, SIGTERM: exit 143
+    with no report), 3 it succeeded."""
+    if status is TaskStatus.SUCCEEDED:
+        return 3
+    if report is not None and report.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+        return 0
+    if status is TaskStatus.CANCELLED or (result.exit_code == 143 and report is None):
+        return 2
+    return 1
 
 
 class GangMixin:
@@ -73,6 +87,8 @@ class GangMixin:
                     out.append(Cancel(member.task_id, gang.failing))
         if any(m.task_id in self._running for m in gang.members):
             return
+        if gang.failing is not None:
+            gang.failing = self._gang_culprit(gang)
         if gang.failing is None:
             for member in gang.members:
                 self._running[member.task_id] = member  # _finish takes it off again
@@ -85,7 +101,7 @@ class GangMixin:
         for member in gang.members:
             m_result, m_report = gang.results[member.task_id]
             m_status, m_reason = self._reconcile(m_result, m_report)  # type: ignore[attr-defined]
-            if m_status is TaskStatus.SUCCEEDED or m_status is TaskStatus.CANCELLED:
+            if member.task_id != gang.culprit and _rank(m_status, m_result, m_report) >= 2:
                 m_status, m_reason = TaskStatus.FAILED, gang.failing
             failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
             if retry:  # the whole gang starts again, together
@@ -98,7 +114,27 @@ class GangMixin:
                 self._record(member, m_status, failed, m_report, now, out)  # type: ignore[attr-defined]
                 self._failed.append(member)
         gang.results.clear()
-        gang.failing = None
+        gang.failing = gang.culprit = None
+
+    def _gang_culprit(self, gang: _Gang) -> str:
+        """Why the gang failed, named after the node that failed on its own; sets ``gang.culprit``. The
+        first failure to arrive is not always that node: a platform that fails the gang stops the other
+        nodes (SIGTERM, exit 143, no report of their own), and one of those may be reported before the
+        node that caused it, whose report waits for its logs. So, once every node has answered, the
+        lowest :func:`_rank`, the first to arrive among equals (so if every node was stopped from outside,
+        the first word that arrived stays)."""
+        arrival = {task_id: i for i, task_id in enumerate(gang.results)}
+        best: Optional[tuple] = None
+        for member in gang.members:
+            result, report = gang.results[member.task_id]
+            status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]
+            key = (_rank(status, result, report), arrival[member.task_id])
+            if key[0] < 3 and (best is None or key < best[0]):
+                best = (key, member, status, reason)
+        assert best is not None  # a failure made the gang failing
+        _, member, status, reason = best
+        gang.culprit = member.task_id
+        return f"node {member.parallel['node_index']} of the gang failed: {reason or status}"
 
     def _gang_catch_fallback(self, gang: _Gang, now: float, out: list) -> bool:
         """@catch of a gang whose nodes died without their code raising (killed, never started): as in
@@ -116,7 +152,7 @@ class GangMixin:
         for member in gang.members:
             m_result, m_report = gang.results[member.task_id]
             m_status, m_reason = results[member.task_id]
-            if m_status is TaskStatus.SUCCEEDED or m_status is TaskStatus.CANCELLED:
+            if member.task_id != gang.culprit and _rank(m_status, m_result, m_report) >= 2:
                 m_status, m_reason = TaskStatus.FAILED, gang.failing
             failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
             final = member is not control
@@ -128,6 +164,6 @@ class GangMixin:
         control.status = TaskStatus.PENDING
         gang.members = [control]
         gang.results.clear()
-        gang.failing = None
+        gang.failing = gang.culprit = None
         self._ready.append(control)  # type: ignore[attr-defined]
         return True
