@@ -41,14 +41,14 @@ class LiveRuns(AppHost):
         """Timer: look for runs started elsewhere (CLI, detached) and their progress, off the UI thread."""
         if self.runtime is not None and self.current == self.live_path:
             return  # our own run's events are fresher than its records
-        store = self.run_store()
-        if store is not None:
-            self._read_runs_snapshot(self.current, store)
+        graph = self.graph
+        if graph is not None and graph.name:  # the store is made in the worker: resolving its path is syscalls
+            self._read_runs_snapshot(self.current, self.config, graph.name)
 
     @work(thread=True, exclusive=True, group="datastore-poll")
-    def _read_runs_snapshot(self, path: Optional[str], store: RunStore) -> None:
+    def _read_runs_snapshot(self, path: Optional[str], config, flow: str) -> None:
         try:
-            snapshot = store.snapshot()
+            snapshot = RunStore(config, flow).snapshot()
         except Exception:  # noqa: BLE001 - a half-written record: look again at the next tick
             return
         try:

@@ -141,15 +141,20 @@ class RunStore(PastRuns):
         if key in _settled:
             return dict(_settled[key])
         try:
-            counts = {
-                step: sum(1 for name in self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}") if name.isdigit())
-                for step in self.ds.list_steps(run_id)
-            }
+            counts = {step: self._count(run_id, step) for step in self.ds.list_steps(run_id)}
         except Exception:  # noqa: BLE001
             return {}
         if self._key(run_id) in _settled:  # finished: its tasks are all there
             _settled[key] = counts
         return counts
+
+    def _count(self, run_id: str, step: str) -> int:
+        """The step's tasks: its summary's total when it has one (one small read; the poller asks every half
+        second, and listing a 10,000-task step is 10 LIST calls on S3), else its task directories."""
+        summary = self.step_summary(run_id, step, fold=False)
+        if summary is not None and summary.total:
+            return summary.total
+        return sum(1 for name in self.ds.storage.list(f"{self.ds.flow}/runs/{run_id}/{step}") if name.isdigit())
 
     def live_runs(self) -> list[str]:
         """Runs whose record says running, wherever they were started (CLI, TUI, detached), newest first."""
