@@ -22,7 +22,7 @@ from tests.support.remote_projects import ARRAY_FLOW, TEST_CREDENTIALS, batch_te
 
 pytest.importorskip("boto3")
 
-WIDTH = 20  # 50 containers at once are too many for this 2-core machine shared by other sessions; see README
+WIDTH = 50  # the figure: 50 children of one array, all started at once by moto
 
 
 @pytest.fixture
