@@ -9,25 +9,30 @@ Key latency is from the key reaching the app to its effect (a tab switch), repor
 max per phase (while the merged log is read, afterwards, while another process writes a run). Target:
 every key within 100 ms. The machine is shared: the load average is printed at the start and the end, and
 `nice -n -20` (as root) gives figures close to a quiet machine's.
-Usage: python benchmarks/tui_foreach.py [--tasks 10000] [--no-summary] [--no-live]
+Python's full collections are counted too (pauses of the UI thread, per phase): the app is made as
+`workbench tui` makes it, with its first screen's objects frozen out of them; `--no-freeze` leaves them in.
+Usage: python benchmarks/tui_foreach.py [--tasks 10000] [--no-summary] [--no-live] [--no-freeze]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RUN_ID = "1000000000000009"
+NO_FREEZE = "--no-freeze" in sys.argv  # the app as `workbench tui` makes it freezes its first screen's objects
 
 
 def write_step(root: Path, tasks: int, summary: bool, run_id: str = RUN_ID, live: bool = False) -> None:
@@ -89,6 +94,19 @@ def make_project(tasks: int, summary: bool = True) -> Path:
     return root
 
 
+GC_PAUSES: list[float] = []  # the UI thread's full (generation 2) collections, seconds each
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if info.get("generation") != 2 or threading.current_thread() is not threading.main_thread():
+        return
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append(time.perf_counter() - _gc_started[0])
+
+
 CPU: list[float] = []  # the UI thread's CPU seconds per key (on a shared machine, wall time is mostly waiting)
 CPU_OF: dict[int, list[float]] = {}  # id(list of latencies) -> the CPU seconds of the same keys
 
@@ -123,7 +141,7 @@ async def measure(root: Path) -> dict:
     from workbench.config import load_config
     from workbench.tui.app import create_app
 
-    app = create_app(load_config(root), watch=False, datastore_poll=None)
+    app = create_app(load_config(root), watch=False, datastore_poll=None, freeze_gc=not NO_FREEZE)
     async with app.run_test(size=(120, 40)) as pilot:
         while not app.panes_ready:
             await pilot.pause(0.01)
@@ -154,7 +172,7 @@ async def follow_live(root: Path, tasks: int) -> dict:
         f"from pathlib import Path; import tui_foreach as b; "
         f"b.write_step(Path({str(root)!r}), {tasks}, True, run_id={run_id!r}, live=True)"
     )
-    app = create_app(load_config(root), watch=False, datastore_poll=0.5)
+    app = create_app(load_config(root), watch=False, datastore_poll=0.5, freeze_gc=not NO_FREEZE)
     async with app.run_test(size=(120, 40)) as pilot:
         while not app.panes_ready:
             await pilot.pause(0.01)
@@ -190,6 +208,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--no-summary", action="store_true", help="a run written before summaries existed")
     parser.add_argument("--no-live", action="store_true", help="skip following a run live")
+    parser.add_argument("--no-freeze", action="store_true", help="leave the first screen's objects to the collector")
     args = parser.parse_args()
 
     def ms(xs: list[float]) -> str:
@@ -202,6 +221,7 @@ def main() -> int:
         )
 
     root = make_project(args.tasks, summary=not args.no_summary)
+    gc.callbacks.append(_on_gc)
     try:
         print(f"load average {os.getloadavg()[0]:.2f} at the start")
         got = asyncio.run(measure(root))
@@ -216,6 +236,12 @@ def main() -> int:
             print(
                 f"followed live while another process wrote {live['final']} tasks in {live['written']:.1f} s: "
                 f"{live['updates']} summary updates drawn; key: {ms(live['latencies'])}"
+            )
+        if GC_PAUSES:
+            pauses = sorted(GC_PAUSES)
+            print(
+                f"full collections on the UI thread ({'not ' if args.no_freeze else ''}frozen first screen): "
+                f"{len(pauses)}, median {statistics.median(pauses) * 1000:.0f} ms, max {pauses[-1] * 1000:.0f} ms"
             )
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:

@@ -122,3 +122,30 @@ async def test_the_footer_is_rebuilt_only_when_its_keys_change(tui_project, cloc
         await wait_for(pilot, lambda: "follow" in footer_actions() and "next_step" not in footer_actions())
         await pilot.press("6")
         await wait_for(pilot, lambda: "follow" not in footer_actions() and "next_step" in footer_actions())
+
+
+@async_test
+async def test_the_cli_app_freezes_its_first_screen_out_of_full_collections(tui_project, clock, monkeypatch):
+    """Full collections scanned the first screen's ~100,000 objects, ~100 ms each, and a key landing in one
+    waited for it (benchmarks/tui_foreach.py): `workbench tui`'s app freezes them once its panes are up."""
+    import gc
+
+    from textual.app import App
+
+    from workbench.config import load_config
+    from workbench.tui import app as app_module
+
+    made = []
+    monkeypatch.setattr(App, "run", lambda self, *a, **k: made.append(self))
+    app_module.run_app(load_config(tui_project))
+    assert made[0].freeze_gc is True
+
+    assert gc.get_freeze_count() == 0
+    app = make_app(tui_project, clock, datastore_poll=None, freeze_gc=True)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.panes_ready and gc.get_freeze_count() > 0)
+            assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
+            assert app.freeze_gc is False  # once
+    finally:
+        gc.unfreeze()
