@@ -5,10 +5,11 @@ from __future__ import annotations
 
 
 def wide_foreach_flow(name: str, width_env: str) -> str:
-    """``start -> N x each -> join -> end`` of no-op tasks: the flow class ``name``, N read at run time from the
-    environment variable ``width_env`` (so one project runs every width)."""
+    """``start -> N x each -> join -> end`` of no-op tasks (each sleeps ``EACH_SECONDS`` if set): the flow class
+    ``name``, N read at run time from the environment variable ``width_env`` (so one project runs every width)."""
     return f"""\
 import os
+import time
 from workbench import FlowSpec, step
 
 class {name}(FlowSpec):
@@ -19,6 +20,7 @@ class {name}(FlowSpec):
 
     @step
     def each(self):
+        time.sleep(float(os.environ.get("EACH_SECONDS", "0")))  # 0: a no-op task
         self.next(self.join)
 
     @step

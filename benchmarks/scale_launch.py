@@ -13,6 +13,7 @@ overhead of an Indexed-Job task over a bare container start.
   (median of N) on the same engine, measured right after.
 
     python benchmarks/scale_launch.py [--backends batch,kubernetes] [-n 200] [--batch-slots 16] [--overhead 10]
+                                      [--task-seconds S]   # each task sleeps S: tasks that run a while, as most do
 
 Needs the Docker engine (scripts/start-docker.sh) and the base image (scripts/build-base-image.sh). On this
 2-core machine, quiet: ``--backends batch -n 1000`` took 847 s (1000/1000, 1 SubmitJob, 4,028 DescribeJobs) and
@@ -42,7 +43,8 @@ from benchmarks._flows import wide_foreach_flow  # noqa: E402  (the repository i
 
 FLOW = wide_foreach_flow("LaunchFlow", "LAUNCH_N")
 
-CREDS = 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing" }'
+CREDS = 'env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing", EACH_SECONDS = "%s" }'
+TASK_SECONDS = [0.0]  # --task-seconds: how long each task sleeps (0: no-op tasks)
 
 
 def _project(tmp: Path, toml: str) -> Path:
@@ -129,7 +131,7 @@ def launch_batch(n: int, image: str, slots: int = 16) -> dict:
                 backend = "batch"
                 cpu = 1
                 memory = "256M"
-                {CREDS}
+                {CREDS % TASK_SECONDS[0]}
             '''),
             )
             result = _timed(project, n)
@@ -189,7 +191,7 @@ def launch_kubernetes(n: int, image: str, parallelism: int, cpu: float = 0.25) -
                 backend = "kubernetes"
                 cpu = {cpu}
                 memory = "256M"
-                {CREDS}
+                {CREDS % TASK_SECONDS[0]}
             '''),
             )
             result = {**_timed(project, n), "pods_listed": listed[0]}
@@ -318,8 +320,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--batch-slots", type=int, default=16, help="containers moto's Batch runs at once (0: all)")
     parser.add_argument("--overhead", type=int, default=0, help="N for the per-task overhead run (0: skip)")
+    parser.add_argument(
+        "--task-seconds", type=float, default=0.0, help="each task of the launch run sleeps this long (default: no-op)"
+    )
     parser.add_argument("--image", default=os.environ.get("WORKBENCH_BASE_IMAGE") or "workbench-base:bookworm")
     args = parser.parse_args(argv)
+    TASK_SECONDS[0] = args.task_seconds
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
     ok = True
     here = os.getcwd()
