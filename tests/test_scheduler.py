@@ -577,3 +577,80 @@ def test_a_gang_whose_nodes_were_all_stopped_keeps_the_first_word():
         out = sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.FAILED, 143, reason), None, 0.0))
     reasons = [i.record.reason for i in out if isinstance(i, WriteTask)]
     assert reasons == ["the pod was evicted"] + ["node 0 of the gang failed: the pod was evicted"] * 2, reasons
+
+
+def test_a_gang_is_named_after_the_node_whose_own_report_failed_first_not_one_that_failed_after_it():
+    """Node 0 is stopped by the platform; node 1, cancelled, had already failed on its own (it lost node 0);
+    node 2, cancelled too, had raised before either: its report's clock names it, whatever the arrival order."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+
+    def exited(key, status, code, reason, report_reason=None, finished_at=None, now=0.0):
+        sub = sim.submitted[key]
+        report = None
+        if report_reason:
+            report = AttemptRecord(
+                status=TaskStatus.FAILED, attempt=sub.spec.attempt, reason=report_reason, finished_at=finished_at
+            )
+        return sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(status, code, reason), report, now))
+
+    out = exited(nodes[0], TaskStatus.FAILED, 143, "exited with code 143 (Error)", now=30.0)
+    cancel = next(i.reason for i in out if isinstance(i, Cancel))
+    assert cancel == "node 0 of the gang failed: exited with code 143 (Error)"
+    exited(nodes[1], TaskStatus.CANCELLED, None, cancel, "ConnectionError: node 0 is gone", finished_at=20.0, now=31.0)
+    out = exited(nodes[2], TaskStatus.CANCELLED, None, cancel, "RuntimeError: node 2 fails", finished_at=10.0, now=32.0)
+    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    assert writes[nodes[2]].status is TaskStatus.FAILED
+    assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
+    for key in nodes[:2]:
+        assert writes[key].status is TaskStatus.FAILED
+        assert writes[key].reason == "node 2 of the gang failed: RuntimeError: node 2 fails", writes[key].reason
+
+
+def test_a_node_that_died_without_a_report_stays_the_culprit_when_its_peers_then_fail_on_their_own():
+    """Node 1 dies (exit 7, no report: its machine lost a GPU); nodes 0 and 2, cancelled for it, fail on their
+    own as they go (they lost node 1), with reports written after node 1's exit arrived: they followed it."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sub = sim.submitted[nodes[1]]
+    out = sim.feed(
+        TaskExited(nodes[1], sub.spec.attempt, TaskExit(TaskStatus.FAILED, 7, "exited with code 7"), None, 0.0)
+    )
+    cancel = next(i.reason for i in out if isinstance(i, Cancel))
+    for key in (nodes[2], nodes[0]):
+        sub = sim.submitted[key]
+        report = AttemptRecord(
+            status=TaskStatus.FAILED,
+            attempt=sub.spec.attempt,
+            reason="ConnectionError: node 1 is gone",
+            finished_at=5.0,
+        )
+        out = sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.CANCELLED, None, cancel), report, 0.0))
+    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    assert writes[nodes[1]].reason == "exited with code 7"
+    for key in (nodes[0], nodes[2]):
+        assert writes[key].status is TaskStatus.FAILED
+        assert writes[key].reason == "node 1 of the gang failed: exited with code 7", writes[key].reason
+
+
+def test_nodes_whose_pods_went_with_the_failed_job_are_not_the_culprit_though_they_arrive_first():
+    """The Job's controller deletes the other pods when node 2 raises; their exits (no report, no exit code)
+    arrive first, node 2's after its log has settled: its report's clock puts it first."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    for i, now in ((0, 30.0), (1, 30.5)):
+        sub = sim.submitted[nodes[i]]
+        gone = TaskExit(TaskStatus.FAILED, None, f"index {i} of Job j failed and its pod is gone")
+        sim.feed(TaskExited(nodes[i], sub.spec.attempt, gone, None, now))
+    sub = sim.submitted[nodes[2]]
+    report = AttemptRecord(status=TaskStatus.FAILED, attempt=0, reason="RuntimeError: node 2 fails", finished_at=25.0)
+    out = sim.feed(TaskExited(nodes[2], 0, TaskExit(TaskStatus.FAILED, 1, "exited with code 1"), report, 32.0))
+    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
+    assert [writes[k].reason for k in nodes[:2]] == ["node 2 of the gang failed: RuntimeError: node 2 fails"] * 2

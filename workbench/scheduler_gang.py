@@ -23,15 +23,16 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class _Gang:
     members: list = field(default_factory=list)
-    results: dict[str, tuple] = field(default_factory=dict)  # task id -> (exit, report)
+    results: dict[str, tuple] = field(default_factory=dict)  # task id -> (exit, report), in the order they came
+    arrived: dict[str, float] = field(default_factory=dict)  # task id -> when its exit reached the scheduler
     failing: Optional[str] = None  # why the gang fails (the first node's failure, then the culprit's)
     culprit: Optional[str] = None  # the task id of the node named in ``failing``, once all have answered
 
 
 def _rank(status: TaskStatus, result: TaskExit, report: Optional[AttemptRecord]) -> int:
-    """How much a node's failure is its own: 0 its own report says it failed, 1 it ended by itself
-    without a report (crashed, OOM-killed), 2 it was stopped from outside (cancelled, SIGTERM: exit 143
-    with no report), 3 it succeeded."""
+    """What a node's failure says: 0 its own report says it failed (and when), 1 it ended by itself
+    without a report (crashed, OOM-killed, its pod gone), 2 it was stopped from outside (cancelled,
+    SIGTERM: exit 143 with no report), 3 it succeeded."""
     if status is TaskStatus.SUCCEEDED:
         return 3
     if report is not None and report.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
@@ -79,6 +80,7 @@ class GangMixin:
         gang = self._gangs[task.parallel["gang"]]
         self._running.pop(task.task_id, None)
         gang.results[task.task_id] = (result, report)
+        gang.arrived[task.task_id] = now
         status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]
         if status is not TaskStatus.SUCCEEDED and gang.failing is None:
             gang.failing = f"node {task.parallel['node_index']} of the gang failed: {reason or status}"
@@ -99,11 +101,7 @@ class GangMixin:
         if not retry and self._gang_catch_fallback(gang, now, out):
             return
         for member in gang.members:
-            m_result, m_report = gang.results[member.task_id]
-            m_status, m_reason = self._reconcile(m_result, m_report)  # type: ignore[attr-defined]
-            if member.task_id != gang.culprit and _rank(m_status, m_result, m_report) >= 2:
-                m_status, m_reason = TaskStatus.FAILED, gang.failing
-            failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
+            failed, m_report = self._member_exit(gang, member), gang.results[member.task_id][1]
             if retry:  # the whole gang starts again, together
                 self._record(member, TaskStatus.RETRYING, failed, m_report, now, out, final=False)  # type: ignore[attr-defined]
                 member.attempt += 1
@@ -111,28 +109,49 @@ class GangMixin:
                 self._seq += 1  # type: ignore[attr-defined]
                 heapq.heappush(self._delayed, (now + settings.retry_delay, self._seq, member))  # type: ignore[attr-defined]
             else:
-                self._record(member, m_status, failed, m_report, now, out)  # type: ignore[attr-defined]
+                self._record(member, TaskStatus.parse(failed.status), failed, m_report, now, out)  # type: ignore[attr-defined]
                 self._failed.append(member)
         gang.results.clear()
+        gang.arrived.clear()
         gang.failing = gang.culprit = None
 
+    def _member_exit(self, gang: _Gang, member: "_Task") -> TaskExit:
+        """A node's outcome as recorded: the culprit in its own words (also when the backend says it was
+        cancelled), every other node with the gang's reason."""
+        result, report = gang.results[member.task_id]
+        status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]
+        if member.task_id == gang.culprit and _rank(status, result, report) == 0:
+            assert report is not None  # rank 0: its own report says it failed
+            status, reason = report.status, report.reason or reason
+        elif member.task_id != gang.culprit:  # it failed with the gang (its own words stay in its attempt and log)
+            status, reason = TaskStatus.FAILED, gang.failing or "the gang failed"
+        return TaskExit(status, result.exit_code, reason, result.usage)
+
     def _gang_culprit(self, gang: _Gang) -> str:
-        """Why the gang failed, named after the node that failed on its own; sets ``gang.culprit``. The
-        first failure to arrive is not always that node: a platform that fails the gang stops the other
-        nodes (SIGTERM, exit 143, no report of their own), and one of those may be reported before the
-        node that caused it, whose report waits for its logs. So, once every node has answered, the
-        lowest :func:`_rank`, the first to arrive among equals (so if every node was stopped from outside,
-        the first word that arrived stays)."""
-        arrival = {task_id: i for i, task_id in enumerate(gang.results)}
-        best: Optional[tuple] = None
+        """Why the gang failed, named after the node that failed first on its own; sets ``gang.culprit``.
+        The first failure to arrive is not always that node: a platform that fails the gang stops the other
+        nodes (SIGTERM: exit 143, or their pods deleted), and those may reach the runtime before the node
+        that caused it, whose exit waits for its logs. So, once every node has answered, leaving out the
+        nodes stopped from outside (cancelled, or exit 143 without a report), the node that failed first:
+        by its own report's clock when it wrote one (reports are written as the failure happens), else by
+        when its exit arrived (no later than it happened). If every node was stopped from outside, the first
+        to arrive. A node that died without a report (OOM-killed) while a peer, losing it, raised before
+        the death reached the runtime, would name the peer: the backends do not pass on when a pod died."""
+        order = {task_id: i for i, task_id in enumerate(gang.results)}
+        nodes = []  # (rank, when, arrival order, member, status, reason)
         for member in gang.members:
             result, report = gang.results[member.task_id]
             status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]
-            key = (_rank(status, result, report), arrival[member.task_id])
-            if key[0] < 3 and (best is None or key < best[0]):
-                best = (key, member, status, reason)
-        assert best is not None  # a failure made the gang failing
-        _, member, status, reason = best
+            rank = _rank(status, result, report)
+            if rank == 3:
+                continue
+            when = gang.arrived.get(member.task_id, float("inf"))
+            if rank == 0 and report is not None:
+                reason = report.reason or reason  # its own words, also when the backend says it was cancelled
+                when = min(when, report.finished_at or when)
+            nodes.append((2 if rank == 2 else 0, when, order[member.task_id], member, status, reason))
+        assert nodes  # a failure made the gang failing
+        _, _, _, member, status, reason = min(nodes, key=lambda n: n[:3])
         gang.culprit = member.task_id
         return f"node {member.parallel['node_index']} of the gang failed: {reason or status}"
 
@@ -150,11 +169,7 @@ class GangMixin:
         if any(gang.results[t][1] is not None and s is not TaskStatus.SUCCEEDED for t, (s, _) in results.items()):
             return False  # a node's own report says it failed (e.g. its outputs could not be saved)
         for member in gang.members:
-            m_result, m_report = gang.results[member.task_id]
-            m_status, m_reason = results[member.task_id]
-            if member.task_id != gang.culprit and _rank(m_status, m_result, m_report) >= 2:
-                m_status, m_reason = TaskStatus.FAILED, gang.failing
-            failed = TaskExit(m_status, m_result.exit_code, m_reason, m_result.usage)
+            failed, m_report = self._member_exit(gang, member), gang.results[member.task_id][1]
             final = member is not control
             status = TaskStatus.FAILED if final else TaskStatus.RETRYING
             self._record(member, status, failed, m_report, now, out, final=final)  # type: ignore[attr-defined]
@@ -164,6 +179,7 @@ class GangMixin:
         control.status = TaskStatus.PENDING
         gang.members = [control]
         gang.results.clear()
+        gang.arrived.clear()
         gang.failing = gang.culprit = None
         self._ready.append(control)  # type: ignore[attr-defined]
         return True
