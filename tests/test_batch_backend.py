@@ -130,7 +130,11 @@ class _FakeBatch:
     def describe_jobs(self, jobs):
         assert len(jobs) <= 100
         self.calls.append(len(jobs))
-        return {"jobs": [{"jobId": j, "status": self.statuses.get(j, "RUNNABLE"), "container": {}} for j in jobs]}
+        out = [{"jobId": j, "status": self.statuses.get(j, "RUNNABLE"), "container": {}} for j in jobs]
+        for d in out:
+            if d["status"] in ("SUCCEEDED", "FAILED"):
+                d["stoppedAt"] = 1_780_000_000_123  # epoch milliseconds, as Batch (and moto) say it
+        return {"jobs": out}
 
 
 def _backend_with_fake(statuses, runnable_warning=600):
@@ -157,6 +161,7 @@ def test_status_is_polled_100_jobs_per_call():
     backend.poll_once(jobs)
     assert fake.calls == [100, 100, 50]
     assert len(exits) == 1 and exits[0].status == "succeeded"
+    assert exits[0].ended_at == 1_780_000_000.123  # when it stopped: a gang's culprit is chosen by time
 
 
 def test_runnable_too_long_warns_once_with_the_request():

@@ -391,6 +391,16 @@ def test_reasons_in_words_from_job_and_pod_status():
         _pod(terminated={"exit_code": 137, "reason": "OOMKilled"}),
     )
     assert oom.status == "oom" and "memory limit of 1Gi" in oom.reason
+    assert oom.ended_at is None  # the pod did not say when
+    import datetime as dt
+
+    at = dt.datetime(2026, 12, 3, 10, 0, 5, tzinfo=dt.timezone.utc)
+    ended = backend._exit_of(
+        task,
+        _condition("FailureTarget", "PodFailurePolicy"),
+        _pod(terminated={"exit_code": 137, "reason": "OOMKilled", "finished_at": at}),
+    )
+    assert ended.ended_at == at.timestamp()  # when the container ended: a gang's culprit is chosen by time
     crash = backend._exit_of(
         task, _condition("Failed", "BackoffLimitExceeded"), _pod(terminated={"exit_code": 7, "reason": "Error"})
     )

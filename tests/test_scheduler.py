@@ -654,3 +654,25 @@ def test_nodes_whose_pods_went_with_the_failed_job_are_not_the_culprit_though_th
     writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
     assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
     assert [writes[k].reason for k in nodes[:2]] == ["node 2 of the gang failed: RuntimeError: node 2 fails"] * 2
+
+
+def test_a_node_the_platform_says_died_first_is_the_culprit_though_a_peer_reported_before_its_exit_came():
+    """Node 0 is OOM-killed at 8 (no report; its exit waits for its log until 12); node 1, losing it, raises
+    at 10 and is reported at 11: the platform's time for node 0's end puts it first."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    report = AttemptRecord(
+        status=TaskStatus.FAILED, attempt=0, reason="ConnectionError: node 0 is gone", finished_at=10.0
+    )
+    out = sim.feed(TaskExited(nodes[1], 0, TaskExit(TaskStatus.FAILED, 1, "exited with code 1"), report, 11.0))
+    cancel = next(i.reason for i in out if isinstance(i, Cancel))
+    oom = TaskExit(TaskStatus.OOM, 137, "OOMKilled: the container went over its memory limit", ended_at=8.0)
+    sim.feed(TaskExited(nodes[0], 0, oom, None, 12.0))
+    out = sim.feed(TaskExited(nodes[2], 0, TaskExit(TaskStatus.CANCELLED, None, cancel), None, 13.0))
+    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    assert writes[nodes[0]].status is TaskStatus.OOM
+    assert [writes[k].reason for k in nodes[1:]] == [
+        "node 0 of the gang failed: OOMKilled: the container went over its memory limit"
+    ] * 2

@@ -134,9 +134,9 @@ class GangMixin:
         that caused it, whose exit waits for its logs. So, once every node has answered, leaving out the
         nodes stopped from outside (cancelled, or exit 143 without a report), the node that failed first:
         by its own report's clock when it wrote one (reports are written as the failure happens), else by
-        when its exit arrived (no later than it happened). If every node was stopped from outside, the first
-        to arrive. A node that died without a report (OOM-killed) while a peer, losing it, raised before
-        the death reached the runtime, would name the peer: the backends do not pass on when a pod died."""
+        when the platform says its container ended (``TaskExit.ended_at``: a pod's ``finishedAt``, a Batch
+        job's ``stoppedAt``), else by when its exit arrived (no later than it happened). If every node was
+        stopped from outside, the first to arrive."""
         order = {task_id: i for i, task_id in enumerate(gang.results)}
         nodes = []  # (rank, when, arrival order, member, status, reason)
         for member in gang.members:
@@ -149,6 +149,8 @@ class GangMixin:
             if rank == 0 and report is not None:
                 reason = report.reason or reason  # its own words, also when the backend says it was cancelled
                 when = min(when, report.finished_at or when)
+            elif result.ended_at is not None:  # the platform said when its container ended
+                when = min(when, result.ended_at)
             nodes.append((2 if rank == 2 else 0, when, order[member.task_id], member, status, reason))
         assert nodes  # a failure made the gang failing
         _, _, _, member, status, reason = min(nodes, key=lambda n: n[:3])

@@ -42,6 +42,7 @@ class TaskExit:
     exit_code: Optional[int] = None
     reason: str = ""
     usage: dict[str, Any] = field(default_factory=dict)  # peak_memory_mib, cpu_seconds, ...
+    ended_at: Optional[float] = None  # when the task's container ended by the platform's clock (None: not said)
 
     def __post_init__(self) -> None:
         self.status = TaskStatus(self.status)

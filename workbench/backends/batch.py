@@ -390,7 +390,10 @@ class BatchBackend(BatchGangs, BatchCapacity, BatchLogs, RemoteBackend):
             job.ended = d  # its log is read once, when the settle time has passed (drain_logs)
             settle = float(os.environ.get("WORKBENCH_BATCH_LOG_SETTLE", "2.0"))
             job.settle_until = now + (settle if job.log_stream and not job.requested else 0)
-            self.conclude(job, self._exit_of(job, d))
+            result = self._exit_of(job, d)
+            if isinstance(d.get("stoppedAt"), (int, float)):
+                result.ended_at = d["stoppedAt"] / 1000  # epoch milliseconds
+            self.conclude(job, result)
             return True
         return changed
 

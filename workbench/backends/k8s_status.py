@@ -103,9 +103,18 @@ def stuck_reason(
 
 
 def exit_of(condition, pod, settings, gpu_vendor: str, usage: dict[str, Any], deadline_grace: int) -> TaskExit:
-    """How a Job ended, from its finishing condition (None: none yet) and its pod."""
+    """How a Job ended, from its finishing condition (None: none yet) and its pod; with when its container
+    ended (the container's ``finishedAt``), when the pod says."""
     cs = container_status(pod) if pod is not None else None
     term = cs.state.terminated if cs is not None and cs.state is not None else None
+    result = _exit_of(condition, pod, term, settings, gpu_vendor, usage, deadline_grace)
+    finished = getattr(term, "finished_at", None) if term is not None else None
+    if finished is not None and hasattr(finished, "timestamp"):
+        result.ended_at = finished.timestamp()
+    return result
+
+
+def _exit_of(condition, pod, term, settings, gpu_vendor: str, usage: dict[str, Any], deadline_grace: int) -> TaskExit:
     code = term.exit_code if term is not None else None
     if condition is not None and condition.type in ("Complete", "SuccessCriteriaMet"):
         return TaskExit(TaskStatus.SUCCEEDED, code if code is not None else 0, "", usage)
