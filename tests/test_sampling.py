@@ -66,8 +66,8 @@ def test_a_docker_task_that_allocates_gradually_has_a_rising_timeline(project, m
 
     docker_client_or_skip()
     (project / "workbench.toml").write_text(
-        f'[project]\nname = "grow"\n[docker]\nimage = "{base_image()}"\nenv = {{ GROW_PAUSE = "0.6" }}\n'
-    )
+        f'[project]\nname = "grow"\n[docker]\nimage = "{base_image()}"\nenv = {{ GROW_PAUSE = "1.0" }}\n'
+    )  # 12 s of growth: under load the engine's stats stream came every ~2.5 s, and 0.6 s pauses gave 3 readings
     _rising_timeline(project, "docker", "docker-stats", monkeypatch)
 
 
