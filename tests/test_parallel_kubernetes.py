@@ -55,7 +55,7 @@ def kube_gang(aws, tmp_path, monkeypatch):
 
 
 def _runtime(config, events, **params):
-    """The flow's Runtime. Every parameter is passed: a Runtime given only some leaves the others unset after start."""
+    """The flow's Runtime, with every parameter of the gang flow spelled out."""
     from workbench.graph import load_graph
     from workbench.runtime import Runtime
 

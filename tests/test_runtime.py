@@ -246,3 +246,17 @@ def test_a_datastore_error_while_submitting_fails_the_run_at_once(project, monke
     assert (result.status, result.message) == ("failed", "disk full while writing the spec of fan")
     assert isinstance(events[-1], ev.RunFinished) and ds.read_run(result.run_id).status == "failed"
     assert "fan" not in [e.step for e in events if isinstance(e, ev.TaskFinished) and e.ok]
+
+
+def test_a_runtime_given_some_parameters_gives_the_others_their_defaults(project):
+    """Runtime(params=...) from Python (as the tests and an embedding program use it) with one parameter of
+    two: the other takes its default, as `workbench run` gives it, instead of being left unset."""
+    copy_test_flow(project, "branchy.py")
+    graph = load_graph(project / "flows" / "branchy.py")
+    config = load_config()
+    result = Runtime(graph, config, params={"scale": 3}).run()
+    assert result.status == "succeeded", result.message
+    namespace(FlowDatastore(config.datastore_url, graph.name).url)
+    data = Flow("BranchyFlow").latest_run.data
+    assert (data.scale, data.tag) == (3, "t")
+    assert data.totals == [45, 180]  # scale 3, as given

@@ -88,10 +88,12 @@ class Runtime:
         self.rerun_steps = rerun_steps or set()
         self.only_step = only_step
         self.only_task_index = only_task_index
-        if params is None:
-            from .parameters import resolve_parameters
+        from .parameters import resolve_parameters
 
-            params = resolve_parameters(graph.parameters, {})  # defaults (a resume takes the origin's)
+        # the parameters not given take their defaults (all of them when none are given; a resume takes the
+        # origin's); one that is required and not given is refused here, in one line
+        missing = [p for p in graph.parameters if params is None or p.attr not in params]
+        params = {**resolve_parameters(missing, {}), **(params or {})}
         self.params = params
         self.configs = configs or {}  # Config name -> value (workbench.config_values), artifacts of every task
         if graph.configs and configs is None:
