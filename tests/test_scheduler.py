@@ -542,14 +542,24 @@ GANG = """
 """
 
 
+def started_gang():
+    """A 3-node gang whose start task succeeded: the simulator and the nodes' task keys, by node index."""
+    sim = Sim(GANG)
+    sim.start()
+    sim.ok("1")
+    return sim, [sim.key_of("train", (i,)) for i in range(3)]
+
+
+def written(out):
+    """Task id -> the task record an answer wrote."""
+    return {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+
+
 @pytest.mark.parametrize("killed_first", [True, False])
 def test_a_gang_is_failed_in_the_name_of_the_node_that_failed_not_one_the_platform_stopped(killed_first):
     """A platform that fails a gang stops its other nodes (SIGTERM, exit 143, no report of their own); the
     stopped node may be reported before the one that failed, whose report waits for its logs."""
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
 
     def stopped(key):
         sub = sim.submitted[key]
@@ -559,7 +569,7 @@ def test_a_gang_is_failed_in_the_name_of_the_node_that_failed_not_one_the_platfo
     assert {i.key for i in out if isinstance(i, Cancel)} == {nodes[0], nodes[1] if not killed_first else nodes[2]}
     out = sim.fail(nodes[2], reason="RuntimeError: node 2 fails") if killed_first else stopped(nodes[1])
     out = stopped(nodes[0])
-    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    writes = written(out)
     assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
     for key in nodes[:2]:
         assert writes[key].status is TaskStatus.FAILED
@@ -567,10 +577,7 @@ def test_a_gang_is_failed_in_the_name_of_the_node_that_failed_not_one_the_platfo
 
 
 def test_a_gang_whose_nodes_were_all_stopped_keeps_the_first_word():
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
     for i, key in enumerate(nodes):
         sub = sim.submitted[key]
         reason = "the pod was evicted" if i == 0 else "exit 143"
@@ -582,10 +589,7 @@ def test_a_gang_whose_nodes_were_all_stopped_keeps_the_first_word():
 def test_a_gang_is_named_after_the_node_whose_own_report_failed_first_not_one_that_failed_after_it():
     """Node 0 is stopped by the platform; node 1, cancelled, had already failed on its own (it lost node 0);
     node 2, cancelled too, had raised before either: its report's clock names it, whatever the arrival order."""
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
 
     def exited(key, status, code, reason, report_reason=None, finished_at=None, now=0.0):
         sub = sim.submitted[key]
@@ -601,7 +605,7 @@ def test_a_gang_is_named_after_the_node_whose_own_report_failed_first_not_one_th
     assert cancel == "node 0 of the gang failed: exited with code 143 (Error)"
     exited(nodes[1], TaskStatus.CANCELLED, None, cancel, "ConnectionError: node 0 is gone", finished_at=20.0, now=31.0)
     out = exited(nodes[2], TaskStatus.CANCELLED, None, cancel, "RuntimeError: node 2 fails", finished_at=10.0, now=32.0)
-    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    writes = written(out)
     assert writes[nodes[2]].status is TaskStatus.FAILED
     assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
     for key in nodes[:2]:
@@ -612,10 +616,7 @@ def test_a_gang_is_named_after_the_node_whose_own_report_failed_first_not_one_th
 def test_a_node_that_died_without_a_report_stays_the_culprit_when_its_peers_then_fail_on_their_own():
     """Node 1 dies (exit 7, no report: its machine lost a GPU); nodes 0 and 2, cancelled for it, fail on their
     own as they go (they lost node 1), with reports written after node 1's exit arrived: they followed it."""
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
     sub = sim.submitted[nodes[1]]
     out = sim.feed(
         TaskExited(nodes[1], sub.spec.attempt, TaskExit(TaskStatus.FAILED, 7, "exited with code 7"), None, 0.0)
@@ -630,7 +631,7 @@ def test_a_node_that_died_without_a_report_stays_the_culprit_when_its_peers_then
             finished_at=5.0,
         )
         out = sim.feed(TaskExited(key, sub.spec.attempt, TaskExit(TaskStatus.CANCELLED, None, cancel), report, 0.0))
-    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    writes = written(out)
     assert writes[nodes[1]].reason == "exited with code 7"
     for key in (nodes[0], nodes[2]):
         assert writes[key].status is TaskStatus.FAILED
@@ -640,10 +641,7 @@ def test_a_node_that_died_without_a_report_stays_the_culprit_when_its_peers_then
 def test_nodes_whose_pods_went_with_the_failed_job_are_not_the_culprit_though_they_arrive_first():
     """The Job's controller deletes the other pods when node 2 raises; their exits (no report, no exit code)
     arrive first, node 2's after its log has settled: its report's clock puts it first."""
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
     for i, now in ((0, 30.0), (1, 30.5)):
         sub = sim.submitted[nodes[i]]
         gone = TaskExit(TaskStatus.FAILED, None, f"index {i} of Job j failed and its pod is gone")
@@ -651,7 +649,7 @@ def test_nodes_whose_pods_went_with_the_failed_job_are_not_the_culprit_though_th
     sub = sim.submitted[nodes[2]]
     report = AttemptRecord(status=TaskStatus.FAILED, attempt=0, reason="RuntimeError: node 2 fails", finished_at=25.0)
     out = sim.feed(TaskExited(nodes[2], 0, TaskExit(TaskStatus.FAILED, 1, "exited with code 1"), report, 32.0))
-    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    writes = written(out)
     assert writes[nodes[2]].reason == "RuntimeError: node 2 fails"
     assert [writes[k].reason for k in nodes[:2]] == ["node 2 of the gang failed: RuntimeError: node 2 fails"] * 2
 
@@ -659,10 +657,7 @@ def test_nodes_whose_pods_went_with_the_failed_job_are_not_the_culprit_though_th
 def test_a_node_the_platform_says_died_first_is_the_culprit_though_a_peer_reported_before_its_exit_came():
     """Node 0 is OOM-killed at 8 (no report; its exit waits for its log until 12); node 1, losing it, raises
     at 10 and is reported at 11: the platform's time for node 0's end puts it first."""
-    sim = Sim(GANG)
-    sim.start()
-    sim.ok("1")
-    nodes = [sim.key_of("train", (i,)) for i in range(3)]
+    sim, nodes = started_gang()
     report = AttemptRecord(
         status=TaskStatus.FAILED, attempt=0, reason="ConnectionError: node 0 is gone", finished_at=10.0
     )
@@ -671,7 +666,7 @@ def test_a_node_the_platform_says_died_first_is_the_culprit_though_a_peer_report
     oom = TaskExit(TaskStatus.OOM, 137, "OOMKilled: the container went over its memory limit", ended_at=8.0)
     sim.feed(TaskExited(nodes[0], 0, oom, None, 12.0))
     out = sim.feed(TaskExited(nodes[2], 0, TaskExit(TaskStatus.CANCELLED, None, cancel), None, 13.0))
-    writes = {i.record.pathspec.split("/")[-1]: i.record for i in out if isinstance(i, WriteTask)}
+    writes = written(out)
     assert writes[nodes[0]].status is TaskStatus.OOM
     assert [writes[k].reason for k in nodes[1:]] == [
         "node 0 of the gang failed: OOMKilled: the container went over its memory limit"

@@ -138,7 +138,7 @@ class GangMixin:
         job's ``stoppedAt``), else by when its exit arrived (no later than it happened). If every node was
         stopped from outside, the first to arrive."""
         order = {task_id: i for i, task_id in enumerate(gang.results)}
-        nodes = []  # (rank, when, arrival order, member, status, reason)
+        nodes = []  # (0 failed on its own / 2 stopped from outside, when, arrival order, member, status, reason)
         for member in gang.members:
             result, report = gang.results[member.task_id]
             status, reason = self._reconcile(result, report)  # type: ignore[attr-defined]

@@ -336,9 +336,9 @@ class KubernetesBackend(PendingPods, GangJobs, IndexedJobs, NodeCapacity, Remote
                 return task, jobs.get(task.array.name), indexed.get((task.array.name, task.index), [])
             return task, jobs.get(task.name), pods.get(task.name, [])
 
-        # causes before consequences: a task whose pod ended by itself is reported first in a round, so a gang
-        # node that failed is reported before the nodes its Job's controller killed for it (the first node to
-        # fail names the gang's failure)
+        # causes before consequences: a task whose pod ended by itself is reported first in a round, before the
+        # nodes its Job's controller killed for it (the scheduler names a gang's culprit by time once every node
+        # has answered; this order makes the reason sent with the first cancels the right one more often)
         rows = sorted(
             map(row, tasks), key=lambda r: not any(pod_ended(p) and p.metadata.deletion_timestamp is None for p in r[2])
         )
